@@ -1,0 +1,211 @@
+//! `fourd infer`: one question about images or a video, answered with streaming output.
+
+use std::io::Write;
+use std::path::PathBuf;
+
+use anyhow::{bail, Context, Result};
+use candle_core::Device;
+use clap::Args;
+use fourd_model::generation::{generate, GenerationConfig, LatentTokens, SamplingOverrides, Sampling, TokenKind};
+use fourd_model::inputs::{PromptInput, VideoFrames, FOUR_D_THINKER_SUFFIX};
+use fourd_model::processor::{list_frames, load_image};
+use fourd_model::tokenizer::{Content, Message};
+use fourd_model::weights::parse_dtype;
+use fourd_model::{Pipeline, RopeIndexStyle};
+use serde_json::json;
+
+#[derive(Args, Debug)]
+pub struct InferArgs {
+    /// Checkpoint folder (config.json, safetensors, tokenizer.json, ...).
+    #[arg(long)]
+    pub model: PathBuf,
+    /// Image file(s), in prompt order.
+    #[arg(long, num_args = 1.., conflicts_with = "frames")]
+    pub image: Vec<PathBuf>,
+    /// A folder of frames, read in name order as one video.
+    #[arg(long)]
+    pub frames: Option<PathBuf>,
+    /// Rate the frames were sampled at (sets the video's temporal positions).
+    #[arg(long, default_value_t = 2.0)]
+    pub fps: f64,
+    /// The question, put verbatim into the user turn after the images / video.
+    #[arg(long)]
+    pub question: String,
+    /// Append the 4DThinker think/answer instruction to the question.
+    #[arg(long)]
+    pub suffix: bool,
+    #[arg(long, default_value_t = 512)]
+    pub max_new_tokens: usize,
+    /// Greedy decoding (overrides generation_config.json).
+    #[arg(long)]
+    pub greedy: bool,
+    #[arg(long)]
+    pub temperature: Option<f64>,
+    #[arg(long)]
+    pub top_p: Option<f64>,
+    #[arg(long)]
+    pub top_k: Option<usize>,
+    #[arg(long)]
+    pub repetition_penalty: Option<f64>,
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Compute dtype: f32, bf16 or f16.
+    #[arg(long, default_value = "f32")]
+    pub dtype: String,
+    /// cpu, or cuda / cuda:N (needs a build with --features cuda).
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
+    /// M-RoPE index rule: v4.50 (what the checkpoints were trained with) or v5 (transformers 5.x).
+    #[arg(long, default_value = "v4.50")]
+    pub rope_index: String,
+    /// Latent steps per imagery segment (default: the checkpoint's `latent_size`).
+    #[arg(long)]
+    pub latent_size: Option<usize>,
+    /// Print one JSON object instead of streaming text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub fn parse_device(s: &str) -> Result<Device> {
+    match s {
+        "cpu" => Ok(Device::Cpu),
+        s if s == "cuda" || s.starts_with("cuda:") => {
+            let ord = s.strip_prefix("cuda:").map(str::parse::<usize>).transpose().context("device ordinal")?.unwrap_or(0);
+            Ok(Device::new_cuda(ord).with_context(|| format!("device {s} (was fourd built with --features cuda?)"))?)
+        }
+        _ => bail!("unknown device `{s}` (expected cpu, cuda or cuda:N)"),
+    }
+}
+
+pub fn run(a: InferArgs) -> Result<()> {
+    let dtype = parse_dtype(&a.dtype)?;
+    let device = parse_device(&a.device)?;
+    let mut pipe = Pipeline::load(&a.model, dtype, &device).with_context(|| format!("loading {}", a.model.display()))?;
+    pipe.model.config.rope_index = a.rope_index.parse::<RopeIndexStyle>()?;
+
+    let mut content = Vec::new();
+    let mut prompt = PromptInput::default();
+    for p in &a.image {
+        prompt.images.push(load_image(p, pipe.processor.image_processor.pixel_cap)?);
+        content.push(Content::Image);
+    }
+    if let Some(dir) = &a.frames {
+        let frames = list_frames(dir)?
+            .iter()
+            .map(|p| load_image(p, pipe.processor.image_processor.pixel_cap))
+            .collect::<fourd_model::Result<Vec<_>>>()?;
+        prompt.videos.push(VideoFrames { frames, fps: a.fps });
+        content.push(Content::Video);
+    }
+    let mut question = a.question.clone();
+    if a.suffix {
+        question.push_str(FOUR_D_THINKER_SUFFIX);
+    }
+    content.push(Content::Text(question));
+    prompt.text = pipe.tokenizer.apply_chat_template(&[Message::new("user", content)], true)?;
+
+    let sampling = Sampling::resolve(
+        &pipe.generation,
+        &SamplingOverrides {
+            greedy: a.greedy.then_some(true),
+            temperature: a.temperature,
+            top_k: a.top_k,
+            top_p: a.top_p,
+            repetition_penalty: a.repetition_penalty,
+            seed: a.seed,
+        },
+    );
+    tracing::info!("decoding: {}", sampling.describe());
+    let latent = latent_tokens(&pipe, a.latent_size)?;
+    let mut stop_ids = pipe.generation.eos_token_id.clone();
+    stop_ids.extend(pipe.model.config.eos_token_id.iter().copied());
+    stop_ids.extend(pipe.tokenizer.special.im_end);
+    stop_ids.sort_unstable();
+    stop_ids.dedup();
+    let cfg = GenerationConfig { max_new_tokens: a.max_new_tokens, sampling, stop_ids, latent };
+
+    let inputs = pipe.processor.prepare(&pipe.tokenizer, &[prompt])?;
+    let params = pipe.rope_params();
+    let started = std::time::Instant::now();
+    let mut stream = TextStream::default();
+    let outputs = generate(&pipe.model, &inputs, &params, &cfg, |_, id, kind| {
+        if !a.json {
+            stream.push(&pipe.tokenizer, id, kind);
+        }
+    })?;
+    let out = &outputs[0];
+    let text_ids: Vec<u32> = out.token_ids.iter().zip(&out.kinds).filter(|(_, k)| **k == TokenKind::Text).map(|(&t, _)| t).collect();
+    let text = pipe.tokenizer.decode(&text_ids, true)?;
+    let secs = started.elapsed().as_secs_f64();
+    tracing::info!("{} tokens in {secs:.2}s ({:.1} tokens/s), prompt {} tokens", out.token_ids.len(), out.token_ids.len() as f64 / secs, inputs.seq_len());
+    if a.json {
+        let segments: Vec<_> = out.latent_segments.iter().map(|s| json!({"start": s.start, "count": s.len})).collect();
+        let v = json!({
+            "text": text,
+            "token_ids": out.token_ids,
+            "latent_segments": segments,
+            "finish_reason": format!("{:?}", out.finish_reason).to_lowercase(),
+            "prompt_tokens": inputs.seq_len(),
+        });
+        println!("{}", serde_json::to_string(&v)?);
+    } else {
+        stream.finish();
+    }
+    Ok(())
+}
+
+/// Latent tokens of the checkpoint, if its tokenizer has them.
+pub fn latent_tokens(pipe: &Pipeline, size_override: Option<usize>) -> Result<Option<LatentTokens>> {
+    let s = &pipe.tokenizer.special;
+    match (s.latent_pad, s.latent_start, s.latent_end) {
+        (Some(pad), Some(start), Some(end)) => {
+            let size = size_override.or(pipe.model.config.latent.latent_size).unwrap_or(8);
+            Ok(Some(LatentTokens { pad, start, end, size }))
+        }
+        _ => {
+            if size_override.is_some() {
+                bail!("--latent-size given, but the tokenizer of {} has no latent tokens", pipe.dir.display());
+            }
+            Ok(None)
+        }
+    }
+}
+
+/// Prints text as it is generated: decodes the text ids so far and writes what is new; imagery
+/// segments are shown as `[imagery xN]`.
+#[derive(Default)]
+struct TextStream {
+    ids: Vec<u32>,
+    printed: usize,
+    latent: usize,
+}
+
+impl TextStream {
+    fn push(&mut self, tok: &fourd_model::tokenizer::QwenTokenizer, id: u32, kind: TokenKind) {
+        let mut out = std::io::stdout();
+        match kind {
+            TokenKind::Text => {
+                self.ids.push(id);
+                if let Ok(text) = tok.decode(&self.ids, true) {
+                    // Hold back an incomplete UTF-8 sequence (shown as U+FFFD) until it completes.
+                    if !text.ends_with('\u{FFFD}') && text.len() > self.printed {
+                        let _ = write!(out, "{}", &text[self.printed..]);
+                        self.printed = text.len();
+                    }
+                }
+            }
+            TokenKind::LatentStart => self.latent = 0,
+            TokenKind::LatentPad => self.latent += 1,
+            TokenKind::LatentEnd => {
+                let _ = write!(out, "[imagery x{}]", self.latent);
+            }
+        }
+        let _ = out.flush();
+    }
+    fn finish(&mut self) {
+        if self.latent > 0 && self.ids.is_empty() {
+            print!("[imagery x{}]", self.latent);
+        }
+        println!();
+    }
+}

@@ -1,0 +1,34 @@
+//! `fourd`: 4DThinker in Rust.
+
+mod infer;
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "fourd", version, about = "4DThinker: thinking with 4D imagery, in Rust (candle)")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Answer a question about images or a video with a Qwen2.5-VL / 4DThinker checkpoint.
+    Infer(infer::InferArgs),
+}
+
+fn main() {
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let result: Result<()> = match cli.command {
+        Command::Infer(a) => infer::run(a),
+    };
+    if let Err(e) = result {
+        eprintln!("error: {e:#}");
+        std::process::exit(1);
+    }
+}

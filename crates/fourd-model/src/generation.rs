@@ -1,0 +1,410 @@
+//! Generation with latent imagery ("thinking with 4D").
+//!
+//! Each sequence of a batch runs its own state machine: text tokens are sampled as usual; once
+//! `<|latent_start|>` is sampled, the next `latent_size` positions are *latent steps* whose input
+//! embedding is the sequence's own final-norm hidden state of the previous position (recorded in
+//! the ids as `<|latent_pad|>`), then `<|latent_end|>` is forced and text resumes. Unlike the
+//! reference loop, sequences never share latent state, token ids come from the tokenizer, and a
+//! segment always has exactly `latent_size` steps (see docs/model.md).
+
+use candle_core::Tensor;
+use rand::{rngs::StdRng, Rng, SeedableRng};
+
+use crate::config::GenerationDefaults;
+use crate::error::{ModelError, Result};
+use crate::inputs::ModelInputs;
+use crate::model::Qwen25VL;
+use crate::mrope::RopeIndexParams;
+
+/// How the next token is chosen. Applied in transformers' order: repetition penalty,
+/// temperature, top-k, top-p.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Sampling {
+    pub greedy: bool,
+    pub temperature: f64,
+    pub top_k: Option<usize>,
+    pub top_p: Option<f64>,
+    pub repetition_penalty: Option<f64>,
+    pub seed: u64,
+}
+
+impl Default for Sampling {
+    fn default() -> Self {
+        Sampling { greedy: true, temperature: 1.0, top_k: None, top_p: None, repetition_penalty: None, seed: 0 }
+    }
+}
+
+/// Sampling settings given explicitly (flags); `None` falls back to `generation_config.json`.
+#[derive(Clone, Debug, Default)]
+pub struct SamplingOverrides {
+    pub greedy: Option<bool>,
+    pub temperature: Option<f64>,
+    pub top_k: Option<usize>,
+    pub top_p: Option<f64>,
+    pub repetition_penalty: Option<f64>,
+    pub seed: Option<u64>,
+}
+
+impl Sampling {
+    /// Explicit flags win over the checkpoint's defaults; asking for temperature, top-k or top-p
+    /// implies sampling unless `greedy` is set.
+    pub fn resolve(defaults: &GenerationDefaults, o: &SamplingOverrides) -> Self {
+        let asks_sampling = o.temperature.is_some() || o.top_k.is_some() || o.top_p.is_some();
+        let greedy = match o.greedy {
+            Some(g) => g,
+            None if asks_sampling => false,
+            None => !defaults.do_sample.unwrap_or(false),
+        };
+        Sampling {
+            greedy,
+            temperature: o.temperature.or(defaults.temperature).unwrap_or(1.0),
+            top_k: o.top_k.or(defaults.top_k).filter(|&k| k > 0),
+            top_p: o.top_p.or(defaults.top_p).filter(|&p| p < 1.0),
+            repetition_penalty: o.repetition_penalty.or(defaults.repetition_penalty).filter(|&p| p != 1.0),
+            seed: o.seed.unwrap_or(0),
+        }
+    }
+
+    pub fn describe(&self) -> String {
+        if self.greedy {
+            let mut s = "greedy".to_string();
+            if let Some(p) = self.repetition_penalty {
+                s += &format!(", repetition_penalty={p}");
+            }
+            return s;
+        }
+        format!(
+            "sampling: temperature={}, top_k={}, top_p={}, repetition_penalty={}, seed={}",
+            self.temperature,
+            self.top_k.map_or("off".into(), |k| k.to_string()),
+            self.top_p.map_or("off".into(), |p| p.to_string()),
+            self.repetition_penalty.map_or("off".into(), |p| p.to_string()),
+            self.seed
+        )
+    }
+}
+
+/// The special tokens and length of latent imagery.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LatentTokens {
+    pub pad: u32,
+    pub start: u32,
+    pub end: u32,
+    pub size: usize,
+}
+
+#[derive(Clone, Debug)]
+pub struct GenerationConfig {
+    pub max_new_tokens: usize,
+    pub sampling: Sampling,
+    /// Tokens that end a sequence (EOS, `<|im_end|>`); the stop token is kept in the output.
+    pub stop_ids: Vec<u32>,
+    /// `None`: plain text generation (a checkpoint without latent tokens).
+    pub latent: Option<LatentTokens>,
+}
+
+/// What kind of position a generated id is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TokenKind {
+    Text,
+    LatentStart,
+    /// A latent step: recorded as `<|latent_pad|>`, its input was a hidden state.
+    LatentPad,
+    /// The forced `<|latent_end|>`.
+    LatentEnd,
+}
+
+/// One imagery segment of a generated sequence.
+#[derive(Clone, Debug)]
+pub struct LatentSegment {
+    /// Index in `token_ids` of the first `<|latent_pad|>`.
+    pub start: usize,
+    /// Latent steps taken (`latent_size`, fewer only if the token limit cut it).
+    pub len: usize,
+    /// The hidden states fed as the pads' input embeddings, `[len, hidden]`.
+    pub hidden: Tensor,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FinishReason {
+    Stop,
+    Length,
+}
+
+#[derive(Clone, Debug)]
+pub struct SequenceOutput {
+    /// Generated ids only (no prompt), stop token included.
+    pub token_ids: Vec<u32>,
+    pub kinds: Vec<TokenKind>,
+    /// log p(token) under the model's unprocessed distribution for sampled tokens; `None` for
+    /// latent pads and the forced latent end.
+    pub logprobs: Vec<Option<f32>>,
+    pub latent_segments: Vec<LatentSegment>,
+    pub finish_reason: FinishReason,
+}
+
+enum Phase {
+    Text,
+    /// `steps` latent steps already recorded in the current segment.
+    Latent { steps: usize },
+}
+
+enum NextInput {
+    Token(u32),
+    Hidden(Tensor),
+}
+
+struct SeqState {
+    phase: Phase,
+    next: NextInput,
+    position: i64,
+    key_mask: Vec<u8>,
+    history: Vec<u32>,
+    out: SequenceOutput,
+    segment_hidden: Vec<Tensor>,
+    rng: StdRng,
+    done: bool,
+}
+
+impl SeqState {
+    fn push(&mut self, id: u32, kind: TokenKind, logprob: Option<f32>) {
+        self.out.token_ids.push(id);
+        self.out.kinds.push(kind);
+        self.out.logprobs.push(logprob);
+        self.history.push(id);
+    }
+
+    fn close_segment(&mut self) -> Result<()> {
+        if self.segment_hidden.is_empty() {
+            return Ok(());
+        }
+        let len = self.segment_hidden.len();
+        let hidden = Tensor::cat(&self.segment_hidden, 0)?;
+        let start = self.out.token_ids.len() - self.out.kinds.iter().rev().take_while(|k| **k == TokenKind::LatentPad).count();
+        self.out.latent_segments.push(LatentSegment { start, len, hidden });
+        self.segment_hidden.clear();
+        Ok(())
+    }
+}
+
+/// Runs generation for a prepared batch. `on_token(row, id, kind)` is called as ids are produced
+/// (for streaming to a terminal).
+pub fn generate(
+    model: &Qwen25VL,
+    inputs: &ModelInputs,
+    params: &RopeIndexParams,
+    cfg: &GenerationConfig,
+    mut on_token: impl FnMut(usize, u32, TokenKind),
+) -> Result<Vec<SequenceOutput>> {
+    if let Some(l) = cfg.latent {
+        if l.size == 0 {
+            return Err(ModelError::input("latent_size must be at least 1"));
+        }
+    }
+    let b = inputs.batch_size();
+    let mut cache = model.new_cache();
+    let prefill = model.prefill(inputs, params, &mut cache, true)?;
+    let mut states: Vec<SeqState> = (0..b)
+        .map(|row| SeqState {
+            phase: Phase::Text,
+            next: NextInput::Token(0),
+            position: prefill.positions.next_position[row],
+            key_mask: inputs.attention_mask[row].clone(),
+            history: inputs.input_ids[row].iter().zip(&inputs.attention_mask[row]).filter(|(_, &m)| m != 0).map(|(&t, _)| t).collect(),
+            out: SequenceOutput {
+                token_ids: vec![],
+                kinds: vec![],
+                logprobs: vec![],
+                latent_segments: vec![],
+                finish_reason: FinishReason::Length,
+            },
+            segment_hidden: vec![],
+            rng: StdRng::seed_from_u64(cfg.sampling.seed.wrapping_add(row as u64)),
+            done: cfg.max_new_tokens == 0,
+        })
+        .collect();
+    // Rows still generating, in cache order.
+    let mut active: Vec<usize> = (0..b).filter(|&r| !states[r].done).collect();
+    let mut logits = prefill.output.logits.narrow(1, 0, 1)?.squeeze(1)?;
+    let mut hidden = last_hidden(&prefill.output.hidden)?;
+    if active.len() < b {
+        cache.select_rows(&row_tensor(&active, model)?)?;
+        let keep = row_tensor(&active, model)?;
+        logits = logits.index_select(&keep, 0)?;
+        hidden = hidden.index_select(&keep, 0)?;
+    }
+    while !active.is_empty() {
+        let logit_rows = logits.to_vec2::<f32>()?;
+        for (slot, &row) in active.iter().enumerate() {
+            let st = &mut states[row];
+            let h = hidden.get(slot)?.unsqueeze(0)?;
+            step_state(st, &logit_rows[slot], h, cfg, row, &mut on_token)?;
+            if st.out.token_ids.len() >= cfg.max_new_tokens && !st.done {
+                st.done = true;
+                st.out.finish_reason = FinishReason::Length;
+            }
+            if st.done {
+                st.close_segment()?;
+            }
+        }
+        let still: Vec<usize> = active.iter().copied().filter(|&r| !states[r].done).collect();
+        if still.is_empty() {
+            break;
+        }
+        if still.len() < active.len() {
+            let keep: Vec<usize> = active.iter().enumerate().filter(|(_, r)| !states[**r].done).map(|(i, _)| i).collect();
+            cache.select_rows(&row_tensor(&keep, model)?)?;
+        }
+        active = still;
+        // Inputs of the next step: token embeddings or fed-back hidden states.
+        let mut rows = Vec::with_capacity(active.len());
+        for &r in &active {
+            let st = &mut states[r];
+            let e = match &st.next {
+                NextInput::Token(id) => model.text.embed(&Tensor::new(&[*id], &model.device)?)?,
+                NextInput::Hidden(h) => h.to_dtype(model.dtype())?,
+            };
+            rows.push(e);
+            st.key_mask.push(1);
+        }
+        let embeds = Tensor::cat(&rows, 0)?.unsqueeze(1)?;
+        let positions: Vec<i64> = active.iter().map(|&r| states[r].position).collect();
+        let key_mask: Vec<Vec<u8>> = active.iter().map(|&r| states[r].key_mask.clone()).collect();
+        let out = model.step(&embeds, &positions, &key_mask, &mut cache)?;
+        for &r in &active {
+            states[r].position += 1;
+        }
+        logits = out.logits.squeeze(1)?;
+        hidden = last_hidden(&out.hidden)?;
+    }
+    Ok(states.into_iter().map(|s| s.out).collect())
+}
+
+fn last_hidden(hidden: &Tensor) -> Result<Tensor> {
+    let s = hidden.dim(1)?;
+    Ok(hidden.narrow(1, s - 1, 1)?.squeeze(1)?)
+}
+
+fn row_tensor(rows: &[usize], model: &Qwen25VL) -> Result<Tensor> {
+    let v: Vec<u32> = rows.iter().map(|&r| r as u32).collect();
+    Ok(Tensor::new(v.as_slice(), &model.device)?)
+}
+
+/// Advances one sequence by the step whose logits and final hidden state (`[1, hidden]`) are given.
+fn step_state(
+    st: &mut SeqState,
+    logits: &[f32],
+    hidden: Tensor,
+    cfg: &GenerationConfig,
+    row: usize,
+    on_token: &mut impl FnMut(usize, u32, TokenKind),
+) -> Result<()> {
+    match (&st.phase, cfg.latent) {
+        (Phase::Latent { steps }, Some(lt)) => {
+            let steps = *steps;
+            if steps < lt.size {
+                // A latent step: the position's input is this hidden state.
+                st.segment_hidden.push(hidden.clone());
+                st.push(lt.pad, TokenKind::LatentPad, None);
+                on_token(row, lt.pad, TokenKind::LatentPad);
+                st.next = NextInput::Hidden(hidden);
+                st.phase = Phase::Latent { steps: steps + 1 };
+            } else {
+                st.close_segment()?;
+                st.push(lt.end, TokenKind::LatentEnd, None);
+                on_token(row, lt.end, TokenKind::LatentEnd);
+                st.next = NextInput::Token(lt.end);
+                st.phase = Phase::Text;
+            }
+        }
+        _ => {
+            let id = choose(logits, &st.history, &cfg.sampling, &mut st.rng);
+            let lp = log_prob(logits, id);
+            let kind = match cfg.latent {
+                Some(lt) if id == lt.start => TokenKind::LatentStart,
+                _ => TokenKind::Text,
+            };
+            st.push(id, kind, Some(lp));
+            on_token(row, id, kind);
+            if cfg.stop_ids.contains(&id) {
+                st.done = true;
+                st.out.finish_reason = FinishReason::Stop;
+            }
+            if kind == TokenKind::LatentStart {
+                st.phase = Phase::Latent { steps: 0 };
+            }
+            st.next = NextInput::Token(id);
+        }
+    }
+    Ok(())
+}
+
+fn log_prob(logits: &[f32], id: u32) -> f32 {
+    let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let lse = logits.iter().map(|&l| ((l - max) as f64).exp()).sum::<f64>().ln() as f32 + max;
+    logits[id as usize] - lse
+}
+
+/// Picks the next token id from one row of logits.
+pub fn choose(logits: &[f32], history: &[u32], s: &Sampling, rng: &mut StdRng) -> u32 {
+    let mut l: Vec<f32> = logits.to_vec();
+    if let Some(p) = s.repetition_penalty {
+        let mut seen = std::collections::HashSet::new();
+        for &t in history {
+            if seen.insert(t) {
+                if let Some(x) = l.get_mut(t as usize) {
+                    *x = if *x < 0.0 { *x * p as f32 } else { *x / p as f32 };
+                }
+            }
+        }
+    }
+    if s.greedy {
+        return argmax(&l);
+    }
+    let t = s.temperature.max(1e-6) as f32;
+    l.iter_mut().for_each(|x| *x /= t);
+    let mut order: Vec<usize> = (0..l.len()).collect();
+    order.sort_by(|&a, &b| l[b].partial_cmp(&l[a]).unwrap_or(std::cmp::Ordering::Equal));
+    if let Some(k) = s.top_k {
+        order.truncate(k.max(1));
+    }
+    let max = l[order[0]];
+    let mut probs: Vec<f64> = order.iter().map(|&i| ((l[i] - max) as f64).exp()).collect();
+    let total: f64 = probs.iter().sum();
+    probs.iter_mut().for_each(|p| *p /= total);
+    if let Some(top_p) = s.top_p {
+        // Keep the smallest prefix whose mass reaches top_p (at least one token).
+        let mut cum = 0.0;
+        let mut keep = probs.len();
+        for (i, p) in probs.iter().enumerate() {
+            cum += p;
+            if cum >= top_p {
+                keep = i + 1;
+                break;
+            }
+        }
+        probs.truncate(keep);
+        order.truncate(keep);
+        let total: f64 = probs.iter().sum();
+        probs.iter_mut().for_each(|p| *p /= total);
+    }
+    let u: f64 = rng.random();
+    let mut cum = 0.0;
+    for (i, p) in probs.iter().enumerate() {
+        cum += p;
+        if u < cum {
+            return order[i] as u32;
+        }
+    }
+    order[probs.len() - 1] as u32
+}
+
+fn argmax(l: &[f32]) -> u32 {
+    let mut best = 0;
+    for (i, &x) in l.iter().enumerate() {
+        if x > l[best] {
+            best = i;
+        }
+    }
+    best as u32
+}

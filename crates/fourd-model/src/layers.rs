@@ -1,0 +1,74 @@
+//! Small building blocks shared by the vision tower and the LLM.
+
+use candle_core::{DType, Module, Result, Tensor, D};
+use candle_nn::{Linear, VarBuilder};
+
+/// RMSNorm as transformers computes it: normalise in float32, cast back, then scale.
+#[derive(Clone, Debug)]
+pub struct RmsNorm {
+    weight: Tensor,
+    eps: f64,
+}
+
+impl RmsNorm {
+    pub fn new(size: usize, eps: f64, vb: VarBuilder) -> Result<Self> {
+        Ok(RmsNorm { weight: vb.get(size, "weight")?, eps })
+    }
+    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        if x.dtype() == DType::F32 && x.is_contiguous() {
+            // Same arithmetic, one fused kernel.
+            return candle_nn::ops::rms_norm(x, &self.weight, self.eps as f32);
+        }
+        let dtype = x.dtype();
+        let xf = x.to_dtype(DType::F32)?;
+        let var = xf.sqr()?.mean_keepdim(D::Minus1)?;
+        let normed = xf.broadcast_div(&(var + self.eps)?.sqrt()?)?;
+        normed.to_dtype(dtype)?.broadcast_mul(&self.weight)
+    }
+}
+
+pub fn linear(in_dim: usize, out_dim: usize, bias: bool, vb: VarBuilder) -> Result<Linear> {
+    if bias {
+        candle_nn::linear(in_dim, out_dim, vb)
+    } else {
+        candle_nn::linear_no_bias(in_dim, out_dim, vb)
+    }
+}
+
+/// `down(silu(gate(x)) * up(x))`: the gated MLP of both towers (biases in the vision tower only).
+#[derive(Clone, Debug)]
+pub struct GatedMlp {
+    gate_proj: Linear,
+    up_proj: Linear,
+    down_proj: Linear,
+}
+
+impl GatedMlp {
+    pub fn new(hidden: usize, intermediate: usize, bias: bool, vb: VarBuilder) -> Result<Self> {
+        Ok(GatedMlp {
+            gate_proj: linear(hidden, intermediate, bias, vb.pp("gate_proj"))?,
+            up_proj: linear(hidden, intermediate, bias, vb.pp("up_proj"))?,
+            down_proj: linear(intermediate, hidden, bias, vb.pp("down_proj"))?,
+        })
+    }
+}
+
+impl Module for GatedMlp {
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let gate = candle_nn::ops::silu(&self.gate_proj.forward(x)?)?;
+        self.down_proj.forward(&(gate * self.up_proj.forward(x)?)?)
+    }
+}
+
+/// softmax(q k^T * scale + mask) v with the softmax in float32. `q`, `k`, `v`: `[..., L, D]`.
+/// `mask`, when given, is additive float32 and broadcasts against the scores.
+pub fn attention(q: &Tensor, k: &Tensor, v: &Tensor, mask: Option<&Tensor>, scale: f64) -> Result<Tensor> {
+    let dtype = q.dtype();
+    let scores = (q.matmul(&k.t()?)? * scale)?.to_dtype(DType::F32)?;
+    let scores = match mask {
+        Some(m) => scores.broadcast_add(m)?,
+        None => scores,
+    };
+    let probs = candle_nn::ops::softmax_last_dim(&scores)?.to_dtype(dtype)?;
+    probs.matmul(v)
+}

@@ -1,0 +1,19 @@
+//! Qwen2.5-VL on candle, read top-down like the paper's model: configuration, processor, vision
+//! tower, M-RoPE language model, generation.
+
+pub mod config;
+pub mod error;
+pub mod weights;
+pub mod tokenizer;
+pub mod processor;
+pub mod inputs;
+pub mod layers;
+pub mod vision;
+pub mod mrope;
+pub mod text;
+pub mod model;
+pub mod generation;
+
+pub use config::{GenerationDefaults, PreprocessorConfig, Qwen25VlConfig, RopeIndexStyle};
+pub use error::{ModelError, Result};
+pub use model::{Pipeline, Qwen25VL};

@@ -1,0 +1,204 @@
+//! `Qwen2_5_VLForConditionalGeneration`: the vision tower's features are scattered into the
+//! placeholder positions of the token embeddings, then the LLM runs with M-RoPE positions.
+
+use std::path::{Path, PathBuf};
+
+use candle_core::{DType, Device, Tensor};
+use candle_nn::VarBuilder;
+
+use crate::config::{GenerationDefaults, PreprocessorConfig, Qwen25VlConfig};
+use crate::error::{ModelError, Result};
+use crate::inputs::{ModelInputs, Processor};
+use crate::mrope::{batch_rope_index, BatchPositions, RopeIndexParams};
+use crate::processor::ImageProcessor;
+use crate::text::{attention_mask, KvCache, TextModel, TextOutput};
+use crate::tokenizer::QwenTokenizer;
+use crate::vision::VisionTower;
+use crate::weights::CheckpointWeights;
+
+pub struct Qwen25VL {
+    pub config: Qwen25VlConfig,
+    pub visual: VisionTower,
+    pub text: TextModel,
+    pub device: Device,
+}
+
+/// Result of the prompt pass.
+pub struct PrefillOutput {
+    pub output: TextOutput,
+    pub positions: BatchPositions,
+    /// Vision tower output for the images / videos, `[tokens, hidden]`.
+    pub image_embeds: Option<Tensor>,
+    pub video_embeds: Option<Tensor>,
+}
+
+impl Qwen25VL {
+    /// Loads `config.json` and the safetensors weights of a checkpoint folder.
+    pub fn load(dir: &Path, dtype: DType, device: &Device) -> Result<Self> {
+        let config = Qwen25VlConfig::from_file(&dir.join("config.json"))?;
+        let weights = CheckpointWeights::open(dir)?;
+        Self::new(config, weights.var_builder(dtype, device))
+    }
+
+    /// Builds the model from any `VarBuilder` named like a transformers <= 4.51 checkpoint.
+    pub fn new(config: Qwen25VlConfig, vb: VarBuilder) -> Result<Self> {
+        let device = vb.device().clone();
+        let visual = VisionTower::new(&config.vision, vb.pp("visual")).map_err(tensor_error)?;
+        let text = TextModel::new(&config.text, vb).map_err(tensor_error)?;
+        Ok(Qwen25VL { config, visual, text, device })
+    }
+
+    pub fn dtype(&self) -> DType {
+        self.text.dtype()
+    }
+
+    pub fn rope_params(&self, tokenizer: &QwenTokenizer) -> RopeIndexParams {
+        RopeIndexParams {
+            image_pad: self.config.image_token_id.or(tokenizer.special.image_pad),
+            video_pad: self.config.video_token_id.or(tokenizer.special.video_pad),
+            spatial_merge_size: self.config.vision.spatial_merge_size,
+            tokens_per_second: self.config.vision.tokens_per_second,
+            style: self.config.rope_index,
+        }
+    }
+
+    /// Runs the vision tower on images (or videos) and returns the merged features.
+    pub fn encode_vision(&self, pixels: &Tensor, grids: &[[usize; 3]]) -> Result<Tensor> {
+        Ok(self.visual.forward(pixels, grids)?)
+    }
+
+    /// Token embeddings with vision features scattered into the placeholder positions.
+    pub fn embed_inputs(
+        &self,
+        inputs: &ModelInputs,
+        params: &RopeIndexParams,
+        image_embeds: Option<&Tensor>,
+        video_embeds: Option<&Tensor>,
+    ) -> Result<Tensor> {
+        let (b, s) = (inputs.batch_size(), inputs.seq_len());
+        let flat: Vec<u32> = inputs.input_ids.iter().flatten().copied().collect();
+        let ids = Tensor::from_vec(flat.clone(), (b * s,), &self.device)?;
+        let mut parts = vec![self.text.embed(&ids)?];
+        let mut index: Vec<u32> = (0..(b * s) as u32).collect();
+        let mut base = (b * s) as u32;
+        for (pad, feats, what) in [(params.image_pad, image_embeds, "image"), (params.video_pad, video_embeds, "video")] {
+            let slots: Vec<usize> = match pad {
+                Some(p) => flat.iter().enumerate().filter(|(_, &t)| t == p).map(|(i, _)| i).collect(),
+                None => vec![],
+            };
+            let rows = feats.map_or(Ok(0), |f| f.dim(0))?;
+            if slots.len() != rows {
+                return Err(ModelError::input(format!(
+                    "{what} features and {what} tokens do not match: tokens: {}, features: {rows}",
+                    slots.len()
+                )));
+            }
+            if let Some(f) = feats {
+                for (k, &slot) in slots.iter().enumerate() {
+                    index[slot] = base + k as u32;
+                }
+                base += rows as u32;
+                parts.push(f.to_dtype(self.dtype())?);
+            }
+        }
+        let all = Tensor::cat(&parts, 0)?;
+        let hidden = self.config.text.hidden_size;
+        Ok(all.index_select(&Tensor::new(index.as_slice(), &self.device)?, 0)?.reshape((b, s, hidden))?)
+    }
+
+    /// The prompt pass: vision tower, embedding merge, M-RoPE positions and the LLM. Fills `cache`.
+    pub fn prefill(
+        &self,
+        inputs: &ModelInputs,
+        params: &RopeIndexParams,
+        cache: &mut KvCache,
+        logits_last_only: bool,
+    ) -> Result<PrefillOutput> {
+        let image_embeds = match ModelInputs::pixel_tensor(&inputs.images, &self.device)? {
+            Some(px) => Some(self.encode_vision(&px, &inputs.image_grids())?),
+            None => None,
+        };
+        let video_embeds = match ModelInputs::pixel_tensor(&inputs.videos, &self.device)? {
+            Some(px) => Some(self.encode_vision(&px, &inputs.video_grids())?),
+            None => None,
+        };
+        let embeds = self.embed_inputs(inputs, params, image_embeds.as_ref(), video_embeds.as_ref())?;
+        let positions = batch_rope_index(&inputs.input_ids, &inputs.attention_mask, params, &inputs.vision_items())?;
+        let output = self.forward_embeds(&embeds, &positions.position_ids, &inputs.attention_mask, cache, logits_last_only)?;
+        Ok(PrefillOutput { output, positions, image_embeds, video_embeds })
+    }
+
+    /// Runs the LLM on embeddings `[batch, seq, hidden]` at the given positions `[3][batch][seq]`.
+    /// `key_mask` covers cached plus new positions (1 = real token).
+    pub fn forward_embeds(
+        &self,
+        embeds: &Tensor,
+        position_ids: &[Vec<Vec<i64>>],
+        key_mask: &[Vec<u8>],
+        cache: &mut KvCache,
+        logits_last_only: bool,
+    ) -> Result<TextOutput> {
+        let (_, s, _) = embeds.dims3()?;
+        let (cos, sin) = self.text.mrope.cos_sin(position_ids, &self.device)?;
+        let needs_mask = s > 1 || key_mask.iter().any(|r| r.iter().any(|&m| m == 0));
+        let mask = if needs_mask { Some(attention_mask(key_mask, s, &self.device)?) } else { None };
+        Ok(self.text.forward(embeds, &cos, &sin, mask.as_ref(), cache, logits_last_only)?)
+    }
+
+    /// One decoding step: one new input embedding per row at text position `positions[row]` (the
+    /// same on all three M-RoPE axes).
+    pub fn step(&self, embeds: &Tensor, positions: &[i64], key_mask: &[Vec<u8>], cache: &mut KvCache) -> Result<TextOutput> {
+        let pos: Vec<Vec<i64>> = positions.iter().map(|&p| vec![p]).collect();
+        let position_ids = vec![pos.clone(), pos.clone(), pos];
+        self.forward_embeds(embeds, &position_ids, key_mask, cache, true)
+    }
+
+    pub fn new_cache(&self) -> KvCache {
+        KvCache::new(self.text.num_layers())
+    }
+}
+
+fn tensor_error(e: candle_core::Error) -> ModelError {
+    // The weights backend already names the tensor and file; keep its message whole.
+    match e {
+        candle_core::Error::Msg(m) => ModelError::Tensor { name: "checkpoint".into(), msg: m },
+        other => ModelError::Candle(other),
+    }
+}
+
+/// Everything needed to run a checkpoint folder: model, tokenizer, processor, generation defaults.
+pub struct Pipeline {
+    pub model: Qwen25VL,
+    pub tokenizer: QwenTokenizer,
+    pub processor: Processor,
+    pub generation: GenerationDefaults,
+    pub dir: PathBuf,
+}
+
+impl Pipeline {
+    pub fn load(dir: &Path, dtype: DType, device: &Device) -> Result<Self> {
+        if !dir.is_dir() {
+            return Err(ModelError::io(dir, std::io::Error::new(std::io::ErrorKind::NotFound, "model folder not found")));
+        }
+        let model = Qwen25VL::load(dir, dtype, device)?;
+        let tokenizer = QwenTokenizer::from_dir(dir)?;
+        let pre = dir.join("preprocessor_config.json");
+        let pre = if pre.exists() { PreprocessorConfig::from_file(&pre)? } else { PreprocessorConfig::default() };
+        let gen = dir.join("generation_config.json");
+        let generation = if gen.exists() { GenerationDefaults::from_file(&gen)? } else { GenerationDefaults::default() };
+        let vocab = model.config.text.vocab_size;
+        if tokenizer.vocab_len() > vocab {
+            return Err(ModelError::config(
+                dir.join("config.json"),
+                "vocab_size",
+                format!("{vocab} is smaller than the tokenizer's {} tokens", tokenizer.vocab_len()),
+            ));
+        }
+        let processor = Processor::new(ImageProcessor::new(pre), &tokenizer, generation.pad_token_id)?;
+        Ok(Pipeline { model, tokenizer, processor, generation, dir: dir.to_path_buf() })
+    }
+
+    pub fn rope_params(&self) -> RopeIndexParams {
+        self.model.rope_params(&self.tokenizer)
+    }
+}

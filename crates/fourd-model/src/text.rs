@@ -1,0 +1,232 @@
+//! The language model: a Qwen2 decoder (GQA, q/k/v biases, SwiGLU) rotated by M-RoPE, with a KV
+//! cache kept outside the model so several generations can share one set of weights.
+
+use candle_core::{DType, Module, Result, Tensor, D};
+use candle_nn::{Embedding, Linear, VarBuilder};
+
+use crate::config::TextConfig;
+use crate::layers::{linear, GatedMlp, RmsNorm};
+use crate::mrope::MRope;
+
+/// Keys and values of every layer, `[batch, kv_heads, seq, head_dim]`, before the GQA repeat.
+#[derive(Clone, Debug, Default)]
+pub struct KvCache {
+    layers: Vec<Option<(Tensor, Tensor)>>,
+}
+
+impl KvCache {
+    pub fn new(num_layers: usize) -> Self {
+        KvCache { layers: vec![None; num_layers] }
+    }
+    /// Cached positions (the same for every layer).
+    pub fn seq_len(&self) -> usize {
+        self.layers.first().and_then(|l| l.as_ref()).map_or(0, |(k, _)| k.dim(2).unwrap_or(0))
+    }
+    pub fn clear(&mut self) {
+        self.layers.iter_mut().for_each(|l| *l = None);
+    }
+    /// Keeps only the given batch rows (finished sequences leave a batch this way).
+    pub fn select_rows(&mut self, rows: &Tensor) -> Result<()> {
+        for (k, v) in self.layers.iter_mut().flatten() {
+            *k = k.index_select(rows, 0)?;
+            *v = v.index_select(rows, 0)?;
+        }
+        Ok(())
+    }
+}
+
+struct Attention {
+    q_proj: Linear,
+    k_proj: Linear,
+    v_proj: Linear,
+    o_proj: Linear,
+    num_heads: usize,
+    num_kv_heads: usize,
+    head_dim: usize,
+}
+
+impl Attention {
+    fn forward(
+        &self,
+        x: &Tensor,
+        cos: &Tensor,
+        sin: &Tensor,
+        mask: Option<&Tensor>,
+        cache: &mut Option<(Tensor, Tensor)>,
+    ) -> Result<Tensor> {
+        let (b, s, _) = x.dims3()?;
+        let heads = |t: Tensor, n: usize| -> Result<Tensor> {
+            t.reshape((b, s, n, self.head_dim))?.transpose(1, 2)?.contiguous()
+        };
+        let q = heads(self.q_proj.forward(x)?, self.num_heads)?;
+        let k = heads(self.k_proj.forward(x)?, self.num_kv_heads)?;
+        let v = heads(self.v_proj.forward(x)?, self.num_kv_heads)?;
+        let q = candle_nn::rotary_emb::rope(&q, cos, sin)?;
+        let k = candle_nn::rotary_emb::rope(&k, cos, sin)?;
+        let (k, v) = match cache.take() {
+            Some((pk, pv)) => (Tensor::cat(&[&pk, &k], 2)?, Tensor::cat(&[&pv, &v], 2)?),
+            None => (k, v),
+        };
+        *cache = Some((k.clone(), v.clone()));
+        let t = k.dim(2)?;
+        // GQA without copying keys: query heads of one group share a KV head, so fold the group
+        // into the query length.
+        let rep = self.num_heads / self.num_kv_heads;
+        let q = q.reshape((b, self.num_kv_heads, rep * s, self.head_dim))?;
+        let scale = 1.0 / (self.head_dim as f64).sqrt();
+        let scores = (q.matmul(&k.t()?)? * scale)?.to_dtype(DType::F32)?;
+        let scores = match mask {
+            Some(m) => scores.reshape((b, self.num_kv_heads, rep, s, t))?.broadcast_add(&m.unsqueeze(2)?)?.reshape((b, self.num_kv_heads, rep * s, t))?,
+            None => scores,
+        };
+        let probs = candle_nn::ops::softmax_last_dim(&scores)?.to_dtype(v.dtype())?;
+        let o = probs.matmul(&v)?.reshape((b, self.num_heads, s, self.head_dim))?;
+        let o = o.transpose(1, 2)?.reshape((b, s, self.num_heads * self.head_dim))?;
+        self.o_proj.forward(&o)
+    }
+}
+
+struct DecoderLayer {
+    input_layernorm: RmsNorm,
+    self_attn: Attention,
+    post_attention_layernorm: RmsNorm,
+    mlp: GatedMlp,
+}
+
+/// What one forward pass returns: logits and the final-norm hidden states (latent imagery feeds
+/// the latter back as input embeddings).
+pub struct TextOutput {
+    /// `[batch, seq or 1, vocab]` (float32).
+    pub logits: Tensor,
+    /// `[batch, seq, hidden]` after the final RMSNorm.
+    pub hidden: Tensor,
+}
+
+pub struct TextModel {
+    embed_tokens: Embedding,
+    layers: Vec<DecoderLayer>,
+    norm: RmsNorm,
+    lm_head: Linear,
+    pub mrope: MRope,
+    pub cfg: TextConfig,
+}
+
+impl TextModel {
+    /// `vb` is the checkpoint root (canonical names `model.*` and `lm_head.*`).
+    pub fn new(cfg: &TextConfig, vb: VarBuilder) -> Result<Self> {
+        let m = vb.pp("model");
+        let (h, hd) = (cfg.hidden_size, cfg.head_dim);
+        let embed_tokens = candle_nn::embedding(cfg.vocab_size, h, m.pp("embed_tokens"))?;
+        let mut layers = Vec::with_capacity(cfg.num_hidden_layers);
+        for i in 0..cfg.num_hidden_layers {
+            let l = m.pp(format!("layers.{i}"));
+            let a = l.pp("self_attn");
+            layers.push(DecoderLayer {
+                input_layernorm: RmsNorm::new(h, cfg.rms_norm_eps, l.pp("input_layernorm"))?,
+                self_attn: Attention {
+                    q_proj: linear(h, cfg.num_attention_heads * hd, true, a.pp("q_proj"))?,
+                    k_proj: linear(h, cfg.num_key_value_heads * hd, true, a.pp("k_proj"))?,
+                    v_proj: linear(h, cfg.num_key_value_heads * hd, true, a.pp("v_proj"))?,
+                    o_proj: linear(cfg.num_attention_heads * hd, h, false, a.pp("o_proj"))?,
+                    num_heads: cfg.num_attention_heads,
+                    num_kv_heads: cfg.num_key_value_heads,
+                    head_dim: hd,
+                },
+                post_attention_layernorm: RmsNorm::new(h, cfg.rms_norm_eps, l.pp("post_attention_layernorm"))?,
+                mlp: GatedMlp::new(h, cfg.intermediate_size, false, l.pp("mlp"))?,
+            });
+        }
+        let norm = RmsNorm::new(h, cfg.rms_norm_eps, m.pp("norm"))?;
+        let lm_head = if cfg.tie_word_embeddings {
+            Linear::new(embed_tokens.embeddings().clone(), None)
+        } else {
+            candle_nn::linear_no_bias(h, cfg.vocab_size, vb.pp("lm_head"))?
+        };
+        Ok(TextModel {
+            embed_tokens,
+            layers,
+            norm,
+            lm_head,
+            mrope: MRope::new(hd, cfg.rope_theta, &cfg.mrope_section),
+            cfg: cfg.clone(),
+        })
+    }
+
+    pub fn embed(&self, ids: &Tensor) -> Result<Tensor> {
+        self.embed_tokens.forward(ids)
+    }
+
+    pub fn embedding_matrix(&self) -> &Tensor {
+        self.embed_tokens.embeddings()
+    }
+
+    pub fn dtype(&self) -> DType {
+        self.embed_tokens.embeddings().dtype()
+    }
+
+    pub fn num_layers(&self) -> usize {
+        self.layers.len()
+    }
+
+    /// Runs the decoder on `embeds` `[batch, seq, hidden]`.
+    ///
+    /// `cos`/`sin`: M-RoPE tables `[batch, seq, head_dim/2]`. `mask`: additive float32
+    /// `[batch, 1, seq, cached + seq]`, or `None` when every row is unpadded and `seq == 1` or the
+    /// cache is empty and causality alone applies (then a causal mask is built here).
+    /// `logits_last_only` skips the vocabulary projection for all but the last position.
+    pub fn forward(
+        &self,
+        embeds: &Tensor,
+        cos: &Tensor,
+        sin: &Tensor,
+        mask: Option<&Tensor>,
+        cache: &mut KvCache,
+        logits_last_only: bool,
+    ) -> Result<TextOutput> {
+        let dtype = embeds.dtype();
+        let (cos, sin) = (cos.to_dtype(dtype)?, sin.to_dtype(dtype)?);
+        if cache.layers.len() != self.layers.len() {
+            *cache = KvCache::new(self.layers.len());
+        }
+        let mut x = embeds.clone();
+        for (layer, slot) in self.layers.iter().zip(cache.layers.iter_mut()) {
+            let a = layer.self_attn.forward(&layer.input_layernorm.forward(&x)?, &cos, &sin, mask, slot)?;
+            x = (x + a)?;
+            let m = layer.mlp.forward(&layer.post_attention_layernorm.forward(&x)?)?;
+            x = (x + m)?;
+        }
+        let hidden = self.norm.forward(&x)?;
+        let for_logits = if logits_last_only {
+            let s = hidden.dim(1)?;
+            hidden.narrow(1, s - 1, 1)?
+        } else {
+            hidden.clone()
+        };
+        let logits = self.lm_head.forward(&for_logits)?.to_dtype(DType::F32)?;
+        Ok(TextOutput { logits, hidden })
+    }
+}
+
+/// Additive attention mask `[batch, 1, q_len, past + q_len]`: causal within the new tokens, and
+/// keys whose `key_mask` is 0 (padding) are never attended. Masked entries get float32's minimum,
+/// as transformers does, so a fully masked (padding) row stays finite.
+pub fn attention_mask(key_mask: &[Vec<u8>], q_len: usize, device: &candle_core::Device) -> Result<Tensor> {
+    let b = key_mask.len();
+    let t = key_mask.first().map_or(0, Vec::len);
+    let past = t - q_len;
+    let mut data = Vec::with_capacity(b * q_len * t);
+    for row in key_mask {
+        for i in 0..q_len {
+            for (j, &m) in row.iter().enumerate() {
+                let visible = m != 0 && j <= past + i;
+                data.push(if visible { 0f32 } else { f32::MIN });
+            }
+        }
+    }
+    Tensor::from_vec(data, (b, 1, q_len, t), device)
+}
+
+/// Index of the last dimension's maximum, per row (greedy decoding).
+pub fn argmax_last(logits: &Tensor) -> Result<Vec<u32>> {
+    logits.argmax(D::Minus1)?.flatten_all()?.to_vec1::<u32>()
+}
