@@ -329,9 +329,13 @@ elif job["mode"] == "crosscheck":
     out["processor_classes"] = [type(proc).__name__, type(proc.image_processor).__name__, type(proc.tokenizer).__name__]
     res_tensors = {}
     out["cases"] = {}
+    store = load_file(str(root / "pixels.safetensors"))
     for case in job["cases"]:
         meta = json.loads((root / "cases" / f"{case}.json").read_text())
         ref = load_file(str(root / "cases" / f"{case}.safetensors"))
+        # pixel tensors live once per media item in pixels.safetensors
+        for k, srcs in meta.get("pixel_sources", {}).items():
+            ref[k] = torch.cat([store[s] for s in srcs], 0)
         # 1) 4.50 processor on the same messages
         texts = [proc.apply_chat_template(m, tokenize=False, add_generation_prompt=True) for m in meta["messages"]]
         images, videos = [], []
@@ -571,7 +575,7 @@ def write_media(out: Path) -> dict:
     rng = np.random.default_rng(SEED)
     media = out / "media"
     (media / "video_odd").mkdir(parents=True, exist_ok=True)
-    specs = {"img_a.png": (224, 168, 0.1), "img_b.png": (112, 140, 0.35), "img_c.png": (84, 56, 0.6)}
+    specs = {"img_a.png": (168, 140, 0.1), "img_b.png": (112, 140, 0.35), "img_c.png": (84, 56, 0.6)}
     info = {}
     for name, (w, h, ph) in specs.items():
         Image.fromarray(_smooth_image(w, h, rng, ph, 2.0)).save(media / name, optimize=True)
@@ -703,8 +707,54 @@ class PositionRecorder:
         self.h.remove()
 
 
-def compute_case(model, processor, tf450: TF450, name, model_dir, style, conversations) -> tuple[dict, dict]:
+def media_key(item: dict) -> str:
+    """Key of a media item in pixels.safetensors: the path used in the case messages."""
+    return item["path"] if item["type"] == "image" else item["frames"]
+
+
+def item_pixels(processor, item: dict) -> tuple[str, torch.Tensor]:
+    """Pixel values the HF processor produces for this one media item alone."""
+    _, inp = run_processor(processor, [_user(item)])
+    k = "pixel_values" if item["type"] == "image" else "pixel_values_videos"
+    return k, inp[k].float().contiguous()
+
+
+def pixel_store(processor) -> dict:
+    """{media key: pixel tensor} for every media item used by CASES."""
+    store = {}
+    for _, _, _, conversations in CASES:
+        for conv in conversations:
+            for msg in conv:
+                for item in msg["content"]:
+                    if item["type"] in ("image", "video") and media_key(item) not in store:
+                        store[media_key(item)] = item_pixels(processor, item)[1]
+    return dict(sorted(store.items()))
+
+
+def pixel_sources(conversations) -> dict:
+    """{"pixel_values": [keys of the images in order], "pixel_values_videos": [...]} (only keys
+    that apply): the processor output is the concatenation of these store entries."""
+    src = {"pixel_values": [], "pixel_values_videos": []}
+    for conv in conversations:
+        for msg in conv:
+            for item in msg["content"]:
+                if item["type"] == "image":
+                    src["pixel_values"].append(media_key(item))
+                elif item["type"] == "video":
+                    src["pixel_values_videos"].append(media_key(item))
+    return {k: v for k, v in src.items() if v}
+
+
+def compute_case(model, processor, tf450: TF450, name, model_dir, style, conversations,
+                 store: dict) -> tuple[dict, dict]:
     prompts, inp = run_processor(processor, conversations)
+    sources = pixel_sources(conversations)
+    # the shared per-item store is exact: the case's processor output is its concatenation
+    for k in ["pixel_values", "pixel_values_videos"]:
+        assert (k in inp) == (k in sources), (name, k)
+        if k in inp:
+            cat = torch.cat([store[s] for s in sources[k]], 0)
+            assert torch.equal(inp[k].float(), cat), f"{name}: {k} != concatenation of {sources[k]}"
     cfg = model.config
     input_ids = inp["input_ids"].long()
     mask = inp["attention_mask"].long()
@@ -810,11 +860,10 @@ def compute_case(model, processor, tf450: TF450, name, model_dir, style, convers
         "attention_mask": mask,
         "mm_token_type_ids": inp["mm_token_type_ids"].long(),
     }
+    # pixel_values / pixel_values_videos are not stored here: see pixel_sources
     if "pixel_values" in inp:
-        tensors["pixel_values"] = inp["pixel_values"].float()
         tensors["image_grid_thw"] = igrid
     if "pixel_values_videos" in inp:
-        tensors["pixel_values_videos"] = inp["pixel_values_videos"].float()
         tensors["video_grid_thw"] = vgrid
         tensors["second_per_grid_ts"] = spg
     tensors["position_ids"] = pos
@@ -860,7 +909,12 @@ def compute_case(model, processor, tf450: TF450, name, model_dir, style, convers
         },
         "tensor_names": list(tensors.keys()),
         "tensors": {k: {"dtype": str(v.dtype).replace("torch.", ""), "shape": list(v.shape)} for k, v in tensors.items()},
+        "pixel_sources": sources,
+        "pixel_shapes": {k: [int(inp[k].shape[0]), int(inp[k].shape[1])] for k in sources},
         "notes": {
+            "pixel_sources": "pixel_values / pixel_values_videos [N,1176] float32 = concatenation (dim 0), in "
+            "order, of the listed entries of ../pixels.safetensors (each: the processor output for that "
+            "media item alone)",
             "position_ids": "[3,B,S] (t,h,w); padded slots hold 1 (4.50 rule) or 0 (5.x rule) and are masked",
             "rope_deltas": "[B,1]: max(position)+1 - S; decode position of absolute index i is i + delta",
             "hidden": "final-norm hidden state (last element of output_hidden_states), lm_head input",
@@ -1160,10 +1214,12 @@ def main() -> None:
     tied_loaded.generation_config = copy.deepcopy(model.generation_config)
     models = {"model-v5": model, "model-tied-bf16": tied_loaded}
 
+    store = pixel_store(processor)
+    save_file(store, str(OUT / "pixels.safetensors"))
     (OUT / "cases").mkdir()
     summaries = {}
     for name, mdir, style, conv in CASES:
-        meta, tensors = compute_case(models[mdir], processor, tf450, name, mdir, style, conv)
+        meta, tensors = compute_case(models[mdir], processor, tf450, name, mdir, style, conv, store)
         save_file(tensors, str(OUT / "cases" / f"{name}.safetensors"))
         (OUT / "cases" / f"{name}.json").write_text(json.dumps(meta, indent=1) + "\n")
         summaries[name] = meta
@@ -1214,6 +1270,10 @@ def main() -> None:
         },
         "vocab_size": config.text_config.vocab_size,
         "media": media_info,
+        "pixels": {"file": "pixels.safetensors",
+                   "note": "one float32 [patches,1176] tensor per media item, keyed by its path in the case "
+                           "messages; the processor output for that item alone",
+                   "shapes": {k: list(v.shape) for k, v in store.items()}},
         "checkpoints": {**ckpt_info, "reload_checks_5x": load_info},
         "cases": [n for n, *_ in CASES],
         "crosscheck_tf450": crosscheck["cases"] if crosscheck else None,

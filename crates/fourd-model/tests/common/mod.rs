@@ -31,7 +31,18 @@ impl Case {
         self.tensors.get(k).unwrap_or_else(|| panic!("case {}: no tensor {k}", self.name))
     }
     pub fn has(&self, k: &str) -> bool {
-        self.tensors.contains_key(k)
+        self.tensors.contains_key(k) || self.meta["pixel_sources"].get(k).is_some()
+    }
+    /// Pixel values of the case: stored in the case, or (newer fixtures) concatenated from the
+    /// per-item store `pixels.safetensors`, as listed in `pixel_sources`.
+    pub fn pixels(&self, k: &str) -> Tensor {
+        if let Some(t) = self.tensors.get(k) {
+            return t.clone();
+        }
+        let sources = self.meta["pixel_sources"][k].as_array().unwrap_or_else(|| panic!("case {}: no pixels {k}", self.name));
+        let store = candle_core::safetensors::load(fixtures().join("pixels.safetensors"), &Device::Cpu).unwrap();
+        let parts: Vec<Tensor> = sources.iter().map(|s| store[s.as_str().unwrap()].clone()).collect();
+        Tensor::cat(&parts, 0).unwrap()
     }
     pub fn ids2(&self, k: &str) -> Vec<Vec<i64>> {
         self.t(k).to_dtype(DType::I64).unwrap().to_vec2::<i64>().unwrap()

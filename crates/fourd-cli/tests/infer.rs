@@ -1,0 +1,99 @@
+//! `fourd infer` end to end on the tiny transformers-made checkpoints: the generated ids equal
+//! transformers' greedy ids (up to the first stop token, since the fixtures disable EOS).
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use serde_json::Value;
+
+fn fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/qwen25vl")
+}
+
+fn case(name: &str) -> (Value, Vec<i64>) {
+    let dir = fixtures().join("cases");
+    let meta: Value = serde_json::from_str(&std::fs::read_to_string(dir.join(format!("{name}.json"))).unwrap()).unwrap();
+    let t = candle_core::safetensors::load(dir.join(format!("{name}.safetensors")), &candle_core::Device::Cpu).unwrap();
+    let greedy = t["greedy"].to_vec2::<i64>().unwrap().remove(0);
+    (meta, greedy)
+}
+
+fn fourd(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_fourd")).args(args).output().unwrap()
+}
+
+/// Ids up to and including the first stop token of the fixture's checkpoint.
+fn until_stop(ids: &[i64], model: &Path) -> Vec<i64> {
+    let g: Value = serde_json::from_str(&std::fs::read_to_string(model.join("generation_config.json")).unwrap()).unwrap();
+    let eos: Vec<i64> = match &g["eos_token_id"] {
+        Value::Array(a) => a.iter().map(|x| x.as_i64().unwrap()).collect(),
+        v => vec![v.as_i64().unwrap()],
+    };
+    let cut = ids.iter().position(|t| eos.contains(t)).map_or(ids.len(), |i| i + 1);
+    ids[..cut].to_vec()
+}
+
+fn question(meta: &Value) -> String {
+    let items = meta["messages"][0][0]["content"].as_array().unwrap();
+    items.iter().find(|i| i["type"] == "text").unwrap()["text"].as_str().unwrap().to_string()
+}
+
+#[test]
+fn infer_image_json_matches_transformers() {
+    let (meta, greedy) = case("one_image");
+    let model = fixtures().join("model-v5");
+    let img = fixtures().join("media/img_a.png");
+    let out = fourd(&[
+        "infer", "--model", model.to_str().unwrap(), "--image", img.to_str().unwrap(),
+        "--question", &question(&meta), "--greedy", "--repetition-penalty", "1.0", "--max-new-tokens", "20", "--json",
+    ]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let ids: Vec<i64> = v["token_ids"].as_array().unwrap().iter().map(|x| x.as_i64().unwrap()).collect();
+    assert_eq!(ids, until_stop(&greedy, &model));
+    assert!(v["text"].is_string());
+    assert_eq!(v["latent_segments"].as_array().unwrap().len(), 0);
+}
+
+#[test]
+fn infer_frames_folder_matches_transformers() {
+    let (meta, greedy) = case("video_odd");
+    let model = fixtures().join("model-v5");
+    let frames = fixtures().join("media/video_odd");
+    let out = fourd(&[
+        "infer", "--model", model.to_str().unwrap(), "--frames", frames.to_str().unwrap(), "--fps", "1",
+        "--question", &question(&meta), "--greedy", "--repetition-penalty", "1.0", "--max-new-tokens", "20", "--json",
+    ]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let ids: Vec<i64> = v["token_ids"].as_array().unwrap().iter().map(|x| x.as_i64().unwrap()).collect();
+    assert_eq!(ids, until_stop(&greedy, &model));
+}
+
+#[test]
+fn infer_streams_text() {
+    let model = fixtures().join("model-v5");
+    let out = fourd(&["infer", "--model", model.to_str().unwrap(), "--question", "Hello", "--greedy", "--max-new-tokens", "5"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("decoding: greedy"));
+}
+
+#[test]
+fn infer_bad_inputs_exit_with_clear_errors() {
+    let model = fixtures().join("model-v5");
+    let m = model.to_str().unwrap();
+    let cases: Vec<(Vec<&str>, &str)> = vec![
+        (vec!["infer", "--model", "/nonexistent", "--question", "q"], "/nonexistent"),
+        (vec!["infer", "--model", m, "--question", "q", "--dtype", "f8"], "unknown dtype `f8`"),
+        (vec!["infer", "--model", m, "--question", "q", "--image", "/nonexistent.png"], "/nonexistent.png"),
+        (vec!["infer", "--model", m, "--question", "q", "--frames", "/nonexistent-frames"], "/nonexistent-frames"),
+        (vec!["infer", "--model", m, "--question", "q", "--latent-size", "4"], "no latent tokens"),
+    ];
+    for (args, needle) in cases {
+        let out = fourd(&args);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {err}");
+        assert!(err.contains(needle), "{args:?}: {err}");
+        assert!(!err.contains("panicked"), "{args:?}: {err}");
+    }
+}
