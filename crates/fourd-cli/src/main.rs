@@ -1,5 +1,6 @@
 //! `fourd`: 4DThinker in Rust.
 
+mod bench;
 mod infer;
 
 use anyhow::Result;
@@ -16,6 +17,9 @@ struct Cli {
 enum Command {
     /// Answer a question about images or a video with a Qwen2.5-VL / 4DThinker checkpoint.
     Infer(infer::InferArgs),
+    /// Benchmarks (timings are never asserted in tests).
+    #[command(subcommand)]
+    Bench(bench::BenchCommand),
 }
 
 fn main() {
@@ -26,6 +30,7 @@ fn main() {
     let cli = Cli::parse();
     let result: Result<()> = match cli.command {
         Command::Infer(a) => infer::run(a),
+        Command::Bench(c) => bench::run(c),
     };
     if let Err(e) = result {
         eprintln!("error: {e:#}");

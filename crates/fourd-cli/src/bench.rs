@@ -1,0 +1,136 @@
+//! `fourd bench model`: prefill and per-token decode timings on CPU (or GPU), side by side with
+//! PyTorch + transformers on the same checkpoint and inputs in the same run.
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::Instant;
+
+use anyhow::{bail, Context, Result};
+use clap::{Args, Subcommand};
+use fourd_model::generation::{generate, GenerationConfig, Sampling};
+use fourd_model::inputs::PromptInput;
+use fourd_model::processor::load_image;
+use fourd_model::tokenizer::{Content, Message};
+use fourd_model::weights::parse_dtype;
+use fourd_model::Pipeline;
+use serde_json::Value;
+
+use crate::infer::parse_device;
+
+#[derive(Subcommand, Debug)]
+pub enum BenchCommand {
+    /// Prefill (image + text) and greedy decode of a Qwen2.5-VL checkpoint.
+    Model(BenchModelArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct BenchModelArgs {
+    /// Checkpoint to time. With --python the reference script writes a small random model here.
+    #[arg(long, default_value = "/tmp/fourd-bench-model")]
+    pub model: PathBuf,
+    /// Also run tools/reference/bench_model.py (PyTorch + transformers) first, on the same folder
+    /// and inputs, and print the ratio.
+    #[arg(long)]
+    pub python: bool,
+    /// Python interpreter for --python.
+    #[arg(long, default_value = "python3")]
+    pub python_bin: String,
+    /// Model size the reference script builds: small or tiny.
+    #[arg(long, default_value = "small")]
+    pub size: String,
+    /// Image used in the prompt.
+    #[arg(long, default_value = "tests/fixtures/qwen25vl/media/img_a.png")]
+    pub image: PathBuf,
+    #[arg(long, default_value_t = 32)]
+    pub decode_tokens: usize,
+    #[arg(long, default_value_t = 3)]
+    pub repeats: usize,
+    /// Threads for PyTorch (candle's CPU backend uses all cores).
+    #[arg(long, default_value_t = 2)]
+    pub threads: usize,
+    #[arg(long, default_value = "f32")]
+    pub dtype: String,
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
+}
+
+pub fn run(cmd: BenchCommand) -> Result<()> {
+    match cmd {
+        BenchCommand::Model(a) => bench_model(a),
+    }
+}
+
+const DEFAULT_QUESTION_REPEATS: usize = 24;
+
+fn bench_model(a: BenchModelArgs) -> Result<()> {
+    let question = "Describe the picture in detail. ".repeat(DEFAULT_QUESTION_REPEATS);
+    let reference: Option<Value> = if a.python {
+        let script = PathBuf::from("tools/reference/bench_model.py");
+        if !script.exists() {
+            bail!("{} not found: run from the repository root", script.display());
+        }
+        eprintln!("running the PyTorch reference ({})...", script.display());
+        let out = Command::new(&a.python_bin)
+            .arg(&script)
+            .args(["--out", &a.model.to_string_lossy(), "--threads", &a.threads.to_string()])
+            .args(["--decode-tokens", &a.decode_tokens.to_string(), "--repeats", &a.repeats.to_string()])
+            .args(["--size", &a.size, "--question", &question])
+            .output()
+            .with_context(|| format!("starting {}", a.python_bin))?;
+        if !out.status.success() {
+            bail!("reference script failed:\n{}", String::from_utf8_lossy(&out.stderr));
+        }
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let line = stdout.lines().last().context("reference script printed nothing")?;
+        Some(serde_json::from_str(line).context("reference script output")?)
+    } else {
+        None
+    };
+
+    let device = parse_device(&a.device)?;
+    let pipe = Pipeline::load(&a.model, parse_dtype(&a.dtype)?, &device)?;
+    let image = load_image(&a.image, pipe.processor.image_processor.pixel_cap)?;
+    let text = pipe.tokenizer.apply_chat_template(
+        &[Message::new("user", vec![Content::Image, Content::Text(question.clone())])],
+        true,
+    )?;
+    let prompt = PromptInput { text, images: vec![image], videos: vec![] };
+    let inputs = pipe.processor.prepare(&pipe.tokenizer, &[prompt])?;
+    let params = pipe.rope_params();
+
+    let prefill_once = || -> Result<f64> {
+        let mut cache = pipe.model.new_cache();
+        let s = Instant::now();
+        let out = pipe.model.prefill(&inputs, &params, &mut cache, true)?;
+        out.output.logits.to_vec3::<f32>()?; // wait for the device
+        Ok(s.elapsed().as_secs_f64())
+    };
+    prefill_once()?;
+    let prefill_s = (0..a.repeats).map(|_| prefill_once()).collect::<Result<Vec<_>>>()?.into_iter().fold(f64::INFINITY, f64::min);
+
+    let cfg = GenerationConfig { max_new_tokens: a.decode_tokens, sampling: Sampling::default(), stop_ids: vec![], latent: None };
+    let mut generated = vec![];
+    let mut decode_once = || -> Result<f64> {
+        let s = Instant::now();
+        let out = generate(&pipe.model, &inputs, &params, &cfg, |_, _, _| {})?;
+        generated = out[0].token_ids.clone();
+        Ok(s.elapsed().as_secs_f64())
+    };
+    decode_once()?;
+    let total = (0..a.repeats).map(|_| decode_once()).collect::<Result<Vec<_>>>()?.into_iter().fold(f64::INFINITY, f64::min);
+    let per_token = (total - prefill_s) / (a.decode_tokens.saturating_sub(1).max(1)) as f64;
+
+    println!("model {} ({} prompt tokens incl. {} image tokens, {} decode tokens, dtype {}, device {})",
+        a.model.display(), inputs.seq_len(), inputs.images[0].llm_tokens(2), a.decode_tokens, a.dtype, a.device);
+    println!("{:<28} {:>14} {:>18}", "stack", "prefill (ms)", "decode (ms/token)");
+    println!("{:<28} {:>14.1} {:>18.2}", "fourd (candle)", prefill_s * 1e3, per_token * 1e3);
+    if let Some(r) = reference {
+        let rp = r["prefill_s"].as_f64().unwrap_or(f64::NAN);
+        let rd = r["decode_s_per_token"].as_f64().unwrap_or(f64::NAN);
+        println!("{:<28} {:>14.1} {:>18.2}", format!("PyTorch ({} threads)", r["threads"]), rp * 1e3, rd * 1e3);
+        println!("{:<28} {:>14.2} {:>18.2}", "ratio fourd / PyTorch", prefill_s / rp, per_token / rd);
+        let ref_ids: Vec<u32> = r["generated"].as_array().map(|a| a.iter().filter_map(|x| x.as_u64().map(|x| x as u32)).collect()).unwrap_or_default();
+        println!("greedy tokens identical to transformers: {}", ref_ids == generated);
+    }
+    Ok(())
+}
