@@ -116,21 +116,47 @@ CASES = {
     ),
     "first_step": ([_user(_txt("What color is the sky?"))], 4, 12),
 }
-# candidates for first_step: the first one whose first greedy token is <|latent_start|> is used
-FIRST_STEP_CANDIDATES = [
-    "What color is the sky?",
-    "Hello! How are you today?",
-    "What color is the circle?",
+# Prompt pools of --search (CASES above holds what it picked). Texts use the BPE corpus words.
+TEXTS = [
+    "What is in this picture? Describe it.",
+    "Describe the image in detail.",
     "How many objects are there in the image?",
+    "What color is the square?",
+    "What color is the circle?",
+    "Compare the two images.",
+    "Tell me a short story about a red fox and a blue circle.",
+    "Please describe the scene: a bright gradient and a moving ball.",
     "Write one sentence about the quick brown fox.",
     "What happens in the video?",
-    "Tell me a short story.",
+    "Hello! How are you today?",
+    "What color is the sky?",
     "Is the square red?",
-    "Describe the image in detail.",
     "The lazy dog sleeps in the sun.",
-    "What is in this picture?",
-    "Please describe the scene.",
+    "Tell me a short story.",
+    "The ball moves from the left to the right. Why?",
 ]
+LONG_TEXTS = [
+    "Compare the two images. Is the object from the image in the video? Yes, the blue circle.",
+    "Tell me a short story about a red fox and a blue circle on a green background.",
+    "The quick brown fox jumps over the lazy dog. The lazy dog sleeps in the sun. What happens next?",
+    "Please describe the scene: a bright gradient, a moving ball, some noise, and smooth shapes.",
+]
+SYSTEMS = [None, "You are a helpful assistant. Imagine the picture first.", "Think with images."]
+
+
+def _conv(text, image=False, system=None):
+    items = ([_img("media/img_c.png")] if image else []) + [_txt(text)]
+    conv = _user(*items)
+    return ([{"role": "system", "content": [_txt(system)]}] if system else []) + conv
+
+
+SEARCH_POOLS = {
+    "image_l4": [[_conv(t, image=True)] for t in TEXTS],
+    "text_l1": [[_conv(t)] for t in TEXTS + LONG_TEXTS],
+    "text_l8": [[_conv(t)] for t in TEXTS + LONG_TEXTS],
+    "batch_two_l4": [[_conv(t, image=True), _conv(u)] for u in LONG_TEXTS for t in TEXTS[:8]],
+    "first_step": [[_conv(t, image=im, system=sy)] for sy in SYSTEMS for im in (False, True) for t in TEXTS],
+}
 
 
 # --------------------------------------------------------------------------------------------
@@ -444,23 +470,7 @@ def case_properties(name, res, ids, L) -> list[str]:
     return probs
 
 
-def pick_first_step(model, processor, tf450, ids):
-    for text in FIRST_STEP_CANDIDATES:
-        conv = [_user(_txt(text))]
-        _, inp = run_processor(processor, conv)
-        pos = prompt_positions(model, tf450, inp)
-        res = latent_generate(model, inp, pos, 1, 4, ids, allow_cut=True)
-        if int(res["generated"][0, 0]) == ids["latent_start_id"] and res["min_margin"] >= MIN_MARGIN:
-            return conv
-    return None
-
-
-def evaluate(model, processor, tf450, ids, verbose=False):
-    cases = dict(CASES)
-    conv = pick_first_step(model, processor, tf450, ids)
-    if conv is None:
-        return ["first_step: no candidate prompt"], cases
-    cases["first_step"] = (conv, *CASES["first_step"][1:])
+def evaluate(model, processor, tf450, ids, cases, verbose=False) -> list[str]:
     problems = []
     for name, (convs, L, T) in cases.items():
         try:
@@ -472,19 +482,29 @@ def evaluate(model, processor, tf450, ids, verbose=False):
         if verbose:
             print(name, res["segments"], f"margin {res['min_margin']:.3g}", p)
         problems += p
-    return problems, cases
+    return problems
 
 
 def search(tok, processor, tf450):
+    """Find an lm_head row (seed, scale) and, per case, the first prompt of its pool for which the
+    case has the properties case_properties() asks for. Prints what to put into the constants."""
     ids = latent_ids(tok)
-    for scale in [0.3, 0.4, 0.5, 0.6, 0.8]:
+    for scale in [0.4, 0.5, 0.6, 0.8, 0.3]:
         for seed in range(200):
             model = build_model(tok, seed, scale)
-            problems, _ = evaluate(model, processor, tf450, ids)
-            if len(problems) <= 2:
-                print(f"scale {scale} seed {seed}: {len(problems)} problems {problems[:3]}", flush=True)
-            if not problems:
-                evaluate(model, processor, tf450, ids, verbose=True)
+            chosen = {}
+            for name in ["first_step", "image_l4", "batch_two_l4", "text_l1", "text_l8"]:
+                _, L, T = CASES[name]
+                for convs in SEARCH_POOLS[name]:
+                    if not evaluate(model, processor, tf450, ids, {name: (convs, L, T)}):
+                        chosen[name] = convs
+                        break
+                else:
+                    break
+            print(f"scale {scale} seed {seed}: {len(chosen)} cases ok ({sorted(chosen)})", flush=True)
+            if len(chosen) == len(CASES):
+                print("LATENT_ROW_SEED =", seed, "LATENT_ROW_SCALE =", scale)
+                print(json.dumps(chosen, indent=1))
                 return
 
 
@@ -514,7 +534,8 @@ def main() -> None:
         return
 
     model = build_model(tok, LATENT_ROW_SEED, LATENT_ROW_SCALE)
-    problems, cases = evaluate(model, processor, tf450, ids, verbose=True)
+    cases = CASES
+    problems = evaluate(model, processor, tf450, ids, cases, verbose=True)
     assert not problems, problems
 
     # --- checkpoint ------------------------------------------------------------------------

@@ -2,6 +2,7 @@
 
 mod bench;
 mod infer;
+mod model_cmd;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
@@ -17,6 +18,9 @@ struct Cli {
 enum Command {
     /// Answer a question about images or a video with a Qwen2.5-VL / 4DThinker checkpoint.
     Infer(infer::InferArgs),
+    /// Checkpoint preparation.
+    #[command(subcommand)]
+    Model(model_cmd::ModelCommand),
     /// Benchmarks (timings are never asserted in tests).
     #[command(subcommand)]
     Bench(bench::BenchCommand),
@@ -31,6 +35,7 @@ fn main() {
     let result: Result<()> = match cli.command {
         Command::Infer(a) => infer::run(a),
         Command::Bench(c) => bench::run(c),
+        Command::Model(c) => model_cmd::run(c),
     };
     if let Err(e) = result {
         eprintln!("error: {e:#}");

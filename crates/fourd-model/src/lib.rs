@@ -13,6 +13,7 @@ pub mod mrope;
 pub mod text;
 pub mod model;
 pub mod generation;
+pub mod latent;
 
 pub use config::{GenerationDefaults, PreprocessorConfig, Qwen25VlConfig, RopeIndexStyle};
 pub use error::{ModelError, Result};

@@ -142,6 +142,17 @@ impl CheckpointWeights {
         Ok(t.to_dtype(dtype)?)
     }
 
+    /// Loads a tensor by its stored name, in its stored dtype, on the CPU.
+    pub fn load_stored(&self, stored: &str) -> Result<Tensor> {
+        let idx = *self.routing.get(stored).ok_or_else(|| ModelError::Tensor {
+            name: stored.to_string(),
+            msg: format!("not found in the checkpoint at {}", self.dir.display()),
+        })?;
+        let (path, st) = &self.files[idx];
+        st.load(stored, &Device::Cpu)
+            .map_err(|e| ModelError::Tensor { name: stored.to_string(), msg: format!("{}: {}", path.display(), root_cause(&e)) })
+    }
+
     /// A `VarBuilder` over these weights, named canonically.
     pub fn var_builder(self, dtype: DType, device: &Device) -> VarBuilder<'static> {
         VarBuilder::from_backend(Box::new(self), dtype, device.clone())
