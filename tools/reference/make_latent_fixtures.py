@@ -82,8 +82,8 @@ CONFIG_LATENT_SIZE = 4
 MODEL_SEED = 2024
 # The `<|latent_start|>` row of lm_head is replaced by LATENT_ROW_SCALE * N(0, 1) drawn with
 # LATENT_ROW_SEED (chosen by --search so that every case below has the properties it asserts).
-LATENT_ROW_SEED = 0
-LATENT_ROW_SCALE = 0.3
+LATENT_ROW_SEED = 43
+LATENT_ROW_SCALE = 0.4
 MIN_PIXELS = Q.MIN_PIXELS
 MAX_PIXELS = Q.MAX_PIXELS
 MIN_MARGIN = 1e-3
@@ -104,17 +104,17 @@ def _user(*content):
 # name -> (conversations (one per batch row), latent_size, max_new_tokens)
 CASES = {
     "image_l4": ([_user(_img("media/img_c.png"), _txt("What is in this picture? Describe it."))], 4, 40),
-    "text_l1": ([_user(_txt("Tell me a short story about a red fox and a blue circle."))], 1, 30),
-    "text_l8": ([_user(_txt("Please describe the scene: a bright gradient and a moving ball."))], 8, 40),
+    "text_l1": ([_user(_txt("How many objects are there in the image?"))], 1, 30),
+    "text_l8": ([_user(_txt("What is in this picture? Describe it."))], 8, 40),
     "batch_two_l4": (
         [
-            _user(_img("media/img_c.png"), _txt("What color is the square?")),
+            _user(_img("media/img_c.png"), _txt("What is in this picture? Describe it.")),
             _user(_txt("Compare the two images. Is the object from the image in the video? Yes, the blue circle.")),
         ],
         4,
         30,
     ),
-    "first_step": ([_user(_txt("What color is the sky?"))], 4, 12),
+    "first_step": ([_user(_txt("Tell me a short story about a red fox and a blue circle."))], 4, 12),
 }
 # Prompt pools of --search (CASES above holds what it picked). Texts use the BPE corpus words.
 TEXTS = [

@@ -166,3 +166,21 @@ fn rope_rules_differ_on_long_videos() {
     let b = Case::load("video_odd_v5").t("position_ids").to_vec3::<i64>().unwrap();
     assert_ne!(a, b);
 }
+
+/// Reduced-precision compute (`--dtype bf16|f16`) on an f32 checkpoint stays close to transformers'
+/// f32 logits. The bound is loose on purpose: it catches a broken path (wrong casts, overflow), not
+/// rounding.
+#[test]
+fn half_precision_compute_is_close() {
+    let case = Case::load("one_image");
+    for dtype in [DType::BF16, DType::F16] {
+        let pipe = Pipeline::load(&case.model_dir(), dtype, &Device::Cpu).unwrap();
+        let inputs = pipe.processor.prepare(&pipe.tokenizer, &case.prompts(&pipe.tokenizer)).unwrap();
+        let mut cache = pipe.model.new_cache();
+        let pre = pipe.model.prefill(&inputs, &pipe.rope_params(), &mut cache, false).unwrap();
+        let err = max_abs_diff(&pre.output.logits, case.t("logits"));
+        let scale = case.t("logits").abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
+        eprintln!("one_image {dtype:?}: logits max abs error {err:.3e} (max |logit| {scale:.2})");
+        assert!(err < 0.05 * scale.max(1.0), "{dtype:?}: {err}");
+    }
+}
