@@ -448,23 +448,25 @@ def case_properties(name, res, ids, L) -> list[str]:
             probs.append(f"row {b}: pad/end chosen in the text phase")
         if not text_pos or sum(1 for k in text_pos if row[k] != ids["latent_start_id"]) < 3:
             probs.append(f"row {b}: too little text")
+    start = ids["latent_start_id"]
     if name == "image_l4":
+        if gen[0, 0] == start:
+            probs.append("image_l4: starts with a segment")
         if len(segs[0]) < 2:
             probs.append("image_l4: < 2 segments")
-        else:
-            # text between segments: a text token after the first segment's end, before the next start
-            s0, s1 = segs[0][0], segs[0][1]
-            if s1 - 1 <= s0 + L + 1:
-                probs.append("image_l4: no text between segments")
-    if name in ("text_l1", "text_l8") and len(segs[0]) < 1:
-        probs.append(f"{name}: no segment")
+        elif segs[0][1] - 1 - (segs[0][0] + L + 1) < 2:  # text ids between end of seg 0 and start of seg 1
+            probs.append("image_l4: < 2 text tokens between segments")
     if name == "text_l1" and len(segs[0]) < 2:
         probs.append("text_l1: < 2 segments")
+    if name == "text_l8" and len(segs[0]) < 1:
+        probs.append("text_l8: no segment")
     if name == "batch_two_l4":
-        if min(len(s) for s in segs) < 1:
+        if min(len(s_) for s_ in segs) < 1:
             probs.append("batch_two_l4: a row without segment")
-        elif segs[0][0] == segs[1][0]:
-            probs.append("batch_two_l4: rows enter at the same step")
+        elif abs(segs[0][0] - segs[1][0]) < 2:
+            probs.append("batch_two_l4: rows enter (almost) at the same step")
+        if gen[0, 0] == start and gen[1, 0] == start:
+            probs.append("batch_two_l4: both rows start with a segment")
     if name == "first_step" and gen[0, 0] != ids["latent_start_id"]:
         probs.append("first_step: first token is not latent_start")
     return probs
@@ -562,18 +564,22 @@ def main() -> None:
 
     # --- cases -----------------------------------------------------------------------------
     (OUT / "cases").mkdir()
-    model.generation_config = GenerationConfig(do_sample=False, bos_token_id=tok.pad_token_id,
+    model2.generation_config = GenerationConfig(do_sample=False, bos_token_id=tok.pad_token_id,
                                                pad_token_id=tok.pad_token_id, eos_token_id=None)
     summary = {}
     store = {}
     for name, (convs, L, T) in cases.items():
-        prompts, inp, pos, res, checks = run_case(model, processor, tf450, name, convs, L, T, ids)
-        # the saved processor and model give the same inputs and the same result
-        prompts2, inp2 = run_processor(proc2, convs)
-        assert prompts2 == prompts and set(inp2.keys()) == set(inp.keys())
-        assert all(torch.equal(torch.as_tensor(inp2[k]), torch.as_tensor(inp[k])) for k in inp)
-        res2 = latent_generate(model2, inp, pos, T, L, ids)
-        assert torch.equal(res2["generated"], res["generated"]) and torch.equal(res2["fed"], res["fed"])
+        # fixtures come from the saved folder (model2, proc2), as a reader of model/ would load it
+        prompts, inp, pos, res, checks = run_case(model2, proc2, tf450, name, convs, L, T, ids)
+        # the in-memory processor and model agree (decode steps to ~1e-6: the reloaded weights are
+        # laid out differently in memory, which changes the CPU matmul rounding, not the ids)
+        prompts1, inp1 = run_processor(processor, convs)
+        assert prompts1 == prompts and set(inp1.keys()) == set(inp.keys())
+        assert all(torch.equal(torch.as_tensor(inp1[k]), torch.as_tensor(inp[k])) for k in inp)
+        res1 = latent_generate(model, inp, pos, T, L, ids)
+        assert torch.equal(res1["generated"], res["generated"])
+        checks["in_memory_model_fed_max_abs_diff"] = float((res1["fed"] - res["fed"]).abs().max())
+        assert checks["in_memory_model_fed_max_abs_diff"] < 1e-5
         # pixel values: once per image in ../pixels.safetensors (like the qwen25vl fixtures)
         srcs = [it["path"] for conv in convs for msg in conv for it in msg["content"] if it["type"] == "image"]
         for src in srcs:
