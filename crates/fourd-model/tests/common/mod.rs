@@ -14,7 +14,12 @@ pub fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/qwen25vl")
 }
 
+pub fn latent_fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/latent")
+}
+
 pub struct Case {
+    pub root: PathBuf,
     pub name: String,
     pub meta: Value,
     pub tensors: HashMap<String, Tensor>,
@@ -22,10 +27,13 @@ pub struct Case {
 
 impl Case {
     pub fn load(name: &str) -> Case {
-        let dir = fixtures().join("cases");
+        Case::load_from(&fixtures(), name)
+    }
+    pub fn load_from(root: &Path, name: &str) -> Case {
+        let dir = root.join("cases");
         let meta: Value = serde_json::from_str(&std::fs::read_to_string(dir.join(format!("{name}.json"))).unwrap()).unwrap();
         let tensors = candle_core::safetensors::load(dir.join(format!("{name}.safetensors")), &Device::Cpu).unwrap();
-        Case { name: name.to_string(), meta, tensors }
+        Case { root: root.to_path_buf(), name: name.to_string(), meta, tensors }
     }
     pub fn t(&self, k: &str) -> &Tensor {
         self.tensors.get(k).unwrap_or_else(|| panic!("case {}: no tensor {k}", self.name))
@@ -40,7 +48,7 @@ impl Case {
             return t.clone();
         }
         let sources = self.meta["pixel_sources"][k].as_array().unwrap_or_else(|| panic!("case {}: no pixels {k}", self.name));
-        let store = candle_core::safetensors::load(fixtures().join("pixels.safetensors"), &Device::Cpu).unwrap();
+        let store = candle_core::safetensors::load(self.root.join("pixels.safetensors"), &Device::Cpu).unwrap();
         let parts: Vec<Tensor> = sources.iter().map(|s| store[s.as_str().unwrap()].clone()).collect();
         Tensor::cat(&parts, 0).unwrap()
     }
@@ -48,7 +56,7 @@ impl Case {
         self.t(k).to_dtype(DType::I64).unwrap().to_vec2::<i64>().unwrap()
     }
     pub fn model_dir(&self) -> PathBuf {
-        fixtures().join(self.meta["model"].as_str().unwrap())
+        self.root.join(self.meta["model"].as_str().unwrap())
     }
     /// The case's conversations as our message types plus their media, one per batch row.
     pub fn prompts(&self, tok: &QwenTokenizer) -> Vec<PromptInput> {
@@ -62,12 +70,12 @@ impl Case {
                 for item in m["content"].as_array().unwrap() {
                     match item["type"].as_str().unwrap() {
                         "image" => {
-                            let p = fixtures().join(item["path"].as_str().unwrap());
+                            let p = self.root.join(item["path"].as_str().unwrap());
                             prompt.images.push(load_image(&p, DEFAULT_DECODE_PIXEL_CAP).unwrap());
                             content.push(Content::Image);
                         }
                         "video" => {
-                            let dir = fixtures().join(item["frames"].as_str().unwrap());
+                            let dir = self.root.join(item["frames"].as_str().unwrap());
                             let frames =
                                 list_frames(&dir).unwrap().iter().map(|p| load_image(p, DEFAULT_DECODE_PIXEL_CAP).unwrap()).collect();
                             prompt.videos.push(VideoFrames { frames, fps: item["fps"].as_f64().unwrap() });
