@@ -97,3 +97,39 @@ fn infer_bad_inputs_exit_with_clear_errors() {
         assert!(!err.contains("panicked"), "{args:?}: {err}");
     }
 }
+
+fn latent_case(name: &str) -> (Value, Vec<i64>, Vec<i64>) {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/latent/cases");
+    let meta: Value = serde_json::from_str(&std::fs::read_to_string(dir.join(format!("{name}.json"))).unwrap()).unwrap();
+    let t = candle_core::safetensors::load(dir.join(format!("{name}.safetensors")), &candle_core::Device::Cpu).unwrap();
+    let generated = t["generated"].to_vec2::<i64>().unwrap().remove(0);
+    let starts = t["segment_starts"].to_vec1::<i64>().unwrap();
+    (meta, generated, starts)
+}
+
+#[test]
+fn infer_latent_checkpoint_reports_imagery() {
+    let (meta, generated, starts) = latent_case("image_l4");
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/latent");
+    let model = root.join("model");
+    let img = root.join("media/img_c.png");
+    let q = question(&meta);
+    let base = ["infer", "--model", model.to_str().unwrap(), "--image", img.to_str().unwrap(), "--question", &q,
+        "--greedy", "--repetition-penalty", "1.0", "--max-new-tokens", "40"];
+    let out = fourd(&[&base[..], &["--json"]].concat());
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let ids: Vec<i64> = v["token_ids"].as_array().unwrap().iter().map(|x| x.as_i64().unwrap()).collect();
+    let expected = until_stop(&generated, &model);
+    assert_eq!(ids, expected);
+    let segs = v["latent_segments"].as_array().unwrap();
+    let expected_starts: Vec<i64> = starts.into_iter().filter(|&s| (s as usize) < expected.len()).collect();
+    assert_eq!(segs.iter().map(|s| s["start"].as_i64().unwrap()).collect::<Vec<_>>(), expected_starts);
+    assert!(segs.iter().all(|s| s["count"] == 4));
+    assert!(!v["text"].as_str().unwrap().contains("latent"), "imagery tokens are not text");
+
+    let out = fourd(&base);
+    assert!(out.status.success());
+    let shown = String::from_utf8_lossy(&out.stdout);
+    assert!(shown.contains("[imagery x4]"), "{shown}");
+}
