@@ -21,6 +21,36 @@ use crate::infer::parse_device;
 pub enum BenchCommand {
     /// Prefill (image + text) and greedy decode of a Qwen2.5-VL checkpoint.
     Model(BenchModelArgs),
+    /// Latent-imagery greedy decoding throughput at several batch sizes.
+    Generate(BenchGenerateArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct BenchGenerateArgs {
+    /// Checkpoint with latent tokens. With --python the reference script writes a small random one here.
+    #[arg(long, default_value = "/tmp/fourd-bench-gen")]
+    pub model: PathBuf,
+    /// Also run tools/reference/bench_generate.py (the Python latent loop on transformers) first.
+    #[arg(long)]
+    pub python: bool,
+    #[arg(long, default_value = "python3")]
+    pub python_bin: String,
+    #[arg(long, default_value = "small")]
+    pub size: String,
+    /// Comma-separated batch sizes.
+    #[arg(long, default_value = "1,8")]
+    pub batches: String,
+    /// New tokens per sequence (imagery steps included).
+    #[arg(long, default_value_t = 48)]
+    pub tokens: usize,
+    #[arg(long, default_value_t = 4)]
+    pub latent_size: usize,
+    #[arg(long, default_value_t = 2)]
+    pub threads: usize,
+    #[arg(long, default_value = "f32")]
+    pub dtype: String,
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
 }
 
 #[derive(Args, Debug)]
@@ -57,7 +87,74 @@ pub struct BenchModelArgs {
 pub fn run(cmd: BenchCommand) -> Result<()> {
     match cmd {
         BenchCommand::Model(a) => bench_model(a),
+        BenchCommand::Generate(a) => bench_generate(a),
     }
+}
+
+/// Runs a reference script and parses the JSON object on its last stdout line.
+fn run_reference(python: &str, script: &str, args: &[String]) -> Result<Value> {
+    let script = PathBuf::from(script);
+    if !script.exists() {
+        bail!("{} not found: run from the repository root", script.display());
+    }
+    eprintln!("running the PyTorch reference ({})...", script.display());
+    let out = Command::new(python).arg(&script).args(args).output().with_context(|| format!("starting {python}"))?;
+    if !out.status.success() {
+        bail!("reference script failed:\n{}", String::from_utf8_lossy(&out.stderr));
+    }
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let line = stdout.lines().last().context("reference script printed nothing")?;
+    serde_json::from_str(line).context("reference script output")
+}
+
+const PROMPT_WORDS: &str = "the red fox jumps over a blue circle while the camera moves to the left and the ball rolls";
+
+fn bench_generate(a: BenchGenerateArgs) -> Result<()> {
+    let batches: Vec<usize> = a.batches.split(',').map(|b| b.trim().parse::<usize>()).collect::<std::result::Result<_, _>>()
+        .with_context(|| format!("--batches {}", a.batches))?;
+    let reference = if a.python {
+        Some(run_reference(&a.python_bin, "tools/reference/bench_generate.py", &[
+            "--out".into(), a.model.to_string_lossy().into_owned(), "--threads".into(), a.threads.to_string(),
+            "--batches".into(), a.batches.clone(), "--tokens".into(), a.tokens.to_string(),
+            "--latent-size".into(), a.latent_size.to_string(), "--size".into(), a.size.clone(),
+        ])?)
+    } else {
+        None
+    };
+    let device = parse_device(&a.device)?;
+    let pipe = Pipeline::load(&a.model, parse_dtype(&a.dtype)?, &device)?;
+    let latent = crate::infer::latent_tokens(&pipe, Some(a.latent_size))?;
+    let words: Vec<&str> = PROMPT_WORDS.split(' ').collect();
+    println!("model {} (latent_size {}, {} new tokens per sequence, dtype {}, device {})", a.model.display(), a.latent_size, a.tokens, a.dtype, a.device);
+    println!("{:<7} {:>18} {:>22} {:>8} {:>14}", "batch", "fourd (tokens/s)", "PyTorch loop (tokens/s)", "ratio", "same ids");
+    for &bs in &batches {
+        let prompts = (0..bs)
+            .map(|i| {
+                let text = words[..(6 + 2 * i).min(words.len())].join(" ");
+                let rendered = pipe.tokenizer.apply_chat_template(&[Message::new("user", vec![Content::Text(text)])], true)?;
+                Ok(PromptInput { text: rendered, images: vec![], videos: vec![] })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let inputs = pipe.processor.prepare(&pipe.tokenizer, &prompts)?;
+        let params = pipe.rope_params();
+        let warm = GenerationConfig { max_new_tokens: 4, sampling: Sampling::default(), stop_ids: vec![], latent };
+        generate(&pipe.model, &inputs, &params, &warm, |_, _, _| {})?;
+        let cfg = GenerationConfig { max_new_tokens: a.tokens, ..warm };
+        let s = Instant::now();
+        let out = generate(&pipe.model, &inputs, &params, &cfg, |_, _, _| {})?;
+        let tps = (bs * a.tokens) as f64 / s.elapsed().as_secs_f64();
+        let (rt, same) = match reference.as_ref().map(|r| &r["batches"][bs.to_string()]) {
+            Some(r) if !r.is_null() => {
+                let ids: Vec<Vec<u32>> = r["generated"].as_array().map(|rows| rows.iter().map(|row| row.as_array().map(|x| x.iter().filter_map(|t| t.as_u64().map(|t| t as u32)).collect()).unwrap_or_default()).collect()).unwrap_or_default();
+                let ours: Vec<Vec<u32>> = out.iter().map(|o| o.token_ids.clone()).collect();
+                (r["tokens_per_s"].as_f64().unwrap_or(f64::NAN), (ids == ours).to_string())
+            }
+            _ => (f64::NAN, "-".to_string()),
+        };
+        let latent_steps: usize = out.iter().map(|o| o.latent_segments.iter().map(|s| s.len).sum::<usize>()).sum();
+        println!("{:<7} {:>18.1} {:>22.1} {:>8.2} {:>14}   ({} latent steps)", bs, tps, rt, tps / rt, same, latent_steps);
+    }
+    Ok(())
 }
 
 const DEFAULT_QUESTION_REPEATS: usize = 24;
