@@ -11,17 +11,16 @@ tests/fixtures/latent/model) and whose <|latent_start|> row is biased so imagery
 
 import argparse
 import json
-import shutil
 import sys
 import time
 from pathlib import Path
 
 import torch
 import transformers
-from transformers import AutoTokenizer, DynamicCache, Qwen2_5_VLForConditionalGeneration
+from transformers import DynamicCache
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_model import small_config  # noqa: E402
+from bench_model import build_random_model, save_model  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 LATENT = ROOT / "tests/fixtures/latent/model"
@@ -87,28 +86,17 @@ def main():
     ap.add_argument("--size", default="small", choices=["small", "tiny"])
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
-    torch.manual_seed(0)
     out = Path(a.out)
-    if out.exists():
-        shutil.rmtree(out)
-    out.mkdir(parents=True)
-    for f in ["tokenizer.json", "tokenizer_config.json", "chat_template.jinja", "preprocessor_config.json"]:
-        shutil.copy(LATENT / f, out / f)
-    tok = AutoTokenizer.from_pretrained(out)
+    tok, model = build_random_model(out, LATENT, a.size)
     ids = {t: tok.convert_tokens_to_ids(t) for t in ["<|latent_pad|>", "<|latent_start|>", "<|latent_end|>"]}
-    cfg = small_config(tok, a.size)
-    model = Qwen2_5_VLForConditionalGeneration(cfg).eval()
     with torch.no_grad():
-        for p in model.parameters():
-            p.normal_(0, 0.05)
-        # Make imagery frequent: align <|latent_start|>'s output row with the mean hidden direction.
+        # Make imagery frequent, but not constant: scale <|latent_start|>'s output row.
         model.lm_head.weight[ids["<|latent_start|>"]] *= 4.5
     model.config.latent_size = a.latent_size
     model.config.latent_token_id = ids["<|latent_pad|>"]
     model.config.latent_start_id = ids["<|latent_start|>"]
     model.config.latent_end_id = ids["<|latent_end|>"]
-    model.save_pretrained(out)
-    (out / "generation_config.json").write_text(json.dumps({"eos_token_id": [], "do_sample": False}))
+    save_model(model, out)
 
     results = {}
     for bs in [int(x) for x in a.batches.split(",")]:

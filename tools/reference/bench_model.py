@@ -42,6 +42,27 @@ def small_config(tok, size: str) -> Qwen2_5_VLConfig:
                             tie_word_embeddings=False)
 
 
+def build_random_model(out: Path, tokenizer_dir: Path, size: str):
+    """A fresh folder with the tokenizer files of `tokenizer_dir` and a random model (not saved yet)."""
+    torch.manual_seed(0)
+    if out.exists():
+        shutil.rmtree(out)
+    out.mkdir(parents=True)
+    for f in ["tokenizer.json", "tokenizer_config.json", "chat_template.jinja", "preprocessor_config.json"]:
+        shutil.copy(tokenizer_dir / f, out / f)
+    tok = AutoTokenizer.from_pretrained(out)
+    model = Qwen2_5_VLForConditionalGeneration(small_config(tok, size)).eval()
+    with torch.no_grad():
+        for p in model.parameters():
+            p.normal_(0, 0.05)
+    return tok, model
+
+
+def save_model(model, out: Path):
+    model.save_pretrained(out)
+    (out / "generation_config.json").write_text(json.dumps({"eos_token_id": [], "do_sample": False}))
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", required=True)
@@ -52,21 +73,9 @@ def main():
     ap.add_argument("--question", default="Describe the picture in detail. " * 24)
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
-    torch.manual_seed(0)
     out = Path(a.out)
-    if out.exists():
-        shutil.rmtree(out)
-    out.mkdir(parents=True)
-    for f in ["tokenizer.json", "tokenizer_config.json", "chat_template.jinja", "preprocessor_config.json"]:
-        shutil.copy(FIX / "model-v5" / f, out / f)
-    tok = AutoTokenizer.from_pretrained(out)
-    cfg = small_config(tok, a.size)
-    model = Qwen2_5_VLForConditionalGeneration(cfg).eval()
-    with torch.no_grad():
-        for p in model.parameters():
-            p.normal_(0, 0.05)
-    model.save_pretrained(out)
-    (out / "generation_config.json").write_text(json.dumps({"eos_token_id": [], "do_sample": False}))
+    tok, model = build_random_model(out, FIX / "model-v5", a.size)
+    save_model(model, out)
 
     ip = Qwen2VLImageProcessor(min_pixels=3136, max_pixels=200704)
     proc = Qwen2_5_VLProcessor(image_processor=ip, video_processor=Qwen2VLVideoProcessor(min_pixels=3136, max_pixels=200704), tokenizer=tok, chat_template=tok.chat_template or (out / "chat_template.jinja").read_text())

@@ -161,25 +161,12 @@ const DEFAULT_QUESTION_REPEATS: usize = 24;
 
 fn bench_model(a: BenchModelArgs) -> Result<()> {
     let question = "Describe the picture in detail. ".repeat(DEFAULT_QUESTION_REPEATS);
-    let reference: Option<Value> = if a.python {
-        let script = PathBuf::from("tools/reference/bench_model.py");
-        if !script.exists() {
-            bail!("{} not found: run from the repository root", script.display());
-        }
-        eprintln!("running the PyTorch reference ({})...", script.display());
-        let out = Command::new(&a.python_bin)
-            .arg(&script)
-            .args(["--out", &a.model.to_string_lossy(), "--threads", &a.threads.to_string()])
-            .args(["--decode-tokens", &a.decode_tokens.to_string(), "--repeats", &a.repeats.to_string()])
-            .args(["--size", &a.size, "--question", &question])
-            .output()
-            .with_context(|| format!("starting {}", a.python_bin))?;
-        if !out.status.success() {
-            bail!("reference script failed:\n{}", String::from_utf8_lossy(&out.stderr));
-        }
-        let stdout = String::from_utf8_lossy(&out.stdout);
-        let line = stdout.lines().last().context("reference script printed nothing")?;
-        Some(serde_json::from_str(line).context("reference script output")?)
+    let reference = if a.python {
+        Some(run_reference(&a.python_bin, "tools/reference/bench_model.py", &[
+            "--out".into(), a.model.to_string_lossy().into_owned(), "--threads".into(), a.threads.to_string(),
+            "--decode-tokens".into(), a.decode_tokens.to_string(), "--repeats".into(), a.repeats.to_string(),
+            "--size".into(), a.size.clone(), "--question".into(), question.clone(),
+        ])?)
     } else {
         None
     };

@@ -20,6 +20,17 @@ fn copy_dir(from: &Path, to: &Path) {
     }
 }
 
+/// A copy of the fixture checkpoint whose config.json was edited by `edit`.
+fn with_config(name: &str, edit: impl FnOnce(&mut serde_json::Value)) -> std::path::PathBuf {
+    let d = tmp(name);
+    copy_dir(&fixtures().join("model-v5"), &d);
+    let cfg_path = d.join("config.json");
+    let mut cfg: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&cfg_path).unwrap()).unwrap();
+    edit(&mut cfg);
+    std::fs::write(&cfg_path, cfg.to_string()).unwrap();
+    d
+}
+
 fn load_err(dir: &Path) -> String {
     match Pipeline::load(dir, DType::F32, &Device::Cpu) {
         Ok(_) => panic!("loading {} should fail", dir.display()),
@@ -70,37 +81,22 @@ fn truncated_safetensors() {
 
 #[test]
 fn wrong_tensor_shape_named() {
-    let d = tmp("wrong-shape");
-    copy_dir(&fixtures().join("model-v5"), &d);
     // Claim a larger MLP than the weights have.
-    let cfg_path = d.join("config.json");
-    let mut cfg: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&cfg_path).unwrap()).unwrap();
-    cfg["text_config"]["intermediate_size"] = serde_json::json!(96);
-    std::fs::write(&cfg_path, cfg.to_string()).unwrap();
+    let d = with_config("wrong-shape", |c| c["text_config"]["intermediate_size"] = serde_json::json!(96));
     let e = load_err(&d);
     assert!(e.contains("mlp.gate_proj.weight") && e.contains("shape"), "{e}");
 }
 
 #[test]
 fn missing_tensor_named() {
-    let d = tmp("missing-tensor");
-    copy_dir(&fixtures().join("model-v5"), &d);
-    let cfg_path = d.join("config.json");
-    let mut cfg: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&cfg_path).unwrap()).unwrap();
-    cfg["text_config"]["num_hidden_layers"] = serde_json::json!(3);
-    std::fs::write(&cfg_path, cfg.to_string()).unwrap();
+    let d = with_config("missing-tensor", |c| c["text_config"]["num_hidden_layers"] = serde_json::json!(3));
     let e = load_err(&d);
     assert!(e.contains("layers.2") && e.contains("not found"), "{e}");
 }
 
 #[test]
 fn bad_config_field_named() {
-    let d = tmp("bad-config");
-    copy_dir(&fixtures().join("model-v5"), &d);
-    let cfg_path = d.join("config.json");
-    let mut cfg: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&cfg_path).unwrap()).unwrap();
-    cfg["text_config"]["hidden_size"] = serde_json::json!("wide");
-    std::fs::write(&cfg_path, cfg.to_string()).unwrap();
+    let d = with_config("bad-config", |c| c["text_config"]["hidden_size"] = serde_json::json!("wide"));
     let e = load_err(&d);
     assert!(e.contains("config.json") && e.contains("hidden_size"), "{e}");
 }
