@@ -137,6 +137,9 @@ pub fn run(a: InferArgs) -> Result<()> {
     let text_ids: Vec<u32> = out.token_ids.iter().zip(&out.kinds).filter(|(_, k)| **k == TokenKind::Text).map(|(&t, _)| t).collect();
     let text = pipe.tokenizer.decode(&text_ids, true)?;
     let secs = started.elapsed().as_secs_f64();
+    if !a.json {
+        stream.finish();
+    }
     tracing::info!("{} tokens in {secs:.2}s ({:.1} tokens/s), prompt {} tokens", out.token_ids.len(), out.token_ids.len() as f64 / secs, inputs.seq_len());
     if a.json {
         let segments: Vec<_> = out.latent_segments.iter().map(|s| json!({"start": s.start, "count": s.len})).collect();
@@ -148,8 +151,6 @@ pub fn run(a: InferArgs) -> Result<()> {
             "prompt_tokens": inputs.seq_len(),
         });
         println!("{}", serde_json::to_string(&v)?);
-    } else {
-        stream.finish();
     }
     Ok(())
 }

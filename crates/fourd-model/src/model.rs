@@ -194,6 +194,18 @@ impl Pipeline {
                 format!("{vocab} is smaller than the tokenizer's {} tokens", tokenizer.vocab_len()),
             ));
         }
+        // 4DThinker checkpoints record the latent ids in config.json; the tokenizer is authoritative.
+        let l = &model.config.latent;
+        let s = &tokenizer.special;
+        for (field, cfg_id, tok_id) in [
+            ("latent_token_id", l.latent_token_id, s.latent_pad),
+            ("latent_start_id", l.latent_start_id, s.latent_start),
+            ("latent_end_id", l.latent_end_id, s.latent_end),
+        ] {
+            if cfg_id.is_some() && cfg_id != tok_id {
+                tracing::warn!("config.json {field} = {cfg_id:?} but the tokenizer says {tok_id:?}; using the tokenizer's");
+            }
+        }
         let processor = Processor::new(ImageProcessor::new(pre), &tokenizer, generation.pad_token_id)?;
         Ok(Pipeline { model, tokenizer, processor, generation, dir: dir.to_path_buf() })
     }
