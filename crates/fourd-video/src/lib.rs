@@ -1,0 +1,710 @@
+//! Video decoding and frame sampling for 4DThinker evaluation.
+//!
+//! The reference evaluation (`dsr_eval.py`, see `eval.md` §4.2–4.3 and §5.1) turns a video into a
+//! list of frames in three steps, and this crate does the same three, in memory:
+//!
+//! 1. **Which frames** ([`sample_indices`]): decord's rule. With the stream's average frame rate
+//!    `f_v` and frame count `n`, `duration = n / f_v`, `kept = max(1, int(duration × fps))`,
+//!    `step = f_v / fps`, and the indices are `min(int(i × step), n − 1)` for `i in 0..kept`,
+//!    sorted and de-duplicated: one frame per second from frame 0 at the default `fps = 1`.
+//! 2. **At most 50** (`MAX_INFERENCE_FRAMES`): a longer list is cut to `max_frames` entries at
+//!    `numpy.linspace(0, len − 1, max_frames).astype(int)`.
+//! 3. **Frame size** ([`resize_for_model`]): `task.py`'s `resize_video_frame`: frames above
+//!    200,704 px are scaled to fit, each side floored to a multiple of 28, Lanczos.
+//!
+//! Decoding uses FFmpeg's libraries through `ffmpeg-next`: the file is read once, front to back
+//! (no seeking), every frame is decoded (a video decoder has to), and only the kept frames are
+//! converted to RGB with swscale.
+//!
+//! Where this differs from the Python path, on purpose:
+//! * Frames are not written to JPEG and read back (the reference saves `frame_%04d.jpg` with PIL
+//!   and reloads them), so there is no JPEG round-trip loss.
+//! * When the container does not store a frame count (Matroska, MPEG-TS, some AVIs), decord
+//!   estimates it as `avg_fps × container duration`. We count the stream's packets instead in a
+//!   demux-only pass (no decoding, cheap), which is exact for ordinary codecs. See [`probe`].
+//! * If the file holds fewer decodable frames than the header says (truncated or damaged file),
+//!   wanted indices past the end are clamped to the last frame actually decoded, i.e. the rule is
+//!   applied with the true count for the tail; a warning is logged. The reference would have
+//!   fallen back from decord to OpenCV, which silently drops unreadable frames.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::sync::Once;
+
+use ffmpeg::format::Pixel;
+use ffmpeg::media::Type as MediaType;
+use ffmpeg::software::scaling::{context::Context as Scaler, flag::Flags as ScaleFlags};
+use ffmpeg::util::frame::video::Video as VideoFrame;
+use ffmpeg::Rational;
+use ffmpeg_next as ffmpeg;
+use image::RgbImage;
+
+/// `256 × 28 × 28`: the reference's `VIDEO_MAX_PIXELS` / `MAX_PIXELS`.
+pub const DEFAULT_MAX_PIXELS: usize = 256 * 28 * 28;
+/// The reference's `MAX_INFERENCE_FRAMES`.
+pub const DEFAULT_MAX_FRAMES: usize = 50;
+/// Side multiple used by `resize_video_frame`.
+pub const DEFAULT_FACTOR: usize = 28;
+
+/// Errors from probing or decoding a video. Every message names the file.
+#[derive(Debug, thiserror::Error)]
+pub enum VideoError {
+    #[error("video file not found: {}", path.display())]
+    NotFound { path: PathBuf },
+    #[error("cannot open {} as a video (not a video file, or corrupt/truncated): {msg}", path.display())]
+    Open { path: PathBuf, msg: String },
+    #[error("no video stream in {}", path.display())]
+    NoVideoStream { path: PathBuf },
+    #[error("failed to decode video {}: {msg}", path.display())]
+    Decode { path: PathBuf, msg: String },
+    #[error("no frames in video {} (empty video, or no decodable frame)", path.display())]
+    Empty { path: PathBuf },
+}
+
+impl VideoError {
+    /// The file the error is about.
+    pub fn path(&self) -> &Path {
+        match self {
+            VideoError::NotFound { path }
+            | VideoError::Open { path, .. }
+            | VideoError::NoVideoStream { path }
+            | VideoError::Decode { path, .. }
+            | VideoError::Empty { path } => path,
+        }
+    }
+}
+
+/// How frames are picked and sized. `Default` is the reference evaluation's setting.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SamplingOptions {
+    /// Frames per second to keep (reference: `VIDEO_FPS = 1`). A value `<= 0`, NaN or infinite
+    /// keeps every frame (before the `max_frames` cap).
+    pub fps: f64,
+    /// Cap on the number of frames (reference: 50). `0` means no cap.
+    pub max_frames: usize,
+    /// Pixel budget per frame for [`resize_for_model`] (reference: 200,704).
+    pub max_pixels: usize,
+    /// Side multiple for [`resize_for_model`] (reference: 28).
+    pub factor: usize,
+}
+
+impl Default for SamplingOptions {
+    fn default() -> Self {
+        SamplingOptions {
+            fps: 1.0,
+            max_frames: DEFAULT_MAX_FRAMES,
+            max_pixels: DEFAULT_MAX_PIXELS,
+            factor: DEFAULT_FACTOR,
+        }
+    }
+}
+
+/// Where [`VideoInfo::frames`] came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FrameCountSource {
+    /// The container's frame count (`nb_frames`), what decord uses.
+    Header,
+    /// The container has none: the video stream's packets were counted (demux only).
+    CountedPackets,
+}
+
+/// Stream facts, as used by the sampling rule.
+#[derive(Debug, Clone, PartialEq)]
+pub struct VideoInfo {
+    /// Average frame rate `f_v` (`avg_frame_rate`; falls back to `r_frame_rate`, then to
+    /// frames / stream duration, then to 30 like the reference's OpenCV path).
+    pub fps: f64,
+    /// Frame count `n`.
+    pub frames: usize,
+    pub frame_count_source: FrameCountSource,
+    /// `n / f_v` in seconds (decord's definition, used by the sampling rule).
+    pub duration: f64,
+    /// The container's own duration in seconds, when it reports one.
+    pub container_duration: Option<f64>,
+    pub width: u32,
+    pub height: u32,
+    /// FFmpeg's codec name, e.g. `h264`.
+    pub codec: String,
+    /// Index of the video stream in the container.
+    pub stream_index: usize,
+}
+
+/// Frames chosen from a video, in presentation order, already resized for the model.
+#[derive(Debug, Clone)]
+pub struct SampledVideo {
+    /// RGB frames after [`resize_for_model`].
+    pub frames: Vec<RgbImage>,
+    /// Presentation time of each kept frame in seconds: the frame's (best-effort) pts × the
+    /// stream time base, not shifted by the stream's start time (the same number `ffprobe
+    /// -show_frames` prints as `pts_time`).
+    pub timestamps: Vec<f64>,
+    /// Source frame index (presentation order, from 0) of each kept frame.
+    pub indices: Vec<usize>,
+    /// Average frame rate of the source (`f_v`).
+    pub source_fps: f64,
+    /// Frame count of the source used for sampling (`n`).
+    pub source_frames: usize,
+    /// `n / f_v` in seconds.
+    pub duration: f64,
+    /// Source frame size, before resizing.
+    pub width: u32,
+    pub height: u32,
+}
+
+static INIT: Once = Once::new();
+
+/// Initialise FFmpeg once per process and turn its logging down to errors.
+fn init() {
+    INIT.call_once(|| {
+        if let Err(e) = ffmpeg::init() {
+            tracing::warn!("ffmpeg init failed: {e}");
+        }
+        ffmpeg::util::log::set_level(ffmpeg::util::log::Level::Error);
+    });
+}
+
+/// Frame indices the reference evaluation keeps, capped at `max_frames`.
+///
+/// decord path of `extract_frames_from_video`: `duration = n / f_v`,
+/// `kept = max(1, int(duration × fps))`, `step = f_v / fps`, indices
+/// `sorted(set(min(int(i × step), n − 1) for i in range(kept)))`. Then, if more than
+/// `max_frames` remain, the ones at `numpy.linspace(0, len − 1, max_frames).astype(int)` are kept.
+///
+/// `n_frames == 0` gives an empty list. `fps` that is not finite or `<= 0` keeps every frame;
+/// a `source_fps` that is not finite or `<= 0` is treated as 30 (the reference's OpenCV
+/// fallback). `max_frames == 0` means no cap.
+pub fn sample_indices(n_frames: usize, source_fps: f64, fps: f64, max_frames: usize) -> Vec<usize> {
+    if n_frames == 0 {
+        return Vec::new();
+    }
+    let f_v = if source_fps.is_finite() && source_fps > 0.0 {
+        source_fps
+    } else {
+        30.0
+    };
+    let indices: Vec<usize> = if !(fps.is_finite() && fps > 0.0) {
+        (0..n_frames).collect()
+    } else {
+        let duration = n_frames as f64 / f_v;
+        let kept = ((duration * fps) as usize).max(1); // Python int(): truncation (value >= 0)
+        let step = f_v / fps;
+        let set: BTreeSet<usize> = (0..kept)
+            .map(|i| ((i as f64 * step) as usize).min(n_frames - 1))
+            .collect();
+        set.into_iter().collect()
+    };
+    if max_frames == 0 || indices.len() <= max_frames {
+        return indices;
+    }
+    linspace_trunc(indices.len() - 1, max_frames)
+        .into_iter()
+        .map(|p| indices[p])
+        .collect()
+}
+
+/// `numpy.linspace(0, stop, num).astype(int)`: `i × (stop / (num − 1))`, truncated, with the last
+/// element exactly `stop` (numpy's endpoint rule). `num == 1` gives `[0]`.
+fn linspace_trunc(stop: usize, num: usize) -> Vec<usize> {
+    match num {
+        0 => Vec::new(),
+        1 => vec![0],
+        _ => {
+            let step = stop as f64 / (num - 1) as f64;
+            let mut out: Vec<usize> = (0..num).map(|i| (i as f64 * step) as usize).collect();
+            out[num - 1] = stop;
+            out
+        }
+    }
+}
+
+/// Target size of `task.py`'s `resize_video_frame`, or `None` when the frame is left as it is.
+///
+/// If `w × h > max_pixels`, scale by `sqrt(max_pixels / (w × h))` and floor each side to a
+/// multiple of `factor` (at least `factor`).
+pub fn model_frame_size(
+    width: u32,
+    height: u32,
+    max_pixels: usize,
+    factor: usize,
+) -> Option<(u32, u32)> {
+    let (w, h) = (width as usize, height as usize);
+    if w * h <= max_pixels || factor == 0 {
+        return None;
+    }
+    let scale = (max_pixels as f64 / (w * h) as f64).sqrt();
+    let side = |s: usize| -> u32 {
+        let scaled = (s as f64 * scale).floor() as usize;
+        ((scaled / factor * factor).max(factor)) as u32
+    };
+    Some((side(w), side(h)))
+}
+
+/// `task.py`'s `resize_video_frame`: frames above `max_pixels` are scaled by
+/// `sqrt(max_pixels / (w × h))`, each side floored to a multiple of `factor` (minimum `factor`),
+/// and resampled; smaller frames are returned unchanged (their sides need not be multiples of
+/// `factor`).
+///
+/// The reference resamples with PIL's `LANCZOS`; this uses the `image` crate's `Lanczos3`
+/// (the same 3-lobe windowed sinc, widened by the scale factor when shrinking), so results
+/// agree with PIL to within rounding, not bit for bit.
+pub fn resize_for_model(img: &RgbImage, max_pixels: usize, factor: usize) -> RgbImage {
+    match model_frame_size(img.width(), img.height(), max_pixels, factor) {
+        None => img.clone(),
+        Some((w, h)) => image::imageops::resize(img, w, h, image::imageops::FilterType::Lanczos3),
+    }
+}
+
+fn resize_owned(img: RgbImage, max_pixels: usize, factor: usize) -> RgbImage {
+    match model_frame_size(img.width(), img.height(), max_pixels, factor) {
+        None => img,
+        Some((w, h)) => image::imageops::resize(&img, w, h, image::imageops::FilterType::Lanczos3),
+    }
+}
+
+fn rational_f64(r: Rational) -> Option<f64> {
+    if r.numerator() > 0 && r.denominator() > 0 {
+        Some(r.numerator() as f64 / r.denominator() as f64)
+    } else {
+        None
+    }
+}
+
+fn open_input(path: &Path) -> Result<ffmpeg::format::context::Input, VideoError> {
+    init();
+    if !path.exists() {
+        return Err(VideoError::NotFound {
+            path: path.to_path_buf(),
+        });
+    }
+    if path.is_dir() {
+        return Err(VideoError::Open {
+            path: path.to_path_buf(),
+            msg: "is a directory".into(),
+        });
+    }
+    ffmpeg::format::input(&path).map_err(|e| VideoError::Open {
+        path: path.to_path_buf(),
+        msg: e.to_string(),
+    })
+}
+
+/// Count the packets of stream `index` without decoding them.
+fn count_packets(path: &Path, index: usize) -> Result<usize, VideoError> {
+    let mut ictx = open_input(path)?;
+    let mut packet = ffmpeg::Packet::empty();
+    let mut count = 0usize;
+    let mut bad = 0usize;
+    loop {
+        match packet.read(&mut ictx) {
+            Ok(()) => {
+                bad = 0;
+                if packet.stream() == index {
+                    count += 1;
+                }
+            }
+            Err(ffmpeg::Error::Eof) => break,
+            Err(ffmpeg::Error::InvalidData) if bad < 1000 => bad += 1,
+            Err(e) => {
+                tracing::warn!(
+                    "{}: demuxing stopped early while counting frames: {e}",
+                    path.display()
+                );
+                break;
+            }
+        }
+    }
+    Ok(count)
+}
+
+fn info_from_input(
+    path: &Path,
+    ictx: &ffmpeg::format::context::Input,
+) -> Result<VideoInfo, VideoError> {
+    if ictx.nb_streams() == 0 {
+        // E.g. an mp4 written with zero frames: the muxer leaves the empty track out.
+        return Err(VideoError::Empty {
+            path: path.to_path_buf(),
+        });
+    }
+    let stream =
+        ictx.streams()
+            .best(MediaType::Video)
+            .ok_or_else(|| VideoError::NoVideoStream {
+                path: path.to_path_buf(),
+            })?;
+    let index = stream.index();
+    let params = stream.parameters();
+    let (width, height) = unsafe {
+        let p = params.as_ptr();
+        ((*p).width.max(0) as u32, (*p).height.max(0) as u32)
+    };
+    let codec = params.id().name().to_string();
+    let tb = stream.time_base();
+    let stream_duration = if stream.duration() > 0 {
+        rational_f64(tb).map(|t| stream.duration() as f64 * t)
+    } else {
+        None
+    };
+    let container_duration = if ictx.duration() > 0 {
+        Some(ictx.duration() as f64 / f64::from(ffmpeg::ffi::AV_TIME_BASE))
+    } else {
+        stream_duration
+    };
+    let header_frames = stream.frames();
+    let (frames, frame_count_source) = if header_frames > 0 {
+        (header_frames as usize, FrameCountSource::Header)
+    } else {
+        (
+            count_packets(path, index)?,
+            FrameCountSource::CountedPackets,
+        )
+    };
+    let fps = rational_f64(stream.avg_frame_rate())
+        .or_else(|| rational_f64(stream.rate()))
+        .or_else(|| match (frames, stream_duration.or(container_duration)) {
+            (n, Some(d)) if n > 0 && d > 0.0 => Some(n as f64 / d),
+            _ => None,
+        })
+        .unwrap_or(30.0);
+    Ok(VideoInfo {
+        fps,
+        frames,
+        frame_count_source,
+        duration: frames as f64 / fps,
+        container_duration,
+        width,
+        height,
+        codec,
+        stream_index: index,
+    })
+}
+
+/// Stream facts of the best video stream in `path`: average fps, frame count (the container's,
+/// or counted from packets when it has none), `n / fps` duration, size and codec.
+pub fn probe(path: &Path) -> Result<VideoInfo, VideoError> {
+    let ictx = open_input(path)?;
+    info_from_input(path, &ictx)
+}
+
+/// Copy an RGB24 ffmpeg frame (rows padded to `stride`) into an `RgbImage`.
+fn frame_to_rgb(frame: &VideoFrame) -> RgbImage {
+    let (w, h) = (frame.width() as usize, frame.height() as usize);
+    let stride = frame.stride(0);
+    let data = frame.data(0);
+    let mut buf = Vec::with_capacity(w * h * 3);
+    for row in 0..h {
+        buf.extend_from_slice(&data[row * stride..row * stride + w * 3]);
+    }
+    RgbImage::from_raw(w as u32, h as u32, buf).expect("buffer size matches")
+}
+
+struct Converter {
+    scaler: Option<Scaler>,
+    key: (Pixel, u32, u32),
+    rgb: VideoFrame,
+}
+
+impl Converter {
+    fn new() -> Self {
+        Converter {
+            scaler: None,
+            key: (Pixel::None, 0, 0),
+            rgb: VideoFrame::empty(),
+        }
+    }
+
+    fn convert(&mut self, frame: &VideoFrame) -> Result<RgbImage, ffmpeg::Error> {
+        let key = (frame.format(), frame.width(), frame.height());
+        if self.scaler.is_none() || self.key != key {
+            // Same size, colour conversion only; bicubic chroma upsampling like ffmpeg's CLI
+            // and decord (both go through swscale with its default flags).
+            self.scaler = Some(Scaler::get(
+                key.0,
+                key.1,
+                key.2,
+                Pixel::RGB24,
+                key.1,
+                key.2,
+                ScaleFlags::BICUBIC,
+            )?);
+            self.key = key;
+        }
+        self.scaler.as_mut().unwrap().run(frame, &mut self.rgb)?;
+        Ok(frame_to_rgb(&self.rgb))
+    }
+}
+
+/// Decode `path` and return the frames the reference evaluation would use: indices from
+/// [`sample_indices`] (with the stream's average fps and frame count, see [`probe`]), then
+/// [`resize_for_model`].
+///
+/// The file is demuxed and decoded once, sequentially; decoding stops after the last wanted
+/// frame. Only kept frames are converted to RGB (swscale) and resized. Frame index `k` is the
+/// `k`-th frame the decoder outputs, i.e. presentation order, as in decord. A corrupt packet is
+/// skipped (and counted); the call fails only if no frame at all can be decoded.
+pub fn decode_video(path: &Path, opts: &SamplingOptions) -> Result<SampledVideo, VideoError> {
+    let mut ictx = open_input(path)?;
+    let info = info_from_input(path, &ictx)?;
+    let decode_err = |msg: String| VideoError::Decode {
+        path: path.to_path_buf(),
+        msg,
+    };
+
+    let wanted = sample_indices(info.frames, info.fps, opts.fps, opts.max_frames);
+    if wanted.is_empty() {
+        return Err(VideoError::Empty {
+            path: path.to_path_buf(),
+        });
+    }
+
+    let stream = ictx
+        .stream(info.stream_index)
+        .expect("stream index from probe");
+    let time_base = stream.time_base();
+    let tb = rational_f64(time_base);
+    let mut ctx = ffmpeg::codec::context::Context::from_parameters(stream.parameters())
+        .map_err(|e| decode_err(format!("bad codec parameters: {e}")))?;
+    unsafe {
+        let raw = ctx.as_mut_ptr();
+        (*raw).pkt_timebase = time_base.into();
+        // 0 = as many threads as cores; thread_type keeps FFmpeg's default (frame | slice).
+        (*raw).thread_count = 0;
+    }
+    let mut decoder = ctx.decoder().video().map_err(|e| {
+        decode_err(format!(
+            "cannot open a decoder for codec '{}': {e}",
+            info.codec
+        ))
+    })?;
+
+    let mut out = SampledVideo {
+        frames: Vec::with_capacity(wanted.len()),
+        timestamps: Vec::with_capacity(wanted.len()),
+        indices: Vec::with_capacity(wanted.len()),
+        source_fps: info.fps,
+        source_frames: info.frames,
+        duration: info.duration,
+        width: info.width,
+        height: info.height,
+    };
+    let mut converter = Converter::new();
+    let mut next_wanted = 0usize; // position in `wanted`
+    let mut decoded = 0usize; // frames output so far
+    let mut decode_errors = 0usize;
+    let mut first_error: Option<String> = None;
+    let mut cur = VideoFrame::empty();
+    let mut last = VideoFrame::empty(); // most recent decoded frame, for the tail clamp
+    let mut last_kept = false;
+
+    let timestamp = |f: &VideoFrame, k: usize| -> f64 {
+        match (f.timestamp().or(f.pts()), tb) {
+            (Some(t), Some(tb)) => t as f64 * tb,
+            _ => k as f64 / info.fps,
+        }
+    };
+
+    // Drains decoded frames; returns Ok(true) once every wanted frame is in.
+    let mut drain = |decoder: &mut ffmpeg::decoder::Video,
+                     out: &mut SampledVideo,
+                     decode_errors: &mut usize,
+                     first_error: &mut Option<String>|
+     -> Result<bool, VideoError> {
+        loop {
+            match decoder.receive_frame(&mut cur) {
+                Ok(()) => {
+                    let k = decoded;
+                    decoded += 1;
+                    last_kept = false;
+                    if next_wanted < wanted.len() && wanted[next_wanted] == k {
+                        next_wanted += 1;
+                        let rgb = converter.convert(&cur).map_err(|e| {
+                            decode_err(format!("colour conversion of frame {k} failed: {e}"))
+                        })?;
+                        out.frames
+                            .push(resize_owned(rgb, opts.max_pixels, opts.factor));
+                        out.timestamps.push(timestamp(&cur, k));
+                        out.indices.push(k);
+                        last_kept = true;
+                    }
+                    std::mem::swap(&mut cur, &mut last);
+                    if next_wanted == wanted.len() {
+                        return Ok(true);
+                    }
+                }
+                Err(ffmpeg::Error::Eof) => return Ok(false),
+                Err(ffmpeg::Error::Other { errno }) if errno == ffmpeg::ffi::EAGAIN => {
+                    return Ok(false)
+                }
+                Err(e) => {
+                    *decode_errors += 1;
+                    first_error.get_or_insert_with(|| e.to_string());
+                    return Ok(false);
+                }
+            }
+        }
+    };
+
+    let mut packet = ffmpeg::Packet::empty();
+    let mut bad_reads = 0usize;
+    let mut done = false;
+    loop {
+        match packet.read(&mut ictx) {
+            Ok(()) => {
+                bad_reads = 0;
+                if packet.stream() != info.stream_index {
+                    continue;
+                }
+                if let Err(e) = decoder.send_packet(&packet) {
+                    decode_errors += 1;
+                    first_error.get_or_insert_with(|| e.to_string());
+                }
+                if drain(&mut decoder, &mut out, &mut decode_errors, &mut first_error)? {
+                    done = true;
+                    break;
+                }
+            }
+            Err(ffmpeg::Error::Eof) => break,
+            Err(ffmpeg::Error::InvalidData) if bad_reads < 1000 => {
+                bad_reads += 1;
+                decode_errors += 1;
+                first_error.get_or_insert_with(|| "invalid data while demuxing".to_string());
+            }
+            Err(e) => {
+                tracing::warn!("{}: demuxing stopped early: {e}", path.display());
+                first_error.get_or_insert_with(|| e.to_string());
+                break;
+            }
+        }
+    }
+    if !done {
+        // Flush frames still buffered in the decoder (reordering, frame threads).
+        if decoder.send_eof().is_ok() {
+            done = drain(&mut decoder, &mut out, &mut decode_errors, &mut first_error)?;
+        }
+    }
+
+    if decoded == 0 {
+        return Err(match first_error {
+            Some(msg) => decode_err(format!(
+                "no frame could be decoded ({decode_errors} errors; first: {msg})"
+            )),
+            None => VideoError::Empty {
+                path: path.to_path_buf(),
+            },
+        });
+    }
+    if !done {
+        // Fewer frames than the header promised: apply min(index, n - 1) with the true count.
+        let missing = wanted.len() - next_wanted;
+        tracing::warn!(
+            "{}: header says {} frames but only {} decoded; {} wanted frame(s) past the end clamped to the last frame",
+            path.display(),
+            info.frames,
+            decoded,
+            missing
+        );
+        if !last_kept {
+            let k = decoded - 1;
+            let rgb = converter
+                .convert(&last)
+                .map_err(|e| decode_err(format!("colour conversion of frame {k} failed: {e}")))?;
+            out.frames
+                .push(resize_owned(rgb, opts.max_pixels, opts.factor));
+            out.timestamps.push(timestamp(&last, k));
+            out.indices.push(k);
+        }
+    }
+    if decode_errors > 0 {
+        tracing::warn!(
+            "{}: {} decode error(s) skipped (first: {})",
+            path.display(),
+            decode_errors,
+            first_error.as_deref().unwrap_or("?")
+        );
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_per_second_from_zero() {
+        // 4.5 s at 10 fps: int(4.5) = 4 frames, step 10.
+        assert_eq!(sample_indices(45, 10.0, 1.0, 50), vec![0, 10, 20, 30]);
+        // 25 fps, 100 frames.
+        assert_eq!(sample_indices(100, 25.0, 1.0, 50), vec![0, 25, 50, 75]);
+    }
+
+    #[test]
+    fn short_video_keeps_one_frame() {
+        assert_eq!(sample_indices(5, 10.0, 1.0, 50), vec![0]);
+        assert_eq!(sample_indices(1, 30.0, 1.0, 50), vec![0]);
+        assert!(sample_indices(0, 30.0, 1.0, 50).is_empty());
+    }
+
+    #[test]
+    fn fractional_step_truncates_and_clamps() {
+        // 29.97 fps, 300 frames: duration 10.01 s -> 10 frames, step 29.97.
+        let idx = sample_indices(300, 29.97, 1.0, 50);
+        assert_eq!(idx, vec![0, 29, 59, 89, 119, 149, 179, 209, 239, 269]);
+        // fps above the source rate: indices repeat and are de-duplicated; min(.., n - 1) clamps.
+        assert_eq!(sample_indices(4, 2.0, 5.0, 50), vec![0, 1, 2, 3]);
+        // 3 frames at 1 fps sampled at 2 fps: kept 6, step 0.5 -> 0,0,1,1,2,2.
+        assert_eq!(sample_indices(3, 1.0, 2.0, 50), vec![0, 1, 2]);
+    }
+
+    #[test]
+    fn all_frames_at_source_rate_or_nonpositive_fps() {
+        assert_eq!(
+            sample_indices(30, 30.0, 30.0, 0),
+            (0..30).collect::<Vec<_>>()
+        );
+        assert_eq!(sample_indices(7, 30.0, 0.0, 0), (0..7).collect::<Vec<_>>());
+        assert_eq!(
+            sample_indices(7, 30.0, f64::INFINITY, 0),
+            (0..7).collect::<Vec<_>>()
+        );
+    }
+
+    #[test]
+    fn cap_uses_numpy_linspace_truncation() {
+        // 60 s at 2 fps, sampled at 1 fps -> 60 frames (0, 2, ..., 118), capped to 50.
+        let idx = sample_indices(120, 2.0, 1.0, 50);
+        assert_eq!(idx.len(), 50);
+        // np.linspace(0, 59, 50).astype(int)
+        let expect_pos: Vec<usize> = vec![
+            0, 1, 2, 3, 4, 6, 7, 8, 9, 10, 12, 13, 14, 15, 16, 18, 19, 20, 21, 22, 24, 25, 26, 27,
+            28, 30, 31, 32, 33, 34, 36, 37, 38, 39, 40, 42, 43, 44, 45, 46, 48, 49, 50, 51, 52, 54,
+            55, 56, 57, 59,
+        ];
+        assert_eq!(idx, expect_pos.iter().map(|p| p * 2).collect::<Vec<_>>());
+        assert_eq!(linspace_trunc(9, 1), vec![0]);
+        assert_eq!(linspace_trunc(3, 4), vec![0, 1, 2, 3]);
+        // np.linspace(0, 99, 3).astype(int) == [0, 49, 99]
+        assert_eq!(linspace_trunc(99, 3), vec![0, 49, 99]);
+    }
+
+    #[test]
+    fn model_size_rule() {
+        assert_eq!(
+            model_frame_size(1280, 720, DEFAULT_MAX_PIXELS, 28),
+            Some((588, 336))
+        );
+        assert_eq!(
+            model_frame_size(1920, 1080, DEFAULT_MAX_PIXELS, 28),
+            Some((588, 336))
+        );
+        assert_eq!(
+            model_frame_size(640, 480, DEFAULT_MAX_PIXELS, 28),
+            Some((504, 364))
+        );
+        assert_eq!(model_frame_size(448, 448, DEFAULT_MAX_PIXELS, 28), None); // exactly 200,704
+        assert_eq!(model_frame_size(320, 240, DEFAULT_MAX_PIXELS, 28), None);
+        // Very thin frames keep at least one factor per side.
+        let (w, h) = model_frame_size(100_000, 10, DEFAULT_MAX_PIXELS, 28).unwrap();
+        assert_eq!((w % 28, h), (0, 28));
+        assert!((w as usize) <= 44_800);
+    }
+}
