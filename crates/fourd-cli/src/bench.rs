@@ -123,7 +123,7 @@ fn bench_generate(a: BenchGenerateArgs) -> Result<()> {
     };
     let device = parse_device(&a.device)?;
     let pipe = Pipeline::load(&a.model, parse_dtype(&a.dtype)?, &device)?;
-    let latent = crate::infer::latent_tokens(&pipe, Some(a.latent_size))?;
+    let latent = pipe.latent_tokens(Some(a.latent_size))?;
     let words: Vec<&str> = PROMPT_WORDS.split(' ').collect();
     println!("model {} (latent_size {}, {} new tokens per sequence, dtype {}, device {})", a.model.display(), a.latent_size, a.tokens, a.dtype, a.device);
     println!("{:<7} {:>18} {:>22} {:>8} {:>14}", "batch", "fourd (tokens/s)", "PyTorch loop (tokens/s)", "ratio", "same ids");

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use anyhow::{bail, Context, Result};
 use candle_core::Device;
 use clap::Args;
-use fourd_model::generation::{generate, GenerationConfig, LatentTokens, SamplingOverrides, Sampling, TokenKind};
+use fourd_model::generation::{generate, GenerationConfig, SamplingOverrides, Sampling, TokenKind};
 use fourd_model::inputs::{PromptInput, VideoFrames, FOUR_D_THINKER_SUFFIX};
 use fourd_model::processor::{list_frames, load_image};
 use fourd_model::tokenizer::{Content, Message};
@@ -116,13 +116,8 @@ pub fn run(a: InferArgs) -> Result<()> {
         },
     );
     tracing::info!("decoding: {}", sampling.describe());
-    let latent = latent_tokens(&pipe, a.latent_size)?;
-    let mut stop_ids = pipe.generation.eos_token_id.clone();
-    stop_ids.extend(pipe.model.config.eos_token_id.iter().copied());
-    stop_ids.extend(pipe.tokenizer.special.im_end);
-    stop_ids.sort_unstable();
-    stop_ids.dedup();
-    let cfg = GenerationConfig { max_new_tokens: a.max_new_tokens, sampling, stop_ids, latent };
+    let latent = pipe.latent_tokens(a.latent_size)?;
+    let cfg = GenerationConfig { max_new_tokens: a.max_new_tokens, sampling, stop_ids: pipe.stop_ids(), latent };
 
     let inputs = pipe.processor.prepare(&pipe.tokenizer, &[prompt])?;
     let params = pipe.rope_params();
@@ -153,23 +148,6 @@ pub fn run(a: InferArgs) -> Result<()> {
         println!("{}", serde_json::to_string(&v)?);
     }
     Ok(())
-}
-
-/// Latent tokens of the checkpoint, if its tokenizer has them.
-pub fn latent_tokens(pipe: &Pipeline, size_override: Option<usize>) -> Result<Option<LatentTokens>> {
-    let s = &pipe.tokenizer.special;
-    match (s.latent_pad, s.latent_start, s.latent_end) {
-        (Some(pad), Some(start), Some(end)) => {
-            let size = size_override.or(pipe.model.config.latent.latent_size).unwrap_or(8);
-            Ok(Some(LatentTokens { pad, start, end, size }))
-        }
-        _ => {
-            if size_override.is_some() {
-                bail!("--latent-size given, but the tokenizer of {} has no latent tokens", pipe.dir.display());
-            }
-            Ok(None)
-        }
-    }
 }
 
 /// Prints text as it is generated: decodes the text ids so far and writes what is new; imagery

@@ -1,6 +1,7 @@
 //! `fourd`: 4DThinker in Rust.
 
 mod bench;
+mod eval_cmd;
 mod infer;
 mod model_cmd;
 
@@ -18,6 +19,8 @@ struct Cli {
 enum Command {
     /// Answer a question about images or a video with a Qwen2.5-VL / 4DThinker checkpoint.
     Infer(infer::InferArgs),
+    /// Evaluate checkpoints on DSR-Bench or another multiple-choice video benchmark.
+    Eval(eval_cmd::EvalArgs),
     /// Checkpoint preparation.
     #[command(subcommand)]
     Model(model_cmd::ModelCommand),
@@ -35,6 +38,7 @@ fn main() {
     let result: Result<()> = match cli.command {
         Command::Infer(a) => infer::run(a),
         Command::Bench(c) => bench::run(c),
+        Command::Eval(a) => eval_cmd::run(a),
         Command::Model(c) => model_cmd::run(c),
     };
     if let Err(e) = result {

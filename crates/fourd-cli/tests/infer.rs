@@ -87,7 +87,7 @@ fn infer_bad_inputs_exit_with_clear_errors() {
         (vec!["infer", "--model", m, "--question", "q", "--dtype", "f8"], "unknown dtype `f8`"),
         (vec!["infer", "--model", m, "--question", "q", "--image", "/nonexistent.png"], "/nonexistent.png"),
         (vec!["infer", "--model", m, "--question", "q", "--frames", "/nonexistent-frames"], "/nonexistent-frames"),
-        (vec!["infer", "--model", m, "--question", "q", "--latent-size", "4"], "no latent tokens"),
+        (vec!["infer", "--model", m, "--question", "q", "--latent-size", "4"], "has no latent tokens"),
     ];
     for (args, needle) in cases {
         let out = fourd(&args);

@@ -213,4 +213,33 @@ impl Pipeline {
     pub fn rope_params(&self) -> RopeIndexParams {
         self.model.rope_params(&self.tokenizer)
     }
+
+    /// Tokens that end generation: `generation_config.json`'s and `config.json`'s EOS ids and
+    /// `<|im_end|>`.
+    pub fn stop_ids(&self) -> Vec<u32> {
+        let mut ids = self.generation.eos_token_id.clone();
+        ids.extend(self.model.config.eos_token_id.iter().copied());
+        ids.extend(self.tokenizer.special.im_end);
+        ids.sort_unstable();
+        ids.dedup();
+        ids
+    }
+
+    /// Latent imagery settings when the tokenizer has the latent tokens: `latent_size` from
+    /// `size_override`, else config.json, else 8 (the reference loop's default). Asking for a size
+    /// on a checkpoint without latent tokens is an error.
+    pub fn latent_tokens(&self, size_override: Option<usize>) -> Result<Option<crate::generation::LatentTokens>> {
+        let s = &self.tokenizer.special;
+        match (s.latent_pad, s.latent_start, s.latent_end) {
+            (Some(pad), Some(start), Some(end)) => {
+                let size = size_override.or(self.model.config.latent.latent_size).unwrap_or(8);
+                Ok(Some(crate::generation::LatentTokens { pad, start, end, size }))
+            }
+            _ if size_override.is_some() => Err(ModelError::input(format!(
+                "a latent size was given, but the tokenizer of {} has no latent tokens",
+                self.dir.display()
+            ))),
+            _ => Ok(None),
+        }
+    }
 }

@@ -153,13 +153,14 @@ pub struct SampledVideo {
 
 static INIT: Once = Once::new();
 
-/// Initialise FFmpeg once per process and turn its logging down to errors.
+/// Initialise FFmpeg once per process and silence its own logging: every failure reaches the
+/// caller as a `VideoError` naming the file, so FFmpeg printing it too would only add noise.
 fn init() {
     INIT.call_once(|| {
         if let Err(e) = ffmpeg::init() {
             tracing::warn!("ffmpeg init failed: {e}");
         }
-        ffmpeg::util::log::set_level(ffmpeg::util::log::Level::Error);
+        ffmpeg::util::log::set_level(ffmpeg::util::log::Level::Fatal);
     });
 }
 

@@ -1,0 +1,246 @@
+//! `fourd eval`: DSR-Bench (or any multiple-choice video benchmark) evaluation of one or more
+//! checkpoints, resumable and shardable; `fourd eval merge` combines shards.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use clap::{Args, Subcommand};
+use fourd_eval::benchmark::ColumnMap;
+use fourd_eval::report::{merge, ResultFiles};
+use fourd_eval::run::{evaluate, EvalConfig};
+use fourd_model::generation::{GenerationConfig, Sampling, SamplingOverrides};
+use fourd_model::weights::parse_dtype;
+use fourd_model::{GenerationDefaults, Pipeline, RopeIndexStyle};
+use fourd_video::SamplingOptions;
+
+use crate::infer::parse_device;
+
+#[derive(Args, Debug)]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct EvalArgs {
+    #[command(subcommand)]
+    pub command: Option<EvalCommand>,
+    #[command(flatten)]
+    pub run: Option<EvalRunArgs>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum EvalCommand {
+    /// Combine the shard files of one checkpoint's folder into dsr_eval.jsonl and its summary.
+    Merge {
+        /// The checkpoint's result folder (holding dsr_eval.shard-I-of-N.jsonl files).
+        dir: PathBuf,
+    },
+}
+
+#[derive(Args, Debug)]
+pub struct EvalRunArgs {
+    /// Checkpoint folder(s), evaluated one after another.
+    #[arg(long, required = true, num_args = 1..)]
+    pub model: Vec<PathBuf>,
+    /// Benchmark table (.parquet, .jsonl or .json), e.g. DSR-Bench's benchmark.parquet.
+    #[arg(long)]
+    pub benchmark: PathBuf,
+    /// Folder holding <video id>.<ext>.
+    #[arg(long)]
+    pub video_root: PathBuf,
+    #[arg(long, default_value = "mp4")]
+    pub video_ext: String,
+    /// Results go to OUTPUT_DIR/<checkpoint folder name>/dsr_eval[.shard-I-of-N].jsonl.
+    #[arg(long, default_value = "eval-results")]
+    pub output_dir: PathBuf,
+    /// Evaluate only shard I of N (1-based): rows whose index % N == I - 1.
+    #[arg(long)]
+    pub shard: Option<String>,
+    #[arg(long)]
+    pub max_samples: Option<usize>,
+    /// Samples per generation batch.
+    #[arg(long, default_value_t = 1)]
+    pub batch_size: usize,
+    /// Frames sampled per second of video, from t = 0.
+    #[arg(long, default_value_t = 1.0)]
+    pub fps: f64,
+    /// More frames than this are subsampled uniformly.
+    #[arg(long, default_value_t = 50)]
+    pub max_frames: usize,
+    /// Frames larger than this many pixels are scaled down (sides multiples of 28).
+    #[arg(long, default_value_t = 256 * 28 * 28)]
+    pub max_pixels: usize,
+    #[arg(long, default_value_t = 2048)]
+    pub max_new_tokens: usize,
+    /// Greedy decoding (the reference samples with temperature 0.7, top-p 0.9).
+    #[arg(long)]
+    pub greedy: bool,
+    #[arg(long, default_value_t = 0.7)]
+    pub temperature: f64,
+    #[arg(long, default_value_t = 0.9)]
+    pub top_p: f64,
+    #[arg(long)]
+    pub top_k: Option<usize>,
+    #[arg(long)]
+    pub repetition_penalty: Option<f64>,
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+    #[arg(long)]
+    pub latent_size: Option<usize>,
+    /// Do not append the 4DThinker think/answer instruction.
+    #[arg(long)]
+    pub no_suffix: bool,
+    #[arg(long, default_value = "bf16")]
+    pub dtype: String,
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
+    #[arg(long, default_value = "v4.50")]
+    pub rope_index: String,
+    /// Column names, for benchmarks other than DSR-Bench (comma-separated alternatives).
+    #[arg(long, default_value = "videoID,video")]
+    pub video_col: String,
+    #[arg(long, default_value = "question")]
+    pub question_col: String,
+    #[arg(long, default_value = "options,candidates")]
+    pub options_col: String,
+    #[arg(long, default_value = "answer")]
+    pub answer_col: String,
+    #[arg(long, default_value = "type")]
+    pub type_col: String,
+    /// No progress bar.
+    #[arg(long)]
+    pub quiet: bool,
+}
+
+fn split(s: &str) -> Vec<String> {
+    s.split(',').map(|x| x.trim().to_string()).filter(|x| !x.is_empty()).collect()
+}
+
+fn parse_shard(s: &str) -> Result<(usize, usize)> {
+    let (i, n) = s.split_once('/').with_context(|| format!("--shard {s}: expected I/N"))?;
+    let (i, n): (usize, usize) = (i.trim().parse().context("--shard: I")?, n.trim().parse().context("--shard: N")?);
+    if i == 0 || i > n {
+        bail!("--shard {s}: expected 1 <= I <= N");
+    }
+    Ok((i, n))
+}
+
+fn model_name(p: &Path) -> String {
+    p.canonicalize().ok().and_then(|c| c.file_name().map(|n| n.to_string_lossy().into_owned())).unwrap_or_else(|| "model".into())
+}
+
+pub fn run(a: EvalArgs) -> Result<()> {
+    match (a.command, a.run) {
+        (Some(EvalCommand::Merge { dir }), _) => run_merge(&dir),
+        (None, Some(r)) => run_eval(r),
+        (None, None) => bail!("give --model, --benchmark and --video-root, or a subcommand (merge)"),
+    }
+}
+
+fn run_eval(a: EvalRunArgs) -> Result<()> {
+    let shard = a.shard.as_deref().map(parse_shard).transpose()?;
+    let dtype = parse_dtype(&a.dtype)?;
+    let device = parse_device(&a.device)?;
+    let columns = ColumnMap {
+        video: split(&a.video_col),
+        question: split(&a.question_col),
+        options: split(&a.options_col),
+        answer: split(&a.answer_col),
+        task_type: split(&a.type_col),
+    };
+    // The reference's settings, not the checkpoint's generation_config.json (whose top_k=1 would
+    // silently turn sampling into argmax); explicit flags only.
+    let sampling = Sampling::resolve(
+        &GenerationDefaults::default(),
+        &SamplingOverrides {
+            greedy: Some(a.greedy),
+            temperature: Some(a.temperature),
+            top_p: Some(a.top_p),
+            top_k: a.top_k,
+            repetition_penalty: a.repetition_penalty,
+            seed: Some(a.seed),
+        },
+    );
+    for model in &a.model {
+        let name = model_name(model);
+        let mut pipe = Pipeline::load(model, dtype, &device).with_context(|| format!("loading {}", model.display()))?;
+        pipe.model.config.rope_index = a.rope_index.parse::<RopeIndexStyle>()?;
+        let latent = pipe.latent_tokens(a.latent_size)?;
+        let file = match shard {
+            Some((i, n)) => format!("dsr_eval.shard-{i}-of-{n}.jsonl"),
+            None => "dsr_eval.jsonl".into(),
+        };
+        let output = a.output_dir.join(&name).join(file);
+        eprintln!(
+            "evaluating {} -> {} ({}; latent size {}; max {} new tokens)",
+            model.display(),
+            output.display(),
+            sampling.describe(),
+            latent.map_or("none".into(), |l| l.size.to_string()),
+            a.max_new_tokens
+        );
+        let cfg = EvalConfig {
+            benchmark: a.benchmark.clone(),
+            columns: columns.clone(),
+            video_root: a.video_root.clone(),
+            video_ext: a.video_ext.clone(),
+            output,
+            shard,
+            max_samples: a.max_samples,
+            video: SamplingOptions { fps: a.fps, max_frames: a.max_frames, max_pixels: a.max_pixels, ..SamplingOptions::default() },
+            generation: GenerationConfig { max_new_tokens: a.max_new_tokens, sampling: sampling.clone(), stop_ids: pipe.stop_ids(), latent },
+            batch_size: a.batch_size,
+            suffix: !a.no_suffix,
+            progress: !a.quiet,
+            title: name.clone(),
+        };
+        let summary = evaluate(&pipe, &cfg)?;
+        print_summary(&name, &summary, &ResultFiles::new(&cfg.output));
+    }
+    Ok(())
+}
+
+fn print_summary(name: &str, s: &serde_json::Value, files: &ResultFiles) {
+    println!(
+        "{name}: accuracy {:.2}% ({} / {}), macro {:.2}%, skipped {} of {}",
+        s["accuracy"].as_f64().unwrap_or(0.0) * 100.0,
+        s["correct"],
+        s["eval_count"],
+        s["subtask_macro_avg"].as_f64().unwrap_or(0.0) * 100.0,
+        s["skipped"],
+        s["total"]
+    );
+    println!("  {}\n  {}\n  {}", files.summary.display(), files.table.display(), files.chart.display());
+}
+
+fn run_merge(dir: &Path) -> Result<()> {
+    let mut shards: Vec<(usize, usize, PathBuf)> = Vec::new();
+    for e in std::fs::read_dir(dir).with_context(|| format!("reading {}", dir.display()))? {
+        let p = e?.path();
+        let name = p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        if let Some(rest) = name.strip_prefix("dsr_eval.shard-").and_then(|r| r.strip_suffix(".jsonl")) {
+            if let Some((i, n)) = rest.split_once("-of-") {
+                if let (Ok(i), Ok(n)) = (i.parse(), n.parse()) {
+                    shards.push((i, n, p));
+                }
+            }
+        }
+    }
+    shards.sort();
+    let Some(&(_, n, _)) = shards.first() else { bail!("no dsr_eval.shard-I-of-N.jsonl files in {}", dir.display()) };
+    if shards.iter().any(|s| s.1 != n) {
+        bail!("{}: shard files of different N", dir.display());
+    }
+    let have: Vec<usize> = shards.iter().map(|s| s.0).collect();
+    if have != (1..=n).collect::<Vec<_>>() {
+        bail!("{}: have shards {have:?} of {n}; all are needed", dir.display());
+    }
+    // Each shard's summary knows how many rows it was responsible for.
+    let mut total = 0;
+    for (_, _, p) in &shards {
+        let f = ResultFiles::new(p);
+        let s: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&f.summary).with_context(|| format!("{} (did shard {} finish?)", f.summary.display(), p.display()))?)?;
+        total += s["total"].as_u64().unwrap_or(0) as usize;
+    }
+    let paths: Vec<PathBuf> = shards.into_iter().map(|s| s.2).collect();
+    let out = dir.join("dsr_eval.jsonl");
+    let summary = merge(&paths, &out, total, &model_name(dir))?;
+    print_summary(&model_name(dir), &summary, &ResultFiles::new(&out));
+    Ok(())
+}

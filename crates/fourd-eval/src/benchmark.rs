@@ -1,0 +1,218 @@
+//! Benchmark tables: DSR-Bench's `benchmark.parquet` (`videoID`/`video`, `question`,
+//! `options`/`candidates`, `answer`, `type`) or any parquet / JSONL / JSON table through a column
+//! mapping. Options may be a list or a string holding a (JSON or Python-literal) list; the reference
+//! `eval`s such strings, we parse them.
+
+use std::path::{Path, PathBuf};
+
+use serde_json::Value;
+
+use crate::error::{io, EvalError, Result};
+
+/// Which columns hold what. Each entry lists accepted names, first match wins.
+#[derive(Clone, Debug)]
+pub struct ColumnMap {
+    pub video: Vec<String>,
+    pub question: Vec<String>,
+    pub options: Vec<String>,
+    pub answer: Vec<String>,
+    pub task_type: Vec<String>,
+}
+
+impl Default for ColumnMap {
+    /// DSR-Bench, with the reference's fallbacks.
+    fn default() -> Self {
+        let v = |s: &[&str]| s.iter().map(|x| x.to_string()).collect();
+        ColumnMap {
+            video: v(&["videoID", "video"]),
+            question: v(&["question"]),
+            options: v(&["options", "candidates"]),
+            answer: v(&["answer"]),
+            task_type: v(&["type"]),
+        }
+    }
+}
+
+/// One benchmark question.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Record {
+    /// Row number in the table (the reference's added `index` column).
+    pub index: usize,
+    pub video_id: String,
+    pub question: String,
+    pub options: Vec<String>,
+    /// Ground truth: the first character of `answer`, upper-cased.
+    pub gt: String,
+    /// Lower-cased, trimmed `type`.
+    pub subtask: String,
+}
+
+impl Record {
+    /// Question, blank line, then one option per line (the reference's `text_input`).
+    pub fn question_with_options(&self) -> String {
+        if self.options.is_empty() {
+            self.question.clone()
+        } else {
+            format!("{}\n\n{}", self.question, self.options.join("\n"))
+        }
+    }
+}
+
+/// Loads a benchmark table by extension: `.parquet`, `.jsonl`, `.json`.
+pub fn load(path: &Path, cols: &ColumnMap) -> Result<Vec<Record>> {
+    let rows = read_rows(path)?;
+    let err = |msg: String| EvalError::Benchmark { path: path.to_path_buf(), msg };
+    let Some(first) = rows.first() else { return Ok(vec![]) };
+    let pick = |names: &[String], what: &str, required: bool| -> Result<Option<String>> {
+        match names.iter().find(|n| first.get(n.as_str()).is_some()) {
+            Some(n) => Ok(Some(n.clone())),
+            None if required => Err(err(format!("no {what} column (looked for {})", names.join(", ")))),
+            None => Ok(None),
+        }
+    };
+    let video = pick(&cols.video, "video", true)?.expect("required");
+    let question = pick(&cols.question, "question", true)?.expect("required");
+    let answer = pick(&cols.answer, "answer", true)?.expect("required");
+    let options = pick(&cols.options, "options", false)?;
+    let task_type = pick(&cols.task_type, "type", false)?;
+    let mut out = Vec::with_capacity(rows.len());
+    for (index, row) in rows.iter().enumerate() {
+        let s = |name: &str| value_to_string(row.get(name).unwrap_or(&Value::Null));
+        let options = match &options {
+            Some(c) => parse_options(row.get(c.as_str()).unwrap_or(&Value::Null)),
+            None => vec![],
+        };
+        let gt = s(&answer).trim().chars().next().map(|c| c.to_uppercase().to_string()).unwrap_or_default();
+        out.push(Record {
+            index,
+            video_id: s(&video).trim().to_string(),
+            question: s(&question),
+            options,
+            gt,
+            subtask: task_type.as_deref().map(|c| s(c).trim().to_lowercase()).unwrap_or_default(),
+        });
+    }
+    Ok(out)
+}
+
+fn read_rows(path: &Path) -> Result<Vec<serde_json::Map<String, Value>>> {
+    let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("").to_ascii_lowercase();
+    let err = |msg: String| EvalError::Benchmark { path: path.to_path_buf(), msg };
+    let as_obj = |v: Value, at: String| -> Result<serde_json::Map<String, Value>> {
+        match v {
+            Value::Object(m) => Ok(m),
+            _ => Err(err(format!("{at}: expected an object"))),
+        }
+    };
+    match ext.as_str() {
+        "parquet" => {
+            let f = std::fs::File::open(path).map_err(|e| io(path, e))?;
+            let reader = parquet::file::serialized_reader::SerializedFileReader::try_from(f)
+                .map_err(|e| err(format!("not a readable parquet file: {e}")))?;
+            let mut rows = Vec::new();
+            for (i, r) in reader.into_iter().enumerate() {
+                let r = r.map_err(|e| err(format!("row {i}: {e}")))?;
+                rows.push(as_obj(r.to_json_value(), format!("row {i}"))?);
+            }
+            Ok(rows)
+        }
+        "jsonl" => {
+            let text = std::fs::read_to_string(path).map_err(|e| io(path, e))?;
+            text.lines()
+                .enumerate()
+                .filter(|(_, l)| !l.trim().is_empty())
+                .map(|(i, l)| {
+                    let v: Value = serde_json::from_str(l).map_err(|e| err(format!("line {}: {e}", i + 1)))?;
+                    as_obj(v, format!("line {}", i + 1))
+                })
+                .collect()
+        }
+        "json" => {
+            let text = std::fs::read_to_string(path).map_err(|e| io(path, e))?;
+            let v: Value = serde_json::from_str(&text).map_err(|e| err(format!("invalid JSON: {e}")))?;
+            let items: Vec<Value> = match v {
+                Value::Array(a) => a,
+                Value::Object(m) => m.into_iter().map(|(_, v)| v).collect(),
+                _ => return Err(err("expected a list of records or an object of records".into())),
+            };
+            items.into_iter().enumerate().map(|(i, v)| as_obj(v, format!("record {i}"))).collect()
+        }
+        _ => Err(err("unknown benchmark format (expected .parquet, .jsonl or .json)".into())),
+    }
+}
+
+fn value_to_string(v: &Value) -> String {
+    match v {
+        Value::Null => String::new(),
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// Options as a list of strings, from a list value or a string holding a list.
+pub fn parse_options(v: &Value) -> Vec<String> {
+    match v {
+        Value::Array(a) => a.iter().map(value_to_string).collect(),
+        Value::String(s) => {
+            let t = s.trim();
+            if let Ok(Value::Array(a)) = serde_json::from_str::<Value>(t) {
+                return a.iter().map(value_to_string).collect();
+            }
+            parse_python_list(t).unwrap_or_default()
+        }
+        _ => vec![],
+    }
+}
+
+/// A Python literal list of strings: `['A. x', "B. y"]`. Anything else gives `None`.
+fn parse_python_list(s: &str) -> Option<Vec<String>> {
+    let inner = s.strip_prefix('[')?.strip_suffix(']')?;
+    let mut out = Vec::new();
+    let mut chars = inner.chars().peekable();
+    loop {
+        while chars.peek().is_some_and(|c| c.is_whitespace() || *c == ',') {
+            chars.next();
+        }
+        let Some(q) = chars.next() else { break };
+        if q != '\'' && q != '"' {
+            return None;
+        }
+        let mut item = String::new();
+        loop {
+            match chars.next()? {
+                '\\' => {
+                    let c = chars.next()?;
+                    item.push(match c {
+                        'n' => '\n',
+                        't' => '\t',
+                        other => other,
+                    });
+                }
+                c if c == q => break,
+                c => item.push(c),
+            }
+        }
+        out.push(item);
+    }
+    Some(out)
+}
+
+/// `<video_root>/<video_id>.<ext>`.
+pub fn video_path(root: &Path, video_id: &str, ext: &str) -> PathBuf {
+    root.join(format!("{video_id}.{ext}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn options_from_lists_and_strings() {
+        assert_eq!(parse_options(&json!(["A. x", "B. y"])), vec!["A. x", "B. y"]);
+        assert_eq!(parse_options(&json!("[\"A. x\", \"B. y\"]")), vec!["A. x", "B. y"]);
+        assert_eq!(parse_options(&json!("['A. it\\'s', \"B. y\"]")), vec!["A. it's", "B. y"]);
+        assert!(parse_options(&json!("__import__('os')")).is_empty());
+        assert!(parse_options(&Value::Null).is_empty());
+    }
+}

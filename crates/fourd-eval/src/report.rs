@@ -1,0 +1,299 @@
+//! Result files in the reference's schema: per-sample JSONL, `_summary.json` (overall and 13
+//! sub-task accuracies, macro average), plus a Markdown table and a PNG bar chart. Skipped samples
+//! (missing or undecodable video, no options) are listed with their reason in `_skipped.jsonl`.
+
+use std::collections::{BTreeMap, HashMap};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+
+use crate::error::{io, EvalError, Result};
+
+/// The 13 DSR-Bench sub-tasks: parquet `type` key and the paper's column name, in order.
+pub const SUBTASKS: &[(&str, &str)] = &[
+    ("abs_dis", "Abs Dis"),
+    ("abs_dir", "Abs Dir"),
+    ("abs_ori", "Abs Ori"),
+    ("abs_spd", "Abs Spd"),
+    ("abs_spd_comp", "Abs Spd Comp"),
+    ("abs_dir_pred", "Abs Dir Pred"),
+    ("rel_dis", "Rel Dis"),
+    ("rel_dir", "Rel Dir"),
+    ("rel_ori", "Rel Ori"),
+    ("rel_spd", "Rel Spd"),
+    ("rel_spd_comp", "Rel Spd Comp"),
+    ("rel_dir_pred", "Rel Dir Pred"),
+    ("non_temp", "Non-Temp Based"),
+];
+
+/// One evaluated sample (a JSONL line), field for field as the reference writes it.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct SampleResult {
+    pub index: usize,
+    pub video_id: String,
+    pub video_path: String,
+    pub question: String,
+    pub gt: String,
+    pub pred: String,
+    pub answer: String,
+    pub raw: String,
+    pub hit: u8,
+    pub subtask_type: String,
+}
+
+/// A sample that could not be evaluated.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct Skipped {
+    pub index: usize,
+    pub video_id: String,
+    pub subtask_type: String,
+    pub reason: String,
+}
+
+/// Paths of one evaluation's files, from the per-sample JSONL path.
+#[derive(Clone, Debug)]
+pub struct ResultFiles {
+    pub samples: PathBuf,
+    pub skipped: PathBuf,
+    pub summary: PathBuf,
+    pub table: PathBuf,
+    pub chart: PathBuf,
+}
+
+impl ResultFiles {
+    pub fn new(samples: &Path) -> Self {
+        let stem = samples.with_extension("");
+        let with = |suffix: &str| PathBuf::from(format!("{}{suffix}", stem.display()));
+        ResultFiles {
+            samples: samples.with_extension("jsonl"),
+            skipped: with("_skipped.jsonl"),
+            summary: with("_summary.json"),
+            table: with("_summary.md"),
+            chart: with("_subtasks.png"),
+        }
+    }
+}
+
+/// Reads a JSONL file of `T`; a missing file is empty. A torn last line (a crash mid-write) is
+/// dropped with a warning; a bad line elsewhere is an error naming the line.
+pub fn read_jsonl<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<Vec<T>> {
+    if !path.exists() {
+        return Ok(vec![]);
+    }
+    let text = std::fs::read_to_string(path).map_err(|e| io(path, e))?;
+    let lines: Vec<&str> = text.lines().collect();
+    let mut out = Vec::with_capacity(lines.len());
+    for (i, line) in lines.iter().enumerate() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        match serde_json::from_str(line) {
+            Ok(v) => out.push(v),
+            Err(_) if i + 1 == lines.len() && !text.ends_with('\n') => {
+                tracing::warn!("{}: ignoring an incomplete last line (interrupted write)", path.display());
+            }
+            Err(e) => return Err(EvalError::Results { path: path.to_path_buf(), line: i + 1, msg: e.to_string() }),
+        }
+    }
+    Ok(out)
+}
+
+/// Appends one JSON line and flushes it to disk, so a crash loses at most the line being written.
+pub struct JsonlAppender {
+    file: std::fs::File,
+    path: PathBuf,
+}
+
+impl JsonlAppender {
+    pub fn open(path: &Path) -> Result<Self> {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(|e| io(dir, e))?;
+        }
+        // Drop a torn last line left by a crash before appending after it.
+        if path.exists() {
+            let text = std::fs::read_to_string(path).map_err(|e| io(path, e))?;
+            if !text.is_empty() && !text.ends_with('\n') {
+                let keep = text.rfind('\n').map_or(0, |i| i + 1);
+                std::fs::write(path, &text[..keep]).map_err(|e| io(path, e))?;
+            }
+        }
+        let file = std::fs::OpenOptions::new().create(true).append(true).open(path).map_err(|e| io(path, e))?;
+        Ok(JsonlAppender { file, path: path.to_path_buf() })
+    }
+    pub fn append<T: Serialize>(&mut self, v: &T) -> Result<()> {
+        let mut line = serde_json::to_string(v).map_err(|e| EvalError::Input(e.to_string()))?;
+        line.push('\n');
+        self.file.write_all(line.as_bytes()).map_err(|e| io(&self.path, e))?;
+        self.file.sync_data().map_err(|e| io(&self.path, e))
+    }
+}
+
+/// Summary in the reference's schema, plus `skipped_samples` (index and reason).
+pub fn summarize(total: usize, results: &[SampleResult], skipped: &[Skipped]) -> Value {
+    let eval_count = results.len();
+    let correct: usize = results.iter().map(|r| r.hit as usize).sum();
+    let mut per: HashMap<&str, (usize, usize)> = HashMap::new();
+    for r in results {
+        if let Some((key, _)) = SUBTASKS.iter().find(|(k, _)| *k == r.subtask_type) {
+            let e = per.entry(key).or_default();
+            e.0 += 1;
+            e.1 += r.hit as usize;
+        }
+    }
+    let mut acc = serde_json::Map::new();
+    let mut cor = serde_json::Map::new();
+    let mut tot = serde_json::Map::new();
+    let mut accs = Vec::new();
+    for (key, col) in SUBTASKS {
+        let (n, c) = per.get(key).copied().unwrap_or((0, 0));
+        let a = if n > 0 { Some(c as f64 / n as f64) } else { None };
+        if let Some(a) = a {
+            accs.push(a);
+        }
+        acc.insert(col.to_string(), json!(a));
+        cor.insert(col.to_string(), json!(c));
+        tot.insert(col.to_string(), json!(n));
+    }
+    let macro_avg = if accs.is_empty() { 0.0 } else { accs.iter().sum::<f64>() / accs.len() as f64 };
+    let mut order: Vec<String> = SUBTASKS.iter().map(|(_, c)| c.to_string()).collect();
+    order.push("Avg".into());
+    let skipped_list: Vec<Value> = skipped.iter().map(|s| json!({"index": s.index, "video_id": s.video_id, "reason": s.reason})).collect();
+    json!({
+        "total": total,
+        "eval_count": eval_count,
+        "skipped": skipped.len(),
+        "correct": correct,
+        "accuracy": if eval_count > 0 { correct as f64 / eval_count as f64 } else { 0.0 },
+        "subtask_accuracy": acc,
+        "subtask_correct": cor,
+        "subtask_total": tot,
+        "subtask_macro_avg": macro_avg,
+        "subtask_columns_order": order,
+        "skipped_samples": skipped_list,
+    })
+}
+
+/// The sub-task table as Markdown: percentages with two decimals, N/A for empty categories.
+pub fn markdown_table(summary: &Value, title: &str) -> String {
+    let order = SUBTASKS.iter().map(|(_, c)| *c);
+    let mut head = String::from("|");
+    let mut sep = String::from("|");
+    let mut row = String::from("|");
+    for col in order {
+        head += &format!(" {col} |");
+        sep += " ---: |";
+        row += &match summary["subtask_accuracy"][col].as_f64() {
+            Some(a) => format!(" {:.2} |", a * 100.0),
+            None => " N/A |".to_string(),
+        };
+    }
+    head += " Avg |";
+    sep += " ---: |";
+    row += &format!(" {:.2} |", summary["subtask_macro_avg"].as_f64().unwrap_or(0.0) * 100.0);
+    format!(
+        "## {title}\n\nOverall accuracy: {:.2}% ({} / {} evaluated; {} of {} rows skipped)\n\n{head}\n{sep}\n{row}\n",
+        summary["accuracy"].as_f64().unwrap_or(0.0) * 100.0,
+        summary["correct"],
+        summary["eval_count"],
+        summary["skipped"],
+        summary["total"],
+    )
+}
+
+/// A bar chart of the sub-task accuracies (and their macro average) as PNG.
+pub fn bar_chart(summary: &Value, title: &str, path: &Path) -> Result<()> {
+    use plotters::prelude::*;
+    let mut bars: Vec<(String, f64)> = SUBTASKS
+        .iter()
+        .map(|(_, c)| (c.to_string(), summary["subtask_accuracy"][*c].as_f64().unwrap_or(0.0) * 100.0))
+        .collect();
+    bars.push(("Avg".into(), summary["subtask_macro_avg"].as_f64().unwrap_or(0.0) * 100.0));
+    let e = |x: String| EvalError::Chart(format!("{}: {x}", path.display()));
+    let root = BitMapBackend::new(path, (1100, 520)).into_drawing_area();
+    root.fill(&WHITE).map_err(|x| e(x.to_string()))?;
+    let n = bars.len();
+    let mut chart = ChartBuilder::on(&root)
+        .caption(title, ("sans-serif", 22))
+        .margin(12)
+        .x_label_area_size(90)
+        .y_label_area_size(50)
+        .build_cartesian_2d((0..n).into_segmented(), 0f64..100f64)
+        .map_err(|x| e(x.to_string()))?;
+    let names: Vec<String> = bars.iter().map(|b| b.0.clone()).collect();
+    chart
+        .configure_mesh()
+        .disable_x_mesh()
+        .y_desc("accuracy (%)")
+        .x_labels(n)
+        .x_label_formatter(&|v| match v {
+            SegmentValue::CenterOf(i) => names.get(*i).cloned().unwrap_or_default(),
+            _ => String::new(),
+        })
+        .x_label_style(("sans-serif", 13).into_font().transform(FontTransform::Rotate90))
+        .draw()
+        .map_err(|x| e(x.to_string()))?;
+    chart
+        .draw_series(bars.iter().enumerate().map(|(i, (name, v))| {
+            let color = if name == "Avg" { RGBColor(200, 80, 40) } else { RGBColor(60, 110, 180) };
+            let mut r = Rectangle::new([(SegmentValue::Exact(i), 0.0), (SegmentValue::Exact(i + 1), *v)], color.filled());
+            r.set_margin(0, 0, 6, 6);
+            r
+        }))
+        .map_err(|x| e(x.to_string()))?;
+    root.present().map_err(|x| e(x.to_string()))?;
+    Ok(())
+}
+
+/// Writes summary JSON, Markdown table and chart for the results on disk.
+pub fn write_reports(files: &ResultFiles, total: usize, title: &str) -> Result<Value> {
+    let results: Vec<SampleResult> = read_jsonl(&files.samples)?;
+    let skipped: Vec<Skipped> = read_jsonl(&files.skipped)?;
+    let summary = summarize(total, &results, &skipped);
+    let text = serde_json::to_string_pretty(&summary).map_err(|e| EvalError::Input(e.to_string()))?;
+    std::fs::write(&files.summary, text + "\n").map_err(|e| io(&files.summary, e))?;
+    std::fs::write(&files.table, markdown_table(&summary, title)).map_err(|e| io(&files.table, e))?;
+    if let Err(err) = bar_chart(&summary, title, &files.chart) {
+        // A missing font must not cost the user the numbers.
+        tracing::warn!("no chart: {err}");
+    }
+    Ok(summary)
+}
+
+/// Combines shard result files into one. The same index scored differently in two shards is an
+/// error; a sample skipped in one shard but scored in another counts as scored.
+pub fn merge(shards: &[PathBuf], out: &Path, total: usize, title: &str) -> Result<Value> {
+    let mut results: BTreeMap<usize, SampleResult> = BTreeMap::new();
+    let mut skipped: BTreeMap<usize, Skipped> = BTreeMap::new();
+    for s in shards {
+        let f = ResultFiles::new(s);
+        for r in read_jsonl::<SampleResult>(&f.samples)? {
+            if let Some(prev) = results.get(&r.index) {
+                if prev != &r {
+                    return Err(EvalError::Input(format!("sample {} appears in two shards with different results ({})", r.index, s.display())));
+                }
+            }
+            results.insert(r.index, r);
+        }
+        for k in read_jsonl::<Skipped>(&f.skipped)? {
+            skipped.insert(k.index, k);
+        }
+    }
+    skipped.retain(|i, _| !results.contains_key(i));
+    let files = ResultFiles::new(out);
+    for p in [&files.samples, &files.skipped] {
+        if p.exists() {
+            std::fs::remove_file(p).map_err(|e| io(p, e))?;
+        }
+    }
+    let mut w = JsonlAppender::open(&files.samples)?;
+    for r in results.values() {
+        w.append(r)?;
+    }
+    let mut w = JsonlAppender::open(&files.skipped)?;
+    for k in skipped.values() {
+        w.append(k)?;
+    }
+    write_reports(&files, total, title)
+}
