@@ -23,11 +23,19 @@ pub struct InferArgs {
     #[arg(long, num_args = 1.., conflicts_with = "frames")]
     pub image: Vec<PathBuf>,
     /// A folder of frames, read in name order as one video.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "video")]
     pub frames: Option<PathBuf>,
-    /// Rate the frames were sampled at (sets the video's temporal positions).
-    #[arg(long, default_value_t = 2.0)]
-    pub fps: f64,
+    /// A video file, decoded with FFmpeg: frames sampled at --fps from t = 0, at most
+    /// --max-frames (uniformly subsampled), scaled to at most 256*28*28 pixels.
+    #[arg(long, conflicts_with = "image")]
+    pub video: Option<PathBuf>,
+    /// Frames per second: the rate --frames were sampled at (default 2, transformers' default), or
+    /// the rate to sample --video at (default 1, as 4DThinker's evaluation). Sets the temporal
+    /// M-RoPE positions.
+    #[arg(long)]
+    pub fps: Option<f64>,
+    #[arg(long, default_value_t = 50)]
+    pub max_frames: usize,
     /// The question, put verbatim into the user turn after the images / video.
     #[arg(long)]
     pub question: String,
@@ -94,7 +102,14 @@ pub fn run(a: InferArgs) -> Result<()> {
             .iter()
             .map(|p| load_image(p, pipe.processor.image_processor.pixel_cap))
             .collect::<fourd_model::Result<Vec<_>>>()?;
-        prompt.videos.push(VideoFrames { frames, fps: a.fps });
+        prompt.videos.push(VideoFrames { frames, fps: a.fps.unwrap_or(2.0) });
+        content.push(Content::Video);
+    }
+    if let Some(path) = &a.video {
+        let opts = fourd_video::SamplingOptions { fps: a.fps.unwrap_or(1.0), max_frames: a.max_frames, ..Default::default() };
+        let v = fourd_video::decode_video(path, &opts)?;
+        tracing::info!("{}: {} frames sampled of {} ({:.1} s at {:.2} fps)", path.display(), v.frames.len(), v.source_frames, v.duration, v.source_fps);
+        prompt.videos.push(VideoFrames { frames: v.frames, fps: opts.fps });
         content.push(Content::Video);
     }
     let mut question = a.question.clone();

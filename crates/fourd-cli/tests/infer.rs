@@ -133,3 +133,55 @@ fn infer_latent_checkpoint_reports_imagery() {
     let shown = String::from_utf8_lossy(&out.stdout);
     assert!(shown.contains("[imagery x4]"), "{shown}");
 }
+
+#[test]
+fn infer_video_file_and_bad_video() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures");
+    let model = root.join("latent/model");
+    let video = root.join("dsr/videos/v_walk.mp4");
+    let out = fourd(&["infer", "--model", model.to_str().unwrap(), "--video", video.to_str().unwrap(),
+        "--question", "What happens?", "--greedy", "--max-new-tokens", "8", "--json"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    // 3 s at 1 fps: 3 frames (padded to 4), 112x84 -> 2 temporal patches of 3x4 merged tokens.
+    assert!(v["prompt_tokens"].as_u64().unwrap() > 24);
+    let bad = root.join("dsr/videos/v_text.mp4");
+    let out = fourd(&["infer", "--model", model.to_str().unwrap(), "--video", bad.to_str().unwrap(), "--question", "q"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("v_text.mp4"));
+}
+
+#[test]
+fn eval_shards_and_merge_from_the_command_line() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures");
+    let out_dir = std::env::temp_dir().join(format!("fourd-cli-eval-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&out_dir);
+    let model = root.join("latent/model");
+    let common = |extra: &[&str]| {
+        let mut args = vec![
+            "eval".to_string(), "--model".into(), model.to_string_lossy().into(),
+            "--benchmark".into(), root.join("dsr/benchmark.parquet").to_string_lossy().into(),
+            "--video-root".into(), root.join("dsr/videos").to_string_lossy().into(),
+            "--output-dir".into(), out_dir.to_string_lossy().into(),
+            "--greedy".into(), "--max-new-tokens".into(), "12".into(), "--dtype".into(), "f32".into(), "--quiet".into(),
+        ];
+        args.extend(extra.iter().map(|s| s.to_string()));
+        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+        fourd(&refs)
+    };
+    for shard in ["1/2", "2/2"] {
+        let o = common(&["--shard", shard]);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    }
+    let o = fourd(&["eval", "merge", out_dir.join("model").to_str().unwrap()]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let merged: Value = serde_json::from_str(&std::fs::read_to_string(out_dir.join("model/dsr_eval_summary.json")).unwrap()).unwrap();
+    assert_eq!(merged["total"], 14);
+    assert_eq!(merged["eval_count"].as_u64().unwrap() + merged["skipped"].as_u64().unwrap(), 14);
+    assert!(String::from_utf8_lossy(&o.stdout).contains("accuracy"));
+    // Merging with a shard missing is refused.
+    std::fs::remove_file(out_dir.join("model/dsr_eval.shard-2-of-2.jsonl")).unwrap();
+    let o = fourd(&["eval", "merge", out_dir.join("model").to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("all are needed"));
+}
