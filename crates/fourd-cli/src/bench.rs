@@ -27,16 +27,12 @@ pub enum BenchCommand {
 
 #[derive(Args, Debug)]
 pub struct BenchGenerateArgs {
-    /// Checkpoint with latent tokens. With --python the reference script writes a small random one here.
+    /// Checkpoint with latent tokens. With --python, tools/reference/bench_generate.py (the Python
+    /// latent loop on transformers) writes a small random one here.
     #[arg(long, default_value = "/tmp/fourd-bench-gen")]
     pub model: PathBuf,
-    /// Also run tools/reference/bench_generate.py (the Python latent loop on transformers) first.
-    #[arg(long)]
-    pub python: bool,
-    #[arg(long, default_value = "python3")]
-    pub python_bin: String,
-    #[arg(long, default_value = "small")]
-    pub size: String,
+    #[command(flatten)]
+    pub common: BenchCommon,
     /// Comma-separated batch sizes.
     #[arg(long, default_value = "1,8")]
     pub batches: String,
@@ -45,6 +41,22 @@ pub struct BenchGenerateArgs {
     pub tokens: usize,
     #[arg(long, default_value_t = 4)]
     pub latent_size: usize,
+}
+
+/// Options every benchmark shares: the reference side and where candle runs.
+#[derive(Args, Debug)]
+pub struct BenchCommon {
+    /// Also run the PyTorch + transformers reference script first, on the same checkpoint folder
+    /// (it writes a small random model there) and inputs, and print the ratio.
+    #[arg(long)]
+    pub python: bool,
+    /// Python interpreter for --python.
+    #[arg(long, default_value = "python3")]
+    pub python_bin: String,
+    /// Model size the reference script builds: small or tiny.
+    #[arg(long, default_value = "small")]
+    pub size: String,
+    /// Threads for PyTorch (candle's CPU backend uses all cores).
     #[arg(long, default_value_t = 2)]
     pub threads: usize,
     #[arg(long, default_value = "f32")]
@@ -55,19 +67,12 @@ pub struct BenchGenerateArgs {
 
 #[derive(Args, Debug)]
 pub struct BenchModelArgs {
-    /// Checkpoint to time. With --python the reference script writes a small random model here.
+    /// Checkpoint to time. With --python, tools/reference/bench_model.py writes a small random
+    /// model here.
     #[arg(long, default_value = "/tmp/fourd-bench-model")]
     pub model: PathBuf,
-    /// Also run tools/reference/bench_model.py (PyTorch + transformers) first, on the same folder
-    /// and inputs, and print the ratio.
-    #[arg(long)]
-    pub python: bool,
-    /// Python interpreter for --python.
-    #[arg(long, default_value = "python3")]
-    pub python_bin: String,
-    /// Model size the reference script builds: small or tiny.
-    #[arg(long, default_value = "small")]
-    pub size: String,
+    #[command(flatten)]
+    pub common: BenchCommon,
     /// Image used in the prompt.
     #[arg(long, default_value = "tests/fixtures/qwen25vl/media/img_a.png")]
     pub image: PathBuf,
@@ -75,13 +80,6 @@ pub struct BenchModelArgs {
     pub decode_tokens: usize,
     #[arg(long, default_value_t = 3)]
     pub repeats: usize,
-    /// Threads for PyTorch (candle's CPU backend uses all cores).
-    #[arg(long, default_value_t = 2)]
-    pub threads: usize,
-    #[arg(long, default_value = "f32")]
-    pub dtype: String,
-    #[arg(long, default_value = "cpu")]
-    pub device: String,
 }
 
 pub fn run(cmd: BenchCommand) -> Result<()> {
@@ -112,20 +110,20 @@ const PROMPT_WORDS: &str = "the red fox jumps over a blue circle while the camer
 fn bench_generate(a: BenchGenerateArgs) -> Result<()> {
     let batches: Vec<usize> = a.batches.split(',').map(|b| b.trim().parse::<usize>()).collect::<std::result::Result<_, _>>()
         .with_context(|| format!("--batches {}", a.batches))?;
-    let reference = if a.python {
-        Some(run_reference(&a.python_bin, "tools/reference/bench_generate.py", &[
-            "--out".into(), a.model.to_string_lossy().into_owned(), "--threads".into(), a.threads.to_string(),
+    let reference = if a.common.python {
+        Some(run_reference(&a.common.python_bin, "tools/reference/bench_generate.py", &[
+            "--out".into(), a.model.to_string_lossy().into_owned(), "--threads".into(), a.common.threads.to_string(),
             "--batches".into(), a.batches.clone(), "--tokens".into(), a.tokens.to_string(),
-            "--latent-size".into(), a.latent_size.to_string(), "--size".into(), a.size.clone(),
+            "--latent-size".into(), a.latent_size.to_string(), "--size".into(), a.common.size.clone(),
         ])?)
     } else {
         None
     };
-    let device = parse_device(&a.device)?;
-    let pipe = Pipeline::load(&a.model, parse_dtype(&a.dtype)?, &device)?;
+    let device = parse_device(&a.common.device)?;
+    let pipe = Pipeline::load(&a.model, parse_dtype(&a.common.dtype)?, &device)?;
     let latent = pipe.latent_tokens(Some(a.latent_size))?;
     let words: Vec<&str> = PROMPT_WORDS.split(' ').collect();
-    println!("model {} (latent_size {}, {} new tokens per sequence, dtype {}, device {})", a.model.display(), a.latent_size, a.tokens, a.dtype, a.device);
+    println!("model {} (latent_size {}, {} new tokens per sequence, dtype {}, device {})", a.model.display(), a.latent_size, a.tokens, a.common.dtype, a.common.device);
     println!("{:<7} {:>18} {:>22} {:>8} {:>14}", "batch", "fourd (tokens/s)", "PyTorch loop (tokens/s)", "ratio", "same ids");
     for &bs in &batches {
         let prompts = (0..bs)
@@ -161,18 +159,18 @@ const DEFAULT_QUESTION_REPEATS: usize = 24;
 
 fn bench_model(a: BenchModelArgs) -> Result<()> {
     let question = "Describe the picture in detail. ".repeat(DEFAULT_QUESTION_REPEATS);
-    let reference = if a.python {
-        Some(run_reference(&a.python_bin, "tools/reference/bench_model.py", &[
-            "--out".into(), a.model.to_string_lossy().into_owned(), "--threads".into(), a.threads.to_string(),
+    let reference = if a.common.python {
+        Some(run_reference(&a.common.python_bin, "tools/reference/bench_model.py", &[
+            "--out".into(), a.model.to_string_lossy().into_owned(), "--threads".into(), a.common.threads.to_string(),
             "--decode-tokens".into(), a.decode_tokens.to_string(), "--repeats".into(), a.repeats.to_string(),
-            "--size".into(), a.size.clone(), "--question".into(), question.clone(),
+            "--size".into(), a.common.size.clone(), "--question".into(), question.clone(),
         ])?)
     } else {
         None
     };
 
-    let device = parse_device(&a.device)?;
-    let pipe = Pipeline::load(&a.model, parse_dtype(&a.dtype)?, &device)?;
+    let device = parse_device(&a.common.device)?;
+    let pipe = Pipeline::load(&a.model, parse_dtype(&a.common.dtype)?, &device)?;
     let image = load_image(&a.image, pipe.processor.image_processor.pixel_cap)?;
     let text = pipe.tokenizer.apply_chat_template(
         &[Message::new("user", vec![Content::Image, Content::Text(question.clone())])],
@@ -205,7 +203,7 @@ fn bench_model(a: BenchModelArgs) -> Result<()> {
     let per_token = (total - prefill_s) / (a.decode_tokens.saturating_sub(1).max(1)) as f64;
 
     println!("model {} ({} prompt tokens incl. {} image tokens, {} decode tokens, dtype {}, device {})",
-        a.model.display(), inputs.seq_len(), inputs.images[0].llm_tokens(2), a.decode_tokens, a.dtype, a.device);
+        a.model.display(), inputs.seq_len(), inputs.images[0].llm_tokens(2), a.decode_tokens, a.common.dtype, a.common.device);
     println!("{:<28} {:>14} {:>18}", "stack", "prefill (ms)", "decode (ms/token)");
     println!("{:<28} {:>14.1} {:>18.2}", "fourd (candle)", prefill_s * 1e3, per_token * 1e3);
     if let Some(r) = reference {
