@@ -185,3 +185,71 @@ fn eval_shards_and_merge_from_the_command_line() {
     assert_eq!(o.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&o.stderr).contains("all are needed"));
 }
+
+fn eval_args(models: &[&Path], out_dir: &Path, extra: &[&str]) -> Vec<String> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures");
+    let mut args = vec!["eval".to_string(), "--model".into()];
+    args.extend(models.iter().map(|m| m.to_string_lossy().into_owned()));
+    args.extend([
+        "--benchmark".to_string(), root.join("dsr/benchmark.parquet").to_string_lossy().into(),
+        "--video-root".into(), root.join("dsr/videos").to_string_lossy().into(),
+        "--output-dir".into(), out_dir.to_string_lossy().into(), "--dtype".into(), "f32".into(), "--quiet".into(),
+    ]);
+    args.extend(extra.iter().map(|s| s.to_string()));
+    args
+}
+
+#[test]
+fn eval_several_models_one_after_another() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures");
+    let out_dir = std::env::temp_dir().join(format!("fourd-cli-eval-many-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&out_dir);
+    let (a, b) = (root.join("qwen25vl/model-v5"), root.join("latent/model"));
+    let args = eval_args(&[&a, &b], &out_dir, &["--max-samples", "3", "--max-new-tokens", "8"]);
+    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+    let o = fourd(&refs);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    for name in ["model-v5", "model"] {
+        let s: Value = serde_json::from_str(&std::fs::read_to_string(out_dir.join(name).join("dsr_eval_summary.json")).unwrap()).unwrap();
+        assert_eq!(s["total"], 3, "{name}");
+    }
+}
+
+/// A run killed with SIGKILL mid-way resumes: the rerun scores only what is missing, and the
+/// final file has every evaluable row exactly once.
+#[test]
+fn eval_resumes_after_being_killed() {
+    let out_dir = std::env::temp_dir().join(format!("fourd-cli-eval-kill-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&out_dir);
+    let model = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/latent/model");
+    let args = eval_args(&[&model], &out_dir, &["--max-new-tokens", "300", "--batch-size", "1"]);
+    let results = out_dir.join("model/dsr_eval.jsonl");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_fourd")).args(&args).stderr(std::process::Stdio::null()).spawn().unwrap();
+    let start = std::time::Instant::now();
+    loop {
+        let lines = std::fs::read_to_string(&results).map(|t| t.lines().count()).unwrap_or(0);
+        if lines >= 1 || start.elapsed().as_secs() > 60 || child.try_wait().unwrap().is_some() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    let before = std::fs::read_to_string(&results).unwrap_or_default();
+    let o = Command::new(env!("CARGO_BIN_EXE_fourd")).args(&args).output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let after = std::fs::read_to_string(&results).unwrap();
+    // Lines already complete before the kill are kept as they were.
+    let kept: Vec<&str> = before.lines().filter(|l| serde_json::from_str::<Value>(l).is_ok()).collect();
+    for l in &kept {
+        assert!(after.contains(l));
+    }
+    let mut idx: Vec<u64> = after.lines().map(|l| serde_json::from_str::<Value>(l).unwrap()["index"].as_u64().unwrap()).collect();
+    let n = idx.len();
+    idx.sort();
+    idx.dedup();
+    assert_eq!(idx.len(), n, "a sample was scored twice");
+    let s: Value = serde_json::from_str(&std::fs::read_to_string(out_dir.join("model/dsr_eval_summary.json")).unwrap()).unwrap();
+    assert_eq!(s["eval_count"].as_u64().unwrap() as usize, n);
+    assert_eq!(s["eval_count"].as_u64().unwrap() + s["skipped"].as_u64().unwrap(), 14);
+}
