@@ -46,12 +46,23 @@ impl Intrinsics {
             )));
         }
         let fx = (width as f64 / 2.0) / (hfov_deg.to_radians() / 2.0).tan();
-        Ok(Self { width, height, fx, fy: fx, cx: (width as f64 - 1.0) / 2.0, cy: (height as f64 - 1.0) / 2.0 })
+        Ok(Self {
+            width,
+            height,
+            fx,
+            fy: fx,
+            cx: (width as f64 - 1.0) / 2.0,
+            cy: (height as f64 - 1.0) / 2.0,
+        })
     }
 
     /// The 3x3 matrix `K` (row-major), as SpatialVID's `intrinsics.npy` rows.
     pub fn matrix(&self) -> [[f64; 3]; 3] {
-        [[self.fx, 0.0, self.cx], [0.0, self.fy, self.cy], [0.0, 0.0, 1.0]]
+        [
+            [self.fx, 0.0, self.cx],
+            [0.0, self.fy, self.cy],
+            [0.0, 0.0, 1.0],
+        ]
     }
 
     /// `[fx, fy, cx, cy]`.
@@ -89,7 +100,10 @@ impl Pose {
             )));
         }
         let y = z.cross(x);
-        Ok(Self { rotation_c2w: DQuat::from_mat3(&DMat3::from_cols(x, y, z)).normalize(), center: eye })
+        Ok(Self {
+            rotation_c2w: DQuat::from_mat3(&DMat3::from_cols(x, y, z)).normalize(),
+            center: eye,
+        })
     }
 
     /// World-to-camera rotation `R` and translation `t` (`x_cam = R x_world + t`).
@@ -123,7 +137,10 @@ impl Pose {
         let q_w2c = DQuat::from_xyzw(a[3], a[4], a[5], a[6]).normalize();
         let r = DMat3::from_quat(q_w2c);
         let t = DVec3::new(a[0], a[1], a[2]);
-        Self { rotation_c2w: q_w2c.conjugate(), center: -(r.transpose() * t) }
+        Self {
+            rotation_c2w: q_w2c.conjugate(),
+            center: -(r.transpose() * t),
+        }
     }
 }
 
@@ -235,7 +252,12 @@ impl FromStr for CameraLabel {
     type Err = WorldError;
     /// Accepts 4DThinker and SpatialVID spellings, case-insensitively, with `-`/`_`/space variants.
     fn from_str(s: &str) -> Result<Self> {
-        let norm: String = s.trim().to_ascii_lowercase().chars().filter(|c| c.is_ascii_alphanumeric()).collect();
+        let norm: String = s
+            .trim()
+            .to_ascii_lowercase()
+            .chars()
+            .filter(|c| c.is_ascii_alphanumeric())
+            .collect();
         if norm == "rollcw" {
             return Ok(Self::RollClockwise);
         }
@@ -247,7 +269,12 @@ impl FromStr for CameraLabel {
             .copied()
             .chain([Self::Stay])
             .find(|l| {
-                let n: String = l.as_str().to_ascii_lowercase().chars().filter(|c| c.is_ascii_alphanumeric()).collect();
+                let n: String = l
+                    .as_str()
+                    .to_ascii_lowercase()
+                    .chars()
+                    .filter(|c| c.is_ascii_alphanumeric())
+                    .collect();
                 n == norm
             })
             .ok_or_else(|| WorldError::UnknownCameraLabel(s.to_string()))
@@ -287,7 +314,9 @@ impl CameraSegment {
         for c in &components {
             if c.label == CameraLabel::Stay {
                 if components.len() > 1 {
-                    return Err(WorldError::InvalidSegment("Stay cannot be combined with a motion".into()));
+                    return Err(WorldError::InvalidSegment(
+                        "Stay cannot be combined with a motion".into(),
+                    ));
                 }
                 continue;
             }
@@ -299,11 +328,17 @@ impl CameraSegment {
             }
             let axis = c.label.axis().expect("motion label has an axis");
             if let Some(prev) = used[axis] {
-                return Err(WorldError::InvalidSegment(format!("{prev} and {} act on the same axis", c.label)));
+                return Err(WorldError::InvalidSegment(format!(
+                    "{prev} and {} act on the same axis",
+                    c.label
+                )));
             }
             used[axis] = Some(c.label);
         }
-        let components = components.into_iter().filter(|c| c.label != CameraLabel::Stay).collect();
+        let components = components
+            .into_iter()
+            .filter(|c| c.label != CameraLabel::Stay)
+            .collect();
         Ok(Self { frames, components })
     }
 
@@ -316,7 +351,12 @@ impl CameraSegment {
     pub fn from_labels(frames: usize, comps: &[(&str, f64)]) -> Result<Self> {
         let components = comps
             .iter()
-            .map(|(s, m)| Ok(CameraComponent { label: s.parse()?, magnitude: *m }))
+            .map(|(s, m)| {
+                Ok(CameraComponent {
+                    label: s.parse()?,
+                    magnitude: *m,
+                })
+            })
             .collect::<Result<Vec<_>>>()?;
         Self::new(frames, components)
     }
@@ -376,7 +416,9 @@ pub struct CameraTrajectory {
 impl CameraTrajectory {
     pub fn new(start: Pose, segments: Vec<CameraSegment>) -> Result<Self> {
         if segments.is_empty() {
-            return Err(WorldError::ZeroFrames("camera trajectory (no segments)".into()));
+            return Err(WorldError::ZeroFrames(
+                "camera trajectory (no segments)".into(),
+            ));
         }
         Ok(Self { start, segments })
     }

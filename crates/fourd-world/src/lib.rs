@@ -7,16 +7,49 @@
 //! [`spatialvid`] implements SpatialVID's camera-labelling rule on such pose rows.
 //!
 //! Conventions are documented in [`camera`] (world +Y up; camera x right, y down, z forward).
+//!
+//! ```
+//! use fourd_world::*;
+//! use fourd_world::glam::DVec3;
+//!
+//! let mut scene = Scene::room(6.0, 12.0, 7);
+//! scene.add_object(Object {
+//!     id: 1,
+//!     name: "ball".into(),
+//!     shape: Shape::Sphere { radius: 0.5 },
+//!     texture: Texture::Solid([1.0, 0.2, 0.2]),
+//!     position: DVec3::new(0.0, 1.0, 5.0),
+//!     motion: Some(ObjectMotion::new(Direction::Left, SpeedPattern::Constant, 1.0, 0, 8)?),
+//! })?;
+//! let start = Pose::look_at(DVec3::new(0.0, 1.5, 0.0), DVec3::new(0.0, 1.0, 6.0))?;
+//! let camera = CameraTrajectory::new(start, vec![
+//!     CameraSegment::from_labels(8, &[("Pan Left", 2.0), ("Dolly In", 0.05)])?,
+//! ])?;
+//! let clip = Clip::new(scene, camera, Intrinsics::from_fov(64, 48, 60.0)?)?;
+//! let frame = clip.render(3)?; // frame.rgb, frame.depth (metres, optical axis), frame.ids
+//! assert_eq!(frame.ids.len(), 64 * 48);
+//! let poses = clip.poses_w2c(); // [tx, ty, tz, qx, qy, qz, qw] per frame (9 frames)
+//! let steps = label_poses(&poses, &RuleParams { interval: 1, alpha: 1.0, ..Default::default() })?;
+//! assert_eq!(steps[0].labels, vec![CameraLabel::DollyIn, CameraLabel::PanLeft]);
+//! # Ok::<(), WorldError>(())
+//! ```
 
 pub mod camera;
 pub mod error;
+pub mod generate;
 pub mod motion;
 pub mod scene;
 pub mod spatialvid;
 
 pub use camera::{CameraComponent, CameraLabel, CameraSegment, CameraTrajectory, Intrinsics, Pose};
 pub use error::{Result, WorldError};
+pub use generate::{
+    bbox, random_clip, ClipTruth, DistanceChange, GenConfig, ObjectTruth, SplitMix64,
+};
 pub use glam;
 pub use motion::{Direction, ObjectMotion, SpeedPattern};
 pub use scene::{render_frame, Clip, Frame, Object, Plane, Scene, Shape, Texture};
-pub use spatialvid::{label_poses, merge_instructions, relative_motion, LabelledStep, RelativeMotion, RuleParams};
+pub use spatialvid::{
+    label_poses, label_poses_enhanced, merge_instructions, move_dist, relative_motion,
+    EnhancedParams, LabelledStep, RelativeMotion, RuleParams,
+};

@@ -97,7 +97,11 @@ impl fmt::Display for Direction {
 }
 
 fn norm(s: &str) -> String {
-    s.trim().to_ascii_lowercase().chars().filter(|c| c.is_ascii_alphanumeric()).collect()
+    s.trim()
+        .to_ascii_lowercase()
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric())
+        .collect()
 }
 
 impl FromStr for Direction {
@@ -199,19 +203,37 @@ pub struct ObjectMotion {
 }
 
 impl ObjectMotion {
-    pub fn new(direction: Direction, speed: SpeedPattern, distance: f64, start_frame: usize, end_frame: usize) -> Result<Self> {
+    pub fn new(
+        direction: Direction,
+        speed: SpeedPattern,
+        distance: f64,
+        start_frame: usize,
+        end_frame: usize,
+    ) -> Result<Self> {
         if end_frame <= start_frame {
-            return Err(WorldError::ZeroFrames(format!("object motion {start_frame}->{end_frame}")));
+            return Err(WorldError::ZeroFrames(format!(
+                "object motion {start_frame}->{end_frame}"
+            )));
         }
         if !(distance.is_finite() && distance >= 0.0) {
-            return Err(WorldError::InvalidParameter(format!("object motion distance {distance} must be >= 0")));
+            return Err(WorldError::InvalidParameter(format!(
+                "object motion distance {distance} must be >= 0"
+            )));
         }
-        Ok(Self { direction, speed, distance, start_frame, end_frame, phase: 0.0 })
+        Ok(Self {
+            direction,
+            speed,
+            distance,
+            start_frame,
+            end_frame,
+            phase: 0.0,
+        })
     }
 
     /// Path fraction at `frame`.
     pub fn progress(&self, frame: usize) -> f64 {
-        let u = (frame as f64 - self.start_frame as f64) / (self.end_frame - self.start_frame) as f64;
+        let u =
+            (frame as f64 - self.start_frame as f64) / (self.end_frame - self.start_frame) as f64;
         self.speed.progress(u, self.phase)
     }
 

@@ -13,11 +13,24 @@ use rayon::prelude::*;
 pub enum Texture {
     Solid([f32; 3]),
     /// 3-D checkerboard with cell size `scale` metres.
-    Checker { a: [f32; 3], b: [f32; 3], scale: f64 },
+    Checker {
+        a: [f32; 3],
+        b: [f32; 3],
+        scale: f64,
+    },
     /// Stripes along the x+z diagonal, period `scale` metres.
-    Stripes { a: [f32; 3], b: [f32; 3], scale: f64 },
+    Stripes {
+        a: [f32; 3],
+        b: [f32; 3],
+        scale: f64,
+    },
     /// Value noise blended between two colours, feature size `scale` metres.
-    Noise { a: [f32; 3], b: [f32; 3], scale: f64, seed: u64 },
+    Noise {
+        a: [f32; 3],
+        b: [f32; 3],
+        scale: f64,
+        seed: u64,
+    },
 }
 
 fn hash3(x: i64, y: i64, z: i64, seed: u64) -> f64 {
@@ -53,7 +66,11 @@ fn value_noise(p: DVec3, seed: u64) -> f64 {
 
 fn mix(a: [f32; 3], b: [f32; 3], t: f64) -> [f32; 3] {
     let t = t as f32;
-    [a[0] + (b[0] - a[0]) * t, a[1] + (b[1] - a[1]) * t, a[2] + (b[2] - a[2]) * t]
+    [
+        a[0] + (b[0] - a[0]) * t,
+        a[1] + (b[1] - a[1]) * t,
+        a[2] + (b[2] - a[2]) * t,
+    ]
 }
 
 impl Texture {
@@ -62,14 +79,23 @@ impl Texture {
             Texture::Solid(c) => c,
             Texture::Checker { a, b, scale } => {
                 let q = (p / scale + DVec3::splat(1e-6)).floor();
-                if (q.x as i64 + q.y as i64 + q.z as i64).rem_euclid(2) == 0 { a } else { b }
+                if (q.x as i64 + q.y as i64 + q.z as i64).rem_euclid(2) == 0 {
+                    a
+                } else {
+                    b
+                }
             }
             Texture::Stripes { a, b, scale } => {
-                if (((p.x + p.z) / scale).floor() as i64).rem_euclid(2) == 0 { a } else { b }
+                if (((p.x + p.z) / scale).floor() as i64).rem_euclid(2) == 0 {
+                    a
+                } else {
+                    b
+                }
             }
             Texture::Noise { a, b, scale, seed } => {
                 let q = p / scale;
-                let n = 0.65 * value_noise(q, seed) + 0.35 * value_noise(q * 2.7, seed.wrapping_add(1));
+                let n =
+                    0.65 * value_noise(q, seed) + 0.35 * value_noise(q * 2.7, seed.wrapping_add(1));
                 mix(a, b, n)
             }
         }
@@ -79,11 +105,18 @@ impl Texture {
 /// Analytic primitives, in object-local coordinates centred on the object's position.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Shape {
-    Sphere { radius: f64 },
+    Sphere {
+        radius: f64,
+    },
     /// Axis-aligned box.
-    Cuboid { half_extents: DVec3 },
+    Cuboid {
+        half_extents: DVec3,
+    },
     /// Vertical (world Y) capped cylinder.
-    Cylinder { radius: f64, half_height: f64 },
+    Cylinder {
+        radius: f64,
+        half_height: f64,
+    },
 }
 
 impl Shape {
@@ -91,9 +124,18 @@ impl Shape {
         let ok = match *self {
             Shape::Sphere { radius } => radius > 0.0,
             Shape::Cuboid { half_extents } => half_extents.min_element() > 0.0,
-            Shape::Cylinder { radius, half_height } => radius > 0.0 && half_height > 0.0,
+            Shape::Cylinder {
+                radius,
+                half_height,
+            } => radius > 0.0 && half_height > 0.0,
         };
-        if ok { Ok(()) } else { Err(WorldError::InvalidParameter(format!("degenerate shape {self:?}"))) }
+        if ok {
+            Ok(())
+        } else {
+            Err(WorldError::InvalidParameter(format!(
+                "degenerate shape {self:?}"
+            )))
+        }
     }
 
     /// Nearest hit `t > t_min` of the ray `o + t d` (local coordinates) and the outward normal.
@@ -108,7 +150,9 @@ impl Shape {
                     return None;
                 }
                 let sq = disc.sqrt();
-                let t = [(-b - sq) / a, (-b + sq) / a].into_iter().find(|&t| t > t_min)?;
+                let t = [(-b - sq) / a, (-b + sq) / a]
+                    .into_iter()
+                    .find(|&t| t > t_min)?;
                 Some((t, (o + d * t) / radius))
             }
             Shape::Cuboid { half_extents: h } => {
@@ -135,7 +179,10 @@ impl Shape {
                 };
                 Some((t, n))
             }
-            Shape::Cylinder { radius, half_height } => {
+            Shape::Cylinder {
+                radius,
+                half_height,
+            } => {
                 let mut best: Option<(f64, DVec3)> = None;
                 let a = d.x * d.x + d.z * d.z;
                 if a > 1e-12 {
@@ -158,7 +205,10 @@ impl Shape {
                     for (y, ny) in [(half_height, 1.0), (-half_height, -1.0)] {
                         let t = (y - o.y) / d.y;
                         let p = o + d * t;
-                        if t > t_min && p.x * p.x + p.z * p.z <= radius * radius && best.is_none_or(|(bt, _)| t < bt) {
+                        if t > t_min
+                            && p.x * p.x + p.z * p.z <= radius * radius
+                            && best.is_none_or(|(bt, _)| t < bt)
+                        {
                             best = Some((t, DVec3::new(0.0, ny, 0.0)));
                         }
                     }
@@ -208,24 +258,48 @@ impl Scene {
         let ground = Plane {
             point: DVec3::ZERO,
             normal: DVec3::Y,
-            texture: Texture::Checker { a: [0.85, 0.85, 0.8], b: [0.25, 0.3, 0.35], scale: 1.0 },
+            texture: Texture::Checker {
+                a: [0.85, 0.85, 0.8],
+                b: [0.25, 0.3, 0.35],
+                scale: 1.0,
+            },
         };
         let back = Plane {
             point: DVec3::new(0.0, 0.0, depth),
             normal: -DVec3::Z,
-            texture: Texture::Noise { a: [0.2, 0.35, 0.6], b: [0.9, 0.8, 0.6], scale: 0.7, seed },
+            texture: Texture::Noise {
+                a: [0.2, 0.35, 0.6],
+                b: [0.9, 0.8, 0.6],
+                scale: 0.7,
+                seed,
+            },
         };
         let left = Plane {
             point: DVec3::new(-half_width, 0.0, 0.0),
             normal: DVec3::X,
-            texture: Texture::Stripes { a: [0.7, 0.3, 0.3], b: [0.95, 0.9, 0.85], scale: 0.5 },
+            texture: Texture::Stripes {
+                a: [0.7, 0.3, 0.3],
+                b: [0.95, 0.9, 0.85],
+                scale: 0.5,
+            },
         };
         let right = Plane {
             point: DVec3::new(half_width, 0.0, 0.0),
             normal: -DVec3::X,
-            texture: Texture::Noise { a: [0.3, 0.6, 0.3], b: [0.9, 0.95, 0.8], scale: 0.5, seed: seed.wrapping_add(7) },
+            texture: Texture::Noise {
+                a: [0.3, 0.6, 0.3],
+                b: [0.9, 0.95, 0.8],
+                scale: 0.5,
+                seed: seed.wrapping_add(7),
+            },
         };
-        Self { planes: vec![ground, back, left, right], objects: Vec::new(), light_dir: DVec3::new(0.4, 1.0, -0.5), ambient: 0.35, sky: [0.6, 0.75, 0.95] }
+        Self {
+            planes: vec![ground, back, left, right],
+            objects: Vec::new(),
+            light_dir: DVec3::new(0.4, 1.0, -0.5),
+            ambient: 0.35,
+            sky: [0.6, 0.75, 0.95],
+        }
     }
 
     /// Adds an object; its id must be non-zero and unused.
@@ -285,9 +359,17 @@ impl Frame {
 
 /// Casts the ray through each pixel centre of `pose` and shades the nearest hit (Lambert +
 /// ambient, hard shadows not modelled). `positions[i]` is the world centre of `scene.objects[i]`.
-pub fn render_frame(scene: &Scene, positions: &[DVec3], pose: &Pose, k: &Intrinsics) -> Result<Frame> {
+pub fn render_frame(
+    scene: &Scene,
+    positions: &[DVec3],
+    pose: &Pose,
+    k: &Intrinsics,
+) -> Result<Frame> {
     if k.width == 0 || k.height == 0 {
-        return Err(WorldError::ZeroSize { width: k.width, height: k.height });
+        return Err(WorldError::ZeroSize {
+            width: k.width,
+            height: k.height,
+        });
     }
     let (w, h) = (k.width as usize, k.height as usize);
     let light = scene.light_dir.normalize();
@@ -353,7 +435,10 @@ pub struct Clip {
 impl Clip {
     pub fn new(scene: Scene, camera: CameraTrajectory, intrinsics: Intrinsics) -> Result<Self> {
         if intrinsics.width == 0 || intrinsics.height == 0 {
-            return Err(WorldError::ZeroSize { width: intrinsics.width, height: intrinsics.height });
+            return Err(WorldError::ZeroSize {
+                width: intrinsics.width,
+                height: intrinsics.height,
+            });
         }
         let n = camera.num_frames();
         for o in &scene.objects {
@@ -366,7 +451,11 @@ impl Clip {
                 }
             }
         }
-        Ok(Self { scene, camera, intrinsics })
+        Ok(Self {
+            scene,
+            camera,
+            intrinsics,
+        })
     }
 
     pub fn num_frames(&self) -> usize {
@@ -390,16 +479,26 @@ impl Clip {
     /// World centres of all objects at every frame (`[frame][object]`).
     pub fn object_trajectories(&self) -> Vec<Vec<DVec3>> {
         let poses = self.poses();
-        (0..poses.len()).map(|f| self.scene.object_positions(f, &poses)).collect()
+        (0..poses.len())
+            .map(|f| self.scene.object_positions(f, &poses))
+            .collect()
     }
 
     /// Renders one frame.
     pub fn render(&self, frame: usize) -> Result<Frame> {
         let poses = self.poses();
         let pose = poses.get(frame).ok_or_else(|| {
-            WorldError::InvalidParameter(format!("frame {frame} out of range (clip has {} frames)", poses.len()))
+            WorldError::InvalidParameter(format!(
+                "frame {frame} out of range (clip has {} frames)",
+                poses.len()
+            ))
         })?;
-        render_frame(&self.scene, &self.scene.object_positions(frame, &poses), pose, &self.intrinsics)
+        render_frame(
+            &self.scene,
+            &self.scene.object_positions(frame, &poses),
+            pose,
+            &self.intrinsics,
+        )
     }
 
     /// Renders every frame.
@@ -408,7 +507,14 @@ impl Clip {
         poses
             .iter()
             .enumerate()
-            .map(|(f, pose)| render_frame(&self.scene, &self.scene.object_positions(f, &poses), pose, &self.intrinsics))
+            .map(|(f, pose)| {
+                render_frame(
+                    &self.scene,
+                    &self.scene.object_positions(f, &poses),
+                    pose,
+                    &self.intrinsics,
+                )
+            })
             .collect()
     }
 }

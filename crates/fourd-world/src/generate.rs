@@ -1,0 +1,310 @@
+//! Seeded random clips and their ground truth.
+//!
+//! [`random_clip`] draws a room, 1..=`max_objects` moving objects and a camera trajectory of 1..=3
+//! timed segments (each Stay or 1..=3 simultaneous components) from a seed, with its own
+//! SplitMix64 generator so the output never depends on a crate version. [`ClipTruth`] holds every
+//! generated label.
+
+use crate::camera::{
+    CameraComponent, CameraLabel, CameraSegment, CameraTrajectory, Intrinsics, Pose,
+};
+use crate::error::{Result, WorldError};
+use crate::motion::{Direction, ObjectMotion, SpeedPattern};
+use crate::scene::{Clip, Frame, Object, Scene, Shape, Texture};
+use glam::DVec3;
+
+/// Deterministic SplitMix64.
+#[derive(Debug, Clone)]
+pub struct SplitMix64(u64);
+
+impl SplitMix64 {
+    pub fn new(seed: u64) -> Self {
+        Self(seed)
+    }
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+    /// Uniform in `[0, 1)`.
+    pub fn f64(&mut self) -> f64 {
+        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
+    }
+    pub fn range(&mut self, lo: f64, hi: f64) -> f64 {
+        lo + (hi - lo) * self.f64()
+    }
+    /// Uniform in `0..n` (`n > 0`).
+    pub fn below(&mut self, n: usize) -> usize {
+        (self.next_u64() % n as u64) as usize
+    }
+    pub fn pick<T: Copy>(&mut self, items: &[T]) -> T {
+        items[self.below(items.len())]
+    }
+}
+
+/// Settings of [`random_clip`].
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct GenConfig {
+    pub frames: usize,
+    pub width: u32,
+    pub height: u32,
+    pub hfov_deg: f64,
+    pub max_objects: usize,
+}
+
+impl Default for GenConfig {
+    fn default() -> Self {
+        Self {
+            frames: 16,
+            width: 224,
+            height: 224,
+            hfov_deg: 60.0,
+            max_objects: 3,
+        }
+    }
+}
+
+/// The reference's distance-change labels (the three single ones).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DistanceChange {
+    Closer,
+    Farther,
+    Same,
+}
+
+impl DistanceChange {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Closer => "Getting Closer to Camera",
+            Self::Farther => "Getting Farther from Camera",
+            Self::Same => "Maintaining Roughly the Same Distance",
+        }
+    }
+
+    /// From the object-to-camera-centre distance at the first and last frame: a relative change
+    /// above `rel` (e.g. 0.1) is Closer/Farther.
+    pub fn from_distances(first: f64, last: f64, rel: f64) -> Self {
+        if last < first * (1.0 - rel) {
+            Self::Closer
+        } else if last > first * (1.0 + rel) {
+            Self::Farther
+        } else {
+            Self::Same
+        }
+    }
+}
+
+/// Ground truth of one object.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ObjectTruth {
+    pub id: u16,
+    pub name: String,
+    pub direction: Direction,
+    pub speed: SpeedPattern,
+    /// Measured from the camera-to-object distance of the first and last frame (10% rule).
+    pub distance_change: DistanceChange,
+    /// `[x1, y1, x2, y2]` inclusive pixel box of the object's mask in frame 0 (None if hidden).
+    pub first_bbox: Option<[u32; 4]>,
+}
+
+/// Ground truth of a clip: the camera labels per segment and every object's labels.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClipTruth {
+    /// `(start frame, end frame, labels)` per camera segment.
+    pub camera: Vec<(usize, usize, Vec<CameraLabel>)>,
+    pub objects: Vec<ObjectTruth>,
+}
+
+/// Inclusive bounding box `[x1, y1, x2, y2]` of an instance in a frame.
+pub fn bbox(frame: &Frame, id: u16) -> Option<[u32; 4]> {
+    let w = frame.width();
+    let mut b: Option<[u32; 4]> = None;
+    for (i, &v) in frame.ids.iter().enumerate() {
+        if v == id {
+            let (x, y) = (i as u32 % w, i as u32 / w);
+            b = Some(match b {
+                None => [x, y, x, y],
+                Some([x1, y1, x2, y2]) => [x1.min(x), y1.min(y), x2.max(x), y2.max(y)],
+            });
+        }
+    }
+    b
+}
+
+fn random_segment(rng: &mut SplitMix64, frames: usize) -> Result<CameraSegment> {
+    let n = rng.below(4); // 0 = Stay, else 1..=3 components
+    let mut comps: Vec<CameraComponent> = Vec::new();
+    while comps.len() < n {
+        let label = rng.pick(&CameraLabel::MOTIONS);
+        if comps
+            .iter()
+            .any(|c| c.label == label || c.label == label.opposite())
+        {
+            continue;
+        }
+        use CameraLabel::*;
+        let magnitude = match label {
+            DollyIn | DollyOut | TruckLeft | TruckRight | PedestalUp | PedestalDown => {
+                rng.range(0.04, 0.1)
+            }
+            _ => rng.range(1.0, 3.0),
+        };
+        comps.push(CameraComponent { label, magnitude });
+    }
+    CameraSegment::new(frames, comps)
+}
+
+const COLORS: [[f32; 3]; 6] = [
+    [0.9, 0.2, 0.2],
+    [0.2, 0.7, 0.9],
+    [0.95, 0.8, 0.1],
+    [0.6, 0.3, 0.8],
+    [0.2, 0.8, 0.3],
+    [0.95, 0.5, 0.1],
+];
+
+/// A random clip and its truth (labels that need rendering, e.g. the first-frame bbox, are filled
+/// from a render of frame 0).
+pub fn random_clip(seed: u64, cfg: &GenConfig) -> Result<(Clip, ClipTruth)> {
+    if cfg.frames < 2 {
+        return Err(WorldError::ZeroFrames(format!(
+            "a clip needs at least 2 frames, got {}",
+            cfg.frames
+        )));
+    }
+    let k = Intrinsics::from_fov(cfg.width, cfg.height, cfg.hfov_deg)?;
+    let mut rng = SplitMix64::new(seed);
+    let mut scene = Scene::room(6.0, 12.0, rng.next_u64());
+    let n_obj = 1 + rng.below(cfg.max_objects.max(1));
+    let slots = [-1.8, 0.0, 1.8, -3.0, 3.0];
+    let last = cfg.frames - 1;
+    for i in 0..n_obj {
+        let color = rng.pick(&COLORS);
+        let other = rng.pick(&COLORS);
+        let (shape, name, y) = match rng.below(3) {
+            0 => {
+                let r = rng.range(0.3, 0.6);
+                (
+                    Shape::Sphere { radius: r },
+                    "sphere",
+                    rng.range(r + 0.6, 2.0),
+                )
+            }
+            1 => {
+                let h = DVec3::new(
+                    rng.range(0.25, 0.5),
+                    rng.range(0.25, 0.5),
+                    rng.range(0.25, 0.5),
+                );
+                (
+                    Shape::Cuboid { half_extents: h },
+                    "box",
+                    rng.range(h.y + 0.6, 2.0),
+                )
+            }
+            _ => {
+                let hh = rng.range(0.3, 0.6);
+                (
+                    Shape::Cylinder {
+                        radius: rng.range(0.2, 0.4),
+                        half_height: hh,
+                    },
+                    "cylinder",
+                    rng.range(hh + 0.6, 2.0),
+                )
+            }
+        };
+        let texture = match rng.below(3) {
+            0 => Texture::Checker {
+                a: color,
+                b: other,
+                scale: 0.2,
+            },
+            1 => Texture::Stripes {
+                a: color,
+                b: other,
+                scale: 0.15,
+            },
+            _ => Texture::Noise {
+                a: color,
+                b: other,
+                scale: 0.2,
+                seed: rng.next_u64(),
+            },
+        };
+        let position = DVec3::new(
+            slots[i % slots.len()] + rng.range(-0.3, 0.3),
+            y,
+            rng.range(4.5, 7.5),
+        );
+        let direction = rng.pick(&Direction::ALL);
+        let speed = rng.pick(&SpeedPattern::ALL);
+        let distance = match direction {
+            Direction::Down => rng.range(0.3, (y - 0.6).max(0.35)),
+            Direction::TowardCamera | Direction::AwayFromCamera => rng.range(1.0, 2.0),
+            _ => rng.range(0.6, 1.4),
+        };
+        let mut motion = ObjectMotion::new(direction, speed, distance, 0, last)?;
+        motion.phase = rng.range(0.0, std::f64::consts::TAU);
+        scene.add_object(Object {
+            id: i as u16 + 1,
+            name: name.to_string(),
+            shape,
+            texture,
+            position,
+            motion: Some(motion),
+        })?;
+    }
+    // Camera: 1..=3 segments splitting the `frames - 1` steps.
+    let n_seg = (1 + rng.below(3)).min(last);
+    let mut cuts: Vec<usize> = Vec::new();
+    while cuts.len() < n_seg - 1 {
+        let c = 1 + rng.below(last - 1);
+        if !cuts.contains(&c) {
+            cuts.push(c);
+        }
+    }
+    cuts.sort();
+    cuts.push(last);
+    let mut segments = Vec::new();
+    let mut prev = 0;
+    for c in cuts {
+        segments.push(random_segment(&mut rng, c - prev)?);
+        prev = c;
+    }
+    let start = Pose::look_at(
+        DVec3::new(rng.range(-0.5, 0.5), 1.5, 0.0),
+        DVec3::new(0.0, 1.1, 6.0),
+    )?;
+    let clip = Clip::new(scene, CameraTrajectory::new(start, segments)?, k)?;
+
+    let poses = clip.poses();
+    let traj = clip.object_trajectories();
+    let first = clip.render(0)?;
+    let objects = clip
+        .scene
+        .objects
+        .iter()
+        .enumerate()
+        .map(|(i, o)| {
+            let m = o.motion.as_ref().expect("generated objects move");
+            let d0 = (traj[0][i] - poses[0].center).length();
+            let d1 = (traj[last][i] - poses[last].center).length();
+            ObjectTruth {
+                id: o.id,
+                name: o.name.clone(),
+                direction: m.direction,
+                speed: m.speed,
+                distance_change: DistanceChange::from_distances(d0, d1, 0.1),
+                first_bbox: bbox(&first, o.id),
+            }
+        })
+        .collect();
+    let truth = ClipTruth {
+        camera: clip.camera.segment_ranges(),
+        objects,
+    };
+    Ok((clip, truth))
+}
