@@ -225,6 +225,9 @@ pub fn generate(
         .collect();
     // Rows still generating, in cache order.
     let mut active: Vec<usize> = (0..b).filter(|&r| !states[r].done).collect();
+    if active.is_empty() {
+        return Ok(states.into_iter().map(|s| s.out).collect());
+    }
     let mut logits = prefill.output.logits.narrow(1, 0, 1)?.squeeze(1)?;
     let mut hidden = last_hidden(&prefill.output.hidden)?;
     if active.len() < b {

@@ -95,3 +95,14 @@ fn checkpoint_without_latent_tokens_generates_plain_text() {
     assert!(out.latent_segments.is_empty());
     assert!(out.logprobs.iter().all(|l| l.is_some_and(|l| l <= 0.0)));
 }
+
+#[test]
+fn zero_new_tokens_gives_empty_outputs() {
+    let pipe = pipeline();
+    let case = Case::load("batch_two");
+    let inputs = pipe.processor.prepare(&pipe.tokenizer, &case.prompts(&pipe.tokenizer)).unwrap();
+    let cfg = GenerationConfig { max_new_tokens: 0, sampling: Sampling::default(), stop_ids: vec![], latent: None };
+    let out = generate(&pipe.model, &inputs, &pipe.rope_params(), &cfg, |_, _, _| {}).unwrap();
+    assert_eq!(out.len(), 2);
+    assert!(out.iter().all(|o| o.token_ids.is_empty() && o.finish_reason == FinishReason::Length));
+}
