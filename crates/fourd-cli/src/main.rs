@@ -4,6 +4,7 @@ mod bench;
 mod eval_cmd;
 mod infer;
 mod model_cmd;
+mod synth_cmd;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
@@ -27,6 +28,8 @@ enum Command {
     /// Benchmarks (timings are never asserted in tests).
     #[command(subcommand)]
     Bench(bench::BenchCommand),
+    /// Synthetic 4D clips with exact ground truth, written in the SpatialVID layout.
+    Synth(synth_cmd::SynthArgs),
 }
 
 fn main() {
@@ -40,6 +43,7 @@ fn main() {
         Command::Bench(c) => bench::run(c),
         Command::Eval(a) => eval_cmd::run(a),
         Command::Model(c) => model_cmd::run(c),
+        Command::Synth(a) => synth_cmd::run(a),
     };
     if let Err(e) = result {
         eprintln!("error: {e:#}");

@@ -59,6 +59,8 @@ pub enum VideoError {
     Decode { path: PathBuf, msg: String },
     #[error("no frames in video {} (empty video, or no decodable frame)", path.display())]
     Empty { path: PathBuf },
+    #[error("failed to encode video {}: {msg}", path.display())]
+    Encode { path: PathBuf, msg: String },
 }
 
 impl VideoError {
@@ -69,7 +71,8 @@ impl VideoError {
             | VideoError::Open { path, .. }
             | VideoError::NoVideoStream { path }
             | VideoError::Decode { path, .. }
-            | VideoError::Empty { path } => path,
+            | VideoError::Empty { path }
+            | VideoError::Encode { path, .. } => path,
         }
     }
 }
@@ -624,6 +627,164 @@ pub fn decode_video(path: &Path, opts: &SamplingOptions) -> Result<SampledVideo,
         );
     }
     Ok(out)
+}
+
+/// Writes `frames` (all the same size) as a video at `fps` frames per second, in the container
+/// that the file extension names (`.mp4`, `.mkv`, ...).
+///
+/// Codec: H.264 with `libx264` (`preset veryfast`, `crf 18`, no B-frames, one thread) when
+/// FFmpeg has it, otherwise FFmpeg's built-in MPEG-4 Part 2 (`mpeg4`, `qscale 2`). Pixel format
+/// yuv420p, or yuv444p for odd sizes with libx264 (the mpeg4 fallback needs even sizes). The
+/// codec and the muxer run with FFmpeg's `bitexact` flags and one thread, so the same frames
+/// give the same bytes with the same FFmpeg build. Returns the encoder's name.
+pub fn encode_video(
+    path: &Path,
+    frames: &[RgbImage],
+    fps: u32,
+) -> Result<&'static str, VideoError> {
+    use ffmpeg::{codec, encoder, format};
+    init();
+    let err = |msg: String| VideoError::Encode {
+        path: path.to_path_buf(),
+        msg,
+    };
+    if frames.is_empty() {
+        return Err(err("no frames to encode".into()));
+    }
+    if fps == 0 {
+        return Err(err("fps must be at least 1".into()));
+    }
+    let (w, h) = frames[0].dimensions();
+    if w == 0 || h == 0 {
+        return Err(err(format!("invalid frame size {w}x{h}")));
+    }
+    if let Some((i, f)) = frames
+        .iter()
+        .enumerate()
+        .find(|(_, f)| f.dimensions() != (w, h))
+    {
+        return Err(err(format!(
+            "frame {i} is {}x{}, frame 0 is {w}x{h}: all frames must have the same size",
+            f.width(),
+            f.height()
+        )));
+    }
+    let even = w % 2 == 0 && h % 2 == 0;
+    let (codec, name, pix) = match encoder::find_by_name("libx264") {
+        Some(c) => (
+            c,
+            "libx264",
+            if even { Pixel::YUV420P } else { Pixel::YUV444P },
+        ),
+        None => {
+            if !even {
+                return Err(err(format!(
+                    "size {w}x{h}: the mpeg4 encoder (libx264 is not available) needs even sides"
+                )));
+            }
+            let c = encoder::find(codec::Id::MPEG4)
+                .ok_or_else(|| err("FFmpeg has neither libx264 nor mpeg4 encoders".into()))?;
+            (c, "mpeg4", Pixel::YUV420P)
+        }
+    };
+    let mut octx = format::output(&path).map_err(|e| err(format!("cannot create output: {e}")))?;
+    let global_header = octx.format().flags().contains(format::Flags::GLOBAL_HEADER);
+    let tb = Rational(1, fps as i32);
+    let mut enc = codec::context::Context::new_with_codec(codec)
+        .encoder()
+        .video()
+        .map_err(|e| err(e.to_string()))?;
+    enc.set_width(w);
+    enc.set_height(h);
+    enc.set_format(pix);
+    enc.set_time_base(tb);
+    enc.set_frame_rate(Some(Rational(fps as i32, 1)));
+    enc.set_max_b_frames(0);
+    enc.set_gop(fps.max(1) * 2);
+    let mut flags = codec::Flags::BITEXACT;
+    if global_header {
+        flags |= codec::Flags::GLOBAL_HEADER;
+    }
+    enc.set_flags(flags);
+    unsafe {
+        (*enc.as_mut_ptr()).thread_count = 1;
+    }
+    let mut opts = ffmpeg::Dictionary::new();
+    if name == "libx264" {
+        opts.set("preset", "veryfast");
+        opts.set("crf", "18");
+        opts.set("threads", "1");
+    } else {
+        enc.set_bit_rate(4_000_000);
+        enc.set_qmin(2);
+        enc.set_qmax(4);
+    }
+    let mut enc = enc
+        .open_as_with(codec, opts)
+        .map_err(|e| err(format!("cannot open the {name} encoder: {e}")))?;
+    {
+        let mut ost = octx
+            .add_stream(codec)
+            .map_err(|e| err(format!("cannot add a stream: {e}")))?;
+        ost.set_parameters(&enc);
+        ost.set_time_base(tb);
+        ost.set_avg_frame_rate(Rational(fps as i32, 1));
+        ost.set_rate(Rational(fps as i32, 1));
+    }
+    let mut mux_opts = ffmpeg::Dictionary::new();
+    mux_opts.set("fflags", "+bitexact");
+    octx.write_header_with(mux_opts)
+        .map_err(|e| err(format!("cannot write the header: {e}")))?;
+    let ost_tb = octx.stream(0).expect("stream 0 was added").time_base();
+
+    let mut scaler = Scaler::get(
+        Pixel::RGB24,
+        w,
+        h,
+        pix,
+        w,
+        h,
+        ScaleFlags::BICUBIC
+            | ScaleFlags::BITEXACT
+            | ScaleFlags::FULL_CHR_H_INT
+            | ScaleFlags::ACCURATE_RND,
+    )
+    .map_err(|e| err(format!("colour conversion setup failed: {e}")))?;
+    let mut rgb = VideoFrame::new(Pixel::RGB24, w, h);
+    let mut yuv = VideoFrame::empty();
+    let write_packets = |enc: &mut ffmpeg::encoder::Video,
+                         octx: &mut format::context::Output|
+     -> Result<(), VideoError> {
+        let mut pkt = ffmpeg::Packet::empty();
+        while enc.receive_packet(&mut pkt).is_ok() {
+            pkt.set_stream(0);
+            pkt.rescale_ts(tb, ost_tb);
+            pkt.write_interleaved(octx)
+                .map_err(|e| err(format!("cannot write a packet: {e}")))?;
+        }
+        Ok(())
+    };
+    for (i, img) in frames.iter().enumerate() {
+        let stride = rgb.stride(0);
+        let row = w as usize * 3;
+        let data = rgb.data_mut(0);
+        for (y, src) in img.as_raw().chunks_exact(row).enumerate() {
+            data[y * stride..y * stride + row].copy_from_slice(src);
+        }
+        scaler
+            .run(&rgb, &mut yuv)
+            .map_err(|e| err(format!("colour conversion of frame {i} failed: {e}")))?;
+        yuv.set_pts(Some(i as i64));
+        enc.send_frame(&yuv)
+            .map_err(|e| err(format!("encoding frame {i} failed: {e}")))?;
+        write_packets(&mut enc, &mut octx)?;
+    }
+    enc.send_eof()
+        .map_err(|e| err(format!("flushing the encoder failed: {e}")))?;
+    write_packets(&mut enc, &mut octx)?;
+    octx.write_trailer()
+        .map_err(|e| err(format!("cannot write the trailer: {e}")))?;
+    Ok(name)
 }
 
 #[cfg(test)]

@@ -27,6 +27,12 @@ pub enum WorldError {
     /// Two objects share an instance id, or an object uses the reserved id 0.
     #[error("invalid object id {0}: ids must be unique and non-zero (0 is the background)")]
     InvalidObjectId(u16),
+    /// Writing an output file (or encoding the video) failed.
+    #[error("cannot write {}: {msg}", path.display())]
+    Io {
+        path: std::path::PathBuf,
+        msg: String,
+    },
 }
 
 pub type Result<T> = std::result::Result<T, WorldError>;

@@ -38,8 +38,10 @@ pub mod camera;
 pub mod error;
 pub mod generate;
 pub mod motion;
+pub mod npy;
 pub mod scene;
 pub mod spatialvid;
+pub mod spatialvid_out;
 
 pub use camera::{CameraComponent, CameraLabel, CameraSegment, CameraTrajectory, Intrinsics, Pose};
 pub use error::{Result, WorldError};
@@ -53,3 +55,4 @@ pub use spatialvid::{
     label_poses, label_poses_enhanced, merge_instructions, move_dist, relative_motion,
     EnhancedParams, LabelledStep, RelativeMotion, RuleParams,
 };
+pub use spatialvid_out::{instructions_from_poses, write_clip, ClipRow, INSTRUCTION_RULE};

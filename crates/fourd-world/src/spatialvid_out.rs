@@ -1,0 +1,339 @@
+//! Writes a rendered clip in the SpatialVID layout (`preprocess.md` §2.1), plus exact ground truth.
+//!
+//! For `root`, `group`, `clip_id`:
+//!
+//! | file | content |
+//! |---|---|
+//! | `videos/<group>/<clip>.mp4` | the RGB frames, H.264 (libx264) or MPEG-4 Part 2, see [`fourd_video::encode_video`] |
+//! | `annotations/<group>/<clip>/indexes.txt` | `seq frame_idx` per line: `i i` for every frame (every frame is annotated) |
+//! | `.../poses.npy` | float32 `[N, 7]`: world-to-camera `[tx, ty, tz, qx, qy, qz, qw]` (SciPy quaternion order) |
+//! | `.../intrinsics.npy` | float32 `[N, 4]`: `[fx/W, fy/H, cx/W, cy/H]` per frame (normalised, as upstream); pixel centres at integer coordinates, so `cx = (W-1)/2` before normalising |
+//! | `.../instructions.json` | `{"a->b": [labels]}` from the SpatialVID rule ([`crate::label_poses`]) run on the float32 poses as written, with [`INSTRUCTION_RULE`] (no smoothing, every frame pair), consecutive equal lists merged; SpatialVID spelling (`Roll CW`/`Roll CCW`); keys in frame order |
+//! | `.../caption.json` | `{"SceneSummary": ..., "CameraMotion": ...}` (the pipeline reads only `SceneSummary`) |
+//! | `.../dyn_masks.npz` | entry `dyn_masks`: uint8 `[N, H, W]`, 1 where a moving (non-Stationary) object is visible |
+//! | `.../depth.npy` | float32 `[N, H, W]`: depth in metres along the optical axis (`inf` where nothing was hit) |
+//! | `.../instance_ids.npy` | uint16 `[N, H, W]`: per-object masks as one id map; object `k`'s mask is `ids == k`, 0 = background; ids are listed in `truth.json` |
+//! | `.../truth.json` | every generated label: camera labels per segment, per object id, name, direction, speed pattern, distance change, first-frame bbox |
+//!
+//! Every annotation file is a pure function of the clip (no timestamps, fixed key order), so the
+//! same seed gives byte-identical annotations. The returned [`ClipRow`] is the clip's row of the
+//! metadata CSV (`SpatialVID_metadata.csv`-style; the pipeline needs only `video path`).
+
+use std::path::{Path, PathBuf};
+
+use crate::camera::CameraLabel;
+use crate::error::{Result, WorldError};
+use crate::generate::ClipTruth;
+use crate::motion::Direction;
+use crate::npy::{npy_bytes, npz_bytes};
+use crate::scene::Clip;
+use crate::spatialvid::{label_poses, merge_instructions, move_dist, RuleParams};
+
+/// The rule behind `instructions.json`: SpatialVID's thresholds (τ_t = 0.02, τ_r = 0.5°) on every
+/// consecutive frame pair without EMA smoothing, so segment boundaries are exact.
+pub const INSTRUCTION_RULE: RuleParams = RuleParams {
+    interval: 1,
+    alpha: 1.0,
+    tau_t: 0.02,
+    tau_r_deg: 0.5,
+};
+
+/// One row of the metadata CSV.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClipRow {
+    pub id: String,
+    /// `videos/<group>/<clip>.mp4`, relative to the root.
+    pub video_path: String,
+    /// `annotations/<group>/<clip>`, relative to the root.
+    pub annotation_path: String,
+    pub num_frames: usize,
+    pub fps: u32,
+    pub width: u32,
+    pub height: u32,
+    /// Sum of camera-centre steps (SpatialVID's `moveDist`).
+    pub move_dist: f64,
+    /// Sum of the rotation angles between consecutive frames, degrees.
+    pub rot_angle: f64,
+    /// Fraction of pixels (all frames) covered by moving objects.
+    pub dynamic_ratio: f64,
+    /// The video encoder used.
+    pub codec: String,
+}
+
+impl ClipRow {
+    /// The CSV header line (no newline).
+    pub const HEADER: &'static str =
+        "id,video path,annotation path,num frames,fps,width,height,moveDist,rotAngle,dynamicRatio,codec";
+
+    /// The row as a CSV line (no newline). Fields never contain commas or quotes (ids are checked).
+    pub fn to_csv(&self) -> String {
+        format!(
+            "{},{},{},{},{},{},{},{:.6},{:.6},{:.6},{}",
+            self.id,
+            self.video_path,
+            self.annotation_path,
+            self.num_frames,
+            self.fps,
+            self.width,
+            self.height,
+            self.move_dist,
+            self.rot_angle,
+            self.dynamic_ratio,
+            self.codec
+        )
+    }
+}
+
+fn check_name(what: &str, s: &str) -> Result<()> {
+    if s.is_empty()
+        || s == "."
+        || s == ".."
+        || !s
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-' || c == '.')
+    {
+        return Err(WorldError::InvalidParameter(format!(
+            "{what} {s:?} must be non-empty and use only ASCII letters, digits, '_', '-' and '.'"
+        )));
+    }
+    Ok(())
+}
+
+fn write(path: &Path, bytes: &[u8]) -> Result<()> {
+    std::fs::write(path, bytes).map_err(|e| WorldError::Io {
+        path: path.to_path_buf(),
+        msg: e.to_string(),
+    })
+}
+
+fn mkdir(path: &Path) -> Result<()> {
+    std::fs::create_dir_all(path).map_err(|e| WorldError::Io {
+        path: path.to_path_buf(),
+        msg: e.to_string(),
+    })
+}
+
+fn json_str(s: &str) -> String {
+    serde_json::to_string(s).expect("strings serialise")
+}
+
+fn label_list(labels: &[CameraLabel], spatialvid: bool) -> String {
+    let items: Vec<String> = labels
+        .iter()
+        .map(|l| {
+            json_str(if spatialvid {
+                l.spatialvid_str()
+            } else {
+                l.as_str()
+            })
+        })
+        .collect();
+    format!("[{}]", items.join(", "))
+}
+
+/// Verb phrase for a camera label list, for the caption.
+fn camera_phrase(labels: &[CameraLabel]) -> String {
+    if labels.iter().all(|l| *l == CameraLabel::Stay) {
+        return "stays still".into();
+    }
+    let parts: Vec<String> = labels
+        .iter()
+        .map(|l| {
+            let s = l.as_str().to_ascii_lowercase();
+            match s.split_once(' ') {
+                Some((verb, rest)) => format!("{verb}s {rest}"),
+                None => s,
+            }
+        })
+        .collect();
+    parts.join(" and ")
+}
+
+/// `instructions.json` pairs from pose rows (the rule of [`INSTRUCTION_RULE`]).
+pub fn instructions_from_poses(rows: &[[f64; 7]]) -> Result<Vec<(String, Vec<CameraLabel>)>> {
+    Ok(merge_instructions(&label_poses(rows, &INSTRUCTION_RULE)?))
+}
+
+/// Renders `clip` and writes it under `root` in the SpatialVID layout (see the module docs).
+/// Returns the metadata CSV row.
+pub fn write_clip(
+    root: &Path,
+    group: &str,
+    clip_id: &str,
+    clip: &Clip,
+    truth: &ClipTruth,
+    fps: u32,
+) -> Result<ClipRow> {
+    check_name("group", group)?;
+    check_name("clip id", clip_id)?;
+    if fps == 0 {
+        return Err(WorldError::InvalidParameter(
+            "fps must be at least 1".into(),
+        ));
+    }
+    let frames = clip.render_all()?;
+    let n = frames.len();
+    let k = clip.intrinsics;
+    let (w, h) = (k.width, k.height);
+    let video_rel = format!("videos/{group}/{clip_id}.mp4");
+    let ann_rel = format!("annotations/{group}/{clip_id}");
+    let video_path = root.join(&video_rel);
+    let ann: PathBuf = root.join(&ann_rel);
+    mkdir(video_path.parent().expect("has a parent"))?;
+    mkdir(&ann)?;
+
+    // Video.
+    let rgb: Vec<image::RgbImage> = frames.iter().map(|f| f.rgb.clone()).collect();
+    let codec = fourd_video::encode_video(&video_path, &rgb, fps).map_err(|e| WorldError::Io {
+        path: video_path.clone(),
+        msg: e.to_string(),
+    })?;
+
+    // indexes.txt
+    let idx: String = (0..n).map(|i| format!("{i} {i}\n")).collect();
+    write(&ann.join("indexes.txt"), idx.as_bytes())?;
+
+    // poses.npy (float32), and the rows as written, back in f64.
+    let poses32: Vec<f32> = clip
+        .poses_w2c()
+        .iter()
+        .flat_map(|r| r.iter().map(|&v| v as f32))
+        .collect();
+    write(&ann.join("poses.npy"), &npy_bytes(&[n, 7], &poses32))?;
+    let rows: Vec<[f64; 7]> = poses32
+        .chunks_exact(7)
+        .map(|c| std::array::from_fn(|j| c[j] as f64))
+        .collect();
+
+    // intrinsics.npy: normalised [fx/W, fy/H, cx/W, cy/H] per frame.
+    let kn = [
+        (k.fx / w as f64) as f32,
+        (k.fy / h as f64) as f32,
+        (k.cx / w as f64) as f32,
+        (k.cy / h as f64) as f32,
+    ];
+    let intr: Vec<f32> = (0..n).flat_map(|_| kn).collect();
+    write(&ann.join("intrinsics.npy"), &npy_bytes(&[n, 4], &intr))?;
+
+    // instructions.json
+    let instr = instructions_from_poses(&rows)?;
+    let body: Vec<String> = instr
+        .iter()
+        .map(|(key, labels)| format!("  {}: {}", json_str(key), label_list(labels, true)))
+        .collect();
+    write(
+        &ann.join("instructions.json"),
+        format!("{{\n{}\n}}\n", body.join(",\n")).as_bytes(),
+    )?;
+
+    // caption.json
+    let objs: Vec<String> = truth
+        .objects
+        .iter()
+        .map(|o| match o.direction {
+            Direction::Stationary => format!("a {} that stays in place", o.name),
+            d => format!(
+                "a {} {} ({})",
+                o.name,
+                d.as_str().to_ascii_lowercase(),
+                o.speed.as_str().to_ascii_lowercase()
+            ),
+        })
+        .collect();
+    let summary = format!(
+        "A synthetic room with a textured floor and walls and {} object{}: {}.",
+        objs.len(),
+        if objs.len() == 1 { "" } else { "s" },
+        objs.join("; ")
+    );
+    let cam: Vec<String> = truth
+        .camera
+        .iter()
+        .map(|(a, b, l)| format!("from frame {a} to {b} the camera {}", camera_phrase(l)))
+        .collect();
+    let caption = serde_json::json!({
+        "SceneSummary": summary,
+        "CameraMotion": format!("{}.", cam.join("; then ")),
+    });
+    write(
+        &ann.join("caption.json"),
+        (serde_json::to_string_pretty(&caption).expect("json") + "\n").as_bytes(),
+    )?;
+
+    // Masks and depth.
+    let moving: Vec<u16> = truth
+        .objects
+        .iter()
+        .filter(|o| o.direction != Direction::Stationary)
+        .map(|o| o.id)
+        .collect();
+    let px = (w * h) as usize;
+    let mut dyn_mask = Vec::with_capacity(n * px);
+    let mut ids = Vec::with_capacity(n * px);
+    let mut depth = Vec::with_capacity(n * px);
+    for f in &frames {
+        dyn_mask.extend(f.ids.iter().map(|i| moving.contains(i) as u8));
+        ids.extend_from_slice(&f.ids);
+        depth.extend_from_slice(&f.depth);
+    }
+    let shape = [n, h as usize, w as usize];
+    let dyn_count = dyn_mask.iter().filter(|&&m| m != 0).count();
+    write(
+        &ann.join("dyn_masks.npz"),
+        &npz_bytes(&[("dyn_masks", npy_bytes(&shape, &dyn_mask))]),
+    )?;
+    write(&ann.join("instance_ids.npy"), &npy_bytes(&shape, &ids))?;
+    write(&ann.join("depth.npy"), &npy_bytes(&shape, &depth))?;
+
+    // truth.json
+    let truth_json = serde_json::json!({
+        "frames": n,
+        "width": w,
+        "height": h,
+        "fps": fps,
+        "camera": truth.camera.iter().map(|(a, b, l)| serde_json::json!({
+            "start": a, "end": b,
+            "labels": l.iter().map(|x| x.as_str()).collect::<Vec<_>>(),
+        })).collect::<Vec<_>>(),
+        "objects": truth.objects.iter().map(|o| serde_json::json!({
+            "id": o.id,
+            "name": o.name,
+            "direction": o.direction.as_str(),
+            "speed": o.speed.as_str(),
+            "distance_change": o.distance_change.as_str(),
+            "first_bbox": o.first_bbox,
+        })).collect::<Vec<_>>(),
+        "instruction_rule": {
+            "interval": INSTRUCTION_RULE.interval,
+            "alpha": INSTRUCTION_RULE.alpha,
+            "tau_t": INSTRUCTION_RULE.tau_t,
+            "tau_r_deg": INSTRUCTION_RULE.tau_r_deg,
+        },
+    });
+    write(
+        &ann.join("truth.json"),
+        (serde_json::to_string_pretty(&truth_json).expect("json") + "\n").as_bytes(),
+    )?;
+
+    let rot_angle: f64 = rows
+        .windows(2)
+        .map(|p| {
+            let qa = glam::DQuat::from_xyzw(p[0][3], p[0][4], p[0][5], p[0][6]).normalize();
+            let qb = glam::DQuat::from_xyzw(p[1][3], p[1][4], p[1][5], p[1][6]).normalize();
+            qa.angle_between(qb).to_degrees()
+        })
+        .sum();
+    Ok(ClipRow {
+        id: clip_id.to_string(),
+        video_path: video_rel,
+        annotation_path: ann_rel,
+        num_frames: n,
+        fps,
+        width: w,
+        height: h,
+        move_dist: move_dist(&rows),
+        rot_angle,
+        dynamic_ratio: dyn_count as f64 / (n * px).max(1) as f64,
+        codec: codec.to_string(),
+    })
+}
