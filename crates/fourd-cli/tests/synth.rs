@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 use std::process::Command;
 
-use fourd_world::npy::parse_npy;
+use fourd_world::npy::{parse_npy, read_poses_npy};
 use fourd_world::{instructions_from_poses, CameraLabel};
 
 fn fourd(args: &[&str]) -> std::process::Output {
@@ -62,16 +62,9 @@ fn synth_writes_spatialvid_layout() {
             assert!(ann.join(f).is_file(), "{id}/{f} missing");
         }
         let poses = std::fs::read(ann.join("poses.npy")).unwrap();
-        let (shape, descr, data) = parse_npy(&poses).unwrap();
+        let (shape, descr, _) = parse_npy(&poses).unwrap();
         assert_eq!((shape, descr.as_str()), (vec![8, 7], "<f4"));
-        let rows: Vec<[f64; 7]> = data
-            .chunks_exact(28)
-            .map(|c| {
-                std::array::from_fn(|j| {
-                    f32::from_le_bytes(c[4 * j..4 * j + 4].try_into().unwrap()) as f64
-                })
-            })
-            .collect();
+        let rows = read_poses_npy(&poses).unwrap();
         // instructions.json is the rule's output on the written poses ...
         let instr: serde_json::Value =
             serde_json::from_slice(&std::fs::read(ann.join("instructions.json")).unwrap()).unwrap();

@@ -178,3 +178,24 @@ mod tests {
         assert_eq!(parse_npy(&b1).unwrap().0, vec![3]);
     }
 }
+
+/// Rows of a `poses.npy` (`<f4` or `<f8`, `[N, 7]`), as f64.
+pub fn read_poses_npy(bytes: &[u8]) -> Option<Vec<[f64; 7]>> {
+    let (shape, descr, data) = parse_npy(bytes)?;
+    if shape.len() != 2 || shape[1] != 7 {
+        return None;
+    }
+    let width = match descr.as_str() {
+        "<f4" => 4,
+        "<f8" => 8,
+        _ => return None,
+    };
+    let value = |c: &[u8]| -> f64 {
+        if width == 4 {
+            f32::from_le_bytes(c.try_into().expect("4 bytes")) as f64
+        } else {
+            f64::from_le_bytes(c.try_into().expect("8 bytes"))
+        }
+    };
+    Some(data.chunks_exact(7 * width).map(|row| std::array::from_fn(|j| value(&row[j * width..(j + 1) * width]))).collect())
+}

@@ -1,7 +1,7 @@
 //! SpatialVID-layout export: files, formats, labels, determinism.
 
 use fourd_world::glam;
-use fourd_world::npy::parse_npy;
+use fourd_world::npy::{parse_npy, read_poses_npy};
 use fourd_world::*;
 use std::path::{Path, PathBuf};
 
@@ -56,18 +56,9 @@ fn writes_layout_and_is_deterministic() {
 
         let ann = a.join(format!("annotations/g0/{id}"));
         let read = |f: &str| std::fs::read(ann.join(f)).unwrap();
-        let (shape, descr, data) = parse_npy(&read("poses.npy"))
-            .map(|(s, d, x)| (s, d, x.to_vec()))
-            .unwrap();
+        let (shape, descr, _) = parse_npy(&read("poses.npy")).unwrap();
         assert_eq!((shape, descr.as_str()), (vec![8, 7], "<f4"));
-        let rows: Vec<[f64; 7]> = data
-            .chunks_exact(28)
-            .map(|c| {
-                std::array::from_fn(|j| {
-                    f32::from_le_bytes(c[4 * j..4 * j + 4].try_into().unwrap()) as f64
-                })
-            })
-            .collect();
+        let rows = read_poses_npy(&read("poses.npy")).unwrap();
         for (r, exact) in rows.iter().zip(clip.poses_w2c()) {
             for j in 0..7 {
                 assert!((r[j] - exact[j]).abs() < 1e-5);
