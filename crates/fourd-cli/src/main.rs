@@ -29,7 +29,7 @@ enum Command {
     #[command(subcommand)]
     Bench(bench::BenchCommand),
     /// Synthetic 4D clips with exact ground truth, written in the SpatialVID layout.
-    Synth(synth_cmd::SynthArgs),
+    Synth(synth_cmd::SynthCmd),
 }
 
 fn main() {

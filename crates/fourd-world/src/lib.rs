@@ -34,6 +34,7 @@
 //! # Ok::<(), WorldError>(())
 //! ```
 
+pub mod bench;
 pub mod camera;
 pub mod error;
 pub mod generate;
