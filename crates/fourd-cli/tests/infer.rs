@@ -1,6 +1,9 @@
 //! `fourd infer` end to end on the tiny transformers-made checkpoints: the generated ids equal
 //! transformers' greedy ids (up to the first stop token, since the fixtures disable EOS).
 
+mod common;
+
+use common::fourd;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -18,9 +21,6 @@ fn case(name: &str) -> (Value, Vec<i64>) {
     (meta, greedy)
 }
 
-fn fourd(args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_fourd")).args(args).output().unwrap()
-}
 
 /// Ids up to and including the first stop token of the fixture's checkpoint.
 fn until_stop(ids: &[i64], model: &Path) -> Vec<i64> {

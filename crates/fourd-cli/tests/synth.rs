@@ -1,23 +1,11 @@
 //! `fourd synth`: output layout, labels against truth, video decoding, argument errors.
 
-use std::path::PathBuf;
-use std::process::Command;
+mod common;
+
+use common::{fourd, tmp};
 
 use fourd_world::npy::{parse_npy, read_poses_npy};
 use fourd_world::{instructions_from_poses, CameraLabel};
-
-fn fourd(args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_fourd"))
-        .args(args)
-        .output()
-        .unwrap()
-}
-
-fn tmp(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("fourd-synth-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    d
-}
 
 #[test]
 fn synth_writes_spatialvid_layout() {

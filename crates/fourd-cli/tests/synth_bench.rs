@@ -1,25 +1,16 @@
 //! `fourd synth bench`: a DSR-Bench-format benchmark from synthetic clips, loaded by the evaluator,
 //! answers against truth, balanced letters, byte-stable output, and `fourd eval` on it.
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
+mod common;
+
+use common::{fourd, tmp};
+use std::path::Path;
 
 use fourd_eval::benchmark::{load, ColumnMap};
 use fourd_eval::report::SUBTASKS;
 use serde_json::Value;
 
-fn fourd(args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_fourd"))
-        .args(args)
-        .output()
-        .unwrap()
-}
 
-fn tmp(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("fourd-synth-bench-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    d
-}
 
 fn bench(out: &Path, seed: &str) {
     let o = fourd(&[
