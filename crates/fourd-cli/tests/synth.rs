@@ -92,11 +92,7 @@ fn synth_writes_spatialvid_layout() {
         }
         let v = fourd_video::decode_video(
             &video,
-            &fourd_video::SamplingOptions {
-                fps: 0.0,
-                max_frames: 0,
-                ..Default::default()
-            },
+            &fourd_video::SamplingOptions::all_frames(),
         )
         .unwrap();
         assert_eq!(v.frames.len(), 8);

@@ -78,11 +78,7 @@ fn synth_bench_loads_matches_truth_and_evaluates() {
     for i in 0..4 {
         let v = fourd_video::decode_video(
             &out.join(format!("videos/synth_{i:06}.mp4")),
-            &fourd_video::SamplingOptions {
-                fps: 0.0,
-                max_frames: 0,
-                ..Default::default()
-            },
+            &fourd_video::SamplingOptions::all_frames(),
         )
         .unwrap();
         assert_eq!(v.frames.len(), 8);

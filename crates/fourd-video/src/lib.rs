@@ -102,6 +102,13 @@ impl Default for SamplingOptions {
     }
 }
 
+impl SamplingOptions {
+    /// Every frame, no cap (the model-size resize still applies).
+    pub fn all_frames() -> Self {
+        SamplingOptions { fps: 0.0, max_frames: 0, ..Default::default() }
+    }
+}
+
 /// Where [`VideoInfo::frames`] came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FrameCountSource {

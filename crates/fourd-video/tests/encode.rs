@@ -16,11 +16,7 @@ fn frame(i: usize, w: u32, h: u32) -> RgbImage {
 }
 
 fn all_frames() -> SamplingOptions {
-    SamplingOptions {
-        fps: 0.0,
-        max_frames: 0,
-        ..Default::default()
-    }
+    SamplingOptions::all_frames()
 }
 
 fn mean(img: &RgbImage, x0: u32, x1: u32) -> [f64; 3] {

@@ -186,11 +186,7 @@ fn writes_layout_and_is_deterministic() {
 fn fourd_video_check(p: &Path) -> usize {
     fourd_video::decode_video(
         p,
-        &fourd_video::SamplingOptions {
-            fps: 0.0,
-            max_frames: 0,
-            ..Default::default()
-        },
+        &fourd_video::SamplingOptions::all_frames(),
     )
     .unwrap()
     .frames
