@@ -1,23 +1,26 @@
 //! `fourd`: 4DThinker in Rust.
 
 mod bench;
+mod data_cmd;
+mod demo;
 mod eval_cmd;
 mod infer;
 mod model_cmd;
 mod synth_cmd;
+mod train_cmd;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
 #[command(name = "fourd", version, about = "4DThinker: thinking with 4D imagery, in Rust (candle)")]
-struct Cli {
+pub(crate) struct Cli {
     #[command(subcommand)]
-    command: Command,
+    pub(crate) command: Command,
 }
 
 #[derive(Subcommand)]
-enum Command {
+pub(crate) enum Command {
     /// Answer a question about images or a video with a Qwen2.5-VL / 4DThinker checkpoint.
     Infer(infer::InferArgs),
     /// Evaluate checkpoints on DSR-Bench or another multiple-choice video benchmark.
@@ -30,6 +33,14 @@ enum Command {
     Bench(bench::BenchCommand),
     /// Synthetic 4D clips with exact ground truth, written in the SpatialVID layout.
     Synth(synth_cmd::SynthCmd),
+    /// Data pipeline: SpatialVID-layout clips -> motion questions with imagery (DIFT, 4DRL).
+    #[command(subcommand)]
+    Data(data_cmd::DataCommand),
+    /// End to end on CPU: synthetic world -> questions -> DIFT of a tiny model -> evaluation.
+    Demo(demo::DemoArgs),
+    /// Training: DIFT.
+    #[command(subcommand)]
+    Train(train_cmd::TrainCommand),
 }
 
 fn main() {
@@ -44,6 +55,9 @@ fn main() {
         Command::Eval(a) => eval_cmd::run(a),
         Command::Model(c) => model_cmd::run(c),
         Command::Synth(a) => synth_cmd::run(a),
+        Command::Data(c) => data_cmd::run(c),
+        Command::Train(c) => train_cmd::run(c),
+        Command::Demo(a) => demo::run(a),
     };
     if let Err(e) = result {
         eprintln!("error: {e:#}");

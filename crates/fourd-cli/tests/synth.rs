@@ -4,7 +4,7 @@ mod common;
 
 use common::{fourd, tmp};
 
-use fourd_world::npy::{parse_npy, read_poses_npy};
+use fourd_world::npy::{parse_npy, read_dyn_masks_npz, read_poses_npy};
 use fourd_world::{instructions_from_poses, CameraLabel};
 
 #[test]
@@ -30,12 +30,17 @@ fn synth_writes_spatialvid_layout() {
     let csv = std::fs::read_to_string(out.join("metadata.csv")).unwrap();
     let lines: Vec<&str> = csv.lines().collect();
     assert_eq!(lines.len(), 4);
-    assert!(lines[0].contains("video path"));
+    assert_eq!(lines[0], fourd_world::ClipRow::HEADER);
+    assert!(
+        lines[0].starts_with("id,group id,video path,annotation path,num frames,fps,resolution,")
+    );
     for i in 0..3 {
         let id = format!("clip_{i:06}");
         let video = out.join(format!("videos/group_0000/{id}.mp4"));
         let ann = out.join(format!("annotations/group_0000/{id}"));
-        assert!(lines[1 + i].starts_with(&format!("{id},videos/group_0000/{id}.mp4,")));
+        assert!(lines[1 + i].starts_with(&format!(
+            "{id},0,videos/group_0000/{id}.mp4,annotations/group_0000/{id},8,8,64x64,"
+        )));
         for f in [
             "indexes.txt",
             "poses.npy",
@@ -90,11 +95,25 @@ fn synth_writes_spatialvid_layout() {
                 assert_eq!(step[t], want, "{id} step {t}");
             }
         }
-        let v = fourd_video::decode_video(
-            &video,
-            &fourd_video::SamplingOptions::all_frames(),
-        )
-        .unwrap();
+        // dyn_masks.npz (SpatialVID's sparse layout) marks exactly the moving objects' pixels.
+        let (n, h, w, dyn_mask) =
+            read_dyn_masks_npz(&std::fs::read(ann.join("dyn_masks.npz")).unwrap()).unwrap();
+        assert_eq!((n, h, w), (8, 64, 64));
+        let moving: Vec<u64> = truth["objects"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|o| o["direction"] != "Stationary")
+            .map(|o| o["id"].as_u64().unwrap())
+            .collect();
+        let ids = std::fs::read(ann.join("instance_ids.npy")).unwrap();
+        let (_, _, id_bytes) = parse_npy(&ids).unwrap();
+        for (px, m) in id_bytes.chunks_exact(2).zip(&dyn_mask) {
+            let id = u16::from_le_bytes([px[0], px[1]]) as u64;
+            assert_eq!(*m, moving.contains(&id) as u8);
+        }
+        let v =
+            fourd_video::decode_video(&video, &fourd_video::SamplingOptions::all_frames()).unwrap();
         assert_eq!(v.frames.len(), 8);
         assert_eq!((v.width, v.height), (64, 64));
     }
@@ -131,5 +150,128 @@ fn synth_rejects_bad_arguments() {
         let err = String::from_utf8_lossy(&r.stderr);
         assert!(err.contains(msg), "{all:?}: {err}");
     }
+    let _ = std::fs::remove_dir_all(&out);
+}
+
+fn example_spec() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/scene-spec.json")
+}
+
+#[test]
+fn synth_spec_renders_the_described_clip() {
+    let out = tmp("spec");
+    let spec = example_spec();
+    let o = fourd(&[
+        "synth",
+        "--spec",
+        spec.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let id = "pan_dolly_then_stay";
+    let ann = out.join(format!("annotations/group_0000/{id}"));
+    let instr: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(ann.join("instructions.json")).unwrap()).unwrap();
+    // (serde_json's map sorts keys as strings; the file itself is in frame order.)
+    let mut keys: Vec<&str> = instr
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(|k| k.as_str())
+        .collect();
+    keys.sort_by_key(|k| k.split("->").next().unwrap().parse::<usize>().unwrap());
+    assert_eq!(keys, ["0->6", "6->10", "10->15"]);
+    assert_eq!(instr["0->6"], serde_json::json!(["Dolly In", "Pan Left"]));
+    assert_eq!(instr["6->10"], serde_json::json!(["Stay"]));
+    assert_eq!(
+        instr["10->15"],
+        serde_json::json!(["Truck Right", "Tilt Up", "Roll CW"])
+    );
+    let truth: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(ann.join("truth.json")).unwrap()).unwrap();
+    let dirs: Vec<&str> = truth["objects"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| o["direction"].as_str().unwrap())
+        .collect();
+    assert_eq!(dirs, ["Moving Right", "Moving Toward Camera", "Stationary"]);
+    assert_eq!(truth["fps"], 8);
+    let csv = std::fs::read_to_string(out.join("metadata.csv")).unwrap();
+    assert!(csv.lines().nth(1).unwrap().starts_with(&format!(
+        "{id},0,videos/group_0000/{id}.mp4,annotations/group_0000/{id},16,8,224x160,"
+    )));
+    let v = fourd_video::decode_video(
+        &out.join(format!("videos/group_0000/{id}.mp4")),
+        &fourd_video::SamplingOptions::all_frames(),
+    )
+    .unwrap();
+    assert_eq!((v.frames.len(), v.width, v.height), (16, 224, 160));
+    let _ = std::fs::remove_dir_all(&out);
+}
+
+#[test]
+fn synth_spec_errors_name_the_field() {
+    let out = tmp("spec-bad");
+    std::fs::create_dir_all(&out).unwrap();
+    let text = std::fs::read_to_string(example_spec()).unwrap();
+    for (edit, want) in [
+        (
+            text.replacen("\"Pan Left\"", "\"Pan Sideways\"", 1),
+            "$.camera.segments[0].motion[0].label: unknown camera label \"Pan Sideways\"",
+        ),
+        (
+            text.replacen("\"frames\": 16", "\"frames\": 0", 1),
+            "$.frames: a clip needs at least 2 frames",
+        ),
+        (
+            text.replacen("\"224x160\"", "\"0x160\"", 1),
+            "$.size: width and height must both be at least 1",
+        ),
+        (
+            text.replacen("\"Moving Right\"", "\"Moving Sideways\"", 1),
+            "$.objects[0].motion.direction: unknown object direction",
+        ),
+    ] {
+        let p = out.join("bad.json");
+        std::fs::write(&p, edit).unwrap();
+        let o = fourd(&[
+            "synth",
+            "--spec",
+            p.to_str().unwrap(),
+            "--out",
+            out.join("o").to_str().unwrap(),
+        ]);
+        assert_eq!(o.status.code(), Some(1));
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(err.contains(want), "{want:?} not in: {err}");
+        assert!(err.contains("bad.json"), "{err}");
+    }
+    // Two specs with the same id, and a spec mixed with random-clip flags.
+    let spec = example_spec();
+    let s = spec.to_str().unwrap();
+    let o = fourd(&[
+        "synth",
+        "--spec",
+        s,
+        "--spec",
+        s,
+        "--out",
+        out.join("o").to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("is used by another spec"));
+    let o = fourd(&[
+        "synth",
+        "--spec",
+        s,
+        "--frames",
+        "8",
+        "--out",
+        out.join("o").to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("cannot be used with"));
     let _ = std::fs::remove_dir_all(&out);
 }

@@ -10,8 +10,6 @@ use fourd_eval::benchmark::{load, ColumnMap};
 use fourd_eval::report::SUBTASKS;
 use serde_json::Value;
 
-
-
 fn bench(out: &Path, seed: &str) {
     let o = fourd(&[
         "synth",
@@ -47,6 +45,7 @@ fn synth_bench_loads_matches_truth_and_evaluates() {
         .collect();
     assert_eq!(truth.len(), recs.len());
     let mut counts = [0usize; 4];
+    let mut predictions = 0;
     for (r, t) in recs.iter().zip(&truth) {
         assert_eq!(r.options.len(), 4, "{r:?}");
         let k = ["A", "B", "C", "D"]
@@ -60,6 +59,18 @@ fn synth_bench_loads_matches_truth_and_evaluates() {
             r.subtask
         );
         assert_eq!(t["videoID"], r.video_id.as_str());
+        // Prediction questions show only the first frames, in a video of their own.
+        if let Some(k) = t["shown_frames"].as_u64() {
+            assert!(r.subtask.ends_with("_pred"), "{r:?}");
+            let v = fourd_video::decode_video(
+                &out.join(format!("videos/{}.mp4", r.video_id)),
+                &fourd_video::SamplingOptions::all_frames(),
+            )
+            .unwrap();
+            assert_eq!(v.frames.len() as u64, k);
+            assert!(k < 8);
+            predictions += 1;
+        }
         assert_eq!(t["type"], r.subtask.as_str());
         assert_eq!(t["answer"], r.gt.as_str());
         assert_eq!(
@@ -75,6 +86,11 @@ fn synth_bench_loads_matches_truth_and_evaluates() {
     }
     let (lo, hi) = (counts.iter().min().unwrap(), counts.iter().max().unwrap());
     assert!(hi - lo <= 1, "letters {counts:?}");
+    assert!(
+        predictions > 0,
+        "no prediction question in {} questions",
+        recs.len()
+    );
     for i in 0..4 {
         let v = fourd_video::decode_video(
             &out.join(format!("videos/synth_{i:06}.mp4")),
@@ -157,7 +173,16 @@ fn letters_balanced_over_many_questions() {
     }
     let (lo, hi) = (counts.iter().min().unwrap(), counts.iter().max().unwrap());
     assert!(hi - lo <= 1, "letters {counts:?}");
-    for t in ["abs_dir", "abs_spd", "abs_dis", "rel_dir"] {
+    for t in [
+        "abs_dir",
+        "abs_spd",
+        "abs_dis",
+        "rel_dir",
+        "abs_spd_comp",
+        "rel_dis",
+        "abs_dir_pred",
+        "rel_dir_pred",
+    ] {
         assert!(types.contains(t), "no {t} question in {types:?}");
     }
 }
@@ -175,4 +200,42 @@ fn synth_bench_rejects_zero_questions() {
     ]);
     assert!(!o.status.success());
     assert!(String::from_utf8_lossy(&o.stderr).contains("questions-per-clip"));
+}
+
+#[test]
+fn synth_bench_from_a_scene_spec() {
+    let out = tmp("spec");
+    let spec = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/scene-spec.json");
+    let o = fourd(&[
+        "synth",
+        "bench",
+        "--spec",
+        spec.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--questions-per-clip",
+        "8",
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let recs = load(&out.join("benchmark.parquet"), &ColumnMap::default()).unwrap();
+    assert_eq!(recs.len(), 8);
+    for r in &recs {
+        assert!(r.video_id.starts_with("pan_dolly_then_stay"), "{r:?}");
+        assert!(out.join(format!("videos/{}.mp4", r.video_id)).is_file());
+    }
+    // Direction answers are the spec's own labels.
+    let truth = std::fs::read_to_string(out.join("truth.jsonl")).unwrap();
+    for t in truth
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+    {
+        if t["type"] == "abs_dir" {
+            let l = t["label"].as_str().unwrap();
+            assert!(
+                ["Moving Right", "Moving Toward Camera", "Stationary"].contains(&l),
+                "{t}"
+            );
+        }
+    }
+    std::fs::remove_dir_all(&out).ok();
 }

@@ -17,7 +17,7 @@ impl RmsNorm {
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
         if x.dtype() == DType::F32 && x.is_contiguous() {
             // Same arithmetic, one fused kernel.
-            return candle_nn::ops::rms_norm(x, &self.weight, self.eps as f32);
+            return crate::grad_ops::rms_norm(x, &self.weight, self.eps as f32);
         }
         let dtype = x.dtype();
         let xf = x.to_dtype(DType::F32)?;
@@ -69,6 +69,6 @@ pub fn attention(q: &Tensor, k: &Tensor, v: &Tensor, mask: Option<&Tensor>, scal
         Some(m) => scores.broadcast_add(m)?,
         None => scores,
     };
-    let probs = candle_nn::ops::softmax_last_dim(&scores)?.to_dtype(dtype)?;
+    let probs = crate::grad_ops::softmax_last_dim(&scores)?.to_dtype(dtype)?;
     probs.matmul(v)
 }

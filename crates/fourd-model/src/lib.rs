@@ -7,6 +7,7 @@ pub mod weights;
 pub mod tokenizer;
 pub mod processor;
 pub mod inputs;
+pub mod grad_ops;
 pub mod layers;
 pub mod vision;
 pub mod mrope;

@@ -75,13 +75,24 @@ impl Qwen25VL {
         image_embeds: Option<&Tensor>,
         video_embeds: Option<&Tensor>,
     ) -> Result<Tensor> {
-        let (b, s) = (inputs.batch_size(), inputs.seq_len());
-        let flat: Vec<u32> = inputs.input_ids.iter().flatten().copied().collect();
+        self.embed_with_features(
+            &inputs.input_ids,
+            &[(params.image_pad, image_embeds, "image"), (params.video_pad, video_embeds, "video")],
+        )
+    }
+
+    /// Token embeddings `[batch, seq, hidden]` where the k-th occurrence of each placeholder id
+    /// takes row k of its features (`(placeholder, features [n, hidden], what)`); the counts must
+    /// match. Differentiable with respect to the embedding table and the features.
+    pub fn embed_with_features(&self, input_ids: &[Vec<u32>], features: &[(Option<u32>, Option<&Tensor>, &str)]) -> Result<Tensor> {
+        let b = input_ids.len();
+        let s = input_ids.first().map_or(0, Vec::len);
+        let flat: Vec<u32> = input_ids.iter().flatten().copied().collect();
         let ids = Tensor::from_vec(flat.clone(), (b * s,), &self.device)?;
         let mut parts = vec![self.text.embed(&ids)?];
         let mut index: Vec<u32> = (0..(b * s) as u32).collect();
         let mut base = (b * s) as u32;
-        for (pad, feats, what) in [(params.image_pad, image_embeds, "image"), (params.video_pad, video_embeds, "video")] {
+        for &(pad, feats, what) in features {
             let slots: Vec<usize> = match pad {
                 Some(p) => flat.iter().enumerate().filter(|(_, &t)| t == p).map(|(i, _)| i).collect(),
                 None => vec![],
@@ -177,10 +188,16 @@ pub struct Pipeline {
 
 impl Pipeline {
     pub fn load(dir: &Path, dtype: DType, device: &Device) -> Result<Self> {
+        Self::load_with(dir, |config| Qwen25VL::new(config, CheckpointWeights::open(dir)?.var_builder(dtype, device)))
+    }
+
+    /// Like [`Pipeline::load`], with the model built by `build` from the folder's config (the
+    /// trainer builds it over trainable weights or fresh ones).
+    pub fn load_with(dir: &Path, build: impl FnOnce(Qwen25VlConfig) -> Result<Qwen25VL>) -> Result<Self> {
         if !dir.is_dir() {
             return Err(ModelError::io(dir, std::io::Error::new(std::io::ErrorKind::NotFound, "model folder not found")));
         }
-        let model = Qwen25VL::load(dir, dtype, device)?;
+        let model = build(Qwen25VlConfig::from_file(&dir.join("config.json"))?)?;
         let tokenizer = QwenTokenizer::from_dir(dir)?;
         let pre = dir.join("preprocessor_config.json");
         let pre = if pre.exists() { PreprocessorConfig::from_file(&pre)? } else { PreprocessorConfig::default() };

@@ -61,8 +61,8 @@ impl Attention {
         let q = heads(self.q_proj.forward(x)?, self.num_heads)?;
         let k = heads(self.k_proj.forward(x)?, self.num_kv_heads)?;
         let v = heads(self.v_proj.forward(x)?, self.num_kv_heads)?;
-        let q = candle_nn::rotary_emb::rope(&q, cos, sin)?;
-        let k = candle_nn::rotary_emb::rope(&k, cos, sin)?;
+        let q = crate::grad_ops::rope(&q, cos, sin)?;
+        let k = crate::grad_ops::rope(&k, cos, sin)?;
         let (k, v) = match cache.take() {
             Some((pk, pv)) => (Tensor::cat(&[&pk, &k], 2)?, Tensor::cat(&[&pv, &v], 2)?),
             None => (k, v),
@@ -79,7 +79,7 @@ impl Attention {
             Some(m) => scores.reshape((b, self.num_kv_heads, rep, s, t))?.broadcast_add(&m.unsqueeze(2)?)?.reshape((b, self.num_kv_heads, rep * s, t))?,
             None => scores,
         };
-        let probs = candle_nn::ops::softmax_last_dim(&scores)?.to_dtype(v.dtype())?;
+        let probs = crate::grad_ops::softmax_last_dim(&scores)?.to_dtype(v.dtype())?;
         let o = probs.matmul(&v)?.reshape((b, self.num_heads, s, self.head_dim))?;
         let o = o.transpose(1, 2)?.reshape((b, s, self.num_heads * self.head_dim))?;
         self.o_proj.forward(&o)

@@ -108,7 +108,7 @@ impl VisionAttention {
         // Rotary in float32, as transformers does, then back to the compute dtype.
         let rot = |t: Tensor| -> Result<Tensor> {
             let t = t.to_dtype(DType::F32)?.unsqueeze(0)?.contiguous()?;
-            candle_nn::rotary_emb::rope(&t, cos, sin)?.squeeze(0)?.to_dtype(dtype)
+            crate::grad_ops::rope(&t, cos, sin)?.squeeze(0)?.to_dtype(dtype)
         };
         let q = rot(qkv.i(0)?)?;
         let k = rot(qkv.i(1)?)?;

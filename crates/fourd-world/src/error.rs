@@ -27,6 +27,16 @@ pub enum WorldError {
     /// Two objects share an instance id, or an object uses the reserved id 0.
     #[error("invalid object id {0}: ids must be unique and non-zero (0 is the background)")]
     InvalidObjectId(u16),
+    /// A scene spec value is missing, malformed or out of range; `path` is its JSON path
+    /// (`$.camera.segments[1].motion[0].label`).
+    #[error("scene spec {path}: {msg}")]
+    Spec { path: String, msg: String },
+    /// Reading an input file (a scene spec) failed.
+    #[error("cannot read {}: {msg}", path.display())]
+    Read {
+        path: std::path::PathBuf,
+        msg: String,
+    },
     /// Writing an output file (or encoding the video) failed.
     #[error("cannot write {}: {msg}", path.display())]
     Io {

@@ -107,6 +107,28 @@ pub struct ObjectTruth {
     pub distance_change: DistanceChange,
     /// `[x1, y1, x2, y2]` inclusive pixel box of the object's mask in frame 0 (None if hidden).
     pub first_bbox: Option<[u32; 4]>,
+    /// World centre at every frame.
+    pub trajectory: Vec<DVec3>,
+    /// Frames `(start, end)` over which the object moves (None when it never moves).
+    pub moving: Option<(usize, usize)>,
+}
+
+impl ObjectTruth {
+    /// World path length in metres over the whole clip.
+    pub fn path_length(&self) -> f64 {
+        self.trajectory
+            .windows(2)
+            .map(|w| (w[1] - w[0]).length())
+            .sum()
+    }
+
+    /// Mean world speed while moving, metres per frame (0 when it never moves).
+    pub fn mean_speed(&self) -> f64 {
+        match self.moving {
+            Some((a, b)) if b > a => self.path_length() / (b - a) as f64,
+            _ => 0.0,
+        }
+    }
 }
 
 /// Ground truth of a clip: the camera labels per segment and every object's labels.
@@ -115,6 +137,8 @@ pub struct ClipTruth {
     /// `(start frame, end frame, labels)` per camera segment.
     pub camera: Vec<(usize, usize, Vec<CameraLabel>)>,
     pub objects: Vec<ObjectTruth>,
+    /// Camera pose of every frame.
+    pub poses: Vec<Pose>,
 }
 
 /// Inclusive bounding box `[x1, y1, x2, y2]` of an instance in a frame.
@@ -156,13 +180,15 @@ fn random_segment(rng: &mut SplitMix64, frames: usize) -> Result<CameraSegment> 
     CameraSegment::new(frames, comps)
 }
 
-const COLORS: [[f32; 3]; 6] = [
-    [0.9, 0.2, 0.2],
-    [0.2, 0.7, 0.9],
-    [0.95, 0.8, 0.1],
-    [0.6, 0.3, 0.8],
-    [0.2, 0.8, 0.3],
-    [0.95, 0.5, 0.1],
+/// Object colours and the words that name them ("red sphere"): a colour in the name lets
+/// questions tell apart two objects of the same shape.
+const COLORS: [([f32; 3], &str); 6] = [
+    ([0.9, 0.2, 0.2], "red"),
+    ([0.2, 0.7, 0.9], "blue"),
+    ([0.95, 0.8, 0.1], "yellow"),
+    ([0.6, 0.3, 0.8], "purple"),
+    ([0.2, 0.8, 0.3], "green"),
+    ([0.95, 0.5, 0.1], "orange"),
 ];
 
 /// A random clip and its truth (labels that need rendering, e.g. the first-frame bbox, are filled
@@ -181,8 +207,8 @@ pub fn random_clip(seed: u64, cfg: &GenConfig) -> Result<(Clip, ClipTruth)> {
     let slots = [-1.8, 0.0, 1.8, -3.0, 3.0];
     let last = cfg.frames - 1;
     for i in 0..n_obj {
-        let color = rng.pick(&COLORS);
-        let other = rng.pick(&COLORS);
+        let (color, color_name) = rng.pick(&COLORS);
+        let (other, _) = rng.pick(&COLORS);
         let (shape, name, y) = match rng.below(3) {
             0 => {
                 let r = rng.range(0.3, 0.6);
@@ -250,7 +276,7 @@ pub fn random_clip(seed: u64, cfg: &GenConfig) -> Result<(Clip, ClipTruth)> {
         motion.phase = rng.range(0.0, std::f64::consts::TAU);
         scene.add_object(Object {
             id: i as u16 + 1,
-            name: name.to_string(),
+            name: format!("{color_name} {name}"),
             shape,
             texture,
             position,
@@ -279,9 +305,19 @@ pub fn random_clip(seed: u64, cfg: &GenConfig) -> Result<(Clip, ClipTruth)> {
         DVec3::new(0.0, 1.1, 6.0),
     )?;
     let clip = Clip::new(scene, CameraTrajectory::new(start, segments)?, k)?;
+    let truth = clip_truth(&clip)?;
+    Ok((clip, truth))
+}
 
+/// The ground truth of any clip: camera labels per segment, and per object its motion labels,
+/// the distance change to the camera centre from the first to the last frame (10% rule), its
+/// first-frame bounding box (from a render of frame 0) and its trajectory. Objects without a
+/// motion (or with a zero-length one) are `Stationary`; their speed label is `Constant` and
+/// means nothing.
+pub fn clip_truth(clip: &Clip) -> Result<ClipTruth> {
     let poses = clip.poses();
     let traj = clip.object_trajectories();
+    let last = poses.len() - 1;
     let first = clip.render(0)?;
     let objects = clip
         .scene
@@ -289,22 +325,31 @@ pub fn random_clip(seed: u64, cfg: &GenConfig) -> Result<(Clip, ClipTruth)> {
         .iter()
         .enumerate()
         .map(|(i, o)| {
-            let m = o.motion.as_ref().expect("generated objects move");
             let d0 = (traj[0][i] - poses[0].center).length();
             let d1 = (traj[last][i] - poses[last].center).length();
+            let (direction, speed, moving) = match &o.motion {
+                Some(m) if m.direction != Direction::Stationary && m.distance > 0.0 => (
+                    m.direction,
+                    m.speed,
+                    Some((m.start_frame, m.end_frame.min(last))),
+                ),
+                _ => (Direction::Stationary, SpeedPattern::Constant, None),
+            };
             ObjectTruth {
                 id: o.id,
                 name: o.name.clone(),
-                direction: m.direction,
-                speed: m.speed,
+                direction,
+                speed,
                 distance_change: DistanceChange::from_distances(d0, d1, 0.1),
                 first_bbox: bbox(&first, o.id),
+                trajectory: traj.iter().map(|f| f[i]).collect(),
+                moving,
             }
         })
         .collect();
-    let truth = ClipTruth {
+    Ok(ClipTruth {
         camera: clip.camera.segment_ranges(),
         objects,
-    };
-    Ok((clip, truth))
+        poses,
+    })
 }

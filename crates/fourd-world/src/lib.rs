@@ -5,6 +5,9 @@
 //! in the reference's 11 camera-view directions and 6 speed patterns. Every frame gives RGB,
 //! depth along the optical axis and instance ids; poses export as SpatialVID `poses.npy` rows.
 //! [`spatialvid`] implements SpatialVID's camera-labelling rule on such pose rows.
+//! [`spec`] builds a clip from a JSON scene spec (explicit camera segments and objects);
+//! [`spatialvid_out`] writes clips in SpatialVID's layout and [`mod@bench`] turns their truth into a
+//! DSR-Bench-format benchmark.
 //!
 //! Conventions are documented in [`camera`] (world +Y up; camera x right, y down, z forward).
 //!
@@ -43,11 +46,12 @@ pub mod npy;
 pub mod scene;
 pub mod spatialvid;
 pub mod spatialvid_out;
+pub mod spec;
 
 pub use camera::{CameraComponent, CameraLabel, CameraSegment, CameraTrajectory, Intrinsics, Pose};
 pub use error::{Result, WorldError};
 pub use generate::{
-    bbox, random_clip, ClipTruth, DistanceChange, GenConfig, ObjectTruth, SplitMix64,
+    bbox, clip_truth, random_clip, ClipTruth, DistanceChange, GenConfig, ObjectTruth, SplitMix64,
 };
 pub use glam;
 pub use motion::{Direction, ObjectMotion, SpeedPattern};
@@ -56,4 +60,8 @@ pub use spatialvid::{
     label_poses, label_poses_enhanced, merge_instructions, move_dist, relative_motion,
     EnhancedParams, LabelledStep, RelativeMotion, RuleParams,
 };
-pub use spatialvid_out::{instructions_from_poses, write_clip, ClipRow, INSTRUCTION_RULE};
+pub use spatialvid_out::{
+    dist_level, instructions_from_poses, spatialvid_move_dist, write_clip, ClipRow,
+    INSTRUCTION_RULE,
+};
+pub use spec::{load_scene_spec, parse_scene_spec, SceneSpec};

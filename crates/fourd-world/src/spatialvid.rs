@@ -203,7 +203,8 @@ pub struct EnhancedParams {
     pub intervals: Vec<usize>,
     /// EMA factors α.
     pub alphas: Vec<f64>,
-    /// The metadata CSV's `moveDist` (total camera travel; see [`move_dist`]).
+    /// The metadata CSV's `moveDist` (upstream: travel of the world-to-camera translation rows,
+    /// [`crate::spatialvid_move_dist`]; [`move_dist`] is the camera-centre travel).
     pub move_dist: f64,
 }
 
@@ -218,7 +219,9 @@ impl EnhancedParams {
     }
 }
 
-/// Total camera-centre travel of a pose sequence (a stand-in for the CSV's `moveDist`).
+/// Total camera-centre travel of a pose sequence. The released CSV's `moveDist` is defined
+/// differently (travel of the world-to-camera translation rows, [`crate::spatialvid_move_dist`]);
+/// the two agree when the camera only translates.
 pub fn move_dist(poses: &[[f64; 7]]) -> f64 {
     let centers: Vec<DVec3> = poses
         .iter()

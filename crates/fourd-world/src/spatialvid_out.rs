@@ -10,14 +10,49 @@
 //! | `.../intrinsics.npy` | float32 `[N, 4]`: `[fx/W, fy/H, cx/W, cy/H]` per frame (normalised, as upstream); pixel centres at integer coordinates, so `cx = (W-1)/2` before normalising |
 //! | `.../instructions.json` | `{"a->b": [labels]}` from the SpatialVID rule ([`crate::label_poses`]) run on the float32 poses as written, with [`INSTRUCTION_RULE`] (no smoothing, every frame pair), consecutive equal lists merged; SpatialVID spelling (`Roll CW`/`Roll CCW`); keys in frame order |
 //! | `.../caption.json` | `{"SceneSummary": ..., "CameraMotion": ...}` (the pipeline reads only `SceneSummary`) |
-//! | `.../dyn_masks.npz` | entry `dyn_masks`: uint8 `[N, H, W]`, 1 where a moving (non-Stationary) object is visible |
+//! | `.../dyn_masks.npz` | SpatialVID's sparse layout (see below): per frame `f_{i}_data`, `f_{i}_indices`, `f_{i}_indptr` (CSR rows of the uint8 mask, 1 where a moving, non-Stationary object is visible) and `shape` = `(H, W)`; read back with [`crate::npy::read_dyn_masks_npz`] |
 //! | `.../depth.npy` | float32 `[N, H, W]`: depth in metres along the optical axis (`inf` where nothing was hit) |
 //! | `.../instance_ids.npy` | uint16 `[N, H, W]`: per-object masks as one id map; object `k`'s mask is `ids == k`, 0 = background; ids are listed in `truth.json` |
 //! | `.../truth.json` | every generated label: camera labels per segment, per object id, name, direction, speed pattern, distance change, first-frame bbox |
 //!
 //! Every annotation file is a pure function of the clip (no timestamps, fixed key order), so the
 //! same seed gives byte-identical annotations. The returned [`ClipRow`] is the clip's row of the
-//! metadata CSV (`SpatialVID_metadata.csv`-style; the pipeline needs only `video path`).
+//! metadata CSV ([`ClipRow::HEADER`]).
+//!
+//! # Checked against the real SpatialVID layout
+//!
+//! Sources (public repository `NJU-3DV/SpatialVID`, read from the mirror `Stars1233/SpatialVID`,
+//! and scripts that read the released `SpatialVID_HQ_metadata.csv`):
+//!
+//! - **`dyn_masks.npz`** is *not* one dense array: `camera_pose_annotation/dynamic_mask/
+//!   inference_batch.py` (`compress`) saves each frame's mask as a SciPy `csr_matrix` under the
+//!   keys `f_{i}_data`, `f_{i}_indices`, `f_{i}_indptr`, plus `shape` once, with
+//!   `np.savez_compressed`; `utils/expand_npz.py` and `utils/evaluation.py` (`expand`) read it
+//!   back with `num_frames = (len(npz) - 1) // 3`. We write the same keys and dtypes; members
+//!   are stored rather than deflated (NumPy reads both; this keeps the crate free of a zip
+//!   dependency and the bytes deterministic).
+//! - **Metadata CSV columns** (`utils/evaluation.py` adds `moveDist`, `distLevel`, `rotAngle`,
+//!   `trajTurns`, `dynamicRatio`; third-party readers of the released CSV use `id`,
+//!   `group id` (an integer, folder `group_{:04d}`), `video path` (`videos/group_XXXX/<id>.mp4`),
+//!   `annotation path` (`annotations/group_XXXX/<id>`), `num frames` (video frames), `fps`,
+//!   `resolution` (`"WxH"`), plus scores such as `aesthetic score`, `luminance score`,
+//!   `motion score`, `ocr score` that have no synthetic meaning and are not written). An earlier
+//!   version of this module wrote `width`/`height` instead of `resolution`, no `group id` or
+//!   `distLevel`, camera-centre travel as `moveDist`, `rotAngle` in degrees and a dense
+//!   `dyn_masks` array; it now writes the real names with upstream's definitions:
+//!   - `moveDist` = Σ ‖t_{i+1} − t_i‖ over the **translation part of the world-to-camera rows**
+//!     of `poses.npy` (upstream `move_distance` uses `poses[:, :3]` as written; this is not the
+//!     camera-centre travel [`crate::move_dist`] computes, which differs when the camera turns);
+//!   - `distLevel` = 0..=4 from `moveDist` with upstream's thresholds 0.08 / 0.28 / 0.92 / 2.41;
+//!   - `rotAngle` = Σ of the relative rotation angles between consecutive frames in **radians**
+//!     (upstream `2·acos(w)` of `q_{i+1} q_i⁻¹`, taken here as `2·acos(|w|)`: our rows fix
+//!     `qw >= 0`, and for a camera looking along +Z the world-to-camera `qw` is near 0, so
+//!     consecutive rows can flip sign and the formula without `|w|` would add 2π per flip;
+//!     checked with NumPy on a 100-clip run: equal to 1e-6);
+//!   - `dynamicRatio` = mean of the dynamic mask over **every 5th frame** (upstream
+//!     `masks[::5]`);
+//!   - `trajTurns` (upstream stores a Python tuple of peak angles and their count) is not
+//!     written; `codec` is ours (the encoder that wrote the mp4).
 
 use std::path::{Path, PathBuf};
 
@@ -25,9 +60,9 @@ use crate::camera::CameraLabel;
 use crate::error::{Result, WorldError};
 use crate::generate::ClipTruth;
 use crate::motion::Direction;
-use crate::npy::{npy_bytes, npz_bytes};
+use crate::npy::{dyn_masks_npz_bytes, npy_bytes};
 use crate::scene::Clip;
-use crate::spatialvid::{label_poses, merge_instructions, move_dist, RuleParams};
+use crate::spatialvid::{label_poses, merge_instructions, RuleParams};
 
 /// The rule behind `instructions.json`: SpatialVID's thresholds (τ_t = 0.02, τ_r = 0.5°) on every
 /// consecutive frame pair without EMA smoothing, so segment boundaries are exact.
@@ -38,23 +73,30 @@ pub const INSTRUCTION_RULE: RuleParams = RuleParams {
     tau_r_deg: 0.5,
 };
 
-/// One row of the metadata CSV.
+/// One row of the metadata CSV (column names as in SpatialVID's released CSV; see the module
+/// docs).
 #[derive(Debug, Clone, PartialEq)]
 pub struct ClipRow {
+    /// Clip id (`id`).
     pub id: String,
-    /// `videos/<group>/<clip>.mp4`, relative to the root.
+    /// The `group id` column: the number of a `group_NNNN` folder, otherwise the folder name.
+    pub group_id: String,
+    /// `videos/<group>/<clip>.mp4`, relative to the root (`video path`).
     pub video_path: String,
-    /// `annotations/<group>/<clip>`, relative to the root.
+    /// `annotations/<group>/<clip>`, relative to the root (`annotation path`).
     pub annotation_path: String,
+    /// Video frames (`num frames`); every frame is annotated here.
     pub num_frames: usize,
     pub fps: u32,
     pub width: u32,
     pub height: u32,
-    /// Sum of camera-centre steps (SpatialVID's `moveDist`).
+    /// Upstream `moveDist`: travel of the world-to-camera translation rows ([`spatialvid_move_dist`]).
     pub move_dist: f64,
-    /// Sum of the rotation angles between consecutive frames, degrees.
+    /// Upstream `distLevel` ([`dist_level`]).
+    pub dist_level: u8,
+    /// Upstream `rotAngle`: sum of the rotation angles between consecutive frames, radians.
     pub rot_angle: f64,
-    /// Fraction of pixels (all frames) covered by moving objects.
+    /// Upstream `dynamicRatio`: fraction of dynamic pixels over every 5th frame.
     pub dynamic_ratio: f64,
     /// The video encoder used.
     pub codec: String,
@@ -62,14 +104,14 @@ pub struct ClipRow {
 
 impl ClipRow {
     /// The CSV header line (no newline).
-    pub const HEADER: &'static str =
-        "id,video path,annotation path,num frames,fps,width,height,moveDist,rotAngle,dynamicRatio,codec";
+    pub const HEADER: &'static str = "id,group id,video path,annotation path,num frames,fps,resolution,moveDist,distLevel,rotAngle,dynamicRatio,codec";
 
     /// The row as a CSV line (no newline). Fields never contain commas or quotes (ids are checked).
     pub fn to_csv(&self) -> String {
         format!(
-            "{},{},{},{},{},{},{},{:.6},{:.6},{:.6},{}",
+            "{},{},{},{},{},{},{}x{},{:.6},{},{:.6},{:.6},{}",
             self.id,
+            self.group_id,
             self.video_path,
             self.annotation_path,
             self.num_frames,
@@ -77,11 +119,43 @@ impl ClipRow {
             self.width,
             self.height,
             self.move_dist,
+            self.dist_level,
             self.rot_angle,
             self.dynamic_ratio,
             self.codec
         )
     }
+}
+
+/// Upstream `moveDist` (`utils/evaluation.py`, `move_distance`): Σ ‖t_{i+1} − t_i‖ over the
+/// translation part `[tx, ty, tz]` of the world-to-camera pose rows as written.
+pub fn spatialvid_move_dist(rows: &[[f64; 7]]) -> f64 {
+    rows.windows(2)
+        .map(|p| {
+            let d = [p[1][0] - p[0][0], p[1][1] - p[0][1], p[1][2] - p[0][2]];
+            (d[0] * d[0] + d[1] * d[1] + d[2] * d[2]).sqrt()
+        })
+        .sum()
+}
+
+/// Upstream `distLevel` from `moveDist`: 4 from 2.41, 3 from 0.92, 2 from 0.28, 1 from 0.08.
+pub fn dist_level(move_dist: f64) -> u8 {
+    match move_dist {
+        d if d >= 2.41 => 4,
+        d if d >= 0.92 => 3,
+        d if d >= 0.28 => 2,
+        d if d >= 0.08 => 1,
+        _ => 0,
+    }
+}
+
+/// The `group id` column for a group folder name: `group_0007` -> `7`, anything else verbatim.
+fn group_id_of(group: &str) -> String {
+    group
+        .strip_prefix("group_")
+        .and_then(|n| n.parse::<u64>().ok())
+        .map(|n| n.to_string())
+        .unwrap_or_else(|| group.to_string())
 }
 
 fn check_name(what: &str, s: &str) -> Result<()> {
@@ -277,10 +351,16 @@ pub fn write_clip(
         depth.extend_from_slice(&f.depth);
     }
     let shape = [n, h as usize, w as usize];
-    let dyn_count = dyn_mask.iter().filter(|&&m| m != 0).count();
+    // Upstream's dynamicRatio looks at every 5th frame only.
+    let sampled: Vec<&[u8]> = dyn_mask.chunks_exact(px.max(1)).step_by(5).collect();
+    let dyn_count: usize = sampled
+        .iter()
+        .map(|f| f.iter().filter(|&&m| m != 0).count())
+        .sum();
+    let sampled_px = sampled.len() * px;
     write(
         &ann.join("dyn_masks.npz"),
-        &npz_bytes(&[("dyn_masks", npy_bytes(&shape, &dyn_mask))]),
+        &dyn_masks_npz_bytes(&dyn_mask, n, h as usize, w as usize),
     )?;
     write(&ann.join("instance_ids.npy"), &npy_bytes(&shape, &ids))?;
     write(&ann.join("depth.npy"), &npy_bytes(&shape, &depth))?;
@@ -320,20 +400,23 @@ pub fn write_clip(
         .map(|p| {
             let qa = glam::DQuat::from_xyzw(p[0][3], p[0][4], p[0][5], p[0][6]).normalize();
             let qb = glam::DQuat::from_xyzw(p[1][3], p[1][4], p[1][5], p[1][6]).normalize();
-            qa.angle_between(qb).to_degrees()
+            qa.angle_between(qb)
         })
         .sum();
+    let move_dist = spatialvid_move_dist(&rows);
     Ok(ClipRow {
         id: clip_id.to_string(),
+        group_id: group_id_of(group),
         video_path: video_rel,
         annotation_path: ann_rel,
         num_frames: n,
         fps,
         width: w,
         height: h,
-        move_dist: move_dist(&rows),
+        move_dist,
+        dist_level: dist_level(move_dist),
         rot_angle,
-        dynamic_ratio: dyn_count as f64 / (n * px).max(1) as f64,
+        dynamic_ratio: dyn_count as f64 / sampled_px.max(1) as f64,
         codec: codec.to_string(),
     })
 }

@@ -1,7 +1,7 @@
 //! SpatialVID-layout export: files, formats, labels, determinism.
 
 use fourd_world::glam;
-use fourd_world::npy::{parse_npy, read_poses_npy};
+use fourd_world::npy::{parse_npy, parse_npz, read_dyn_masks_npz, read_poses_npy};
 use fourd_world::*;
 use std::path::{Path, PathBuf};
 
@@ -46,9 +46,16 @@ fn writes_layout_and_is_deterministic() {
         let row2 = write_clip(&b, "g0", &id, &clip2, &truth2, 8).unwrap();
         assert_eq!(row, row2);
         assert_eq!(row.num_frames, 8);
-        assert!(row.to_csv().starts_with(&format!(
-            "{id},videos/g0/{id}.mp4,annotations/g0/{id},8,8,48,32,"
-        )));
+        // SpatialVID's column order and names: id, group id, video path, annotation path,
+        // num frames, fps, resolution, ...
+        assert!(
+            row.to_csv().starts_with(&format!(
+                "{id},g0,videos/g0/{id}.mp4,annotations/g0/{id},8,8,48x32,"
+            )),
+            "{}",
+            row.to_csv()
+        );
+        assert_eq!(row.dist_level, dist_level(row.move_dist));
         assert_eq!(
             ClipRow::HEADER.split(',').count(),
             row.to_csv().split(',').count()
@@ -120,8 +127,40 @@ fn writes_layout_and_is_deterministic() {
             }
         }
         assert!(hits > 0, "seed {seed}: no object centre visible");
+        // dyn_masks.npz in SpatialVID's sparse layout expands to exactly the moving objects' pixels.
         let npz = read("dyn_masks.npz");
-        assert_eq!(&npz[..4], b"PK\x03\x04");
+        let entries = parse_npz(&npz).unwrap();
+        assert_eq!(entries.len(), 3 * 8 + 1);
+        assert_eq!(
+            entries
+                .iter()
+                .take(4)
+                .map(|(k, _)| k.as_str())
+                .collect::<Vec<_>>(),
+            ["f_0_data", "f_0_indices", "f_0_indptr", "shape"]
+        );
+        let (n, mh, mw, dense) = read_dyn_masks_npz(&npz).unwrap();
+        assert_eq!((n, mh, mw), (8, 32, 48));
+        let moving: Vec<u16> = truth
+            .objects
+            .iter()
+            .filter(|o| o.direction != Direction::Stationary)
+            .map(|o| o.id)
+            .collect();
+        let all_ids: Vec<u16> = ids
+            .chunks_exact(2)
+            .map(|c| u16::from_le_bytes([c[0], c[1]]))
+            .collect();
+        let want: Vec<u8> = all_ids.iter().map(|i| moving.contains(i) as u8).collect();
+        assert_eq!(dense, want, "seed {seed}: dyn masks");
+        let every5: Vec<u8> = want
+            .chunks_exact(48 * 32)
+            .step_by(5)
+            .flatten()
+            .copied()
+            .collect();
+        let ratio = every5.iter().map(|&m| m as f64).sum::<f64>() / every5.len() as f64;
+        assert!((row.dynamic_ratio - ratio).abs() < 1e-12);
         assert_eq!(
             String::from_utf8(read("indexes.txt"))
                 .unwrap()
@@ -184,11 +223,39 @@ fn writes_layout_and_is_deterministic() {
 }
 
 fn fourd_video_check(p: &Path) -> usize {
-    fourd_video::decode_video(
-        p,
-        &fourd_video::SamplingOptions::all_frames(),
+    fourd_video::decode_video(p, &fourd_video::SamplingOptions::all_frames())
+        .unwrap()
+        .frames
+        .len()
+}
+
+#[test]
+fn csv_move_dist_follows_upstream_definition() {
+    // Pure rotation about a camera centre away from the origin: the centre does not move, but the
+    // world-to-camera translation t = -R c does; upstream's moveDist sums |Δt|.
+    let start = Pose::look_at(
+        glam::DVec3::new(1.0, 1.5, 0.0),
+        glam::DVec3::new(1.0, 1.5, 5.0),
     )
-    .unwrap()
-    .frames
-    .len()
+    .unwrap();
+    let traj = CameraTrajectory::new(
+        start,
+        vec![CameraSegment::from_labels(4, &[("Pan Left", 3.0)]).unwrap()],
+    )
+    .unwrap();
+    let rows: Vec<[f64; 7]> = traj.poses().iter().map(Pose::to_w2c_array).collect();
+    assert!(move_dist(&rows) < 1e-9);
+    // t_{i+1} = ΔR t_i, so |Δt| = 2 sin(θ/2) times the part of t perpendicular to the (vertical)
+    // rotation axis, which is the horizontal distance of the centre from the origin: 1.
+    let step = 2.0 * (3.0f64.to_radians() / 2.0).sin();
+    assert!(
+        (spatialvid_move_dist(&rows) - 4.0 * step).abs() < 1e-9,
+        "{}",
+        spatialvid_move_dist(&rows)
+    );
+    assert_eq!(dist_level(0.0), 0);
+    assert_eq!(dist_level(0.08), 1);
+    assert_eq!(dist_level(0.5), 2);
+    assert_eq!(dist_level(1.0), 3);
+    assert_eq!(dist_level(2.41), 4);
 }

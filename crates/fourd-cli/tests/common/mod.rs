@@ -6,7 +6,10 @@ use std::process::Command;
 
 /// Runs the built `fourd` binary and captures its output.
 pub fn fourd(args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_fourd")).args(args).output().unwrap()
+    Command::new(env!("CARGO_BIN_EXE_fourd"))
+        .args(args)
+        .output()
+        .unwrap()
 }
 
 /// A fresh, empty temporary folder for one test.

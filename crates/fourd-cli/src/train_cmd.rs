@@ -1,0 +1,308 @@
+//! `fourd train ...`: DIFT (stage one of 4DThinker).
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+use clap::{Args, Subcommand};
+use fourd_model::weights::parse_dtype;
+use fourd_train::{train_dift, train_grpo, DiftConfig, GrpoConfig};
+
+use crate::infer::parse_device;
+
+#[derive(Subcommand, Debug)]
+pub enum TrainCommand {
+    /// Dynamic-imagery fine-tuning: text cross-entropy + latent cosine loss on DIFT JSONL.
+    Dift(DiftArgs),
+    /// 4DRL: GRPO with latent rollouts (imagery re-injected), text-only policy gradients, k3 KL.
+    Grpo(GrpoArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct GrpoArgs {
+    /// Starting checkpoint (a DIFT checkpoint).
+    #[arg(long)]
+    pub model: PathBuf,
+    /// Frozen reference for the KL term (default: --model).
+    #[arg(long)]
+    pub reference: Option<PathBuf>,
+    /// 4DRL JSONL (`Question`, `A`-`D`, `Correct`, `frame_paths` or `video_path`, `Type`).
+    #[arg(long)]
+    pub data: PathBuf,
+    #[arg(long)]
+    pub out: PathBuf,
+    #[arg(long, default_value_t = 1)]
+    pub epochs: usize,
+    #[arg(long)]
+    pub max_steps: Option<u64>,
+    /// Prompts per rollout batch (per rank).
+    #[arg(long, default_value_t = 1)]
+    pub prompts_per_step: usize,
+    /// Completions sampled per prompt (the group).
+    #[arg(long, default_value_t = 8)]
+    pub num_generations: usize,
+    /// Optimiser passes over each rollout batch (>1 makes the PPO ratio and clipping real).
+    #[arg(long, default_value_t = 2)]
+    pub num_iterations: usize,
+    /// Sampling temperature of the rollouts (explicit; never taken from generation_config.json).
+    #[arg(long, default_value_t = 1.0)]
+    pub temperature: f64,
+    #[arg(long)]
+    pub top_p: Option<f64>,
+    #[arg(long)]
+    pub top_k: Option<usize>,
+    #[arg(long, default_value_t = 512)]
+    pub max_new_tokens: usize,
+    #[arg(long, default_value_t = 0.2)]
+    pub epsilon: f64,
+    /// KL weight (k3 estimator against the reference); 0 skips the reference model.
+    #[arg(long, default_value_t = 0.01)]
+    pub beta: f64,
+    /// Average per completion, then over completions (default: over all text tokens).
+    #[arg(long)]
+    pub per_sequence: bool,
+    #[arg(long, default_value_t = 1e-6)]
+    pub lr: f64,
+    #[arg(long, default_value_t = 0.0)]
+    pub weight_decay: f64,
+    #[arg(long, default_value_t = 0)]
+    pub warmup_steps: u64,
+    #[arg(long, default_value_t = 1.0)]
+    pub max_grad_norm: f64,
+    /// At most this many frames per prompt (chosen evenly).
+    #[arg(long, default_value_t = 16)]
+    pub max_frames: usize,
+    /// Long side of a frame at most this many pixels.
+    #[arg(long, default_value_t = 448)]
+    pub max_side: u32,
+    #[arg(long)]
+    pub save_steps: Option<u64>,
+    #[arg(long)]
+    pub save_total_limit: Option<usize>,
+    #[arg(long, default_value_t = 1)]
+    pub logging_steps: u64,
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+    #[arg(long)]
+    pub resume: Option<PathBuf>,
+    #[arg(long, hide = true)]
+    pub halt_after: Option<u64>,
+    #[arg(long, default_value = "f32")]
+    pub dtype: String,
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
+    #[arg(long)]
+    pub no_progress: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct DiftArgs {
+    /// Checkpoint to start from (needs the latent tokens: `fourd model add-latent-tokens`).
+    #[arg(long)]
+    pub model: PathBuf,
+    /// DIFT JSONL (`id`, `text_input`, `text_output`, `image_input`, `image_output`); relative
+    /// image paths resolve against the file's folder.
+    #[arg(long)]
+    pub data: PathBuf,
+    /// Run folder: final checkpoint, checkpoint-<step>/, runs/ (TensorBoard), train_log.jsonl,
+    /// skipped.jsonl.
+    #[arg(long)]
+    pub out: PathBuf,
+    #[arg(long, default_value_t = 1)]
+    pub epochs: usize,
+    /// Stop after this many optimiser steps (overrides --epochs for the schedule).
+    #[arg(long)]
+    pub max_steps: Option<u64>,
+    #[arg(long, default_value_t = 1e-5)]
+    pub lr: f64,
+    #[arg(long, default_value_t = 0.01)]
+    pub weight_decay: f64,
+    #[arg(long, default_value_t = 0.9)]
+    pub beta1: f64,
+    #[arg(long, default_value_t = 0.999)]
+    pub beta2: f64,
+    /// Fraction of the steps spent warming up linearly from 0.
+    #[arg(long, default_value_t = 0.03)]
+    pub warmup_ratio: f64,
+    /// Warmup steps (overrides --warmup-ratio).
+    #[arg(long)]
+    pub warmup_steps: Option<u64>,
+    /// Records per optimiser step (each record is one sequence).
+    #[arg(long, default_value_t = 1)]
+    pub grad_accum: usize,
+    #[arg(long, default_value_t = 1.0)]
+    pub max_grad_norm: f64,
+    #[arg(long, default_value_t = 0.1)]
+    pub ce_weight: f64,
+    #[arg(long, default_value_t = 1.0)]
+    pub sim_weight: f64,
+    /// Latent steps per `<output_image>` (default: the checkpoint's latent_size).
+    #[arg(long)]
+    pub latent_size: Option<usize>,
+    /// Records longer than this many tokens are skipped and reported.
+    #[arg(long, default_value_t = 8192)]
+    pub max_length: usize,
+    /// Pixel cap per frame and per helper image (reference: 256*28*28).
+    #[arg(long, default_value_t = fourd_train::dift_data::DIFT_MAX_PIXELS)]
+    pub max_pixels: usize,
+    /// Save a resumable checkpoint every N steps.
+    #[arg(long)]
+    pub save_steps: Option<u64>,
+    /// Keep at most this many checkpoint-<step> folders (oldest deleted).
+    #[arg(long)]
+    pub save_total_limit: Option<usize>,
+    #[arg(long, default_value_t = 10)]
+    pub logging_steps: u64,
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+    /// Resume from a checkpoint folder, or from the newest checkpoint of a run folder.
+    #[arg(long)]
+    pub resume: Option<PathBuf>,
+    /// Train from fresh random weights (normal with this std) instead of the checkpoint's.
+    #[arg(long)]
+    pub from_scratch: Option<f64>,
+    /// Train the vision tower too (the reference keeps it frozen).
+    #[arg(long)]
+    pub train_vision: bool,
+    /// Stop after this many steps as if interrupted (resumable with --resume).
+    #[arg(long, hide = true)]
+    pub halt_after: Option<u64>,
+    /// Threads preparing records ahead of the model.
+    #[arg(long, default_value_t = 2)]
+    pub workers: usize,
+    #[arg(long, default_value = "f32")]
+    pub dtype: String,
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
+    #[arg(long)]
+    pub no_progress: bool,
+}
+
+pub fn run(cmd: TrainCommand) -> Result<()> {
+    match cmd {
+        TrainCommand::Dift(a) => {
+            let cfg = dift_config(&a)?;
+            let s = train_dift(&cfg).with_context(|| format!("training on {}", a.data.display()))?;
+            if let Some(l) = &s.last {
+                println!(
+                    "{} steps in {:.1} s ({:.0} tokens/s): loss {:.4} (ce {:.4}, sim {:.4}, cos {:.3})",
+                    s.steps, s.seconds, s.tokens_per_s, l.loss, l.ce, l.sim, l.cos
+                );
+            }
+            if !s.skipped.is_empty() || s.nan_skipped > 0 {
+                println!(
+                    "{} record(s) skipped (see {}), {} non-finite loss(es) skipped",
+                    s.skipped.len(),
+                    s.output.join("skipped.jsonl").display(),
+                    s.nan_skipped
+                );
+            }
+            println!("checkpoint: {}", s.output.display());
+            Ok(())
+        }
+        TrainCommand::Grpo(a) => {
+            let cfg = grpo_config(&a)?;
+            let s = train_grpo(&cfg).with_context(|| format!("GRPO on {}", a.data.display()))?;
+            let n = s.logs.len().max(1) as f64;
+            let reward = s.logs.iter().map(|l| l.reward).sum::<f64>() / n;
+            let acc = s.logs.iter().map(|l| l.accuracy).sum::<f64>() / n;
+            println!(
+                "{} steps over {} rollouts in {:.1} s: mean reward {:.3}, accuracy {:.3}; {} flat group(s), {} prompt(s) skipped",
+                s.steps, s.rollouts, s.seconds, reward, acc, s.zero_variance_groups, s.skipped_prompts.len()
+            );
+            println!("checkpoint: {}", s.output.display());
+            Ok(())
+        }
+    }
+}
+
+/// Rank and world size from the launcher's environment (`RANK`/`WORLD_SIZE`, as torchrun sets).
+pub fn rank_and_world() -> Result<(usize, usize)> {
+    let get = |k: &str| -> Result<Option<usize>> {
+        match std::env::var(k) {
+            Ok(v) => Ok(Some(v.trim().parse().with_context(|| format!("environment variable {k}={v:?} is not a number"))?)),
+            Err(_) => Ok(None),
+        }
+    };
+    let world = get("WORLD_SIZE")?.unwrap_or(1).max(1);
+    let rank = get("RANK")?.unwrap_or(0);
+    if rank >= world {
+        anyhow::bail!("RANK {rank} is not below WORLD_SIZE {world}");
+    }
+    Ok((rank, world))
+}
+
+pub fn grpo_config(a: &GrpoArgs) -> Result<GrpoConfig> {
+    let mut c = GrpoConfig::new(a.model.clone(), a.data.clone(), a.out.clone());
+    c.reference = a.reference.clone();
+    c.epochs = a.epochs;
+    c.max_steps = a.max_steps;
+    c.prompts_per_step = a.prompts_per_step;
+    c.num_generations = a.num_generations;
+    c.num_iterations = a.num_iterations;
+    c.temperature = a.temperature;
+    c.top_p = a.top_p;
+    c.top_k = a.top_k;
+    c.max_new_tokens = a.max_new_tokens;
+    c.epsilon = a.epsilon;
+    c.beta = a.beta;
+    c.per_sequence = a.per_sequence;
+    c.optim.lr = a.lr;
+    c.optim.weight_decay = a.weight_decay;
+    c.warmup_steps = a.warmup_steps;
+    c.max_grad_norm = a.max_grad_norm;
+    c.max_frames = a.max_frames;
+    c.max_side = a.max_side;
+    c.save_steps = a.save_steps;
+    c.save_total_limit = a.save_total_limit;
+    c.logging_steps = a.logging_steps;
+    c.seed = a.seed;
+    c.resume = a.resume.clone();
+    c.halt_after = a.halt_after;
+    (c.rank, c.world_size) = rank_and_world()?;
+    if c.world_size > 1 {
+        anyhow::bail!(
+            "WORLD_SIZE={} but this build has no gradient all-reduce (NCCL) yet: ranks would train apart; run one process",
+            c.world_size
+        );
+    }
+    c.dtype = parse_dtype(&a.dtype)?;
+    c.device = parse_device(&a.device)?;
+    c.progress = !a.no_progress;
+    Ok(c)
+}
+
+pub fn dift_config(a: &DiftArgs) -> Result<DiftConfig> {
+    let mut c = DiftConfig::new(a.model.clone(), a.data.clone(), a.out.clone());
+    c.epochs = a.epochs;
+    c.max_steps = a.max_steps;
+    c.optim.lr = a.lr;
+    c.optim.weight_decay = a.weight_decay;
+    c.optim.beta1 = a.beta1;
+    c.optim.beta2 = a.beta2;
+    c.warmup_ratio = a.warmup_ratio;
+    c.warmup_steps = a.warmup_steps;
+    c.grad_accum = a.grad_accum;
+    c.max_grad_norm = a.max_grad_norm;
+    c.loss.ce = a.ce_weight;
+    c.loss.sim = a.sim_weight;
+    c.latent_size = a.latent_size;
+    c.max_length = a.max_length;
+    c.max_pixels = a.max_pixels;
+    c.save_steps = a.save_steps;
+    c.save_total_limit = a.save_total_limit;
+    c.logging_steps = a.logging_steps;
+    c.seed = a.seed;
+    c.resume = a.resume.clone();
+    c.from_scratch = a.from_scratch;
+    c.halt_after = a.halt_after;
+    c.train_vision = a.train_vision;
+    let (_, world) = rank_and_world()?;
+    if world > 1 {
+        anyhow::bail!("WORLD_SIZE={world} but this build has no gradient all-reduce (NCCL) yet: ranks would train apart; run one process");
+    }
+    c.workers = a.workers;
+    c.dtype = parse_dtype(&a.dtype)?;
+    c.device = parse_device(&a.device)?;
+    c.progress = !a.no_progress;
+    Ok(c)
+}

@@ -1,0 +1,127 @@
+//! Stage 3b, chains of thought: built from the measured evidence (which frames, which
+//! displacement, which compensation), with exactly one `<output_image>` tag per overlay, all in
+//! one sentence; and the checks every chain (ours, or an LLM's rewrite) must pass.
+//!
+//! Final form (the reference's, after `convert_format.py`):
+//! `<think>\n{reasoning}\n</think>\n<answer>\n{letter}. {label}\n</answer>`.
+
+/// The imagery tag DIFT replaces with latent tokens.
+pub const TAG: &str = "<output_image>";
+
+/// `"0s, 5s and 10s"`.
+pub fn list_times(frames: &[usize]) -> String {
+    let t: Vec<String> = frames.iter().map(|f| format!("{f}s")).collect();
+    join_and(&t)
+}
+
+/// `"a, b and c"`.
+pub fn join_and(items: &[String]) -> String {
+    match items.len() {
+        0 => String::new(),
+        1 => items[0].clone(),
+        n => format!("{} and {}", items[..n - 1].join(", "), items[n - 1]),
+    }
+}
+
+/// The one imagery sentence: `"{lead} at 0s, 5s and 10s: <output_image>, <output_image> and
+/// <output_image>."`.
+pub fn imagery_sentence(lead: &str, frames: &[usize]) -> String {
+    let tags: Vec<String> = frames.iter().map(|_| TAG.to_string()).collect();
+    format!("{lead} at {}: {}.", list_times(frames), join_and(&tags))
+}
+
+/// The full `text_output`.
+pub fn assemble(think: &str, letter: char, label: &str) -> String {
+    format!("<think>\n{}\n</think>\n<answer>\n{letter}. {label}\n</answer>", think.trim())
+}
+
+/// Why a `text_output` is malformed, or `Ok` with the `(letter, label)` of its answer.
+///
+/// Checks: exactly one `<think>...</think>` followed by exactly one `<answer>...</answer>` and
+/// nothing else around them; `expected_tags` `<output_image>` tags, all inside the think block
+/// and within one sentence (no sentence end `. `/`.\n`/`? `/`! ` between the first and the last);
+/// the answer is `X. label` with `X` in A-D.
+pub fn validate(text: &str, expected_tags: usize) -> Result<(char, String), String> {
+    let t = text.trim();
+    let rest = t.strip_prefix("<think>").ok_or("does not start with <think>")?;
+    let (think, after) = rest.split_once("</think>").ok_or("no </think>")?;
+    if think.contains("<think>") || after.contains("<think>") || after.contains("</think>") {
+        return Err("more than one think block".into());
+    }
+    if think.contains("<answer>") {
+        return Err("<answer> inside the think block".into());
+    }
+    let after = after.trim();
+    let inner = after
+        .strip_prefix("<answer>")
+        .and_then(|a| a.strip_suffix("</answer>"))
+        .ok_or("the think block must be followed by exactly <answer>...</answer> and nothing else")?;
+    if inner.contains("<answer>") || inner.contains("</answer>") {
+        return Err("more than one answer block".into());
+    }
+    let tags_inside = think.matches(TAG).count();
+    let tags_total = t.matches(TAG).count();
+    if tags_total != tags_inside {
+        return Err(format!("{} {TAG} tag(s) outside the think block", tags_total - tags_inside));
+    }
+    if tags_inside != expected_tags {
+        return Err(format!("{tags_inside} {TAG} tag(s), expected {expected_tags} (one per image_output)"));
+    }
+    if expected_tags > 0 {
+        let first = think.find(TAG).expect("tags present");
+        let last = think.rfind(TAG).expect("tags present");
+        let span = &think[first..last];
+        if [". ", ".\n", "? ", "! ", "\n\n"].iter().any(|end| span.contains(end)) {
+            return Err(format!("the {TAG} tags are not in one sentence"));
+        }
+    }
+    let inner = inner.trim();
+    let mut chars = inner.chars();
+    let letter = chars.next().ok_or("empty answer")?;
+    let label = chars.as_str().strip_prefix(". ").ok_or("answer is not `X. label`")?.trim().to_string();
+    if !('A'..='D').contains(&letter) {
+        return Err(format!("answer letter {letter:?} is not A-D"));
+    }
+    if label.is_empty() {
+        return Err("answer has no label".into());
+    }
+    Ok((letter, label))
+}
+
+/// Checks an LLM rewrite of a think body against the original: same number of tags, one
+/// imagery sentence, the answer label still stated, no answer block, not empty.
+pub fn validate_rewrite(rewritten: &str, expected_tags: usize, answer_label: &str) -> Result<String, String> {
+    let body = rewritten.trim().trim_start_matches("<think>").trim_end_matches("</think>").trim().to_string();
+    if body.len() < 40 {
+        return Err("rewrite shorter than 40 characters".into());
+    }
+    if body.contains("<answer>") || body.contains("<think>") || body.contains("</think>") {
+        return Err("rewrite contains think/answer markup".into());
+    }
+    validate(&assemble(&body, 'A', answer_label), expected_tags)?;
+    if !body.to_ascii_lowercase().contains(&answer_label.to_ascii_lowercase()) {
+        return Err(format!("rewrite no longer concludes {answer_label:?}"));
+    }
+    Ok(body)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn structure_and_tags() {
+        let s = imagery_sentence("I picture the red box", &[0, 5, 9]);
+        assert_eq!(s, "I picture the red box at 0s, 5s and 9s: <output_image>, <output_image> and <output_image>.");
+        let ok = assemble(&format!("Setup. {s} It moves 3.5 px left. So Moving Left."), 'C', "Moving Left");
+        assert_eq!(validate(&ok, 3), Ok(('C', "Moving Left".into())));
+        assert!(validate(&ok, 2).unwrap_err().contains("expected 2"));
+        let split = assemble("A <output_image>. Then <output_image>.", 'A', "x");
+        assert!(validate(&split, 2).unwrap_err().contains("one sentence"));
+        let outside = format!("{ok} {TAG}");
+        assert!(validate(&outside, 3).is_err());
+        assert!(validate(&ok.replace("C. Moving", "E. Moving"), 3).is_err());
+        assert!(validate_rewrite(&format!("Looking closely, {s} so it is Moving Left."), 3, "Moving Left").is_ok());
+        assert!(validate_rewrite(&format!("Looking closely, {s} so it is Moving Right."), 3, "Moving Left").is_err());
+    }
+}

@@ -1,0 +1,225 @@
+//! Stage 2, label: camera labels, objects, geometric object motion and helper imagery of one
+//! ingested clip, written as `labels.json` plus an `overlays/` folder.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use image::RgbImage;
+use serde::{Deserialize, Serialize};
+
+use crate::arrays::{read_f32, read_file};
+use crate::camera::{camera_report, parse_labels, CameraReport, CameraRule};
+use crate::error::{DataError, Result};
+use crate::imagery::{landmark_masks, overlay, spread_keyframes};
+use crate::ingest::IngestRecord;
+use crate::motion::{measure_object, ClipGeometry, MotionThresholds, ObjectMeasurement, Pinhole};
+use crate::segment::{Mask, SegmentInput, SegmenterChoice};
+
+/// Imagery of one object or camera segment: keyframes and their overlay files.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Imagery {
+    pub frames: Vec<usize>,
+    /// Relative to the output folder, one per frame.
+    pub paths: Vec<String>,
+}
+
+/// The static landmark of a camera segment and what it shows.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CameraImagery {
+    pub start: usize,
+    pub end: usize,
+    pub imagery: Imagery,
+    /// Landmark centroid shift (pixels, last keyframe − first) and area ratio.
+    pub landmark_shift_px: [f64; 2],
+    pub landmark_area_ratio: f64,
+    /// Relative pose over the segment: yaw, pitch, roll (degrees) and translation (camera `start`
+    /// axes, pose units) from `fourd_world::relative_motion`.
+    pub rotation_deg: [f64; 3],
+    pub translation: [f64; 3],
+}
+
+/// `labels.json`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LabelRecord {
+    pub key: String,
+    pub config_fingerprint: String,
+    pub segmenter: String,
+    pub frames: usize,
+    pub width: u32,
+    pub height: u32,
+    pub has_depth: bool,
+    pub camera: CameraReport,
+    pub camera_imagery: Vec<CameraImagery>,
+    pub objects: Vec<ObjectMeasurement>,
+    /// Track id -> overlays of that object.
+    pub object_imagery: BTreeMap<u32, Imagery>,
+    /// Non-fatal problems (ignored depth, ...).
+    pub warnings: Vec<String>,
+}
+
+/// Options of the label stage.
+#[derive(Debug, Clone)]
+pub struct LabelOptions {
+    pub segmenter: SegmenterChoice,
+    pub camera_rule: CameraRule,
+    pub motion: MotionThresholds,
+    /// Most overlays per object (the reference keeps 2-8; first and last always included).
+    pub object_keyframes: usize,
+}
+
+impl LabelOptions {
+    pub fn fingerprint(&self) -> String {
+        format!(
+            "seg={};rule={};kf={};motion={}",
+            self.segmenter.describe(),
+            self.camera_rule.as_str(),
+            self.object_keyframes,
+            serde_json::to_string(&self.motion).unwrap_or_default()
+        )
+    }
+}
+
+pub(crate) fn load_frames(record: &IngestRecord, out_root: &Path) -> Result<Vec<RgbImage>> {
+    record
+        .frames
+        .iter()
+        .map(|f| {
+            let p = out_root.join(f);
+            image::open(&p).map(|i| i.to_rgb8()).map_err(|e| DataError::Image { path: p.clone(), msg: e.to_string() })
+        })
+        .collect()
+}
+
+fn load_depth(record: &IngestRecord, warnings: &mut Vec<String>) -> Result<Option<Vec<f32>>> {
+    let path = record.annotations.join("depth.npy");
+    if !path.is_file() {
+        return Ok(None);
+    }
+    let a = read_f32(&read_file(&path)?, &path)?;
+    let want = [record.frames.len(), record.height as usize, record.width as usize];
+    if a.shape != want {
+        // Depth is optional: a mismatch downgrades the clip to image-space measurement.
+        warnings.push(format!("{}: shape {:?}, expected {:?}; depth ignored", path.display(), a.shape, want));
+        return Ok(None);
+    }
+    Ok(Some(a.data))
+}
+
+/// Labels one clip and writes its overlays (atomically, as one folder) under
+/// `<out>/clips/<key>/overlays/`.
+pub fn label_clip(record: &IngestRecord, opts: &LabelOptions, out_root: &Path) -> Result<LabelRecord> {
+    let frames = load_frames(record, out_root)?;
+    let n = frames.len();
+    let (w, h) = (record.width, record.height);
+    let mut warnings = Vec::new();
+    let camera = camera_report(&record.poses, record.instructions.as_deref(), record.move_dist, opts.camera_rule)?;
+    let segmenter = opts.segmenter.for_clip(record);
+    let tracks = segmenter.segment(&SegmentInput { record, frames: &frames })?;
+    for t in &tracks {
+        if t.masks.len() != n {
+            return Err(DataError::Segmenter { backend: segmenter.name(), msg: format!("track {} has {} masks for {n} frames", t.track_id, t.masks.len()) });
+        }
+        if let Some(m) = t.masks.iter().flatten().find(|m| (m.width, m.height) != (w, h)) {
+            return Err(DataError::Segmenter { backend: segmenter.name(), msg: format!("mask of {}x{} for {w}x{h} frames", m.width, m.height) });
+        }
+    }
+    let depth = load_depth(record, &mut warnings)?;
+    let pinhole = record.intrinsics.as_ref().map(|k| Pinhole::from_normalised(&k[0], w, h));
+    if depth.is_some() && pinhole.is_none() {
+        warnings.push("depth.npy without intrinsics.npy: depth ignored".into());
+    }
+    let mut still = vec![false; n - 1];
+    for s in &camera.segments {
+        let labels = parse_labels(&s.labels)?;
+        let is_still = labels == [fourd_world::CameraLabel::Stay];
+        for x in still.iter_mut().take(s.end).skip(s.start) {
+            *x = is_still;
+        }
+    }
+    let geo = ClipGeometry {
+        poses: &record.poses,
+        pinhole,
+        depth: if pinhole.is_some() { depth.as_deref() } else { None },
+        width: w,
+        height: h,
+        camera_still: &still,
+    };
+    let objects: Vec<ObjectMeasurement> = tracks.iter().map(|t| measure_object(t, &geo, &opts.motion)).collect();
+
+    let clip_rel = crate::pipeline::clip_dir_rel(&record.key).join("overlays");
+    let mut files: Vec<(String, Vec<u8>)> = Vec::new();
+    let mut add = |name: String, img: RgbImage| -> Result<String> {
+        let rel = clip_rel.join(&name);
+        files.push((name, crate::fsio::png_bytes(&img, &rel)?));
+        Ok(rel.to_string_lossy().into_owned())
+    };
+    let mut object_imagery = BTreeMap::new();
+    for (t, m) in tracks.iter().zip(&objects) {
+        if m.direction.is_none() {
+            continue;
+        }
+        let visible: Vec<usize> = m.observations.iter().map(|o| o.frame).filter(|f| (m.span[0]..=m.span[1]).contains(f)).collect();
+        let keys = spread_keyframes(&visible, opts.object_keyframes.max(2));
+        let mut paths = Vec::new();
+        for &f in &keys {
+            let mask = t.masks[f].as_ref().expect("visible frames have masks");
+            paths.push(add(format!("obj{}_f{f:04}.png", t.track_id), overlay(&frames[f], mask))?);
+        }
+        object_imagery.insert(t.track_id, Imagery { frames: keys, paths });
+    }
+    let mut camera_imagery = Vec::new();
+    if let (Some(d), Some(k)) = (geo.depth, pinhole) {
+        let dynamic: Vec<Option<Mask>> = (0..n)
+            .map(|f| {
+                let mut bits = vec![false; (w * h) as usize];
+                for t in &tracks {
+                    if let Some(m) = &t.masks[f] {
+                        for (b, v) in bits.iter_mut().zip(&m.bits) {
+                            *b |= *v;
+                        }
+                    }
+                }
+                Some(Mask::new(w, h, bits))
+            })
+            .collect();
+        for s in &camera.segments {
+            let span: Vec<usize> = (s.start..=s.end).collect();
+            let count = 2 + ((s.end - s.start) / 4).min(2);
+            let keys = spread_keyframes(&span, count);
+            let Some(masks) = landmark_masks(&frames[s.start], s.start, &keys, d, &record.poses, &k, &dynamic) else {
+                warnings.push(format!("segment {}->{}: no static landmark stays visible; no imagery", s.start, s.end));
+                continue;
+            };
+            let mut paths = Vec::new();
+            for (&f, m) in keys.iter().zip(&masks) {
+                paths.push(add(format!("cam_{}_{}_f{f:04}.png", s.start, s.end), overlay(&frames[f], m))?);
+            }
+            let (c0, c1) = (masks[0].centroid().unwrap_or_default(), masks[masks.len() - 1].centroid().unwrap_or_default());
+            let rel = fourd_world::relative_motion(&record.poses[s.start], &record.poses[s.end]);
+            camera_imagery.push(CameraImagery {
+                start: s.start,
+                end: s.end,
+                imagery: Imagery { frames: keys, paths },
+                landmark_shift_px: [c1.0 - c0.0, c1.1 - c0.1],
+                landmark_area_ratio: masks[masks.len() - 1].area() as f64 / masks[0].area().max(1) as f64,
+                rotation_deg: [rel.yaw_deg, rel.pitch_deg, rel.roll_deg],
+                translation: rel.translation.to_array(),
+            });
+        }
+    }
+    crate::fsio::write_dir_atomic(&out_root.join(&clip_rel), &files)?;
+    Ok(LabelRecord {
+        key: record.key.clone(),
+        config_fingerprint: opts.fingerprint(),
+        segmenter: segmenter.name(),
+        frames: n,
+        width: w,
+        height: h,
+        has_depth: geo.depth.is_some(),
+        camera,
+        camera_imagery,
+        objects,
+        object_imagery,
+        warnings,
+    })
+}

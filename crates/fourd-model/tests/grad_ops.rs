@@ -1,0 +1,88 @@
+//! The backward passes of the fused-kernel wrappers against central finite differences (f64).
+
+use candle_core::{DType, Device, Tensor, Var};
+use fourd_model::grad_ops;
+
+fn randn(shape: &[usize], seed: u64) -> Tensor {
+    // Deterministic pseudo-random values without an RNG dependency.
+    let n: usize = shape.iter().product();
+    let mut state = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+    let data: Vec<f64> = (0..n)
+        .map(|_| {
+            state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            ((state >> 11) as f64 / (1u64 << 53) as f64) * 2.0 - 1.0
+        })
+        .collect();
+    Tensor::from_vec(data, shape, &Device::Cpu).unwrap()
+}
+
+/// Max abs difference between the autograd gradient of `sum(f(vars) * probe)` and central
+/// differences, for the variable `which`.
+fn check(f: &dyn Fn(&[Tensor]) -> Tensor, inputs: &[Tensor], which: usize, probe_seed: u64) -> f64 {
+    let vars: Vec<Var> = inputs.iter().map(|t| Var::from_tensor(t).unwrap()).collect();
+    let ts: Vec<Tensor> = vars.iter().map(|v| v.as_tensor().clone()).collect();
+    let out = f(&ts);
+    let probe = randn(out.dims(), probe_seed);
+    let loss = (out * &probe).unwrap().sum_all().unwrap();
+    let grads = loss.backward().unwrap();
+    let analytic: Vec<f64> = grads.get(vars[which].as_tensor()).expect("gradient present").flatten_all().unwrap().to_vec1().unwrap();
+    let base: Vec<f64> = inputs[which].flatten_all().unwrap().to_vec1().unwrap();
+    let eps = 1e-6;
+    let mut worst = 0f64;
+    for i in 0..base.len() {
+        let eval = |delta: f64| -> f64 {
+            let mut v = base.clone();
+            v[i] += delta;
+            let mut xs: Vec<Tensor> = inputs.to_vec();
+            xs[which] = Tensor::from_vec(v, inputs[which].dims(), &Device::Cpu).unwrap();
+            (f(&xs) * &probe).unwrap().sum_all().unwrap().to_scalar::<f64>().unwrap()
+        };
+        let numeric = (eval(eps) - eval(-eps)) / (2.0 * eps);
+        worst = worst.max((numeric - analytic[i]).abs());
+    }
+    worst
+}
+
+#[test]
+fn rope_backward_matches_finite_differences() {
+    let x = randn(&[2, 3, 5, 8], 1);
+    let cos = randn(&[2, 5, 4], 2);
+    let sin = randn(&[2, 5, 4], 3);
+    let f = |ts: &[Tensor]| grad_ops::rope(&ts[0], &cos, &sin).unwrap();
+    assert!(check(&f, &[x], 0, 9) < 1e-7);
+}
+
+#[test]
+fn rms_norm_backward_matches_finite_differences() {
+    let x = randn(&[2, 3, 6], 4);
+    let w = randn(&[6], 5);
+    let f = |ts: &[Tensor]| grad_ops::rms_norm(&ts[0], &ts[1], 1e-6).unwrap();
+    let dx = check(&f, &[x.clone(), w.clone()], 0, 10);
+    let dw = check(&f, &[x, w], 1, 10);
+    assert!(dx < 1e-7, "dx error {dx}");
+    assert!(dw < 1e-7, "dw error {dw}");
+}
+
+#[test]
+fn softmax_backward_matches_finite_differences() {
+    let x = randn(&[2, 4, 7], 6);
+    let f = |ts: &[Tensor]| grad_ops::softmax_last_dim(&ts[0]).unwrap();
+    assert!(check(&f, &[x], 0, 11) < 1e-7);
+}
+
+#[test]
+fn forward_values_equal_the_fused_kernels_and_inference_adds_no_graph() {
+    let x = randn(&[1, 2, 3, 4], 7).to_dtype(DType::F32).unwrap();
+    let cos = randn(&[3, 2], 8).to_dtype(DType::F32).unwrap();
+    let sin = randn(&[3, 2], 9).to_dtype(DType::F32).unwrap();
+    let plain = candle_nn::rotary_emb::rope(&x, &cos, &sin).unwrap();
+    let ours = grad_ops::rope(&x, &cos, &sin).unwrap();
+    assert!(!ours.track_op(), "inference must not build a graph");
+    let var = Var::from_tensor(&x).unwrap();
+    let tracked = grad_ops::rope(var.as_tensor(), &cos, &sin).unwrap();
+    assert!(tracked.track_op());
+    let d = (tracked - &plain).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
+    assert_eq!(d, 0.0);
+    let d = (ours - plain).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
+    assert_eq!(d, 0.0);
+}

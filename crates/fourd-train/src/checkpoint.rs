@@ -1,0 +1,145 @@
+//! Hugging Face checkpoints and resumable trainer state.
+//!
+//! A checkpoint folder holds `model.safetensors` (every tensor under its transformers <= 4.51
+//! name, which both transformers 4.x and 5.x load), the source checkpoint's `config.json` with the
+//! latent fields filled in, its tokenizer / chat template / processor files, and, for resuming,
+//! `optimizer.safetensors` plus `trainer_state.json`. Folders are written under a temporary name
+//! and renamed into place, so a crash never leaves a half-written checkpoint behind.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use candle_core::{Device, Tensor};
+use fourd_model::generation::LatentTokens;
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Result, TrainError};
+
+/// Files of the source checkpoint that are copied verbatim (tokenizer, template, processor).
+fn is_side_file(name: &str) -> bool {
+    !(name.starts_with('.')
+        || name.ends_with(".jsonl")
+        || name.ends_with(".safetensors")
+        || name == "model.safetensors.index.json"
+        || name == "config.json"
+        || name == "optimizer.safetensors"
+        || name == "trainer_state.json"
+        || name.starts_with("events.out"))
+}
+
+/// Everything needed to continue a run exactly where it stopped.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct TrainerState {
+    /// Optimiser steps taken.
+    pub global_step: u64,
+    pub epoch: usize,
+    /// Records of this epoch's order already consumed.
+    pub position: usize,
+    pub seed: u64,
+    pub nan_skipped: u64,
+    pub examples_seen: u64,
+    pub tokens_seen: u64,
+}
+
+/// Writes a full checkpoint to `dir` atomically.
+pub fn save_checkpoint(
+    dir: &Path,
+    source_dir: &Path,
+    config_raw: &serde_json::Value,
+    latent: &LatentTokens,
+    tensors: &[(String, Tensor)],
+    extra: impl FnOnce(&Path) -> Result<()>,
+) -> Result<()> {
+    let parent = dir.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(parent).map_err(|e| TrainError::io(parent, e))?;
+    let name = dir.file_name().and_then(|n| n.to_str()).unwrap_or("checkpoint");
+    let tmp = parent.join(format!(".{name}.tmp-{}", std::process::id()));
+    if tmp.exists() {
+        std::fs::remove_dir_all(&tmp).map_err(|e| TrainError::io(&tmp, e))?;
+    }
+    std::fs::create_dir_all(&tmp).map_err(|e| TrainError::io(&tmp, e))?;
+    write_model_files(&tmp, source_dir, config_raw, latent, tensors)?;
+    extra(&tmp)?;
+    if dir.exists() {
+        std::fs::remove_dir_all(dir).map_err(|e| TrainError::io(dir, e))?;
+    }
+    std::fs::rename(&tmp, dir).map_err(|e| TrainError::io(dir, e))?;
+    Ok(())
+}
+
+/// Writes weights, config and side files into `dir` (which must exist).
+pub fn write_model_files(
+    dir: &Path,
+    source_dir: &Path,
+    config_raw: &serde_json::Value,
+    latent: &LatentTokens,
+    tensors: &[(String, Tensor)],
+) -> Result<()> {
+    let mut map: HashMap<String, Tensor> = HashMap::with_capacity(tensors.len());
+    for (name, t) in tensors {
+        map.insert(name.clone(), t.to_device(&Device::Cpu)?);
+    }
+    // Written beside and renamed, so a reader never sees a half-written file.
+    let weights = dir.join("model.safetensors");
+    let tmp = dir.join(".model.safetensors.tmp");
+    candle_core::safetensors::save(&map, &tmp).map_err(|e| TrainError::checkpoint(&weights, e.to_string()))?;
+    std::fs::rename(&tmp, &weights).map_err(|e| TrainError::io(&weights, e))?;
+    let mut config = config_raw.clone();
+    if let Some(obj) = config.as_object_mut() {
+        obj.insert("latent_size".into(), latent.size.into());
+        obj.insert("latent_token_id".into(), latent.pad.into());
+        obj.insert("latent_start_id".into(), latent.start.into());
+        obj.insert("latent_end_id".into(), latent.end.into());
+        obj.entry("compress_strategy").or_insert_with(|| "average".into());
+    }
+    write_json(&dir.join("config.json"), &config)?;
+    let rd = std::fs::read_dir(source_dir).map_err(|e| TrainError::io(source_dir, e))?;
+    for entry in rd {
+        let entry = entry.map_err(|e| TrainError::io(source_dir, e))?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if entry.path().is_file() && is_side_file(&name) {
+            std::fs::copy(entry.path(), dir.join(&name)).map_err(|e| TrainError::io(entry.path(), e))?;
+        }
+    }
+    Ok(())
+}
+
+pub fn write_json(path: &Path, v: &impl Serialize) -> Result<()> {
+    let text = serde_json::to_string_pretty(v).map_err(|e| TrainError::checkpoint(path, e.to_string()))?;
+    let tmp = path.with_extension("json.tmp");
+    std::fs::write(&tmp, text + "\n").map_err(|e| TrainError::io(path, e))?;
+    std::fs::rename(&tmp, path).map_err(|e| TrainError::io(path, e))
+}
+
+pub fn read_state(dir: &Path) -> Result<TrainerState> {
+    let path = dir.join("trainer_state.json");
+    let text = std::fs::read_to_string(&path).map_err(|e| TrainError::io(&path, e))?;
+    serde_json::from_str(&text).map_err(|e| TrainError::checkpoint(&path, format!("unreadable trainer state: {e}")))
+}
+
+/// `checkpoint-<step>` folders of a run, oldest first.
+pub fn list_checkpoints(out: &Path) -> Vec<(u64, PathBuf)> {
+    let mut found: Vec<(u64, PathBuf)> = std::fs::read_dir(out)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let step = name.strip_prefix("checkpoint-")?.parse::<u64>().ok()?;
+            e.path().join("trainer_state.json").exists().then(|| (step, e.path()))
+        })
+        .collect();
+    found.sort();
+    found
+}
+
+/// Deletes the oldest checkpoints beyond `limit`.
+pub fn rotate_checkpoints(out: &Path, limit: usize) -> Result<()> {
+    let all = list_checkpoints(out);
+    if all.len() > limit {
+        for (_, p) in &all[..all.len() - limit] {
+            std::fs::remove_dir_all(p).map_err(|e| TrainError::io(p, e))?;
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,431 @@
+//! `fourd train dift`: the training loop.
+//!
+//! Micro-batches hold one sequence (no padding waste; the reference's per-device batch is 1 as
+//! well); `grad_accum` records make one optimiser step, whose gradient is the mean over the
+//! records that could be used. Each epoch visits the records in a permutation seeded by
+//! `(seed, epoch)`, so the data position alone (epoch, records consumed) restores the order on
+//! resume; nothing else is random.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+use candle_core::{DType, Device};
+use fourd_model::weights::CheckpointWeights;
+use fourd_model::{Pipeline, Qwen25VL};
+use rand::seq::SliceRandom;
+use rand::SeedableRng;
+use serde::Serialize;
+
+use crate::checkpoint::{list_checkpoints, read_state, rotate_checkpoints, save_checkpoint, write_json, TrainerState};
+use crate::dift_data::{read_dift_jsonl, ExampleBuilder, Prefetcher, Skipped, DIFT_MAX_PIXELS};
+use crate::error::{Result, TrainError};
+use crate::loss::{dift_loss, LossWeights};
+use crate::optim::{accumulate, clip_grad_norm, collect_grads, scale_grads, AdamW, AdamWConfig, LinearSchedule};
+use crate::params::{everything_trains, language_model_trains, TrainableWeights, WeightSource};
+use crate::tensorboard::EventWriter;
+
+#[derive(Clone, Debug)]
+pub struct DiftConfig {
+    pub model: PathBuf,
+    pub data: PathBuf,
+    pub out: PathBuf,
+    pub epochs: usize,
+    pub max_steps: Option<u64>,
+    pub optim: AdamWConfig,
+    pub warmup_ratio: f64,
+    pub warmup_steps: Option<u64>,
+    pub grad_accum: usize,
+    pub max_grad_norm: f64,
+    pub loss: LossWeights,
+    pub latent_size: Option<usize>,
+    pub compress: String,
+    pub max_length: usize,
+    pub max_pixels: usize,
+    pub save_steps: Option<u64>,
+    pub save_total_limit: Option<usize>,
+    pub logging_steps: u64,
+    pub seed: u64,
+    /// Continue from this checkpoint folder (weights, optimiser, schedule, data position).
+    pub resume: Option<PathBuf>,
+    /// Start from fresh random weights (normal(0, std)) instead of the checkpoint's.
+    pub from_scratch: Option<f64>,
+    /// Train the vision tower too (the reference freezes it; a model trained from scratch
+    /// needs it to learn).
+    pub train_vision: bool,
+    /// Stop after this many optimiser steps in this process, leaving the run resumable, as if
+    /// it had been interrupted (the schedule still spans the whole run).
+    pub halt_after: Option<u64>,
+    pub workers: usize,
+    pub dtype: DType,
+    pub device: Device,
+    pub progress: bool,
+}
+
+impl DiftConfig {
+    pub fn new(model: PathBuf, data: PathBuf, out: PathBuf) -> Self {
+        DiftConfig {
+            model,
+            data,
+            out,
+            epochs: 1,
+            max_steps: None,
+            optim: AdamWConfig::default(),
+            warmup_ratio: 0.03,
+            warmup_steps: None,
+            grad_accum: 1,
+            max_grad_norm: 1.0,
+            loss: LossWeights::default(),
+            latent_size: None,
+            compress: "average".into(),
+            max_length: 8192,
+            max_pixels: DIFT_MAX_PIXELS,
+            save_steps: None,
+            save_total_limit: None,
+            logging_steps: 10,
+            seed: 42,
+            resume: None,
+            from_scratch: None,
+            train_vision: false,
+            halt_after: None,
+            workers: 2,
+            dtype: DType::F32,
+            device: Device::Cpu,
+            progress: true,
+        }
+    }
+}
+
+/// One line of `train_log.jsonl` (also what goes to TensorBoard).
+#[derive(Clone, Debug, Serialize)]
+pub struct StepLog {
+    pub step: u64,
+    pub epoch: usize,
+    pub loss: f64,
+    pub ce: f64,
+    pub sim: f64,
+    pub cos: f64,
+    pub lr: f64,
+    pub grad_norm: f64,
+    pub tokens_per_s: f64,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct DiftSummary {
+    pub steps: u64,
+    pub skipped: Vec<SkippedRecord>,
+    pub nan_skipped: u64,
+    pub last: Option<StepLog>,
+    pub seconds: f64,
+    pub tokens_per_s: f64,
+    pub output: PathBuf,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct SkippedRecord {
+    pub id: String,
+    pub reason: String,
+}
+
+/// Loads the model for training: weights from `source` (or fresh), language model trainable.
+pub fn load_trainable(dir: &Path, from_scratch: Option<f64>, seed: u64, dtype: DType, device: &Device) -> Result<(Pipeline, Arc<TrainableWeights>)> {
+    load_trainable_with(dir, from_scratch, seed, dtype, device, false)
+}
+
+pub fn load_trainable_with(
+    dir: &Path,
+    from_scratch: Option<f64>,
+    seed: u64,
+    dtype: DType,
+    device: &Device,
+    train_vision: bool,
+) -> Result<(Pipeline, Arc<TrainableWeights>)> {
+    let source = match from_scratch {
+        Some(std) => WeightSource::Random { seed, std },
+        None => WeightSource::Checkpoint(CheckpointWeights::open(dir)?),
+    };
+    let weights = TrainableWeights::new(source, if train_vision { everything_trains } else { language_model_trains });
+    let vb = weights.var_builder(dtype, device);
+    let pipeline = Pipeline::load_with(dir, |config| Qwen25VL::new(config, vb))?;
+    Ok((pipeline, weights))
+}
+
+/// Resolves `--resume`: a checkpoint folder, or the run folder (its newest checkpoint).
+pub fn resolve_resume(path: &Path) -> Result<PathBuf> {
+    if path.join("trainer_state.json").exists() {
+        return Ok(path.to_path_buf());
+    }
+    list_checkpoints(path)
+        .pop()
+        .map(|(_, p)| p)
+        .ok_or_else(|| TrainError::checkpoint(path, "no checkpoint-<step> folder with trainer_state.json to resume from"))
+}
+
+pub fn train_dift(cfg: &DiftConfig) -> Result<DiftSummary> {
+    let started = Instant::now();
+    std::fs::create_dir_all(&cfg.out).map_err(|e| TrainError::io(&cfg.out, e))?;
+    let resume_dir = cfg.resume.as_deref().map(resolve_resume).transpose()?;
+    let mut state = match &resume_dir {
+        Some(d) => read_state(d)?,
+        None => TrainerState { global_step: 0, epoch: 0, position: 0, seed: cfg.seed, nan_skipped: 0, examples_seen: 0, tokens_seen: 0 },
+    };
+    if resume_dir.is_some() && state.seed != cfg.seed {
+        tracing::warn!("resuming with the checkpoint's seed {} (given {})", state.seed, cfg.seed);
+    }
+    let (weights_dir, scratch) = match &resume_dir {
+        Some(d) => (d.clone(), None),
+        None => (cfg.model.clone(), cfg.from_scratch),
+    };
+    let (pipeline, weights) = load_trainable_with(&weights_dir, scratch, state.seed, cfg.dtype, &cfg.device, cfg.train_vision)?;
+    let latent = pipeline.latent_tokens(cfg.latent_size)?.ok_or_else(|| {
+        TrainError::Config(format!(
+            "the tokenizer of {} has no latent tokens; add them with `fourd model add-latent-tokens`",
+            weights_dir.display()
+        ))
+    })?;
+    let vars = weights.vars();
+    let n_params: usize = vars.iter().map(|(_, v)| v.elem_count()).sum();
+    tracing::info!(
+        "{} trainable tensors, {n_params} parameters; vision tower {}",
+        vars.len(),
+        if cfg.train_vision { "trained" } else { "frozen" }
+    );
+    let mut opt = AdamW::new(vars.clone(), cfg.optim)?;
+    if let Some(d) = &resume_dir {
+        opt.load(&d.join("optimizer.safetensors"))?;
+        tracing::info!("resumed from {} at step {}", d.display(), state.global_step);
+    }
+
+    let records = Arc::new(read_dift_jsonl(&cfg.data)?);
+    let accum = cfg.grad_accum.max(1);
+    let steps_per_epoch = records.len().div_ceil(accum) as u64;
+    let total_steps = cfg.max_steps.unwrap_or(steps_per_epoch * cfg.epochs as u64);
+    let warmup = cfg.warmup_steps.unwrap_or((cfg.warmup_ratio * total_steps as f64).ceil() as u64);
+    let schedule = LinearSchedule { peak: cfg.optim.lr, warmup_steps: warmup, total_steps };
+    let pipeline = Arc::new(pipeline);
+    let builder = Arc::new(ExampleBuilder {
+        pipeline: pipeline.clone(),
+        latent,
+        max_length: cfg.max_length,
+        max_pixels: cfg.max_pixels,
+        fps: 1.0,
+    });
+    let params = pipeline.rope_params();
+    let compress = pipeline.model.config.latent.compress_strategy.clone().unwrap_or_else(|| cfg.compress.clone());
+
+    let mut tb = EventWriter::create(&cfg.out.join("runs"))?;
+    let log_path = cfg.out.join("train_log.jsonl");
+    let mut skipped: Vec<SkippedRecord> = Vec::new();
+    let bar = progress_bar(cfg.progress, total_steps, state.global_step);
+    let mut last: Option<StepLog> = None;
+    let mut window_tokens = 0u64;
+    let mut window_start = Instant::now();
+    let mut tokens_total = 0u64;
+    let first_step = state.global_step;
+    let mut halted = false;
+
+    'epochs: for epoch in state.epoch..cfg.epochs.max(1) {
+        if state.global_step >= total_steps {
+            break;
+        }
+        let order = epoch_order(records.len(), state.seed, epoch);
+        let start = if epoch == state.epoch { state.position } else { 0 };
+        let todo: Vec<usize> = order[start..].to_vec();
+        let prefetch = Prefetcher::start(builder.clone(), records.clone(), todo, cfg.workers, 4);
+        let mut position = start;
+        let mut acc = None;
+        let mut used = 0usize;
+        let mut sums = [0f64; 4]; // total, ce, sim, cos
+        let mut consumed_in_step = 0usize;
+        let mut sample: Option<(String, String, String)> = None;
+        for (_, item) in prefetch {
+            position += 1;
+            consumed_in_step += 1;
+            match item {
+                Err(Skipped { id, reason }) => {
+                    if epoch == 0 || !skipped.iter().any(|s| s.id == id) {
+                        tracing::warn!("skipping record {id}: {reason}");
+                        skipped.push(SkippedRecord { id, reason });
+                    }
+                }
+                Ok(ex) => {
+                    let loss = dift_loss(&pipeline.model, &params, &latent, &compress, cfg.loss, &ex)?;
+                    let total = loss.total.to_scalar::<f32>()?;
+                    if !total.is_finite() {
+                        state.nan_skipped += 1;
+                        tracing::warn!("non-finite loss on record {}; batch skipped ({} so far)", ex.id, state.nan_skipped);
+                    } else {
+                        let grads = loss.total.backward()?;
+                        accumulate(&mut acc, collect_grads(&grads, &vars))?;
+                        used += 1;
+                        sums[0] += total as f64;
+                        sums[1] += loss.ce as f64;
+                        sums[2] += loss.sim as f64;
+                        sums[3] += loss.cos as f64;
+                        window_tokens += ex.input_ids.len() as u64;
+                        tokens_total += ex.input_ids.len() as u64;
+                        state.examples_seen += 1;
+                        state.tokens_seen += ex.input_ids.len() as u64;
+                        sample = Some((
+                            ex.question.clone(),
+                            pipeline.tokenizer.decode(&loss.targets, false).unwrap_or_default(),
+                            pipeline.tokenizer.decode(&loss.predicted, false).unwrap_or_default(),
+                        ));
+                    }
+                }
+            }
+            let end_of_epoch = position == order.len();
+            if consumed_in_step < accum && !end_of_epoch {
+                continue;
+            }
+            consumed_in_step = 0;
+            let Some(mut grads) = acc.take() else { continue };
+            scale_grads(&mut grads, 1.0 / used as f64)?;
+            let norm = clip_grad_norm(&mut grads, cfg.max_grad_norm)?;
+            let lr = schedule.lr(state.global_step);
+            opt.step(&grads, lr)?;
+            state.global_step += 1;
+            state.epoch = epoch;
+            state.position = position;
+            if end_of_epoch {
+                state.epoch = epoch + 1;
+                state.position = 0;
+            }
+            let n = used as f64;
+            let secs = window_start.elapsed().as_secs_f64().max(1e-9);
+            let log = StepLog {
+                step: state.global_step,
+                epoch,
+                loss: sums[0] / n,
+                ce: sums[1] / n,
+                sim: sums[2] / n,
+                cos: sums[3] / n,
+                lr,
+                grad_norm: norm,
+                tokens_per_s: window_tokens as f64 / secs,
+            };
+            (used, sums) = (0, [0.0; 4]);
+            if let Some(b) = &bar {
+                b.set_position(state.global_step);
+                b.set_message(format!("loss {:.4} ce {:.4} sim {:.4}", log.loss, log.ce, log.sim));
+            }
+            tb.scalars(
+                state.global_step,
+                &[
+                    ("train/loss", log.loss),
+                    ("train/ce_loss", log.ce),
+                    ("train/sim_loss", log.sim),
+                    ("train/cos", log.cos),
+                    ("train/lr", log.lr),
+                    ("train/grad_norm", log.grad_norm),
+                    ("train/tokens_per_s", log.tokens_per_s),
+                ],
+            )?;
+            append_jsonl(&log_path, &log)?;
+            if cfg.logging_steps > 0 && state.global_step % cfg.logging_steps == 0 {
+                window_tokens = 0;
+                window_start = Instant::now();
+                tracing::info!(
+                    "step {} loss {:.4} (ce {:.4}, sim {:.4}, cos {:.3}) lr {:.2e} grad norm {:.3}",
+                    log.step, log.loss, log.ce, log.sim, log.cos, log.lr, log.grad_norm
+                );
+                if let Some((q, t, p)) = &sample {
+                    tracing::info!("sample question: {q}\n  target:     {t}\n  prediction: {p}");
+                }
+            }
+            last = Some(log);
+            let finished = state.global_step >= total_steps;
+            halted = !finished && cfg.halt_after.is_some_and(|h| state.global_step - first_step >= h);
+            if cfg.save_steps.is_some_and(|s| s > 0 && state.global_step % s == 0) && !finished && !halted {
+                save_training_checkpoint(cfg, &weights_dir, &pipeline, &latent, &weights, &opt, &state)?;
+            }
+            if finished || halted {
+                break 'epochs;
+            }
+        }
+        state.epoch = epoch + 1;
+        state.position = 0;
+    }
+    if halted {
+        // An interruption: keep what a crash would keep (the last saved checkpoint) and a
+        // checkpoint of this very step so the stop is resumable without loss.
+        save_training_checkpoint(cfg, &weights_dir, &pipeline, &latent, &weights, &opt, &state)?;
+        tracing::info!("halted after {} steps at step {}", state.global_step - first_step, state.global_step);
+    }
+    if let Some(b) = &bar {
+        b.finish();
+    }
+    // Final model in the run folder itself (what `fourd infer --model OUT` loads), plus a
+    // resumable checkpoint when checkpoints were asked for.
+    let tensors = weights.tensors();
+    if !halted {
+        crate::checkpoint::write_model_files(&cfg.out, &weights_dir, &pipeline.model.config.raw, &latent, &tensors)?;
+    }
+    if cfg.save_steps.is_some() && !halted {
+        save_training_checkpoint(cfg, &weights_dir, &pipeline, &latent, &weights, &opt, &state)?;
+    }
+    let skipped_path = cfg.out.join("skipped.jsonl");
+    let _ = std::fs::remove_file(&skipped_path);
+    for s in &skipped {
+        append_jsonl(&skipped_path, s)?;
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    Ok(DiftSummary {
+        steps: state.global_step,
+        skipped,
+        nan_skipped: state.nan_skipped,
+        last,
+        seconds,
+        tokens_per_s: tokens_total as f64 / seconds.max(1e-9),
+        output: cfg.out.clone(),
+    })
+}
+
+fn save_training_checkpoint(
+    cfg: &DiftConfig,
+    source: &Path,
+    pipeline: &Pipeline,
+    latent: &fourd_model::generation::LatentTokens,
+    weights: &TrainableWeights,
+    opt: &AdamW,
+    state: &TrainerState,
+) -> Result<()> {
+    let dir = cfg.out.join(format!("checkpoint-{}", state.global_step));
+    save_checkpoint(&dir, source, &pipeline.model.config.raw, latent, &weights.tensors(), |tmp| {
+        opt.save(&tmp.join("optimizer.safetensors"))?;
+        write_json(&tmp.join("trainer_state.json"), state)
+    })?;
+    tracing::info!("saved {}", dir.display());
+    if let Some(limit) = cfg.save_total_limit {
+        rotate_checkpoints(&cfg.out, limit.max(1))?;
+    }
+    Ok(())
+}
+
+/// The record order of one epoch.
+pub fn epoch_order(n: usize, seed: u64, epoch: usize) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..n).collect();
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed.wrapping_mul(1_000_003).wrapping_add(epoch as u64));
+    order.shuffle(&mut rng);
+    order
+}
+
+fn append_jsonl(path: &Path, v: &impl Serialize) -> Result<()> {
+    use std::io::Write;
+    let mut f = std::fs::OpenOptions::new().create(true).append(true).open(path).map_err(|e| TrainError::io(path, e))?;
+    let line = serde_json::to_string(v).map_err(|e| TrainError::checkpoint(path, e.to_string()))?;
+    writeln!(f, "{line}").map_err(|e| TrainError::io(path, e))
+}
+
+fn progress_bar(show: bool, total: u64, at: u64) -> Option<indicatif::ProgressBar> {
+    if !show {
+        return None;
+    }
+    let bar = indicatif::ProgressBar::new(total);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{spinner} train [{bar:30}] {pos}/{len} steps {elapsed}<{eta} {msg}")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    bar.set_position(at);
+    Some(bar)
+}

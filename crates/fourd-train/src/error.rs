@@ -1,0 +1,34 @@
+//! Errors of the trainer. Messages name the record, file or tensor at fault.
+
+use std::path::PathBuf;
+
+#[derive(Debug, thiserror::Error)]
+pub enum TrainError {
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path}: line {line}: {msg}")]
+    Record { path: PathBuf, line: usize, msg: String },
+    #[error("{path}: {msg}")]
+    Checkpoint { path: PathBuf, msg: String },
+    #[error("configuration: {0}")]
+    Config(String),
+    #[error(transparent)]
+    Model(#[from] fourd_model::ModelError),
+    #[error(transparent)]
+    Candle(#[from] candle_core::Error),
+}
+
+pub type Result<T> = std::result::Result<T, TrainError>;
+
+impl TrainError {
+    pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        TrainError::Io { path: path.into(), source }
+    }
+    pub(crate) fn checkpoint(path: impl Into<PathBuf>, msg: impl Into<String>) -> Self {
+        TrainError::Checkpoint { path: path.into(), msg: msg.into() }
+    }
+}

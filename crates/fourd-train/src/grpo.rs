@@ -1,0 +1,482 @@
+//! `fourd train grpo`: 4DRL, GRPO with latent rollouts.
+//!
+//! Per optimiser step: `prompts_per_step` prompts from this rank's shard of the epoch order, each
+//! answered `num_generations` times by the generation engine with explicit sampling settings
+//! (temperature 1.0 unless set; never silently greedy), recording each completion's latent
+//! hidden states. Rewards -> group-normalised advantages; groups whose rewards are all equal
+//! are counted and dropped. The objective ([`crate::grpo_core`]) re-injects the recorded imagery
+//! in the policy and reference passes; "old" log-probs are the sampling-time ones (equal to a
+//! recomputation by construction, see the tests), and `num_iterations` passes over the same
+//! rollouts make the ratio and clipping real. Each pass is one optimiser step.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Instant;
+
+use candle_core::{DType, Device, Tensor};
+use fourd_model::generation::{generate, GenerationConfig, LatentTokens, Sampling, TokenKind};
+use fourd_model::inputs::ModelInputs;
+use fourd_model::{Pipeline, Qwen25VL};
+use serde::Serialize;
+
+use crate::checkpoint::{read_state, rotate_checkpoints, save_checkpoint, write_json, write_model_files, TrainerState};
+use crate::dift::{epoch_order, load_trainable_with, resolve_resume};
+use crate::error::{Result, TrainError};
+use crate::grpo_core::{completion_logprobs, grpo_term, Objective, Rollout};
+use crate::optim::{accumulate, clip_grad_norm, collect_grads, AdamW, AdamWConfig, LinearSchedule};
+use crate::rewards::{default_rewards, group_advantages, Reward};
+use crate::rl_data::{load_rl_frames, read_rl_jsonl, rl_prompt, RlRecord};
+use crate::tensorboard::EventWriter;
+
+#[derive(Clone, Debug)]
+pub struct GrpoConfig {
+    pub model: PathBuf,
+    /// Frozen reference for the KL term (default: the starting checkpoint).
+    pub reference: Option<PathBuf>,
+    pub data: PathBuf,
+    pub out: PathBuf,
+    pub epochs: usize,
+    pub max_steps: Option<u64>,
+    pub prompts_per_step: usize,
+    pub num_generations: usize,
+    pub num_iterations: usize,
+    pub temperature: f64,
+    pub top_p: Option<f64>,
+    pub top_k: Option<usize>,
+    pub max_new_tokens: usize,
+    pub epsilon: f64,
+    pub beta: f64,
+    /// Per-sequence averaging instead of token-level.
+    pub per_sequence: bool,
+    pub optim: AdamWConfig,
+    pub warmup_steps: u64,
+    pub max_grad_norm: f64,
+    pub max_frames: usize,
+    pub max_side: u32,
+    pub save_steps: Option<u64>,
+    pub save_total_limit: Option<usize>,
+    pub logging_steps: u64,
+    pub seed: u64,
+    pub resume: Option<PathBuf>,
+    pub halt_after: Option<u64>,
+    /// This process's rank and the number of ranks (data sharding; from RANK / WORLD_SIZE).
+    pub rank: usize,
+    pub world_size: usize,
+    pub dtype: DType,
+    pub device: Device,
+    pub progress: bool,
+    /// Reward functions, summed with their weights (default: accuracy 1.0 + format 0.2).
+    pub rewards: Vec<Arc<dyn Reward>>,
+}
+
+impl GrpoConfig {
+    pub fn new(model: PathBuf, data: PathBuf, out: PathBuf) -> Self {
+        GrpoConfig {
+            model,
+            reference: None,
+            data,
+            out,
+            epochs: 1,
+            max_steps: None,
+            prompts_per_step: 1,
+            num_generations: 8,
+            num_iterations: 2,
+            temperature: 1.0,
+            top_p: None,
+            top_k: None,
+            max_new_tokens: 512,
+            epsilon: 0.2,
+            beta: 0.01,
+            per_sequence: false,
+            optim: AdamWConfig { lr: 1e-6, weight_decay: 0.0, ..Default::default() },
+            warmup_steps: 0,
+            max_grad_norm: 1.0,
+            max_frames: 16,
+            max_side: 448,
+            save_steps: None,
+            save_total_limit: None,
+            logging_steps: 1,
+            seed: 42,
+            resume: None,
+            halt_after: None,
+            rank: 0,
+            world_size: 1,
+            dtype: DType::F32,
+            device: Device::Cpu,
+            progress: true,
+            rewards: default_rewards(),
+        }
+    }
+}
+
+/// One line of `train_log.jsonl` per rollout batch.
+#[derive(Clone, Debug, Serialize, Default)]
+pub struct GrpoLog {
+    pub step: u64,
+    pub rollout: u64,
+    pub reward: f64,
+    pub reward_std: f64,
+    pub rewards: Vec<(String, f64, f64)>,
+    pub accuracy: f64,
+    pub format: f64,
+    pub kl: f64,
+    pub clip_fraction: f64,
+    pub ratio_mean: f64,
+    pub loss: f64,
+    pub completion_length: f64,
+    pub imagery_segments: f64,
+    pub zero_variance_groups: usize,
+    pub skipped_prompts: usize,
+    pub lr: f64,
+    pub grad_norm: f64,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct GrpoSummary {
+    pub steps: u64,
+    pub rollouts: u64,
+    pub skipped_prompts: Vec<(String, String)>,
+    pub zero_variance_groups: u64,
+    pub logs: Vec<GrpoLog>,
+    pub seconds: f64,
+    pub output: PathBuf,
+}
+
+struct Sampled {
+    rollout: Rollout,
+    text: String,
+    record: usize,
+    segments: usize,
+}
+
+pub fn train_grpo(cfg: &GrpoConfig) -> Result<GrpoSummary> {
+    let started = Instant::now();
+    if cfg.num_generations < 2 {
+        return Err(TrainError::Config("--num-generations must be at least 2 (advantages are relative within a group)".into()));
+    }
+    std::fs::create_dir_all(&cfg.out).map_err(|e| TrainError::io(&cfg.out, e))?;
+    let resume_dir = cfg.resume.as_deref().map(resolve_resume).transpose()?;
+    let mut state = match &resume_dir {
+        Some(d) => read_state(d)?,
+        None => TrainerState { global_step: 0, epoch: 0, position: 0, seed: cfg.seed, nan_skipped: 0, examples_seen: 0, tokens_seen: 0 },
+    };
+    let weights_dir = resume_dir.clone().unwrap_or_else(|| cfg.model.clone());
+    let (pipe, weights) = load_trainable_with(&weights_dir, None, state.seed, cfg.dtype, &cfg.device, false)?;
+    let reference_dir = cfg.reference.clone().unwrap_or_else(|| cfg.model.clone());
+    let reference = if cfg.beta != 0.0 { Some(Qwen25VL::load(&reference_dir, cfg.dtype, &cfg.device)?) } else { None };
+    let latent = pipe.latent_tokens(None)?.ok_or_else(|| {
+        TrainError::Config(format!("{} has no latent tokens; 4DRL starts from a DIFT checkpoint", weights_dir.display()))
+    })?;
+    let vars = weights.vars();
+    let mut opt = AdamW::new(vars.clone(), cfg.optim)?;
+    if let Some(d) = &resume_dir {
+        opt.load(&d.join("optimizer.safetensors"))?;
+    }
+    let records = read_rl_jsonl(&cfg.data)?;
+    // Sharded sampler: rank r takes every world_size-th prompt of the epoch order.
+    let shard_len = records.len().div_ceil(cfg.world_size.max(1));
+    let per_step = cfg.prompts_per_step.max(1);
+    let steps_per_epoch = (shard_len.div_ceil(per_step) * cfg.num_iterations.max(1)) as u64;
+    let total_steps = cfg.max_steps.unwrap_or(steps_per_epoch * cfg.epochs as u64);
+    let schedule = LinearSchedule { peak: cfg.optim.lr, warmup_steps: cfg.warmup_steps, total_steps };
+    let params = pipe.rope_params();
+    let rewards = &cfg.rewards;
+    let obj = Objective { epsilon: cfg.epsilon, beta: cfg.beta };
+    let mut tb = EventWriter::create(&cfg.out.join("runs"))?;
+    let log_path = cfg.out.join("train_log.jsonl");
+    let pipe = Arc::new(pipe);
+    let mut summary = GrpoSummary {
+        steps: 0,
+        rollouts: 0,
+        skipped_prompts: vec![],
+        zero_variance_groups: 0,
+        logs: vec![],
+        seconds: 0.0,
+        output: cfg.out.clone(),
+    };
+    let first_step = state.global_step;
+    let bar = if cfg.progress { Some(indicatif::ProgressBar::new(total_steps)) } else { None };
+    let mut halted = false;
+
+    'epochs: for epoch in state.epoch..cfg.epochs.max(1) {
+        let order: Vec<usize> =
+            epoch_order(records.len(), state.seed, epoch).into_iter().skip(cfg.rank).step_by(cfg.world_size.max(1)).collect();
+        let mut position = if epoch == state.epoch { state.position } else { 0 };
+        while position < order.len() {
+            if state.global_step >= total_steps {
+                break 'epochs;
+            }
+            let batch: Vec<usize> = order[position..(position + per_step).min(order.len())].to_vec();
+            position += batch.len();
+            // Rollouts, seeded by (seed, step, rank): a resumed run samples the same completions.
+            let rollout_seed = state.seed.wrapping_mul(0x9E37_79B9).wrapping_add(state.global_step * 7919 + cfg.rank as u64);
+            let (sampled, skipped) = rollouts(&pipe, &records, &batch, cfg, latent, rollout_seed)?;
+            summary.rollouts += sampled.len() as u64;
+            for s in &skipped {
+                tracing::warn!("prompt {} skipped: {}", s.0, s.1);
+            }
+            let mut log = GrpoLog { rollout: summary.rollouts, skipped_prompts: skipped.len(), ..Default::default() };
+            summary.skipped_prompts.extend(skipped);
+            if sampled.is_empty() {
+                continue;
+            }
+            // Rewards and advantages.
+            let mut total_rewards = Vec::with_capacity(sampled.len());
+            let mut per_reward = vec![Vec::with_capacity(sampled.len()); rewards.len()];
+            for s in &sampled {
+                let correct = &records[s.record].correct;
+                let mut r = 0.0;
+                for (k, rw) in rewards.iter().enumerate() {
+                    let v = rw.score(&s.text, correct);
+                    per_reward[k].push(v);
+                    r += rw.weight() * v;
+                }
+                total_rewards.push(r);
+            }
+            let adv = group_advantages(&total_rewards, cfg.num_generations);
+            let zero_groups = adv.chunks(cfg.num_generations).filter(|g| g.iter().all(Option::is_none)).count();
+            summary.zero_variance_groups += zero_groups as u64;
+            log.zero_variance_groups = zero_groups;
+            let (mean, std) = mean_std(&total_rewards);
+            log.reward = mean;
+            log.reward_std = std;
+            for (k, rw) in rewards.iter().enumerate() {
+                let (m, s) = mean_std(&per_reward[k]);
+                log.rewards.push((rw.name().to_string(), m, s));
+                if rw.name() == "accuracy" {
+                    log.accuracy = m;
+                }
+                if rw.name() == "format" {
+                    log.format = m;
+                }
+            }
+            log.completion_length = sampled.iter().map(|s| s.rollout.text_mask().iter().filter(|&&m| m).count() as f64).sum::<f64>() / sampled.len() as f64;
+            log.imagery_segments = sampled.iter().map(|s| s.segments as f64).sum::<f64>() / sampled.len() as f64;
+
+            // Rows that carry signal; video features per row (frozen tower, computed once).
+            let active: Vec<usize> = (0..sampled.len()).filter(|&i| adv[i].is_some()).collect();
+            let feats: Vec<Tensor> = active
+                .iter()
+                .map(|&i| {
+                    let v = &sampled[i].rollout.video;
+                    let px = ModelInputs::pixel_tensor(std::slice::from_ref(v), &cfg.device)?.expect("one video");
+                    Ok(pipe.model.encode_vision(&px, &[v.grid_thw])?.detach())
+                })
+                .collect::<Result<_>>()?;
+            let refs: Vec<Option<Vec<f32>>> = match &reference {
+                Some(m) => active
+                    .iter()
+                    .zip(&feats)
+                    .map(|(&i, f)| Ok(Some(completion_logprobs(m, &params, &latent, &sampled[i].rollout, f, true, cfg.temperature)?.to_vec1::<f32>()?)))
+                    .collect::<Result<_>>()?,
+                None => vec![None; active.len()],
+            };
+            let masks: Vec<Vec<bool>> = active.iter().map(|&i| sampled[i].rollout.text_mask()).collect();
+            let n_tokens: usize = masks.iter().map(|m| m.iter().filter(|&&x| x).count()).sum();
+            for _iteration in 0..cfg.num_iterations.max(1) {
+                if state.global_step >= total_steps {
+                    break;
+                }
+                let mut acc = None;
+                let (mut loss_sum, mut kl_sum, mut clipped, mut ratio_sum, mut toks) = (0.0, 0.0, 0usize, 0.0, 0usize);
+                for (k, &i) in active.iter().enumerate() {
+                    let r = &sampled[i].rollout;
+                    let old: Vec<f32> = r.sample_logprobs.iter().map(|x| x.unwrap_or(0.0)).collect();
+                    let logp = completion_logprobs(&pipe.model, &params, &latent, r, &feats[k], true, cfg.temperature)?;
+                    let row_tokens = masks[k].iter().filter(|&&x| x).count();
+                    let normalizer = if cfg.per_sequence { (row_tokens.max(1) * active.len()) as f64 } else { n_tokens.max(1) as f64 };
+                    let (term, st) = grpo_term(&logp, &old, refs[k].as_deref(), &masks[k], adv[i].unwrap_or(0.0), obj, normalizer)?;
+                    let value = term.to_scalar::<f32>()?;
+                    if !value.is_finite() {
+                        state.nan_skipped += 1;
+                        tracing::warn!("non-finite loss on a completion; skipped ({} so far)", state.nan_skipped);
+                        continue;
+                    }
+                    loss_sum += value as f64;
+                    kl_sum += st.kl_sum;
+                    clipped += st.clipped;
+                    ratio_sum += st.ratio_sum;
+                    toks += st.tokens;
+                    accumulate(&mut acc, collect_grads(&term.backward()?, &vars))?;
+                }
+                let Some(mut grads) = acc else { break };
+                let norm = clip_grad_norm(&mut grads, cfg.max_grad_norm)?;
+                let lr = schedule.lr(state.global_step);
+                opt.step(&grads, lr)?;
+                state.global_step += 1;
+                state.examples_seen += active.len() as u64;
+                log.step = state.global_step;
+                log.loss = loss_sum;
+                log.kl = kl_sum / toks.max(1) as f64;
+                log.clip_fraction = clipped as f64 / toks.max(1) as f64;
+                log.ratio_mean = ratio_sum / toks.max(1) as f64;
+                log.lr = lr;
+                log.grad_norm = norm;
+                write_log(&mut tb, &log_path, &log)?;
+                summary.logs.push(log.clone());
+                if let Some(b) = &bar {
+                    b.set_position(state.global_step);
+                    b.set_message(format!("reward {:.3} acc {:.2} kl {:.4}", log.reward, log.accuracy, log.kl));
+                }
+                if cfg.logging_steps > 0 && state.global_step % cfg.logging_steps == 0 {
+                    tracing::info!(
+                        "step {}: reward {:.3} (std {:.3}), accuracy {:.2}, format {:.2}, kl {:.5}, clip {:.3}, ratio {:.4}, length {:.1}, imagery {:.2}",
+                        log.step, log.reward, log.reward_std, log.accuracy, log.format, log.kl, log.clip_fraction, log.ratio_mean,
+                        log.completion_length, log.imagery_segments
+                    );
+                }
+            }
+            if active.is_empty() {
+                // Nothing to learn from this batch: log the rollout statistics at the current step.
+                log.step = state.global_step;
+                write_log(&mut tb, &log_path, &log)?;
+                summary.logs.push(log);
+            }
+            state.epoch = epoch;
+            state.position = position;
+            let finished = state.global_step >= total_steps;
+            halted = !finished && cfg.halt_after.is_some_and(|h| state.global_step - first_step >= h);
+            if cfg.save_steps.is_some_and(|s| s > 0 && state.global_step > 0 && state.global_step % s == 0) || halted {
+                save(cfg, &weights_dir, &pipe, &latent, &weights, &opt, &state)?;
+            }
+            if finished || halted {
+                break 'epochs;
+            }
+        }
+        state.epoch = epoch + 1;
+        state.position = 0;
+    }
+    if let Some(b) = &bar {
+        b.finish();
+    }
+    if !halted {
+        write_model_files(&cfg.out, &weights_dir, &pipe.model.config.raw, &latent, &weights.tensors())?;
+    }
+    summary.steps = state.global_step;
+    summary.seconds = started.elapsed().as_secs_f64();
+    Ok(summary)
+}
+
+fn save(
+    cfg: &GrpoConfig,
+    source: &std::path::Path,
+    pipe: &Pipeline,
+    latent: &LatentTokens,
+    weights: &crate::params::TrainableWeights,
+    opt: &AdamW,
+    state: &TrainerState,
+) -> Result<()> {
+    let dir = cfg.out.join(format!("checkpoint-{}", state.global_step));
+    save_checkpoint(&dir, source, &pipe.model.config.raw, latent, &weights.tensors(), |tmp| {
+        opt.save(&tmp.join("optimizer.safetensors"))?;
+        write_json(&tmp.join("trainer_state.json"), state)
+    })?;
+    if let Some(limit) = cfg.save_total_limit {
+        rotate_checkpoints(&cfg.out, limit.max(1))?;
+    }
+    Ok(())
+}
+
+fn write_log(tb: &mut EventWriter, path: &std::path::Path, log: &GrpoLog) -> Result<()> {
+    let mut scalars: Vec<(String, f64)> = vec![
+        ("rl/reward".into(), log.reward),
+        ("rl/reward_std".into(), log.reward_std),
+        ("rl/accuracy".into(), log.accuracy),
+        ("rl/format_rate".into(), log.format),
+        ("rl/kl".into(), log.kl),
+        ("rl/clip_fraction".into(), log.clip_fraction),
+        ("rl/ratio_mean".into(), log.ratio_mean),
+        ("rl/loss".into(), log.loss),
+        ("rl/completion_length".into(), log.completion_length),
+        ("rl/imagery_segments".into(), log.imagery_segments),
+        ("rl/zero_variance_groups".into(), log.zero_variance_groups as f64),
+        ("rl/skipped_prompts".into(), log.skipped_prompts as f64),
+        ("rl/lr".into(), log.lr),
+        ("rl/grad_norm".into(), log.grad_norm),
+    ];
+    for (name, m, s) in &log.rewards {
+        scalars.push((format!("rewards/{name}_mean"), *m));
+        scalars.push((format!("rewards/{name}_std"), *s));
+    }
+    let refs: Vec<(&str, f64)> = scalars.iter().map(|(k, v)| (k.as_str(), *v)).collect();
+    tb.scalars(log.step, &refs)?;
+    use std::io::Write;
+    let mut f = std::fs::OpenOptions::new().create(true).append(true).open(path).map_err(|e| TrainError::io(path, e))?;
+    let line = serde_json::to_string(log).map_err(|e| TrainError::checkpoint(path, e.to_string()))?;
+    writeln!(f, "{line}").map_err(|e| TrainError::io(path, e))
+}
+
+fn mean_std(v: &[f64]) -> (f64, f64) {
+    if v.is_empty() {
+        return (0.0, 0.0);
+    }
+    let n = v.len() as f64;
+    let m = v.iter().sum::<f64>() / n;
+    let var = if v.len() > 1 { v.iter().map(|x| (x - m).powi(2)).sum::<f64>() / (n - 1.0) } else { 0.0 };
+    (m, var.sqrt())
+}
+
+/// Generates `num_generations` completions for each readable prompt of `batch`.
+fn rollouts(
+    pipe: &Pipeline,
+    records: &[RlRecord],
+    batch: &[usize],
+    cfg: &GrpoConfig,
+    latent: LatentTokens,
+    seed: u64,
+) -> Result<(Vec<Sampled>, Vec<(String, String)>)> {
+    let mut prompts = Vec::new();
+    let mut owners = Vec::new();
+    let mut skipped = Vec::new();
+    for &i in batch {
+        match load_rl_frames(&records[i], cfg.max_frames, cfg.max_side) {
+            Ok(frames) => {
+                let p = rl_prompt(&pipe.tokenizer, &records[i], frames)?;
+                for _ in 0..cfg.num_generations {
+                    prompts.push(p.clone());
+                    owners.push(i);
+                }
+            }
+            Err(reason) => skipped.push((records[i].id.clone(), reason)),
+        }
+    }
+    if prompts.is_empty() {
+        return Ok((vec![], skipped));
+    }
+    let inputs = pipe.processor.prepare(&pipe.tokenizer, &prompts)?;
+    let gen = GenerationConfig {
+        max_new_tokens: cfg.max_new_tokens,
+        sampling: Sampling { greedy: false, temperature: cfg.temperature, top_k: cfg.top_k, top_p: cfg.top_p, repetition_penalty: None, seed },
+        stop_ids: pipe.stop_ids(),
+        latent: Some(latent),
+    };
+    let outs = generate(&pipe.model, &inputs, &pipe.rope_params(), &gen, |_, _, _| {})?;
+    let mut sampled = Vec::with_capacity(outs.len());
+    for (row, o) in outs.into_iter().enumerate() {
+        let prompt_ids: Vec<u32> =
+            inputs.input_ids[row].iter().zip(&inputs.attention_mask[row]).filter(|(_, &m)| m != 0).map(|(&t, _)| t).collect();
+        let hidden = if o.latent_segments.is_empty() {
+            None
+        } else {
+            Some(Tensor::cat(&o.latent_segments.iter().map(|s| s.hidden.clone()).collect::<Vec<_>>(), 0)?)
+        };
+        let text = pipe.tokenizer.decode(&o.token_ids, false)?;
+        let text = fourd_eval::run::raw_text(&text);
+        let segments = o.kinds.iter().filter(|k| **k == TokenKind::LatentStart).count();
+        sampled.push(Sampled {
+            rollout: Rollout {
+                prompt_ids,
+                video: inputs.videos[row].clone(),
+                second_per_grid: inputs.second_per_grid[row],
+                completion: o.token_ids,
+                kinds: o.kinds,
+                latent_hidden: hidden,
+                sample_logprobs: o.logprobs,
+            },
+            text,
+            record: owners[row],
+            segments,
+        });
+    }
+    Ok((sampled, skipped))
+}

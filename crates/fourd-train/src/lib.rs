@@ -1,0 +1,24 @@
+#![recursion_limit = "256"]
+//! DIFT, stage one of 4DThinker: teach Qwen2.5-VL to emit latent imagery.
+//!
+//! Read top-down: [`params`] (which weights train), [`dift_data`] (records -> sequences with
+//! latent slots), [`loss`] (CE + cosine), [`optim`] (AdamW, schedule, clipping), [`checkpoint`]
+//! (Hugging Face folders, resumable state), [`tensorboard`] (event files), [`dift`] (the loop).
+
+pub mod error;
+pub mod params;
+pub mod dift_data;
+pub mod loss;
+pub mod optim;
+pub mod checkpoint;
+pub mod tensorboard;
+pub mod dift;
+pub mod tiny;
+pub mod rewards;
+pub mod rl_data;
+pub mod grpo_core;
+pub mod grpo;
+
+pub use dift::{train_dift, DiftConfig, DiftSummary};
+pub use grpo::{train_grpo, GrpoConfig, GrpoSummary};
+pub use error::{Result, TrainError};

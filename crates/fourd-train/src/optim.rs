@@ -1,0 +1,179 @@
+//! AdamW (PyTorch's decoupled form), the Hugging Face linear warmup/decay schedule and global
+//! gradient-norm clipping, with state that saves and restores exactly (for `--resume`).
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use candle_core::{DType, Device, Tensor, Var};
+use candle_core::backprop::GradStore;
+
+use crate::error::{Result, TrainError};
+
+#[derive(Clone, Copy, Debug)]
+pub struct AdamWConfig {
+    pub lr: f64,
+    pub beta1: f64,
+    pub beta2: f64,
+    pub eps: f64,
+    pub weight_decay: f64,
+}
+
+impl Default for AdamWConfig {
+    fn default() -> Self {
+        AdamWConfig { lr: 1e-5, beta1: 0.9, beta2: 0.999, eps: 1e-8, weight_decay: 0.01 }
+    }
+}
+
+/// Hugging Face `Trainer` leaves biases and normalisation scales out of weight decay.
+pub fn decays(name: &str) -> bool {
+    let leaf = name.rsplit('.').nth(1).unwrap_or("");
+    !(name.ends_with(".bias") || leaf.contains("norm") || leaf == "ln_q")
+}
+
+struct Slot {
+    name: String,
+    var: Var,
+    m: Tensor,
+    v: Tensor,
+    decay: bool,
+}
+
+pub struct AdamW {
+    slots: Vec<Slot>,
+    pub cfg: AdamWConfig,
+    /// Optimiser steps taken (bias correction uses it).
+    pub step: u64,
+}
+
+impl AdamW {
+    /// Moments are kept in float32 whatever the parameters' dtype (master state).
+    pub fn new(vars: Vec<(String, Var)>, cfg: AdamWConfig) -> Result<Self> {
+        let slots = vars
+            .into_iter()
+            .map(|(name, var)| {
+                let z = Tensor::zeros(var.shape(), DType::F32, var.device())?;
+                Ok(Slot { decay: decays(&name), name, var, m: z.clone(), v: z })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(AdamW { slots, cfg, step: 0 })
+    }
+
+    /// One update with learning rate `lr` from `grads` (aligned with the variables given to
+    /// [`AdamW::new`]); parameters without a gradient are left alone.
+    pub fn step(&mut self, grads: &Grads, lr: f64) -> Result<()> {
+        self.step += 1;
+        let c = self.cfg;
+        let bc1 = 1.0 - c.beta1.powi(self.step as i32);
+        let bc2 = 1.0 - c.beta2.powi(self.step as i32);
+        for (s, g) in self.slots.iter_mut().zip(grads) {
+            let Some(g) = g else { continue };
+            let g = g.to_dtype(DType::F32)?;
+            s.m = ((&s.m * c.beta1)? + (&g * (1.0 - c.beta1))?)?;
+            s.v = ((&s.v * c.beta2)? + (g.sqr()? * (1.0 - c.beta2))?)?;
+            let p = s.var.as_tensor().to_dtype(DType::F32)?;
+            let p = if s.decay { (p * (1.0 - lr * c.weight_decay))? } else { p };
+            let denom = ((&s.v / bc2)?.sqrt()? + c.eps)?;
+            let update = ((&s.m / bc1)? / denom)?;
+            let p = (p - (update * lr)?)?;
+            s.var.set(&p.to_dtype(s.var.dtype())?)?;
+        }
+        Ok(())
+    }
+
+    /// Writes moments and step to a safetensors file (`m.<name>`, `v.<name>`, `step`).
+    pub fn save(&self, path: &Path) -> Result<()> {
+        let mut map: HashMap<String, Tensor> = HashMap::new();
+        for s in &self.slots {
+            map.insert(format!("m.{}", s.name), s.m.to_device(&Device::Cpu)?);
+            map.insert(format!("v.{}", s.name), s.v.to_device(&Device::Cpu)?);
+        }
+        map.insert("step".into(), Tensor::new(&[self.step as i64], &Device::Cpu)?);
+        candle_core::safetensors::save(&map, path).map_err(|e| TrainError::checkpoint(path, e.to_string()))
+    }
+
+    pub fn load(&mut self, path: &Path) -> Result<()> {
+        let map = candle_core::safetensors::load(path, &Device::Cpu).map_err(|e| TrainError::checkpoint(path, e.to_string()))?;
+        let get = |k: &str| map.get(k).ok_or_else(|| TrainError::checkpoint(path, format!("optimizer state lacks `{k}`")));
+        for s in &mut self.slots {
+            let device = s.var.device().clone();
+            for (key, dst) in [(format!("m.{}", s.name), &mut s.m), (format!("v.{}", s.name), &mut s.v)] {
+                let t = get(&key)?;
+                if t.shape() != s.var.shape() {
+                    return Err(TrainError::checkpoint(path, format!("`{key}` has shape {:?}, the parameter {:?}", t.shape(), s.var.shape())));
+                }
+                *dst = t.to_dtype(DType::F32)?.to_device(&device)?;
+            }
+        }
+        self.step = get("step")?.to_vec1::<i64>()?.first().copied().unwrap_or(0) as u64;
+        Ok(())
+    }
+}
+
+/// Learning-rate schedule of `get_linear_schedule_with_warmup`: the rate for optimiser step
+/// `step` (0-based, the value used by that step).
+#[derive(Clone, Copy, Debug)]
+pub struct LinearSchedule {
+    pub peak: f64,
+    pub warmup_steps: u64,
+    pub total_steps: u64,
+}
+
+impl LinearSchedule {
+    pub fn lr(&self, step: u64) -> f64 {
+        if step < self.warmup_steps {
+            return self.peak * step as f64 / self.warmup_steps.max(1) as f64;
+        }
+        let rest = self.total_steps.saturating_sub(self.warmup_steps).max(1) as f64;
+        self.peak * (self.total_steps.saturating_sub(step) as f64 / rest).max(0.0)
+    }
+}
+
+/// Gradients aligned with the trainable variables (`None`: no gradient reached it).
+pub type Grads = Vec<Option<Tensor>>;
+
+/// The gradients of `vars` out of a backward pass.
+pub fn collect_grads(store: &GradStore, vars: &[(String, Var)]) -> Grads {
+    vars.iter().map(|(_, v)| store.get(v.as_tensor()).cloned()).collect()
+}
+
+/// Global L2 norm (float32).
+pub fn grad_norm(grads: &Grads) -> Result<f64> {
+    let mut total = 0f64;
+    for g in grads.iter().flatten() {
+        total += g.to_dtype(DType::F32)?.sqr()?.sum_all()?.to_scalar::<f32>()? as f64;
+    }
+    Ok(total.sqrt())
+}
+
+pub fn scale_grads(grads: &mut Grads, factor: f64) -> Result<()> {
+    for g in grads.iter_mut().flatten() {
+        *g = (&*g * factor)?;
+    }
+    Ok(())
+}
+
+/// `clip_grad_norm_`: if the norm exceeds `max_norm`, scale by `max_norm / (norm + 1e-6)`.
+/// Returns the norm before clipping.
+pub fn clip_grad_norm(grads: &mut Grads, max_norm: f64) -> Result<f64> {
+    let norm = grad_norm(grads)?;
+    if max_norm > 0.0 && norm > max_norm {
+        scale_grads(grads, max_norm / (norm + 1e-6))?;
+    }
+    Ok(norm)
+}
+
+/// Adds `b` into `acc` (gradient accumulation over micro-batches).
+pub fn accumulate(acc: &mut Option<Grads>, b: Grads) -> Result<()> {
+    match acc {
+        None => *acc = Some(b),
+        Some(a) => {
+            for (x, y) in a.iter_mut().zip(b) {
+                *x = match (x.take(), y) {
+                    (Some(p), Some(q)) => Some((p + q)?),
+                    (p, q) => p.or(q),
+                };
+            }
+        }
+    }
+    Ok(())
+}

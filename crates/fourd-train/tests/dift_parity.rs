@@ -1,0 +1,65 @@
+//! DIFT loss and gradients against PyTorch (tools/reference/make_dift_fixtures.py).
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use candle_core::{DType, Device};
+use fourd_train::dift::load_trainable;
+use fourd_train::dift_data::{read_dift_jsonl, ExampleBuilder, DIFT_MAX_PIXELS};
+use fourd_train::loss::{dift_loss, LossWeights};
+use fourd_train::optim::collect_grads;
+
+fn fixtures() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures")
+}
+
+#[test]
+fn loss_and_every_gradient_match_pytorch() {
+    let root = fixtures();
+    let manifest: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(root.join("dift/manifest.json")).unwrap()).unwrap();
+    let expected = candle_core::safetensors::load(root.join("dift/expected.safetensors"), &Device::Cpu).unwrap();
+    let (pipeline, weights) = load_trainable(&root.join("latent/model"), None, 0, DType::F32, &Device::Cpu).unwrap();
+    let latent = pipeline.latent_tokens(None).unwrap().expect("latent tokens");
+    let pipeline = Arc::new(pipeline);
+    let builder = ExampleBuilder { pipeline: pipeline.clone(), latent, max_length: 4096, max_pixels: DIFT_MAX_PIXELS, fps: 1.0 };
+    let records = read_dift_jsonl(&root.join("dift/record.jsonl")).unwrap();
+    let ex = builder.build(&records[0]).expect("record builds");
+
+    // The sequence and labels equal the ones built in Python from the same rules.
+    let ids: Vec<i64> = expected["input_ids"].to_vec1().unwrap();
+    assert_eq!(ex.input_ids.iter().map(|&t| t as i64).collect::<Vec<_>>(), ids);
+    let labels: Vec<i64> = expected["labels"].to_vec1().unwrap();
+    assert_eq!(ex.labels.iter().map(|l| l.map_or(-100, |t| t as i64)).collect::<Vec<_>>(), labels);
+    assert_eq!(ex.prompt_len as u64, manifest["prompt_len"].as_u64().unwrap());
+
+    let params = pipeline.rope_params();
+    let loss = dift_loss(&pipeline.model, &params, &latent, "average", LossWeights::default(), &ex).unwrap();
+    let close = |a: f64, b: f64| (a - b).abs() <= 1e-4 * b.abs().max(1e-3);
+    let total = loss.total.to_scalar::<f32>().unwrap() as f64;
+    for (name, got, want) in [
+        ("ce", loss.ce as f64, manifest["ce"].as_f64().unwrap()),
+        ("sim", loss.sim as f64, manifest["sim"].as_f64().unwrap()),
+        ("total", total, manifest["total"].as_f64().unwrap()),
+    ] {
+        assert!(close(got, want), "{name}: {got} vs PyTorch {want}");
+    }
+    assert_eq!(loss.latent_tokens, 8);
+
+    let vars = weights.vars();
+    let grads = collect_grads(&loss.total.backward().unwrap(), &vars);
+    let mut checked = 0;
+    let mut worst = 0f64;
+    for ((name, _), g) in vars.iter().zip(&grads) {
+        let want = expected.get(&format!("grad.{name}")).unwrap_or_else(|| panic!("fixture lacks grad.{name}"));
+        let g = g.as_ref().unwrap_or_else(|| panic!("no gradient reached {name}"));
+        let diff = (g - want).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap() as f64;
+        let scale = want.abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap() as f64;
+        let rel = diff / scale.max(1e-12);
+        worst = worst.max(rel);
+        assert!(rel <= 1e-4, "gradient of {name}: max abs diff {diff:e}, relative {rel:e}");
+        checked += 1;
+    }
+    assert_eq!(checked as u64, manifest["grad_tensors"].as_u64().unwrap(), "every trainable tensor is compared");
+    eprintln!("ce {} sim {} total {total}; worst relative gradient error {worst:e} over {checked} tensors", loss.ce, loss.sim);
+}
