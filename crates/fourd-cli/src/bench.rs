@@ -23,6 +23,24 @@ pub enum BenchCommand {
     Model(BenchModelArgs),
     /// Latent-imagery greedy decoding throughput at several batch sizes.
     Generate(BenchGenerateArgs),
+    /// DIFT training-step throughput (forward + loss + backward + AdamW), tokens/s.
+    Train(BenchTrainArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct BenchTrainArgs {
+    /// Checkpoint with latent tokens. With --python, tools/reference/bench_train.py writes the
+    /// small random one of `bench generate` here.
+    #[arg(long, default_value = "/tmp/fourd-bench-train")]
+    pub model: PathBuf,
+    #[command(flatten)]
+    pub common: BenchCommon,
+    /// DIFT JSONL whose first record is trained on repeatedly.
+    #[arg(long, default_value = "tests/fixtures/dift/record.jsonl")]
+    pub data: PathBuf,
+    /// Timed steps (after one warm-up step).
+    #[arg(long, default_value_t = 5)]
+    pub steps: u64,
 }
 
 #[derive(Args, Debug)]
@@ -86,7 +104,62 @@ pub fn run(cmd: BenchCommand) -> Result<()> {
     match cmd {
         BenchCommand::Model(a) => bench_model(a),
         BenchCommand::Generate(a) => bench_generate(a),
+        BenchCommand::Train(a) => bench_train(a),
     }
+}
+
+fn bench_train(a: BenchTrainArgs) -> Result<()> {
+    let reference = if a.common.python {
+        Some(run_reference(&a.common.python_bin, "tools/reference/bench_train.py", &[
+            "--out".into(), a.model.to_string_lossy().into_owned(), "--threads".into(), a.common.threads.to_string(),
+            "--steps".into(), a.steps.to_string(), "--size".into(), a.common.size.clone(),
+        ])?)
+    } else {
+        None
+    };
+    if !a.model.join("config.json").exists() {
+        bail!("{} has no checkpoint; run with --python once to create the benchmark model", a.model.display());
+    }
+    // The record repeated: one warm-up step plus the timed ones, each its own optimiser step.
+    let text = std::fs::read_to_string(&a.data).with_context(|| format!("reading {}", a.data.display()))?;
+    let line = text.lines().find(|l| !l.trim().is_empty()).context("empty data file")?;
+    let mut rec: Value = serde_json::from_str(line)?;
+    let base = a.data.parent().map(|p| p.to_path_buf()).unwrap_or_default();
+    for k in ["image_input", "image_output"] {
+        if let Some(list) = rec[k].as_array_mut() {
+            for p in list.iter_mut() {
+                let abs = base.join(p.as_str().unwrap_or_default());
+                *p = Value::String(abs.canonicalize().unwrap_or(abs).display().to_string());
+            }
+        }
+    }
+    let dir = std::env::temp_dir().join(format!("fourd-bench-train-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    let data = dir.join("data.jsonl");
+    std::fs::write(&data, (0..=a.steps).map(|_| rec.to_string() + "\n").collect::<String>())?;
+    let mut cfg = fourd_train::DiftConfig::new(a.model.clone(), data, dir.join("out"));
+    cfg.dtype = parse_dtype(&a.common.dtype)?;
+    cfg.device = parse_device(&a.common.device)?;
+    cfg.progress = false;
+    cfg.warmup_steps = Some(0);
+    cfg.logging_steps = 0;
+    cfg.max_length = 1 << 20;
+    let s = fourd_train::train_dift(&cfg)?;
+    let log = std::fs::read_to_string(dir.join("out/train_log.jsonl"))?;
+    let rates: Vec<f64> = log.lines().filter_map(|l| serde_json::from_str::<Value>(l).ok()?.get("tokens_per_s")?.as_f64()).collect();
+    // The first step includes start-up; time the rest (each window is one step since logging is off).
+    let timed = &rates[1.min(rates.len())..];
+    let ours = timed.iter().map(|r| 1.0 / r).sum::<f64>();
+    let ours = timed.len() as f64 / ours.max(1e-12);
+    println!("fourd (candle {}, {:?}): {:.0} tokens/s over {} steps", "0.11", cfg.device, ours, timed.len());
+    if let Some(r) = reference {
+        let py = r["tokens_per_s"].as_f64().unwrap_or(f64::NAN);
+        println!("{} ({} threads): {:.0} tokens/s (seq {} tokens)", r["stack"].as_str().unwrap_or("PyTorch"), r["threads"], py, r["seq_len"]);
+        println!("ratio fourd / PyTorch: {:.2}x", ours / py);
+    }
+    let _ = s;
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(())
 }
 
 /// Runs a reference script and parses the JSON object on its last stdout line.

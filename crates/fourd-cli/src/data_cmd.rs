@@ -7,7 +7,9 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand};
-use fourd_data::{check_file, CameraRule, MotionThresholds, PipelineConfig, QuestionKind, SegmenterChoice};
+use fourd_data::{
+    check_file, CameraRule, MotionThresholds, PipelineConfig, QuestionKind, SegmenterChoice,
+};
 
 #[derive(Subcommand, Debug)]
 pub enum DataCommand {
@@ -75,6 +77,10 @@ pub struct PipelineArgs {
     /// structure, tag count or answer are rejected).
     #[arg(long, default_value = "none")]
     pub rewrite: String,
+    /// Second opinion on object directions: none or api (the chat model judges each object from
+    /// its overlays; recorded in labels.json and compared, never used as the answer).
+    #[arg(long, default_value = "none")]
+    pub second_opinion: String,
     #[command(flatten)]
     pub api: ApiArgs,
     /// Camera rule used when instructions.json is absent: exact, original or enhanced.
@@ -160,7 +166,10 @@ impl ThresholdArgs {
         set(&mut t.min_area_fraction, self.min_area_fraction);
         set(&mut t.min_visible_fraction, self.min_visible_fraction);
         set(&mut t.stationary_ratio, self.stationary_ratio);
-        set(&mut t.stationary_image_fraction, self.stationary_image_fraction);
+        set(
+            &mut t.stationary_image_fraction,
+            self.stationary_image_fraction,
+        );
         set(&mut t.area_change, self.area_change);
         set(&mut t.distance_change, self.distance_change);
         set(&mut t.occlusion_ratio, self.occlusion_ratio);
@@ -171,8 +180,17 @@ impl ThresholdArgs {
 }
 
 fn parse_shard(s: &str) -> Result<(usize, usize)> {
-    let (i, n) = s.split_once('/').with_context(|| format!("--shard {s:?}: expected I/N, e.g. 0/4"))?;
-    let (i, n): (usize, usize) = (i.trim().parse().with_context(|| format!("--shard {s:?}: I is not a number"))?, n.trim().parse().with_context(|| format!("--shard {s:?}: N is not a number"))?);
+    let (i, n) = s
+        .split_once('/')
+        .with_context(|| format!("--shard {s:?}: expected I/N, e.g. 0/4"))?;
+    let (i, n): (usize, usize) = (
+        i.trim()
+            .parse()
+            .with_context(|| format!("--shard {s:?}: I is not a number"))?,
+        n.trim()
+            .parse()
+            .with_context(|| format!("--shard {s:?}: N is not a number"))?,
+    );
     if n == 0 || i >= n {
         bail!("--shard {s:?}: needs 0 <= I < N");
     }
@@ -183,7 +201,12 @@ fn chat_client(a: &PipelineArgs) -> Result<fourd_data::fourd_api::ChatClient> {
     let cfg = fourd_data::fourd_api::ApiConfig {
         timeout: std::time::Duration::from_secs(a.api.api_timeout),
         max_retries: a.api.api_retries,
-        cache_dir: Some(a.api.api_cache.clone().unwrap_or_else(|| a.out.join("api_cache"))),
+        cache_dir: Some(
+            a.api
+                .api_cache
+                .clone()
+                .unwrap_or_else(|| a.out.join("api_cache")),
+        ),
         ..fourd_data::fourd_api::ApiConfig::new(&a.api.api_base_url, &a.api.api_model)
     };
     fourd_data::fourd_api::ChatClient::new(cfg).context("chat API (--api-base-url, --api-model)")
@@ -192,16 +215,30 @@ fn chat_client(a: &PipelineArgs) -> Result<fourd_data::fourd_api::ChatClient> {
 fn parse_segmenter(a: &PipelineArgs) -> Result<SegmenterChoice> {
     let namer = match a.namer.as_str() {
         "none" => None,
-        "api" => Some(fourd_data::api::ApiNamer { client: chat_client(a)? }),
+        "api" => Some(fourd_data::api::ApiNamer {
+            client: chat_client(a)?,
+        }),
         other => bail!("--namer {other:?}: expected none or api"),
     };
     if a.segmenter == "http" {
-        let url = a.segment_url.as_deref().context("--segmenter http needs --segment-url")?;
+        let url = a
+            .segment_url
+            .as_deref()
+            .context("--segmenter http needs --segment-url")?;
         if a.segment_prompt.is_empty() && namer.is_none() {
             bail!("--segmenter http needs --segment-prompt TEXT or --namer api");
         }
-        let client = fourd_data::fourd_api::SegmentClient::new(fourd_data::fourd_api::SegmentConfig::new(url)).context("--segment-url")?;
-        return Ok(SegmenterChoice::Custom(std::sync::Arc::new(fourd_data::api::HttpSegmenter { client, prompts: a.segment_prompt.clone(), namer })));
+        let client = fourd_data::fourd_api::SegmentClient::new(
+            fourd_data::fourd_api::SegmentConfig::new(url),
+        )
+        .context("--segment-url")?;
+        return Ok(SegmenterChoice::Custom(std::sync::Arc::new(
+            fourd_data::api::HttpSegmenter {
+                client,
+                prompts: a.segment_prompt.clone(),
+                namer,
+            },
+        )));
     }
     let base = parse_segmenter_name(&a.segmenter)?;
     Ok(match namer {
@@ -217,7 +254,9 @@ fn parse_segmenter_name(s: &str) -> Result<SegmenterChoice> {
         "instances" => SegmenterChoice::Instances,
         other => match other.strip_prefix("mask-dir:") {
             Some(p) if !p.is_empty() => SegmenterChoice::MaskDir(PathBuf::from(p)),
-            _ => bail!("--segmenter {other:?}: expected auto, dyn-masks, instances, mask-dir:PATH or http"),
+            _ => bail!(
+                "--segmenter {other:?}: expected auto, dyn-masks, instances, mask-dir:PATH or http"
+            ),
         },
     })
 }
@@ -232,8 +271,17 @@ pub fn config(a: &PipelineArgs) -> Result<PipelineConfig> {
     cfg.segmenter = parse_segmenter(a)?;
     cfg.rewriter = match a.rewrite.as_str() {
         "none" => None,
-        "api" => Some(std::sync::Arc::new(fourd_data::api::ChatRewriter { client: chat_client(a)? })),
+        "api" => Some(std::sync::Arc::new(fourd_data::api::ChatRewriter {
+            client: chat_client(a)?,
+        })),
         other => bail!("--rewrite {other:?}: expected none or api"),
+    };
+    cfg.judge = match a.second_opinion.as_str() {
+        "none" => None,
+        "api" => Some(std::sync::Arc::new(fourd_data::api::ChatJudge {
+            client: chat_client(a)?,
+        })),
+        other => bail!("--second-opinion {other:?}: expected none or api"),
     };
     cfg.camera_rule = a.camera_rule.parse::<CameraRule>()?;
     cfg.kinds = a
@@ -250,8 +298,8 @@ pub fn config(a: &PipelineArgs) -> Result<PipelineConfig> {
 
 fn print_stage(name: &str, s: &fourd_data::StageSummary) {
     println!(
-        "{name:<7} {} clips: {} processed, {} already done, {} failed, {} skipped ({:.2} s)",
-        s.clips, s.processed, s.reused, s.failed, s.skipped, s.seconds
+        "{name:<7} {} clips: {} processed, {} already done, {} failed, {} skipped, {} blocked ({:.2} s)",
+        s.clips, s.processed, s.reused, s.failed, s.skipped, s.blocked, s.seconds
     );
 }
 
@@ -293,7 +341,9 @@ pub fn run(c: DataCommand) -> Result<()> {
                 println!("  {kind}: {n}");
             }
             for (kind, n) in &s.export.dropped_for_balance {
-                println!("  {kind}: {n} dropped to keep every answer label at most 1/4 of its kind");
+                println!(
+                    "  {kind}: {n} dropped to keep every answer label at most 1/4 of its kind"
+                );
             }
             if let Some(b) = &s.export.baselines {
                 let (rule, acc) = b.best();
@@ -301,7 +351,10 @@ pub fn run(c: DataCommand) -> Result<()> {
             }
             for (rule, [same, total]) in &s.camera_vs_instructions {
                 if *total > 0 {
-                    println!("camera {rule} rule vs instructions.json: {:.1}% of {total} steps", 100.0 * *same as f64 / *total as f64);
+                    println!(
+                        "camera {rule} rule vs instructions.json: {:.1}% of {total} steps",
+                        100.0 * *same as f64 / *total as f64
+                    );
                 }
             }
             if let Some(ag) = &s.agreement {
@@ -322,10 +375,13 @@ pub fn run(c: DataCommand) -> Result<()> {
             Ok(())
         }
         DataCommand::Export(a) => {
-            let (s, stats, agreement, _) = fourd_data::run_export(&config(&a)?)?;
-            print_stage("export", &s);
-            println!("{} questions, {} DIFT records", stats.questions, stats.dift_records);
-            if let Some(ag) = agreement {
+            let e = fourd_data::run_export(&config(&a)?)?;
+            print_stage("export", &e.summary);
+            println!(
+                "{} questions, {} DIFT records",
+                e.stats.questions, e.stats.dift_records
+            );
+            if let Some(ag) = e.agreement {
                 print!("{}", ag.render());
             }
             Ok(())

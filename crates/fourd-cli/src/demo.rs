@@ -48,12 +48,26 @@ pub struct DemoArgs {
     pub ce_weight: f64,
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
+    /// Decoder layers of the tiny model.
+    #[arg(long, default_value_t = 2)]
+    pub layers: usize,
+    /// Hidden size of the tiny model's language model.
+    #[arg(long, default_value_t = 96)]
+    pub hidden: usize,
+    /// GRPO prompts after DIFT (0 skips the stage).
+    #[arg(long, default_value_t = 32)]
+    pub grpo_prompts: usize,
+    /// Completions per GRPO prompt.
+    #[arg(long, default_value_t = 4)]
+    pub grpo_generations: usize,
+    #[arg(long, default_value_t = 2e-5)]
+    pub grpo_lr: f64,
     /// Held-out questions to answer (all when larger than the set).
     #[arg(long, default_value_t = 200)]
     pub max_eval: usize,
 }
 
-#[derive(Debug)]
+#[derive(Debug, Default)]
 struct DemoReport {
     train_questions: usize,
     heldout_questions: usize,
@@ -63,6 +77,9 @@ struct DemoReport {
     heldout_accuracy_untrained: f64,
     heldout_accuracy_trained: f64,
     train_accuracy_trained: f64,
+    grpo_steps: u64,
+    grpo_seconds: f64,
+    heldout_accuracy_grpo: Option<f64>,
     chance: f64,
     total_seconds: f64,
 }
@@ -113,7 +130,7 @@ pub fn run(a: DemoArgs) -> Result<()> {
 
     println!("[3/5] initialising a tiny Qwen2.5-VL from scratch ({} training questions)", corpus.len());
     let init = out.join("model-init");
-    let spec = TinySpec { seed: a.seed, ..Default::default() };
+    let spec = TinySpec { seed: a.seed, layers: a.layers, hidden_size: a.hidden, intermediate_size: a.hidden * 8 / 3, ..Default::default() };
     let mut texts: Vec<String> = corpus.clone();
     texts.push(FOUR_D_THINKER_SUFFIX.to_string());
     texts.push("system\nYou are a helpful assistant.\nuser\nassistant\n".to_string());
@@ -137,11 +154,15 @@ pub fn run(a: DemoArgs) -> Result<()> {
     cfg.train_vision = true;
     let summary = train_dift(&cfg)?;
 
-    println!("[5/5] answering held-out questions with latent imagery");
+    println!("[5/6] answering held-out questions with latent imagery");
     let after = accuracy(&model_dir, &eval_rows, &heldout_rl, Some(&out.join("heldout_predictions.jsonl")))?;
     let train_rows: Vec<RlRow> = read_rl(&train_rl)?.into_iter().take(a.max_eval.min(100)).collect();
     let train_acc = accuracy(&model_dir, &train_rows, &train_rl, Some(&out.join("train_predictions.jsonl")))?;
-    let report = DemoReport {
+    println!("      after DIFT: {:.1}% held-out, {:.1}% on training questions", 100.0 * after, 100.0 * train_acc);
+    let dift_curve = read_curve(&model_dir.join("train_log.jsonl"), "loss")?;
+    chart(&out.join("dift_loss.png"), "DIFT loss (tiny model, from scratch)", "loss", &[("total", dift_curve)]);
+
+    let mut report = DemoReport {
         train_questions: corpus.len(),
         heldout_questions: eval_rows.len(),
         train_steps: summary.steps,
@@ -151,20 +172,56 @@ pub fn run(a: DemoArgs) -> Result<()> {
         heldout_accuracy_trained: after,
         train_accuracy_trained: train_acc,
         chance: 0.25,
-        total_seconds: t0.elapsed().as_secs_f64(),
+        ..Default::default()
     };
+    let mut final_model = model_dir.clone();
+    if a.grpo_prompts > 0 {
+        println!("[6/6] GRPO: {} prompts x {} completions, imagery re-injected", a.grpo_prompts, a.grpo_generations);
+        let grpo_dir = out.join("model-grpo");
+        let subset = out.join("data").join("grpo_prompts.jsonl");
+        let text = std::fs::read_to_string(&train_rl)?;
+        std::fs::write(&subset, text.lines().take(a.grpo_prompts).map(|l| format!("{l}\n")).collect::<String>())?;
+        let mut g = fourd_train::GrpoConfig::new(model_dir.clone(), subset, grpo_dir.clone());
+        g.num_generations = a.grpo_generations;
+        g.max_new_tokens = 320;
+        g.optim.lr = a.grpo_lr;
+        g.seed = a.seed;
+        g.logging_steps = 8;
+        let gs = fourd_train::train_grpo(&g)?;
+        let rewards: Vec<(f64, f64)> = gs.logs.iter().enumerate().map(|(i, l)| (i as f64 + 1.0, l.reward)).collect();
+        let acc_curve: Vec<(f64, f64)> = gs.logs.iter().enumerate().map(|(i, l)| (i as f64 + 1.0, l.accuracy)).collect();
+        chart(&out.join("grpo_reward.png"), "GRPO reward per rollout batch", "reward", &[("reward", rewards), ("accuracy", acc_curve)]);
+        let after_grpo = accuracy(&grpo_dir, &eval_rows, &heldout_rl, Some(&out.join("heldout_predictions_grpo.jsonl")))?;
+        report.grpo_steps = gs.steps;
+        report.grpo_seconds = gs.seconds;
+        report.heldout_accuracy_grpo = Some(after_grpo);
+        final_model = grpo_dir;
+    }
+    report.total_seconds = t0.elapsed().as_secs_f64();
     let json = serde_json::json!({
         "train_questions": report.train_questions, "heldout_questions": report.heldout_questions,
         "train_steps": report.train_steps, "train_seconds": report.train_seconds, "final_loss": report.final_loss,
         "heldout_accuracy_untrained": report.heldout_accuracy_untrained,
         "heldout_accuracy_trained": report.heldout_accuracy_trained,
-        "train_accuracy_trained": report.train_accuracy_trained, "chance": report.chance,
-        "total_seconds": report.total_seconds,
+        "train_accuracy_trained": report.train_accuracy_trained,
+        "grpo_steps": report.grpo_steps, "grpo_seconds": report.grpo_seconds,
+        "heldout_accuracy_grpo": report.heldout_accuracy_grpo,
+        "chance": report.chance, "total_seconds": report.total_seconds,
     });
     std::fs::write(out.join("demo_report.json"), serde_json::to_string_pretty(&json)? + "\n")?;
     println!();
-    println!("held-out accuracy: {:.1}% (untrained {:.1}%, chance 25.0%) on {} questions", 100.0 * after, 100.0 * before, eval_rows.len());
-    println!("training accuracy: {:.1}%; {} DIFT steps in {:.0} s; whole demo {:.0} s", 100.0 * train_acc, summary.steps, summary.seconds, report.total_seconds);
+    println!(
+        "held-out accuracy: {:.1}% after DIFT{} (untrained {:.1}%, chance 25.0%) on {} questions",
+        100.0 * after,
+        report.heldout_accuracy_grpo.map_or(String::new(), |g| format!(", {:.1}% after GRPO", 100.0 * g)),
+        100.0 * before,
+        eval_rows.len()
+    );
+    println!(
+        "training accuracy: {:.1}%; {} DIFT steps in {:.0} s, {} GRPO steps in {:.0} s; whole demo {:.0} s",
+        100.0 * train_acc, report.train_steps, report.train_seconds, report.grpo_steps, report.grpo_seconds, report.total_seconds
+    );
+    let model_dir = final_model;
     println!("model: {}  report: {}", model_dir.display(), out.join("demo_report.json").display());
     Ok(())
 }
@@ -234,6 +291,23 @@ fn write_demo_specs(dir: &Path, clips: usize, frames: usize, size: u32, seed: u6
         paths.push(path);
     }
     Ok(paths)
+}
+
+/// `(step, value)` of a field of a train_log.jsonl.
+fn read_curve(path: &Path, field: &str) -> Result<Vec<(f64, f64)>> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    Ok(text
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter_map(|v| Some((v.get("step")?.as_f64()?, v.get(field)?.as_f64()?)))
+        .collect())
+}
+
+/// A PNG curve; a missing font costs the picture, not the run.
+fn chart(path: &Path, title: &str, y: &str, series: &[(&str, Vec<(f64, f64)>)]) {
+    if let Err(e) = fourd_eval::report::line_chart(path, title, "step", y, series) {
+        tracing::warn!("no chart {}: {e}", path.display());
+    }
 }
 
 /// `text_input` and `text_output` of every DIFT record (the tokenizer's training text).

@@ -156,6 +156,7 @@ pub fn run(a: InferArgs) -> Result<()> {
         let v = json!({
             "text": text,
             "token_ids": out.token_ids,
+            "logprobs": out.logprobs,
             "latent_segments": segments,
             "finish_reason": format!("{:?}", out.finish_reason).to_lowercase(),
             "prompt_tokens": inputs.seq_len(),

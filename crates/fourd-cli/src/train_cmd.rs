@@ -86,6 +86,9 @@ pub struct GrpoArgs {
     pub resume: Option<PathBuf>,
     #[arg(long, hide = true)]
     pub halt_after: Option<u64>,
+    /// Recompute decoder layers in the backward pass (less memory, ~1/3 more compute).
+    #[arg(long)]
+    pub gradient_checkpointing: bool,
     #[arg(long, default_value = "f32")]
     pub dtype: String,
     #[arg(long, default_value = "cpu")]
@@ -160,6 +163,9 @@ pub struct DiftArgs {
     /// Train from fresh random weights (normal with this std) instead of the checkpoint's.
     #[arg(long)]
     pub from_scratch: Option<f64>,
+    /// Recompute decoder layers in the backward pass (less memory, ~1/3 more compute).
+    #[arg(long)]
+    pub gradient_checkpointing: bool,
     /// Train the vision tower too (the reference keeps it frozen).
     #[arg(long)]
     pub train_vision: bool,
@@ -258,6 +264,7 @@ pub fn grpo_config(a: &GrpoArgs) -> Result<GrpoConfig> {
     c.seed = a.seed;
     c.resume = a.resume.clone();
     c.halt_after = a.halt_after;
+    c.gradient_checkpointing = a.gradient_checkpointing;
     (c.rank, c.world_size) = rank_and_world()?;
     if c.world_size > 1 {
         anyhow::bail!(
@@ -296,6 +303,7 @@ pub fn dift_config(a: &DiftArgs) -> Result<DiftConfig> {
     c.from_scratch = a.from_scratch;
     c.halt_after = a.halt_after;
     c.train_vision = a.train_vision;
+    c.gradient_checkpointing = a.gradient_checkpointing;
     let (_, world) = rank_and_world()?;
     if world > 1 {
         anyhow::bail!("WORLD_SIZE={world} but this build has no gradient all-reduce (NCCL) yet: ranks would train apart; run one process");

@@ -12,34 +12,69 @@ use image::RgbImage;
 use crate::error::{DataError, Result};
 use crate::pipeline::Rewriter;
 use crate::questions::Candidate;
-use crate::segment::{disambiguate_names, fit_mask, Mask, SegmentInput, Segmenter, SegmenterChoice, TrackedObject};
+use crate::segment::{
+    disambiguate_names, fit_mask, Mask, SegmentInput, Segmenter, SegmenterChoice, TrackedObject,
+};
 
 /// Words that describe motion; a name containing one could leak or contradict the answer
 /// (`preprocess.md` §15 item 14), so such names are refused.
 const MOTION_WORDS: [&str; 20] = [
-    "left", "right", "up", "down", "toward", "towards", "away", "closer", "farther", "moving", "moves", "move", "stationary", "still",
-    "static", "fast", "slow", "speed", "approaching", "receding",
+    "left",
+    "right",
+    "up",
+    "down",
+    "toward",
+    "towards",
+    "away",
+    "closer",
+    "farther",
+    "moving",
+    "moves",
+    "move",
+    "stationary",
+    "still",
+    "static",
+    "fast",
+    "slow",
+    "speed",
+    "approaching",
+    "receding",
 ];
 
 /// Checks an object name from a model: 1-8 words, letters only, no motion words.
 pub fn validate_name(raw: &str) -> std::result::Result<String, String> {
-    let name = raw.trim().trim_matches(|c: char| c == '"' || c == '\'' || c == '.' || c.is_whitespace()).to_ascii_lowercase();
-    let name = name.strip_prefix("the ").or_else(|| name.strip_prefix("a ")).or_else(|| name.strip_prefix("an ")).unwrap_or(&name).to_string();
+    let name = raw
+        .trim()
+        .trim_matches(|c: char| c == '"' || c == '\'' || c == '.' || c.is_whitespace())
+        .to_ascii_lowercase();
+    let name = name
+        .strip_prefix("the ")
+        .or_else(|| name.strip_prefix("a "))
+        .or_else(|| name.strip_prefix("an "))
+        .unwrap_or(&name)
+        .to_string();
     let words: Vec<&str> = name.split_whitespace().collect();
     if words.is_empty() || words.len() > 8 {
         return Err(format!("name {raw:?} is not 1-8 words"));
     }
-    if !name.chars().all(|c| c.is_ascii_alphabetic() || c == ' ' || c == '-') {
+    if !name
+        .chars()
+        .all(|c| c.is_ascii_alphabetic() || c == ' ' || c == '-')
+    {
         return Err(format!("name {raw:?} has characters other than letters"));
     }
-    if let Some(w) = words.iter().find(|w| MOTION_WORDS.contains(&w.trim_matches('-'))) {
+    if let Some(w) = words
+        .iter()
+        .find(|w| MOTION_WORDS.contains(&w.trim_matches('-')))
+    {
         return Err(format!("name {raw:?} describes motion ({w:?})"));
     }
     Ok(name)
 }
 
 fn png(img: &RgbImage) -> Result<Vec<u8>> {
-    fourd_api::png_from_rgb(img).map_err(|e| DataError::Api(format!("cannot encode a frame as PNG: {e}")))
+    fourd_api::png_from_rgb(img)
+        .map_err(|e| DataError::Api(format!("cannot encode a frame as PNG: {e}")))
 }
 
 /// Names objects with a chat model from their first overlay.
@@ -62,7 +97,15 @@ impl ApiNamer {
     /// The prompt for the segmentation service: one prominent moving object in `frames`.
     pub fn moving_object(&self, frames: &[RgbImage]) -> std::result::Result<String, String> {
         let n = frames.len();
-        let picks: Vec<usize> = (0..n.min(10)).map(|i| if n.min(10) == 1 { 0 } else { i * (n - 1) / (n.min(10) - 1) }).collect();
+        let picks: Vec<usize> = (0..n.min(10))
+            .map(|i| {
+                if n.min(10) == 1 {
+                    0
+                } else {
+                    i * (n - 1) / (n.min(10) - 1)
+                }
+            })
+            .collect();
         let mut msg = ChatMessage::user(
             "These are frames of one video. Name one prominent object that moves in it, as a short noun phrase of 2-5 words with its colour or shape (for example: \"red car\"). Do not say how it moves. Reply with the name only, or null if nothing moves.",
         );
@@ -91,10 +134,25 @@ impl Segmenter for NamingSegmenter {
     fn segment(&self, input: &SegmentInput) -> Result<Vec<TrackedObject>> {
         let mut objects = self.inner.for_clip(input.record).segment(input)?;
         for o in &mut objects {
-            let Some((t, m)) = o.masks.iter().enumerate().find_map(|(t, m)| m.as_ref().map(|m| (t, m))) else { continue };
-            match self.namer.name(&crate::imagery::overlay(&input.frames[t], m)) {
+            let Some((t, m)) = o
+                .masks
+                .iter()
+                .enumerate()
+                .find_map(|(t, m)| m.as_ref().map(|m| (t, m)))
+            else {
+                continue;
+            };
+            match self
+                .namer
+                .name(&crate::imagery::overlay(&input.frames[t], m))
+            {
                 Ok(n) => o.name = n,
-                Err(e) => tracing::warn!("{} object {}: keeping {:?}: {e}", input.record.key, o.track_id, o.name),
+                Err(e) => tracing::warn!(
+                    "{} object {}: keeping {:?}: {e}",
+                    input.record.key,
+                    o.track_id,
+                    o.name
+                ),
             }
         }
         disambiguate_names(&mut objects);
@@ -119,20 +177,40 @@ impl Segmenter for HttpSegmenter {
         let prompts = match &self.namer {
             Some(n) => match n.moving_object(input.frames) {
                 Ok(p) => vec![p],
-                Err(e) => return Err(DataError::Segmenter { backend: self.name(), msg: format!("no object to segment: {e}") }),
+                Err(e) => {
+                    return Err(DataError::Segmenter {
+                        backend: self.name(),
+                        msg: format!("no object to segment: {e}"),
+                    })
+                }
             },
             None => self.prompts.clone(),
         };
         let (w, h) = (input.record.width, input.record.height);
         let mut objects = Vec::new();
         for (i, prompt) in prompts.iter().enumerate() {
-            let masks = self.client.segment(input.frames, prompt).map_err(|e| DataError::Segmenter { backend: self.name(), msg: e.to_string() })?;
+            let masks =
+                self.client
+                    .segment(input.frames, prompt)
+                    .map_err(|e| DataError::Segmenter {
+                        backend: self.name(),
+                        msg: e.to_string(),
+                    })?;
             let mut per_frame = Vec::with_capacity(masks.len());
             for m in &masks {
-                let m = fit_mask(Mask::from_gray(m), (w, h), std::path::Path::new(self.client.endpoint()))?;
+                let m = fit_mask(
+                    Mask::from_gray(m),
+                    (w, h),
+                    std::path::Path::new(self.client.endpoint()),
+                )?;
                 per_frame.push((m.area() > 0).then_some(m));
             }
-            objects.push(TrackedObject { track_id: i as u32 + 1, name: prompt.clone(), masks: per_frame, instance_id: None });
+            objects.push(TrackedObject {
+                track_id: i as u32 + 1,
+                name: prompt.clone(),
+                masks: per_frame,
+                instance_id: None,
+            });
         }
         disambiguate_names(&mut objects);
         Ok(objects)
@@ -147,7 +225,10 @@ pub struct ChatRewriter {
 
 fn strip_fences(s: &str) -> &str {
     let t = s.trim();
-    let t = t.strip_prefix("```json").or_else(|| t.strip_prefix("```")).unwrap_or(t);
+    let t = t
+        .strip_prefix("```json")
+        .or_else(|| t.strip_prefix("```"))
+        .unwrap_or(t);
     t.strip_suffix("```").unwrap_or(t).trim()
 }
 
@@ -155,7 +236,10 @@ impl Rewriter for ChatRewriter {
     fn name(&self) -> String {
         format!("chat:{}:{}", self.client.endpoint(), self.client.model())
     }
-    fn rewrite(&self, c: &Candidate) -> std::result::Result<(Option<String>, Option<String>), String> {
+    fn rewrite(
+        &self,
+        c: &Candidate,
+    ) -> std::result::Result<(Option<String>, Option<String>), String> {
         let prompt = format!(
             "Rewrite a video question and its step-by-step reasoning in fluent, varied English without changing their meaning.\n\
              Rules: keep every number; keep the conclusion \"{answer}\"; keep exactly {n} <output_image> tags, all inside one sentence, in the same order; \
@@ -166,13 +250,61 @@ impl Rewriter for ChatRewriter {
             q = c.question,
             t = c.think
         );
-        let reply = self.client.chat(&[ChatMessage::user(prompt)]).map_err(|e| e.to_string())?;
-        let v: serde_json::Value = serde_json::from_str(strip_fences(&reply)).map_err(|e| format!("reply is not the requested JSON: {e}"))?;
+        let reply = self
+            .client
+            .chat(&[ChatMessage::user(prompt)])
+            .map_err(|e| e.to_string())?;
+        let v: serde_json::Value = serde_json::from_str(strip_fences(&reply))
+            .map_err(|e| format!("reply is not the requested JSON: {e}"))?;
         let field = |k: &str| v.get(k).and_then(|x| x.as_str()).map(str::to_string);
         if field("question").is_none() && field("reasoning").is_none() {
             return Err("reply has neither `question` nor `reasoning`".into());
         }
         Ok((field("question"), field("reasoning")))
+    }
+}
+
+/// A VLM's judgement of an object's direction from its overlays: a second opinion recorded in
+/// `labels.json` and compared with the measurement, never used as the answer. The reply must be
+/// exactly one of the 11 labels (parsed whole, not by substring: the reference's substring
+/// parser collapsed diagonals into Left/Right, `preprocess.md` §15 item 6).
+pub struct ChatJudge {
+    pub client: ChatClient,
+}
+
+impl crate::motion::DirectionJudge for ChatJudge {
+    fn name(&self) -> String {
+        format!("chat:{}:{}", self.client.endpoint(), self.client.model())
+    }
+    fn direction(
+        &self,
+        overlays: &[RgbImage],
+        frames: &[usize],
+        object: &str,
+    ) -> std::result::Result<fourd_world::Direction, String> {
+        let labels: Vec<&str> = fourd_world::Direction::ALL
+            .iter()
+            .map(|d| d.as_str())
+            .collect();
+        let mut msg = ChatMessage::user(format!(
+            "These images are keyframes of a video at {}, with the {object} highlighted in red. Judge the direction the {object} itself moves as seen from the camera at the first keyframe, discounting the camera's own motion. Reply with exactly one of: {}.",
+            crate::cot::list_times(frames),
+            labels.join("; ")
+        ));
+        for o in overlays {
+            msg = msg.with_png(png(o).map_err(|e| e.to_string())?);
+        }
+        let reply = self.client.chat(&[msg]).map_err(|e| e.to_string())?;
+        reply
+            .trim()
+            .trim_end_matches('.')
+            .parse::<fourd_world::Direction>()
+            .map_err(|_| {
+                format!(
+                    "reply {:?} is not one of the 11 directions",
+                    reply.chars().take(80).collect::<String>()
+                )
+            })
     }
 }
 
@@ -187,8 +319,13 @@ mod tests {
 
     #[test]
     fn names_must_not_describe_motion() {
-        assert_eq!(validate_name(" \"A red sphere.\" "), Ok("red sphere".into()));
-        assert!(validate_name("ball moving left").unwrap_err().contains("motion"));
+        assert_eq!(
+            validate_name(" \"A red sphere.\" "),
+            Ok("red sphere".into())
+        );
+        assert!(validate_name("ball moving left")
+            .unwrap_err()
+            .contains("motion"));
         assert!(validate_name("car #3").is_err());
         assert!(validate_name("").is_err());
     }

@@ -18,19 +18,28 @@ impl<T> Array<T> {
     pub fn dims3(&self, path: &Path) -> Result<(usize, usize, usize)> {
         match self.shape.as_slice() {
             [n, h, w] => Ok((*n, *h, *w)),
-            s => Err(DataError::malformed(path, format!("expected a 3-D array [N, H, W], got shape {s:?}"))),
+            s => Err(DataError::malformed(
+                path,
+                format!("expected a 3-D array [N, H, W], got shape {s:?}"),
+            )),
         }
     }
 }
 
 fn parse<'a>(bytes: &'a [u8], path: &Path) -> Result<(Vec<usize>, String, &'a [u8])> {
     let (shape, descr, data) = fourd_world::npy::parse_npy(bytes).ok_or_else(|| {
-        DataError::malformed(path, "not a NumPy .npy file (format 1.0, C order) or its header is unreadable")
+        DataError::malformed(
+            path,
+            "not a NumPy .npy file (format 1.0, C order) or its header is unreadable",
+        )
     })?;
     if bytes.len() > 10 {
         let header = String::from_utf8_lossy(&bytes[10..bytes.len() - data.len()]).into_owned();
         if header.contains("'fortran_order': True") {
-            return Err(DataError::malformed(path, "Fortran-ordered arrays are not supported; save with C order"));
+            return Err(DataError::malformed(
+                path,
+                "Fortran-ordered arrays are not supported; save with C order",
+            ));
         }
     }
     let count: usize = shape.iter().product();
@@ -39,12 +48,21 @@ fn parse<'a>(bytes: &'a [u8], path: &Path) -> Result<(Vec<usize>, String, &'a [u
         "<u2" | "<i2" => 2,
         "<f4" | "<u4" | "<i4" => 4,
         "<f8" | "<i8" | "<u8" => 8,
-        d => return Err(DataError::malformed(path, format!("unsupported dtype {d:?}"))),
+        d => {
+            return Err(DataError::malformed(
+                path,
+                format!("unsupported dtype {d:?}"),
+            ))
+        }
     };
     if data.len() < count * width {
         return Err(DataError::malformed(
             path,
-            format!("array data is truncated: shape {shape:?} needs {} bytes, file has {}", count * width, data.len()),
+            format!(
+                "array data is truncated: shape {shape:?} needs {} bytes, file has {}",
+                count * width,
+                data.len()
+            ),
         ));
     }
     Ok((shape, descr, data))
@@ -77,23 +95,43 @@ fn elements(descr: &str, data: &[u8], n: usize) -> Vec<f64> {
 }
 
 /// Parses `bytes` and converts its elements with `conv`, when its dtype is one of `accepted`.
-fn read_as<T>(bytes: &[u8], path: &Path, accepted: &[&str], what: &str, conv: fn(f64) -> T) -> Result<Array<T>> {
+fn read_as<T>(
+    bytes: &[u8],
+    path: &Path,
+    accepted: &[&str],
+    what: &str,
+    conv: fn(f64) -> T,
+) -> Result<Array<T>> {
     let (shape, descr, data) = parse(bytes, path)?;
     if !accepted.contains(&descr.as_str()) {
-        return Err(DataError::malformed(path, format!("{what} dtype {descr:?} is not one of {accepted:?}")));
+        return Err(DataError::malformed(
+            path,
+            format!("{what} dtype {descr:?} is not one of {accepted:?}"),
+        ));
     }
     let n: usize = shape.iter().product();
-    Ok(Array { data: elements(&descr, data, n).into_iter().map(conv).collect(), shape })
+    Ok(Array {
+        data: elements(&descr, data, n).into_iter().map(conv).collect(),
+        shape,
+    })
 }
 
 /// A mask array as 0/1: uint8, bool, uint16 (non-zero is inside) or float32 (above 0.5).
 pub fn read_u8(bytes: &[u8], path: &Path) -> Result<Array<u8>> {
-    read_as(bytes, path, &["|u1", "<u1", "|b1", "<u2", "<f4"], "mask", |v| (v > 0.5) as u8)
+    read_as(
+        bytes,
+        path,
+        &["|u1", "<u1", "|b1", "<u2", "<f4"],
+        "mask",
+        |v| (v > 0.5) as u8,
+    )
 }
 
 /// A uint16 array (instance ids); uint8 is widened.
 pub fn read_u16(bytes: &[u8], path: &Path) -> Result<Array<u16>> {
-    read_as(bytes, path, &["<u2", "|u1", "<u1"], "instance-id", |v| v as u16)
+    read_as(bytes, path, &["<u2", "|u1", "<u1"], "instance-id", |v| {
+        v as u16
+    })
 }
 
 /// A float array (depth, intrinsics) as f32; float64 is narrowed.
@@ -109,16 +147,22 @@ pub fn read_file(path: &Path) -> Result<Vec<u8>> {
 /// Every member of the `.npz` archive at `path`: `(name, bytes)`.
 pub fn npz_members(path: &Path) -> Result<Vec<(String, Vec<u8>)>> {
     let file = std::fs::File::open(path).map_err(|e| DataError::open(path, e))?;
-    let mut zip = zip::ZipArchive::new(file)
-        .map_err(|e| DataError::malformed(path, format!("not a readable .npz (zip) archive: {e}")))?;
+    let mut zip = zip::ZipArchive::new(file).map_err(|e| {
+        DataError::malformed(path, format!("not a readable .npz (zip) archive: {e}"))
+    })?;
     let mut out = Vec::with_capacity(zip.len());
     for i in 0..zip.len() {
-        let mut entry = zip.by_index(i).map_err(|e| DataError::malformed(path, format!("member {i}: {e}")))?;
-        let name = entry.name().map_err(|e| DataError::malformed(path, format!("member {i}: {e}")))?.into_owned();
+        let mut entry = zip
+            .by_index(i)
+            .map_err(|e| DataError::malformed(path, format!("member {i}: {e}")))?;
+        let name = entry
+            .name()
+            .map_err(|e| DataError::malformed(path, format!("member {i}: {e}")))?
+            .into_owned();
         let mut bytes = Vec::with_capacity(entry.size() as usize);
-        entry
-            .read_to_end(&mut bytes)
-            .map_err(|e| DataError::malformed(path, format!("member {name:?} cannot be decompressed: {e}")))?;
+        entry.read_to_end(&mut bytes).map_err(|e| {
+            DataError::malformed(path, format!("member {name:?} cannot be decompressed: {e}"))
+        })?;
         out.push((name, bytes));
     }
     Ok(out)
@@ -129,13 +173,19 @@ pub fn npz_members(path: &Path) -> Result<Vec<(String, Vec<u8>)>> {
 /// `fourd_world::npy::expand_dyn_masks`), or one dense `dyn_masks` array.
 pub fn read_dyn_masks(path: &Path) -> Result<Array<u8>> {
     let members = npz_members(path)?;
-    if let Some((_, dense)) = members.iter().find(|(n, _)| n == "dyn_masks.npy" || n == "dyn_masks") {
+    if let Some((_, dense)) = members
+        .iter()
+        .find(|(n, _)| n == "dyn_masks.npy" || n == "dyn_masks")
+    {
         return read_u8(dense, path);
     }
     let (n, h, w, data) = fourd_world::npy::expand_dyn_masks(&members).ok_or_else(|| {
         DataError::malformed(path, "neither a dense `dyn_masks` array nor SpatialVID's sparse layout (f_<i>_data, f_<i>_indices, f_<i>_indptr, shape)")
     })?;
-    Ok(Array { shape: vec![n, h, w], data })
+    Ok(Array {
+        shape: vec![n, h, w],
+        data,
+    })
 }
 
 #[cfg(test)]
@@ -149,15 +199,33 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let p = dir.join("m.npz");
         let mask = npy_bytes(&[2, 2, 3], &[0u8, 1, 0, 1, 1, 0, 0, 0, 0, 1, 1, 1]);
-        std::fs::write(&p, npz_bytes(&[("dyn_masks", mask.clone()), ("extra", mask)])).unwrap();
+        std::fs::write(
+            &p,
+            npz_bytes(&[("dyn_masks", mask.clone()), ("extra", mask)]),
+        )
+        .unwrap();
         let a = read_dyn_masks(&p).unwrap();
         assert_eq!(a.dims3(&p).unwrap(), (2, 2, 3));
         assert_eq!(a.data.iter().filter(|&&v| v != 0).count(), 6);
         assert_eq!(npz_members(&p).unwrap().len(), 2);
         // SpatialVID's sparse layout gives the same masks.
         let sparse = dir.join("s.npz");
-        std::fs::write(&sparse, fourd_world::npy::dyn_masks_npz_bytes(&a.data, 2, 2, 3)).unwrap();
+        std::fs::write(
+            &sparse,
+            fourd_world::npy::dyn_masks_npz_bytes(&a.data, 2, 2, 3),
+        )
+        .unwrap();
         assert_eq!(read_dyn_masks(&sparse).unwrap(), a);
+        // numpy.savez_compressed deflates every member (the released SpatialVID files).
+        let deflated = dir.join("d.npz");
+        let mut w = zip::ZipWriter::new(std::fs::File::create(&deflated).unwrap());
+        let opts = zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Deflated);
+        for (name, bytes) in npz_members(&sparse).unwrap() {
+            w.start_file(name, opts).unwrap();
+            std::io::Write::write_all(&mut w, &bytes).unwrap();
+        }
+        w.finish().unwrap();
+        assert_eq!(read_dyn_masks(&deflated).unwrap(), a);
         std::fs::write(&sparse, b"PK junk").unwrap();
         let err = read_dyn_masks(&sparse).unwrap_err().to_string();
         assert!(err.contains("s.npz") && err.contains("zip"), "{err}");

@@ -15,7 +15,10 @@
 
 use std::collections::BTreeMap;
 
-use fourd_world::{label_poses, label_poses_enhanced, move_dist, CameraLabel, EnhancedParams, RuleParams, INSTRUCTION_RULE};
+use fourd_world::{
+    label_poses, label_poses_enhanced, move_dist, CameraLabel, EnhancedParams, RuleParams,
+    INSTRUCTION_RULE,
+};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{DataError, Result};
@@ -32,7 +35,11 @@ pub enum CameraRule {
 }
 
 impl CameraRule {
-    pub const ALL: [CameraRule; 3] = [CameraRule::Exact, CameraRule::Original, CameraRule::Enhanced];
+    pub const ALL: [CameraRule; 3] = [
+        CameraRule::Exact,
+        CameraRule::Original,
+        CameraRule::Enhanced,
+    ];
     pub fn as_str(self) -> &'static str {
         match self {
             CameraRule::Exact => "exact",
@@ -49,7 +56,9 @@ impl std::str::FromStr for CameraRule {
             "exact" => Ok(Self::Exact),
             "original" => Ok(Self::Original),
             "enhanced" => Ok(Self::Enhanced),
-            _ => Err(DataError::Config(format!("camera rule {s:?}: expected exact, original or enhanced"))),
+            _ => Err(DataError::Config(format!(
+                "camera rule {s:?}: expected exact, original or enhanced"
+            ))),
         }
     }
 }
@@ -72,7 +81,10 @@ pub fn format_labels(labels: &[CameraLabel]) -> String {
 pub fn parse_labels(items: &[String]) -> Result<Vec<CameraLabel>> {
     let mut out = Vec::new();
     for s in items {
-        out.push(s.parse::<CameraLabel>().map_err(|e| DataError::Config(e.to_string()))?);
+        out.push(
+            s.parse::<CameraLabel>()
+                .map_err(|e| DataError::Config(e.to_string()))?,
+        );
     }
     out.sort();
     out.dedup();
@@ -80,9 +92,15 @@ pub fn parse_labels(items: &[String]) -> Result<Vec<CameraLabel>> {
 }
 
 /// Labels of every unit step `t -> t+1` (`poses.len() - 1` entries) under `rule`.
-pub fn unit_step_labels(poses: &[[f64; 7]], rule: CameraRule, csv_move_dist: Option<f64>) -> Result<Vec<Vec<CameraLabel>>> {
+pub fn unit_step_labels(
+    poses: &[[f64; 7]],
+    rule: CameraRule,
+    csv_move_dist: Option<f64>,
+) -> Result<Vec<Vec<CameraLabel>>> {
     let n = poses.len();
-    let err = |e: fourd_world::WorldError| DataError::Config(format!("camera rule {}: {e}", rule.as_str()));
+    let err = |e: fourd_world::WorldError| {
+        DataError::Config(format!("camera rule {}: {e}", rule.as_str()))
+    };
     let steps = match rule {
         CameraRule::Exact => label_poses(poses, &INSTRUCTION_RULE).map_err(err)?,
         CameraRule::Original => label_poses(poses, &RuleParams::default()).map_err(err)?,
@@ -112,7 +130,10 @@ pub fn unit_step_labels(poses: &[[f64; 7]], rule: CameraRule, csv_move_dist: Opt
 }
 
 /// Unit-step labels of `instructions.json` segments (`None` for steps no segment covers).
-pub fn instruction_steps(segments: &[InstructionSegment], frames: usize) -> Result<Vec<Option<Vec<CameraLabel>>>> {
+pub fn instruction_steps(
+    segments: &[InstructionSegment],
+    frames: usize,
+) -> Result<Vec<Option<Vec<CameraLabel>>>> {
     let mut out = vec![None; frames.saturating_sub(1)];
     for s in segments {
         let labels = parse_labels(&s.labels)?;
@@ -141,7 +162,11 @@ pub fn merge_steps(steps: &[Vec<CameraLabel>]) -> Vec<CameraSegment> {
         }
     }
     out.into_iter()
-        .map(|(start, end, labels)| CameraSegment { start, end, labels: labels.iter().map(|l| l.as_str().to_string()).collect() })
+        .map(|(start, end, labels)| CameraSegment {
+            start,
+            end,
+            labels: labels.iter().map(|l| l.as_str().to_string()).collect(),
+        })
         .collect()
 }
 
@@ -181,7 +206,9 @@ pub fn camera_report(
     let mut computed = BTreeMap::new();
     let mut agreement = BTreeMap::new();
     let mut fill = Vec::new();
-    let instr_steps = instructions.map(|s| instruction_steps(s, poses.len())).transpose()?;
+    let instr_steps = instructions
+        .map(|s| instruction_steps(s, poses.len()))
+        .transpose()?;
     for rule in CameraRule::ALL {
         let steps = unit_step_labels(poses, rule, csv_move_dist)?;
         if let Some(is) = &instr_steps {
@@ -190,24 +217,44 @@ pub fn camera_report(
         }
         computed.insert(
             rule.as_str().to_string(),
-            steps.iter().map(|l| l.iter().map(|x| x.as_str().to_string()).collect()).collect(),
+            steps
+                .iter()
+                .map(|l| l.iter().map(|x| x.as_str().to_string()).collect())
+                .collect(),
         );
         if rule == fill_rule {
             fill = steps;
         }
     }
     let (segments, source) = match instructions {
-        Some(s) => (s.iter().map(|s| CameraSegment { start: s.start, end: s.end, labels: s.labels.clone() }).collect(), "instructions.json".to_string()),
-        None => (merge_steps(&fill), format!("poses ({} rule)", fill_rule.as_str())),
+        Some(s) => (
+            s.iter()
+                .map(|s| CameraSegment {
+                    start: s.start,
+                    end: s.end,
+                    labels: s.labels.clone(),
+                })
+                .collect(),
+            "instructions.json".to_string(),
+        ),
+        None => (
+            merge_steps(&fill),
+            format!("poses ({} rule)", fill_rule.as_str()),
+        ),
     };
-    Ok(CameraReport { segments, source, computed, agreement_with_instructions: agreement })
+    Ok(CameraReport {
+        segments,
+        source,
+        computed,
+        agreement_with_instructions: agreement,
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use fourd_world::{CameraSegment as WorldSegment, CameraTrajectory, Pose};
     use fourd_world::glam::DVec3;
+    use fourd_world::{CameraSegment as WorldSegment, CameraTrajectory, Pose};
 
     #[test]
     fn exact_rule_recovers_segments() {
@@ -225,15 +272,25 @@ mod tests {
         let steps = unit_step_labels(&poses, CameraRule::Exact, None).unwrap();
         let segs = merge_steps(&steps);
         assert_eq!(segs.len(), 3);
-        assert_eq!((segs[0].start, segs[0].end, segs[0].labels.clone()), (0, 4, vec!["Pan Left".to_string()]));
+        assert_eq!(
+            (segs[0].start, segs[0].end, segs[0].labels.clone()),
+            (0, 4, vec!["Pan Left".to_string()])
+        );
         assert_eq!(segs[1].labels, vec!["Stay"]);
         assert_eq!(segs[2].labels, vec!["Dolly In", "Tilt Up"]);
-        assert_eq!(format_labels(&parse_labels(&segs[2].labels).unwrap()), "Dolly In and Tilt Up");
+        assert_eq!(
+            format_labels(&parse_labels(&segs[2].labels).unwrap()),
+            "Dolly In and Tilt Up"
+        );
         // The original rule (EMA, pairs of 2) and the enhanced vote still cover every step.
         for rule in [CameraRule::Original, CameraRule::Enhanced] {
             assert_eq!(unit_step_labels(&poses, rule, None).unwrap().len(), 12);
         }
-        let instr = vec![InstructionSegment { start: 0, end: 4, labels: vec!["Pan Left".into()] }];
+        let instr = vec![InstructionSegment {
+            start: 0,
+            end: 4,
+            labels: vec!["Pan Left".into()],
+        }];
         let report = camera_report(&poses, Some(&instr), None, CameraRule::Exact).unwrap();
         assert_eq!(report.agreement_with_instructions["exact"], [4, 4]);
         assert_eq!(report.source, "instructions.json");

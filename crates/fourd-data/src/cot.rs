@@ -32,7 +32,10 @@ pub fn imagery_sentence(lead: &str, frames: &[usize]) -> String {
 
 /// The full `text_output`.
 pub fn assemble(think: &str, letter: char, label: &str) -> String {
-    format!("<think>\n{}\n</think>\n<answer>\n{letter}. {label}\n</answer>", think.trim())
+    format!(
+        "<think>\n{}\n</think>\n<answer>\n{letter}. {label}\n</answer>",
+        think.trim()
+    )
 }
 
 /// Why a `text_output` is malformed, or `Ok` with the `(letter, label)` of its answer.
@@ -43,7 +46,9 @@ pub fn assemble(think: &str, letter: char, label: &str) -> String {
 /// the answer is `X. label` with `X` in A-D.
 pub fn validate(text: &str, expected_tags: usize) -> Result<(char, String), String> {
     let t = text.trim();
-    let rest = t.strip_prefix("<think>").ok_or("does not start with <think>")?;
+    let rest = t
+        .strip_prefix("<think>")
+        .ok_or("does not start with <think>")?;
     let (think, after) = rest.split_once("</think>").ok_or("no </think>")?;
     if think.contains("<think>") || after.contains("<think>") || after.contains("</think>") {
         return Err("more than one think block".into());
@@ -55,30 +60,45 @@ pub fn validate(text: &str, expected_tags: usize) -> Result<(char, String), Stri
     let inner = after
         .strip_prefix("<answer>")
         .and_then(|a| a.strip_suffix("</answer>"))
-        .ok_or("the think block must be followed by exactly <answer>...</answer> and nothing else")?;
+        .ok_or(
+            "the think block must be followed by exactly <answer>...</answer> and nothing else",
+        )?;
     if inner.contains("<answer>") || inner.contains("</answer>") {
         return Err("more than one answer block".into());
     }
     let tags_inside = think.matches(TAG).count();
     let tags_total = t.matches(TAG).count();
     if tags_total != tags_inside {
-        return Err(format!("{} {TAG} tag(s) outside the think block", tags_total - tags_inside));
+        return Err(format!(
+            "{} {TAG} tag(s) outside the think block",
+            tags_total - tags_inside
+        ));
     }
     if tags_inside != expected_tags {
-        return Err(format!("{tags_inside} {TAG} tag(s), expected {expected_tags} (one per image_output)"));
+        return Err(format!(
+            "{tags_inside} {TAG} tag(s), expected {expected_tags} (one per image_output)"
+        ));
     }
     if expected_tags > 0 {
         let first = think.find(TAG).expect("tags present");
         let last = think.rfind(TAG).expect("tags present");
         let span = &think[first..last];
-        if [". ", ".\n", "? ", "! ", "\n\n"].iter().any(|end| span.contains(end)) {
+        if [". ", ".\n", "? ", "! ", "\n\n"]
+            .iter()
+            .any(|end| span.contains(end))
+        {
             return Err(format!("the {TAG} tags are not in one sentence"));
         }
     }
     let inner = inner.trim();
     let mut chars = inner.chars();
     let letter = chars.next().ok_or("empty answer")?;
-    let label = chars.as_str().strip_prefix(". ").ok_or("answer is not `X. label`")?.trim().to_string();
+    let label = chars
+        .as_str()
+        .strip_prefix(". ")
+        .ok_or("answer is not `X. label`")?
+        .trim()
+        .to_string();
     if !('A'..='D').contains(&letter) {
         return Err(format!("answer letter {letter:?} is not A-D"));
     }
@@ -90,8 +110,17 @@ pub fn validate(text: &str, expected_tags: usize) -> Result<(char, String), Stri
 
 /// Checks an LLM rewrite of a think body against the original: same number of tags, one
 /// imagery sentence, the answer label still stated, no answer block, not empty.
-pub fn validate_rewrite(rewritten: &str, expected_tags: usize, answer_label: &str) -> Result<String, String> {
-    let body = rewritten.trim().trim_start_matches("<think>").trim_end_matches("</think>").trim().to_string();
+pub fn validate_rewrite(
+    rewritten: &str,
+    expected_tags: usize,
+    answer_label: &str,
+) -> Result<String, String> {
+    let body = rewritten
+        .trim()
+        .trim_start_matches("<think>")
+        .trim_end_matches("</think>")
+        .trim()
+        .to_string();
     if body.len() < 40 {
         return Err("rewrite shorter than 40 characters".into());
     }
@@ -99,7 +128,10 @@ pub fn validate_rewrite(rewritten: &str, expected_tags: usize, answer_label: &st
         return Err("rewrite contains think/answer markup".into());
     }
     validate(&assemble(&body, 'A', answer_label), expected_tags)?;
-    if !body.to_ascii_lowercase().contains(&answer_label.to_ascii_lowercase()) {
+    if !body
+        .to_ascii_lowercase()
+        .contains(&answer_label.to_ascii_lowercase())
+    {
         return Err(format!("rewrite no longer concludes {answer_label:?}"));
     }
     Ok(body)
@@ -113,7 +145,11 @@ mod tests {
     fn structure_and_tags() {
         let s = imagery_sentence("I picture the red box", &[0, 5, 9]);
         assert_eq!(s, "I picture the red box at 0s, 5s and 9s: <output_image>, <output_image> and <output_image>.");
-        let ok = assemble(&format!("Setup. {s} It moves 3.5 px left. So Moving Left."), 'C', "Moving Left");
+        let ok = assemble(
+            &format!("Setup. {s} It moves 3.5 px left. So Moving Left."),
+            'C',
+            "Moving Left",
+        );
         assert_eq!(validate(&ok, 3), Ok(('C', "Moving Left".into())));
         assert!(validate(&ok, 2).unwrap_err().contains("expected 2"));
         let split = assemble("A <output_image>. Then <output_image>.", 'A', "x");
@@ -121,7 +157,17 @@ mod tests {
         let outside = format!("{ok} {TAG}");
         assert!(validate(&outside, 3).is_err());
         assert!(validate(&ok.replace("C. Moving", "E. Moving"), 3).is_err());
-        assert!(validate_rewrite(&format!("Looking closely, {s} so it is Moving Left."), 3, "Moving Left").is_ok());
-        assert!(validate_rewrite(&format!("Looking closely, {s} so it is Moving Right."), 3, "Moving Left").is_err());
+        assert!(validate_rewrite(
+            &format!("Looking closely, {s} so it is Moving Left."),
+            3,
+            "Moving Left"
+        )
+        .is_ok());
+        assert!(validate_rewrite(
+            &format!("Looking closely, {s} so it is Moving Right."),
+            3,
+            "Moving Left"
+        )
+        .is_err());
     }
 }

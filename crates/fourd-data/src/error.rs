@@ -44,7 +44,10 @@ pub enum DataError {
 
 impl DataError {
     pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
-        DataError::Io { path: path.into(), source }
+        DataError::Io {
+            path: path.into(),
+            source,
+        }
     }
     /// An error opening or reading `path`: [`DataError::Missing`] when it does not exist.
     pub(crate) fn open(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
@@ -55,10 +58,16 @@ impl DataError {
         }
     }
     pub(crate) fn malformed(path: impl Into<PathBuf>, what: impl Into<String>) -> Self {
-        DataError::Malformed { path: path.into(), what: what.into() }
+        DataError::Malformed {
+            path: path.into(),
+            what: what.into(),
+        }
     }
     pub(crate) fn inconsistent(path: impl Into<PathBuf>, what: impl Into<String>) -> Self {
-        DataError::Inconsistent { path: path.into(), what: what.into() }
+        DataError::Inconsistent {
+            path: path.into(),
+            what: what.into(),
+        }
     }
 }
 

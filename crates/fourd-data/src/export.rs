@@ -20,7 +20,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::cot::assemble;
 use crate::error::Result;
-use crate::questions::{balance, baselines, option_set, Baselines, Candidate};
+use crate::questions::{balance, baselines, option_set, Balanced, Baselines, Candidate};
 
 pub const LETTERS: [char; 4] = ['A', 'B', 'C', 'D'];
 
@@ -38,11 +38,20 @@ impl Question {
         LETTERS[self.correct]
     }
     pub fn text_input(&self) -> String {
-        let opts: Vec<String> = self.options.iter().zip(LETTERS).map(|(o, l)| format!("{l}. {o}")).collect();
+        let opts: Vec<String> = self
+            .options
+            .iter()
+            .zip(LETTERS)
+            .map(|(o, l)| format!("{l}. {o}"))
+            .collect();
         format!("{}\n\n{}", self.candidate.question, opts.join("\n"))
     }
     pub fn text_output(&self) -> String {
-        assemble(&self.candidate.think, self.letter(), &self.options[self.correct])
+        assemble(
+            &self.candidate.think,
+            self.letter(),
+            &self.options[self.correct],
+        )
     }
 }
 
@@ -64,11 +73,22 @@ pub struct ExportStats {
 
 /// Balanced, lettered questions from all candidates of a run (deterministic in `seed` and the
 /// candidate set, independent of their order).
-pub fn build_questions(mut cands: Vec<Candidate>, seed: u64, balance_answers: bool) -> (Vec<Question>, ExportStats) {
+pub fn build_questions(
+    mut cands: Vec<Candidate>,
+    seed: u64,
+    balance_answers: bool,
+) -> (Vec<Question>, ExportStats) {
     cands.sort_by(|a, b| a.id.cmp(&b.id));
     let n_cands = cands.len();
-    let (kept, pi, dropped) = balance(cands, seed, balance_answers);
-    let mut stats = ExportStats { candidates: n_cands, ..Default::default() };
+    let Balanced {
+        kept,
+        answer_distribution: pi,
+        dropped,
+    } = balance(cands, seed, balance_answers);
+    let mut stats = ExportStats {
+        candidates: n_cands,
+        ..Default::default()
+    };
     for (k, d) in dropped {
         stats.dropped_for_balance.insert(k.as_str().into(), d);
     }
@@ -78,7 +98,12 @@ pub fn build_questions(mut cands: Vec<Candidate>, seed: u64, balance_answers: bo
         let mut rng = crate::fsio::clip_rng(seed, &c.id, "options");
         match option_set(&c.answer, p, &mut rng) {
             Some(o) => with_options.push((c, o)),
-            None => *stats.dropped_for_balance.entry(c.kind.as_str().into()).or_default() += 1,
+            None => {
+                *stats
+                    .dropped_for_balance
+                    .entry(c.kind.as_str().into())
+                    .or_default() += 1
+            }
         }
     }
     let mut questions = Vec::with_capacity(with_options.len());
@@ -87,24 +112,44 @@ pub fn build_questions(mut cands: Vec<Candidate>, seed: u64, balance_answers: bo
         let mut letters = [0usize, 1, 2, 3];
         letters.shuffle(&mut rng);
         for ((c, opts), &slot) in block.iter().zip(&letters) {
-            let mut distractors: Vec<String> = opts.iter().filter(|o| **o != c.answer).cloned().collect();
+            let mut distractors: Vec<String> =
+                opts.iter().filter(|o| **o != c.answer).cloned().collect();
             let mut qrng = crate::fsio::clip_rng(seed, &c.id, "distractor-order");
             distractors.shuffle(&mut qrng);
             let mut options = Vec::with_capacity(4);
             let mut it = distractors.into_iter();
             for i in 0..4 {
-                options.push(if i == slot { c.answer.clone() } else { it.next().unwrap_or_default() });
+                options.push(if i == slot {
+                    c.answer.clone()
+                } else {
+                    it.next().unwrap_or_default()
+                });
             }
-            questions.push(Question { candidate: c.clone(), options, correct: slot });
+            questions.push(Question {
+                candidate: c.clone(),
+                options,
+                correct: slot,
+            });
         }
     }
     for q in &questions {
-        *stats.per_kind.entry(q.candidate.kind.as_str().into()).or_default() += 1;
-        *stats.answers.entry(q.candidate.kind.as_str().into()).or_default().entry(q.candidate.answer.clone()).or_default() += 1;
+        *stats
+            .per_kind
+            .entry(q.candidate.kind.as_str().into())
+            .or_default() += 1;
+        *stats
+            .answers
+            .entry(q.candidate.kind.as_str().into())
+            .or_default()
+            .entry(q.candidate.answer.clone())
+            .or_default() += 1;
         *stats.letters.entry(q.letter().to_string()).or_default() += 1;
     }
     stats.questions = questions.len();
-    let items: Vec<(Vec<String>, usize)> = questions.iter().map(|q| (q.options.clone(), q.correct)).collect();
+    let items: Vec<(Vec<String>, usize)> = questions
+        .iter()
+        .map(|q| (q.options.clone(), q.correct))
+        .collect();
     stats.baselines = (!items.is_empty()).then(|| baselines(&items));
     (questions, stats)
 }
@@ -115,12 +160,20 @@ fn path_str(out_root: &Path, rel: &str) -> String {
 
 /// Writes `dift.jsonl` and `4drl.jsonl` under `out_root` (atomically); paths in the records are
 /// `out_root` joined with the stored relative paths.
-pub fn write_outputs(questions: &[Question], out_root: &Path, stats: &mut ExportStats) -> Result<()> {
+pub fn write_outputs(
+    questions: &[Question],
+    out_root: &Path,
+    stats: &mut ExportStats,
+) -> Result<()> {
     let mut dift = String::new();
     let mut rl = String::new();
     for q in questions {
         let c = &q.candidate;
-        let frames: Vec<String> = c.image_input.iter().map(|p| path_str(out_root, p)).collect();
+        let frames: Vec<String> = c
+            .image_input
+            .iter()
+            .map(|p| path_str(out_root, p))
+            .collect();
         if !c.image_output.is_empty() {
             let rec = serde_json::json!({
                 "id": c.id,
@@ -156,4 +209,3 @@ pub fn write_outputs(questions: &[Question], out_root: &Path, stats: &mut Export
 /// File names of the two outputs.
 pub const DIFT_FILE: &str = "dift.jsonl";
 pub const RL_FILE: &str = "4drl.jsonl";
-

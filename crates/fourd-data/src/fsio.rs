@@ -13,7 +13,10 @@ use crate::error::{DataError, Result};
 /// A temporary sibling of `path`: same folder (so the rename stays on one file system), a name
 /// that no finished output ever has.
 pub fn temp_sibling(path: &Path) -> PathBuf {
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     path.with_file_name(format!(".{name}.tmp-{}", std::process::id()))
 }
 
@@ -39,7 +42,8 @@ pub fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<()> {
 /// Reads and parses a JSON file; the error names the file and serde's line/column.
 pub fn read_json<T: DeserializeOwned>(path: &Path) -> Result<T> {
     let bytes = std::fs::read(path).map_err(|e| DataError::io(path, e))?;
-    serde_json::from_slice(&bytes).map_err(|e| DataError::malformed(path, format!("invalid JSON: {e}")))
+    serde_json::from_slice(&bytes)
+        .map_err(|e| DataError::malformed(path, format!("invalid JSON: {e}")))
 }
 
 /// Encodes `img` as PNG into memory (PNG: lossless and deterministic, unlike the reference's
@@ -47,7 +51,10 @@ pub fn read_json<T: DeserializeOwned>(path: &Path) -> Result<T> {
 pub fn png_bytes(img: &image::RgbImage, path_for_errors: &Path) -> Result<Vec<u8>> {
     let mut out = std::io::Cursor::new(Vec::new());
     img.write_to(&mut out, image::ImageFormat::Png)
-        .map_err(|e| DataError::Image { path: path_for_errors.to_path_buf(), msg: e.to_string() })?;
+        .map_err(|e| DataError::Image {
+            path: path_for_errors.to_path_buf(),
+            msg: e.to_string(),
+        })?;
     Ok(out.into_inner())
 }
 
@@ -71,12 +78,18 @@ pub fn write_dir_atomic(dir: &Path, files: &[(String, Vec<u8>)]) -> Result<()> {
 
 /// Removes temporary files and folders a killed run left in `dir` (names from [`temp_sibling`]).
 pub fn remove_stale_temps(dir: &Path) {
-    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
     for e in entries.flatten() {
         let name = e.file_name().to_string_lossy().into_owned();
         if name.starts_with('.') && name.contains(".tmp-") {
             let p = e.path();
-            let _ = if p.is_dir() { std::fs::remove_dir_all(&p) } else { std::fs::remove_file(&p) };
+            let _ = if p.is_dir() {
+                std::fs::remove_dir_all(&p)
+            } else {
+                std::fs::remove_file(&p)
+            };
         }
     }
 }

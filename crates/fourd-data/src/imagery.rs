@@ -24,19 +24,27 @@ const RED: [f64; 3] = [255.0, 0.0, 0.0];
 pub fn overlay(frame: &RgbImage, mask: &Mask) -> RgbImage {
     let (w, h) = frame.dimensions();
     let mut out = frame.clone();
-    let inside = |x: i64, y: i64| x >= 0 && y >= 0 && x < w as i64 && y < h as i64 && mask.get(x as u32, y as u32);
+    let inside = |x: i64, y: i64| {
+        x >= 0 && y >= 0 && x < w as i64 && y < h as i64 && mask.get(x as u32, y as u32)
+    };
     for y in 0..h as i64 {
         for x in 0..w as i64 {
             let here = inside(x, y);
             let n4 = [(x - 1, y), (x + 1, y), (x, y - 1), (x, y + 1)];
             let boundary_in = here && n4.iter().any(|&(a, b)| !inside(a, b));
-            let boundary_out = !here && n4.iter().any(|&(a, b)| inside(a, b) && [(a - 1, b), (a + 1, b), (a, b - 1), (a, b + 1)].iter().any(|&(c, d)| !inside(c, d)));
+            let boundary_out = !here
+                && n4.iter().any(|&(a, b)| {
+                    inside(a, b)
+                        && [(a - 1, b), (a + 1, b), (a, b - 1), (a, b + 1)]
+                            .iter()
+                            .any(|&(c, d)| !inside(c, d))
+                });
             let p = out.get_pixel_mut(x as u32, y as u32);
             if boundary_in || boundary_out {
                 *p = image::Rgb([255, 0, 0]);
             } else if here {
-                for c in 0..3 {
-                    p.0[c] = (0.6 * p.0[c] as f64 + 0.4 * RED[c]).round().clamp(0.0, 255.0) as u8;
+                for (v, red) in p.0.iter_mut().zip(RED) {
+                    *v = (0.6 * *v as f64 + 0.4 * red).round().clamp(0.0, 255.0) as u8;
                 }
             }
         }
@@ -51,7 +59,9 @@ pub fn spread_keyframes(candidates: &[usize], count: usize) -> Vec<usize> {
         return candidates.to_vec();
     }
     let last = candidates.len() - 1;
-    let mut out: Vec<usize> = (0..count).map(|i| candidates[(i * last + (count - 1) / 2) / (count - 1).max(1)]).collect();
+    let mut out: Vec<usize> = (0..count)
+        .map(|i| candidates[(i * last + (count - 1) / 2) / (count - 1).max(1)])
+        .collect();
     out[0] = candidates[0];
     out[count - 1] = candidates[last];
     out.dedup();
@@ -78,7 +88,12 @@ pub fn landmark_masks(
         let z = *depth.get(t * px + (y * w + x) as usize)? as f64;
         (z.is_finite() && z > 0.0).then_some(z)
     };
-    let is_dynamic = |t: usize, x: u32, y: u32| dynamic.get(t).and_then(|m| m.as_ref()).is_some_and(|m| m.get(x, y));
+    let is_dynamic = |t: usize, x: u32, y: u32| {
+        dynamic
+            .get(t)
+            .and_then(|m| m.as_ref())
+            .is_some_and(|m| m.get(x, y))
+    };
     let luma = |x: u32, y: u32| {
         let p = image_a.get_pixel(x, y).0;
         0.299 * p[0] as f64 + 0.587 * p[1] as f64 + 0.114 * p[2] as f64
@@ -101,7 +116,8 @@ pub fn landmark_masks(
                     }
                     valid += 1;
                     if x + 1 < w && y + 1 < h {
-                        energy += (luma(x + 1, y) - luma(x, y)).abs() + (luma(x, y + 1) - luma(x, y)).abs();
+                        energy += (luma(x + 1, y) - luma(x, y)).abs()
+                            + (luma(x, y + 1) - luma(x, y)).abs();
                     }
                 }
             }
@@ -117,12 +133,25 @@ pub fn landmark_masks(
         }
     }
     let (_, x0, y0) = best?;
-    let in_patch = |x: u32, y: u32| x >= x0 && x < x0 + bw && y >= y0 && y < y0 + bh && !is_dynamic(a, x, y) && depth_at(a, x, y).is_some();
+    let in_patch = |x: u32, y: u32| {
+        x >= x0
+            && x < x0 + bw
+            && y >= y0
+            && y < y0 + bh
+            && !is_dynamic(a, x, y)
+            && depth_at(a, x, y).is_some()
+    };
     let (ra, ta) = w2c(&poses[a]);
     let mut out = Vec::with_capacity(frames.len());
     for &f in frames {
         if f == a {
-            out.push(Mask::new(w, h, (0..px).map(|i| in_patch(i as u32 % w, i as u32 / w)).collect()));
+            out.push(Mask::new(
+                w,
+                h,
+                (0..px)
+                    .map(|i| in_patch(i as u32 % w, i as u32 / w))
+                    .collect(),
+            ));
             continue;
         }
         let (rf, tf) = w2c(&poses[f]);
@@ -135,14 +164,17 @@ pub fn landmark_masks(
                 }
                 let p_world = rf.transpose() * (k.back_project(x as f64, y as f64, z) - tf);
                 let p_a: DVec3 = ra * p_world + ta;
-                let Some((u, v)) = k.project(p_a) else { continue };
+                let Some((u, v)) = k.project(p_a) else {
+                    continue;
+                };
                 let (ui, vi) = (u.round(), v.round());
                 if ui < 0.0 || vi < 0.0 || ui >= w as f64 || vi >= h as f64 {
                     continue;
                 }
                 let (ui, vi) = (ui as u32, vi as u32);
                 // The point must be the surface frame `a` saw there, not something behind it.
-                let visible_in_a = depth_at(a, ui, vi).is_some_and(|za| (za - p_a.z).abs() <= 0.05 * za);
+                let visible_in_a =
+                    depth_at(a, ui, vi).is_some_and(|za| (za - p_a.z).abs() <= 0.05 * za);
                 bits[(y * w + x) as usize] = visible_in_a && in_patch(ui, vi);
             }
         }
@@ -163,13 +195,34 @@ mod tests {
     #[test]
     fn overlay_tints_and_outlines() {
         let frame = RgbImage::from_pixel(10, 10, image::Rgb([0, 0, 200]));
-        let mask = Mask::new(10, 10, (0..100).map(|i| (3..7).contains(&(i % 10)) && (3..7).contains(&(i / 10))).collect());
+        let mask = Mask::new(
+            10,
+            10,
+            (0..100)
+                .map(|i| (3..7).contains(&(i % 10)) && (3..7).contains(&(i / 10)))
+                .collect(),
+        );
         let o = overlay(&frame, &mask);
         assert_eq!(o.get_pixel(0, 0).0, [0, 0, 200], "outside untouched");
-        assert_eq!(o.get_pixel(3, 3).0, [255, 0, 0], "boundary inside is contour");
-        assert_eq!(o.get_pixel(2, 4).0, [255, 0, 0], "one pixel outside is contour");
-        assert_eq!(o.get_pixel(4, 4).0, [102, 0, 120], "interior is 0.6 pixel + 0.4 red");
-        assert_eq!(spread_keyframes(&[0, 1, 2, 3, 4, 5, 6, 7, 8, 9], 4), vec![0, 3, 6, 9]);
+        assert_eq!(
+            o.get_pixel(3, 3).0,
+            [255, 0, 0],
+            "boundary inside is contour"
+        );
+        assert_eq!(
+            o.get_pixel(2, 4).0,
+            [255, 0, 0],
+            "one pixel outside is contour"
+        );
+        assert_eq!(
+            o.get_pixel(4, 4).0,
+            [102, 0, 120],
+            "interior is 0.6 pixel + 0.4 red"
+        );
+        assert_eq!(
+            spread_keyframes(&[0, 1, 2, 3, 4, 5, 6, 7, 8, 9], 4),
+            vec![0, 3, 6, 9]
+        );
         assert_eq!(spread_keyframes(&[2, 5], 4), vec![2, 5]);
     }
 }

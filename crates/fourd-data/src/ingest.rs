@@ -35,14 +35,21 @@ impl ClipRef {
 
 fn sorted_dirs(dir: &Path) -> Vec<PathBuf> {
     let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
-        .map(|r| r.flatten().map(|e| e.path()).filter(|p| p.is_dir()).collect())
+        .map(|r| {
+            r.flatten()
+                .map(|e| e.path())
+                .filter(|p| p.is_dir())
+                .collect()
+        })
         .unwrap_or_default();
     v.sort();
     v
 }
 
 fn name_of(p: &Path) -> String {
-    p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()
+    p.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default()
 }
 
 /// Every clip under `root`: the union of `videos/<group>/<clip>.mp4` files and
@@ -56,10 +63,16 @@ pub fn discover(root: &Path) -> Result<Vec<ClipRef>> {
     }
     let mut keys: BTreeSet<(String, String)> = BTreeSet::new();
     for g in sorted_dirs(&videos) {
-        for e in std::fs::read_dir(&g).map_err(|e| DataError::io(&g, e))?.flatten() {
+        for e in std::fs::read_dir(&g)
+            .map_err(|e| DataError::io(&g, e))?
+            .flatten()
+        {
             let p = e.path();
             if p.extension().is_some_and(|x| x.eq_ignore_ascii_case("mp4")) {
-                let stem = p.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+                let stem = p
+                    .file_stem()
+                    .map(|s| s.to_string_lossy().into_owned())
+                    .unwrap_or_default();
                 keys.insert((name_of(&g), stem));
             }
         }
@@ -104,7 +117,11 @@ fn split_csv_line(line: &str) -> Vec<String> {
 /// `moveDist` per clip id (the file stem of the `video path` column) from the metadata CSV at
 /// `root` (`metadata.csv`, else `SpatialVID_metadata.csv`); empty when there is none.
 pub fn read_move_dist(root: &Path) -> Result<BTreeMap<String, f64>> {
-    let Some(path) = ["metadata.csv", "SpatialVID_metadata.csv"].iter().map(|n| root.join(n)).find(|p| p.is_file()) else {
+    let Some(path) = ["metadata.csv", "SpatialVID_metadata.csv"]
+        .iter()
+        .map(|n| root.join(n))
+        .find(|p| p.is_file())
+    else {
         return Ok(BTreeMap::new());
     };
     let text = std::fs::read_to_string(&path).map_err(|e| DataError::io(&path, e))?;
@@ -119,13 +136,21 @@ pub fn read_move_dist(root: &Path) -> Result<BTreeMap<String, f64>> {
     for (i, line) in lines.enumerate().filter(|(_, l)| !l.trim().is_empty()) {
         let f = split_csv_line(line);
         let (Some(v), Some(m)) = (f.get(vcol), f.get(mcol)) else {
-            return Err(DataError::malformed(&path, format!("line {}: fewer columns than the header", i + 2)));
+            return Err(DataError::malformed(
+                &path,
+                format!("line {}: fewer columns than the header", i + 2),
+            ));
         };
-        let stem = Path::new(v.trim()).file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
-        let value: f64 = m
-            .trim()
-            .parse()
-            .map_err(|_| DataError::malformed(&path, format!("line {}: moveDist {m:?} is not a number", i + 2)))?;
+        let stem = Path::new(v.trim())
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let value: f64 = m.trim().parse().map_err(|_| {
+            DataError::malformed(
+                &path,
+                format!("line {}: moveDist {m:?} is not a number", i + 2),
+            )
+        })?;
         out.insert(stem, value);
     }
     Ok(out)
@@ -144,7 +169,15 @@ pub fn parse_indexes(path: &Path) -> Result<Vec<(usize, usize)>> {
         }
         match (t[0].parse(), t[1].parse()) {
             (Ok(a), Ok(b)) => out.push((a, b)),
-            _ => return Err(DataError::malformed(path, format!("line {}: {line:?} is not two integers `seq frame_idx`", i + 1))),
+            _ => {
+                return Err(DataError::malformed(
+                    path,
+                    format!(
+                        "line {}: {line:?} is not two integers `seq frame_idx`",
+                        i + 1
+                    ),
+                ))
+            }
         }
     }
     if out.is_empty() {
@@ -164,27 +197,37 @@ pub struct InstructionSegment {
 /// Parses `instructions.json` (`{"a->b": [labels]}`), checking `a < b < frames` and every label.
 pub fn parse_instructions(path: &Path, frames: usize) -> Result<Vec<InstructionSegment>> {
     let bytes = read_file(path)?;
-    let value: serde_json::Value =
-        serde_json::from_slice(&bytes).map_err(|e| DataError::malformed(path, format!("invalid JSON: {e}")))?;
-    let obj = value
-        .as_object()
-        .ok_or_else(|| DataError::malformed(path, "expected an object of \"start->end\": [labels]"))?;
+    let value: serde_json::Value = serde_json::from_slice(&bytes)
+        .map_err(|e| DataError::malformed(path, format!("invalid JSON: {e}")))?;
+    let obj = value.as_object().ok_or_else(|| {
+        DataError::malformed(path, "expected an object of \"start->end\": [labels]")
+    })?;
     let mut out = Vec::new();
     for (key, labels) in obj {
         let bad = |what: String| DataError::malformed(path, format!("key {key:?}: {what}"));
-        let (a, b) = key.split_once("->").ok_or_else(|| bad("not of the form \"start->end\"".into()))?;
+        let (a, b) = key
+            .split_once("->")
+            .ok_or_else(|| bad("not of the form \"start->end\"".into()))?;
         let (a, b): (usize, usize) = match (a.trim().parse(), b.trim().parse()) {
             (Ok(a), Ok(b)) => (a, b),
             _ => return Err(bad("start and end must be frame numbers".into())),
         };
         if a >= b || b >= frames {
-            return Err(bad(format!("needs start < end < {frames} (the number of annotated frames)")));
+            return Err(bad(format!(
+                "needs start < end < {frames} (the number of annotated frames)"
+            )));
         }
-        let list = labels.as_array().ok_or_else(|| bad("value is not a list of labels".into()))?;
+        let list = labels
+            .as_array()
+            .ok_or_else(|| bad("value is not a list of labels".into()))?;
         let mut parsed = Vec::new();
         for l in list {
-            let s = l.as_str().ok_or_else(|| bad(format!("label {l} is not a string")))?;
-            let label: CameraLabel = s.parse().map_err(|e: fourd_world::WorldError| bad(e.to_string()))?;
+            let s = l
+                .as_str()
+                .ok_or_else(|| bad(format!("label {l} is not a string")))?;
+            let label: CameraLabel = s
+                .parse()
+                .map_err(|e: fourd_world::WorldError| bad(e.to_string()))?;
             parsed.push(label);
         }
         if parsed.is_empty() {
@@ -192,7 +235,11 @@ pub fn parse_instructions(path: &Path, frames: usize) -> Result<Vec<InstructionS
         }
         parsed.sort();
         parsed.dedup();
-        out.push(InstructionSegment { start: a, end: b, labels: parsed.iter().map(|l| l.as_str().to_string()).collect() });
+        out.push(InstructionSegment {
+            start: a,
+            end: b,
+            labels: parsed.iter().map(|l| l.as_str().to_string()).collect(),
+        });
     }
     out.sort_by_key(|s| (s.start, s.end));
     Ok(out)
@@ -244,13 +291,19 @@ fn read_intrinsics(path: &Path, frames: usize) -> Result<Option<Vec<[f64; 4]>>> 
 }
 
 /// Reads and checks the annotations of `clip` (no video decoding): the cheap half of ingest.
-pub fn read_annotations(clip: &ClipRef, move_dist: Option<f64>, opts: &IngestOptions) -> Result<(IngestRecord, Vec<(usize, usize)>)> {
+pub fn read_annotations(
+    clip: &ClipRef,
+    move_dist: Option<f64>,
+    opts: &IngestOptions,
+) -> Result<(IngestRecord, Vec<(usize, usize)>)> {
     let ann = &clip.annotations;
     if !ann.is_dir() {
         return Err(DataError::Missing { path: ann.clone() });
     }
     if !clip.video.is_file() {
-        return Err(DataError::Missing { path: clip.video.clone() });
+        return Err(DataError::Missing {
+            path: clip.video.clone(),
+        });
     }
     let indexes = parse_indexes(&ann.join("indexes.txt"))?;
     if indexes.len() > opts.max_frames {
@@ -262,23 +315,44 @@ pub fn read_annotations(clip: &ClipRef, move_dist: Option<f64>, opts: &IngestOpt
     }
     let n = indexes.len();
     if n < 2 {
-        return Err(DataError::malformed(ann.join("indexes.txt"), "needs at least 2 annotated frames"));
+        return Err(DataError::malformed(
+            ann.join("indexes.txt"),
+            "needs at least 2 annotated frames",
+        ));
     }
     let poses_path = ann.join("poses.npy");
-    let poses = fourd_world::npy::read_poses_npy(&read_file(&poses_path)?)
-        .ok_or_else(|| DataError::malformed(&poses_path, "expected a float32/float64 [N, 7] array of tx, ty, tz, qx, qy, qz, qw rows"))?;
+    let poses = fourd_world::npy::read_poses_npy(&read_file(&poses_path)?).ok_or_else(|| {
+        DataError::malformed(
+            &poses_path,
+            "expected a float32/float64 [N, 7] array of tx, ty, tz, qx, qy, qz, qw rows",
+        )
+    })?;
     if poses.len() != n {
-        return Err(DataError::inconsistent(&poses_path, format!("{} pose rows but indexes.txt lists {n} frames", poses.len())));
+        return Err(DataError::inconsistent(
+            &poses_path,
+            format!("{} pose rows but indexes.txt lists {n} frames", poses.len()),
+        ));
     }
-    if let Some(i) = poses.iter().position(|r| r.iter().any(|v| !v.is_finite()) || r[3..].iter().map(|v| v * v).sum::<f64>() < 1e-12) {
-        return Err(DataError::malformed(&poses_path, format!("row {i} has a non-finite value or a zero quaternion")));
+    if let Some(i) = poses.iter().position(|r| {
+        r.iter().any(|v| !v.is_finite()) || r[3..].iter().map(|v| v * v).sum::<f64>() < 1e-12
+    }) {
+        return Err(DataError::malformed(
+            &poses_path,
+            format!("row {i} has a non-finite value or a zero quaternion"),
+        ));
     }
     let instructions_path = ann.join("instructions.json");
-    let instructions = if instructions_path.is_file() { Some(parse_instructions(&instructions_path, n)?) } else { None };
+    let instructions = if instructions_path.is_file() {
+        Some(parse_instructions(&instructions_path, n)?)
+    } else {
+        None
+    };
     let caption_path = ann.join("caption.json");
     let scene_summary = if caption_path.is_file() {
         let v: serde_json::Value = crate::fsio::read_json(&caption_path)?;
-        v.get("SceneSummary").and_then(|s| s.as_str()).map(str::to_string)
+        v.get("SceneSummary")
+            .and_then(|s| s.as_str())
+            .map(str::to_string)
     } else {
         None
     };
@@ -301,32 +375,81 @@ pub fn read_annotations(clip: &ClipRef, move_dist: Option<f64>, opts: &IngestOpt
     Ok((record, indexes))
 }
 
+fn gcd(a: usize, b: usize) -> usize {
+    if b == 0 {
+        a
+    } else {
+        gcd(b, a % b)
+    }
+}
+
+/// The frame rate to ask `fourd_video::decode_video` for so that it keeps a superset of
+/// `wanted` (its sampling rule is `fourd_video::sample_indices`, checked here exactly): every
+/// `g`-th frame when all wanted numbers are multiples of `g` (SpatialVID annotates every 6th
+/// frame of a 30 fps video, for example), else every frame (`0.0`).
+fn covering_fps(info: &fourd_video::VideoInfo, wanted: &[usize]) -> f64 {
+    let g = wanted.iter().fold(0, |a, &b| gcd(a, b));
+    if g >= 2 && info.fps.is_finite() && info.fps > 0.0 {
+        let base = info.fps / g as f64;
+        for fps in [base, base * (1.0 + 1e-9), base * (1.0 - 1e-9)] {
+            let kept = fourd_video::sample_indices(info.frames, info.fps, fps, 0);
+            if wanted.iter().all(|w| kept.binary_search(w).is_ok()) {
+                return fps;
+            }
+        }
+    }
+    0.0
+}
+
 /// Decodes the annotated frames of `video` (source frame numbers `wanted`, any order).
 ///
-/// fourd-video decodes front to back once; every frame is kept at full size so the wanted ones
-/// can be picked by number. That holds a whole clip in memory, which is fine for SpatialVID's
-/// 3-15 s clips at 720p (a few hundred MB at most) but is the first thing to change for long
-/// videos (a `decode_video` variant that keeps only listed indices).
+/// fourd-video decodes front to back once and keeps the frames its sampling rule picks; the
+/// rule is aimed at every `g`-th frame when the wanted numbers share a divisor `g` (see
+/// `covering_fps`), otherwise every frame is kept, at full size, until the wanted ones are
+/// picked out. The latter holds a whole clip in memory: fine for SpatialVID's 3-15 s clips,
+/// heavy for long videos with irregular annotation (a decode-by-index in fourd-video would fix it).
 pub fn extract_frames(video: &Path, wanted: &[usize]) -> Result<Vec<image::RgbImage>> {
-    let opts = fourd_video::SamplingOptions { fps: 0.0, max_frames: 0, max_pixels: usize::MAX, factor: 1 };
+    let info = fourd_video::probe(video)?;
+    let opts = fourd_video::SamplingOptions {
+        fps: covering_fps(&info, wanted),
+        max_frames: 0,
+        max_pixels: usize::MAX,
+        factor: 1,
+    };
     let decoded = fourd_video::decode_video(video, &opts)?;
-    let by_index: BTreeMap<usize, usize> = decoded.indices.iter().enumerate().map(|(pos, &k)| (k, pos)).collect();
+    let by_index: BTreeMap<usize, usize> = decoded
+        .indices
+        .iter()
+        .enumerate()
+        .map(|(pos, &k)| (k, pos))
+        .collect();
     wanted
         .iter()
         .map(|k| {
-            by_index.get(k).map(|&pos| decoded.frames[pos].clone()).ok_or_else(|| {
-                DataError::inconsistent(
-                    video,
-                    format!("indexes.txt asks for frame {k} but only {} frames could be decoded", decoded.frames.len()),
-                )
-            })
+            by_index
+                .get(k)
+                .map(|&pos| decoded.frames[pos].clone())
+                .ok_or_else(|| {
+                    DataError::inconsistent(
+                        video,
+                        format!(
+                            "indexes.txt asks for frame {k} but the video has {} frames",
+                            info.frames
+                        ),
+                    )
+                })
         })
         .collect()
 }
 
 /// The whole ingest of one clip: annotations, frames written as PNG under
 /// `<out>/clips/<group>/<clip>/frames/` (atomically, as one folder), and the record.
-pub fn ingest_clip(clip: &ClipRef, move_dist: Option<f64>, opts: &IngestOptions, out_root: &Path) -> Result<IngestRecord> {
+pub fn ingest_clip(
+    clip: &ClipRef,
+    move_dist: Option<f64>,
+    opts: &IngestOptions,
+    out_root: &Path,
+) -> Result<IngestRecord> {
     let (mut record, indexes) = read_annotations(clip, move_dist, opts)?;
     let frames = extract_frames(&clip.video, &record.source_indices)?;
     let (w, h) = frames[0].dimensions();
@@ -335,7 +458,9 @@ pub fn ingest_clip(clip: &ClipRef, move_dist: Option<f64>, opts: &IngestOptions,
     for ((seq, _), img) in indexes.iter().zip(&frames) {
         let name = format!("frame_{seq:04}.png");
         files.push((name.clone(), crate::fsio::png_bytes(img, &clip.video)?));
-        record.frames.push(rel_dir.join(&name).to_string_lossy().into_owned());
+        record
+            .frames
+            .push(rel_dir.join(&name).to_string_lossy().into_owned());
     }
     crate::fsio::write_dir_atomic(&out_root.join(&rel_dir), &files)?;
     record.width = w;
@@ -350,22 +475,53 @@ mod tests {
     #[test]
     fn csv_quotes_and_instructions_errors() {
         assert_eq!(split_csv_line(r#"a,"b, c",d"#), vec!["a", "b, c", "d"]);
-        assert_eq!(split_csv_line(r#""say ""hi""",2"#), vec![r#"say "hi""#, "2"]);
+        assert_eq!(
+            split_csv_line(r#""say ""hi""",2"#),
+            vec![r#"say "hi""#, "2"]
+        );
         let dir = std::env::temp_dir().join(format!("fourd-data-ingest-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let p = dir.join("instructions.json");
         std::fs::write(&p, r#"{"0->3": ["Pan Left", "Roll CW"], "3->5": ["Stay"]}"#).unwrap();
         let s = parse_instructions(&p, 6).unwrap();
         assert_eq!(s[0].labels, vec!["Pan Left", "Roll Clockwise"]);
-        assert!(parse_instructions(&p, 5).unwrap_err().to_string().contains("3->5"));
+        assert!(parse_instructions(&p, 5)
+            .unwrap_err()
+            .to_string()
+            .contains("3->5"));
         std::fs::write(&p, r#"{"0->3": ["Pan Sideways"]}"#).unwrap();
-        assert!(parse_instructions(&p, 6).unwrap_err().to_string().contains("Pan Sideways"));
+        assert!(parse_instructions(&p, 6)
+            .unwrap_err()
+            .to_string()
+            .contains("Pan Sideways"));
         std::fs::write(&p, r#"["0->3"]"#).unwrap();
-        assert!(parse_instructions(&p, 6).unwrap_err().to_string().contains("instructions.json"));
+        assert!(parse_instructions(&p, 6)
+            .unwrap_err()
+            .to_string()
+            .contains("instructions.json"));
         let ix = dir.join("indexes.txt");
         std::fs::write(&ix, "# header\n0 0\n1 6\nextra line here\n").unwrap();
         assert_eq!(parse_indexes(&ix).unwrap(), vec![(0, 0), (1, 6)]);
         std::fs::write(&ix, "0 x\n").unwrap();
+        // Frames by number, from a video whose annotation takes every third frame, and from an
+        // irregular list.
+        let shades: Vec<image::RgbImage> = (0..12u8)
+            .map(|i| image::RgbImage::from_pixel(16, 16, image::Rgb([i * 20, 100, 255 - i * 20])))
+            .collect();
+        let video = dir.join("v.mp4");
+        fourd_video::encode_video(&video, &shades, 6).unwrap();
+        let info = fourd_video::probe(&video).unwrap();
+        assert!(covering_fps(&info, &[0, 3, 6, 9]) > 0.0);
+        assert_eq!(covering_fps(&info, &[0, 5, 7]), 0.0);
+        for wanted in [vec![0, 3, 6, 9], vec![0, 5, 7], vec![11, 2]] {
+            let got = extract_frames(&video, &wanted).unwrap();
+            for (img, &k) in got.iter().zip(&wanted) {
+                let red = img.get_pixel(8, 8).0[0] as i32;
+                assert!((red - k as i32 * 20).abs() <= 6, "frame {k}: red {red}");
+            }
+        }
+        let err = extract_frames(&video, &[0, 40]).unwrap_err().to_string();
+        assert!(err.contains("frame 40") && err.contains("v.mp4"), "{err}");
         assert!(parse_indexes(&ix).is_err());
     }
 }

@@ -12,7 +12,10 @@ use crate::camera::{camera_report, parse_labels, CameraReport, CameraRule};
 use crate::error::{DataError, Result};
 use crate::imagery::{landmark_masks, overlay, spread_keyframes};
 use crate::ingest::IngestRecord;
-use crate::motion::{measure_object, ClipGeometry, MotionThresholds, ObjectMeasurement, Pinhole};
+use crate::motion::{
+    measure_object, ClipGeometry, DirectionJudge, MotionThresholds, ObjectMeasurement, Pinhole,
+    SecondOpinion,
+};
 use crate::segment::{Mask, SegmentInput, SegmenterChoice};
 
 /// Imagery of one object or camera segment: keyframes and their overlay files.
@@ -58,22 +61,25 @@ pub struct LabelRecord {
 }
 
 /// Options of the label stage.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct LabelOptions {
     pub segmenter: SegmenterChoice,
     pub camera_rule: CameraRule,
     pub motion: MotionThresholds,
     /// Most overlays per object (the reference keeps 2-8; first and last always included).
     pub object_keyframes: usize,
+    /// Optional second opinion on object directions, recorded in `labels.json`.
+    pub judge: Option<std::sync::Arc<dyn DirectionJudge>>,
 }
 
 impl LabelOptions {
     pub fn fingerprint(&self) -> String {
         format!(
-            "seg={};rule={};kf={};motion={}",
+            "seg={};rule={};kf={};judge={};motion={}",
             self.segmenter.describe(),
             self.camera_rule.as_str(),
             self.object_keyframes,
+            self.judge.as_ref().map_or("none".into(), |j| j.name()),
             serde_json::to_string(&self.motion).unwrap_or_default()
         )
     }
@@ -85,7 +91,12 @@ pub(crate) fn load_frames(record: &IngestRecord, out_root: &Path) -> Result<Vec<
         .iter()
         .map(|f| {
             let p = out_root.join(f);
-            image::open(&p).map(|i| i.to_rgb8()).map_err(|e| DataError::Image { path: p.clone(), msg: e.to_string() })
+            image::open(&p)
+                .map(|i| i.to_rgb8())
+                .map_err(|e| DataError::Image {
+                    path: p.clone(),
+                    msg: e.to_string(),
+                })
         })
         .collect()
 }
@@ -96,10 +107,19 @@ fn load_depth(record: &IngestRecord, warnings: &mut Vec<String>) -> Result<Optio
         return Ok(None);
     }
     let a = read_f32(&read_file(&path)?, &path)?;
-    let want = [record.frames.len(), record.height as usize, record.width as usize];
+    let want = [
+        record.frames.len(),
+        record.height as usize,
+        record.width as usize,
+    ];
     if a.shape != want {
         // Depth is optional: a mismatch downgrades the clip to image-space measurement.
-        warnings.push(format!("{}: shape {:?}, expected {:?}; depth ignored", path.display(), a.shape, want));
+        warnings.push(format!(
+            "{}: shape {:?}, expected {:?}; depth ignored",
+            path.display(),
+            a.shape,
+            want
+        ));
         return Ok(None);
     }
     Ok(Some(a.data))
@@ -107,24 +127,54 @@ fn load_depth(record: &IngestRecord, warnings: &mut Vec<String>) -> Result<Optio
 
 /// Labels one clip and writes its overlays (atomically, as one folder) under
 /// `<out>/clips/<key>/overlays/`.
-pub fn label_clip(record: &IngestRecord, opts: &LabelOptions, out_root: &Path) -> Result<LabelRecord> {
+pub fn label_clip(
+    record: &IngestRecord,
+    opts: &LabelOptions,
+    out_root: &Path,
+) -> Result<LabelRecord> {
     let frames = load_frames(record, out_root)?;
     let n = frames.len();
     let (w, h) = (record.width, record.height);
     let mut warnings = Vec::new();
-    let camera = camera_report(&record.poses, record.instructions.as_deref(), record.move_dist, opts.camera_rule)?;
+    let camera = camera_report(
+        &record.poses,
+        record.instructions.as_deref(),
+        record.move_dist,
+        opts.camera_rule,
+    )?;
     let segmenter = opts.segmenter.for_clip(record);
-    let tracks = segmenter.segment(&SegmentInput { record, frames: &frames })?;
+    let tracks = segmenter.segment(&SegmentInput {
+        record,
+        frames: &frames,
+    })?;
     for t in &tracks {
         if t.masks.len() != n {
-            return Err(DataError::Segmenter { backend: segmenter.name(), msg: format!("track {} has {} masks for {n} frames", t.track_id, t.masks.len()) });
+            return Err(DataError::Segmenter {
+                backend: segmenter.name(),
+                msg: format!(
+                    "track {} has {} masks for {n} frames",
+                    t.track_id,
+                    t.masks.len()
+                ),
+            });
         }
-        if let Some(m) = t.masks.iter().flatten().find(|m| (m.width, m.height) != (w, h)) {
-            return Err(DataError::Segmenter { backend: segmenter.name(), msg: format!("mask of {}x{} for {w}x{h} frames", m.width, m.height) });
+        if let Some(m) = t
+            .masks
+            .iter()
+            .flatten()
+            .find(|m| (m.width, m.height) != (w, h))
+        {
+            return Err(DataError::Segmenter {
+                backend: segmenter.name(),
+                msg: format!("mask of {}x{} for {w}x{h} frames", m.width, m.height),
+            });
         }
     }
     let depth = load_depth(record, &mut warnings)?;
-    let pinhole = record.intrinsics.as_ref().map(|k| Pinhole::from_normalised(&k[0], w, h));
+    let pinhole = record
+        .intrinsics
+        .as_ref()
+        .map(|k| Pinhole::from_normalised(&k[0], w, h));
     if depth.is_some() && pinhole.is_none() {
         warnings.push("depth.npy without intrinsics.npy: depth ignored".into());
     }
@@ -139,12 +189,19 @@ pub fn label_clip(record: &IngestRecord, opts: &LabelOptions, out_root: &Path) -
     let geo = ClipGeometry {
         poses: &record.poses,
         pinhole,
-        depth: if pinhole.is_some() { depth.as_deref() } else { None },
+        depth: if pinhole.is_some() {
+            depth.as_deref()
+        } else {
+            None
+        },
         width: w,
         height: h,
         camera_still: &still,
     };
-    let objects: Vec<ObjectMeasurement> = tracks.iter().map(|t| measure_object(t, &geo, &opts.motion)).collect();
+    let mut objects: Vec<ObjectMeasurement> = tracks
+        .iter()
+        .map(|t| measure_object(t, &geo, &opts.motion))
+        .collect();
 
     let clip_rel = crate::pipeline::clip_dir_rel(&record.key).join("overlays");
     let mut files: Vec<(String, Vec<u8>)> = Vec::new();
@@ -154,18 +211,40 @@ pub fn label_clip(record: &IngestRecord, opts: &LabelOptions, out_root: &Path) -
         Ok(rel.to_string_lossy().into_owned())
     };
     let mut object_imagery = BTreeMap::new();
-    for (t, m) in tracks.iter().zip(&objects) {
+    for (t, m) in tracks.iter().zip(objects.iter_mut()) {
         if m.direction.is_none() {
             continue;
         }
-        let visible: Vec<usize> = m.observations.iter().map(|o| o.frame).filter(|f| (m.span[0]..=m.span[1]).contains(f)).collect();
+        let visible: Vec<usize> = m
+            .observations
+            .iter()
+            .map(|o| o.frame)
+            .filter(|f| (m.span[0]..=m.span[1]).contains(f))
+            .collect();
         let keys = spread_keyframes(&visible, opts.object_keyframes.max(2));
         let mut paths = Vec::new();
+        let mut images = Vec::new();
         for &f in &keys {
             let mask = t.masks[f].as_ref().expect("visible frames have masks");
-            paths.push(add(format!("obj{}_f{f:04}.png", t.track_id), overlay(&frames[f], mask))?);
+            let img = overlay(&frames[f], mask);
+            images.push(img.clone());
+            paths.push(add(format!("obj{}_f{f:04}.png", t.track_id), img)?);
         }
-        object_imagery.insert(t.track_id, Imagery { frames: keys, paths });
+        if let Some(j) = &opts.judge {
+            let verdict = j.direction(&images, &keys, &m.name);
+            m.second_opinion = Some(SecondOpinion {
+                judge: j.name(),
+                direction: verdict.as_ref().ok().map(|d| d.as_str().to_string()),
+                error: verdict.err(),
+            });
+        }
+        object_imagery.insert(
+            t.track_id,
+            Imagery {
+                frames: keys,
+                paths,
+            },
+        );
     }
     let mut camera_imagery = Vec::new();
     if let (Some(d), Some(k)) = (geo.depth, pinhole) {
@@ -186,22 +265,43 @@ pub fn label_clip(record: &IngestRecord, opts: &LabelOptions, out_root: &Path) -
             let span: Vec<usize> = (s.start..=s.end).collect();
             let count = 2 + ((s.end - s.start) / 4).min(2);
             let keys = spread_keyframes(&span, count);
-            let Some(masks) = landmark_masks(&frames[s.start], s.start, &keys, d, &record.poses, &k, &dynamic) else {
-                warnings.push(format!("segment {}->{}: no static landmark stays visible; no imagery", s.start, s.end));
+            let Some(masks) = landmark_masks(
+                &frames[s.start],
+                s.start,
+                &keys,
+                d,
+                &record.poses,
+                &k,
+                &dynamic,
+            ) else {
+                warnings.push(format!(
+                    "segment {}->{}: no static landmark stays visible; no imagery",
+                    s.start, s.end
+                ));
                 continue;
             };
             let mut paths = Vec::new();
             for (&f, m) in keys.iter().zip(&masks) {
-                paths.push(add(format!("cam_{}_{}_f{f:04}.png", s.start, s.end), overlay(&frames[f], m))?);
+                paths.push(add(
+                    format!("cam_{}_{}_f{f:04}.png", s.start, s.end),
+                    overlay(&frames[f], m),
+                )?);
             }
-            let (c0, c1) = (masks[0].centroid().unwrap_or_default(), masks[masks.len() - 1].centroid().unwrap_or_default());
+            let (c0, c1) = (
+                masks[0].centroid().unwrap_or_default(),
+                masks[masks.len() - 1].centroid().unwrap_or_default(),
+            );
             let rel = fourd_world::relative_motion(&record.poses[s.start], &record.poses[s.end]);
             camera_imagery.push(CameraImagery {
                 start: s.start,
                 end: s.end,
-                imagery: Imagery { frames: keys, paths },
+                imagery: Imagery {
+                    frames: keys,
+                    paths,
+                },
                 landmark_shift_px: [c1.0 - c0.0, c1.1 - c0.1],
-                landmark_area_ratio: masks[masks.len() - 1].area() as f64 / masks[0].area().max(1) as f64,
+                landmark_area_ratio: masks[masks.len() - 1].area() as f64
+                    / masks[0].area().max(1) as f64,
                 rotation_deg: [rel.yaw_deg, rel.pitch_deg, rel.roll_deg],
                 translation: rel.translation.to_array(),
             });

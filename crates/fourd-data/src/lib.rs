@@ -34,14 +34,17 @@ pub mod rewrite;
 pub mod segment;
 pub mod truth;
 
-/// The HTTP clients the `api` adapters use, re-exported for callers that configure them.
-pub use fourd_api;
 pub use camera::CameraRule;
 pub use check::{check_file, CheckReport};
 pub use error::{DataError, Result};
 pub use export::{DIFT_FILE, RL_FILE};
+/// The HTTP clients the `api` adapters use, re-exported for callers that configure them.
+pub use fourd_api;
 pub use motion::MotionThresholds;
-pub use pipeline::{run_export, run_ingest, run_label, run_qa, PipelineConfig, Rewriter, RunSummary, Stage, StageSummary};
+pub use pipeline::{
+    run_export, run_ingest, run_label, run_qa, PipelineConfig, Rewriter, RunSummary, Stage,
+    StageSummary,
+};
 pub use questions::QuestionKind;
 pub use segment::{Mask, Segmenter, SegmenterChoice, TrackedObject};
 pub use truth::Agreement;

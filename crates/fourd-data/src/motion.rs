@@ -80,7 +80,12 @@ pub struct Pinhole {
 impl Pinhole {
     /// From a normalised `intrinsics.npy` row `[fx/W, fy/H, cx/W, cy/H]`.
     pub fn from_normalised(row: &[f64; 4], width: u32, height: u32) -> Self {
-        Self { fx: row[0] * width as f64, fy: row[1] * height as f64, cx: row[2] * width as f64, cy: row[3] * height as f64 }
+        Self {
+            fx: row[0] * width as f64,
+            fy: row[1] * height as f64,
+            cx: row[2] * width as f64,
+            cy: row[3] * height as f64,
+        }
     }
     pub fn back_project(&self, u: f64, v: f64, z: f64) -> DVec3 {
         DVec3::new((u - self.cx) / self.fx * z, (v - self.cy) / self.fy * z, z)
@@ -130,6 +135,33 @@ pub struct ObjectMeasurement {
     pub speed: Option<String>,
     /// Numbers the chains of thought quote.
     pub evidence: Evidence,
+    /// A model's direction judgement, recorded next to the measured label (never used as the
+    /// answer).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub second_opinion: Option<SecondOpinion>,
+}
+
+/// A second opinion on an object's direction.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SecondOpinion {
+    /// Who judged (e.g. `chat:<url>:<model>`).
+    pub judge: String,
+    /// The judged label, when the reply named one of the 11 directions exactly.
+    pub direction: Option<String>,
+    /// Why there is no label (call failed, unparseable reply).
+    pub error: Option<String>,
+}
+
+/// Judges an object's direction from its overlays (e.g. a VLM through the chat API).
+pub trait DirectionJudge: Send + Sync {
+    fn name(&self) -> String;
+    /// `overlays` are the object's keyframes with its mask drawn, at `frames` (seconds).
+    fn direction(
+        &self,
+        overlays: &[image::RgbImage],
+        frames: &[usize],
+        object: &str,
+    ) -> Result<Direction, String>;
 }
 
 /// The measured numbers behind the labels.
@@ -165,7 +197,13 @@ pub struct ClipGeometry<'a> {
 }
 
 fn mean_point(mask: &Mask, depth: &[f32], k: &Pinhole) -> Option<DVec3> {
-    let mut zs: Vec<f32> = mask.bits.iter().zip(depth).filter(|(m, z)| **m && z.is_finite() && **z > 0.0).map(|(_, z)| *z).collect();
+    let mut zs: Vec<f32> = mask
+        .bits
+        .iter()
+        .zip(depth)
+        .filter(|(m, z)| **m && z.is_finite() && **z > 0.0)
+        .map(|(_, z)| *z)
+        .collect();
     if zs.is_empty() {
         return None;
     }
@@ -177,7 +215,11 @@ fn mean_point(mask: &Mask, depth: &[f32], k: &Pinhole) -> Option<DVec3> {
     for (i, (m, z)) in mask.bits.iter().zip(depth).enumerate() {
         let z = *z as f64;
         if *m && z.is_finite() && z > 0.0 && (z - med).abs() <= 0.3 * med {
-            sum += k.back_project((i as u32 % mask.width) as f64, (i as u32 / mask.width) as f64, z);
+            sum += k.back_project(
+                (i as u32 % mask.width) as f64,
+                (i as u32 / mask.width) as f64,
+                z,
+            );
             n += 1.0;
         }
     }
@@ -211,7 +253,11 @@ pub fn classify_direction(d: DVec3, toward: DVec3) -> Direction {
 pub fn classify_image_direction(du: f64, dv: f64) -> Direction {
     let mut best = (f64::NEG_INFINITY, Direction::Stationary);
     let n = (du * du + dv * dv).sqrt().max(1e-12);
-    for dir in Direction::ALL.iter().copied().filter(|d| d.image_dir() != (0.0, 0.0)) {
+    for dir in Direction::ALL
+        .iter()
+        .copied()
+        .filter(|d| d.image_dir() != (0.0, 0.0))
+    {
         let (a, b) = dir.image_dir();
         let c = (du * a + dv * b) / n;
         if c > best.0 {
@@ -225,7 +271,9 @@ pub fn classify_image_direction(du: f64, dv: f64) -> Direction {
 /// `rel` and comes back by more than `rel`, else the net change.
 pub fn classify_distance(dists: &[f64], rel: f64) -> (String, String) {
     let (first, last) = (dists[0], dists[dists.len() - 1]);
-    let net = fourd_world::DistanceChange::from_distances(first, last, rel).as_str().to_string();
+    let net = fourd_world::DistanceChange::from_distances(first, last, rel)
+        .as_str()
+        .to_string();
     let interior = &dists[1..dists.len().saturating_sub(1).max(1)];
     let min = interior.iter().copied().fold(f64::INFINITY, f64::min);
     let max = interior.iter().copied().fold(f64::NEG_INFINITY, f64::max);
@@ -246,7 +294,10 @@ pub const DISTANCE_FARTHER_THEN_CLOSER: &str = "First Getting Farther, Then Clos
 /// The five distance labels (three net, two compound).
 pub fn distance_labels() -> Vec<String> {
     use fourd_world::DistanceChange::*;
-    let mut v: Vec<String> = [Closer, Farther, Same].iter().map(|d| d.as_str().to_string()).collect();
+    let mut v: Vec<String> = [Closer, Farther, Same]
+        .iter()
+        .map(|d| d.as_str().to_string())
+        .collect();
     v.push(DISTANCE_CLOSER_THEN_FARTHER.into());
     v.push(DISTANCE_FARTHER_THEN_CLOSER.into());
     v
@@ -254,20 +305,37 @@ pub fn distance_labels() -> Vec<String> {
 
 /// Fits the six speed templates (`fourd_world::SpeedPattern::progress`, steps of `1/(n-1)`) to
 /// the normalised speed profile; returns the label and every template's RMS error.
-pub fn classify_speed(speeds: &[f64], varying_margin: f64) -> (SpeedPattern, BTreeMap<String, f64>) {
+pub fn classify_speed(
+    speeds: &[f64],
+    varying_margin: f64,
+) -> (SpeedPattern, BTreeMap<String, f64>) {
     let n = speeds.len();
     let mean = speeds.iter().sum::<f64>() / n.max(1) as f64;
     let norm: Vec<f64> = speeds.iter().map(|s| s / mean.max(1e-12)).collect();
     let template = |p: SpeedPattern, phase: f64| -> Vec<f64> {
-        let steps: Vec<f64> = (0..n).map(|t| p.progress((t + 1) as f64 / n as f64, phase) - p.progress(t as f64 / n as f64, phase)).collect();
+        let steps: Vec<f64> = (0..n)
+            .map(|t| {
+                p.progress((t + 1) as f64 / n as f64, phase)
+                    - p.progress(t as f64 / n as f64, phase)
+            })
+            .collect();
         let m = steps.iter().sum::<f64>() / n as f64;
         steps.iter().map(|s| s / m.max(1e-12)).collect()
     };
-    let rms = |t: &[f64]| (t.iter().zip(&norm).map(|(a, b)| (a - b).powi(2)).sum::<f64>() / n as f64).sqrt();
+    let rms = |t: &[f64]| {
+        (t.iter()
+            .zip(&norm)
+            .map(|(a, b)| (a - b).powi(2))
+            .sum::<f64>()
+            / n as f64)
+            .sqrt()
+    };
     let mut errors = BTreeMap::new();
     for p in SpeedPattern::ALL {
         let e = if p == SpeedPattern::Varying {
-            (0..24).map(|k| rms(&template(p, k as f64 * std::f64::consts::TAU / 24.0))).fold(f64::INFINITY, f64::min)
+            (0..24)
+                .map(|k| rms(&template(p, k as f64 * std::f64::consts::TAU / 24.0)))
+                .fold(f64::INFINITY, f64::min)
         } else {
             rms(&template(p, 0.0))
         };
@@ -279,16 +347,21 @@ pub fn classify_speed(speeds: &[f64], varying_margin: f64) -> (SpeedPattern, BTr
         .filter(|p| *p != SpeedPattern::Varying)
         .min_by(|a, b| errors[a.as_str()].total_cmp(&errors[b.as_str()]))
         .expect("five patterns");
-    let pick = if errors[SpeedPattern::Varying.as_str()] < varying_margin * errors[best_simple.as_str()] {
-        SpeedPattern::Varying
-    } else {
-        best_simple
-    };
+    let pick =
+        if errors[SpeedPattern::Varying.as_str()] < varying_margin * errors[best_simple.as_str()] {
+            SpeedPattern::Varying
+        } else {
+            best_simple
+        };
     (pick, errors)
 }
 
 /// Measures one tracked object.
-pub fn measure_object(obj: &TrackedObject, geo: &ClipGeometry, th: &MotionThresholds) -> ObjectMeasurement {
+pub fn measure_object(
+    obj: &TrackedObject,
+    geo: &ClipGeometry,
+    th: &MotionThresholds,
+) -> ObjectMeasurement {
     let n = obj.masks.len();
     let px = (geo.width * geo.height) as usize;
     let min_area = (th.min_area_fraction * px as f64).ceil().max(1.0) as usize;
@@ -299,7 +372,9 @@ pub fn measure_object(obj: &TrackedObject, geo: &ClipGeometry, th: &MotionThresh
         if area < min_area {
             continue;
         }
-        let (Some(c), Some(b)) = (m.centroid(), m.bbox()) else { continue };
+        let (Some(c), Some(b)) = (m.centroid(), m.bbox()) else {
+            continue;
+        };
         let point_cam = match (geo.depth, geo.pinhole) {
             (Some(d), Some(k)) => mean_point(m, &d[t * px..(t + 1) * px], &k),
             _ => None,
@@ -331,10 +406,14 @@ pub fn measure_object(obj: &TrackedObject, geo: &ClipGeometry, th: &MotionThresh
         net_distance: None,
         speed: None,
         evidence: Evidence::default(),
+        second_opinion: None,
     };
     let visible = observations.len();
     if visible < 2 || (visible as f64) < th.min_visible_fraction * n as f64 {
-        out.skip_reason = Some(format!("visible in {visible} of {n} frames (needs {:.0}%)", th.min_visible_fraction * 100.0));
+        out.skip_reason = Some(format!(
+            "visible in {visible} of {n} frames (needs {:.0}%)",
+            th.min_visible_fraction * 100.0
+        ));
         out.observations = observations;
         return out;
     }
@@ -348,18 +427,29 @@ pub fn measure_object(obj: &TrackedObject, geo: &ClipGeometry, th: &MotionThresh
     };
     let max_size = observations.iter().map(size).fold(0.0, f64::max);
     let all_observations = observations.clone();
-    let observations: Vec<FrameObs> = observations.into_iter().filter(|o| !o.touches_border && size(o) >= th.occlusion_ratio * max_size).collect();
+    let observations: Vec<FrameObs> = observations
+        .into_iter()
+        .filter(|o| !o.touches_border && size(o) >= th.occlusion_ratio * max_size)
+        .collect();
     let complete = observations.len() == visible;
     let clean = observations.len();
-    if clean < 2 || ((observations[clean - 1].frame - observations[0].frame) as f64) < 0.5 * (n - 1) as f64 {
-        out.skip_reason = Some(format!("cut off by the image border or occluded in {} of {visible} visible frames", visible - clean));
+    if clean < 2
+        || ((observations[clean - 1].frame - observations[0].frame) as f64) < 0.5 * (n - 1) as f64
+    {
+        out.skip_reason = Some(format!(
+            "cut off by the image border or occluded in {} of {visible} visible frames",
+            visible - clean
+        ));
         out.observations = all_observations;
         return out;
     }
     let visible = clean;
     let (first, last) = (&observations[0], &observations[visible - 1]);
     out.span = [first.frame, last.frame];
-    out.evidence.centroid_shift_px = [last.centroid[0] - first.centroid[0], last.centroid[1] - first.centroid[1]];
+    out.evidence.centroid_shift_px = [
+        last.centroid[0] - first.centroid[0],
+        last.centroid[1] - first.centroid[1],
+    ];
     out.evidence.area_ratio = last.area as f64 / first.area.max(1) as f64;
     let three_d = observations.iter().all(|o| o.point_world.is_some());
     let diag = ((geo.width as f64).powi(2) + (geo.height as f64).powi(2)).sqrt();
@@ -368,13 +458,21 @@ pub fn measure_object(obj: &TrackedObject, geo: &ClipGeometry, th: &MotionThresh
     let step = |a: &FrameObs, b: &FrameObs| -> f64 {
         let gap = (b.frame - a.frame).max(1) as f64;
         if three_d {
-            let (pa, pb) = (DVec3::from_array(a.point_world.expect("3-D")), DVec3::from_array(b.point_world.expect("3-D")));
+            let (pa, pb) = (
+                DVec3::from_array(a.point_world.expect("3-D")),
+                DVec3::from_array(b.point_world.expect("3-D")),
+            );
             (pb - pa).length() / gap
         } else {
-            ((b.centroid[0] - a.centroid[0]).powi(2) + (b.centroid[1] - a.centroid[1]).powi(2)).sqrt() / gap
+            ((b.centroid[0] - a.centroid[0]).powi(2) + (b.centroid[1] - a.centroid[1]).powi(2))
+                .sqrt()
+                / gap
         }
     };
-    let speeds: Vec<f64> = observations.windows(2).map(|w| step(&w[0], &w[1])).collect();
+    let speeds: Vec<f64> = observations
+        .windows(2)
+        .map(|w| step(&w[0], &w[1]))
+        .collect();
     let dists: Vec<f64>;
     let direction;
     // Image path length (centroid travel plus growth of the mask's side), a measure of how much
@@ -382,7 +480,9 @@ pub fn measure_object(obj: &TrackedObject, geo: &ClipGeometry, th: &MotionThresh
     let path_px: f64 = observations
         .windows(2)
         .map(|w| {
-            let dc = ((w[1].centroid[0] - w[0].centroid[0]).powi(2) + (w[1].centroid[1] - w[0].centroid[1]).powi(2)).sqrt();
+            let dc = ((w[1].centroid[0] - w[0].centroid[0]).powi(2)
+                + (w[1].centroid[1] - w[0].centroid[1]).powi(2))
+            .sqrt();
             dc + ((w[1].area as f64).sqrt() - (w[0].area as f64).sqrt()).abs()
         })
         .sum();
@@ -396,7 +496,10 @@ pub fn measure_object(obj: &TrackedObject, geo: &ClipGeometry, th: &MotionThresh
         let pc0 = DVec3::from_array(first.point_cam.expect("3-D"));
         let toward = -pc0.normalize_or_zero();
         out.evidence.displacement_cam0 = Some(d_cam0.to_array());
-        dists = observations.iter().map(|o| DVec3::from_array(o.point_cam.expect("3-D")).length()).collect();
+        dists = observations
+            .iter()
+            .map(|o| DVec3::from_array(o.point_cam.expect("3-D")).length())
+            .collect();
         direction = if d_cam0.length() < th.stationary_ratio * pc0.length() {
             Direction::Stationary
         } else {
@@ -404,14 +507,23 @@ pub fn measure_object(obj: &TrackedObject, geo: &ClipGeometry, th: &MotionThresh
         };
     } else {
         out.method = "image".into();
-        let still = geo.camera_still.get(first.frame..last.frame).is_some_and(|s| s.iter().all(|&x| x));
+        let still = geo
+            .camera_still
+            .get(first.frame..last.frame)
+            .is_some_and(|s| s.iter().all(|&x| x));
         if !still {
-            out.skip_reason = Some("no depth for camera compensation and the camera moves during the object's span".into());
+            out.skip_reason = Some(
+                "no depth for camera compensation and the camera moves during the object's span"
+                    .into(),
+            );
             out.observations = observations;
             return out;
         }
         out.evidence.camera_compensated = true;
-        dists = observations.iter().map(|o| 1.0 / (o.area as f64).sqrt()).collect();
+        dists = observations
+            .iter()
+            .map(|o| 1.0 / (o.area as f64).sqrt())
+            .collect();
         let [du, dv] = out.evidence.centroid_shift_px;
         let r = out.evidence.area_ratio;
         direction = if r > 1.0 + th.area_change {
@@ -431,7 +543,11 @@ pub fn measure_object(obj: &TrackedObject, geo: &ClipGeometry, th: &MotionThresh
     out.net_distance = Some(net);
     out.direction = Some(direction.as_str().to_string());
     // The speed profile needs every step: a partial one has a different shape.
-    if complete && direction != Direction::Stationary && speeds.len() >= 3 && path_px >= th.min_path_px {
+    if complete
+        && direction != Direction::Stationary
+        && speeds.len() >= 3
+        && path_px >= th.min_path_px
+    {
         let (speed, fit) = classify_speed(&speeds, th.varying_margin);
         out.speed = Some(speed.as_str().to_string());
         out.evidence.speed_fit = fit;
@@ -450,7 +566,12 @@ mod tests {
         for p in SpeedPattern::ALL {
             let n = 15;
             let phase = 1.0;
-            let s: Vec<f64> = (0..n).map(|t| p.progress((t + 1) as f64 / n as f64, phase) - p.progress(t as f64 / n as f64, phase)).collect();
+            let s: Vec<f64> = (0..n)
+                .map(|t| {
+                    p.progress((t + 1) as f64 / n as f64, phase)
+                        - p.progress(t as f64 / n as f64, phase)
+                })
+                .collect();
             assert_eq!(classify_speed(&s, 0.8).0, p, "{p}");
         }
     }
@@ -458,12 +579,30 @@ mod tests {
     #[test]
     fn directions_and_distances() {
         let toward = DVec3::new(0.0, 0.0, -1.0);
-        assert_eq!(classify_direction(DVec3::new(-1.0, 0.05, 0.1), toward), Direction::Left);
-        assert_eq!(classify_direction(DVec3::new(0.7, -0.7, 0.0), toward), Direction::RightUp);
-        assert_eq!(classify_direction(DVec3::new(0.0, 0.0, -1.0), toward), Direction::TowardCamera);
+        assert_eq!(
+            classify_direction(DVec3::new(-1.0, 0.05, 0.1), toward),
+            Direction::Left
+        );
+        assert_eq!(
+            classify_direction(DVec3::new(0.7, -0.7, 0.0), toward),
+            Direction::RightUp
+        );
+        assert_eq!(
+            classify_direction(DVec3::new(0.0, 0.0, -1.0), toward),
+            Direction::TowardCamera
+        );
         assert_eq!(classify_image_direction(0.0, 5.0), Direction::Down);
-        assert_eq!(classify_distance(&[10.0, 9.0, 8.0], 0.1).1, "Getting Closer to Camera");
-        assert_eq!(classify_distance(&[10.0, 7.0, 10.0], 0.1).0, DISTANCE_CLOSER_THEN_FARTHER);
-        assert_eq!(classify_distance(&[10.0, 10.2, 10.1], 0.1).0, "Maintaining Roughly the Same Distance");
+        assert_eq!(
+            classify_distance(&[10.0, 9.0, 8.0], 0.1).1,
+            "Getting Closer to Camera"
+        );
+        assert_eq!(
+            classify_distance(&[10.0, 7.0, 10.0], 0.1).0,
+            DISTANCE_CLOSER_THEN_FARTHER
+        );
+        assert_eq!(
+            classify_distance(&[10.0, 10.2, 10.1], 0.1).0,
+            "Maintaining Roughly the Same Distance"
+        );
     }
 }

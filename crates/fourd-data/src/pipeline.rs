@@ -50,7 +50,10 @@ pub fn clip_dir_rel(key: &str) -> PathBuf {
 pub trait Rewriter: Send + Sync {
     /// Returns the candidate rewritten (question and/or think), or an error message; the caller
     /// validates the result and keeps the original when it fails.
-    fn rewrite(&self, c: &Candidate) -> std::result::Result<(Option<String>, Option<String>), String>;
+    fn rewrite(
+        &self,
+        c: &Candidate,
+    ) -> std::result::Result<(Option<String>, Option<String>), String>;
     fn name(&self) -> String;
 }
 
@@ -81,6 +84,8 @@ pub struct PipelineConfig {
     /// Draw indicatif progress bars (on stderr, only when it is a terminal).
     pub progress: bool,
     pub rewriter: Option<std::sync::Arc<dyn Rewriter>>,
+    /// Optional second opinion on object directions (recorded, compared, never the answer).
+    pub judge: Option<std::sync::Arc<dyn crate::motion::DirectionJudge>>,
 }
 
 impl std::fmt::Debug for PipelineConfig {
@@ -117,21 +122,35 @@ impl PipelineConfig {
             balance_answers: true,
             progress: false,
             rewriter: None,
+            judge: None,
         }
     }
 
     fn label_options(&self) -> LabelOptions {
-        LabelOptions { segmenter: self.segmenter.clone(), camera_rule: self.camera_rule, motion: self.motion.clone(), object_keyframes: self.object_keyframes }
+        LabelOptions {
+            segmenter: self.segmenter.clone(),
+            camera_rule: self.camera_rule,
+            motion: self.motion.clone(),
+            object_keyframes: self.object_keyframes,
+            judge: self.judge.clone(),
+        }
     }
 
     fn qa_fingerprint(&self) -> String {
-        format!("seed={};kinds={:?};rewriter={}", self.seed, self.kinds, self.rewriter.as_ref().map_or("none".into(), |r| r.name()))
+        format!(
+            "seed={};kinds={:?};rewriter={}",
+            self.seed,
+            self.kinds,
+            self.rewriter.as_ref().map_or("none".into(), |r| r.name())
+        )
     }
 
     fn validate(&self) -> Result<()> {
         if let Some((i, n)) = self.shard {
             if n == 0 || i >= n {
-                return Err(DataError::Config(format!("shard {i}/{n}: needs 0 <= i < n")));
+                return Err(DataError::Config(format!(
+                    "shard {i}/{n}: needs 0 <= i < n"
+                )));
             }
         }
         if self.max_frames < 2 {
@@ -195,6 +214,8 @@ pub struct StageSummary {
     pub reused: usize,
     pub failed: usize,
     pub skipped: usize,
+    /// Not attempted because an earlier stage failed for the clip.
+    pub blocked: usize,
     pub seconds: f64,
 }
 
@@ -231,13 +252,21 @@ pub fn select_clips(cfg: &PipelineConfig) -> Result<Vec<ClipRef>> {
     cfg.validate()?;
     let all = discover(&cfg.input)?;
     Ok(match cfg.shard {
-        Some((i, n)) => all.into_iter().enumerate().filter(|(k, _)| k % n == i).map(|(_, c)| c).collect(),
+        Some((i, n)) => all
+            .into_iter()
+            .enumerate()
+            .filter(|(k, _)| k % n == i)
+            .map(|(_, c)| c)
+            .collect(),
         None => all,
     })
 }
 
 fn pool(cfg: &PipelineConfig) -> Result<rayon::ThreadPool> {
-    rayon::ThreadPoolBuilder::new().num_threads(cfg.jobs).build().map_err(|e| DataError::Config(format!("cannot start {} workers: {e}", cfg.jobs)))
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(cfg.jobs)
+        .build()
+        .map_err(|e| DataError::Config(format!("cannot start {} workers: {e}", cfg.jobs)))
 }
 
 fn bar(cfg: &PipelineConfig, n: usize, stage: Stage) -> ProgressBar {
@@ -246,9 +275,12 @@ fn bar(cfg: &PipelineConfig, n: usize, stage: Stage) -> ProgressBar {
     }
     let pb = ProgressBar::new(n as u64);
     pb.set_style(
-        ProgressStyle::with_template(&format!("{{elapsed_precise}} {:<6} [{{bar:40}}] {{pos}}/{{len}} clips ({{eta}} left) {{msg}}", stage.as_str()))
-            .expect("valid template")
-            .progress_chars("=> "),
+        ProgressStyle::with_template(&format!(
+            "{{elapsed_precise}} {:<6} [{{bar:40}}] {{pos}}/{{len}} clips ({{eta}} left) {{msg}}",
+            stage.as_str()
+        ))
+        .expect("valid template")
+        .progress_chars("=> "),
     );
     pb
 }
@@ -262,7 +294,13 @@ enum Outcome {
 }
 
 /// Runs one per-clip stage over `clips`; `work` does a clip and returns the JSON to store.
-fn run_clip_stage<F>(cfg: &PipelineConfig, clips: &[ClipRef], stage: Stage, fingerprint: &str, work: F) -> Result<StageSummary>
+fn run_clip_stage<F>(
+    cfg: &PipelineConfig,
+    clips: &[ClipRef],
+    stage: Stage,
+    fingerprint: &str,
+    work: F,
+) -> Result<StageSummary>
 where
     F: Fn(&ClipRef, &Path) -> Result<serde_json::Value> + Sync,
 {
@@ -275,7 +313,10 @@ where
         let out = dir.join(stage_file(stage));
         let failed = dir.join("failed.json");
         if let Ok(v) = read_json::<serde_json::Value>(&out) {
-            let fp = v.get("config_fingerprint").and_then(|x| x.as_str()).unwrap_or("");
+            let fp = v
+                .get("config_fingerprint")
+                .and_then(|x| x.as_str())
+                .unwrap_or("");
             if fp == fingerprint || fingerprint.is_empty() {
                 return Outcome::Reused;
             }
@@ -292,7 +333,10 @@ where
         match result {
             Ok(mut value) => {
                 if let Some(o) = value.as_object_mut() {
-                    o.insert("config_fingerprint".into(), serde_json::Value::String(fingerprint.to_string()));
+                    o.insert(
+                        "config_fingerprint".into(),
+                        serde_json::Value::String(fingerprint.to_string()),
+                    );
                 }
                 // Later stages' outputs belong to the previous version of this stage: drop them.
                 for later in [Stage::Label, Stage::Qa].into_iter().filter(|s| *s > stage) {
@@ -305,7 +349,14 @@ where
                     }
                     Err(e) => {
                         tracing::error!("{}: {e}", clip.key());
-                        let _ = write_json(&failed, &Failure { stage, reason: e.to_string(), skipped: false });
+                        let _ = write_json(
+                            &failed,
+                            &Failure {
+                                stage,
+                                reason: e.to_string(),
+                                skipped: false,
+                            },
+                        );
                         Outcome::Failed
                     }
                 }
@@ -318,7 +369,14 @@ where
                     tracing::warn!("{} {} failed: {e}", stage.as_str(), clip.key());
                 }
                 let _ = std::fs::remove_file(&out);
-                let _ = write_json(&failed, &Failure { stage, reason: e.to_string(), skipped });
+                let _ = write_json(
+                    &failed,
+                    &Failure {
+                        stage,
+                        reason: e.to_string(),
+                        skipped,
+                    },
+                );
                 if skipped {
                     Outcome::Skipped
                 } else {
@@ -348,16 +406,18 @@ where
         reused: counts[1].load(Ordering::Relaxed),
         failed: counts[2].load(Ordering::Relaxed),
         skipped: counts[3].load(Ordering::Relaxed),
+        blocked: counts[4].load(Ordering::Relaxed),
         seconds: t0.elapsed().as_secs_f64(),
     };
     tracing::info!(
-        "{}: {} clips, {} processed, {} already done, {} failed, {} skipped, {:.2} s",
+        "{}: {} clips, {} processed, {} already done, {} failed, {} skipped, {} blocked by an earlier stage, {:.2} s",
         stage.as_str(),
         s.clips,
         s.processed,
         s.reused,
         s.failed,
         s.skipped,
+        s.blocked,
         s.seconds
     );
     write_manifest(cfg, clips)?;
@@ -369,7 +429,9 @@ pub fn run_ingest(cfg: &PipelineConfig) -> Result<StageSummary> {
     let clips = select_clips(cfg)?;
     std::fs::create_dir_all(&cfg.output).map_err(|e| DataError::io(&cfg.output, e))?;
     let move_dist = read_move_dist(&cfg.input)?;
-    let opts = IngestOptions { max_frames: cfg.max_frames };
+    let opts = IngestOptions {
+        max_frames: cfg.max_frames,
+    };
     let fp = format!("max_frames={}", cfg.max_frames);
     run_clip_stage(cfg, &clips, Stage::Ingest, &fp, |clip, _| {
         let rec = ingest_clip(clip, move_dist.get(&clip.clip).copied(), &opts, &cfg.output)?;
@@ -377,7 +439,11 @@ pub fn run_ingest(cfg: &PipelineConfig) -> Result<StageSummary> {
     })
 }
 
-fn read_stage<T: serde::de::DeserializeOwned>(cfg: &PipelineConfig, key: &str, stage: Stage) -> Result<T> {
+fn read_stage<T: serde::de::DeserializeOwned>(
+    cfg: &PipelineConfig,
+    key: &str,
+    stage: Stage,
+) -> Result<T> {
     read_json(&clip_dir(cfg, key).join(stage_file(stage)))
 }
 
@@ -400,7 +466,10 @@ struct CandidateFile {
 /// Stage 3 over the selected clips (needs label).
 pub fn run_qa(cfg: &PipelineConfig) -> Result<StageSummary> {
     let clips = select_clips(cfg)?;
-    let opts = QaOptions { kinds: cfg.kinds.clone(), seed: cfg.seed };
+    let opts = QaOptions {
+        kinds: cfg.kinds.clone(),
+        seed: cfg.seed,
+    };
     run_clip_stage(cfg, &clips, Stage::Qa, &cfg.qa_fingerprint(), |clip, _| {
         let ingest: IngestRecord = read_stage(cfg, &clip.key(), Stage::Ingest)?;
         let labels: LabelRecord = read_stage(cfg, &clip.key(), Stage::Label)?;
@@ -410,25 +479,46 @@ pub fn run_qa(cfg: &PipelineConfig) -> Result<StageSummary> {
                 crate::rewrite::apply(rw.as_ref(), c);
             }
         }
-        serde_json::to_value(CandidateFile { candidates: cands }).map_err(|e| DataError::Config(e.to_string()))
+        serde_json::to_value(CandidateFile { candidates: cands })
+            .map_err(|e| DataError::Config(e.to_string()))
     })
+}
+
+/// What [`run_export`] did.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ExportResult {
+    pub summary: StageSummary,
+    pub stats: ExportStats,
+    /// Present when some clip has `truth.json`.
+    pub agreement: Option<Agreement>,
+    /// Per camera rule: `[equal, compared]` unit steps against `instructions.json`.
+    pub camera_vs_instructions: BTreeMap<String, [usize; 2]>,
 }
 
 /// Stage 4 (global and cheap, always recomputed): balancing, options, letters, the two JSONL
 /// files, `export_stats.json` and, when `truth.json` exists, `agreement.json`.
-pub fn run_export(cfg: &PipelineConfig) -> Result<(StageSummary, ExportStats, Option<Agreement>, BTreeMap<String, [usize; 2]>)> {
+pub fn run_export(cfg: &PipelineConfig) -> Result<ExportResult> {
     let t0 = Instant::now();
     let clips = select_clips(cfg)?;
+    // A run killed while writing the JSONL files leaves their temporary copies here.
+    remove_stale_temps(&cfg.output);
     let mut cands = Vec::new();
     let mut agreement: Option<Agreement> = None;
     let mut vs_instr: BTreeMap<String, [usize; 2]> = BTreeMap::new();
     let mut used = 0;
     for clip in &clips {
         let key = clip.key();
-        let Ok(file) = read_stage::<CandidateFile>(cfg, &key, Stage::Qa) else { continue };
+        let Ok(file) = read_stage::<CandidateFile>(cfg, &key, Stage::Qa) else {
+            continue;
+        };
         used += 1;
         cands.extend(file.candidates);
-        let (Ok(ingest), Ok(labels)) = (read_stage::<IngestRecord>(cfg, &key, Stage::Ingest), read_stage::<LabelRecord>(cfg, &key, Stage::Label)) else { continue };
+        let (Ok(ingest), Ok(labels)) = (
+            read_stage::<IngestRecord>(cfg, &key, Stage::Ingest),
+            read_stage::<LabelRecord>(cfg, &key, Stage::Label),
+        ) else {
+            continue;
+        };
         for (k, v) in &labels.camera.agreement_with_instructions {
             let e = vs_instr.entry(k.clone()).or_default();
             e[0] += v[0];
@@ -444,20 +534,49 @@ pub fn run_export(cfg: &PipelineConfig) -> Result<(StageSummary, ExportStats, Op
     if let Some(a) = &agreement {
         write_json(&cfg.output.join("agreement.json"), a)?;
     }
-    let s = StageSummary { clips: clips.len(), processed: used, seconds: t0.elapsed().as_secs_f64(), ..Default::default() };
-    tracing::info!("export: {} questions from {} clips ({} DIFT records), {:.2} s", stats.questions, used, stats.dift_records, s.seconds);
-    Ok((s, stats, agreement, vs_instr))
+    let s = StageSummary {
+        clips: clips.len(),
+        processed: used,
+        seconds: t0.elapsed().as_secs_f64(),
+        ..Default::default()
+    };
+    tracing::info!(
+        "export: {} questions from {} clips ({} DIFT records), {:.2} s",
+        stats.questions,
+        used,
+        stats.dift_records,
+        s.seconds
+    );
+    Ok(ExportResult {
+        summary: s,
+        stats,
+        agreement,
+        camera_vs_instructions: vs_instr,
+    })
 }
 
 /// Rebuilds `manifest.json` from the per-clip files.
-pub fn write_manifest(cfg: &PipelineConfig, clips: &[ClipRef]) -> Result<BTreeMap<String, ManifestEntry>> {
+pub fn write_manifest(
+    cfg: &PipelineConfig,
+    clips: &[ClipRef],
+) -> Result<BTreeMap<String, ManifestEntry>> {
     let mut m = BTreeMap::new();
     for c in clips {
         let dir = clip_dir(cfg, &c.key());
-        let stage = [Stage::Qa, Stage::Label, Stage::Ingest].into_iter().find(|s| dir.join(stage_file(*s)).is_file());
+        let stage = [Stage::Qa, Stage::Label, Stage::Ingest]
+            .into_iter()
+            .find(|s| dir.join(stage_file(*s)).is_file());
         let entry = match read_json::<Failure>(&dir.join("failed.json")) {
-            Ok(f) => ManifestEntry { status: if f.skipped { "skipped" } else { "failed" }.into(), stage, reason: Some(format!("{}: {}", f.stage.as_str(), f.reason)) },
-            Err(_) => ManifestEntry { status: if stage.is_some() { "done" } else { "pending" }.into(), stage, reason: None },
+            Ok(f) => ManifestEntry {
+                status: if f.skipped { "skipped" } else { "failed" }.into(),
+                stage,
+                reason: Some(format!("{}: {}", f.stage.as_str(), f.reason)),
+            },
+            Err(_) => ManifestEntry {
+                status: if stage.is_some() { "done" } else { "pending" }.into(),
+                stage,
+                reason: None,
+            },
         };
         m.insert(c.key(), entry);
     }
@@ -471,11 +590,11 @@ pub fn run_all(cfg: &PipelineConfig) -> Result<RunSummary> {
     summary.stages.insert("ingest".into(), run_ingest(cfg)?);
     summary.stages.insert("label".into(), run_label(cfg)?);
     summary.stages.insert("qa".into(), run_qa(cfg)?);
-    let (s, stats, agreement, vs_instr) = run_export(cfg)?;
-    summary.stages.insert("export".into(), s);
-    summary.export = stats;
-    summary.agreement = agreement;
-    summary.camera_vs_instructions = vs_instr;
+    let e = run_export(cfg)?;
+    summary.stages.insert("export".into(), e.summary);
+    summary.export = e.stats;
+    summary.agreement = e.agreement;
+    summary.camera_vs_instructions = e.camera_vs_instructions;
     summary.dift_path = cfg.output.join(DIFT_FILE);
     summary.rl_path = cfg.output.join(RL_FILE);
     let clips = select_clips(cfg)?;

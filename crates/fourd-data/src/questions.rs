@@ -46,7 +46,13 @@ pub enum QuestionKind {
 }
 
 impl QuestionKind {
-    pub const ALL: [QuestionKind; 5] = [Self::Camera, Self::Direction, Self::BoxDirection, Self::Distance, Self::Speed];
+    pub const ALL: [QuestionKind; 5] = [
+        Self::Camera,
+        Self::Direction,
+        Self::BoxDirection,
+        Self::Distance,
+        Self::Speed,
+    ];
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Camera => "camera",
@@ -128,7 +134,10 @@ pub type Prior = BTreeMap<QuestionKind, BTreeMap<String, usize>>;
 pub fn prior_of<'a>(cands: impl IntoIterator<Item = &'a Candidate>) -> Prior {
     let mut p: Prior = BTreeMap::new();
     for c in cands {
-        *p.entry(c.kind).or_default().entry(c.answer.clone()).or_default() += 1;
+        *p.entry(c.kind)
+            .or_default()
+            .entry(c.answer.clone())
+            .or_default() += 1;
     }
     p
 }
@@ -141,24 +150,57 @@ pub fn balance_cap(counts: &BTreeMap<String, usize>) -> Option<usize> {
         return None;
     }
     let max = counts.values().copied().max().unwrap_or(0);
-    (1..=max).rev().find(|&t| 4 * t <= counts.values().map(|&c| c.min(t)).sum::<usize>())
+    (1..=max)
+        .rev()
+        .find(|&t| 4 * t <= counts.values().map(|&c| c.min(t)).sum::<usize>())
+}
+
+/// The result of [`balance`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct Balanced {
+    /// Kept questions, sorted by id.
+    pub kept: Vec<Candidate>,
+    /// Per kind: the kept answers' distribution `π` (label, share).
+    pub answer_distribution: BTreeMap<QuestionKind, Vec<(String, f64)>>,
+    /// Per kind: questions dropped.
+    pub dropped: BTreeMap<QuestionKind, usize>,
 }
 
 /// Keeps, per kind, at most [`balance_cap`] questions per answer label (lowest seeded hash of
-/// the id first, so the choice does not depend on order, jobs or shards); returns the kept ones
-/// and the resulting answer distribution `π` per kind.
-pub fn balance(cands: Vec<Candidate>, seed: u64, max_share_cap: bool) -> (Vec<Candidate>, BTreeMap<QuestionKind, Vec<(String, f64)>>, BTreeMap<QuestionKind, usize>) {
+/// the id first, so the choice does not depend on order, jobs or shards). With `cap_answers`
+/// false every question is kept (the raw distribution, for inspection).
+pub fn balance(cands: Vec<Candidate>, seed: u64, cap_answers: bool) -> Balanced {
     let prior = prior_of(&cands);
-    let caps: BTreeMap<QuestionKind, Option<usize>> = prior.iter().map(|(k, c)| (*k, if max_share_cap { balance_cap(c) } else { Some(usize::MAX) })).collect();
+    let caps: BTreeMap<QuestionKind, Option<usize>> = prior
+        .iter()
+        .map(|(k, c)| {
+            (
+                *k,
+                if cap_answers {
+                    balance_cap(c)
+                } else {
+                    Some(usize::MAX)
+                },
+            )
+        })
+        .collect();
     let mut by_label: BTreeMap<(QuestionKind, String), Vec<Candidate>> = BTreeMap::new();
     for c in cands {
-        by_label.entry((c.kind, c.answer.clone())).or_default().push(c);
+        by_label
+            .entry((c.kind, c.answer.clone()))
+            .or_default()
+            .push(c);
     }
     let mut kept = Vec::new();
     let mut dropped: BTreeMap<QuestionKind, usize> = BTreeMap::new();
     for ((kind, _), mut v) in by_label {
         let cap = caps[&kind].unwrap_or(0);
-        v.sort_by_key(|c| (crate::fsio::fnv1a(&c.id) ^ seed.rotate_left(29), c.id.clone()));
+        v.sort_by_key(|c| {
+            (
+                crate::fsio::fnv1a(&c.id) ^ seed.rotate_left(29),
+                c.id.clone(),
+            )
+        });
         let n = v.len();
         if n > cap {
             *dropped.entry(kind).or_default() += n - cap;
@@ -169,9 +211,19 @@ pub fn balance(cands: Vec<Candidate>, seed: u64, max_share_cap: bool) -> (Vec<Ca
     let mut pi: BTreeMap<QuestionKind, Vec<(String, f64)>> = BTreeMap::new();
     for (kind, counts) in prior_of(&kept) {
         let total: usize = counts.values().sum();
-        pi.insert(kind, counts.into_iter().map(|(l, c)| (l, c as f64 / total as f64)).collect());
+        pi.insert(
+            kind,
+            counts
+                .into_iter()
+                .map(|(l, c)| (l, c as f64 / total as f64))
+                .collect(),
+        );
     }
-    (kept, pi, dropped)
+    Balanced {
+        kept,
+        answer_distribution: pi,
+        dropped,
+    }
 }
 
 /// Four distinct labels including `answer`, by systematic sampling with inclusion probabilities
@@ -197,7 +249,11 @@ pub fn option_set<R: Rng>(answer: &str, pi: &[(String, f64)], rng: &mut R) -> Op
     let mut out = Vec::with_capacity(4);
     for j in 0..4 {
         let point = u + j as f64;
-        let label = intervals.iter().find(|(a, b, _)| point >= *a && point < *b).map(|i| i.2).unwrap_or(intervals[intervals.len() - 1].2);
+        let label = intervals
+            .iter()
+            .find(|(a, b, _)| point >= *a && point < *b)
+            .map(|i| i.2)
+            .unwrap_or(intervals[intervals.len() - 1].2);
         if !out.iter().any(|o: &String| o == label) {
             out.push(label.to_string());
         }
@@ -209,9 +265,15 @@ pub fn option_set<R: Rng>(answer: &str, pi: &[(String, f64)], rng: &mut R) -> Op
 /// `and`/`Then`/`Moving`-style glue removed and hyphenated parts split.
 pub fn components(option: &str) -> BTreeSet<String> {
     option
-        .split(|c: char| c == ',' || c == ' ' || c == '-')
+        .split([',', ' ', '-'])
         .map(|w| w.trim().to_ascii_lowercase())
-        .filter(|w| !w.is_empty() && !["and", "then", "first", "moving", "the", "to", "from", "camera", "a"].contains(&w.as_str()))
+        .filter(|w| {
+            !w.is_empty()
+                && ![
+                    "and", "then", "first", "moving", "the", "to", "from", "camera", "a",
+                ]
+                .contains(&w.as_str())
+        })
         .collect()
 }
 
@@ -226,7 +288,11 @@ pub struct Baselines {
 impl Baselines {
     /// The best rule and its accuracy.
     pub fn best(&self) -> (String, f64) {
-        self.accuracy.iter().max_by(|a, b| a.1.total_cmp(b.1)).map(|(k, v)| (k.clone(), *v)).unwrap_or_default()
+        self.accuracy
+            .iter()
+            .max_by(|a, b| a.1.total_cmp(b.1))
+            .map(|(k, v)| (k.clone(), *v))
+            .unwrap_or_default()
     }
 }
 
@@ -244,27 +310,67 @@ pub fn baselines(items: &[(Vec<String>, usize)]) -> Baselines {
             *option_freq.entry(o.as_str()).or_default() += 1;
         }
     }
-    let argmax = |scores: Vec<f64>| scores.iter().enumerate().fold((0, f64::NEG_INFINITY), |b, (i, &s)| if s > b.1 { (i, s) } else { b }).0;
+    let argmax = |scores: Vec<f64>| {
+        scores
+            .iter()
+            .enumerate()
+            .fold(
+                (0, f64::NEG_INFINITY),
+                |b, (i, &s)| if s > b.1 { (i, s) } else { b },
+            )
+            .0
+    };
     let mut hits: BTreeMap<&str, usize> = BTreeMap::new();
     for (opts, correct) in items {
         let comps: Vec<BTreeSet<String>> = opts.iter().map(|o| components(o)).collect();
         let shared: Vec<f64> = (0..opts.len())
-            .map(|i| (0..opts.len()).filter(|&j| j != i).map(|j| comps[i].intersection(&comps[j]).count() as f64).sum())
+            .map(|i| {
+                (0..opts.len())
+                    .filter(|&j| j != i)
+                    .map(|j| comps[i].intersection(&comps[j]).count() as f64)
+                    .sum()
+            })
             .collect();
         let picks = [
             ("shared component", argmax(shared.clone())),
             ("odd one out", argmax(shared.iter().map(|s| -s).collect())),
-            ("most frequent label", argmax(opts.iter().map(|o| answer_freq.get(o.as_str()).copied().unwrap_or(0) as f64).collect())),
-            ("most frequent option", argmax(opts.iter().map(|o| option_freq.get(o.as_str()).copied().unwrap_or(0) as f64).collect())),
-            ("longest option", argmax(opts.iter().map(|o| o.len() as f64).collect())),
-            ("shortest option", argmax(opts.iter().map(|o| -(o.len() as f64)).collect())),
+            (
+                "most frequent label",
+                argmax(
+                    opts.iter()
+                        .map(|o| answer_freq.get(o.as_str()).copied().unwrap_or(0) as f64)
+                        .collect(),
+                ),
+            ),
+            (
+                "most frequent option",
+                argmax(
+                    opts.iter()
+                        .map(|o| option_freq.get(o.as_str()).copied().unwrap_or(0) as f64)
+                        .collect(),
+                ),
+            ),
+            (
+                "longest option",
+                argmax(opts.iter().map(|o| o.len() as f64).collect()),
+            ),
+            (
+                "shortest option",
+                argmax(opts.iter().map(|o| -(o.len() as f64)).collect()),
+            ),
         ];
         for (name, pick) in picks {
             *hits.entry(name).or_default() += (pick == *correct) as usize;
         }
     }
     let n = items.len().max(1) as f64;
-    Baselines { questions: items.len(), accuracy: hits.into_iter().map(|(k, v)| (k.to_string(), 100.0 * v as f64 / n)).collect() }
+    Baselines {
+        questions: items.len(),
+        accuracy: hits
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), 100.0 * v as f64 / n))
+            .collect(),
+    }
 }
 
 #[cfg(test)]
@@ -275,7 +381,11 @@ mod tests {
 
     #[test]
     fn option_sets_are_distinct_and_contain_the_answer() {
-        let pi: Vec<(String, f64)> = ["a", "b", "c", "d", "e"].iter().zip([0.25, 0.25, 0.2, 0.2, 0.1]).map(|(l, p)| (l.to_string(), p)).collect();
+        let pi: Vec<(String, f64)> = ["a", "b", "c", "d", "e"]
+            .iter()
+            .zip([0.25, 0.25, 0.2, 0.2, 0.1])
+            .map(|(l, p)| (l.to_string(), p))
+            .collect();
         let mut rng = ChaCha8Rng::seed_from_u64(1);
         for _ in 0..200 {
             for (ans, _) in &pi {
@@ -292,12 +402,19 @@ mod tests {
 
     #[test]
     fn balance_caps_every_label_at_a_quarter() {
-        let counts: BTreeMap<String, usize> = [("x", 100), ("y", 10), ("z", 10), ("w", 10), ("v", 5)].iter().map(|(k, v)| (k.to_string(), *v)).collect();
+        let counts: BTreeMap<String, usize> =
+            [("x", 100), ("y", 10), ("z", 10), ("w", 10), ("v", 5)]
+                .iter()
+                .map(|(k, v)| (k.to_string(), *v))
+                .collect();
         let t = balance_cap(&counts).unwrap();
         let total: usize = counts.values().map(|&c| c.min(t)).sum();
         assert!(4 * t <= total, "t {t} total {total}");
         assert!(4 * (t + 1) > counts.values().map(|&c| c.min(t + 1)).sum::<usize>());
-        let three: BTreeMap<String, usize> = [("x", 5), ("y", 5), ("z", 5)].iter().map(|(k, v)| (k.to_string(), *v)).collect();
+        let three: BTreeMap<String, usize> = [("x", 5), ("y", 5), ("z", 5)]
+            .iter()
+            .map(|(k, v)| (k.to_string(), *v))
+            .collect();
         assert_eq!(balance_cap(&three), None);
     }
 }

@@ -17,7 +17,9 @@ pub fn validate_question(q: &str, answer: &str) -> Result<String, String> {
     if q.contains('\n') {
         return Err("question spans several lines (options must not be listed)".into());
     }
-    if q.to_ascii_lowercase().contains(&answer.to_ascii_lowercase()) {
+    if q.to_ascii_lowercase()
+        .contains(&answer.to_ascii_lowercase())
+    {
         return Err("question names the answer".into());
     }
     Ok(q)

@@ -31,7 +31,11 @@ pub struct Mask {
 impl Mask {
     pub fn new(width: u32, height: u32, bits: Vec<bool>) -> Self {
         debug_assert_eq!(bits.len(), (width * height) as usize);
-        Self { width, height, bits }
+        Self {
+            width,
+            height,
+            bits,
+        }
     }
     pub fn get(&self, x: u32, y: u32) -> bool {
         x < self.width && y < self.height && self.bits[(y * self.width + x) as usize]
@@ -63,7 +67,9 @@ impl Mask {
     }
     /// Whether the mask touches the image border (the object may be cut off).
     pub fn touches_border(&self) -> bool {
-        self.bbox().is_some_and(|[x1, y1, x2, y2]| x1 == 0 || y1 == 0 || x2 + 1 >= self.width || y2 + 1 >= self.height)
+        self.bbox().is_some_and(|[x1, y1, x2, y2]| {
+            x1 == 0 || y1 == 0 || x2 + 1 >= self.width || y2 + 1 >= self.height
+        })
     }
     pub fn iou(&self, other: &Mask) -> f64 {
         let (mut inter, mut union) = (0usize, 0usize);
@@ -71,15 +77,25 @@ impl Mask {
             inter += (*a && *b) as usize;
             union += (*a || *b) as usize;
         }
-        if union == 0 { 0.0 } else { inter as f64 / union as f64 }
+        if union == 0 {
+            0.0
+        } else {
+            inter as f64 / union as f64
+        }
     }
     /// A 0/255 grey image (the HTTP protocol's and the mask folders' PNG form).
     pub fn to_gray(&self) -> GrayImage {
-        GrayImage::from_fn(self.width, self.height, |x, y| image::Luma([if self.get(x, y) { 255 } else { 0 }]))
+        GrayImage::from_fn(self.width, self.height, |x, y| {
+            image::Luma([if self.get(x, y) { 255 } else { 0 }])
+        })
     }
     /// From a grey image: above 127 is inside (the reference's binarisation).
     pub fn from_gray(img: &GrayImage) -> Self {
-        Self::new(img.width(), img.height(), img.pixels().map(|p| p.0[0] > 127).collect())
+        Self::new(
+            img.width(),
+            img.height(),
+            img.pixels().map(|p| p.0[0] > 127).collect(),
+        )
     }
     /// Nearest-neighbour resize.
     pub fn resized(&self, width: u32, height: u32) -> Self {
@@ -176,7 +192,9 @@ impl SegmenterChoice {
     pub fn for_clip(&self, record: &IngestRecord) -> std::sync::Arc<dyn Segmenter> {
         use std::sync::Arc;
         match self {
-            Self::Auto if record.annotations.join("instance_ids.npy").is_file() => Arc::new(InstanceSegmenter),
+            Self::Auto if record.annotations.join("instance_ids.npy").is_file() => {
+                Arc::new(InstanceSegmenter)
+            }
             Self::Auto | Self::DynMasks => Arc::new(DynMasksSegmenter::default()),
             Self::Instances => Arc::new(InstanceSegmenter),
             Self::MaskDir(p) => Arc::new(MaskDirSegmenter { root: p.clone() }),
@@ -190,7 +208,9 @@ impl SegmenterChoice {
 pub fn colour_name(frame: &RgbImage, mask: &Mask) -> &'static str {
     let (mut r, mut g, mut b, mut n) = (0.0, 0.0, 0.0, 0.0);
     for (i, _) in mask.bits.iter().enumerate().filter(|(_, &v)| v) {
-        let p = frame.get_pixel(i as u32 % mask.width, i as u32 / mask.width).0;
+        let p = frame
+            .get_pixel(i as u32 % mask.width, i as u32 / mask.width)
+            .0;
         r += p[0] as f64;
         g += p[1] as f64;
         b += p[2] as f64;
@@ -219,7 +239,13 @@ pub fn colour_name(frame: &RgbImage, mask: &Mask) -> &'static str {
     };
     match hue {
         h if h < 15.0 => "red",
-        h if h < 40.0 => if max < 0.6 { "brown" } else { "orange" },
+        h if h < 40.0 => {
+            if max < 0.6 {
+                "brown"
+            } else {
+                "orange"
+            }
+        }
         h if h < 70.0 => "yellow",
         h if h < 160.0 => "green",
         h if h < 200.0 => "cyan",
@@ -239,13 +265,28 @@ pub fn disambiguate_names(objects: &mut [TrackedObject]) {
             .iter()
             .enumerate()
             .filter(|(_, o)| &o.name == name)
-            .map(|(i, o)| (o.masks.iter().flatten().next().and_then(|m| m.centroid()).map_or(0.0, |c| c.0), i))
+            .map(|(i, o)| {
+                (
+                    o.masks
+                        .iter()
+                        .flatten()
+                        .next()
+                        .and_then(|m| m.centroid())
+                        .map_or(0.0, |c| c.0),
+                    i,
+                )
+            })
             .collect();
         if same.len() < 2 {
             continue;
         }
         same.sort_by(|a, b| a.0.total_cmp(&b.0));
-        let ordinals = ["leftmost", "second from the left", "third from the left", "fourth from the left"];
+        let ordinals = [
+            "leftmost",
+            "second from the left",
+            "third from the left",
+            "fourth from the left",
+        ];
         for (rank, (_, i)) in same.iter().enumerate() {
             let ord = ordinals.get(rank).copied().unwrap_or("next");
             objects[*i].name = format!("{ord} {name}");
@@ -255,10 +296,16 @@ pub fn disambiguate_names(objects: &mut [TrackedObject]) {
 
 fn check_stack(path: &Path, n: usize, h: usize, w: usize, record: &IngestRecord) -> Result<()> {
     if n != record.frames.len() {
-        return Err(DataError::inconsistent(path, format!("{n} masks for {} annotated frames", record.frames.len())));
+        return Err(DataError::inconsistent(
+            path,
+            format!("{n} masks for {} annotated frames", record.frames.len()),
+        ));
     }
     if w == 0 || h == 0 {
-        return Err(DataError::malformed(path, format!("empty mask size {w}x{h}")));
+        return Err(DataError::malformed(
+            path,
+            format!("empty mask size {w}x{h}"),
+        ));
     }
     Ok(())
 }
@@ -312,7 +359,10 @@ pub fn link_components(per_frame: Vec<Vec<Mask>>, gate_px: f64) -> Vec<Vec<Optio
     let n = per_frame.len();
     let mut tracks: Vec<Vec<Option<Mask>>> = Vec::new();
     for (t, comps) in per_frame.into_iter().enumerate() {
-        let last: Vec<Option<Mask>> = tracks.iter().map(|tr| tr[..t].iter().rev().flatten().next().cloned()).collect();
+        let last: Vec<Option<Mask>> = tracks
+            .iter()
+            .map(|tr| tr[..t].iter().rev().flatten().next().cloned())
+            .collect();
         let mut pairs: Vec<(f64, usize, usize)> = Vec::new();
         for (ci, c) in comps.iter().enumerate() {
             let cc = c.centroid().unwrap_or((0.0, 0.0));
@@ -322,7 +372,13 @@ pub fn link_components(per_frame: Vec<Vec<Mask>>, gate_px: f64) -> Vec<Vec<Optio
                 let lc = l.centroid().unwrap_or((0.0, 0.0));
                 let dist = ((cc.0 - lc.0).powi(2) + (cc.1 - lc.1).powi(2)).sqrt();
                 // Overlap first (score above 1), then proximity.
-                let score = if iou > 0.0 { 1.0 + iou } else if dist <= gate_px { 1.0 - dist / gate_px.max(1e-9) } else { continue };
+                let score = if iou > 0.0 {
+                    1.0 + iou
+                } else if dist <= gate_px {
+                    1.0 - dist / gate_px.max(1e-9)
+                } else {
+                    continue;
+                };
                 pairs.push((score, ci, ti));
             }
         }
@@ -362,7 +418,9 @@ pub struct DynMasksSegmenter {
 
 impl Default for DynMasksSegmenter {
     fn default() -> Self {
-        Self { min_area_fraction: 0.001 }
+        Self {
+            min_area_fraction: 0.001,
+        }
     }
 }
 
@@ -377,10 +435,18 @@ impl Segmenter for DynMasksSegmenter {
         let (n, h, w) = stack.dims3(&path)?;
         check_stack(&path, n, h, w, r)?;
         let px = w * h;
-        let min_area = ((self.min_area_fraction * (r.width * r.height) as f64).ceil() as usize).max(1);
+        let min_area =
+            ((self.min_area_fraction * (r.width * r.height) as f64).ceil() as usize).max(1);
         let mut per_frame = Vec::with_capacity(n);
         for t in 0..n {
-            let m = Mask::new(w as u32, h as u32, stack.data[t * px..(t + 1) * px].iter().map(|&v| v != 0).collect());
+            let m = Mask::new(
+                w as u32,
+                h as u32,
+                stack.data[t * px..(t + 1) * px]
+                    .iter()
+                    .map(|&v| v != 0)
+                    .collect(),
+            );
             let m = fit_mask(m, (r.width, r.height), &path)?;
             per_frame.push(components(&m, min_area));
         }
@@ -393,7 +459,12 @@ impl Segmenter for DynMasksSegmenter {
                 let colour = first
                     .and_then(|t| masks[t].as_ref().map(|m| colour_name(&input.frames[t], m)))
                     .unwrap_or("unseen");
-                TrackedObject { track_id: i as u32 + 1, name: format!("{colour} moving object"), masks, instance_id: None }
+                TrackedObject {
+                    track_id: i as u32 + 1,
+                    name: format!("{colour} object"),
+                    masks,
+                    instance_id: None,
+                }
             })
             .collect();
         disambiguate_names(&mut objects);
@@ -416,7 +487,13 @@ impl Segmenter for InstanceSegmenter {
         let (n, h, w) = ids.dims3(&path)?;
         check_stack(&path, n, h, w, r)?;
         if (w as u32, h as u32) != (r.width, r.height) {
-            return Err(DataError::inconsistent(&path, format!("ids are {w}x{h} but the frames are {}x{}", r.width, r.height)));
+            return Err(DataError::inconsistent(
+                &path,
+                format!(
+                    "ids are {w}x{h} but the frames are {}x{}",
+                    r.width, r.height
+                ),
+            ));
         }
         // Names from truth.json when present (colour and shape, never motion).
         let truth_path = r.annotations.join("truth.json");
@@ -424,7 +501,11 @@ impl Segmenter for InstanceSegmenter {
             let v: serde_json::Value = crate::fsio::read_json(&truth_path)?;
             v["objects"]
                 .as_array()
-                .map(|a| a.iter().filter_map(|o| Some((o["id"].as_u64()?, o["name"].as_str()?.to_string()))).collect())
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|o| Some((o["id"].as_u64()?, o["name"].as_str()?.to_string())))
+                        .collect()
+                })
                 .unwrap_or_default()
         } else {
             Default::default()
@@ -439,17 +520,29 @@ impl Segmenter for InstanceSegmenter {
             .map(|(i, &id)| {
                 let masks: Vec<Option<Mask>> = (0..n)
                     .map(|t| {
-                        let bits: Vec<bool> = ids.data[t * px..(t + 1) * px].iter().map(|&v| v == id).collect();
-                        bits.iter().any(|&b| b).then(|| Mask::new(w as u32, h as u32, bits))
+                        let bits: Vec<bool> = ids.data[t * px..(t + 1) * px]
+                            .iter()
+                            .map(|&v| v == id)
+                            .collect();
+                        bits.iter()
+                            .any(|&b| b)
+                            .then(|| Mask::new(w as u32, h as u32, bits))
                     })
                     .collect();
                 // truth.json's name ("red sphere") when there is one, else the measured colour.
                 let name = names.get(&(id as u64)).cloned().unwrap_or_else(|| {
                     let first = masks.iter().position(Option::is_some);
-                    let colour = first.and_then(|t| masks[t].as_ref().map(|m| colour_name(&input.frames[t], m))).unwrap_or("unseen");
+                    let colour = first
+                        .and_then(|t| masks[t].as_ref().map(|m| colour_name(&input.frames[t], m)))
+                        .unwrap_or("unseen");
                     format!("{colour} object")
                 });
-                TrackedObject { track_id: i as u32 + 1, name, masks, instance_id: Some(id) }
+                TrackedObject {
+                    track_id: i as u32 + 1,
+                    name,
+                    masks,
+                    instance_id: Some(id),
+                }
             })
             .collect();
         disambiguate_names(&mut objects);
@@ -466,16 +559,31 @@ pub struct MaskDirSegmenter {
 }
 
 fn load_mask_file(path: &Path) -> Result<Mask> {
-    if path.extension().is_some_and(|e| e.eq_ignore_ascii_case("png")) {
-        let img = image::open(path).map_err(|e| DataError::Image { path: path.to_path_buf(), msg: e.to_string() })?;
+    if path
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("png"))
+    {
+        let img = image::open(path).map_err(|e| DataError::Image {
+            path: path.to_path_buf(),
+            msg: e.to_string(),
+        })?;
         return Ok(Mask::from_gray(&img.to_luma8()));
     }
     let a = read_u8(&read_file(path)?, path)?;
     let (h, w) = match a.shape.as_slice() {
         [h, w] | [1, h, w] => (*h, *w),
-        s => return Err(DataError::malformed(path, format!("expected a 2-D [H, W] mask, got shape {s:?}"))),
+        s => {
+            return Err(DataError::malformed(
+                path,
+                format!("expected a 2-D [H, W] mask, got shape {s:?}"),
+            ))
+        }
     };
-    Ok(Mask::new(w as u32, h as u32, a.data.iter().map(|&v| v != 0).collect()))
+    Ok(Mask::new(
+        w as u32,
+        h as u32,
+        a.data.iter().map(|&v| v != 0).collect(),
+    ))
 }
 
 impl Segmenter for MaskDirSegmenter {
@@ -499,8 +607,16 @@ impl Segmenter for MaskDirSegmenter {
         for (i, od) in object_dirs.iter().enumerate() {
             let mut masks = Vec::with_capacity(r.frames.len());
             for f in &r.frames {
-                let stem = Path::new(f).file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
-                let candidates = ["npy", "png"].iter().flat_map(|ext| [od.join(format!("{stem}.{ext}")), od.join(format!("{stem}_mask.{ext}"))]);
+                let stem = Path::new(f)
+                    .file_stem()
+                    .map(|s| s.to_string_lossy().into_owned())
+                    .unwrap_or_default();
+                let candidates = ["npy", "png"].iter().flat_map(|ext| {
+                    [
+                        od.join(format!("{stem}.{ext}")),
+                        od.join(format!("{stem}_mask.{ext}")),
+                    ]
+                });
                 let found = candidates.into_iter().find(|p| p.is_file());
                 masks.push(match found {
                     Some(p) => {
@@ -510,8 +626,16 @@ impl Segmenter for MaskDirSegmenter {
                     None => None,
                 });
             }
-            let name = od.file_name().map(|n| n.to_string_lossy().replace('_', " ")).unwrap_or_default();
-            objects.push(TrackedObject { track_id: i as u32 + 1, name, masks, instance_id: None });
+            let name = od
+                .file_name()
+                .map(|n| n.to_string_lossy().replace('_', " "))
+                .unwrap_or_default();
+            objects.push(TrackedObject {
+                track_id: i as u32 + 1,
+                name,
+                masks,
+                instance_id: None,
+            });
         }
         disambiguate_names(&mut objects);
         Ok(objects)
@@ -523,10 +647,16 @@ mod tests {
     use super::*;
 
     fn square(w: u32, h: u32, x0: u32, y0: u32, s: u32) -> Mask {
-        Mask::new(w, h, (0..w * h).map(|i| {
-            let (x, y) = (i % w, i / w);
-            x >= x0 && x < x0 + s && y >= y0 && y < y0 + s
-        }).collect())
+        Mask::new(
+            w,
+            h,
+            (0..w * h)
+                .map(|i| {
+                    let (x, y) = (i % w, i / w);
+                    x >= x0 && x < x0 + s && y >= y0 && y < y0 + s
+                })
+                .collect(),
+        )
     }
 
     #[test]
@@ -541,14 +671,18 @@ mod tests {
         assert_eq!(c.len(), 2);
         assert_eq!(c.iter().map(Mask::area).collect::<Vec<_>>(), vec![16, 25]);
         // Two objects moving one pixel per frame stay two tracks.
-        let frames: Vec<Vec<Mask>> = (0..5).map(|t| vec![square(32, 32, 2 + t, 2, 4), square(32, 32, 20, 20 - t, 5)]).collect();
+        let frames: Vec<Vec<Mask>> = (0..5)
+            .map(|t| vec![square(32, 32, 2 + t, 2, 4), square(32, 32, 20, 20 - t, 5)])
+            .collect();
         let tracks = link_components(frames, 8.0);
         assert_eq!(tracks.len(), 2);
         assert!(tracks.iter().all(|t| t.iter().all(Option::is_some)));
         assert_eq!(a.bbox(), Some([2, 2, 5, 5]));
         assert_eq!(a.centroid(), Some((3.5, 3.5)));
         assert!(fit_mask(square(16, 16, 0, 0, 2), (32, 32), Path::new("m")).is_ok());
-        let err = fit_mask(square(16, 8, 0, 0, 2), (32, 32), Path::new("m.npy")).unwrap_err().to_string();
+        let err = fit_mask(square(16, 8, 0, 0, 2), (32, 32), Path::new("m.npy"))
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("16x8") && err.contains("m.npy"), "{err}");
     }
 

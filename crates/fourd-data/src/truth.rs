@@ -12,6 +12,7 @@ use crate::camera::{parse_labels, step_agreement};
 use crate::error::Result;
 use crate::ingest::IngestRecord;
 use crate::label::LabelRecord;
+use crate::motion::SecondOpinion;
 
 /// `[agreeing, compared]` counters; `percent()` for printing.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
@@ -41,6 +42,9 @@ pub struct Agreement {
     pub direction: Count,
     pub distance: Count,
     pub speed: Count,
+    /// The second opinion (when one was asked) against the measured direction, and against truth.
+    pub second_opinion_vs_measured: Count,
+    pub second_opinion_vs_truth: Count,
     /// A few disagreements, for inspection: `clip track: field measured vs truth`.
     pub examples: Vec<String>,
 }
@@ -57,6 +61,9 @@ impl Agreement {
         self.direction.add(o.direction);
         self.distance.add(o.distance);
         self.speed.add(o.speed);
+        self.second_opinion_vs_measured
+            .add(o.second_opinion_vs_measured);
+        self.second_opinion_vs_truth.add(o.second_opinion_vs_truth);
         for e in &o.examples {
             if self.examples.len() < 30 {
                 self.examples.push(e.clone());
@@ -65,7 +72,10 @@ impl Agreement {
     }
 
     pub fn render(&self) -> String {
-        let p = |c: &Count| c.percent().map_or("n/a".to_string(), |v| format!("{v:.1}% ({}/{})", c.0, c.1));
+        let p = |c: &Count| {
+            c.percent()
+                .map_or("n/a".to_string(), |v| format!("{v:.1}% ({}/{})", c.0, c.1))
+        };
         let mut s = format!("agreement with truth.json over {} clip(s):\n", self.clips);
         for (k, v) in &self.camera_steps {
             s.push_str(&format!("  camera steps, {k}: {}\n", p(v)));
@@ -79,6 +89,13 @@ impl Agreement {
             p(&self.distance),
             p(&self.speed)
         ));
+        if self.second_opinion_vs_measured.1 > 0 {
+            s.push_str(&format!(
+                "  second opinion on direction: {} agree with the measurement, {} with truth\n",
+                p(&self.second_opinion_vs_measured),
+                p(&self.second_opinion_vs_truth)
+            ));
+        }
         s
     }
 }
@@ -91,12 +108,22 @@ pub fn clip_agreement(ingest: &IngestRecord, labels: &LabelRecord) -> Result<Opt
     }
     let truth: serde_json::Value = crate::fsio::read_json(&path)?;
     let n = labels.frames;
-    let mut a = Agreement { clips: 1, ..Default::default() };
+    let mut a = Agreement {
+        clips: 1,
+        ..Default::default()
+    };
     // Camera: truth segments -> unit steps.
     let mut truth_steps: Vec<Option<Vec<fourd_world::CameraLabel>>> = vec![None; n - 1];
     for seg in truth["camera"].as_array().into_iter().flatten() {
-        let (Some(s), Some(e)) = (seg["start"].as_u64(), seg["end"].as_u64()) else { continue };
-        let l: Vec<String> = seg["labels"].as_array().into_iter().flatten().filter_map(|x| x.as_str().map(str::to_string)).collect();
+        let (Some(s), Some(e)) = (seg["start"].as_u64(), seg["end"].as_u64()) else {
+            continue;
+        };
+        let l: Vec<String> = seg["labels"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|x| x.as_str().map(str::to_string))
+            .collect();
         let parsed = parse_labels(&l)?;
         for slot in truth_steps.iter_mut().take(e as usize).skip(s as usize) {
             *slot = Some(parsed.clone());
@@ -104,7 +131,13 @@ pub fn clip_agreement(ingest: &IngestRecord, labels: &LabelRecord) -> Result<Opt
     }
     let mut sources: Vec<(String, Vec<Vec<fourd_world::CameraLabel>>)> = Vec::new();
     for (rule, steps) in &labels.camera.computed {
-        sources.push((rule.clone(), steps.iter().map(|s| parse_labels(s)).collect::<Result<_>>()?));
+        sources.push((
+            rule.clone(),
+            steps
+                .iter()
+                .map(|s| parse_labels(s))
+                .collect::<Result<_>>()?,
+        ));
     }
     let mut used = vec![vec![fourd_world::CameraLabel::Stay]; n - 1];
     for s in &labels.camera.segments {
@@ -116,14 +149,20 @@ pub fn clip_agreement(ingest: &IngestRecord, labels: &LabelRecord) -> Result<Opt
     sources.push(("used".into(), used));
     if let Some(instr) = &ingest.instructions {
         let steps = crate::camera::instruction_steps(instr, n)?;
-        sources.push(("instructions.json".into(), steps.into_iter().map(|s| s.unwrap_or_default()).collect()));
+        sources.push((
+            "instructions.json".into(),
+            steps.into_iter().map(|s| s.unwrap_or_default()).collect(),
+        ));
     }
     for (name, steps) in sources {
         let (same, total) = step_agreement(&steps, &truth_steps);
         a.camera_steps.insert(name, Count(same, total));
     }
     // Objects.
-    let truth_objects: Vec<&serde_json::Value> = truth["objects"].as_array().map(|v| v.iter().collect()).unwrap_or_default();
+    let truth_objects: Vec<&serde_json::Value> = truth["objects"]
+        .as_array()
+        .map(|v| v.iter().collect())
+        .unwrap_or_default();
     a.objects_in_truth = truth_objects.len();
     let ids_path = ingest.annotations.join("instance_ids.npy");
     let ids = if labels.objects.iter().any(|o| o.instance_id.is_none()) && ids_path.is_file() {
@@ -139,7 +178,10 @@ pub fn clip_agreement(ingest: &IngestRecord, labels: &LabelRecord) -> Result<Opt
             let ids = ids.as_ref()?;
             let mut votes: BTreeMap<u16, usize> = BTreeMap::new();
             for o in &m.observations {
-                let (x, y) = (o.centroid[0].round() as usize, o.centroid[1].round() as usize);
+                let (x, y) = (
+                    o.centroid[0].round() as usize,
+                    o.centroid[1].round() as usize,
+                );
                 let v = *ids.data.get(o.frame * px + y * labels.width as usize + x)?;
                 if v != 0 {
                     *votes.entry(v).or_default() += 1;
@@ -147,19 +189,27 @@ pub fn clip_agreement(ingest: &IngestRecord, labels: &LabelRecord) -> Result<Opt
             }
             votes.into_iter().max_by_key(|x| x.1).map(|x| x.0 as u64)
         });
-        let Some(t) = id.and_then(|id| truth_objects.iter().find(|o| o["id"].as_u64() == Some(id))) else { continue };
+        let Some(t) = id.and_then(|id| truth_objects.iter().find(|o| o["id"].as_u64() == Some(id)))
+        else {
+            continue;
+        };
         a.objects_matched += 1;
         if m.direction.is_none() {
             continue;
         }
         a.objects_measured += 1;
         let mut cmp = |field: &str, measured: &Option<String>, counter: &mut Count| {
-            let (Some(mv), Some(tv)) = (measured, t[field].as_str()) else { return };
+            let (Some(mv), Some(tv)) = (measured, t[field].as_str()) else {
+                return;
+            };
             counter.1 += 1;
             if mv == tv {
                 counter.0 += 1;
             } else if a.examples.len() < 30 {
-                a.examples.push(format!("{} track {}: {field} measured {mv:?}, truth {tv:?}", ingest.key, m.track_id));
+                a.examples.push(format!(
+                    "{} track {}: {field} measured {mv:?}, truth {tv:?}",
+                    ingest.key, m.track_id
+                ));
             }
         };
         let mut dir = a.direction;
@@ -170,6 +220,15 @@ pub fn clip_agreement(ingest: &IngestRecord, labels: &LabelRecord) -> Result<Opt
         let mut spd = a.speed;
         if t["direction"].as_str() != Some("Stationary") {
             cmp("speed", &m.speed, &mut spd);
+        }
+        if let Some(SecondOpinion {
+            direction: Some(d), ..
+        }) = &m.second_opinion
+        {
+            a.second_opinion_vs_measured.1 += 1;
+            a.second_opinion_vs_measured.0 += (Some(d) == m.direction.as_ref()) as usize;
+            a.second_opinion_vs_truth.1 += 1;
+            a.second_opinion_vs_truth.0 += (Some(d.as_str()) == t["direction"].as_str()) as usize;
         }
         a.direction = dir;
         a.distance = dis;

@@ -29,8 +29,17 @@ fn synthetic_labels_meet_the_thresholds() {
     let used = a.camera_steps["used"].percent().unwrap();
     let exact = a.camera_steps["exact"].percent().unwrap();
     assert!(used >= 98.0 && exact >= 98.0, "camera {used} / {exact}");
-    assert!(a.objects_measured * 10 >= a.objects_in_truth * 6, "measured {} of {}", a.objects_measured, a.objects_in_truth);
-    assert!(a.direction.percent().unwrap() >= 95.0, "direction {:?}", a.direction);
+    assert!(
+        a.objects_measured * 10 >= a.objects_in_truth * 6,
+        "measured {} of {}",
+        a.objects_measured,
+        a.objects_in_truth
+    );
+    assert!(
+        a.direction.percent().unwrap() >= 95.0,
+        "direction {:?}",
+        a.direction
+    );
     assert!(a.speed.percent().unwrap() >= 90.0, "speed {:?}", a.speed);
 }
 

@@ -297,3 +297,43 @@ pub fn merge(shards: &[PathBuf], out: &Path, total: usize, title: &str) -> Resul
     }
     write_reports(&files, total, title)
 }
+
+/// A line chart (PNG) of named series of `(x, y)` points, e.g. training curves.
+pub fn line_chart(path: &Path, title: &str, x_desc: &str, y_desc: &str, series: &[(&str, Vec<(f64, f64)>)]) -> Result<()> {
+    use plotters::prelude::*;
+    let e = |x: String| EvalError::Chart(format!("{}: {x}", path.display()));
+    let pts = series.iter().flat_map(|(_, s)| s.iter());
+    let (mut x0, mut x1, mut y0, mut y1) = (f64::MAX, f64::MIN, f64::MAX, f64::MIN);
+    for &(x, y) in pts.filter(|(x, y)| x.is_finite() && y.is_finite()) {
+        x0 = x0.min(x);
+        x1 = x1.max(x);
+        y0 = y0.min(y);
+        y1 = y1.max(y);
+    }
+    if x0 > x1 {
+        return Err(e("no finite points to plot".into()));
+    }
+    let pad = ((y1 - y0) * 0.05).max(1e-6);
+    let root = BitMapBackend::new(path, (900, 480)).into_drawing_area();
+    root.fill(&WHITE).map_err(|x| e(x.to_string()))?;
+    let mut chart = ChartBuilder::on(&root)
+        .caption(title, ("sans-serif", 22))
+        .margin(12)
+        .x_label_area_size(40)
+        .y_label_area_size(60)
+        .build_cartesian_2d(x0..x1.max(x0 + 1.0), (y0 - pad)..(y1 + pad))
+        .map_err(|x| e(x.to_string()))?;
+    chart.configure_mesh().x_desc(x_desc).y_desc(y_desc).draw().map_err(|x| e(x.to_string()))?;
+    let colors = [RGBColor(60, 110, 180), RGBColor(200, 80, 40), RGBColor(60, 160, 80), RGBColor(140, 80, 170)];
+    for (i, (name, s)) in series.iter().enumerate() {
+        let c = colors[i % colors.len()];
+        chart
+            .draw_series(LineSeries::new(s.iter().copied(), c.stroke_width(2)))
+            .map_err(|x| e(x.to_string()))?
+            .label(*name)
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], c.stroke_width(2)));
+    }
+    chart.configure_series_labels().background_style(WHITE.mix(0.8)).border_style(BLACK).draw().map_err(|x| e(x.to_string()))?;
+    root.present().map_err(|x| e(x.to_string()))?;
+    Ok(())
+}

@@ -11,6 +11,13 @@ pub struct RmsNorm {
 }
 
 impl RmsNorm {
+    /// The same norm over detached weights (shares storage; builds no autograd graph).
+    pub fn detached(&self) -> Self {
+        RmsNorm { weight: self.weight.detach(), eps: self.eps }
+    }
+    pub fn weight(&self) -> &Tensor {
+        &self.weight
+    }
     pub fn new(size: usize, eps: f64, vb: VarBuilder) -> Result<Self> {
         Ok(RmsNorm { weight: vb.get(size, "weight")?, eps })
     }
@@ -43,7 +50,29 @@ pub struct GatedMlp {
     down_proj: Linear,
 }
 
+/// A linear layer over detached weights (shares storage; builds no autograd graph).
+pub fn detached_linear(l: &Linear) -> Linear {
+    Linear::new(l.weight().detach(), l.bias().map(Tensor::detach))
+}
+
+/// Weight and bias of a linear layer.
+pub fn linear_params(l: &Linear) -> Vec<Tensor> {
+    let mut v = vec![l.weight().clone()];
+    v.extend(l.bias().cloned());
+    v
+}
+
 impl GatedMlp {
+    pub fn detached(&self) -> Self {
+        GatedMlp {
+            gate_proj: detached_linear(&self.gate_proj),
+            up_proj: detached_linear(&self.up_proj),
+            down_proj: detached_linear(&self.down_proj),
+        }
+    }
+    pub fn params(&self) -> Vec<Tensor> {
+        [&self.gate_proj, &self.up_proj, &self.down_proj].into_iter().flat_map(linear_params).collect()
+    }
     pub fn new(hidden: usize, intermediate: usize, bias: bool, vb: VarBuilder) -> Result<Self> {
         Ok(GatedMlp {
             gate_proj: linear(hidden, intermediate, bias, vb.pp("gate_proj"))?,

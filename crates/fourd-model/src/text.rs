@@ -5,7 +5,7 @@ use candle_core::{DType, Module, Result, Tensor, D};
 use candle_nn::{Embedding, Linear, VarBuilder};
 
 use crate::config::TextConfig;
-use crate::layers::{linear, GatedMlp, RmsNorm};
+use crate::layers::{detached_linear, linear, linear_params, GatedMlp, RmsNorm};
 use crate::mrope::MRope;
 
 /// Keys and values of every layer, `[batch, kv_heads, seq, head_dim]`, before the GQA repeat.
@@ -35,6 +35,7 @@ impl KvCache {
     }
 }
 
+#[derive(Clone)]
 struct Attention {
     q_proj: Linear,
     k_proj: Linear,
@@ -86,11 +87,108 @@ impl Attention {
     }
 }
 
+#[derive(Clone)]
 struct DecoderLayer {
     input_layernorm: RmsNorm,
     self_attn: Attention,
     post_attention_layernorm: RmsNorm,
     mlp: GatedMlp,
+}
+
+impl Attention {
+    fn detached(&self) -> Self {
+        Attention {
+            q_proj: detached_linear(&self.q_proj),
+            k_proj: detached_linear(&self.k_proj),
+            v_proj: detached_linear(&self.v_proj),
+            o_proj: detached_linear(&self.o_proj),
+            ..*self
+        }
+    }
+    fn params(&self) -> Vec<Tensor> {
+        [&self.q_proj, &self.k_proj, &self.v_proj, &self.o_proj].into_iter().flat_map(linear_params).collect()
+    }
+}
+
+impl DecoderLayer {
+    fn forward(&self, x: &Tensor, cos: &Tensor, sin: &Tensor, mask: Option<&Tensor>, slot: &mut Option<(Tensor, Tensor)>) -> Result<Tensor> {
+        let a = self.self_attn.forward(&self.input_layernorm.forward(x)?, cos, sin, mask, slot)?;
+        let x = (x + a)?;
+        let m = self.mlp.forward(&self.post_attention_layernorm.forward(&x)?)?;
+        x + m
+    }
+    fn detached(&self) -> Self {
+        DecoderLayer {
+            input_layernorm: self.input_layernorm.detached(),
+            self_attn: self.self_attn.detached(),
+            post_attention_layernorm: self.post_attention_layernorm.detached(),
+            mlp: self.mlp.detached(),
+        }
+    }
+    fn params(&self) -> Vec<Tensor> {
+        let mut v = vec![self.input_layernorm.weight().clone(), self.post_attention_layernorm.weight().clone()];
+        v.extend(self.self_attn.params());
+        v.extend(self.mlp.params());
+        v
+    }
+}
+
+/// Gradients of decoder-layer parameters produced while recomputing layers in the backward pass
+/// (gradient checkpointing), keyed by the parameter tensor's id. The outer backward pass cannot
+/// return them (a custom op only returns gradients of its inputs), so they are collected here
+/// and merged by the trainer.
+#[derive(Clone, Default)]
+pub struct CheckpointGrads(std::sync::Arc<std::sync::Mutex<std::collections::HashMap<candle_core::TensorId, Tensor>>>);
+
+impl CheckpointGrads {
+    pub fn take(&self) -> std::collections::HashMap<candle_core::TensorId, Tensor> {
+        std::mem::take(&mut *self.0.lock().expect("checkpoint grads lock"))
+    }
+    fn add(&self, id: candle_core::TensorId, g: Tensor) -> Result<()> {
+        let mut m = self.0.lock().expect("checkpoint grads lock");
+        let sum = match m.remove(&id) {
+            Some(prev) => (prev + g)?,
+            None => g,
+        };
+        m.insert(id, sum);
+        Ok(())
+    }
+}
+
+/// `y = layer(x)` whose forward ran without a graph; the backward recomputes the layer with one.
+struct RecomputeLayer {
+    layer: DecoderLayer,
+    cos: Tensor,
+    sin: Tensor,
+    mask: Option<Tensor>,
+    grads: CheckpointGrads,
+}
+
+impl candle_core::CustomOp2 for RecomputeLayer {
+    fn name(&self) -> &'static str {
+        "recompute-decoder-layer"
+    }
+    fn cpu_fwd(&self, _: &candle_core::CpuStorage, _: &candle_core::Layout, y: &candle_core::CpuStorage, ly: &candle_core::Layout) -> Result<(candle_core::CpuStorage, candle_core::Shape)> {
+        use candle_core::backend::BackendStorage;
+        Ok((y.try_clone(ly)?, ly.shape().clone()))
+    }
+    #[cfg(feature = "cuda")]
+    fn cuda_fwd(&self, _: &candle_core::CudaStorage, _: &candle_core::Layout, y: &candle_core::CudaStorage, ly: &candle_core::Layout) -> Result<(candle_core::CudaStorage, candle_core::Shape)> {
+        use candle_core::backend::BackendStorage;
+        Ok((y.try_clone(ly)?, ly.shape().clone()))
+    }
+    fn bwd(&self, x: &Tensor, _y: &Tensor, _res: &Tensor, grad: &Tensor) -> Result<(Option<Tensor>, Option<Tensor>)> {
+        let xv = candle_core::Var::from_tensor(&x.detach())?;
+        let mut slot = None;
+        let y = self.layer.forward(xv.as_tensor(), &self.cos, &self.sin, self.mask.as_ref(), &mut slot)?;
+        let grads = (y * grad.detach())?.sum_all()?.backward()?;
+        for p in self.layer.params() {
+            if let Some(g) = grads.get(&p) {
+                self.grads.add(p.id(), g.detach())?;
+            }
+        }
+        Ok((grads.get(xv.as_tensor()).map(Tensor::detach), None))
+    }
 }
 
 /// What one forward pass returns: logits and the final-norm hidden states (latent imagery feeds
@@ -109,6 +207,9 @@ pub struct TextModel {
     lm_head: Linear,
     pub mrope: MRope,
     pub cfg: TextConfig,
+    /// When set, decoder layers whose input takes part in autograd are recomputed in the
+    /// backward pass instead of keeping their activations (gradient checkpointing).
+    pub grad_checkpoint: Option<CheckpointGrads>,
 }
 
 impl TextModel {
@@ -149,6 +250,7 @@ impl TextModel {
             lm_head,
             mrope: MRope::new(hd, cfg.rope_theta, &cfg.mrope_section),
             cfg: cfg.clone(),
+            grad_checkpoint: None,
         })
     }
 
@@ -190,10 +292,21 @@ impl TextModel {
         }
         let mut x = embeds.clone();
         for (layer, slot) in self.layers.iter().zip(cache.layers.iter_mut()) {
-            let a = layer.self_attn.forward(&layer.input_layernorm.forward(&x)?, &cos, &sin, mask, slot)?;
-            x = (x + a)?;
-            let m = layer.mlp.forward(&layer.post_attention_layernorm.forward(&x)?)?;
-            x = (x + m)?;
+            x = match &self.grad_checkpoint {
+                Some(grads) if x.track_op() => {
+                    // Forward without a graph (detached weights and input), keep only x and y.
+                    let y = layer.detached().forward(&x.detach(), &cos, &sin, mask, &mut None)?;
+                    let op = RecomputeLayer {
+                        layer: layer.clone(),
+                        cos: cos.clone(),
+                        sin: sin.clone(),
+                        mask: mask.cloned(),
+                        grads: grads.clone(),
+                    };
+                    x.apply_op2_arc(&y, std::sync::Arc::new(Box::new(op)))?
+                }
+                _ => layer.forward(&x, &cos, &sin, mask, slot)?,
+            };
         }
         let hidden = self.norm.forward(&x)?;
         let for_logits = if logits_last_only {

@@ -21,7 +21,7 @@ use crate::checkpoint::{list_checkpoints, read_state, rotate_checkpoints, save_c
 use crate::dift_data::{read_dift_jsonl, ExampleBuilder, Prefetcher, Skipped, DIFT_MAX_PIXELS};
 use crate::error::{Result, TrainError};
 use crate::loss::{dift_loss, LossWeights};
-use crate::optim::{accumulate, clip_grad_norm, collect_grads, scale_grads, AdamW, AdamWConfig, LinearSchedule};
+use crate::optim::{accumulate, backward_grads, clip_grad_norm, scale_grads, AdamW, AdamWConfig, LinearSchedule};
 use crate::params::{everything_trains, language_model_trains, TrainableWeights, WeightSource};
 use crate::tensorboard::EventWriter;
 
@@ -50,6 +50,8 @@ pub struct DiftConfig {
     pub resume: Option<PathBuf>,
     /// Start from fresh random weights (normal(0, std)) instead of the checkpoint's.
     pub from_scratch: Option<f64>,
+    /// Recompute decoder layers in the backward pass instead of keeping their activations.
+    pub gradient_checkpointing: bool,
     /// Train the vision tower too (the reference freezes it; a model trained from scratch
     /// needs it to learn).
     pub train_vision: bool,
@@ -87,6 +89,7 @@ impl DiftConfig {
             resume: None,
             from_scratch: None,
             train_vision: false,
+            gradient_checkpointing: false,
             halt_after: None,
             workers: 2,
             dtype: DType::F32,
@@ -176,7 +179,9 @@ pub fn train_dift(cfg: &DiftConfig) -> Result<DiftSummary> {
         Some(d) => (d.clone(), None),
         None => (cfg.model.clone(), cfg.from_scratch),
     };
-    let (pipeline, weights) = load_trainable_with(&weights_dir, scratch, state.seed, cfg.dtype, &cfg.device, cfg.train_vision)?;
+    let (mut pipeline, weights) = load_trainable_with(&weights_dir, scratch, state.seed, cfg.dtype, &cfg.device, cfg.train_vision)?;
+    let checkpoint_grads = cfg.gradient_checkpointing.then(fourd_model::text::CheckpointGrads::default);
+    pipeline.model.text.grad_checkpoint = checkpoint_grads.clone();
     let latent = pipeline.latent_tokens(cfg.latent_size)?.ok_or_else(|| {
         TrainError::Config(format!(
             "the tokenizer of {} has no latent tokens; add them with `fourd model add-latent-tokens`",
@@ -256,7 +261,7 @@ pub fn train_dift(cfg: &DiftConfig) -> Result<DiftSummary> {
                         tracing::warn!("non-finite loss on record {}; batch skipped ({} so far)", ex.id, state.nan_skipped);
                     } else {
                         let grads = loss.total.backward()?;
-                        accumulate(&mut acc, collect_grads(&grads, &vars))?;
+                        accumulate(&mut acc, backward_grads(&grads, checkpoint_grads.as_ref(), &vars)?)?;
                         used += 1;
                         sums[0] += total as f64;
                         sums[1] += loss.ce as f64;
@@ -305,6 +310,8 @@ pub fn train_dift(cfg: &DiftConfig) -> Result<DiftSummary> {
                 tokens_per_s: window_tokens as f64 / secs,
             };
             (used, sums) = (0, [0.0; 4]);
+            window_tokens = 0;
+            window_start = Instant::now();
             if let Some(b) = &bar {
                 b.set_position(state.global_step);
                 b.set_message(format!("loss {:.4} ce {:.4} sim {:.4}", log.loss, log.ce, log.sim));
@@ -323,8 +330,6 @@ pub fn train_dift(cfg: &DiftConfig) -> Result<DiftSummary> {
             )?;
             append_jsonl(&log_path, &log)?;
             if cfg.logging_steps > 0 && state.global_step % cfg.logging_steps == 0 {
-                window_tokens = 0;
-                window_start = Instant::now();
                 tracing::info!(
                     "step {} loss {:.4} (ce {:.4}, sim {:.4}, cos {:.3}) lr {:.2e} grad norm {:.3}",
                     log.step, log.loss, log.ce, log.sim, log.cos, log.lr, log.grad_norm

@@ -23,7 +23,7 @@ use crate::checkpoint::{read_state, rotate_checkpoints, save_checkpoint, write_j
 use crate::dift::{epoch_order, load_trainable_with, resolve_resume};
 use crate::error::{Result, TrainError};
 use crate::grpo_core::{completion_logprobs, grpo_term, Objective, Rollout};
-use crate::optim::{accumulate, clip_grad_norm, collect_grads, AdamW, AdamWConfig, LinearSchedule};
+use crate::optim::{accumulate, backward_grads, clip_grad_norm, AdamW, AdamWConfig, LinearSchedule};
 use crate::rewards::{default_rewards, group_advantages, Reward};
 use crate::rl_data::{load_rl_frames, read_rl_jsonl, rl_prompt, RlRecord};
 use crate::tensorboard::EventWriter;
@@ -65,6 +65,8 @@ pub struct GrpoConfig {
     pub dtype: DType,
     pub device: Device,
     pub progress: bool,
+    /// Recompute decoder layers in the backward pass instead of keeping their activations.
+    pub gradient_checkpointing: bool,
     /// Reward functions, summed with their weights (default: accuracy 1.0 + format 0.2).
     pub rewards: Vec<Arc<dyn Reward>>,
 }
@@ -105,6 +107,7 @@ impl GrpoConfig {
             device: Device::Cpu,
             progress: true,
             rewards: default_rewards(),
+            gradient_checkpointing: false,
         }
     }
 }
@@ -161,7 +164,9 @@ pub fn train_grpo(cfg: &GrpoConfig) -> Result<GrpoSummary> {
         None => TrainerState { global_step: 0, epoch: 0, position: 0, seed: cfg.seed, nan_skipped: 0, examples_seen: 0, tokens_seen: 0 },
     };
     let weights_dir = resume_dir.clone().unwrap_or_else(|| cfg.model.clone());
-    let (pipe, weights) = load_trainable_with(&weights_dir, None, state.seed, cfg.dtype, &cfg.device, false)?;
+    let (mut pipe, weights) = load_trainable_with(&weights_dir, None, state.seed, cfg.dtype, &cfg.device, false)?;
+    let checkpoint_grads = cfg.gradient_checkpointing.then(fourd_model::text::CheckpointGrads::default);
+    pipe.model.text.grad_checkpoint = checkpoint_grads.clone();
     let reference_dir = cfg.reference.clone().unwrap_or_else(|| cfg.model.clone());
     let reference = if cfg.beta != 0.0 { Some(Qwen25VL::load(&reference_dir, cfg.dtype, &cfg.device)?) } else { None };
     let latent = pipe.latent_tokens(None)?.ok_or_else(|| {
@@ -297,7 +302,7 @@ pub fn train_grpo(cfg: &GrpoConfig) -> Result<GrpoSummary> {
                     clipped += st.clipped;
                     ratio_sum += st.ratio_sum;
                     toks += st.tokens;
-                    accumulate(&mut acc, collect_grads(&term.backward()?, &vars))?;
+                    accumulate(&mut acc, backward_grads(&term.backward()?, checkpoint_grads.as_ref(), &vars)?)?;
                 }
                 let Some(mut grads) = acc else { break };
                 let norm = clip_grad_norm(&mut grads, cfg.max_grad_norm)?;

@@ -136,6 +136,28 @@ pub fn collect_grads(store: &GradStore, vars: &[(String, Var)]) -> Grads {
     vars.iter().map(|(_, v)| store.get(v.as_tensor()).cloned()).collect()
 }
 
+/// The gradients of one backward pass: those in `store` plus those gradient checkpointing
+/// collected while recomputing layers (`extra`, by parameter id).
+pub fn backward_grads(
+    store: &GradStore,
+    extra: Option<&fourd_model::text::CheckpointGrads>,
+    vars: &[(String, Var)],
+) -> Result<Grads> {
+    let mut grads = collect_grads(store, vars);
+    if let Some(extra) = extra {
+        let mut map = extra.take();
+        for ((_, v), g) in vars.iter().zip(grads.iter_mut()) {
+            if let Some(e) = map.remove(&v.as_tensor().id()) {
+                *g = Some(match g.take() {
+                    Some(prev) => (prev + e)?,
+                    None => e,
+                });
+            }
+        }
+    }
+    Ok(grads)
+}
+
 /// Global L2 norm (float32).
 pub fn grad_norm(grads: &Grads) -> Result<f64> {
     let mut total = 0f64;

@@ -16,12 +16,27 @@ pub fn tmp(name: &str) -> PathBuf {
 /// Writes `clips` random clips (the seeds `fourd synth` would use) under `root` with a
 /// metadata CSV, like `fourd synth --out root --clips N --frames F --size S --seed K`.
 pub fn synth(root: &Path, clips: usize, frames: usize, size: u32, seed: u64) {
-    let cfg = GenConfig { frames, width: size, height: size, hfov_deg: 60.0, max_objects: 3 };
+    let cfg = GenConfig {
+        frames,
+        width: size,
+        height: size,
+        hfov_deg: 60.0,
+        max_objects: 3,
+    };
     let rows: Vec<ClipRow> = (0..clips)
         .map(|i| {
-            let s = SplitMix64::new(seed ^ (i as u64).wrapping_mul(0xD1B5_4A32_D192_ED03)).next_u64();
+            let s =
+                SplitMix64::new(seed ^ (i as u64).wrapping_mul(0xD1B5_4A32_D192_ED03)).next_u64();
             let (clip, truth) = random_clip(s, &cfg).unwrap();
-            write_clip(root, "group_0000", &format!("clip_{i:06}"), &clip, &truth, 8).unwrap()
+            write_clip(
+                root,
+                "group_0000",
+                &format!("clip_{i:06}"),
+                &clip,
+                &truth,
+                8,
+            )
+            .unwrap()
         })
         .collect();
     let mut csv = String::from(ClipRow::HEADER);
@@ -31,4 +46,10 @@ pub fn synth(root: &Path, clips: usize, frames: usize, size: u32, seed: u64) {
         csv.push('\n');
     }
     std::fs::write(root.join("metadata.csv"), csv).unwrap();
+}
+
+/// `clips/group_0000/clip_<i>/<file>` of a run's output, parsed.
+pub fn clip_json(out: &Path, i: usize, file: &str) -> serde_json::Value {
+    let p = out.join(format!("clips/group_0000/clip_{i:06}/{file}"));
+    serde_json::from_str(&std::fs::read_to_string(&p).unwrap()).unwrap()
 }
