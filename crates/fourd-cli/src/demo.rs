@@ -77,6 +77,9 @@ struct DemoReport {
     heldout_accuracy_untrained: f64,
     heldout_accuracy_trained: f64,
     train_accuracy_trained: f64,
+    heldout_reasoning_untrained: f64,
+    heldout_reasoning_trained: f64,
+    heldout_reasoning_grpo: Option<f64>,
     grpo_steps: u64,
     grpo_seconds: f64,
     heldout_accuracy_grpo: Option<f64>,
@@ -138,7 +141,7 @@ pub fn run(a: DemoArgs) -> Result<()> {
     let eval_rows = read_rl(&heldout_rl)?;
     let eval_rows: Vec<RlRow> = eval_rows.into_iter().take(a.max_eval).collect();
     let before = accuracy(&init, &eval_rows, &heldout_rl, None)?;
-    println!("      untrained model: {:.1}% on {} held-out questions", 100.0 * before, eval_rows.len());
+    println!("      untrained model: {:.1}% on {} held-out questions", 100.0 * before.answer, eval_rows.len());
 
     println!("[4/5] DIFT: {} epochs over {} records", a.epochs, corpus.len());
     let model_dir = out.join("model");
@@ -158,7 +161,12 @@ pub fn run(a: DemoArgs) -> Result<()> {
     let after = accuracy(&model_dir, &eval_rows, &heldout_rl, Some(&out.join("heldout_predictions.jsonl")))?;
     let train_rows: Vec<RlRow> = read_rl(&train_rl)?.into_iter().take(a.max_eval.min(100)).collect();
     let train_acc = accuracy(&model_dir, &train_rows, &train_rl, Some(&out.join("train_predictions.jsonl")))?;
-    println!("      after DIFT: {:.1}% held-out, {:.1}% on training questions", 100.0 * after, 100.0 * train_acc);
+    println!(
+        "      after DIFT: answers {:.1}% held-out ({:.1}% on training questions); the reasoning names the right motion for {:.1}% held-out",
+        100.0 * after.answer,
+        100.0 * train_acc.answer,
+        100.0 * after.reasoning
+    );
     let dift_curve = read_curve(&model_dir.join("train_log.jsonl"), "loss")?;
     chart(&out.join("dift_loss.png"), "DIFT loss (tiny model, from scratch)", "loss", &[("total", dift_curve)]);
 
@@ -168,9 +176,11 @@ pub fn run(a: DemoArgs) -> Result<()> {
         train_steps: summary.steps,
         train_seconds: summary.seconds,
         final_loss: summary.last.as_ref().map_or(f64::NAN, |l| l.loss),
-        heldout_accuracy_untrained: before,
-        heldout_accuracy_trained: after,
-        train_accuracy_trained: train_acc,
+        heldout_accuracy_untrained: before.answer,
+        heldout_accuracy_trained: after.answer,
+        train_accuracy_trained: train_acc.answer,
+        heldout_reasoning_untrained: before.reasoning,
+        heldout_reasoning_trained: after.reasoning,
         chance: 0.25,
         ..Default::default()
     };
@@ -194,7 +204,8 @@ pub fn run(a: DemoArgs) -> Result<()> {
         let after_grpo = accuracy(&grpo_dir, &eval_rows, &heldout_rl, Some(&out.join("heldout_predictions_grpo.jsonl")))?;
         report.grpo_steps = gs.steps;
         report.grpo_seconds = gs.seconds;
-        report.heldout_accuracy_grpo = Some(after_grpo);
+        report.heldout_accuracy_grpo = Some(after_grpo.answer);
+        report.heldout_reasoning_grpo = Some(after_grpo.reasoning);
         final_model = grpo_dir;
     }
     report.total_seconds = t0.elapsed().as_secs_f64();
@@ -206,20 +217,32 @@ pub fn run(a: DemoArgs) -> Result<()> {
         "train_accuracy_trained": report.train_accuracy_trained,
         "grpo_steps": report.grpo_steps, "grpo_seconds": report.grpo_seconds,
         "heldout_accuracy_grpo": report.heldout_accuracy_grpo,
+        "heldout_reasoning_label_untrained": report.heldout_reasoning_untrained,
+        "heldout_reasoning_label_trained": report.heldout_reasoning_trained,
+        "heldout_reasoning_label_grpo": report.heldout_reasoning_grpo,
+        "reasoning_label_chance": 1.0 / DEMO_MOTIONS.len() as f64,
         "chance": report.chance, "total_seconds": report.total_seconds,
     });
     std::fs::write(out.join("demo_report.json"), serde_json::to_string_pretty(&json)? + "\n")?;
     println!();
     println!(
         "held-out accuracy: {:.1}% after DIFT{} (untrained {:.1}%, chance 25.0%) on {} questions",
-        100.0 * after,
+        100.0 * after.answer,
         report.heldout_accuracy_grpo.map_or(String::new(), |g| format!(", {:.1}% after GRPO", 100.0 * g)),
-        100.0 * before,
+        100.0 * before.answer,
         eval_rows.len()
     );
     println!(
+        "reasoning names the right camera motion: {:.1}% after DIFT{} (untrained {:.1}%, chance {:.1}% over {} motions)",
+        100.0 * after.reasoning,
+        report.heldout_reasoning_grpo.map_or(String::new(), |g| format!(", {:.1}% after GRPO", 100.0 * g)),
+        100.0 * before.reasoning,
+        100.0 / DEMO_MOTIONS.len() as f64,
+        DEMO_MOTIONS.len()
+    );
+    println!(
         "training accuracy: {:.1}%; {} DIFT steps in {:.0} s, {} GRPO steps in {:.0} s; whole demo {:.0} s",
-        100.0 * train_acc, report.train_steps, report.train_seconds, report.grpo_steps, report.grpo_seconds, report.total_seconds
+        100.0 * train_acc.answer, report.train_steps, report.train_seconds, report.grpo_steps, report.grpo_seconds, report.total_seconds
     );
     let model_dir = final_model;
     println!("model: {}  report: {}", model_dir.display(), out.join("demo_report.json").display());
@@ -353,7 +376,26 @@ fn read_rl(path: &Path) -> Result<Vec<RlRow>> {
 
 /// Greedy answers with latent imagery; the fraction whose extracted letter is correct. The
 /// prompt is the evaluator's (question, blank line, options, 4DThinker suffix; frames as a video).
-fn accuracy(model: &Path, rows: &[RlRow], source: &Path, record: Option<&Path>) -> Result<f64> {
+/// What a model got right: the answer letter, and the label its reasoning concluded with.
+#[derive(Clone, Copy, Debug, Default)]
+struct Scores {
+    answer: f64,
+    reasoning: f64,
+}
+
+/// The option label that the reasoning (text before `<answer>`) names last, when any.
+fn reasoning_label<'a>(raw: &str, options: &'a [String]) -> Option<&'a str> {
+    let think = raw.split("<answer>").next().unwrap_or(raw);
+    options
+        .iter()
+        .map(|o| o.get(3..).unwrap_or(""))
+        .filter(|label| !label.is_empty())
+        .filter_map(|label| think.rfind(label).map(|i| (i + label.len(), label)))
+        .max()
+        .map(|(_, l)| l)
+}
+
+fn accuracy(model: &Path, rows: &[RlRow], source: &Path, record: Option<&Path>) -> Result<Scores> {
     if rows.is_empty() {
         bail!("no questions in {}", source.display());
     }
@@ -362,6 +404,7 @@ fn accuracy(model: &Path, rows: &[RlRow], source: &Path, record: Option<&Path>) 
     let gen = GenerationConfig { max_new_tokens: 320, sampling: Sampling::default(), stop_ids: pipe.stop_ids(), latent };
     let bar = indicatif::ProgressBar::new(rows.len() as u64);
     let mut correct = 0usize;
+    let mut reasoned = 0usize;
     let mut lines = String::new();
     for chunk in rows.chunks(8) {
         let mut prompts = Vec::with_capacity(chunk.len());
@@ -381,7 +424,11 @@ fn accuracy(model: &Path, rows: &[RlRow], source: &Path, record: Option<&Path>) 
             let raw = raw_text(&pipe.tokenizer.decode(&o.token_ids, false)?);
             let pred = extract_choice(&raw, 4);
             correct += usize::from(!pred.is_empty() && pred == r.correct);
-            lines += &serde_json::json!({"question": r.question, "options": r.options, "gt": r.correct, "pred": pred, "raw": raw}).to_string();
+            let truth = r.options.iter().find(|o| o.starts_with(&r.correct)).and_then(|o| o.get(3..));
+            let concluded = reasoning_label(&raw, &r.options);
+            reasoned += usize::from(concluded.is_some() && concluded == truth);
+            lines += &serde_json::json!({"question": r.question, "options": r.options, "gt": r.correct, "pred": pred,
+                "reasoning_label": concluded, "raw": raw}).to_string();
             lines.push('\n');
         }
         bar.inc(chunk.len() as u64);
@@ -390,5 +437,6 @@ fn accuracy(model: &Path, rows: &[RlRow], source: &Path, record: Option<&Path>) 
     if let Some(path) = record {
         std::fs::write(path, lines).with_context(|| format!("writing {}", path.display()))?;
     }
-    Ok(correct as f64 / rows.len() as f64)
+    let n = rows.len() as f64;
+    Ok(Scores { answer: correct as f64 / n, reasoning: reasoned as f64 / n })
 }

@@ -1,4 +1,4 @@
-//! `fourd train ...`: DIFT (stage one of 4DThinker).
+//! `fourd train dift` and `fourd train grpo`: the two training stages of 4DThinker.
 
 use std::path::PathBuf;
 
@@ -17,6 +17,42 @@ pub enum TrainCommand {
     Grpo(GrpoArgs),
 }
 
+/// Options both trainers share: run folder, length, checkpoints, resume, where it runs.
+#[derive(Args, Debug)]
+pub struct RunArgs {
+    /// Run folder: final checkpoint, checkpoint-<step>/, runs/ (TensorBoard), train_log.jsonl.
+    #[arg(long)]
+    pub out: PathBuf,
+    #[arg(long, default_value_t = 1)]
+    pub epochs: usize,
+    /// Stop after this many optimiser steps (overrides --epochs for the schedule).
+    #[arg(long)]
+    pub max_steps: Option<u64>,
+    /// Save a resumable checkpoint every N steps.
+    #[arg(long)]
+    pub save_steps: Option<u64>,
+    /// Keep at most this many checkpoint-<step> folders (oldest deleted).
+    #[arg(long)]
+    pub save_total_limit: Option<usize>,
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+    /// Resume from a checkpoint folder, or from the newest checkpoint of a run folder.
+    #[arg(long)]
+    pub resume: Option<PathBuf>,
+    /// Stop after this many steps as if interrupted (resumable with --resume).
+    #[arg(long, hide = true)]
+    pub halt_after: Option<u64>,
+    /// Recompute decoder layers in the backward pass (less memory, ~1/3 more compute).
+    #[arg(long)]
+    pub gradient_checkpointing: bool,
+    #[arg(long, default_value = "f32")]
+    pub dtype: String,
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
+    #[arg(long)]
+    pub no_progress: bool,
+}
+
 #[derive(Args, Debug)]
 pub struct GrpoArgs {
     /// Starting checkpoint (a DIFT checkpoint).
@@ -28,12 +64,6 @@ pub struct GrpoArgs {
     /// 4DRL JSONL (`Question`, `A`-`D`, `Correct`, `frame_paths` or `video_path`, `Type`).
     #[arg(long)]
     pub data: PathBuf,
-    #[arg(long)]
-    pub out: PathBuf,
-    #[arg(long, default_value_t = 1)]
-    pub epochs: usize,
-    #[arg(long)]
-    pub max_steps: Option<u64>,
     /// Prompts per rollout batch (per rank).
     #[arg(long, default_value_t = 1)]
     pub prompts_per_step: usize,
@@ -74,27 +104,10 @@ pub struct GrpoArgs {
     /// Long side of a frame at most this many pixels.
     #[arg(long, default_value_t = 448)]
     pub max_side: u32,
-    #[arg(long)]
-    pub save_steps: Option<u64>,
-    #[arg(long)]
-    pub save_total_limit: Option<usize>,
     #[arg(long, default_value_t = 1)]
     pub logging_steps: u64,
-    #[arg(long, default_value_t = 42)]
-    pub seed: u64,
-    #[arg(long)]
-    pub resume: Option<PathBuf>,
-    #[arg(long, hide = true)]
-    pub halt_after: Option<u64>,
-    /// Recompute decoder layers in the backward pass (less memory, ~1/3 more compute).
-    #[arg(long)]
-    pub gradient_checkpointing: bool,
-    #[arg(long, default_value = "f32")]
-    pub dtype: String,
-    #[arg(long, default_value = "cpu")]
-    pub device: String,
-    #[arg(long)]
-    pub no_progress: bool,
+    #[command(flatten)]
+    pub run: RunArgs,
 }
 
 #[derive(Args, Debug)]
@@ -106,15 +119,6 @@ pub struct DiftArgs {
     /// image paths resolve against the file's folder.
     #[arg(long)]
     pub data: PathBuf,
-    /// Run folder: final checkpoint, checkpoint-<step>/, runs/ (TensorBoard), train_log.jsonl,
-    /// skipped.jsonl.
-    #[arg(long)]
-    pub out: PathBuf,
-    #[arg(long, default_value_t = 1)]
-    pub epochs: usize,
-    /// Stop after this many optimiser steps (overrides --epochs for the schedule).
-    #[arg(long)]
-    pub max_steps: Option<u64>,
     #[arg(long, default_value_t = 1e-5)]
     pub lr: f64,
     #[arg(long, default_value_t = 0.01)]
@@ -147,40 +151,19 @@ pub struct DiftArgs {
     /// Pixel cap per frame and per helper image (reference: 256*28*28).
     #[arg(long, default_value_t = fourd_train::dift_data::DIFT_MAX_PIXELS)]
     pub max_pixels: usize,
-    /// Save a resumable checkpoint every N steps.
-    #[arg(long)]
-    pub save_steps: Option<u64>,
-    /// Keep at most this many checkpoint-<step> folders (oldest deleted).
-    #[arg(long)]
-    pub save_total_limit: Option<usize>,
     #[arg(long, default_value_t = 10)]
     pub logging_steps: u64,
-    #[arg(long, default_value_t = 42)]
-    pub seed: u64,
-    /// Resume from a checkpoint folder, or from the newest checkpoint of a run folder.
-    #[arg(long)]
-    pub resume: Option<PathBuf>,
     /// Train from fresh random weights (normal with this std) instead of the checkpoint's.
     #[arg(long)]
     pub from_scratch: Option<f64>,
-    /// Recompute decoder layers in the backward pass (less memory, ~1/3 more compute).
-    #[arg(long)]
-    pub gradient_checkpointing: bool,
     /// Train the vision tower too (the reference keeps it frozen).
     #[arg(long)]
     pub train_vision: bool,
-    /// Stop after this many steps as if interrupted (resumable with --resume).
-    #[arg(long, hide = true)]
-    pub halt_after: Option<u64>,
     /// Threads preparing records ahead of the model.
     #[arg(long, default_value_t = 2)]
     pub workers: usize,
-    #[arg(long, default_value = "f32")]
-    pub dtype: String,
-    #[arg(long, default_value = "cpu")]
-    pub device: String,
-    #[arg(long)]
-    pub no_progress: bool,
+    #[command(flatten)]
+    pub run: RunArgs,
 }
 
 pub fn run(cmd: TrainCommand) -> Result<()> {
@@ -237,11 +220,47 @@ pub fn rank_and_world() -> Result<(usize, usize)> {
     Ok((rank, world))
 }
 
+/// The shared options, parsed: (rank, world size) checked, dtype and device resolved.
+struct Run {
+    dtype: candle_core::DType,
+    device: candle_core::Device,
+    rank: usize,
+    world: usize,
+}
+
+impl RunArgs {
+    fn resolve(&self) -> Result<Run> {
+        let (rank, world) = rank_and_world()?;
+        if world > 1 {
+            anyhow::bail!("WORLD_SIZE={world} but this build has no gradient all-reduce (NCCL) yet: ranks would train apart; run one process");
+        }
+        Ok(Run { dtype: parse_dtype(&self.dtype)?, device: parse_device(&self.device)?, rank, world })
+    }
+}
+
+/// Sets the fields both configurations share.
+macro_rules! apply_run {
+    ($c:expr, $r:expr, $run:expr) => {{
+        $c.epochs = $r.epochs;
+        $c.max_steps = $r.max_steps;
+        $c.save_steps = $r.save_steps;
+        $c.save_total_limit = $r.save_total_limit;
+        $c.seed = $r.seed;
+        $c.resume = $r.resume.clone();
+        $c.halt_after = $r.halt_after;
+        $c.gradient_checkpointing = $r.gradient_checkpointing;
+        $c.dtype = $run.dtype;
+        $c.device = $run.device;
+        $c.progress = !$r.no_progress;
+    }};
+}
+
 pub fn grpo_config(a: &GrpoArgs) -> Result<GrpoConfig> {
-    let mut c = GrpoConfig::new(a.model.clone(), a.data.clone(), a.out.clone());
+    let run = a.run.resolve()?;
+    let mut c = GrpoConfig::new(a.model.clone(), a.data.clone(), a.run.out.clone());
+    (c.rank, c.world_size) = (run.rank, run.world);
+    apply_run!(c, a.run, run);
     c.reference = a.reference.clone();
-    c.epochs = a.epochs;
-    c.max_steps = a.max_steps;
     c.prompts_per_step = a.prompts_per_step;
     c.num_generations = a.num_generations;
     c.num_iterations = a.num_iterations;
@@ -258,30 +277,14 @@ pub fn grpo_config(a: &GrpoArgs) -> Result<GrpoConfig> {
     c.max_grad_norm = a.max_grad_norm;
     c.max_frames = a.max_frames;
     c.max_side = a.max_side;
-    c.save_steps = a.save_steps;
-    c.save_total_limit = a.save_total_limit;
     c.logging_steps = a.logging_steps;
-    c.seed = a.seed;
-    c.resume = a.resume.clone();
-    c.halt_after = a.halt_after;
-    c.gradient_checkpointing = a.gradient_checkpointing;
-    (c.rank, c.world_size) = rank_and_world()?;
-    if c.world_size > 1 {
-        anyhow::bail!(
-            "WORLD_SIZE={} but this build has no gradient all-reduce (NCCL) yet: ranks would train apart; run one process",
-            c.world_size
-        );
-    }
-    c.dtype = parse_dtype(&a.dtype)?;
-    c.device = parse_device(&a.device)?;
-    c.progress = !a.no_progress;
     Ok(c)
 }
 
 pub fn dift_config(a: &DiftArgs) -> Result<DiftConfig> {
-    let mut c = DiftConfig::new(a.model.clone(), a.data.clone(), a.out.clone());
-    c.epochs = a.epochs;
-    c.max_steps = a.max_steps;
+    let run = a.run.resolve()?;
+    let mut c = DiftConfig::new(a.model.clone(), a.data.clone(), a.run.out.clone());
+    apply_run!(c, a.run, run);
     c.optim.lr = a.lr;
     c.optim.weight_decay = a.weight_decay;
     c.optim.beta1 = a.beta1;
@@ -295,22 +298,9 @@ pub fn dift_config(a: &DiftArgs) -> Result<DiftConfig> {
     c.latent_size = a.latent_size;
     c.max_length = a.max_length;
     c.max_pixels = a.max_pixels;
-    c.save_steps = a.save_steps;
-    c.save_total_limit = a.save_total_limit;
     c.logging_steps = a.logging_steps;
-    c.seed = a.seed;
-    c.resume = a.resume.clone();
     c.from_scratch = a.from_scratch;
-    c.halt_after = a.halt_after;
     c.train_vision = a.train_vision;
-    c.gradient_checkpointing = a.gradient_checkpointing;
-    let (_, world) = rank_and_world()?;
-    if world > 1 {
-        anyhow::bail!("WORLD_SIZE={world} but this build has no gradient all-reduce (NCCL) yet: ranks would train apart; run one process");
-    }
     c.workers = a.workers;
-    c.dtype = parse_dtype(&a.dtype)?;
-    c.device = parse_device(&a.device)?;
-    c.progress = !a.no_progress;
     Ok(c)
 }

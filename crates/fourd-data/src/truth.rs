@@ -1,7 +1,9 @@
 //! Agreement of the computed labels with `truth.json` (written by `fourd synth`; absent for
 //! real data). Camera labels are compared per unit step `t -> t+1`; objects are matched to truth
 //! by instance id (instance backend) or by mask overlap with `instance_ids.npy` (other
-//! backends), then direction, net distance change and speed pattern are compared.
+//! backends), then direction, net distance change, the full distance label (with the compound
+//! "first closer, then farther" ones; truth files written before it have no `distance` and are
+//! not counted) and speed pattern are compared.
 
 use std::collections::BTreeMap;
 
@@ -41,6 +43,9 @@ pub struct Agreement {
     pub objects_measured: usize,
     pub direction: Count,
     pub distance: Count,
+    /// The five-label distance (`distance` of `truth.json`, compound labels included).
+    #[serde(default)]
+    pub distance_full: Count,
     pub speed: Count,
     /// The second opinion (when one was asked) against the measured direction, and against truth.
     pub second_opinion_vs_measured: Count,
@@ -60,6 +65,7 @@ impl Agreement {
         self.objects_measured += o.objects_measured;
         self.direction.add(o.direction);
         self.distance.add(o.distance);
+        self.distance_full.add(o.distance_full);
         self.speed.add(o.speed);
         self.second_opinion_vs_measured
             .add(o.second_opinion_vs_measured);
@@ -81,12 +87,13 @@ impl Agreement {
             s.push_str(&format!("  camera steps, {k}: {}\n", p(v)));
         }
         s.push_str(&format!(
-            "  objects: {} in truth, {} matched, {} measured\n  object direction: {}\n  object distance (net): {}\n  object speed pattern: {}\n",
+            "  objects: {} in truth, {} matched, {} measured\n  object direction: {}\n  object distance (net): {}\n  object distance (with compound labels): {}\n  object speed pattern: {}\n",
             self.objects_in_truth,
             self.objects_matched,
             self.objects_measured,
             p(&self.direction),
             p(&self.distance),
+            p(&self.distance_full),
             p(&self.speed)
         ));
         if self.second_opinion_vs_measured.1 > 0 {
@@ -216,6 +223,8 @@ pub fn clip_agreement(ingest: &IngestRecord, labels: &LabelRecord) -> Result<Opt
         cmp("direction", &m.direction, &mut dir);
         let mut dis = a.distance;
         cmp("distance_change", &m.net_distance, &mut dis);
+        let mut dis_full = a.distance_full;
+        cmp("distance", &m.distance, &mut dis_full);
         // Speed is undefined for stationary objects in truth (they never move).
         let mut spd = a.speed;
         if t["direction"].as_str() != Some("Stationary") {
@@ -232,6 +241,7 @@ pub fn clip_agreement(ingest: &IngestRecord, labels: &LabelRecord) -> Result<Opt
         }
         a.direction = dir;
         a.distance = dis;
+        a.distance_full = dis_full;
         a.speed = spd;
     }
     Ok(Some(a))

@@ -41,6 +41,23 @@ fn synthetic_labels_meet_the_thresholds() {
         a.direction
     );
     assert!(a.speed.percent().unwrap() >= 90.0, "speed {:?}", a.speed);
+    // Objects that turn back toward/away give the compound distance labels, so distance
+    // questions survive the 1/4 answer balance, and the five-label distance agrees with truth.
+    assert!(
+        a.distance_full.percent().unwrap() >= 85.0,
+        "distance {:?}",
+        a.distance_full
+    );
+    let distance_answers = s.export.answers.get("distance");
+    for compound in [
+        fourd_world::DISTANCE_CLOSER_THEN_FARTHER,
+        fourd_world::DISTANCE_FARTHER_THEN_CLOSER,
+    ] {
+        assert!(
+            distance_answers.is_some_and(|m| m.get(compound).copied().unwrap_or(0) > 0),
+            "{compound}: {distance_answers:?}"
+        );
+    }
 }
 
 /// The figures for the report: `cargo test -p fourd-data --release --test agreement -- --ignored --nocapture`.

@@ -277,6 +277,22 @@ pub fn train_grpo(cfg: &GrpoConfig) -> Result<GrpoSummary> {
                 None => vec![None; active.len()],
             };
             let masks: Vec<Vec<bool>> = active.iter().map(|&i| sampled[i].rollout.text_mask()).collect();
+            // "Old" log-probs: the sampling-time ones, which the re-injected pass reproduces; with a
+            // temperature other than 1 the objective uses logits / T, so they are recomputed once
+            // (without a graph) under the sampling policy before any update.
+            let olds: Vec<Vec<f32>> = if (cfg.temperature - 1.0).abs() < 1e-12 {
+                active.iter().map(|&i| sampled[i].rollout.sample_logprobs.iter().map(|x| x.unwrap_or(0.0)).collect()).collect()
+            } else {
+                active
+                    .iter()
+                    .zip(&feats)
+                    .map(|(&i, f)| {
+                        Ok(completion_logprobs(&pipe.model, &params, &latent, &sampled[i].rollout, f, true, cfg.temperature)?
+                            .detach()
+                            .to_vec1::<f32>()?)
+                    })
+                    .collect::<Result<_>>()?
+            };
             let n_tokens: usize = masks.iter().map(|m| m.iter().filter(|&&x| x).count()).sum();
             for _iteration in 0..cfg.num_iterations.max(1) {
                 if state.global_step >= total_steps {
@@ -286,11 +302,11 @@ pub fn train_grpo(cfg: &GrpoConfig) -> Result<GrpoSummary> {
                 let (mut loss_sum, mut kl_sum, mut clipped, mut ratio_sum, mut toks) = (0.0, 0.0, 0usize, 0.0, 0usize);
                 for (k, &i) in active.iter().enumerate() {
                     let r = &sampled[i].rollout;
-                    let old: Vec<f32> = r.sample_logprobs.iter().map(|x| x.unwrap_or(0.0)).collect();
+                    let old = &olds[k];
                     let logp = completion_logprobs(&pipe.model, &params, &latent, r, &feats[k], true, cfg.temperature)?;
                     let row_tokens = masks[k].iter().filter(|&&x| x).count();
                     let normalizer = if cfg.per_sequence { (row_tokens.max(1) * active.len()) as f64 } else { n_tokens.max(1) as f64 };
-                    let (term, st) = grpo_term(&logp, &old, refs[k].as_deref(), &masks[k], adv[i].unwrap_or(0.0), obj, normalizer)?;
+                    let (term, st) = grpo_term(&logp, old, refs[k].as_deref(), &masks[k], adv[i].unwrap_or(0.0), obj, normalizer)?;
                     let value = term.to_scalar::<f32>()?;
                     if !value.is_finite() {
                         state.nan_skipped += 1;

@@ -35,6 +35,9 @@ struct Slot {
     var: Var,
     m: Tensor,
     v: Tensor,
+    /// Float32 master copy of a half-precision parameter: updates accumulate here and the
+    /// parameter receives the rounded value, so steps smaller than bf16's resolution are not lost.
+    master: Option<Tensor>,
     decay: bool,
 }
 
@@ -46,13 +49,15 @@ pub struct AdamW {
 }
 
 impl AdamW {
-    /// Moments are kept in float32 whatever the parameters' dtype (master state).
+    /// Moments are kept in float32 whatever the parameters' dtype, and half-precision parameters
+    /// get a float32 master copy.
     pub fn new(vars: Vec<(String, Var)>, cfg: AdamWConfig) -> Result<Self> {
         let slots = vars
             .into_iter()
             .map(|(name, var)| {
                 let z = Tensor::zeros(var.shape(), DType::F32, var.device())?;
-                Ok(Slot { decay: decays(&name), name, var, m: z.clone(), v: z })
+                let master = (var.dtype() != DType::F32).then(|| var.as_tensor().to_dtype(DType::F32)).transpose()?;
+                Ok(Slot { decay: decays(&name), name, var, m: z.clone(), v: z, master })
             })
             .collect::<Result<Vec<_>>>()?;
         Ok(AdamW { slots, cfg, step: 0 })
@@ -70,12 +75,20 @@ impl AdamW {
             let g = g.to_dtype(DType::F32)?;
             s.m = ((&s.m * c.beta1)? + (&g * (1.0 - c.beta1))?)?;
             s.v = ((&s.v * c.beta2)? + (g.sqr()? * (1.0 - c.beta2))?)?;
-            let p = s.var.as_tensor().to_dtype(DType::F32)?;
+            let p = match &s.master {
+                Some(m) => m.clone(),
+                None => s.var.as_tensor().to_dtype(DType::F32)?,
+            };
             let p = if s.decay { (p * (1.0 - lr * c.weight_decay))? } else { p };
             let denom = ((&s.v / bc2)?.sqrt()? + c.eps)?;
             let update = ((&s.m / bc1)? / denom)?;
             let p = (p - (update * lr)?)?;
-            s.var.set(&p.to_dtype(s.var.dtype())?)?;
+            if s.master.is_some() {
+                s.var.set(&p.to_dtype(s.var.dtype())?)?;
+                s.master = Some(p);
+            } else {
+                s.var.set(&p)?;
+            }
         }
         Ok(())
     }
@@ -86,6 +99,9 @@ impl AdamW {
         for s in &self.slots {
             map.insert(format!("m.{}", s.name), s.m.to_device(&Device::Cpu)?);
             map.insert(format!("v.{}", s.name), s.v.to_device(&Device::Cpu)?);
+            if let Some(m) = &s.master {
+                map.insert(format!("master.{}", s.name), m.to_device(&Device::Cpu)?);
+            }
         }
         map.insert("step".into(), Tensor::new(&[self.step as i64], &Device::Cpu)?);
         candle_core::safetensors::save(&map, path).map_err(|e| TrainError::checkpoint(path, e.to_string()))
@@ -102,6 +118,12 @@ impl AdamW {
                     return Err(TrainError::checkpoint(path, format!("`{key}` has shape {:?}, the parameter {:?}", t.shape(), s.var.shape())));
                 }
                 *dst = t.to_dtype(DType::F32)?.to_device(&device)?;
+            }
+            if s.master.is_some() {
+                // A checkpoint from an f32 run has no master copy: start from the parameter.
+                if let Some(t) = map.get(&format!("master.{}", s.name)) {
+                    s.master = Some(t.to_dtype(DType::F32)?.to_device(&device)?);
+                }
             }
         }
         self.step = get("step")?.to_vec1::<i64>()?.first().copied().unwrap_or(0) as u64;
@@ -198,4 +220,38 @@ pub fn accumulate(acc: &mut Option<Grads>, b: Grads) -> Result<()> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bf16_parameters_accumulate_small_updates_in_the_f32_master_copy() {
+        let var = Var::from_tensor(&Tensor::ones(4, DType::BF16, &Device::Cpu).unwrap()).unwrap();
+        let cfg = AdamWConfig { lr: 1e-4, weight_decay: 0.0, ..Default::default() };
+        let mut opt = AdamW::new(vec![("w".into(), var.clone())], cfg).unwrap();
+        let g = vec![Some(Tensor::ones(4, DType::BF16, &Device::Cpu).unwrap())];
+        // One step moves the weight by ~1e-4, far below bf16's spacing at 1.0 (2^-7).
+        opt.step(&g, 1e-4).unwrap();
+        assert_eq!(var.as_tensor().to_dtype(DType::F32).unwrap().to_vec1::<f32>().unwrap()[0], 1.0);
+        for _ in 0..99 {
+            opt.step(&g, 1e-4).unwrap();
+        }
+        let w = var.as_tensor().to_dtype(DType::F32).unwrap().to_vec1::<f32>().unwrap()[0];
+        assert!(w < 1.0 && w > 0.98, "100 steps of 1e-4 reached the bf16 weight: {w}");
+        let master = opt.slots[0].master.as_ref().unwrap().to_vec1::<f32>().unwrap()[0];
+        assert!((master - 0.99).abs() < 1e-3, "master {master}");
+    }
+
+    #[test]
+    fn schedule_matches_hugging_face_linear_warmup() {
+        let s = LinearSchedule { peak: 1.0, warmup_steps: 2, total_steps: 10 };
+        let lrs: Vec<f64> = (0..11).map(|k| s.lr(k)).collect();
+        assert_eq!(lrs[0], 0.0);
+        assert_eq!(lrs[1], 0.5);
+        assert_eq!(lrs[2], 1.0);
+        assert!((lrs[6] - 0.5).abs() < 1e-12);
+        assert_eq!(lrs[10], 0.0);
+    }
 }

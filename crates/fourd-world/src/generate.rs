@@ -2,8 +2,10 @@
 //!
 //! [`random_clip`] draws a room, 1..=`max_objects` moving objects and a camera trajectory of 1..=3
 //! timed segments (each Stay or 1..=3 simultaneous components) from a seed, with its own
-//! SplitMix64 generator so the output never depends on a crate version. [`ClipTruth`] holds every
-//! generated label.
+//! SplitMix64 generator so the output never depends on a crate version; a quarter of the objects
+//! turn back toward/away from the camera (drawn from a second stream of the seed, so the others
+//! are unchanged). [`ClipTruth`] holds every generated label, including the five-label
+//! [`DistanceProfile`].
 
 use crate::camera::{
     CameraComponent, CameraLabel, CameraSegment, CameraTrajectory, Intrinsics, Pose,
@@ -96,6 +98,52 @@ impl DistanceChange {
     }
 }
 
+/// The reference's compound distance labels (the texts `fourd-data` asks with).
+pub const DISTANCE_CLOSER_THEN_FARTHER: &str = "First Getting Closer, Then Farther from Camera";
+pub const DISTANCE_FARTHER_THEN_CLOSER: &str = "First Getting Farther, Then Closer to Camera";
+
+/// The reference's five distance labels: the net change, or a turn in the distance profile.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DistanceProfile {
+    Net(DistanceChange),
+    CloserThenFarther,
+    FartherThenCloser,
+}
+
+impl DistanceProfile {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Net(d) => d.as_str(),
+            Self::CloserThenFarther => DISTANCE_CLOSER_THEN_FARTHER,
+            Self::FartherThenCloser => DISTANCE_FARTHER_THEN_CLOSER,
+        }
+    }
+
+    /// From the object-to-camera distance of every frame, the rule `fourd-data` measures with:
+    /// "first closer, then farther" when an interior frame is more than `rel` closer than the
+    /// first and the last is more than `rel` farther than that minimum; the mirror case likewise;
+    /// else the net change of [`DistanceChange::from_distances`]. Fewer than 2 distances: `Same`.
+    pub fn from_distances(dists: &[f64], rel: f64) -> Self {
+        let (Some(&first), Some(&last)) = (dists.first(), dists.last()) else {
+            return Self::Net(DistanceChange::Same);
+        };
+        let interior = if dists.len() > 2 {
+            &dists[1..dists.len() - 1]
+        } else {
+            &[][..]
+        };
+        let min = interior.iter().copied().fold(f64::INFINITY, f64::min);
+        let max = interior.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        if min < first * (1.0 - rel) && last > min * (1.0 + rel) {
+            Self::CloserThenFarther
+        } else if max > first * (1.0 + rel) && last < max * (1.0 - rel) {
+            Self::FartherThenCloser
+        } else {
+            Self::Net(DistanceChange::from_distances(first, last, rel))
+        }
+    }
+}
+
 /// Ground truth of one object.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ObjectTruth {
@@ -105,6 +153,9 @@ pub struct ObjectTruth {
     pub speed: SpeedPattern,
     /// Measured from the camera-to-object distance of the first and last frame (10% rule).
     pub distance_change: DistanceChange,
+    /// Distance label over every frame's camera-to-object distance (10% rule): the net change, or
+    /// a compound label when the distance turns (e.g. an object that reverses toward/away).
+    pub distance_profile: DistanceProfile,
     /// `[x1, y1, x2, y2]` inclusive pixel box of the object's mask in frame 0 (None if hidden).
     pub first_bbox: Option<[u32; 4]>,
     /// World centre at every frame.
@@ -191,6 +242,72 @@ const COLORS: [([f32; 3], &str); 6] = [
     ([0.95, 0.5, 0.1], "orange"),
 ];
 
+/// Seed salt of the reversal stream of [`random_clip`].
+const REVERSAL_STREAM: u64 = 0x5245_5645_5253_414C;
+/// Chance that a random object is replaced by one that reverses toward/away from the camera.
+pub const REVERSAL_PROBABILITY: f64 = 0.25;
+/// Path fraction at the turn: the return leg is 0.43..0.6 of the first one, so the object ends
+/// clearly on the first leg's side (net direction and net distance change as the first leg).
+const REVERSAL_TURN_FRACTION: (f64, f64) = (0.625, 0.70);
+/// Nominal camera centre of [`random_clip`] (the start eye is drawn later, within 0.5 m of it).
+const NOMINAL_EYE: DVec3 = DVec3::new(0.0, 1.5, 0.0);
+
+/// With [`REVERSAL_PROBABILITY`], a line-of-sight motion that turns back ("first closer, then
+/// farther" or the reverse) replacing `motion`, and the object's new base position. Every call
+/// draws the same number of values, so later objects do not depend on earlier outcomes. The legs
+/// are sized relative to the distance `D` to the camera so that the profile's turn and the net
+/// change both clear the 10% rule by a margin without camera motion: toward first, a first leg of
+/// 0.4..0.5 D from 6..7.5 m; away first, 0.5..0.6 D from 4..5 m. `None` also when no frame of
+/// the speed profile has a path fraction in [`REVERSAL_TURN_FRACTION`] (very short clips).
+fn reversal(
+    rng: &mut SplitMix64,
+    motion: &ObjectMotion,
+    position: DVec3,
+) -> Result<Option<(ObjectMotion, DVec3)>> {
+    let chosen = rng.f64() < REVERSAL_PROBABILITY;
+    let toward_first = rng.below(2) == 0;
+    let leg_draw = rng.f64();
+    let depth_draw = rng.f64();
+    let frame_draw = rng.next_u64();
+    if !chosen {
+        return Ok(None);
+    }
+    let (lo, hi) = REVERSAL_TURN_FRACTION;
+    let turns: Vec<usize> = (motion.start_frame + 1..motion.end_frame)
+        .filter(|&t| (lo..=hi).contains(&motion.progress(t)))
+        .collect();
+    if turns.is_empty() {
+        return Ok(None);
+    }
+    let turn = turns[(frame_draw % turns.len() as u64) as usize];
+    let (direction, z, leg) = if toward_first {
+        (
+            Direction::TowardCamera,
+            6.0 + 1.5 * depth_draw,
+            0.4 + 0.1 * leg_draw,
+        )
+    } else {
+        (
+            Direction::AwayFromCamera,
+            4.0 + depth_draw,
+            0.5 + 0.1 * leg_draw,
+        )
+    };
+    let base = DVec3::new(position.x, position.y, z);
+    let first_leg = leg * (base - NOMINAL_EYE).length();
+    let p_turn = motion.progress(turn);
+    let mut reversing = ObjectMotion::new(
+        direction,
+        motion.speed,
+        first_leg / p_turn,
+        motion.start_frame,
+        motion.end_frame,
+    )?
+    .with_reversal(turn)?;
+    reversing.phase = motion.phase;
+    Ok(Some((reversing, base)))
+}
+
 /// A random clip and its truth (labels that need rendering, e.g. the first-frame bbox, are filled
 /// from a render of frame 0).
 pub fn random_clip(seed: u64, cfg: &GenConfig) -> Result<(Clip, ClipTruth)> {
@@ -202,6 +319,9 @@ pub fn random_clip(seed: u64, cfg: &GenConfig) -> Result<(Clip, ClipTruth)> {
     }
     let k = Intrinsics::from_fov(cfg.width, cfg.height, cfg.hfov_deg)?;
     let mut rng = SplitMix64::new(seed);
+    // Reversals draw from their own stream so every other object stays what it was before
+    // reversals existed.
+    let mut reversal_rng = SplitMix64::new(seed ^ REVERSAL_STREAM);
     let mut scene = Scene::room(6.0, 12.0, rng.next_u64());
     let n_obj = 1 + rng.below(cfg.max_objects.max(1));
     let slots = [-1.8, 0.0, 1.8, -3.0, 3.0];
@@ -260,7 +380,7 @@ pub fn random_clip(seed: u64, cfg: &GenConfig) -> Result<(Clip, ClipTruth)> {
                 seed: rng.next_u64(),
             },
         };
-        let position = DVec3::new(
+        let mut position = DVec3::new(
             slots[i % slots.len()] + rng.range(-0.3, 0.3),
             y,
             rng.range(4.5, 7.5),
@@ -274,6 +394,10 @@ pub fn random_clip(seed: u64, cfg: &GenConfig) -> Result<(Clip, ClipTruth)> {
         };
         let mut motion = ObjectMotion::new(direction, speed, distance, 0, last)?;
         motion.phase = rng.range(0.0, std::f64::consts::TAU);
+        if let Some((reversing, base)) = reversal(&mut reversal_rng, &motion, position)? {
+            motion = reversing;
+            position = base;
+        }
         scene.add_object(Object {
             id: i as u16 + 1,
             name: format!("{color_name} {name}"),
@@ -310,7 +434,8 @@ pub fn random_clip(seed: u64, cfg: &GenConfig) -> Result<(Clip, ClipTruth)> {
 }
 
 /// The ground truth of any clip: camera labels per segment, and per object its motion labels,
-/// the distance change to the camera centre from the first to the last frame (10% rule), its
+/// the distance change to the camera centre from the first to the last frame (10% rule), the
+/// distance label over all frames (compound when the distance turns), its
 /// first-frame bounding box (from a render of frame 0) and its trajectory. Objects without a
 /// motion (or with a zero-length one) are `Stationary`; their speed label is `Constant` and
 /// means nothing.
@@ -325,11 +450,15 @@ pub fn clip_truth(clip: &Clip) -> Result<ClipTruth> {
         .iter()
         .enumerate()
         .map(|(i, o)| {
-            let d0 = (traj[0][i] - poses[0].center).length();
-            let d1 = (traj[last][i] - poses[last].center).length();
+            let dists: Vec<f64> = traj
+                .iter()
+                .zip(&poses)
+                .map(|(f, pose)| (f[i] - pose.center).length())
+                .collect();
+            let (d0, d1) = (dists[0], dists[last]);
             let (direction, speed, moving) = match &o.motion {
                 Some(m) if m.direction != Direction::Stationary && m.distance > 0.0 => (
-                    m.direction,
+                    m.net_direction(),
                     m.speed,
                     Some((m.start_frame, m.end_frame.min(last))),
                 ),
@@ -341,6 +470,7 @@ pub fn clip_truth(clip: &Clip) -> Result<ClipTruth> {
                 direction,
                 speed,
                 distance_change: DistanceChange::from_distances(d0, d1, 0.1),
+                distance_profile: DistanceProfile::from_distances(&dists, 0.1),
                 first_bbox: bbox(&first, o.id),
                 trajectory: traj.iter().map(|f| f[i]).collect(),
                 moving,

@@ -51,7 +51,9 @@ pub mod spec;
 pub use camera::{CameraComponent, CameraLabel, CameraSegment, CameraTrajectory, Intrinsics, Pose};
 pub use error::{Result, WorldError};
 pub use generate::{
-    bbox, clip_truth, random_clip, ClipTruth, DistanceChange, GenConfig, ObjectTruth, SplitMix64,
+    bbox, clip_truth, random_clip, ClipTruth, DistanceChange, DistanceProfile, GenConfig,
+    ObjectTruth, SplitMix64, DISTANCE_CLOSER_THEN_FARTHER, DISTANCE_FARTHER_THEN_CLOSER,
+    REVERSAL_PROBABILITY,
 };
 pub use glam;
 pub use motion::{Direction, ObjectMotion, SpeedPattern};

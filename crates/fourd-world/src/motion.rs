@@ -60,6 +60,23 @@ impl Direction {
         }
     }
 
+    /// The opposite direction (`Stationary` stays `Stationary`).
+    pub fn opposite(self) -> Self {
+        match self {
+            Self::Left => Self::Right,
+            Self::Right => Self::Left,
+            Self::Up => Self::Down,
+            Self::Down => Self::Up,
+            Self::LeftUp => Self::RightDown,
+            Self::RightDown => Self::LeftUp,
+            Self::LeftDown => Self::RightUp,
+            Self::RightUp => Self::LeftDown,
+            Self::TowardCamera => Self::AwayFromCamera,
+            Self::AwayFromCamera => Self::TowardCamera,
+            Self::Stationary => Self::Stationary,
+        }
+    }
+
     /// Image-plane unit direction `(du, dv)` (v down) for the lateral directions; zero otherwise.
     pub fn image_dir(self) -> (f64, f64) {
         let s = std::f64::consts::FRAC_1_SQRT_2;
@@ -190,6 +207,13 @@ impl FromStr for SpeedPattern {
 
 /// An object's motion over frames `start_frame ..= end_frame`; before it the object rests at its
 /// base position, after it at the end position.
+///
+/// With `reverse_at = Some(t)` the object turns back at frame `t` (`start_frame < t <
+/// end_frame`): up to `t` it moves along `direction`, after it along the opposite direction on the
+/// same line, still covering `distance` in total with the speed pattern's profile (the speed
+/// magnitude is unchanged, only the heading flips, at a frame so no step mixes the two legs).
+/// Toward Camera with a reversal is "first closer, then farther"; its net displacement, and so its
+/// direction label, is [`ObjectMotion::net_direction`].
 #[derive(Debug, Clone, PartialEq)]
 pub struct ObjectMotion {
     pub direction: Direction,
@@ -200,6 +224,8 @@ pub struct ObjectMotion {
     pub end_frame: usize,
     /// Phase of the `Varying` pattern (radians), usually drawn from the seed.
     pub phase: f64,
+    /// Frame at which the object turns back (None: it keeps its direction).
+    pub reverse_at: Option<usize>,
 }
 
 impl ObjectMotion {
@@ -227,7 +253,44 @@ impl ObjectMotion {
             start_frame,
             end_frame,
             phase: 0.0,
+            reverse_at: None,
         })
+    }
+
+    /// The same motion turning back at `frame`, which must lie strictly inside the motion.
+    pub fn with_reversal(mut self, frame: usize) -> Result<Self> {
+        if frame <= self.start_frame || frame >= self.end_frame {
+            return Err(WorldError::InvalidParameter(format!(
+                "object motion reversal frame {frame} must lie strictly between {} and {}",
+                self.start_frame, self.end_frame
+            )));
+        }
+        self.reverse_at = Some(frame);
+        Ok(self)
+    }
+
+    /// Signed fraction of `distance` travelled along `direction` at `frame` (the path fraction,
+    /// folded back after the reversal frame).
+    pub fn signed_progress(&self, frame: usize) -> f64 {
+        let p = self.progress(frame);
+        match self.reverse_at {
+            Some(t) if frame > t => 2.0 * self.progress(t) - p,
+            _ => p,
+        }
+    }
+
+    /// Direction of the net displacement from the first to the last frame of the motion: the
+    /// motion's direction, its opposite when a reversal brings the object back past its start, or
+    /// `Stationary` when it ends where it started.
+    pub fn net_direction(&self) -> Direction {
+        let net = self.signed_progress(self.end_frame) * self.distance;
+        if self.distance <= 0.0 || net.abs() <= 1e-9 * self.distance {
+            Direction::Stationary
+        } else if net > 0.0 {
+            self.direction
+        } else {
+            self.direction.opposite()
+        }
     }
 
     /// Path fraction at `frame`.
@@ -240,6 +303,7 @@ impl ObjectMotion {
     /// World displacement at `frame` from the base position, given the reference camera pose
     /// (the camera pose at `start_frame`) and the base position.
     pub fn displacement(&self, frame: usize, reference_camera: &Pose, base: DVec3) -> DVec3 {
-        self.direction.world_dir(reference_camera, base) * (self.distance * self.progress(frame))
+        self.direction.world_dir(reference_camera, base)
+            * (self.distance * self.signed_progress(frame))
     }
 }

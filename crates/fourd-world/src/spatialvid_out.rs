@@ -13,7 +13,7 @@
 //! | `.../dyn_masks.npz` | SpatialVID's sparse layout (see below): per frame `f_{i}_data`, `f_{i}_indices`, `f_{i}_indptr` (CSR rows of the uint8 mask, 1 where a moving, non-Stationary object is visible) and `shape` = `(H, W)`; read back with [`crate::npy::read_dyn_masks_npz`] |
 //! | `.../depth.npy` | float32 `[N, H, W]`: depth in metres along the optical axis (`inf` where nothing was hit) |
 //! | `.../instance_ids.npy` | uint16 `[N, H, W]`: per-object masks as one id map; object `k`'s mask is `ids == k`, 0 = background; ids are listed in `truth.json` |
-//! | `.../truth.json` | every generated label: camera labels per segment, per object id, name, direction, speed pattern, distance change, first-frame bbox |
+//! | `.../truth.json` | every generated label: camera labels per segment, per object id, name, direction (net displacement), speed pattern, `distance_change` (net, first vs last frame), `distance` (over all frames: the net label or a compound `First Getting Closer, Then Farther from Camera` / `First Getting Farther, Then Closer to Camera`), first-frame bbox |
 //!
 //! Every annotation file is a pure function of the clip (no timestamps, fixed key order), so the
 //! same seed gives byte-identical annotations. The returned [`ClipRow`] is the clip's row of the
@@ -381,6 +381,7 @@ pub fn write_clip(
             "direction": o.direction.as_str(),
             "speed": o.speed.as_str(),
             "distance_change": o.distance_change.as_str(),
+            "distance": o.distance_profile.as_str(),
             "first_bbox": o.first_bbox,
         })).collect::<Vec<_>>(),
         "instruction_rule": {

@@ -28,7 +28,9 @@
 //!
 //! Units: camera magnitudes are **per frame step** (metres for Dolly/Truck/Pedestal, degrees for
 //! Pan/Tilt/Roll); an object's `magnitude` is its **total path length** in metres, covered over
-//! `start_frame..=end_frame` with the speed pattern's profile. Segments are `"a->b"` frame ranges
+//! `start_frame..=end_frame` with the speed pattern's profile; an optional `"reverse_at": F`
+//! (`start_frame < F < end_frame`) turns the object back at frame `F` along the same line (e.g.
+//! `Moving Toward Camera` then away: "First Getting Closer, Then Farther from Camera"). Segments are `"a->b"` frame ranges
 //! like `instructions.json` keys: they must start at 0, join end to start and end at the last
 //! frame (`frames - 1`). Labels are matched case-insensitively and accept both the 4DThinker and
 //! SpatialVID spellings (`Roll Clockwise` / `Roll CW`; directions with or without `Moving`).
@@ -683,6 +685,7 @@ fn parse_object_motion(v: &Value, path: &str, frames: usize) -> Result<ObjectMot
             "start_frame",
             "end_frame",
             "phase",
+            "reverse_at",
         ],
     )?;
     let dp = field_path(path, "direction");
@@ -729,5 +732,15 @@ fn parse_object_motion(v: &Value, path: &str, frames: usize) -> Result<ObjectMot
     let mut motion = ObjectMotion::new(direction, speed, magnitude, start, end)
         .map_err(|e| err(path, e.to_string()))?;
     motion.phase = opt_number(m, path, "phase", 0.0)?;
+    if let Some(r) = m.get("reverse_at") {
+        let rp = field_path(path, "reverse_at");
+        let frame = integer(r, &rp)? as usize;
+        motion = motion.with_reversal(frame).map_err(|_| {
+            err(
+                &rp,
+                format!("the object turns back within its motion: reverse_at ({frame}) must lie strictly between start_frame ({start}) and end_frame ({end})"),
+            )
+        })?;
+    }
     Ok(motion)
 }
