@@ -29,9 +29,9 @@ pub struct DemoArgs {
     /// Working folder (world, data, checkpoints, report).
     #[arg(long, default_value = "demo-out")]
     pub out: PathBuf,
-    #[arg(long, default_value_t = 160)]
+    #[arg(long, default_value_t = 1400)]
     pub train_clips: usize,
-    #[arg(long, default_value_t = 40)]
+    #[arg(long, default_value_t = 56)]
     pub eval_clips: usize,
     #[arg(long, default_value_t = 8)]
     pub frames: usize,
@@ -40,7 +40,7 @@ pub struct DemoArgs {
     pub size: u32,
     #[arg(long, default_value_t = 3)]
     pub epochs: usize,
-    #[arg(long, default_value_t = 2e-3)]
+    #[arg(long, default_value_t = 1e-3)]
     pub lr: f64,
     /// Cross-entropy weight (the reference's 0.1 assumes a pretrained model; from scratch the
     /// text needs more weight).
@@ -55,7 +55,7 @@ pub struct DemoArgs {
     #[arg(long, default_value_t = 96)]
     pub hidden: usize,
     /// GRPO prompts after DIFT (0 skips the stage).
-    #[arg(long, default_value_t = 32)]
+    #[arg(long, default_value_t = 16)]
     pub grpo_prompts: usize,
     /// Completions per GRPO prompt.
     #[arg(long, default_value_t = 4)]

@@ -38,22 +38,6 @@ pub fn assemble(think: &str, letter: char, label: &str) -> String {
     )
 }
 
-/// The full `text_output` with the option-matching step appended to the reasoning: each option's
-/// label followed by its letter, then the concluded label with its letter. Writing the match out
-/// label-first turns "which letter goes with my conclusion?" into copying what followed the
-/// same label a moment earlier, which small models learn far more easily than looking a label
-/// up in the prompt's `A. label` lines (the letter precedes the label there).
-pub fn assemble_with_options(think: &str, options: &[String], correct: usize, letters: &[char]) -> String {
-    let pairs: Vec<String> = options.iter().zip(letters).map(|(o, l)| format!("{o} is option {l}")).collect();
-    let matching = format!(
-        "Matching this to the options: {}; {} is option {}.",
-        join_and(&pairs),
-        options[correct],
-        letters[correct]
-    );
-    assemble(&format!("{}\n{matching}", think.trim()), letters[correct], &options[correct])
-}
-
 /// Why a `text_output` is malformed, or `Ok` with the `(letter, label)` of its answer.
 ///
 /// Checks: exactly one `<think>...</think>` followed by exactly one `<answer>...</answer>` and
@@ -151,19 +135,6 @@ pub fn validate_rewrite(
         return Err(format!("rewrite no longer concludes {answer_label:?}"));
     }
     Ok(body)
-}
-
-#[cfg(test)]
-mod option_matching_tests {
-    use super::*;
-
-    #[test]
-    fn the_matching_step_names_every_option_and_the_answer_and_stays_valid() {
-        let opts: Vec<String> = ["Tilt Down", "Dolly Out", "Pan Left and Tilt Up", "Stay"].iter().map(|s| s.to_string()).collect();
-        let t = assemble_with_options("I picture it at 0s and 7s: <output_image> and <output_image>. It tilts.", &opts, 2, &['A', 'B', 'C', 'D']);
-        assert!(t.contains("Matching this to the options: Tilt Down is option A, Dolly Out is option B, Pan Left and Tilt Up is option C and Stay is option D; Pan Left and Tilt Up is option C.\n</think>"), "{t}");
-        assert_eq!(validate(&t, 2).unwrap(), ('C', "Pan Left and Tilt Up".to_string()));
-    }
 }
 
 #[cfg(test)]

@@ -18,7 +18,7 @@ use std::path::Path;
 use rand::seq::SliceRandom;
 use serde::{Deserialize, Serialize};
 
-use crate::cot::assemble_with_options;
+use crate::cot::assemble;
 use crate::error::Result;
 use crate::questions::{balance, baselines, option_set, Balanced, Baselines, Candidate};
 
@@ -47,7 +47,11 @@ impl Question {
         format!("{}\n\n{}", self.candidate.question, opts.join("\n"))
     }
     pub fn text_output(&self) -> String {
-        assemble_with_options(&self.candidate.think, &self.options, self.correct, &LETTERS)
+        assemble(
+            &self.candidate.think,
+            self.letter(),
+            &self.options[self.correct],
+        )
     }
 }
 
