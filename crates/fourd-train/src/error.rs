@@ -4,12 +4,9 @@ use std::path::PathBuf;
 
 #[derive(Debug, thiserror::Error)]
 pub enum TrainError {
-    #[error("{path}: {source}")]
-    Io {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
+    // The cause is part of the message (not a `#[source]`), so error chains do not print it twice.
+    #[error("{path}: {cause}")]
+    Io { path: PathBuf, cause: std::io::Error },
     #[error("{path}: line {line}: {msg}")]
     Record { path: PathBuf, line: usize, msg: String },
     #[error("{path}: {msg}")]
@@ -26,7 +23,7 @@ pub type Result<T> = std::result::Result<T, TrainError>;
 
 impl TrainError {
     pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
-        TrainError::Io { path: path.into(), source }
+        TrainError::Io { path: path.into(), cause: source }
     }
     pub(crate) fn checkpoint(path: impl Into<PathBuf>, msg: impl Into<String>) -> Self {
         TrainError::Checkpoint { path: path.into(), msg: msg.into() }
