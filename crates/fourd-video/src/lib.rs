@@ -426,21 +426,19 @@ impl Converter {
 
     fn convert(&mut self, frame: &VideoFrame) -> Result<RgbImage, ffmpeg::Error> {
         let key = (frame.format(), frame.width(), frame.height());
-        if self.scaler.is_none() || self.key != key {
-            // Same size, colour conversion only; bicubic chroma upsampling like ffmpeg's CLI
-            // and decord (both go through swscale with its default flags).
-            self.scaler = Some(Scaler::get(
-                key.0,
-                key.1,
-                key.2,
-                Pixel::RGB24,
-                key.1,
-                key.2,
-                ScaleFlags::BICUBIC,
-            )?);
-            self.key = key;
+        if self.key != key {
+            self.scaler = None;
         }
-        self.scaler.as_mut().unwrap().run(frame, &mut self.rgb)?;
+        let scaler = match &mut self.scaler {
+            Some(s) => s,
+            None => {
+                // Same size, colour conversion only; bicubic chroma upsampling like ffmpeg's CLI
+                // and decord (both go through swscale with its default flags).
+                self.key = key;
+                self.scaler.insert(Scaler::get(key.0, key.1, key.2, Pixel::RGB24, key.1, key.2, ScaleFlags::BICUBIC)?)
+            }
+        };
+        scaler.run(frame, &mut self.rgb)?;
         Ok(frame_to_rgb(&self.rgb))
     }
 }
