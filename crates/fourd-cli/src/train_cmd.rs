@@ -47,10 +47,17 @@ pub struct RunArgs {
     pub gradient_checkpointing: bool,
     #[arg(long, default_value = "f32")]
     pub dtype: String,
+    /// `cpu`, `cuda` or `cuda:N`; with several ranks each uses `cuda:LOCAL_RANK` (choose the
+    /// GPUs with CUDA_VISIBLE_DEVICES).
     #[arg(long, default_value = "cpu")]
     pub device: String,
     #[arg(long)]
     pub no_progress: bool,
+    /// Data parallel over N processes on this machine (one per GPU), started here: each rank
+    /// trains on its own shard and gradients are summed (NCCL on GPUs, TCP on CPU). An outer
+    /// launcher (torchrun, Slurm) sets RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR, MASTER_PORT instead.
+    #[arg(long, visible_alias = "gpus", default_value_t = 1)]
+    pub nproc: usize,
 }
 
 #[derive(Args, Debug)]
@@ -167,10 +174,20 @@ pub struct DiftArgs {
 }
 
 pub fn run(cmd: TrainCommand) -> Result<()> {
+    let nproc = match &cmd {
+        TrainCommand::Dift(a) => a.run.nproc,
+        TrainCommand::Grpo(a) => a.run.nproc,
+    };
+    if nproc > 1 && std::env::var_os("WORLD_SIZE").is_none() {
+        return launch(nproc);
+    }
     match cmd {
         TrainCommand::Dift(a) => {
             let cfg = dift_config(&a)?;
             let s = train_dift(&cfg).with_context(|| format!("training on {}", a.data.display()))?;
+            if !cfg.group.is_main() {
+                return Ok(());
+            }
             if let Some(l) = &s.last {
                 println!(
                     "{} steps in {:.1} s ({:.0} tokens/s): loss {:.4} (ce {:.4}, sim {:.4}, cos {:.3})",
@@ -191,6 +208,9 @@ pub fn run(cmd: TrainCommand) -> Result<()> {
         TrainCommand::Grpo(a) => {
             let cfg = grpo_config(&a)?;
             let s = train_grpo(&cfg).with_context(|| format!("GRPO on {}", a.data.display()))?;
+            if !cfg.group.is_main() {
+                return Ok(());
+            }
             let n = s.logs.len().max(1) as f64;
             let reward = s.logs.iter().map(|l| l.reward).sum::<f64>() / n;
             let acc = s.logs.iter().map(|l| l.accuracy).sum::<f64>() / n;
@@ -204,37 +224,93 @@ pub fn run(cmd: TrainCommand) -> Result<()> {
     }
 }
 
-/// Rank and world size from the launcher's environment (`RANK`/`WORLD_SIZE`, as torchrun sets).
-pub fn rank_and_world() -> Result<(usize, usize)> {
-    let get = |k: &str| -> Result<Option<usize>> {
-        match std::env::var(k) {
-            Ok(v) => Ok(Some(v.trim().parse().with_context(|| format!("environment variable {k}={v:?} is not a number"))?)),
-            Err(_) => Ok(None),
+/// Starts `nproc` copies of this command as ranks 0..nproc of one data-parallel run on this
+/// machine, and waits for them; when one fails the others are stopped and the error names it.
+fn launch(nproc: usize) -> Result<()> {
+    let exe = std::env::current_exe().context("locating the fourd executable")?;
+    let mut args: Vec<std::ffi::OsString> = Vec::new();
+    let mut skip_value = false;
+    for a in std::env::args_os().skip(1) {
+        if skip_value {
+            skip_value = false;
+            continue;
         }
-    };
-    let world = get("WORLD_SIZE")?.unwrap_or(1).max(1);
-    let rank = get("RANK")?.unwrap_or(0);
-    if rank >= world {
-        anyhow::bail!("RANK {rank} is not below WORLD_SIZE {world}");
+        let text = a.to_string_lossy();
+        if text == "--nproc" || text == "--gpus" {
+            skip_value = true;
+            continue;
+        }
+        if text.starts_with("--nproc=") || text.starts_with("--gpus=") {
+            continue;
+        }
+        args.push(a);
     }
-    Ok((rank, world))
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .context("finding a free port for the ranks to meet on")?;
+    tracing::info!("starting {nproc} ranks (rendezvous 127.0.0.1:{port})");
+    let mut children = Vec::with_capacity(nproc);
+    for rank in 0..nproc {
+        let child = std::process::Command::new(&exe)
+            .args(&args)
+            .env("RANK", rank.to_string())
+            .env("LOCAL_RANK", rank.to_string())
+            .env("WORLD_SIZE", nproc.to_string())
+            .env("LOCAL_WORLD_SIZE", nproc.to_string())
+            .env("MASTER_ADDR", "127.0.0.1")
+            .env("MASTER_PORT", port.to_string())
+            .spawn()
+            .with_context(|| format!("starting rank {rank} ({})", exe.display()))?;
+        children.push(Some(child));
+    }
+    loop {
+        let mut running = 0;
+        for rank in 0..nproc {
+            let Some(child) = children[rank].as_mut() else { continue };
+            match child.try_wait().with_context(|| format!("waiting for rank {rank}"))? {
+                None => running += 1,
+                Some(status) if status.success() => children[rank] = None,
+                Some(status) => {
+                    for c in children.iter_mut().flatten() {
+                        let _ = c.kill();
+                        let _ = c.wait();
+                    }
+                    anyhow::bail!("rank {rank} of {nproc} failed ({status}); the other ranks were stopped");
+                }
+            }
+        }
+        if running == 0 {
+            return Ok(());
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
 }
 
-/// The shared options, parsed: (rank, world size) checked, dtype and device resolved.
+/// The shared options, parsed: dtype and device resolved, the process group joined when a
+/// launcher started this process as one rank of several.
 struct Run {
     dtype: candle_core::DType,
     device: candle_core::Device,
-    rank: usize,
-    world: usize,
+    group: fourd_train::ProcessGroup,
 }
 
 impl RunArgs {
     fn resolve(&self) -> Result<Run> {
-        let (rank, world) = rank_and_world()?;
-        if world > 1 {
-            anyhow::bail!("WORLD_SIZE={world} but this build has no gradient all-reduce (NCCL) yet: ranks would train apart; run one process");
+        let dtype = parse_dtype(&self.dtype)?;
+        let Some(rv) = fourd_train::dist::Rendezvous::from_env()? else {
+            return Ok(Run { dtype, device: parse_device(&self.device)?, group: fourd_train::ProcessGroup::single() });
+        };
+        if self.nproc > 1 && self.nproc != rv.world_size {
+            anyhow::bail!("--nproc {} but WORLD_SIZE={}: give one or the other", self.nproc, rv.world_size);
         }
-        Ok(Run { dtype: parse_dtype(&self.dtype)?, device: parse_device(&self.device)?, rank, world })
+        let device = if self.device.starts_with("cuda") {
+            parse_device(&format!("cuda:{}", rv.local_rank))?
+        } else {
+            parse_device(&self.device)?
+        };
+        let group = fourd_train::dist::join(&rv, &device).with_context(|| format!("joining the data-parallel group as rank {} of {}", rv.rank, rv.world_size))?;
+        Ok(Run { dtype, device, group })
     }
 }
 
@@ -252,13 +328,13 @@ macro_rules! apply_run {
         $c.dtype = $run.dtype;
         $c.device = $run.device;
         $c.progress = !$r.no_progress;
+        $c.group = $run.group.clone();
     }};
 }
 
 pub fn grpo_config(a: &GrpoArgs) -> Result<GrpoConfig> {
     let run = a.run.resolve()?;
     let mut c = GrpoConfig::new(a.model.clone(), a.data.clone(), a.run.out.clone());
-    (c.rank, c.world_size) = (run.rank, run.world);
     apply_run!(c, a.run, run);
     c.reference = a.reference.clone();
     c.prompts_per_step = a.prompts_per_step;

@@ -1,10 +1,12 @@
 //! `fourd train dift`: the training loop.
 //!
 //! Micro-batches hold one sequence (no padding waste; the reference's per-device batch is 1 as
-//! well); `grad_accum` records make one optimiser step, whose gradient is the mean over the
-//! records that could be used. Each epoch visits the records in a permutation seeded by
-//! `(seed, epoch)`, so the data position alone (epoch, records consumed) restores the order on
-//! resume; nothing else is random.
+//! well); `grad_accum` records per rank make one optimiser step, whose gradient is the mean over
+//! the records that could be used on all ranks. Each epoch visits the records in a permutation
+//! seeded by `(seed, epoch)`, cut into steps of `grad_accum * world_size` records, of which rank
+//! r takes the r-th slice; so the data position alone (epoch, records consumed) restores the
+//! order on resume, nothing else is random, and N ranks with `grad_accum` a train as one process
+//! with `grad_accum` N*a.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -18,6 +20,7 @@ use rand::SeedableRng;
 use serde::Serialize;
 
 use crate::checkpoint::{list_checkpoints, read_state, rotate_checkpoints, save_checkpoint, write_json, TrainerState};
+use crate::dist::ProcessGroup;
 use crate::dift_data::{read_dift_jsonl, ExampleBuilder, Prefetcher, Skipped, DIFT_MAX_PIXELS};
 use crate::error::{Result, TrainError};
 use crate::loss::{dift_loss, LossWeights};
@@ -62,6 +65,8 @@ pub struct DiftConfig {
     pub dtype: DType,
     pub device: Device,
     pub progress: bool,
+    /// The data-parallel group (one process by default); rank 0 writes all outputs.
+    pub group: ProcessGroup,
 }
 
 impl DiftConfig {
@@ -95,6 +100,7 @@ impl DiftConfig {
             dtype: DType::F32,
             device: Device::Cpu,
             progress: true,
+            group: ProcessGroup::single(),
         }
     }
 }
@@ -166,6 +172,8 @@ pub fn resolve_resume(path: &Path) -> Result<PathBuf> {
 
 pub fn train_dift(cfg: &DiftConfig) -> Result<DiftSummary> {
     let started = Instant::now();
+    let group = &cfg.group;
+    let main = group.is_main();
     std::fs::create_dir_all(&cfg.out).map_err(|e| TrainError::io(&cfg.out, e))?;
     let resume_dir = cfg.resume.as_deref().map(resolve_resume).transpose()?;
     let mut state = match &resume_dir {
@@ -202,8 +210,13 @@ pub fn train_dift(cfg: &DiftConfig) -> Result<DiftSummary> {
     }
 
     let records = Arc::new(read_dift_jsonl(&cfg.data)?);
+    group.check_same("the number of trainable parameters", n_params as u64)?;
+    group.check_same("the number of records", records.len() as u64)?;
+    group.check_same("the starting step", state.global_step)?;
     let accum = cfg.grad_accum.max(1);
-    let steps_per_epoch = records.len().div_ceil(accum) as u64;
+    let (rank, world) = (group.rank(), group.world_size());
+    let per_step = accum * world;
+    let steps_per_epoch = records.len().div_ceil(per_step) as u64;
     let total_steps = cfg.max_steps.unwrap_or(steps_per_epoch * cfg.epochs as u64);
     let warmup = cfg.warmup_steps.unwrap_or((cfg.warmup_ratio * total_steps as f64).ceil() as u64);
     let schedule = LinearSchedule { peak: cfg.optim.lr, warmup_steps: warmup, total_steps };
@@ -218,10 +231,10 @@ pub fn train_dift(cfg: &DiftConfig) -> Result<DiftSummary> {
     let params = pipeline.rope_params();
     let compress = pipeline.model.config.latent.compress_strategy.clone().unwrap_or_else(|| cfg.compress.clone());
 
-    let mut tb = EventWriter::create(&cfg.out.join("runs"))?;
+    let mut tb = if main { Some(EventWriter::create(&cfg.out.join("runs"))?) } else { None };
     let log_path = cfg.out.join("train_log.jsonl");
     let mut skipped: Vec<SkippedRecord> = Vec::new();
-    let bar = progress_bar(cfg.progress, total_steps, state.global_step);
+    let bar = progress_bar(cfg.progress && main, total_steps, state.global_step);
     let mut last: Option<StepLog> = None;
     let mut window_tokens = 0u64;
     let mut window_start = Instant::now();
@@ -235,88 +248,93 @@ pub fn train_dift(cfg: &DiftConfig) -> Result<DiftSummary> {
         }
         let order = epoch_order(records.len(), state.seed, epoch);
         let start = if epoch == state.epoch { state.position } else { 0 };
-        let todo: Vec<usize> = order[start..].to_vec();
-        let prefetch = Prefetcher::start(builder.clone(), records.clone(), todo, cfg.workers, 4);
-        let mut position = start;
+        // This rank's records of each remaining step (a slice may be empty at the epoch's end).
+        let steps: Vec<(usize, Vec<usize>)> = order[start..]
+            .chunks(per_step)
+            .scan(start, |pos, chunk| {
+                *pos += chunk.len();
+                Some((*pos, chunk.iter().skip(rank * accum).take(accum).copied().collect()))
+            })
+            .collect();
+        let todo: Vec<usize> = steps.iter().flat_map(|(_, mine)| mine.iter().copied()).collect();
+        let mut prefetch = Prefetcher::start(builder.clone(), records.clone(), todo, cfg.workers, 4);
         let mut acc = None;
-        let mut used = 0usize;
-        let mut sums = [0f64; 4]; // total, ce, sim, cos
-        let mut consumed_in_step = 0usize;
         let mut sample: Option<(String, String, String)> = None;
-        for (_, item) in prefetch {
-            position += 1;
-            consumed_in_step += 1;
-            match item {
-                Err(Skipped { id, reason }) => {
-                    if epoch == 0 || !skipped.iter().any(|s| s.id == id) {
-                        tracing::warn!("skipping record {id}: {reason}");
-                        skipped.push(SkippedRecord { id, reason });
+        for (position, mine) in steps {
+            // used, total, ce, sim, cos, tokens: summed over ranks below.
+            let mut sums = [0f64; 6];
+            for _ in 0..mine.len() {
+                let Some((_, item)) = prefetch.next() else {
+                    return Err(TrainError::Config("the record loader stopped early (a worker thread failed)".into()));
+                };
+                match item {
+                    Err(Skipped { id, reason }) => {
+                        if epoch == 0 || !skipped.iter().any(|s| s.id == id) {
+                            tracing::warn!("skipping record {id}: {reason}");
+                            skipped.push(SkippedRecord { id, reason });
+                        }
                     }
-                }
-                Ok(ex) => {
-                    let loss = dift_loss(&pipeline.model, &params, &latent, &compress, cfg.loss, &ex)?;
-                    let total = loss.total.to_scalar::<f32>()?;
-                    if !total.is_finite() {
-                        state.nan_skipped += 1;
-                        tracing::warn!("non-finite loss on record {}; batch skipped ({} so far)", ex.id, state.nan_skipped);
-                    } else {
-                        let grads = loss.total.backward()?;
-                        accumulate(&mut acc, backward_grads(&grads, checkpoint_grads.as_ref(), &vars)?)?;
-                        used += 1;
-                        sums[0] += total as f64;
-                        sums[1] += loss.ce as f64;
-                        sums[2] += loss.sim as f64;
-                        sums[3] += loss.cos as f64;
-                        window_tokens += ex.input_ids.len() as u64;
-                        tokens_total += ex.input_ids.len() as u64;
-                        state.examples_seen += 1;
-                        state.tokens_seen += ex.input_ids.len() as u64;
-                        sample = Some((
-                            ex.question.clone(),
-                            pipeline.tokenizer.decode(&loss.targets, false).unwrap_or_default(),
-                            pipeline.tokenizer.decode(&loss.predicted, false).unwrap_or_default(),
-                        ));
+                    Ok(ex) => {
+                        let loss = dift_loss(&pipeline.model, &params, &latent, &compress, cfg.loss, &ex)?;
+                        let total = loss.total.to_scalar::<f32>()?;
+                        if !total.is_finite() {
+                            state.nan_skipped += 1;
+                            tracing::warn!("non-finite loss on record {}; batch skipped ({} so far)", ex.id, state.nan_skipped);
+                        } else {
+                            let grads = loss.total.backward()?;
+                            accumulate(&mut acc, backward_grads(&grads, checkpoint_grads.as_ref(), &vars)?)?;
+                            let tokens = ex.input_ids.len() as f64;
+                            for (s, v) in sums.iter_mut().zip([1.0, total as f64, loss.ce as f64, loss.sim as f64, loss.cos as f64, tokens]) {
+                                *s += v;
+                            }
+                            sample = Some((
+                                ex.question.clone(),
+                                pipeline.tokenizer.decode(&loss.targets, false).unwrap_or_default(),
+                                pipeline.tokenizer.decode(&loss.predicted, false).unwrap_or_default(),
+                            ));
+                        }
                     }
                 }
             }
-            let end_of_epoch = position == order.len();
-            if consumed_in_step < accum && !end_of_epoch {
-                continue;
-            }
-            consumed_in_step = 0;
-            let Some(mut grads) = acc.take() else { continue };
-            scale_grads(&mut grads, 1.0 / used as f64)?;
+            group.sum_f64(&mut sums)?;
+            let Some(mut grads) = group.sum_grads(acc.take(), &vars)? else { continue };
+            let used = sums[0] as usize;
+            window_tokens += sums[5] as u64;
+            tokens_total += sums[5] as u64;
+            state.examples_seen += used as u64;
+            state.tokens_seen += sums[5] as u64;
+            scale_grads(&mut grads, 1.0 / used.max(1) as f64)?;
             let norm = clip_grad_norm(&mut grads, cfg.max_grad_norm)?;
             let lr = schedule.lr(state.global_step);
             opt.step(&grads, lr)?;
             state.global_step += 1;
             state.epoch = epoch;
             state.position = position;
-            if end_of_epoch {
+            if position == order.len() {
                 state.epoch = epoch + 1;
                 state.position = 0;
             }
-            let n = used as f64;
+            let n = used.max(1) as f64;
             let secs = window_start.elapsed().as_secs_f64().max(1e-9);
             let log = StepLog {
                 step: state.global_step,
                 epoch,
-                loss: sums[0] / n,
-                ce: sums[1] / n,
-                sim: sums[2] / n,
-                cos: sums[3] / n,
+                loss: sums[1] / n,
+                ce: sums[2] / n,
+                sim: sums[3] / n,
+                cos: sums[4] / n,
                 lr,
                 grad_norm: norm,
                 tokens_per_s: window_tokens as f64 / secs,
             };
-            (used, sums) = (0, [0.0; 4]);
             window_tokens = 0;
             window_start = Instant::now();
             if let Some(b) = &bar {
                 b.set_position(state.global_step);
                 b.set_message(format!("loss {:.4} ce {:.4} sim {:.4}", log.loss, log.ce, log.sim));
             }
-            tb.scalars(
+            if let Some(tb) = tb.as_mut() {
+                tb.scalars(
                 state.global_step,
                 &[
                     ("train/loss", log.loss),
@@ -327,9 +345,10 @@ pub fn train_dift(cfg: &DiftConfig) -> Result<DiftSummary> {
                     ("train/grad_norm", log.grad_norm),
                     ("train/tokens_per_s", log.tokens_per_s),
                 ],
-            )?;
-            append_jsonl(&log_path, &log)?;
-            if cfg.logging_steps > 0 && state.global_step % cfg.logging_steps == 0 {
+                )?;
+                append_jsonl(&log_path, &log)?;
+            }
+            if main && cfg.logging_steps > 0 && state.global_step % cfg.logging_steps == 0 {
                 tracing::info!(
                     "step {} loss {:.4} (ce {:.4}, sim {:.4}, cos {:.3}) lr {:.2e} grad norm {:.3}",
                     log.step, log.loss, log.ce, log.sim, log.cos, log.lr, log.grad_norm
@@ -341,7 +360,7 @@ pub fn train_dift(cfg: &DiftConfig) -> Result<DiftSummary> {
             last = Some(log);
             let finished = state.global_step >= total_steps;
             halted = !finished && cfg.halt_after.is_some_and(|h| state.global_step - first_step >= h);
-            if cfg.save_steps.is_some_and(|s| s > 0 && state.global_step % s == 0) && !finished && !halted {
+            if main && cfg.save_steps.is_some_and(|s| s > 0 && state.global_step % s == 0) && !finished && !halted {
                 save_training_checkpoint(cfg, &weights_dir, &pipeline, &latent, &weights, &opt, &state)?;
             }
             if finished || halted {
@@ -351,7 +370,7 @@ pub fn train_dift(cfg: &DiftConfig) -> Result<DiftSummary> {
         state.epoch = epoch + 1;
         state.position = 0;
     }
-    if halted {
+    if halted && main {
         // An interruption: keep what a crash would keep (the last saved checkpoint) and a
         // checkpoint of this very step so the stop is resumable without loss.
         save_training_checkpoint(cfg, &weights_dir, &pipeline, &latent, &weights, &opt, &state)?;
@@ -363,13 +382,14 @@ pub fn train_dift(cfg: &DiftConfig) -> Result<DiftSummary> {
     // Final model in the run folder itself (what `fourd infer --model OUT` loads), plus a
     // resumable checkpoint when checkpoints were asked for.
     let tensors = weights.tensors();
-    if !halted {
+    if !halted && main {
         crate::checkpoint::write_model_files(&cfg.out, &weights_dir, &pipeline.model.config.raw, &latent, &tensors)?;
     }
-    if cfg.save_steps.is_some() && !halted {
+    if cfg.save_steps.is_some() && !halted && main {
         save_training_checkpoint(cfg, &weights_dir, &pipeline, &latent, &weights, &opt, &state)?;
     }
-    let skipped_path = cfg.out.join("skipped.jsonl");
+    // Each rank reports the records of its own shard.
+    let skipped_path = cfg.out.join(if main { "skipped.jsonl".to_string() } else { format!("skipped-rank{rank}.jsonl") });
     let _ = std::fs::remove_file(&skipped_path);
     for s in &skipped {
         append_jsonl(&skipped_path, s)?;

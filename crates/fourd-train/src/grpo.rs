@@ -59,9 +59,9 @@ pub struct GrpoConfig {
     pub seed: u64,
     pub resume: Option<PathBuf>,
     pub halt_after: Option<u64>,
-    /// This process's rank and the number of ranks (data sharding; from RANK / WORLD_SIZE).
-    pub rank: usize,
-    pub world_size: usize,
+    /// The data-parallel group: each rank samples its own prompts (a sharded sampler) and
+    /// rollouts; gradients are summed over ranks. Rank 0 writes all outputs.
+    pub group: crate::dist::ProcessGroup,
     pub dtype: DType,
     pub device: Device,
     pub progress: bool,
@@ -101,8 +101,7 @@ impl GrpoConfig {
             seed: 42,
             resume: None,
             halt_after: None,
-            rank: 0,
-            world_size: 1,
+            group: crate::dist::ProcessGroup::single(),
             dtype: DType::F32,
             device: Device::Cpu,
             progress: true,
@@ -178,8 +177,15 @@ pub fn train_grpo(cfg: &GrpoConfig) -> Result<GrpoSummary> {
         opt.load(&d.join("optimizer.safetensors"))?;
     }
     let records = read_rl_jsonl(&cfg.data)?;
-    // Sharded sampler: rank r takes every world_size-th prompt of the epoch order.
-    let shard_len = records.len().div_ceil(cfg.world_size.max(1));
+    let group = &cfg.group;
+    let main = group.is_main();
+    let (rank, world) = (group.rank(), group.world_size());
+    group.check_same("the number of prompts", records.len() as u64)?;
+    group.check_same("the starting step", state.global_step)?;
+    // Sharded sampler: rank r takes every world_size-th prompt of the epoch order, the order
+    // wrapping round so that every shard has the same length (ranks must take the same number
+    // of steps).
+    let shard_len = records.len().div_ceil(world);
     let per_step = cfg.prompts_per_step.max(1);
     let steps_per_epoch = (shard_len.div_ceil(per_step) * cfg.num_iterations.max(1)) as u64;
     let total_steps = cfg.max_steps.unwrap_or(steps_per_epoch * cfg.epochs as u64);
@@ -187,7 +193,7 @@ pub fn train_grpo(cfg: &GrpoConfig) -> Result<GrpoSummary> {
     let params = pipe.rope_params();
     let rewards = &cfg.rewards;
     let obj = Objective { epsilon: cfg.epsilon, beta: cfg.beta };
-    let mut tb = EventWriter::create(&cfg.out.join("runs"))?;
+    let mut tb = if main { Some(EventWriter::create(&cfg.out.join("runs"))?) } else { None };
     let log_path = cfg.out.join("train_log.jsonl");
     let pipe = Arc::new(pipe);
     let mut summary = GrpoSummary {
@@ -200,12 +206,16 @@ pub fn train_grpo(cfg: &GrpoConfig) -> Result<GrpoSummary> {
         output: cfg.out.clone(),
     };
     let first_step = state.global_step;
-    let bar = if cfg.progress { Some(indicatif::ProgressBar::new(total_steps)) } else { None };
+    let bar = if cfg.progress && main { Some(indicatif::ProgressBar::new(total_steps)) } else { None };
     let mut halted = false;
 
     'epochs: for epoch in state.epoch..cfg.epochs.max(1) {
-        let order: Vec<usize> =
-            epoch_order(records.len(), state.seed, epoch).into_iter().skip(cfg.rank).step_by(cfg.world_size.max(1)).collect();
+        let full = epoch_order(records.len(), state.seed, epoch);
+        let order: Vec<usize> = if world == 1 || full.is_empty() {
+            full
+        } else {
+            (0..shard_len).map(|k| full[(rank + k * world) % full.len()]).collect()
+        };
         let mut position = if epoch == state.epoch { state.position } else { 0 };
         while position < order.len() {
             if state.global_step >= total_steps {
@@ -214,18 +224,21 @@ pub fn train_grpo(cfg: &GrpoConfig) -> Result<GrpoSummary> {
             let batch: Vec<usize> = order[position..(position + per_step).min(order.len())].to_vec();
             position += batch.len();
             // Rollouts, seeded by (seed, step, rank): a resumed run samples the same completions.
-            let rollout_seed = state.seed.wrapping_mul(0x9E37_79B9).wrapping_add(state.global_step * 7919 + cfg.rank as u64);
+            let rollout_seed = state.seed.wrapping_mul(0x9E37_79B9).wrapping_add(state.global_step * 7919 + rank as u64);
             let (sampled, skipped) = rollouts(&pipe, &records, &batch, cfg, latent, rollout_seed)?;
-            summary.rollouts += sampled.len() as u64;
+            // Rollout statistics, pooled over ranks (every rank computes the same numbers).
+            let mut counts = [sampled.len() as f64, skipped.len() as f64];
+            group.sum_f64(&mut counts)?;
+            summary.rollouts += counts[0] as u64;
             for s in &skipped {
                 tracing::warn!("prompt {} skipped: {}", s.0, s.1);
             }
-            let mut log = GrpoLog { rollout: summary.rollouts, skipped_prompts: skipped.len(), ..Default::default() };
+            let mut log = GrpoLog { rollout: summary.rollouts, skipped_prompts: counts[1] as usize, ..Default::default() };
             summary.skipped_prompts.extend(skipped);
-            if sampled.is_empty() {
+            if counts[0] == 0.0 {
                 continue;
             }
-            // Rewards and advantages.
+            // Rewards and advantages (advantages are within a group, so within a rank).
             let mut total_rewards = Vec::with_capacity(sampled.len());
             let mut per_reward = vec![Vec::with_capacity(sampled.len()); rewards.len()];
             for s in &sampled {
@@ -240,13 +253,11 @@ pub fn train_grpo(cfg: &GrpoConfig) -> Result<GrpoSummary> {
             }
             let adv = group_advantages(&total_rewards, cfg.num_generations);
             let zero_groups = adv.chunks(cfg.num_generations).filter(|g| g.iter().all(Option::is_none)).count();
-            summary.zero_variance_groups += zero_groups as u64;
-            log.zero_variance_groups = zero_groups;
-            let (mean, std) = mean_std(&total_rewards);
+            let (mean, std) = pooled_mean_std(group, &total_rewards)?;
             log.reward = mean;
             log.reward_std = std;
             for (k, rw) in rewards.iter().enumerate() {
-                let (m, s) = mean_std(&per_reward[k]);
+                let (m, s) = pooled_mean_std(group, &per_reward[k])?;
                 log.rewards.push((rw.name().to_string(), m, s));
                 if rw.name() == "accuracy" {
                     log.accuracy = m;
@@ -255,11 +266,14 @@ pub fn train_grpo(cfg: &GrpoConfig) -> Result<GrpoSummary> {
                     log.format = m;
                 }
             }
-            log.completion_length = sampled.iter().map(|s| s.rollout.text_mask().iter().filter(|&&m| m).count() as f64).sum::<f64>() / sampled.len() as f64;
-            log.imagery_segments = sampled.iter().map(|s| s.segments as f64).sum::<f64>() / sampled.len() as f64;
+            let lengths: Vec<f64> = sampled.iter().map(|s| s.rollout.text_mask().iter().filter(|&&m| m).count() as f64).collect();
+            let segments: Vec<f64> = sampled.iter().map(|s| s.segments as f64).collect();
+            log.completion_length = pooled_mean_std(group, &lengths)?.0;
+            log.imagery_segments = pooled_mean_std(group, &segments)?.0;
 
             // Rows that carry signal; video features per row (frozen tower, computed once).
             let active: Vec<usize> = (0..sampled.len()).filter(|&i| adv[i].is_some()).collect();
+            let mut totals = [zero_groups as f64, active.len() as f64, 0.0];
             let feats: Vec<Tensor> = active
                 .iter()
                 .map(|&i| {
@@ -293,19 +307,26 @@ pub fn train_grpo(cfg: &GrpoConfig) -> Result<GrpoSummary> {
                     })
                     .collect::<Result<_>>()?
             };
-            let n_tokens: usize = masks.iter().map(|m| m.iter().filter(|&&x| x).count()).sum();
+            // The normaliser is over all ranks' completions, so summing the ranks' gradients
+            // gives exactly the single-process objective on the union of their rollouts.
+            totals[2] = masks.iter().map(|m| m.iter().filter(|&&x| x).count()).sum::<usize>() as f64;
+            group.sum_f64(&mut totals)?;
+            let [zero_groups, n_active, n_tokens] = totals;
+            summary.zero_variance_groups += zero_groups as u64;
+            log.zero_variance_groups = zero_groups as usize;
             for _iteration in 0..cfg.num_iterations.max(1) {
-                if state.global_step >= total_steps {
+                if state.global_step >= total_steps || n_active == 0.0 {
                     break;
                 }
                 let mut acc = None;
-                let (mut loss_sum, mut kl_sum, mut clipped, mut ratio_sum, mut toks) = (0.0, 0.0, 0usize, 0.0, 0usize);
+                // loss, kl, clipped, ratio, tokens
+                let mut stats = [0f64; 5];
                 for (k, &i) in active.iter().enumerate() {
                     let r = &sampled[i].rollout;
                     let old = &olds[k];
                     let logp = completion_logprobs(&pipe.model, &params, &latent, r, &feats[k], true, cfg.temperature)?;
                     let row_tokens = masks[k].iter().filter(|&&x| x).count();
-                    let normalizer = if cfg.per_sequence { (row_tokens.max(1) * active.len()) as f64 } else { n_tokens.max(1) as f64 };
+                    let normalizer = if cfg.per_sequence { row_tokens.max(1) as f64 * n_active } else { n_tokens.max(1.0) };
                     let (term, st) = grpo_term(&logp, old, refs[k].as_deref(), &masks[k], adv[i].unwrap_or(0.0), obj, normalizer)?;
                     let value = term.to_scalar::<f32>()?;
                     if !value.is_finite() {
@@ -313,33 +334,35 @@ pub fn train_grpo(cfg: &GrpoConfig) -> Result<GrpoSummary> {
                         tracing::warn!("non-finite loss on a completion; skipped ({} so far)", state.nan_skipped);
                         continue;
                     }
-                    loss_sum += value as f64;
-                    kl_sum += st.kl_sum;
-                    clipped += st.clipped;
-                    ratio_sum += st.ratio_sum;
-                    toks += st.tokens;
+                    for (s, v) in stats.iter_mut().zip([value as f64, st.kl_sum, st.clipped as f64, st.ratio_sum, st.tokens as f64]) {
+                        *s += v;
+                    }
                     accumulate(&mut acc, backward_grads(&term.backward()?, checkpoint_grads.as_ref(), &vars)?)?;
                 }
-                let Some(mut grads) = acc else { break };
+                group.sum_f64(&mut stats)?;
+                let Some(mut grads) = group.sum_grads(acc, &vars)? else { break };
+                let [loss_sum, kl_sum, clipped, ratio_sum, toks] = stats;
                 let norm = clip_grad_norm(&mut grads, cfg.max_grad_norm)?;
                 let lr = schedule.lr(state.global_step);
                 opt.step(&grads, lr)?;
                 state.global_step += 1;
-                state.examples_seen += active.len() as u64;
+                state.examples_seen += n_active as u64;
                 log.step = state.global_step;
                 log.loss = loss_sum;
-                log.kl = kl_sum / toks.max(1) as f64;
-                log.clip_fraction = clipped as f64 / toks.max(1) as f64;
-                log.ratio_mean = ratio_sum / toks.max(1) as f64;
+                log.kl = kl_sum / toks.max(1.0);
+                log.clip_fraction = clipped / toks.max(1.0);
+                log.ratio_mean = ratio_sum / toks.max(1.0);
                 log.lr = lr;
                 log.grad_norm = norm;
-                write_log(&mut tb, &log_path, &log)?;
+                if let Some(tb) = tb.as_mut() {
+                    write_log(tb, &log_path, &log)?;
+                }
                 summary.logs.push(log.clone());
                 if let Some(b) = &bar {
                     b.set_position(state.global_step);
                     b.set_message(format!("reward {:.3} acc {:.2} kl {:.4}", log.reward, log.accuracy, log.kl));
                 }
-                if cfg.logging_steps > 0 && state.global_step % cfg.logging_steps == 0 {
+                if main && cfg.logging_steps > 0 && state.global_step % cfg.logging_steps == 0 {
                     tracing::info!(
                         "step {}: reward {:.3} (std {:.3}), accuracy {:.2}, format {:.2}, kl {:.5}, clip {:.3}, ratio {:.4}, length {:.1}, imagery {:.2}",
                         log.step, log.reward, log.reward_std, log.accuracy, log.format, log.kl, log.clip_fraction, log.ratio_mean,
@@ -347,17 +370,19 @@ pub fn train_grpo(cfg: &GrpoConfig) -> Result<GrpoSummary> {
                     );
                 }
             }
-            if active.is_empty() {
+            if n_active == 0.0 {
                 // Nothing to learn from this batch: log the rollout statistics at the current step.
                 log.step = state.global_step;
-                write_log(&mut tb, &log_path, &log)?;
+                if let Some(tb) = tb.as_mut() {
+                    write_log(tb, &log_path, &log)?;
+                }
                 summary.logs.push(log);
             }
             state.epoch = epoch;
             state.position = position;
             let finished = state.global_step >= total_steps;
             halted = !finished && cfg.halt_after.is_some_and(|h| state.global_step - first_step >= h);
-            if cfg.save_steps.is_some_and(|s| s > 0 && state.global_step > 0 && state.global_step % s == 0) || halted {
+            if main && (cfg.save_steps.is_some_and(|s| s > 0 && state.global_step > 0 && state.global_step % s == 0) || halted) {
                 save(cfg, &weights_dir, &pipe, &latent, &weights, &opt, &state)?;
             }
             if finished || halted {
@@ -370,7 +395,7 @@ pub fn train_grpo(cfg: &GrpoConfig) -> Result<GrpoSummary> {
     if let Some(b) = &bar {
         b.finish();
     }
-    if !halted {
+    if !halted && main {
         write_model_files(&cfg.out, &weights_dir, &pipe.model.config.raw, &latent, &weights.tensors())?;
     }
     summary.steps = state.global_step;
@@ -425,6 +450,22 @@ fn write_log(tb: &mut EventWriter, path: &std::path::Path, log: &GrpoLog) -> Res
     let mut f = std::fs::OpenOptions::new().create(true).append(true).open(path).map_err(|e| TrainError::io(path, e))?;
     let line = serde_json::to_string(log).map_err(|e| TrainError::checkpoint(path, e.to_string()))?;
     writeln!(f, "{line}").map_err(|e| TrainError::io(path, e))
+}
+
+/// Mean and sample standard deviation of values spread over the ranks.
+fn pooled_mean_std(group: &crate::dist::ProcessGroup, v: &[f64]) -> Result<(f64, f64)> {
+    if group.world_size() == 1 {
+        return Ok(mean_std(v));
+    }
+    let mut s = [v.len() as f64, v.iter().sum(), v.iter().map(|x| x * x).sum()];
+    group.sum_f64(&mut s)?;
+    let [n, sum, sq] = s;
+    if n == 0.0 {
+        return Ok((0.0, 0.0));
+    }
+    let m = sum / n;
+    let var = if n > 1.0 { ((sq - n * m * m) / (n - 1.0)).max(0.0) } else { 0.0 };
+    Ok((m, var.sqrt()))
 }
 
 fn mean_std(v: &[f64]) -> (f64, f64) {

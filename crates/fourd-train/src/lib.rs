@@ -12,6 +12,7 @@ pub mod loss;
 pub mod optim;
 pub mod checkpoint;
 pub mod tensorboard;
+pub mod dist;
 pub mod dift;
 pub mod tiny;
 pub mod rewards;
@@ -21,4 +22,5 @@ pub mod grpo;
 
 pub use dift::{train_dift, DiftConfig, DiftSummary};
 pub use grpo::{train_grpo, GrpoConfig, GrpoSummary};
+pub use dist::ProcessGroup;
 pub use error::{Result, TrainError};

@@ -205,3 +205,75 @@ fn a_fresh_tiny_checkpoint_loads_round_trips_text_and_trains() {
     assert_eq!(s.steps, 2);
     assert!(s.last.unwrap().loss.is_finite());
 }
+
+/// Runs `cfg` as `world` ranks, one thread each, joined by a TCP group on a free local port.
+fn run_ranks(cfg: &DiftConfig, world: usize) -> Vec<fourd_train::DiftSummary> {
+    use fourd_train::dist::{Rendezvous, TcpGroup};
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let handles: Vec<_> = (0..world)
+        .map(|rank| {
+            let mut c = cfg.clone();
+            std::thread::spawn(move || {
+                let rv = Rendezvous { rank, world_size: world, local_rank: rank, master: format!("127.0.0.1:{port}"), timeout: std::time::Duration::from_secs(60) };
+                c.group = fourd_train::ProcessGroup::new(std::sync::Arc::new(TcpGroup::connect(&rv).unwrap()));
+                train_dift(&c).unwrap()
+            })
+        })
+        .collect();
+    handles.into_iter().map(|h| h.join().unwrap()).collect()
+}
+
+#[test]
+fn two_ranks_train_as_one_process_with_twice_the_accumulation() {
+    let dir = tmp("ddp");
+    // 5 records: steps of 2 records per step, the last step has one (rank 1's slice is empty).
+    let data = dataset(&dir, 5, &[]);
+    let mut single = config(data.clone(), dir.join("single"));
+    single.grad_accum = 2;
+    single.epochs = 1;
+    let s = train_dift(&single).unwrap();
+    assert_eq!(s.steps, 3);
+
+    let mut ddp = config(data, dir.join("ddp"));
+    ddp.grad_accum = 1;
+    ddp.epochs = 1;
+    let ranks = run_ranks(&ddp, 2);
+    assert!(ranks.iter().all(|r| r.steps == 3), "every rank took the same steps");
+    let d = max_diff(&weights(&dir.join("single")), &weights(&dir.join("ddp")));
+    println!("max abs weight difference, 2 ranks vs 1 process: {d:e}");
+    assert!(d <= 1e-5, "2 ranks x accumulation 1 differ from 1 rank x accumulation 2 by {d}");
+    let moved = max_diff(&weights(&dir.join("single")), &weights(&fixtures().join("latent/model")));
+    assert!(moved > 1e-4, "training moved the weights ({moved})");
+    // Pooled logs: the same loss on both ranks and as the single process (rank 0 writes them).
+    let (a, b) = (ranks[0].last.as_ref().unwrap(), ranks[1].last.as_ref().unwrap());
+    assert_eq!(a.loss.to_bits(), b.loss.to_bits());
+    assert!((a.loss - s.last.as_ref().unwrap().loss).abs() < 1e-5);
+    assert_eq!(std::fs::read_to_string(dir.join("ddp/train_log.jsonl")).unwrap().lines().count(), 3);
+}
+
+#[test]
+fn ranks_with_different_data_stop_with_an_error() {
+    let dir = tmp("ddp-mismatch");
+    let a = dataset(&dir, 3, &[]);
+    let other = dir.join("other");
+    std::fs::create_dir_all(&other).unwrap();
+    let b = dataset(&other, 4, &[]);
+    use fourd_train::dist::{Rendezvous, TcpGroup};
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let handles: Vec<_> = [a, b]
+        .into_iter()
+        .enumerate()
+        .map(|(rank, data)| {
+            let mut c = config(data, dir.join("out"));
+            std::thread::spawn(move || {
+                let rv = Rendezvous { rank, world_size: 2, local_rank: rank, master: format!("127.0.0.1:{port}"), timeout: std::time::Duration::from_secs(60) };
+                c.group = fourd_train::ProcessGroup::new(std::sync::Arc::new(TcpGroup::connect(&rv).unwrap()));
+                train_dift(&c).map(|_| ()).map_err(|e| e.to_string())
+            })
+        })
+        .collect();
+    for h in handles {
+        let err = h.join().unwrap().expect_err("mismatched ranks must not train");
+        assert!(err.contains("number of records differs between ranks"), "{err}");
+    }
+}
