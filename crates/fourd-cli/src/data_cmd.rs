@@ -96,6 +96,9 @@ pub struct PipelineArgs {
     /// chance.
     #[arg(long)]
     pub no_balance: bool,
+    /// Close each DIFT reasoning with an option check (`A. label: no; B. label: yes; ...`).
+    #[arg(long)]
+    pub option_check: bool,
     /// Draw progress bars.
     #[arg(long)]
     pub progress: bool,
@@ -291,6 +294,7 @@ pub fn config(a: &PipelineArgs) -> Result<PipelineConfig> {
         .collect::<Result<_>>()?;
     cfg.object_keyframes = a.object_keyframes;
     cfg.balance_answers = !a.no_balance;
+    cfg.option_check = a.option_check;
     cfg.progress = a.progress;
     cfg.motion = a.thresholds.apply();
     Ok(cfg)

@@ -46,6 +46,15 @@ pub struct DemoArgs {
     /// text needs more weight).
     #[arg(long, default_value_t = 1.0)]
     pub ce_weight: f64,
+    /// Weight of the answer's tokens in the cross-entropy (see `fourd train dift --answer-weight`).
+    #[arg(long, default_value_t = 1.0)]
+    pub answer_weight: f64,
+    /// Close each training reasoning with an option check (`A. label: no; B. label: yes; ...`).
+    #[arg(long)]
+    pub option_check: bool,
+    /// Records per optimiser step.
+    #[arg(long, default_value_t = 4)]
+    pub grad_accum: usize,
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
     /// Decoder layers of the tiny model.
@@ -117,6 +126,7 @@ pub fn run(a: DemoArgs) -> Result<()> {
         let mut pc = fourd_data::PipelineConfig::new(out.join("world").join(name), &data);
         pc.seed = a.seed;
         pc.kinds = vec![fourd_data::QuestionKind::Camera];
+        pc.option_check = a.option_check;
         pc.progress = true;
         let s = fourd_data::run_pipeline(&pc).with_context(|| format!("data pipeline on the {name} clips"))?;
         if !s.failures.is_empty() {
@@ -151,9 +161,10 @@ pub fn run(a: DemoArgs) -> Result<()> {
     cfg.optim.weight_decay = 0.0;
     cfg.warmup_ratio = 0.05;
     cfg.loss.ce = a.ce_weight;
+    cfg.loss.answer = a.answer_weight;
     cfg.logging_steps = 50;
     cfg.seed = a.seed;
-    cfg.grad_accum = 4;
+    cfg.grad_accum = a.grad_accum;
     cfg.train_vision = true;
     let summary = train_dift(&cfg)?;
 
@@ -386,6 +397,8 @@ struct Scores {
 /// The option label that the reasoning (text before `<answer>`) names last, when any.
 fn reasoning_label<'a>(raw: &str, options: &'a [String]) -> Option<&'a str> {
     let think = raw.split("<answer>").next().unwrap_or(raw);
+    // The option check names every option; the conclusion comes before it.
+    let think = think.split(fourd_data::cot::OPTION_CHECK_LEAD).next().unwrap_or(think);
     options
         .iter()
         .map(|o| o.get(3..).unwrap_or(""))

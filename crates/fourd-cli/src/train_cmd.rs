@@ -149,6 +149,9 @@ pub struct DiftArgs {
     pub ce_weight: f64,
     #[arg(long, default_value_t = 1.0)]
     pub sim_weight: f64,
+    /// Weight of the answer's tokens in the cross-entropy (a weighted mean; 1 = the reference).
+    #[arg(long, default_value_t = 1.0)]
+    pub answer_weight: f64,
     /// Latent steps per `<output_image>` (default: the checkpoint's latent_size).
     #[arg(long)]
     pub latent_size: Option<usize>,
@@ -371,6 +374,7 @@ pub fn dift_config(a: &DiftArgs) -> Result<DiftConfig> {
     c.max_grad_norm = a.max_grad_norm;
     c.loss.ce = a.ce_weight;
     c.loss.sim = a.sim_weight;
+    c.loss.answer = a.answer_weight;
     c.latent_size = a.latent_size;
     c.max_length = a.max_length;
     c.max_pixels = a.max_pixels;

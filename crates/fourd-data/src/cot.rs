@@ -38,6 +38,24 @@ pub fn assemble(think: &str, letter: char, label: &str) -> String {
     )
 }
 
+/// The full `text_output` with an option check closing the reasoning: every option in letter
+/// order, its label, and whether it is the conclusion (`A. Pan Left: no; B. Tilt Up: yes; ...`).
+/// The letter then follows the one "yes" rather than a search of the prompt for the concluded
+/// label (whose letter precedes it there), a reverse lookup that small models learn slowly.
+pub fn assemble_with_option_check(think: &str, options: &[String], correct: usize, letters: &[char]) -> String {
+    let checks: Vec<String> = options
+        .iter()
+        .zip(letters)
+        .enumerate()
+        .map(|(i, (o, l))| format!("{l}. {o}: {}", if i == correct { "yes" } else { "no" }))
+        .collect();
+    let check = format!("{OPTION_CHECK_LEAD} {}.", checks.join("; "));
+    assemble(&format!("{}\n{check}", think.trim()), letters[correct], &options[correct])
+}
+
+/// How the option check starts (readers of the reasoning cut it off there).
+pub const OPTION_CHECK_LEAD: &str = "Checking each option against this:";
+
 /// Why a `text_output` is malformed, or `Ok` with the `(letter, label)` of its answer.
 ///
 /// Checks: exactly one `<think>...</think>` followed by exactly one `<answer>...</answer>` and
@@ -135,6 +153,22 @@ pub fn validate_rewrite(
         return Err(format!("rewrite no longer concludes {answer_label:?}"));
     }
     Ok(body)
+}
+
+#[cfg(test)]
+mod option_check_tests {
+    use super::*;
+
+    #[test]
+    fn the_option_check_names_every_option_once_and_stays_valid() {
+        let opts: Vec<String> = ["Tilt Down", "Dolly Out", "Pan Left and Tilt Up", "Stay"].iter().map(|s| s.to_string()).collect();
+        let t = assemble_with_option_check("I picture it at 0s and 7s: <output_image> and <output_image>. It tilts.", &opts, 2, &['A', 'B', 'C', 'D']);
+        assert!(
+            t.contains("It tilts.\nChecking each option against this: A. Tilt Down: no; B. Dolly Out: no; C. Pan Left and Tilt Up: yes; D. Stay: no.\n</think>"),
+            "{t}"
+        );
+        assert_eq!(validate(&t, 2).unwrap(), ('C', "Pan Left and Tilt Up".to_string()));
+    }
 }
 
 #[cfg(test)]

@@ -18,7 +18,7 @@ use std::path::Path;
 use rand::seq::SliceRandom;
 use serde::{Deserialize, Serialize};
 
-use crate::cot::assemble;
+use crate::cot::{assemble, assemble_with_option_check};
 use crate::error::Result;
 use crate::questions::{balance, baselines, option_set, Balanced, Baselines, Candidate};
 
@@ -52,6 +52,11 @@ impl Question {
             self.letter(),
             &self.options[self.correct],
         )
+    }
+    /// `text_output` with the option check closing the reasoning (see
+    /// [`assemble_with_option_check`]).
+    pub fn text_output_checked(&self) -> String {
+        assemble_with_option_check(&self.candidate.think, &self.options, self.correct, &LETTERS)
     }
 }
 
@@ -164,6 +169,7 @@ pub fn write_outputs(
     questions: &[Question],
     out_root: &Path,
     stats: &mut ExportStats,
+    option_check: bool,
 ) -> Result<()> {
     let mut dift = String::new();
     let mut rl = String::new();
@@ -178,7 +184,7 @@ pub fn write_outputs(
             let rec = serde_json::json!({
                 "id": c.id,
                 "text_input": q.text_input(),
-                "text_output": q.text_output(),
+                "text_output": if option_check { q.text_output_checked() } else { q.text_output() },
                 "image_input": frames,
                 "image_output": c.image_output.iter().map(|p| path_str(out_root, p)).collect::<Vec<_>>(),
             });

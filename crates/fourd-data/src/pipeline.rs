@@ -81,6 +81,9 @@ pub struct PipelineConfig {
     /// Keep every answer label at most 1/4 of its kind (required for chance-level option-only
     /// baselines; turn off only to inspect the raw label distribution).
     pub balance_answers: bool,
+    /// Close each DIFT reasoning with an option check (`A. label: no; B. label: yes; ...`)
+    /// before the answer; off by default (the reference's reasoning ends at the conclusion).
+    pub option_check: bool,
     /// Draw indicatif progress bars (on stderr, only when it is a terminal).
     pub progress: bool,
     pub rewriter: Option<std::sync::Arc<dyn Rewriter>>,
@@ -120,6 +123,7 @@ impl PipelineConfig {
             object_keyframes: 4,
             kinds: QuestionKind::ALL.to_vec(),
             balance_answers: true,
+            option_check: false,
             progress: false,
             rewriter: None,
             judge: None,
@@ -529,7 +533,7 @@ pub fn run_export(cfg: &PipelineConfig) -> Result<ExportResult> {
         }
     }
     let (questions, mut stats) = build_questions(cands, cfg.seed, cfg.balance_answers);
-    write_outputs(&questions, &cfg.output, &mut stats)?;
+    write_outputs(&questions, &cfg.output, &mut stats, cfg.option_check)?;
     write_json(&cfg.output.join("export_stats.json"), &stats)?;
     if let Some(a) = &agreement {
         write_json(&cfg.output.join("agreement.json"), a)?;

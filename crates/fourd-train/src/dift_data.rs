@@ -96,6 +96,8 @@ pub struct DiftExample {
     pub labels: Vec<Option<u32>>,
     /// Length of the prompt (everything up to and including `<|im_start|>assistant\n`).
     pub prompt_len: usize,
+    /// First position after the reply's last `<answer>` tag (`input_ids.len()` without one).
+    pub answer_start: usize,
     pub video: VisualPatches,
     pub second_per_grid: f64,
     /// The helper images in tag order.
@@ -199,6 +201,29 @@ impl ExampleBuilder {
             .enumerate()
             .map(|(i, &t)| (i >= prompt_len && t != self.latent.pad).then_some(t))
             .collect();
+        // The answer span: the shortest reply prefix whose text holds the last `<answer>`
+        // (found by bisection over decoded prefixes, as tags may split into several tokens).
+        let answer_start = match r.text_output.matches("<answer>").count() {
+            0 => input_ids.len(),
+            n => {
+                let reply_ids = &input_ids[prompt_len..];
+                let holds = |k: usize| -> Result<bool> { Ok(p.tokenizer.decode(&reply_ids[..k], false)?.matches("<answer>").count() >= n) };
+                let (mut lo, mut hi) = (0, reply_ids.len());
+                if !holds(hi)? {
+                    input_ids.len()
+                } else {
+                    while lo < hi {
+                        let mid = (lo + hi) / 2;
+                        if holds(mid)? {
+                            hi = mid;
+                        } else {
+                            lo = mid + 1;
+                        }
+                    }
+                    prompt_len + lo
+                }
+            }
+        };
         let latent_images = helpers
             .iter()
             .map(|im| p.processor.image_processor.preprocess_image(im))
@@ -208,6 +233,7 @@ impl ExampleBuilder {
             input_ids,
             labels,
             prompt_len,
+            answer_start,
             video,
             second_per_grid,
             latent_images,

@@ -20,12 +20,17 @@ use crate::error::{Result, TrainError};
 pub struct LossWeights {
     pub ce: f64,
     pub sim: f64,
+    /// Weight of the answer's tokens (after `<answer>`) in the cross-entropy, which becomes a
+    /// weighted mean. 1 is the reference's plain mean; more puts the one decisive token (the
+    /// option letter) on a par with the long reasoning, which a model trained from scratch needs
+    /// to learn to look its conclusion up among the options.
+    pub answer: f64,
 }
 
 impl Default for LossWeights {
     /// The reference's `--ce_weight 0.1 --sim_weight 1.0`.
     fn default() -> Self {
-        LossWeights { ce: 0.1, sim: 1.0 }
+        LossWeights { ce: 0.1, sim: 1.0, answer: 1.0 }
     }
 }
 
@@ -118,7 +123,21 @@ pub fn dift_loss(
     let rows = Tensor::new(pred_rows.as_slice(), device)?;
     let picked = logits.index_select(&rows, 0)?;
     let target_t = Tensor::new(targets.as_slice(), device)?;
-    let ce = candle_nn::loss::cross_entropy(&picked, &target_t)?;
+    let mut ce = candle_nn::loss::cross_entropy(&picked, &target_t)?;
+    let plain_ce = ce.to_scalar::<f32>()?;
+    if weights.answer != 1.0 && ex.answer_start < ex.labels.len() {
+        let w: Vec<f32> = ex
+            .labels
+            .iter()
+            .enumerate()
+            .skip(1)
+            .filter(|(_, l)| l.is_some())
+            .map(|(i, _)| if i >= ex.answer_start { weights.answer as f32 } else { 1.0 })
+            .collect();
+        let w = Tensor::new(w.as_slice(), device)?;
+        let nll = candle_nn::ops::log_softmax(&picked, D::Minus1)?.gather(&target_t.unsqueeze(1)?, 1)?.squeeze(1)?.neg()?;
+        ce = ((nll * &w)?.sum_all()? / w.sum_all()?.to_scalar::<f32>()? as f64)?;
+    }
     let predicted = picked.argmax(D::Minus1)?.to_vec1::<u32>()?;
 
     // Cosine term over latent positions.
@@ -137,7 +156,7 @@ pub fn dift_loss(
     };
     let total = ((&ce * weights.ce)? + (&sim * weights.sim)?)?;
     Ok(DiftLoss {
-        ce: ce.to_scalar::<f32>()?,
+        ce: plain_ce,
         sim: sim.to_scalar::<f32>()?,
         cos: cos_mean,
         total,

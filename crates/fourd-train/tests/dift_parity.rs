@@ -93,3 +93,46 @@ fn gradient_checkpointing_gives_the_same_gradients() {
         assert!(diff / scale.max(1e-12) <= 1e-4, "{name}: relative error {:e}", diff / scale);
     }
 }
+
+#[test]
+fn answer_weight_is_a_weighted_mean_over_the_answer_span() {
+    let root = fixtures();
+    let (pipeline, _) = load_trainable(&root.join("latent/model"), None, 0, DType::F32, &Device::Cpu).unwrap();
+    let latent = pipeline.latent_tokens(None).unwrap().expect("latent tokens");
+    let pipeline = Arc::new(pipeline);
+    let builder = ExampleBuilder { pipeline: pipeline.clone(), latent, max_length: 4096, max_pixels: DIFT_MAX_PIXELS, fps: 1.0 };
+    let records = read_dift_jsonl(&root.join("dift/record.jsonl")).unwrap();
+    let ex = builder.build(&records[0]).unwrap();
+    // The span starts right after the reply's last `<answer>`.
+    let tok = &pipeline.tokenizer;
+    let before = tok.decode(&ex.input_ids[ex.prompt_len..ex.answer_start], false).unwrap();
+    let after = tok.decode(&ex.input_ids[ex.answer_start..], false).unwrap();
+    assert!(before.ends_with("<answer>"), "{before:?}");
+    assert!(!after.contains("<answer>") && after.contains("</answer>"), "{after:?}");
+
+    // Weighted CE = (n_rest * CE_rest + w * n_answer * CE_answer) / (n_rest + w * n_answer), each
+    // part computed by the plain (PyTorch-checked) CE on a copy whose other labels are masked.
+    let params = pipeline.rope_params();
+    let ce_of = |ex: &fourd_train::dift_data::DiftExample, answer: f64| {
+        let l = dift_loss(&pipeline.model, &params, &latent, "average", LossWeights { ce: 1.0, sim: 0.0, answer }, ex).unwrap();
+        (l.total.to_scalar::<f32>().unwrap() as f64, l.text_tokens as f64)
+    };
+    let masked = |keep_answer: bool| {
+        let mut e = ex.clone();
+        for (i, l) in e.labels.iter_mut().enumerate() {
+            if (i >= ex.answer_start) != keep_answer {
+                *l = None;
+            }
+        }
+        e
+    };
+    let (ce_answer, n_answer) = ce_of(&masked(true), 1.0);
+    let (ce_rest, n_rest) = ce_of(&masked(false), 1.0);
+    assert!(n_answer >= 3.0 && n_rest > 10.0);
+    let w = 20.0;
+    let (weighted, _) = ce_of(&ex, w);
+    let want = (n_rest * ce_rest + w * n_answer * ce_answer) / (n_rest + w * n_answer);
+    assert!((weighted - want).abs() <= 1e-5 * want, "weighted CE {weighted} vs {want}");
+    let (plain, _) = ce_of(&ex, 1.0);
+    assert!((plain - (n_rest * ce_rest + n_answer * ce_answer) / (n_rest + n_answer)).abs() <= 1e-5 * plain);
+}
