@@ -1,0 +1,78 @@
+//! `fourd train dift --nproc 2`: the launcher starts two rank processes that meet over TCP and
+//! train as one process with twice the accumulation; a failing rank stops the run with its number.
+
+mod common;
+
+use common::{fourd, tmp};
+use std::path::{Path, PathBuf};
+
+fn fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures")
+}
+
+/// Four copies of the DIFT fixture record (absolute media paths), alternating answers.
+fn dataset(dir: &Path) -> PathBuf {
+    let root = fixtures().join("dift");
+    let line = std::fs::read_to_string(root.join("record.jsonl")).unwrap();
+    let rec: serde_json::Value = serde_json::from_str(line.trim()).unwrap();
+    let abs = |v: &serde_json::Value| -> serde_json::Value {
+        v.as_array().unwrap().iter().map(|p| serde_json::Value::String(root.join(p.as_str().unwrap()).display().to_string())).collect()
+    };
+    let mut out = String::new();
+    for i in 0..4 {
+        let mut r = rec.clone();
+        r["id"] = format!("rec-{i}").into();
+        r["image_input"] = abs(&rec["image_input"]);
+        r["image_output"] = abs(&rec["image_output"]);
+        if i % 2 == 1 {
+            r["text_output"] = rec["text_output"].as_str().unwrap().replace("Pan Right", "Pan Left").into();
+        }
+        out += &(r.to_string() + "\n");
+    }
+    std::fs::create_dir_all(dir).unwrap();
+    let path = dir.join("data.jsonl");
+    std::fs::write(&path, out).unwrap();
+    path
+}
+
+fn train(data: &Path, out: &Path, extra: &[&str]) -> std::process::Output {
+    let model = fixtures().join("latent/model");
+    let mut args = vec![
+        "train", "dift", "--model", model.to_str().unwrap(), "--data", data.to_str().unwrap(), "--out", out.to_str().unwrap(),
+        "--lr", "1e-3", "--warmup-steps", "1", "--no-progress",
+    ];
+    args.extend_from_slice(extra);
+    fourd(&args)
+}
+
+fn weights(dir: &Path) -> std::collections::HashMap<String, candle_core::Tensor> {
+    candle_core::safetensors::load(dir.join("model.safetensors"), &candle_core::Device::Cpu).unwrap()
+}
+
+#[test]
+fn two_rank_processes_equal_one_process_with_twice_the_accumulation() {
+    let dir = tmp("ranks");
+    let data = dataset(&dir);
+    let single = train(&data, &dir.join("single"), &["--grad-accum", "2"]);
+    assert!(single.status.success(), "{}", String::from_utf8_lossy(&single.stderr));
+    let ranks = train(&data, &dir.join("ranks"), &["--grad-accum", "1", "--nproc", "2"]);
+    assert!(ranks.status.success(), "{}", String::from_utf8_lossy(&ranks.stderr));
+    // Only rank 0 printed the summary.
+    let stdout = String::from_utf8_lossy(&ranks.stdout);
+    assert_eq!(stdout.matches("checkpoint:").count(), 1, "{stdout}");
+    let (a, b) = (weights(&dir.join("single")), weights(&dir.join("ranks")));
+    let diff = a.iter().map(|(k, t)| (t - &b[k]).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap()).fold(0f32, f32::max);
+    assert!(diff <= 1e-5, "2 processes differ from 1 by {diff}");
+    let start = weights(&fixtures().join("latent/model"));
+    let moved = a.iter().filter_map(|(k, t)| start.get(k).map(|s| (t - s).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap())).fold(0f32, f32::max);
+    assert!(moved > 1e-4, "training changed the weights ({moved})");
+}
+
+#[test]
+fn a_failing_rank_stops_the_run_and_is_named() {
+    let dir = tmp("ranks-fail");
+    let out = train(&dir.join("missing.jsonl"), &dir.join("out"), &["--nproc", "2"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("of 2 failed"), "{err}");
+}
