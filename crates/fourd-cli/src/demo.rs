@@ -141,20 +141,34 @@ pub fn run(a: DemoArgs) -> Result<()> {
         bail!("the data pipeline produced no training questions in {}", train_dift_file.display());
     }
 
-    println!("[3/5] initialising a tiny Qwen2.5-VL from scratch ({} training questions)", corpus.len());
+    // A re-run with the same settings reuses the finished DIFT model (the demo resumes).
+    let model_dir = out.join("model");
     let init = out.join("model-init");
+    let dift_key = serde_json::json!({
+        "train_clips": a.train_clips, "frames": a.frames, "size": a.size, "epochs": a.epochs, "lr": a.lr,
+        "ce_weight": a.ce_weight, "answer_weight": a.answer_weight, "option_check": a.option_check,
+        "grad_accum": a.grad_accum, "seed": a.seed, "layers": a.layers, "hidden": a.hidden,
+    });
+    let done_path = model_dir.join("demo_dift.json");
+    let finished: Option<serde_json::Value> = std::fs::read_to_string(&done_path)
+        .ok()
+        .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+        .filter(|v| v["key"] == dift_key && model_dir.join("model.safetensors").exists() && init.join("model.safetensors").exists());
+
+    println!("[3/5] initialising a tiny Qwen2.5-VL from scratch ({} training questions)", corpus.len());
     let spec = TinySpec { seed: a.seed, layers: a.layers, hidden_size: a.hidden, intermediate_size: a.hidden * 8 / 3, ..Default::default() };
     let mut texts: Vec<String> = corpus.clone();
     texts.push(FOUR_D_THINKER_SUFFIX.to_string());
     texts.push("system\nYou are a helpful assistant.\nuser\nassistant\n".to_string());
-    init_tiny_checkpoint(&init, &texts, &spec)?;
+    if finished.is_none() {
+        init_tiny_checkpoint(&init, &texts, &spec)?;
+    }
     let eval_rows = read_rl(&heldout_rl)?;
     let eval_rows: Vec<RlRow> = eval_rows.into_iter().take(a.max_eval).collect();
     let before = accuracy(&init, &eval_rows, &heldout_rl, None)?;
     println!("      untrained model: {:.1}% on {} held-out questions", 100.0 * before.answer, eval_rows.len());
 
     println!("[4/5] DIFT: {} epochs over {} records", a.epochs, corpus.len());
-    let model_dir = out.join("model");
     let mut cfg = DiftConfig::new(init.clone(), train_dift_file.clone(), model_dir.clone());
     cfg.epochs = a.epochs;
     cfg.optim.lr = a.lr;
@@ -166,7 +180,21 @@ pub fn run(a: DemoArgs) -> Result<()> {
     cfg.seed = a.seed;
     cfg.grad_accum = a.grad_accum;
     cfg.train_vision = true;
-    let summary = train_dift(&cfg)?;
+    let (steps, seconds, final_loss) = match &finished {
+        Some(v) => {
+            println!("      reusing the DIFT model in {} (same settings)", model_dir.display());
+            (v["steps"].as_u64().unwrap_or(0), v["seconds"].as_f64().unwrap_or(0.0), v["final_loss"].as_f64().unwrap_or(f64::NAN))
+        }
+        None => {
+            // A fresh start: nothing of an earlier run (its logs append) stays in the folder.
+            let _ = std::fs::remove_dir_all(&model_dir);
+            let summary = train_dift(&cfg)?;
+            let final_loss = summary.last.as_ref().map_or(f64::NAN, |l| l.loss);
+            let done = serde_json::json!({"key": dift_key, "steps": summary.steps, "seconds": summary.seconds, "final_loss": final_loss});
+            std::fs::write(&done_path, serde_json::to_string_pretty(&done)?).with_context(|| format!("writing {}", done_path.display()))?;
+            (summary.steps, summary.seconds, final_loss)
+        }
+    };
 
     println!("[5/6] answering held-out questions with latent imagery");
     let after = accuracy(&model_dir, &eval_rows, &heldout_rl, Some(&out.join("heldout_predictions.jsonl")))?;
@@ -184,9 +212,9 @@ pub fn run(a: DemoArgs) -> Result<()> {
     let mut report = DemoReport {
         train_questions: corpus.len(),
         heldout_questions: eval_rows.len(),
-        train_steps: summary.steps,
-        train_seconds: summary.seconds,
-        final_loss: summary.last.as_ref().map_or(f64::NAN, |l| l.loss),
+        train_steps: steps,
+        train_seconds: seconds,
+        final_loss,
         heldout_accuracy_untrained: before.answer,
         heldout_accuracy_trained: after.answer,
         train_accuracy_trained: train_acc.answer,
@@ -199,6 +227,7 @@ pub fn run(a: DemoArgs) -> Result<()> {
     if a.grpo_prompts > 0 {
         println!("[6/6] GRPO: {} prompts x {} completions, imagery re-injected", a.grpo_prompts, a.grpo_generations);
         let grpo_dir = out.join("model-grpo");
+        let _ = std::fs::remove_dir_all(&grpo_dir);
         let subset = out.join("data").join("grpo_prompts.jsonl");
         let text = std::fs::read_to_string(&train_rl)?;
         std::fs::write(&subset, text.lines().take(a.grpo_prompts).map(|l| format!("{l}\n")).collect::<String>())?;

@@ -38,10 +38,12 @@ pub fn assemble(think: &str, letter: char, label: &str) -> String {
     )
 }
 
-/// The full `text_output` with an option check closing the reasoning: every option in letter
-/// order, its label, and whether it is the conclusion (`A. Pan Left: no; B. Tilt Up: yes; ...`).
-/// The letter then follows the one "yes" rather than a search of the prompt for the concluded
-/// label (whose letter precedes it there), a reverse lookup that small models learn slowly.
+/// The full `text_output` with an option check closing the reasoning: every option on its own
+/// line as the prompt writes it, then whether it is the conclusion (`A. Pan Left: no`,
+/// `B. Tilt Up: yes`, ...). Writing each line takes copying what follows its letter in the
+/// prompt (the same tokens, as both start a line), and the answer letter then follows the one
+/// "yes", instead of a search of the prompt for the concluded label, whose letter precedes it
+/// there: a reverse lookup that small models learn slowly.
 pub fn assemble_with_option_check(think: &str, options: &[String], correct: usize, letters: &[char]) -> String {
     let checks: Vec<String> = options
         .iter()
@@ -49,7 +51,7 @@ pub fn assemble_with_option_check(think: &str, options: &[String], correct: usiz
         .enumerate()
         .map(|(i, (o, l))| format!("{l}. {o}: {}", if i == correct { "yes" } else { "no" }))
         .collect();
-    let check = format!("{OPTION_CHECK_LEAD} {}.", checks.join("; "));
+    let check = format!("{OPTION_CHECK_LEAD}\n{}", checks.join("\n"));
     assemble(&format!("{}\n{check}", think.trim()), letters[correct], &options[correct])
 }
 
@@ -164,7 +166,7 @@ mod option_check_tests {
         let opts: Vec<String> = ["Tilt Down", "Dolly Out", "Pan Left and Tilt Up", "Stay"].iter().map(|s| s.to_string()).collect();
         let t = assemble_with_option_check("I picture it at 0s and 7s: <output_image> and <output_image>. It tilts.", &opts, 2, &['A', 'B', 'C', 'D']);
         assert!(
-            t.contains("It tilts.\nChecking each option against this: A. Tilt Down: no; B. Dolly Out: no; C. Pan Left and Tilt Up: yes; D. Stay: no.\n</think>"),
+            t.contains("It tilts.\nChecking each option against this:\nA. Tilt Down: no\nB. Dolly Out: no\nC. Pan Left and Tilt Up: yes\nD. Stay: no\n</think>"),
             "{t}"
         );
         assert_eq!(validate(&t, 2).unwrap(), ('C', "Pan Left and Tilt Up".to_string()));
