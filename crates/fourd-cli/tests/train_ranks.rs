@@ -62,6 +62,7 @@ fn two_rank_processes_equal_one_process_with_twice_the_accumulation() {
     assert_eq!(stdout.matches("checkpoint:").count(), 1, "{stdout}");
     let (a, b) = (weights(&dir.join("single")), weights(&dir.join("ranks")));
     let diff = a.iter().map(|(k, t)| (t - &b[k]).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap()).fold(0f32, f32::max);
+    println!("max abs weight difference, 2 rank processes vs 1 process: {diff:e}");
     assert!(diff <= 1e-5, "2 processes differ from 1 by {diff}");
     let start = weights(&fixtures().join("latent/model"));
     let moved = a.iter().filter_map(|(k, t)| start.get(k).map(|s| (t - s).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap())).fold(0f32, f32::max);
