@@ -8,7 +8,8 @@ the answer letter and of copying the option lines on 64 fresh documents every 10
 
     python3 lookup_toy.py LR FILLER STEPS HIDDEN LAYERS HEADS
     env: CHECK=1 (option check), B=8 (batch), MASK=1 (no loss on the prompt),
-         NOHINT=1 (no hint in the prompt), TIE=1 (tied embeddings), KV=2 (key/value heads)
+         NOHINT=1 (no hint in the prompt), TIE=1 (tied embeddings), KV=2 (key/value heads),
+         DECAY=1 (5% warmup then linear decay, as the demo)
 
 Measured (README, "The demo"): without the check, letter at chance after 1500 steps of 8; with
 CHECK=1, FILLER 200, batch 8: option lines copied by step 600 and the letter right by step 1200,
@@ -57,7 +58,10 @@ for step in range(steps+1):
         tgt[i,len(d)-1:]=-100
         if os.environ.get("MASK")=="1": tgt[i,:d.index(vocab["assistant"])]=-100
     loss=torch.nn.functional.cross_entropy(logits.reshape(-1,V),tgt.reshape(-1),ignore_index=-100)
-    opt.zero_grad(); loss.backward(); opt.step()
+    opt.zero_grad(); loss.backward()
+    if os.environ.get("DECAY")=="1":
+        for g in opt.param_groups: g["lr"]=float(sys.argv[1])*min((step+1)/(0.05*steps), 1.0)*max(0.0, 1-step/steps)
+    opt.step()
     if step%100==0:
         with torch.no_grad():
             acc=0; n=0
