@@ -292,30 +292,55 @@ impl Collective for TcpGroup {
     }
 
     fn all_reduce_f64(&self, data: &mut [f64]) -> Result<()> {
-        let mut bytes: Vec<u8> = data.iter().flat_map(|x| x.to_le_bytes()).collect();
-        self.reduce_bytes(&mut bytes, |acc, other| {
-            for (a, b) in acc.chunks_exact_mut(8).zip(other.chunks_exact(8)) {
-                let s = f64::from_le_bytes(a[..].try_into().unwrap_or([0; 8])) + f64::from_le_bytes(b.try_into().unwrap_or([0; 8]));
-                a.copy_from_slice(&s.to_le_bytes());
-            }
-        })?;
-        for (x, c) in data.iter_mut().zip(bytes.chunks_exact(8)) {
-            *x = f64::from_le_bytes(c.try_into().unwrap_or([0; 8]));
-        }
-        Ok(())
+        self.sum_floats(data)
     }
 
     fn all_reduce_tensor(&self, t: &Tensor) -> Result<Tensor> {
-        let host = t.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?;
-        let mut bytes: Vec<u8> = host.iter().flat_map(|x| x.to_le_bytes()).collect();
+        let mut host = t.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?;
+        self.sum_floats(&mut host)?;
+        Ok(Tensor::from_vec(host, t.shape(), t.device())?)
+    }
+}
+
+/// Floats as they travel: little-endian bytes.
+trait WireFloat: Copy + std::ops::Add<Output = Self> {
+    const SIZE: usize;
+    fn put(self, out: &mut [u8]);
+    fn get(bytes: &[u8]) -> Self;
+}
+
+macro_rules! wire_float {
+    ($t:ty, $n:expr) => {
+        impl WireFloat for $t {
+            const SIZE: usize = $n;
+            fn put(self, out: &mut [u8]) {
+                out.copy_from_slice(&self.to_le_bytes());
+            }
+            fn get(bytes: &[u8]) -> Self {
+                <$t>::from_le_bytes(bytes.try_into().unwrap_or([0; $n]))
+            }
+        }
+    };
+}
+wire_float!(f32, 4);
+wire_float!(f64, 8);
+
+impl TcpGroup {
+    /// Element-wise sum over ranks, in place, the same bits on every rank.
+    fn sum_floats<T: WireFloat>(&self, data: &mut [T]) -> Result<()> {
+        let mut bytes = vec![0u8; data.len() * T::SIZE];
+        for (x, c) in data.iter().zip(bytes.chunks_exact_mut(T::SIZE)) {
+            x.put(c);
+        }
         self.reduce_bytes(&mut bytes, |acc, other| {
-            for (a, b) in acc.chunks_exact_mut(4).zip(other.chunks_exact(4)) {
-                let s = f32::from_le_bytes(a[..].try_into().unwrap_or([0; 4])) + f32::from_le_bytes(b.try_into().unwrap_or([0; 4]));
-                a.copy_from_slice(&s.to_le_bytes());
+            for (a, b) in acc.chunks_exact_mut(T::SIZE).zip(other.chunks_exact(T::SIZE)) {
+                (T::get(a) + T::get(b)).put(a);
             }
         })?;
-        let summed: Vec<f32> = bytes.chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().unwrap_or([0; 4]))).collect();
-        Ok(Tensor::from_vec(summed, t.shape(), t.device())?)
+        for (x, c) in data.iter_mut().zip(bytes.chunks_exact(T::SIZE)) {
+            *x = T::get(c);
+        }
+        Ok(())
     }
 }
 
