@@ -11,7 +11,7 @@ the answer letter and of copying the option lines on 64 fresh documents every 10
          NOHINT=1 (no hint in the prompt), TIE=1 (tied embeddings), KV=2 (key/value heads),
          DECAY=1 (5% warmup then linear decay, as the demo)
 
-Measured (README, "The demo"): without the check, letter at chance after 1500 steps of 8; with
+Measured: without the check, letter at chance after 1500 steps of 8; with
 CHECK=1, FILLER 200, batch 8: option lines copied by step 600 and the letter right by step 1200,
 also with MASK=1 NOHINT=1 TIE=1 KV=2.
 """

@@ -223,6 +223,16 @@ pub fn generate(
             done: cfg.max_new_tokens == 0,
         })
         .collect();
+    // Ids that a text step never picks: an image or video placeholder has no pixels to go with
+    // it, and the latent pad and end tokens are written by the imagery engine only. Sampled
+    // (transformers does not stop it), such a token makes the sequence unreadable when it is
+    // fed back (GRPO's training pass, a follow-up turn). Log-probabilities stay those of the
+    // full distribution, as the training pass computes them.
+    let suppress: Vec<u32> = [model.config.image_token_id, model.config.video_token_id]
+        .into_iter()
+        .flatten()
+        .chain(cfg.latent.iter().flat_map(|l| [l.pad, l.end]))
+        .collect();
     // Rows still generating, in cache order.
     let mut active: Vec<usize> = (0..b).filter(|&r| !states[r].done).collect();
     if active.is_empty() {
@@ -241,7 +251,7 @@ pub fn generate(
         for (slot, &row) in active.iter().enumerate() {
             let st = &mut states[row];
             let h = hidden.get(slot)?.unsqueeze(0)?;
-            step_state(st, &logit_rows[slot], h, cfg, row, &mut on_token)?;
+            step_state(st, &logit_rows[slot], h, cfg, &suppress, row, &mut on_token)?;
             if st.out.token_ids.len() >= cfg.max_new_tokens && !st.done {
                 st.done = true;
                 st.out.finish_reason = FinishReason::Length;
@@ -299,6 +309,7 @@ fn step_state(
     logits: &[f32],
     hidden: Tensor,
     cfg: &GenerationConfig,
+    suppress: &[u32],
     row: usize,
     on_token: &mut impl FnMut(usize, u32, TokenKind),
 ) -> Result<()> {
@@ -321,7 +332,17 @@ fn step_state(
             }
         }
         _ => {
-            let id = choose(logits, &st.history, &cfg.sampling, &mut st.rng);
+            let id = if suppress.iter().any(|&t| (t as usize) < logits.len()) {
+                let mut allowed = logits.to_vec();
+                for &t in suppress {
+                    if let Some(l) = allowed.get_mut(t as usize) {
+                        *l = f32::NEG_INFINITY;
+                    }
+                }
+                choose(&allowed, &st.history, &cfg.sampling, &mut st.rng)
+            } else {
+                choose(logits, &st.history, &cfg.sampling, &mut st.rng)
+            };
             let lp = log_prob(logits, id);
             let kind = match cfg.latent {
                 Some(lt) if id == lt.start => TokenKind::LatentStart,

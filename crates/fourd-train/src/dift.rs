@@ -117,6 +117,11 @@ pub struct StepLog {
     pub lr: f64,
     pub grad_norm: f64,
     pub tokens_per_s: f64,
+    /// Teacher-forced accuracy of the next-token argmax over the labelled tokens of the step.
+    pub token_acc: f64,
+    /// The same over the answers' tokens (after the last `<answer>`): whether the model picks the
+    /// right option given the reasoning, long before its own reasoning is good enough to get there.
+    pub answer_acc: f64,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -261,8 +266,9 @@ pub fn train_dift(cfg: &DiftConfig) -> Result<DiftSummary> {
         let mut acc = None;
         let mut sample: Option<(String, String, String)> = None;
         for (position, mine) in steps {
-            // used, total, ce, sim, cos, tokens: summed over ranks below.
-            let mut sums = [0f64; 6];
+            // used, total, ce, sim, cos, tokens, token hits/count, answer hits/count: summed over
+            // ranks below.
+            let mut sums = [0f64; 10];
             for _ in 0..mine.len() {
                 let Some((_, item)) = prefetch.next() else {
                     return Err(TrainError::Config("the record loader stopped early (a worker thread failed)".into()));
@@ -284,7 +290,11 @@ pub fn train_dift(cfg: &DiftConfig) -> Result<DiftSummary> {
                             let grads = loss.total.backward()?;
                             accumulate(&mut acc, backward_grads(&grads, checkpoint_grads.as_ref(), &vars)?)?;
                             let tokens = ex.input_ids.len() as f64;
-                            for (s, v) in sums.iter_mut().zip([1.0, total as f64, loss.ce as f64, loss.sim as f64, loss.cos as f64, tokens]) {
+                            let (th, tn) = loss.token_hits;
+                            let (ah, an) = loss.answer_hits;
+                            let parts = [1.0, total as f64, loss.ce as f64, loss.sim as f64, loss.cos as f64, tokens];
+                            let hits = [th as f64, tn as f64, ah as f64, an as f64];
+                            for (s, v) in sums.iter_mut().zip(parts.into_iter().chain(hits)) {
                                 *s += v;
                             }
                             sample = Some((
@@ -326,6 +336,8 @@ pub fn train_dift(cfg: &DiftConfig) -> Result<DiftSummary> {
                 lr,
                 grad_norm: norm,
                 tokens_per_s: window_tokens as f64 / secs,
+                token_acc: sums[6] / sums[7].max(1.0),
+                answer_acc: sums[8] / sums[9].max(1.0),
             };
             window_tokens = 0;
             window_start = Instant::now();
@@ -344,14 +356,16 @@ pub fn train_dift(cfg: &DiftConfig) -> Result<DiftSummary> {
                     ("train/lr", log.lr),
                     ("train/grad_norm", log.grad_norm),
                     ("train/tokens_per_s", log.tokens_per_s),
+                    ("train/token_acc", log.token_acc),
+                    ("train/answer_acc", log.answer_acc),
                 ],
                 )?;
                 append_jsonl(&log_path, &log)?;
             }
             if main && cfg.logging_steps > 0 && state.global_step % cfg.logging_steps == 0 {
                 tracing::info!(
-                    "step {} loss {:.4} (ce {:.4}, sim {:.4}, cos {:.3}) lr {:.2e} grad norm {:.3}",
-                    log.step, log.loss, log.ce, log.sim, log.cos, log.lr, log.grad_norm
+                    "step {} loss {:.4} (ce {:.4}, sim {:.4}, cos {:.3}) lr {:.2e} grad norm {:.3} token acc {:.3} answer acc {:.3}",
+                    log.step, log.loss, log.ce, log.sim, log.cos, log.lr, log.grad_norm, log.token_acc, log.answer_acc
                 );
                 if let Some((q, t, p)) = &sample {
                     tracing::info!("sample question: {q}\n  target:     {t}\n  prediction: {p}");

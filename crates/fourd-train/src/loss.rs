@@ -43,6 +43,10 @@ pub struct DiftLoss {
     pub cos: f32,
     pub text_tokens: usize,
     pub latent_tokens: usize,
+    /// Teacher-forced argmax hits over the labelled tokens, and over the answer's tokens (those
+    /// after the reply's last `<answer>`): `(hits, count)`.
+    pub token_hits: (usize, usize),
+    pub answer_hits: (usize, usize),
     /// Argmax prediction at every labelled position, for the debug sample.
     pub predicted: Vec<u32>,
     pub targets: Vec<u32>,
@@ -139,6 +143,16 @@ pub fn dift_loss(
         ce = ((nll * &w)?.sum_all()? / w.sum_all()?.to_scalar::<f32>()? as f64)?;
     }
     let predicted = picked.argmax(D::Minus1)?.to_vec1::<u32>()?;
+    let mut token_hits = (0, targets.len());
+    let mut answer_hits = (0, 0);
+    for ((&row, &t), &p) in pred_rows.iter().zip(&targets).zip(&predicted) {
+        let hit = usize::from(p == t);
+        token_hits.0 += hit;
+        if row as usize + 1 >= ex.answer_start {
+            answer_hits.0 += hit;
+            answer_hits.1 += 1;
+        }
+    }
 
     // Cosine term over latent positions.
     let latent_pos: Vec<u32> =
@@ -162,6 +176,8 @@ pub fn dift_loss(
         total,
         text_tokens: targets.len(),
         latent_tokens: latent_pos.len(),
+        token_hits,
+        answer_hits,
         predicted,
         targets,
     })

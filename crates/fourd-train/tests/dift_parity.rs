@@ -13,6 +13,17 @@ fn fixtures() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures")
 }
 
+/// The fixture model (untouched weights) and its DIFT record built into an example.
+fn fixture_example() -> (Arc<fourd_model::Pipeline>, fourd_model::generation::LatentTokens, fourd_train::dift_data::DiftExample) {
+    let root = fixtures();
+    let (pipeline, _) = load_trainable(&root.join("latent/model"), None, 0, DType::F32, &Device::Cpu).unwrap();
+    let latent = pipeline.latent_tokens(None).unwrap().expect("latent tokens");
+    let pipeline = Arc::new(pipeline);
+    let builder = ExampleBuilder { pipeline: pipeline.clone(), latent, max_length: 4096, max_pixels: DIFT_MAX_PIXELS, fps: 1.0 };
+    let ex = builder.build(&read_dift_jsonl(&root.join("dift/record.jsonl")).unwrap()[0]).unwrap();
+    (pipeline, latent, ex)
+}
+
 #[test]
 fn loss_and_every_gradient_match_pytorch() {
     let root = fixtures();
@@ -96,13 +107,7 @@ fn gradient_checkpointing_gives_the_same_gradients() {
 
 #[test]
 fn answer_weight_is_a_weighted_mean_over_the_answer_span() {
-    let root = fixtures();
-    let (pipeline, _) = load_trainable(&root.join("latent/model"), None, 0, DType::F32, &Device::Cpu).unwrap();
-    let latent = pipeline.latent_tokens(None).unwrap().expect("latent tokens");
-    let pipeline = Arc::new(pipeline);
-    let builder = ExampleBuilder { pipeline: pipeline.clone(), latent, max_length: 4096, max_pixels: DIFT_MAX_PIXELS, fps: 1.0 };
-    let records = read_dift_jsonl(&root.join("dift/record.jsonl")).unwrap();
-    let ex = builder.build(&records[0]).unwrap();
+    let (pipeline, latent, ex) = fixture_example();
     // The span starts right after the reply's last `<answer>`.
     let tok = &pipeline.tokenizer;
     let before = tok.decode(&ex.input_ids[ex.prompt_len..ex.answer_start], false).unwrap();
@@ -135,4 +140,35 @@ fn answer_weight_is_a_weighted_mean_over_the_answer_span() {
     assert!((weighted - want).abs() <= 1e-5 * want, "weighted CE {weighted} vs {want}");
     let (plain, _) = ce_of(&ex, 1.0);
     assert!((plain - (n_rest * ce_rest + n_answer * ce_answer) / (n_rest + n_answer)).abs() <= 1e-5 * plain);
+}
+
+#[test]
+fn teacher_forced_accuracies_count_argmax_hits() {
+    let (pipeline, latent, ex) = fixture_example();
+    let params = pipeline.rope_params();
+    let run = |ex: &fourd_train::dift_data::DiftExample| dift_loss(&pipeline.model, &params, &latent, "average", LossWeights::default(), ex).unwrap();
+    let first = run(&ex);
+    let labelled: Vec<usize> = ex.labels.iter().enumerate().skip(1).filter(|(_, l)| l.is_some()).map(|(i, _)| i).collect();
+    let n_answer = labelled.iter().filter(|&&i| i >= ex.answer_start).count();
+    assert_eq!(first.token_hits.1, labelled.len());
+    assert_eq!(first.answer_hits.1, n_answer);
+    assert!(n_answer >= 3);
+    // Labels set to the model's own argmax over the answer span (the inputs, and so the logits,
+    // are unchanged): every answer token becomes a hit, the rest stay as they were.
+    let mut forced = ex.clone();
+    for (&i, &p) in labelled.iter().zip(&first.predicted) {
+        if i >= ex.answer_start {
+            forced.labels[i] = Some(p);
+        }
+    }
+    let second = run(&forced);
+    assert_eq!(second.answer_hits, (n_answer, n_answer));
+    assert_eq!(second.token_hits.0, first.token_hits.0 - first.answer_hits.0 + n_answer);
+    // A wrong label everywhere: no hits at all.
+    let mut wrong = ex.clone();
+    for (&i, &p) in labelled.iter().zip(&first.predicted) {
+        wrong.labels[i] = Some(if p == 0 { 1 } else { p - 1 });
+    }
+    let third = run(&wrong);
+    assert_eq!((third.token_hits.0, third.answer_hits.0), (0, 0));
 }

@@ -277,3 +277,39 @@ fn ranks_with_different_data_stop_with_an_error() {
         assert!(err.contains("number of records differs between ranks"), "{err}");
     }
 }
+
+#[test]
+fn sampling_never_picks_placeholders_or_latent_control_tokens_as_text() {
+    use fourd_model::generation::{generate, GenerationConfig, Sampling, TokenKind};
+    use fourd_model::inputs::PromptInput;
+    let dir = tmp("tiny-sampling");
+    let corpus: Vec<String> = (0..50).map(|i| format!("<think>Frame {i} <output_image>.</think><answer>B. Pan Left</answer>")).collect();
+    let ckpt = dir.join("tiny");
+    let spec = fourd_train::tiny::TinySpec { bpe_vocab: 200, ..Default::default() };
+    fourd_train::tiny::init_tiny_checkpoint(&ckpt, &corpus, &spec).unwrap();
+    let p = fourd_model::Pipeline::load(&ckpt, DType::F32, &Device::Cpu).unwrap();
+    let lt = p.latent_tokens(None).unwrap().expect("latent tokens");
+    let banned = [p.model.config.image_token_id.unwrap(), p.model.config.video_token_id.unwrap(), lt.pad, lt.end];
+    let vocab = p.model.config.text.vocab_size;
+    // Temperature 50 over a random model is close to uniform: 8 x 250 draws over this vocabulary
+    // would hit each banned id several times if they were allowed.
+    assert!(vocab < 400, "vocabulary {vocab}");
+    let prompt = PromptInput { text: "<|im_start|>user\nWhich way?<|im_end|>\n<|im_start|>assistant\n".into(), images: vec![], videos: vec![] };
+    let inputs = p.processor.prepare(&p.tokenizer, &vec![prompt; 8]).unwrap();
+    let sampling = Sampling { greedy: false, temperature: 50.0, seed: 7, ..Default::default() };
+    let gen = GenerationConfig { max_new_tokens: 250, sampling, stop_ids: vec![], latent: Some(lt) };
+    let outs = generate(&p.model, &inputs, &p.rope_params(), &gen, |_, _, _| {}).unwrap();
+    let mut text_tokens = 0;
+    let mut segments = 0;
+    for o in &outs {
+        segments += o.latent_segments.len();
+        for (&id, &kind) in o.token_ids.iter().zip(&o.kinds) {
+            if kind == TokenKind::Text || kind == TokenKind::LatentStart {
+                text_tokens += 1;
+                assert!(!banned.contains(&id), "sampled {id} as text");
+            }
+        }
+    }
+    // Near-uniform sampling did open imagery segments (their pad and end ids are the engine's).
+    assert!(segments > 0 && text_tokens > 1000, "{segments} segments, {text_tokens} text tokens");
+}
