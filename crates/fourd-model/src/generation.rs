@@ -332,17 +332,7 @@ fn step_state(
             }
         }
         _ => {
-            let id = if suppress.iter().any(|&t| (t as usize) < logits.len()) {
-                let mut allowed = logits.to_vec();
-                for &t in suppress {
-                    if let Some(l) = allowed.get_mut(t as usize) {
-                        *l = f32::NEG_INFINITY;
-                    }
-                }
-                choose(&allowed, &st.history, &cfg.sampling, &mut st.rng)
-            } else {
-                choose(logits, &st.history, &cfg.sampling, &mut st.rng)
-            };
+            let id = choose_excluding(logits, suppress, &st.history, &cfg.sampling, &mut st.rng);
             let lp = log_prob(logits, id);
             let kind = match cfg.latent {
                 Some(lt) if id == lt.start => TokenKind::LatentStart,
@@ -371,7 +361,17 @@ fn log_prob(logits: &[f32], id: u32) -> f32 {
 
 /// Picks the next token id from one row of logits.
 pub fn choose(logits: &[f32], history: &[u32], s: &Sampling, rng: &mut StdRng) -> u32 {
+    choose_excluding(logits, &[], history, s, rng)
+}
+
+/// [`choose`] with the ids in `exclude` never picked (masked in the one working copy).
+pub fn choose_excluding(logits: &[f32], exclude: &[u32], history: &[u32], s: &Sampling, rng: &mut StdRng) -> u32 {
     let mut l: Vec<f32> = logits.to_vec();
+    for &t in exclude {
+        if let Some(x) = l.get_mut(t as usize) {
+            *x = f32::NEG_INFINITY;
+        }
+    }
     if let Some(p) = s.repetition_penalty {
         let mut seen = std::collections::HashSet::new();
         for &t in history {
