@@ -5,17 +5,24 @@ transformers' Qwen2 on the replies' text (no imagery: latent_pad is a plain toke
 loss on the reply only, AdamW, batch 8, 5% warmup then linear decay (or constant), clipping 1.0.
 Every 100 steps it measures what decides the demo's answer: the answer letter the model writes
 *greedily* after the correct reasoning (from the check's first line on, so it must copy the option
-lines, give the verdicts and follow its own `yes`), on 50 held-out and 50 training records.
+lines, give the verdicts and follow its own `yes`), on 50 held-out and 50 training records, and
+teacher-forced on all held-out records: the answer letter after the whole correct reply, and the
+option labels of the check lines (the tokens copied from the prompt).
 
     python3 demo_check_toy.py DEMO_DIR [--format check|option] [--lr 5e-3] [--steps 1000]
         [--seed 0] [--layers 2] [--hidden 96] [--heads 4] [--kv-heads 2] [--video-tokens 0]
-        [--schedule linear|constant] [--drills 0] [--label-tokens]
+        [--schedule linear|constant] [--drills 0] [--label-tokens] [--batch 8]
 
 --format option: the reasoning ends "So the camera motion is Pan Left, option C." instead of the
 check (the letter must be found from the label: a reverse lookup). --video-tokens N: the prompt
 is the chat template with N `<|video_pad|>` tokens before the question, as the real model sees
 it. --drills N: N extra records per step that hold only the conclusion, check and answer.
 --label-tokens: each option label (" Tilt Up", ...) is one added token.
+
+Measured teacher-forced (held-out letter after 1000 steps; 51 held-out records of an earlier
+demo folder): 45% at lr 1e-3, 76% at 3e-3, 100% from step 900 at 5e-3 (check labels 79% right);
+without the option check (`fourd demo --no-option-check` data) at chance at 3e-3; batch 4 at
+5e-3: 55% after 1500 steps.
 
 Measured (greedy held-out letter at steps 600 / 1000; README, "The demo"): seed 0 0.48 / 0.72;
 seed 1 0.34 / 0.58 (0.46 at 1400 of 2000); lr 8e-3 0.32 / 0.48; 64 video tokens 0.22 / 0.36;
@@ -42,6 +49,7 @@ ap.add_argument("--video-tokens", type=int, default=0)
 ap.add_argument("--schedule", choices=["linear", "constant"], default="linear")
 ap.add_argument("--drills", type=int, default=0)
 ap.add_argument("--label-tokens", action="store_true")
+ap.add_argument("--batch", type=int, default=8)
 a = ap.parse_args()
 torch.manual_seed(a.seed); torch.set_num_threads(1)
 d = a.demo_dir
@@ -66,23 +74,34 @@ def prompt_text(question):
 
 
 def load(path, drills=None):
-    """(ids, prompt length, where greedy decoding starts, gold letter) per record."""
+    """(ids, prompt length, where greedy decoding starts, gold letter, answer letter position,
+    check label positions) per record."""
     out = []
     for line in open(path):
         r = json.loads(line)
         prompt = enc(prompt_text(r["text_input"]))
         t = r["text_output"].replace("<output_image>", LATENT)
         gold = re.search(r"<answer>\n(\w)\. ", t).group(1)
-        if a.format == "check":
+        if LEAD not in t:  # data written with --no-option-check
+            cut = t.rindex("<answer>") + len("<answer>\n")
+        elif a.format == "check":
             cut = t.index(LEAD) + len(LEAD)
         else:
             body = t[: t.index(LEAD)].rstrip()
             t = body[:-1] + ", option " + gold + ".\n</think>" + t[t.index("</think>") + len("</think>"):]
             cut = t.index(", option ") + len(", option")
-        out.append((prompt + enc(t), len(prompt), len(prompt) + len(enc(t[:cut])), gold))
+        letter_at = len(prompt) + len(enc(t[: t.rindex("<answer>") + len("<answer>\n")]))
+        labels = []  # token positions of the check lines' option labels
+        if LEAD in t:
+            at = t.index(LEAD) + len(LEAD)
+            for check in t[at : t.index("</think>")].strip().split("\n"):
+                start = t.index(check, at); colon = start + check.index(":"); at = start + len(check)
+                lo, hi = len(enc(t[: start + 2])), len(enc(t[:colon]))
+                labels += [len(prompt) + k for k in range(lo, hi)]
+        out.append((prompt + enc(t), len(prompt), len(prompt) + len(enc(t[:cut])), gold, letter_at, labels))
         if drills is not None:
             short = "<think>\n" + t[t.rindex("So the camera motion is"):]
-            drills.append((prompt + enc(short), len(prompt), 0, gold))
+            drills.append((prompt + enc(short), len(prompt), 0, gold, 0, []))
     return out
 
 
@@ -105,13 +124,13 @@ answer_re = re.compile(r"<answer>\s*(\w)\.")
 def greedy_letter(rows, n=50):
     hits = 0
     with torch.no_grad():
-        for ids, _, start, gold in rows[:n]:
+        for ids, _, start, gold, _, _ in rows[:n]:
             x = list(ids[:start])
             for _ in range(60 if a.format == "check" else 2):
                 x.append(int(m(torch.tensor([x])).logits[0, -1].argmax()))
             text = tok.decode(x[start:], skip_special_tokens=False)
             if a.format == "check":
-                found = answer_re.search(text)
+                found = answer_re.search(text) or re.match(r"\s*(\w)\.", text)
                 letter = found.group(1) if found else None
             else:
                 letter = text.strip()[:1]
@@ -119,13 +138,25 @@ def greedy_letter(rows, n=50):
     return round(hits / min(n, len(rows)), 3)
 
 
+def teacher_forced(rows):
+    """Accuracy of the answer letter and of the check lines' option labels, teacher-forced."""
+    letters = labels_ok = labels_n = 0
+    with torch.no_grad():
+        for ids, _, _, _, at, labels in rows:
+            logits = m(torch.tensor([ids[: at + 1]])).logits[0]
+            letters += int(logits[at - 1].argmax().item() == ids[at])
+            labels_ok += sum(int(logits[p - 1].argmax().item() == ids[p]) for p in labels)
+            labels_n += len(labels)
+    return round(letters / len(rows), 3), round(labels_ok / max(labels_n, 1), 3)
+
+
 t0 = time.time()
 for step in range(a.steps + 1):
-    batch = [rng.choice(train) for _ in range(8)] + [rng.choice(drill_rows) for _ in range(a.drills)]
+    batch = [rng.choice(train) for _ in range(a.batch)] + [rng.choice(drill_rows) for _ in range(a.drills)]
     L = max(len(b[0]) for b in batch)
     ids = torch.zeros((len(batch), L), dtype=torch.long)
     tgt = torch.full((len(batch), L), -100)
-    for i, (t, p, _, _) in enumerate(batch):
+    for i, (t, p, *_) in enumerate(batch):
         ids[i, : len(t)] = torch.tensor(t)
         tgt[i, p - 1 : len(t) - 1] = torch.tensor(t[p:])
     loss = torch.nn.functional.cross_entropy(m(ids).logits.reshape(-1, V), tgt.reshape(-1), ignore_index=-100)
@@ -136,4 +167,4 @@ for step in range(a.steps + 1):
     opt.step()
     if step % 100 == 0 and step > 0:
         print(step, round(loss.item(), 3), "greedy letter held-out", greedy_letter(held), "train", greedy_letter(train),
-              round(time.time() - t0), "s", flush=True)
+              "teacher-forced held-out letter, check labels", teacher_forced(held), round(time.time() - t0), "s", flush=True)
