@@ -32,8 +32,16 @@ fn main() -> Result<()> {
     let builder = ExampleBuilder { pipeline: pipeline.clone(), latent, max_length: 8192, max_pixels: 256 * 28 * 28, fps: 1.0 };
     let records = read_dift_jsonl(std::path::Path::new(&args[2]))?;
     let (mut label, mut verdict, mut letter) = ((0, 0), (0, 0), (0, 0));
+    let is_letter = |p: &String| p.trim().len() == 1 && p.trim().chars().all(|c| c.is_ascii_uppercase());
     for rec in records.iter().take(n) {
-        let ex = builder.build(rec).map_err(|s| anyhow!("record {}: {}", s.id, s.reason))?;
+        // A record training would skip is skipped here too, with its reason.
+        let ex = match builder.build(rec) {
+            Ok(ex) => ex,
+            Err(skip) => {
+                eprintln!("skipped record {}: {}", skip.id, skip.reason);
+                continue;
+            }
+        };
         let loss = dift_loss(&pipeline.model, &params, &latent, &compress, LossWeights::default(), &ex)?;
         let pieces: Vec<String> =
             loss.targets.iter().map(|t| pipeline.tokenizer.decode(&[*t], false)).collect::<std::result::Result<_, _>>()?;
@@ -55,15 +63,15 @@ fn main() -> Result<()> {
             if p == "." && line_start {
                 in_label = true;
             }
-            line_start = p.len() == 1 && p.chars().all(|c| c.is_ascii_uppercase());
+            line_start = is_letter(&pieces[i]);
             if p == "yes" || p == "no" {
                 verdict.0 += hit;
                 verdict.1 += 1;
             }
         }
-        // The answer letter: three targets after `<answer>` starts (`<`, `answer`, `>`, `\n`).
-        if let Some(a) = pieces[end..].iter().position(|p| p.contains("answer")).map(|a| a + end + 3) {
-            if a < pieces.len() {
+        // The answer letter: the first one-capital-letter target after `<answer>`.
+        if let Some(open) = pieces[end..].iter().position(|p| p.contains("answer")).map(|a| a + end) {
+            if let Some(a) = pieces[open..].iter().position(is_letter).map(|a| a + open) {
                 letter.0 += usize::from(loss.predicted[a] == loss.targets[a]);
                 letter.1 += 1;
             }
