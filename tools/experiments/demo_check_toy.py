@@ -1,6 +1,6 @@
 """How reliably does a model of the demo's size learn the option check, and what changes that?
 
-Reads a `fourd demo` folder (its DIFT JSONL and the tiny model's tokenizer and config) and trains
+Reads a `fourd demo --reply option-check` folder (its DIFT JSONL and the tiny model's tokenizer and config) and trains
 transformers' Qwen2 on the replies' text (no imagery: latent_pad is a plain token, no vision),
 loss on the reply only, AdamW, batch 8, 5% warmup then linear decay (or constant), clipping 1.0.
 Every 100 steps it measures what decides the demo's answer: the answer letter the model writes

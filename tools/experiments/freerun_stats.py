@@ -1,4 +1,4 @@
-"""How a `fourd demo` run's free-running answers handle the option check.
+"""How a `fourd demo --reply option-check` run's free-running answers handle the option check.
 
     python3 freerun_stats.py DEMO_DIR/heldout_predictions.jsonl [...]
 

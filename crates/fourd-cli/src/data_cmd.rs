@@ -96,9 +96,12 @@ pub struct PipelineArgs {
     /// chance.
     #[arg(long)]
     pub no_balance: bool,
-    /// Close each DIFT reasoning with an option check (`A. label: no; B. label: yes; ...`).
-    #[arg(long)]
-    pub option_check: bool,
+    /// How each DIFT reply closes: `letter` (`<answer>C. Pan Left</answer>`, the reference's),
+    /// `option-check` (the reasoning closes with `A. label: no` ... `C. label: yes`, then the
+    /// lettered answer) or `label` (`<answer>Pan Left</answer>`; evaluation and the accuracy
+    /// reward map it to its option).
+    #[arg(long, default_value = "letter")]
+    pub reply: String,
     /// Draw progress bars.
     #[arg(long)]
     pub progress: bool,
@@ -294,7 +297,7 @@ pub fn config(a: &PipelineArgs) -> Result<PipelineConfig> {
         .collect::<Result<_>>()?;
     cfg.object_keyframes = a.object_keyframes;
     cfg.balance_answers = !a.no_balance;
-    cfg.option_check = a.option_check;
+    cfg.reply = a.reply.parse::<fourd_data::ReplyForm>().map_err(|e| anyhow::anyhow!("--reply: {e}"))?;
     cfg.progress = a.progress;
     cfg.motion = a.thresholds.apply();
     Ok(cfg)

@@ -57,11 +57,12 @@ pub struct DemoArgs {
     /// Weight of the answer's tokens in the cross-entropy (see `fourd train dift --answer-weight`).
     #[arg(long, default_value_t = 1.0)]
     pub answer_weight: f64,
-    /// Leave out the option check that closes each training reasoning (one line per option,
-    /// `A. label: no` ... `C. label: yes`): without it the tiny model never learns which letter
-    /// its conclusion is.
-    #[arg(long)]
-    pub no_option_check: bool,
+    /// How each training reply closes (`fourd data --reply`): `label` answers with the concluded
+    /// motion (`<answer>Pan Left</answer>`), which evaluation maps to its option; `option-check`
+    /// and `letter` answer with the letter, which takes reading the option list, a lookup the
+    /// tiny model learns in some runs only (README, "The demo").
+    #[arg(long, default_value = "label")]
+    pub reply: String,
     /// Records per optimiser step.
     #[arg(long, default_value_t = 8)]
     pub grad_accum: usize,
@@ -106,12 +107,15 @@ struct DemoReport {
     grpo_steps: u64,
     grpo_seconds: f64,
     heldout_accuracy_grpo: Option<f64>,
+    /// GRPO's model against DIFT's on the held-out questions.
+    grpo_vs_dift: Option<Paired>,
     chance: f64,
     total_seconds: f64,
 }
 
 pub fn run(a: DemoArgs) -> Result<()> {
     let t0 = Instant::now();
+    let reply = a.reply.parse::<fourd_data::ReplyForm>().map_err(|e| anyhow::anyhow!("--reply: {e}"))?;
     let out = a.out.clone();
     std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
     let size = format!("{}x{}", a.size, a.size);
@@ -140,7 +144,7 @@ pub fn run(a: DemoArgs) -> Result<()> {
         let mut pc = fourd_data::PipelineConfig::new(out.join("world").join(name), &data);
         pc.seed = a.seed;
         pc.kinds = vec![fourd_data::QuestionKind::Camera];
-        pc.option_check = !a.no_option_check;
+        pc.reply = reply;
         pc.progress = true;
         let s = fourd_data::run_pipeline(&pc).with_context(|| format!("data pipeline on the {name} clips"))?;
         if !s.failures.is_empty() {
@@ -160,7 +164,7 @@ pub fn run(a: DemoArgs) -> Result<()> {
     let init = out.join("model-init");
     let dift_key = serde_json::json!({
         "train_clips": a.train_clips, "frames": a.frames, "size": a.size, "epochs": a.epochs, "lr": a.lr,
-        "ce_weight": a.ce_weight, "sim_weight": a.sim_weight, "frozen_vision": a.frozen_vision, "answer_weight": a.answer_weight, "option_check": !a.no_option_check,
+        "ce_weight": a.ce_weight, "sim_weight": a.sim_weight, "frozen_vision": a.frozen_vision, "answer_weight": a.answer_weight, "reply": a.reply,
         "grad_accum": a.grad_accum, "seed": a.seed, "layers": a.layers, "hidden": a.hidden,
     });
     let done_path = model_dir.join("demo_dift.json");
@@ -254,14 +258,22 @@ pub fn run(a: DemoArgs) -> Result<()> {
         g.seed = a.seed;
         g.logging_steps = 8;
         let gs = fourd_train::train_grpo(&g)?;
-        let rewards: Vec<(f64, f64)> = gs.logs.iter().enumerate().map(|(i, l)| (i as f64 + 1.0, l.reward)).collect();
-        let acc_curve: Vec<(f64, f64)> = gs.logs.iter().enumerate().map(|(i, l)| (i as f64 + 1.0, l.accuracy)).collect();
-        chart(&out.join("grpo_reward.png"), "GRPO reward per rollout batch", "reward", &[("reward", rewards), ("accuracy", acc_curve)]);
+        // One rollout batch is one prompt's group: its reward is mostly noise, the moving mean
+        // shows the trend.
+        let rewards: Vec<f64> = gs.logs.iter().map(|l| l.reward).collect();
+        let accuracies: Vec<f64> = gs.logs.iter().map(|l| l.accuracy).collect();
+        chart(
+            &out.join("grpo_reward.png"),
+            &format!("GRPO rollouts: mean of the last {CURVE_WINDOW} batches"),
+            "per completion",
+            &[("reward", moving_mean(&rewards, CURVE_WINDOW)), ("accuracy", moving_mean(&accuracies, CURVE_WINDOW))],
+        );
         let after_grpo = accuracy(&grpo_dir, &eval_rows, &heldout_rl, Some(&out.join("heldout_predictions_grpo.jsonl")))?;
         report.grpo_steps = gs.steps;
         report.grpo_seconds = gs.seconds;
         report.heldout_accuracy_grpo = Some(after_grpo.answer);
         report.heldout_reasoning_grpo = Some(after_grpo.reasoning);
+        report.grpo_vs_dift = Some(paired(&after.right, &after_grpo.right));
         final_model = grpo_dir;
     }
     report.total_seconds = t0.elapsed().as_secs_f64();
@@ -277,17 +289,26 @@ pub fn run(a: DemoArgs) -> Result<()> {
         "heldout_reasoning_label_trained": report.heldout_reasoning_trained,
         "heldout_reasoning_label_grpo": report.heldout_reasoning_grpo,
         "reasoning_label_chance": 1.0 / DEMO_MOTIONS.len() as f64,
-        "chance": report.chance, "total_seconds": report.total_seconds,
+        "chance": report.chance, "total_seconds": report.total_seconds, "reply": a.reply,
+        "heldout_standard_errors_above_chance": above_chance(report.heldout_accuracy_trained, report.chance, report.heldout_questions),
+        "grpo_vs_dift": report.grpo_vs_dift.as_ref().map(|p| serde_json::json!({"gained": p.gained, "lost": p.lost, "mcnemar_p": p.p_value})),
     });
     std::fs::write(out.join("demo_report.json"), serde_json::to_string_pretty(&json)? + "\n")?;
     println!();
     println!(
-        "held-out accuracy: {:.1}% after DIFT{} (untrained {:.1}%, chance 25.0%) on {} questions",
+        "held-out accuracy: {:.1}% after DIFT ({:.1} standard errors above chance){} (untrained {:.1}%, chance 25.0%) on {} questions",
         100.0 * after.answer,
+        above_chance(after.answer, report.chance, eval_rows.len()),
         report.heldout_accuracy_grpo.map_or(String::new(), |g| format!(", {:.1}% after GRPO", 100.0 * g)),
         100.0 * before.answer,
         eval_rows.len()
     );
+    if let Some(p) = &report.grpo_vs_dift {
+        println!(
+            "GRPO against DIFT on the same held-out questions: {} now right, {} now wrong (exact McNemar p = {:.4})",
+            p.gained, p.lost, p.p_value
+        );
+    }
     println!(
         "reasoning names the right camera motion: {:.1}% after DIFT{} (untrained {:.1}%, chance {:.1}% over {} motions)",
         100.0 * after.reasoning,
@@ -303,6 +324,12 @@ pub fn run(a: DemoArgs) -> Result<()> {
     let model_dir = final_model;
     println!("model: {}  report: {}", model_dir.display(), out.join("demo_report.json").display());
     Ok(())
+}
+
+/// How many binomial standard errors of a chance-level guesser over `n` questions `accuracy` lies
+/// above `chance`.
+fn above_chance(accuracy: f64, chance: f64, n: usize) -> f64 {
+    (accuracy - chance) / (chance * (1.0 - chance) / n.max(1) as f64).sqrt()
 }
 
 /// Camera motions of the demo world: one motion over the whole clip, strong enough to see at
@@ -383,6 +410,16 @@ fn read_curve(path: &Path, field: &str) -> Result<Vec<(f64, f64)>> {
 }
 
 /// A PNG curve; a missing font costs the picture, not the run.
+/// Rollout batches averaged in the GRPO curve.
+const CURVE_WINDOW: usize = 16;
+
+/// `(i + 1, mean of values[i + 1 - window ..= i])` from the first full window on (all values
+/// when there are fewer than `window`).
+fn moving_mean(values: &[f64], window: usize) -> Vec<(f64, f64)> {
+    let w = window.clamp(1, values.len().max(1));
+    (w..=values.len()).map(|end| (end as f64, values[end - w..end].iter().sum::<f64>() / w as f64)).collect()
+}
+
 fn chart(path: &Path, title: &str, y: &str, series: &[(&str, Vec<(f64, f64)>)]) {
     if let Err(e) = fourd_eval::report::line_chart(path, title, "step", y, series) {
         tracing::warn!("no chart {}: {e}", path.display());
@@ -433,10 +470,32 @@ fn read_rl(path: &Path) -> Result<Vec<RlRow>> {
 /// Greedy answers with latent imagery; the fraction whose extracted letter is correct. The
 /// prompt is the evaluator's (question, blank line, options, 4DThinker suffix; frames as a video).
 /// What a model got right: the answer letter, and the label its reasoning concluded with.
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone, Debug, Default)]
 struct Scores {
     answer: f64,
     reasoning: f64,
+    /// Per question, in order: whether the answer was right.
+    right: Vec<bool>,
+}
+
+/// A paired comparison of two models on the same questions: how many each got right that the
+/// other did not, and the exact two-sided McNemar p-value (binomial, p = 1/2, over the questions
+/// on which they disagree).
+#[derive(Debug, PartialEq)]
+struct Paired {
+    gained: usize,
+    lost: usize,
+    p_value: f64,
+}
+
+fn paired(before: &[bool], after: &[bool]) -> Paired {
+    let gained = before.iter().zip(after).filter(|(b, a)| !**b && **a).count();
+    let lost = before.iter().zip(after).filter(|(b, a)| **b && !**a).count();
+    let n = gained + lost;
+    // P(X <= min) for X ~ Binomial(n, 1/2), summed in log space so large n cannot overflow.
+    let ln_choose = |n: usize, k: usize| -> f64 { (1..=k).map(|i| ((n + 1 - i) as f64 / i as f64).ln()).sum() };
+    let tail: f64 = (0..=gained.min(lost)).map(|k| (ln_choose(n, k) - n as f64 * std::f64::consts::LN_2).exp()).sum();
+    Paired { gained, lost, p_value: if n == 0 { 1.0 } else { (2.0 * tail).min(1.0) } }
 }
 
 /// The option label that the reasoning (text before `<answer>`) names last, when any.
@@ -462,6 +521,7 @@ fn accuracy(model: &Path, rows: &[RlRow], source: &Path, record: Option<&Path>) 
     let gen = GenerationConfig { max_new_tokens: 320, sampling: Sampling::default(), stop_ids: pipe.stop_ids(), latent };
     let bar = indicatif::ProgressBar::new(rows.len() as u64);
     let mut correct = 0usize;
+    let mut right = Vec::with_capacity(rows.len());
     let mut reasoned = 0usize;
     let mut lines = String::new();
     for chunk in rows.chunks(8) {
@@ -480,8 +540,10 @@ fn accuracy(model: &Path, rows: &[RlRow], source: &Path, record: Option<&Path>) 
         let outs = generate(&pipe.model, &inputs, &pipe.rope_params(), &gen, |_, _, _| {})?;
         for (r, o) in chunk.iter().zip(outs) {
             let raw = raw_text(&pipe.tokenizer.decode(&o.token_ids, false)?);
-            let pred = extract_choice(&raw, 4);
-            correct += usize::from(!pred.is_empty() && pred == r.correct);
+            let pred = extract_choice(&raw, &r.options);
+            let is_right = !pred.is_empty() && pred == r.correct;
+            right.push(is_right);
+            correct += usize::from(is_right);
             let truth = r.options.iter().find(|o| o.starts_with(&r.correct)).and_then(|o| o.get(3..));
             let concluded = reasoning_label(&raw, &r.options);
             reasoned += usize::from(concluded.is_some() && concluded == truth);
@@ -496,5 +558,47 @@ fn accuracy(model: &Path, rows: &[RlRow], source: &Path, record: Option<&Path>) 
         std::fs::write(path, lines).with_context(|| format!("writing {}", path.display()))?;
     }
     let n = rows.len() as f64;
-    Ok(Scores { answer: correct as f64 / n, reasoning: reasoned as f64 / n })
+    Ok(Scores { answer: correct as f64 / n, reasoning: reasoned as f64 / n, right })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paired_comparison_counts_disagreements_and_gives_the_exact_p_value() {
+        let t = true;
+        let f = false;
+        // Four gained, none lost: p = 2 * (1/2)^4.
+        let p = paired(&[f, f, f, f, t], &[t, t, t, t, t]);
+        assert_eq!((p.gained, p.lost), (4, 0));
+        assert!((p.p_value - 0.125).abs() < 1e-12, "{p:?}");
+        // Three gained, one lost: p = 2 * (1 + 4) / 16.
+        let p = paired(&[f, f, f, t], &[t, t, t, f]);
+        assert!((p.p_value - 0.625).abs() < 1e-12, "{p:?}");
+        // No disagreement: nothing to test.
+        assert_eq!(paired(&[t, f], &[t, f]).p_value, 1.0);
+        // Symmetric, never above 1, and finite for many questions.
+        let before: Vec<bool> = (0..2000).map(|i| i % 3 == 0).collect();
+        let after: Vec<bool> = (0..2000).map(|i| i % 2 == 0).collect();
+        let (a, b) = (paired(&before, &after), paired(&after, &before));
+        assert_eq!((a.gained, a.lost), (b.lost, b.gained));
+        assert!((a.p_value - b.p_value).abs() < 1e-12 && a.p_value <= 1.0 && a.p_value.is_finite());
+    }
+
+    #[test]
+    fn moving_mean_starts_at_the_first_full_window() {
+        assert_eq!(moving_mean(&[1.0, 3.0, 5.0, 7.0], 2), vec![(2.0, 2.0), (3.0, 4.0), (4.0, 6.0)]);
+        // Fewer values than the window: one mean over all of them.
+        assert_eq!(moving_mean(&[1.0, 2.0], 16), vec![(2.0, 1.5)]);
+        assert!(moving_mean(&[], 16).is_empty());
+    }
+
+    #[test]
+    fn chance_margin_in_standard_errors() {
+        // 200 questions at chance 1/4: one standard error is sqrt(3/16/200).
+        let se = (0.1875f64 / 200.0).sqrt();
+        assert!((above_chance(0.25 + 2.0 * se, 0.25, 200) - 2.0).abs() < 1e-9);
+        assert_eq!(above_chance(0.25, 0.25, 200), 0.0);
+    }
 }

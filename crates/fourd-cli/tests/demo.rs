@@ -31,4 +31,21 @@ fn demo_runs_end_to_end_and_reports() {
     let preds = std::fs::read_to_string(out.join("heldout_predictions.jsonl")).unwrap();
     assert_eq!(preds.lines().count() as u64, report["heldout_questions"].as_u64().unwrap());
     assert!(out.join("dift_loss.png").exists());
+    // The default replies answer with the concluded label, one of the record's options.
+    assert_eq!(report["reply"], "label");
+    let first = std::fs::read_to_string(out.join("data/train/dift.jsonl")).unwrap();
+    let rec: serde_json::Value = serde_json::from_str(first.lines().next().unwrap()).unwrap();
+    let answer = rec["text_output"].as_str().unwrap().rsplit("<answer>\n").next().unwrap().trim_end_matches("\n</answer>").to_string();
+    let options: Vec<&str> = rec["text_input"].as_str().unwrap().lines().filter_map(|l| l.get(3..).filter(|_| l.get(1..3) == Some(". "))).collect();
+    assert_eq!(options.len(), 4, "{rec}");
+    assert!(options.contains(&answer.as_str()), "answer {answer:?} is none of {options:?}");
+}
+
+#[test]
+fn demo_rejects_an_unknown_reply_form() {
+    let out = tmp("demo-bad-reply");
+    let o = fourd(&["demo", "--out", out.to_str().unwrap(), "--reply", "letters"]);
+    assert!(!o.status.success());
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(stderr.contains("--reply") && stderr.contains("option-check"), "{stderr}");
 }

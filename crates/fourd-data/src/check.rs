@@ -241,7 +241,15 @@ pub fn check_file(file: &Path) -> Result<CheckReport> {
                     }
                 };
                 let (letter, label) = match validate(to, n_out) {
-                    Ok(x) => x,
+                    Ok((Some(letter), label)) => (letter, label),
+                    // A label answer: its letter is the option it names.
+                    Ok((None, label)) => match options.iter().position(|o| *o == label) {
+                        Some(i) => (LETTERS[i], label),
+                        None => {
+                            err(&mut r, ln, format!("text_output: answer {label:?} is none of the options {options:?}"));
+                            continue;
+                        }
+                    },
                     Err(e) => {
                         err(&mut r, ln, format!("text_output: {e}"));
                         continue;
@@ -357,6 +365,12 @@ mod tests {
         let r = check_file(&write(&dir, "good.jsonl", std::slice::from_ref(&good))).unwrap();
         assert!(r.ok(), "{}", r.render());
         assert_eq!(r.labels["direction"]["Moving Left"], 1);
+        // A label answer counts as the option it names.
+        let mut named = good.clone();
+        named["text_output"] = "<think>\nI picture it from <output_image> to <output_image>. It shifts left.\n</think>\n<answer>\nMoving Left\n</answer>".into();
+        let r = check_file(&write(&dir, "named.jsonl", &[named])).unwrap();
+        assert!(r.ok(), "{}", r.render());
+        assert_eq!(r.letters["B"], 1);
         let broken = |f: &dyn Fn(&mut serde_json::Value)| {
             let mut v = good.clone();
             f(&mut v);
@@ -368,6 +382,12 @@ mod tests {
                     v["text_output"] = "<think>a <output_image> b <output_image></think>\n<answer>B. Moving Right</answer>".into()
                 }),
                 "option B is",
+            ),
+            (
+                broken(&|v| {
+                    v["text_output"] = "<think>a <output_image> b <output_image></think>\n<answer>Moving Down</answer>".into()
+                }),
+                "none of the options",
             ),
             (
                 broken(&|v| {

@@ -3,7 +3,8 @@
 //! one sentence; and the checks every chain (ours, or an LLM's rewrite) must pass.
 //!
 //! Final form (the reference's, after `convert_format.py`):
-//! `<think>\n{reasoning}\n</think>\n<answer>\n{letter}. {label}\n</answer>`.
+//! `<think>\n{reasoning}\n</think>\n<answer>\n{letter}. {label}\n</answer>`; or, with label
+//! answers, `<answer>\n{label}\n</answer>` (evaluation maps the label to its option's letter).
 
 /// The imagery tag DIFT replaces with latent tokens.
 pub const TAG: &str = "<output_image>";
@@ -32,10 +33,18 @@ pub fn imagery_sentence(lead: &str, frames: &[usize]) -> String {
 
 /// The full `text_output`.
 pub fn assemble(think: &str, letter: char, label: &str) -> String {
-    format!(
-        "<think>\n{}\n</think>\n<answer>\n{letter}. {label}\n</answer>",
-        think.trim()
-    )
+    assemble_answer(think, &format!("{letter}. {label}"))
+}
+
+/// The full `text_output` answering with the option's label alone (no letter): a model that
+/// cannot yet read the option list (the demo's, trained from scratch) answers what it concluded,
+/// and evaluation and the accuracy reward map the label to its option.
+pub fn assemble_label(think: &str, label: &str) -> String {
+    assemble_answer(think, label)
+}
+
+fn assemble_answer(think: &str, answer: &str) -> String {
+    format!("<think>\n{}\n</think>\n<answer>\n{answer}\n</answer>", think.trim())
 }
 
 /// The full `text_output` with an option check closing the reasoning: every option on its own
@@ -58,13 +67,14 @@ pub fn assemble_with_option_check(think: &str, options: &[String], correct: usiz
 /// How the option check starts (readers of the reasoning cut it off there).
 pub const OPTION_CHECK_LEAD: &str = "Checking each option against this:";
 
-/// Why a `text_output` is malformed, or `Ok` with the `(letter, label)` of its answer.
+/// Why a `text_output` is malformed, or `Ok` with the `(letter, label)` of its answer (no letter
+/// for a label answer).
 ///
 /// Checks: exactly one `<think>...</think>` followed by exactly one `<answer>...</answer>` and
 /// nothing else around them; `expected_tags` `<output_image>` tags, all inside the think block
 /// and within one sentence (no sentence end `. `/`.\n`/`? `/`! ` between the first and the last);
-/// the answer is `X. label` with `X` in A-D.
-pub fn validate(text: &str, expected_tags: usize) -> Result<(char, String), String> {
+/// the answer is `X. label` with `X` in A-D, or a label alone.
+pub fn validate(text: &str, expected_tags: usize) -> Result<(Option<char>, String), String> {
     let t = text.trim();
     let rest = t
         .strip_prefix("<think>")
@@ -111,21 +121,26 @@ pub fn validate(text: &str, expected_tags: usize) -> Result<(char, String), Stri
         }
     }
     let inner = inner.trim();
-    let mut chars = inner.chars();
-    let letter = chars.next().ok_or("empty answer")?;
-    let label = chars
-        .as_str()
-        .strip_prefix(". ")
-        .ok_or("answer is not `X. label`")?
-        .trim()
-        .to_string();
-    if !('A'..='D').contains(&letter) {
-        return Err(format!("answer letter {letter:?} is not A-D"));
+    if inner.is_empty() {
+        return Err("empty answer".into());
     }
+    let mut chars = inner.chars();
+    let first = chars.next().ok_or("empty answer")?;
+    let rest = chars.as_str();
+    let lettered = first.is_ascii_uppercase() && (rest == "." || rest.starts_with(". "));
+    if !lettered {
+        // A label answer.
+        return Ok((None, inner.to_string()));
+    }
+    let label = &rest[1..];
+    if !('A'..='D').contains(&first) {
+        return Err(format!("answer letter {first:?} is not A-D"));
+    }
+    let label = label.trim();
     if label.is_empty() {
         return Err("answer has no label".into());
     }
-    Ok((letter, label))
+    Ok((Some(first), label.to_string()))
 }
 
 /// Checks an LLM rewrite of a think body against the original: same number of tags, one
@@ -169,7 +184,7 @@ mod option_check_tests {
             t.contains("It tilts.\nChecking each option against this:\nA. Tilt Down: no\nB. Dolly Out: no\nC. Pan Left and Tilt Up: yes\nD. Stay: no\n</think>"),
             "{t}"
         );
-        assert_eq!(validate(&t, 2).unwrap(), ('C', "Pan Left and Tilt Up".to_string()));
+        assert_eq!(validate(&t, 2).unwrap(), (Some('C'), "Pan Left and Tilt Up".to_string()));
     }
 }
 
@@ -186,7 +201,12 @@ mod tests {
             'C',
             "Moving Left",
         );
-        assert_eq!(validate(&ok, 3), Ok(('C', "Moving Left".into())));
+        assert_eq!(validate(&ok, 3), Ok((Some('C'), "Moving Left".into())));
+        let named = assemble_label(&format!("Setup. {s} So Moving Left."), "Moving Left");
+        assert!(named.ends_with("So Moving Left.\n</think>\n<answer>\nMoving Left\n</answer>"), "{named}");
+        assert_eq!(validate(&named, 3), Ok((None, "Moving Left".into())));
+        assert_eq!(validate(&assemble_label("x", " "), 0).unwrap_err(), "empty answer");
+        assert!(validate(&ok.replace("C. Moving Left", "C. "), 3).unwrap_err().contains("no label"));
         assert!(validate(&ok, 2).unwrap_err().contains("expected 2"));
         let split = assemble("A <output_image>. Then <output_image>.", 'A', "x");
         assert!(validate(&split, 2).unwrap_err().contains("one sentence"));

@@ -18,7 +18,7 @@ use std::path::Path;
 use rand::seq::SliceRandom;
 use serde::{Deserialize, Serialize};
 
-use crate::cot::{assemble, assemble_with_option_check};
+use crate::cot::{assemble, assemble_label, assemble_with_option_check};
 use crate::error::Result;
 use crate::questions::{balance, baselines, option_set, Balanced, Baselines, Candidate};
 
@@ -57,6 +57,44 @@ impl Question {
     /// [`assemble_with_option_check`]).
     pub fn text_output_checked(&self) -> String {
         assemble_with_option_check(&self.candidate.think, &self.options, self.correct, &LETTERS)
+    }
+    /// `text_output` answering with the label alone (see [`assemble_label`]).
+    pub fn text_output_label(&self) -> String {
+        assemble_label(&self.candidate.think, &self.options[self.correct])
+    }
+    /// `text_output` in the requested form.
+    pub fn text_output_as(&self, form: ReplyForm) -> String {
+        match form {
+            ReplyForm::Letter => self.text_output(),
+            ReplyForm::OptionCheck => self.text_output_checked(),
+            ReplyForm::Label => self.text_output_label(),
+        }
+    }
+}
+
+/// How a DIFT reply closes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ReplyForm {
+    /// `<answer>X. label</answer>` after the reasoning (the reference's form).
+    #[default]
+    Letter,
+    /// An option check (`A. label: no` ... `C. label: yes`) closes the reasoning, then the
+    /// lettered answer.
+    OptionCheck,
+    /// `<answer>label</answer>`: the concluded label alone, no letter.
+    Label,
+}
+
+impl std::str::FromStr for ReplyForm {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s {
+            "letter" => Ok(Self::Letter),
+            "option-check" => Ok(Self::OptionCheck),
+            "label" => Ok(Self::Label),
+            other => Err(format!("unknown reply form {other:?} (letter, option-check, label)")),
+        }
     }
 }
 
@@ -169,7 +207,7 @@ pub fn write_outputs(
     questions: &[Question],
     out_root: &Path,
     stats: &mut ExportStats,
-    option_check: bool,
+    form: ReplyForm,
 ) -> Result<()> {
     let mut dift = String::new();
     let mut rl = String::new();
@@ -184,7 +222,7 @@ pub fn write_outputs(
             let rec = serde_json::json!({
                 "id": c.id,
                 "text_input": q.text_input(),
-                "text_output": if option_check { q.text_output_checked() } else { q.text_output() },
+                "text_output": q.text_output_as(form),
                 "image_input": frames,
                 "image_output": c.image_output.iter().map(|p| path_str(out_root, p)).collect::<Vec<_>>(),
             });

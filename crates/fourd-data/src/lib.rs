@@ -37,7 +37,7 @@ pub mod truth;
 pub use camera::CameraRule;
 pub use check::{check_file, CheckReport};
 pub use error::{DataError, Result};
-pub use export::{DIFT_FILE, RL_FILE};
+pub use export::{ReplyForm, DIFT_FILE, RL_FILE};
 /// The HTTP clients the `api` adapters use, re-exported for callers that configure them.
 pub use fourd_api;
 pub use motion::MotionThresholds;

@@ -31,7 +31,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::camera::CameraRule;
 use crate::error::{DataError, Result};
-use crate::export::{build_questions, write_outputs, ExportStats, DIFT_FILE, RL_FILE};
+use crate::export::{build_questions, write_outputs, ExportStats, ReplyForm, DIFT_FILE, RL_FILE};
 use crate::fsio::{read_json, remove_stale_temps, write_json};
 use crate::ingest::{discover, ingest_clip, read_move_dist, ClipRef, IngestOptions, IngestRecord};
 use crate::label::{label_clip, LabelOptions, LabelRecord};
@@ -81,9 +81,9 @@ pub struct PipelineConfig {
     /// Keep every answer label at most 1/4 of its kind (required for chance-level option-only
     /// baselines; turn off only to inspect the raw label distribution).
     pub balance_answers: bool,
-    /// Close each DIFT reasoning with an option check (`A. label: no; B. label: yes; ...`)
-    /// before the answer; off by default (the reference's reasoning ends at the conclusion).
-    pub option_check: bool,
+    /// How each DIFT reply closes: the reference's lettered answer (default), an option check
+    /// (`A. label: no; B. label: yes; ...`) before it, or the label alone.
+    pub reply: ReplyForm,
     /// Draw indicatif progress bars (on stderr, only when it is a terminal).
     pub progress: bool,
     pub rewriter: Option<std::sync::Arc<dyn Rewriter>>,
@@ -123,7 +123,7 @@ impl PipelineConfig {
             object_keyframes: 4,
             kinds: QuestionKind::ALL.to_vec(),
             balance_answers: true,
-            option_check: false,
+            reply: ReplyForm::Letter,
             progress: false,
             rewriter: None,
             judge: None,
@@ -533,7 +533,7 @@ pub fn run_export(cfg: &PipelineConfig) -> Result<ExportResult> {
         }
     }
     let (questions, mut stats) = build_questions(cands, cfg.seed, cfg.balance_answers);
-    write_outputs(&questions, &cfg.output, &mut stats, cfg.option_check)?;
+    write_outputs(&questions, &cfg.output, &mut stats, cfg.reply)?;
     write_json(&cfg.output.join("export_stats.json"), &stats)?;
     if let Some(a) = &agreement {
         write_json(&cfg.output.join("agreement.json"), a)?;

@@ -5,7 +5,7 @@ mod common;
 
 use std::path::Path;
 
-use fourd_data::{check_file, run_pipeline, PipelineConfig};
+use fourd_data::{check_file, run_pipeline, PipelineConfig, ReplyForm};
 
 fn modified(p: &Path) -> std::time::SystemTime {
     std::fs::metadata(p).unwrap().modified().unwrap()
@@ -142,6 +142,26 @@ fn outputs_check_clean_and_reruns_are_identical() {
         "{}",
         r.render()
     );
+    // The other reply forms: same questions and letters, every record checks clean; label
+    // answers carry no letter, option checks name every option.
+    let letters = check_file(&s.dift_path).unwrap().letters;
+    for (form, marker) in [(ReplyForm::Label, None), (ReplyForm::OptionCheck, Some(": yes\n"))] {
+        let mut c = cfg.clone();
+        c.reply = form;
+        let s5 = run_pipeline(&c).unwrap();
+        let r = check_file(&s5.dift_path).unwrap();
+        assert!(r.ok(), "{form:?}: {}", r.render());
+        assert_eq!(r.letters, letters, "{form:?}");
+        for line in std::fs::read_to_string(&s5.dift_path).unwrap().lines() {
+            let v: serde_json::Value = serde_json::from_str(line).unwrap();
+            let out = v["text_output"].as_str().unwrap();
+            let answer = out.rsplit("<answer>\n").next().unwrap();
+            match marker {
+                None => assert!(!answer.get(1..3).is_some_and(|p| p == ". "), "{answer}"),
+                Some(m) => assert_eq!(out.matches(m).count(), 1, "{out}"),
+            }
+        }
+    }
 }
 
 #[test]

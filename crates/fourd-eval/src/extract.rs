@@ -1,6 +1,9 @@
 //! Answer extraction, as the reference does it (first `<answer>...</answer>` span, stock prefixes
-//! removed, first option letter; then the whole output as a fallback), with one fix: a letter
-//! inside a word never counts ("Dolly In" is not "D", "Camera" is not "C").
+//! removed, first option letter; then the whole output as a fallback), with two fixes: a letter
+//! inside a word never counts ("Dolly In" is not "D", "Camera" is not "C"), and an answer that
+//! names an option's text instead of its letter ("Dolly In") counts as that option, as
+//! VLMEvalKit's matching does (the reference reads the "D" of "Dolly" there, right or wrong by
+//! accident, and otherwise falls back to the first capital of the reasoning).
 
 const PREFIXES: &[&str] = &[
     "The best answer is",
@@ -52,11 +55,53 @@ pub fn letters_for(n_options: usize) -> Vec<char> {
     (0..n).map(|i| (b'A' + i as u8) as char).collect()
 }
 
-/// The predicted letter, or "" when none is found.
-pub fn extract_choice(raw: &str, n_options: usize) -> String {
-    let letters = letters_for(n_options);
+/// An option's text without its letter prefix (`A. `, `A) `, `(A) `, `A: `) when it has one.
+pub fn option_text(option: &str, letter: char) -> &str {
+    let o = option.trim();
+    let rest = o.strip_prefix('(').and_then(|r| r.strip_prefix(letter)).and_then(|r| r.strip_prefix(')'));
+    let rest = rest.or_else(|| o.strip_prefix(letter).and_then(|r| r.strip_prefix(['.', ')', ':'])));
+    rest.map_or(o, str::trim)
+}
+
+/// Lower case, words separated by single spaces, surrounding punctuation gone.
+fn normalise(s: &str) -> String {
+    let words: Vec<&str> = s.split_whitespace().collect();
+    words.join(" ").trim_matches(|c: char| !c.is_alphanumeric()).to_lowercase()
+}
+
+/// The letter of the option whose text `span` names: the span is that text (case, spacing and
+/// surrounding punctuation aside), or else it contains that text as whole words and no other
+/// option's. `None` when no option or several options match.
+pub fn option_named(span: &str, options: &[String], letters: &[char]) -> Option<char> {
+    let span = normalise(span);
+    let texts: Vec<(char, String)> = options.iter().zip(letters).map(|(o, &l)| (l, normalise(option_text(o, l)))).filter(|(_, t)| !t.is_empty()).collect();
+    if let Some((l, _)) = texts.iter().find(|(_, t)| *t == span) {
+        return Some(*l);
+    }
+    let contains_word = |hay: &str, needle: &str| {
+        hay.match_indices(needle).any(|(i, _)| {
+            let before = hay[..i].chars().next_back();
+            let after = hay[i + needle.len()..].chars().next();
+            !before.is_some_and(char::is_alphanumeric) && !after.is_some_and(char::is_alphanumeric)
+        })
+    };
+    let mut found = texts.iter().filter(|(_, t)| contains_word(&span, t));
+    match (found.next(), found.next()) {
+        (Some((l, _)), None) => Some(*l),
+        _ => None,
+    }
+}
+
+/// The predicted letter, or "" when none is found: a letter in the answer span, else the option
+/// the span names, else the first letter anywhere in the output (the reference's fallback).
+/// `options` are the question's options in letter order (with or without their `A. ` prefix;
+/// none: letters A-D, no text matching).
+pub fn extract_choice(raw: &str, options: &[String]) -> String {
+    let letters = letters_for(options.len());
     let found = match answer_span(raw) {
-        Some(span) => option_letter(span, &letters).or_else(|| option_letter(raw, &letters)),
+        Some(span) => option_letter(span, &letters)
+            .or_else(|| option_named(span, options, &letters))
+            .or_else(|| option_letter(raw, &letters)),
         None => option_letter(raw, &letters),
     };
     found.map(String::from).unwrap_or_default()
@@ -120,8 +165,43 @@ mod tests {
     fn table_of_outputs() {
         assert!(CASES.len() >= 40);
         for (raw, n, want) in CASES {
-            assert_eq!(extract_choice(raw, *n), *want, "output: {raw:?}");
+            // Options whose texts none of the outputs name: only letters decide.
+            let options: Vec<String> = letters_for(*n).iter().map(|l| format!("{l}. choice number {l}")).collect();
+            assert_eq!(extract_choice(raw, &options), *want, "output: {raw:?}");
         }
+    }
+
+    /// Answers that name an option's text, against the demo's camera options.
+    #[test]
+    fn answers_naming_an_option() {
+        let options: Vec<String> = ["A. Tilt Up", "B. Dolly In", "C. Pan Left", "D. Pan Right"].map(String::from).to_vec();
+        let cases: &[(&str, &str)] = &[
+            ("<think>It pans. A camera move shows as the background shifting.</think>\n<answer>\nPan Left\n</answer>", "C"),
+            ("<think>x</think><answer>dolly in.</answer>", "B"),
+            ("<think>x</think><answer>  Tilt   up </answer>", "A"),
+            ("<think>x</think><answer>The camera motion is Pan Right</answer>", "D"),
+            ("<think>x</think><answer>D. Pan Left</answer>", "D"),
+            // Two options named: no text match; the fallback finds the reasoning's first letter.
+            ("<think>A guess.</think><answer>Pan Left or Pan Right</answer>", "A"),
+            ("<think>x</think><answer>Pan Left or Pan Right</answer>", ""),
+            // A motion that is not an option, or part of a word.
+            ("<think>x</think><answer>Tilt Down</answer>", ""),
+            ("<think>x</think><answer>Pan Lefty</answer>", ""),
+        ];
+        for (raw, want) in cases {
+            assert_eq!(extract_choice(raw, &options), *want, "output: {raw:?}");
+        }
+        // Options without letter prefixes, and other prefix shapes.
+        let bare: Vec<String> = ["Left", "Right"].map(String::from).to_vec();
+        assert_eq!(extract_choice("<answer>right</answer>", &bare), "B");
+        assert_eq!(option_text("(C) Stay", 'C'), "Stay");
+        assert_eq!(option_text("B) Stay", 'B'), "Stay");
+        assert_eq!(option_text("A: Stay", 'A'), "Stay");
+        assert_eq!(option_text("Apple", 'A'), "Apple");
+        // The longer option wins only when it is the whole answer.
+        let nested: Vec<String> = ["A. Left", "B. Pan Left"].map(String::from).to_vec();
+        assert_eq!(extract_choice("<answer>Pan Left</answer>", &nested), "B");
+        assert_eq!(extract_choice("<answer>it is Pan Left</answer>", &nested), "");
     }
 
     #[test]

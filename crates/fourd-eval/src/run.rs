@@ -192,7 +192,7 @@ fn answer_batch(pipe: &Pipeline, cfg: &EvalConfig, batch: &[(Record, PathBuf, Fr
         .zip(raws)
         .map(|((r, path, _), raw)| {
             let (pred, raw) = match raw {
-                Ok(raw) => (extract_choice(&raw, r.options.len()), raw),
+                Ok(raw) => (extract_choice(&raw, &r.options), raw),
                 Err(e) => {
                     tracing::warn!("sample {}: inference failed: {e}", r.index);
                     (String::new(), format!("error: {e}"))

@@ -24,7 +24,7 @@ use crate::dift::{epoch_order, load_trainable_with, resolve_resume};
 use crate::error::{Result, TrainError};
 use crate::grpo_core::{completion_logprobs, grpo_term, Objective, Rollout};
 use crate::optim::{accumulate, backward_grads, clip_grad_norm, AdamW, AdamWConfig, LinearSchedule};
-use crate::rewards::{default_rewards, group_advantages, Reward};
+use crate::rewards::{default_rewards, group_advantages, AnswerKey, Reward};
 use crate::rl_data::{load_rl_frames, read_rl_jsonl, rl_prompt, RlRecord};
 use crate::tensorboard::EventWriter;
 
@@ -242,10 +242,11 @@ pub fn train_grpo(cfg: &GrpoConfig) -> Result<GrpoSummary> {
             let mut total_rewards = Vec::with_capacity(sampled.len());
             let mut per_reward = vec![Vec::with_capacity(sampled.len()); rewards.len()];
             for s in &sampled {
-                let correct = &records[s.record].correct;
+                let rec = &records[s.record];
+                let key = AnswerKey { correct: &rec.correct, options: &rec.options };
                 let mut r = 0.0;
                 for (k, rw) in rewards.iter().enumerate() {
-                    let v = rw.score(&s.text, correct);
+                    let v = rw.score(&s.text, key);
                     per_reward[k].push(v);
                     r += rw.weight() * v;
                 }

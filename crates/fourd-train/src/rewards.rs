@@ -1,22 +1,31 @@
 //! Outcome rewards of 4DRL. A [`Reward`] scores one completion's text (latent tokens kept, cut
-//! at the first end of turn) against the record's correct letter.
+//! at the first end of turn) against the record's answer key.
 
-use fourd_eval::extract::{answer_span, letters_for, option_letter};
+use fourd_eval::extract::{answer_span, letters_for, option_letter, option_named};
+
+/// What a completion is graded against.
+#[derive(Debug, Clone, Copy)]
+pub struct AnswerKey<'a> {
+    /// The correct letter.
+    pub correct: &'a str,
+    /// The question's options in letter order (`A. text` or bare text).
+    pub options: &'a [String],
+}
 
 pub trait Reward: Send + Sync {
     /// Name used in logs (`rewards/<name>`).
     fn name(&self) -> &str;
     fn weight(&self) -> f64;
-    fn score(&self, completion: &str, correct: &str) -> f64;
+    fn score(&self, completion: &str, key: AnswerKey<'_>) -> f64;
 }
 
-/// 1 when the option letter in the first `<answer>...</answer>` block equals the correct one.
-/// Unlike the reference, a completion without an answer block scores 0 (the reference grades the
-/// first capital A-F anywhere, so "Camera ..." in the reasoning counted as C), and a letter
-/// inside a word never counts.
+/// 1 when the option in the first `<answer>...</answer>` block is the correct one: its letter,
+/// or, when it has no letter, the option whose text it names (as evaluation reads it). Unlike the
+/// reference, a completion without an answer block scores 0 (the reference grades the first
+/// capital A-F anywhere, so "Camera ..." in the reasoning counted as C), and a letter inside a
+/// word never counts.
 pub struct AccuracyReward {
     pub weight: f64,
-    pub n_options: usize,
 }
 
 impl Reward for AccuracyReward {
@@ -26,9 +35,10 @@ impl Reward for AccuracyReward {
     fn weight(&self) -> f64 {
         self.weight
     }
-    fn score(&self, completion: &str, correct: &str) -> f64 {
-        let gt = correct.trim().chars().next().map(|c| c.to_ascii_uppercase());
-        let pred = answer_span(completion).and_then(|s| option_letter(s, &letters_for(self.n_options)));
+    fn score(&self, completion: &str, key: AnswerKey<'_>) -> f64 {
+        let gt = key.correct.trim().chars().next().map(|c| c.to_ascii_uppercase());
+        let letters = letters_for(key.options.len());
+        let pred = answer_span(completion).and_then(|s| option_letter(s, &letters).or_else(|| option_named(s, key.options, &letters)));
         f64::from(u8::from(gt.is_some() && pred == gt))
     }
 }
@@ -46,7 +56,7 @@ impl Reward for FormatReward {
     fn weight(&self) -> f64 {
         self.weight
     }
-    fn score(&self, completion: &str, _correct: &str) -> f64 {
+    fn score(&self, completion: &str, _key: AnswerKey<'_>) -> f64 {
         f64::from(u8::from(has_think_then_answer(completion)))
     }
 }
@@ -76,7 +86,7 @@ impl std::fmt::Debug for dyn Reward {
 
 /// The reference's rewards: accuracy (1.0) and format (0.2).
 pub fn default_rewards() -> Vec<std::sync::Arc<dyn Reward>> {
-    vec![std::sync::Arc::new(AccuracyReward { weight: 1.0, n_options: 4 }), std::sync::Arc::new(FormatReward { weight: 0.2 })]
+    vec![std::sync::Arc::new(AccuracyReward { weight: 1.0 }), std::sync::Arc::new(FormatReward { weight: 0.2 })]
 }
 
 /// Group-normalised advantages `(r - mean) / (std + 1e-4)` over consecutive groups of `g`
@@ -105,35 +115,59 @@ mod tests {
 
     const LATENT: &str = "<|latent_start|><|latent_pad|><|latent_pad|><|latent_pad|><|latent_pad|><|latent_end|>";
 
+    fn options() -> Vec<String> {
+        ["A. Pan Left", "B. Pan Right", "C. Tilt Up", "D. Stay"].map(String::from).to_vec()
+    }
+
     #[test]
     fn accuracy_reads_the_first_answer_block_only() {
-        let acc = AccuracyReward { weight: 1.0, n_options: 4 };
+        let acc = AccuracyReward { weight: 1.0 };
+        let options = options();
+        let key = |correct| AnswerKey { correct, options: &options };
         let good = format!("<think>The camera {LATENT} pans.</think><answer>B. Pan Right</answer>");
-        assert_eq!(acc.score(&good, "B"), 1.0);
-        assert_eq!(acc.score(&good, "b"), 1.0);
-        assert_eq!(acc.score(&good, "C"), 0.0);
+        assert_eq!(acc.score(&good, key("B")), 1.0);
+        assert_eq!(acc.score(&good, key("b")), 1.0);
+        assert_eq!(acc.score(&good, key("C")), 0.0);
         // Letters in the reasoning never count when there is no answer block.
-        assert_eq!(acc.score("<think>Camera moves. C is wrong, B is right</think>", "B"), 0.0);
+        assert_eq!(acc.score("<think>Camera moves. C is wrong, B is right</think>", key("B")), 0.0);
         // Only the first block counts.
-        assert_eq!(acc.score("<answer>A</answer><answer>B</answer>", "B"), 0.0);
+        assert_eq!(acc.score("<answer>A</answer><answer>B</answer>", key("B")), 0.0);
         // A letter inside a word is not an answer ("Dolly In" is not D).
-        assert_eq!(acc.score("<answer>Dolly In</answer>", "D"), 0.0);
-        assert_eq!(acc.score("<answer>The answer is (D)</answer>", "D"), 1.0);
+        assert_eq!(acc.score("<answer>Dolly In</answer>", key("D")), 0.0);
+        assert_eq!(acc.score("<answer>The answer is (D)</answer>", key("D")), 1.0);
         // Empty ground truth never matches.
-        assert_eq!(acc.score("<answer>A</answer>", ""), 0.0);
+        assert_eq!(acc.score("<answer>A</answer>", key("")), 0.0);
+    }
+
+    #[test]
+    fn accuracy_reads_an_answer_that_names_the_option() {
+        let acc = AccuracyReward { weight: 1.0 };
+        let options = options();
+        let key = |correct| AnswerKey { correct, options: &options };
+        // The demo's label answers: the reasoning's capitals ("A camera move ...") never count.
+        let named = format!("<think>A camera move shows as the background shifting {LATENT}. So the camera motion is Pan Right.\n</think>\n<answer>\nPan Right\n</answer>");
+        assert_eq!(acc.score(&named, key("B")), 1.0);
+        assert_eq!(acc.score(&named, key("A")), 0.0);
+        // A letter in the span wins over the text it names, as evaluation reads it.
+        assert_eq!(acc.score("<answer>A. Pan Right</answer>", key("B")), 0.0);
+        // Not an option, or two options: no answer.
+        assert_eq!(acc.score("<answer>Dolly In</answer>", key("B")), 0.0);
+        assert_eq!(acc.score("<answer>Pan Left or Pan Right</answer>", key("B")), 0.0);
     }
 
     #[test]
     fn format_needs_think_then_answer() {
         let f = FormatReward { weight: 0.2 };
-        assert_eq!(f.score(&format!("<think>a {LATENT} b</think>\n <answer>C</answer>"), ""), 1.0);
-        assert_eq!(f.score("<think>a</think>text<answer>C</answer>", ""), 0.0);
-        assert_eq!(f.score("<answer>C</answer><think>a</think>", ""), 0.0);
-        assert_eq!(f.score("<think>a</think><answer>C", ""), 0.0);
+        let options = options();
+        let key = AnswerKey { correct: "", options: &options };
+        assert_eq!(f.score(&format!("<think>a {LATENT} b</think>\n <answer>C</answer>"), key), 1.0);
+        assert_eq!(f.score("<think>a</think>text<answer>C</answer>", key), 0.0);
+        assert_eq!(f.score("<answer>C</answer><think>a</think>", key), 0.0);
+        assert_eq!(f.score("<think>a</think><answer>C", key), 0.0);
         // Backtracking: the second </think> is followed by the answer.
-        assert_eq!(f.score("<think>x</think> y </think><answer>A</answer>", ""), 1.0);
+        assert_eq!(f.score("<think>x</think> y </think><answer>A</answer>", key), 1.0);
         // The RL prompt's stray `</think>` opener does not satisfy the format.
-        assert_eq!(f.score("</think> x </think><answer>A</answer>", ""), 0.0);
+        assert_eq!(f.score("</think> x </think><answer>A</answer>", key), 0.0);
     }
 
     #[test]

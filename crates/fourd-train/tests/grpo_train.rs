@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use fourd_train::rewards::Reward;
+use fourd_train::rewards::{AnswerKey, Reward};
 use fourd_train::{train_grpo, GrpoConfig};
 
 fn fixtures() -> PathBuf {
@@ -29,7 +29,7 @@ impl Reward for OddLength {
     fn weight(&self) -> f64 {
         1.0
     }
-    fn score(&self, completion: &str, _: &str) -> f64 {
+    fn score(&self, completion: &str, _: AnswerKey<'_>) -> f64 {
         (completion.len() % 2) as f64
     }
 }
@@ -44,7 +44,7 @@ impl Reward for Constant {
     fn weight(&self) -> f64 {
         1.0
     }
-    fn score(&self, _: &str, _: &str) -> f64 {
+    fn score(&self, _: &str, _: AnswerKey<'_>) -> f64 {
         1.0
     }
 }
