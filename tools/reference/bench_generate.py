@@ -20,7 +20,7 @@ import transformers
 from transformers import DynamicCache
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_model import build_random_model, save_model  # noqa: E402
+from bench_model import SIZES, add_device_args, build_random_model, save_model, sync  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 LATENT = ROOT / "tests/fixtures/latent/model"
@@ -68,11 +68,12 @@ def latent_loop(model, enc, max_new_tokens, L, start_id, pad_id, end_id):
         generated.append(toks)
         if k == max_new_tokens - 1:
             break
-        mask = torch.cat([mask, torch.ones(B, 1, dtype=mask.dtype)], 1)
+        mask = torch.cat([mask, torch.ones(B, 1, dtype=mask.dtype, device=mask.device)], 1)
         p = (next_position + k).view(1, B, 1).expand(3, B, 1)
         out = model(inputs_embeds=torch.stack(xs)[:, None], attention_mask=mask, position_ids=p, cache=cache,
                     use_cache=True, output_hidden_states=True)
         logits, hidden = out.logits[:, -1], out.hidden_states[-1][:, -1]
+    sync(str(mask.device))
     return torch.tensor(generated).T
 
 
@@ -83,11 +84,12 @@ def main():
     ap.add_argument("--batches", default="1,8")
     ap.add_argument("--tokens", type=int, default=48)
     ap.add_argument("--latent-size", type=int, default=4)
-    ap.add_argument("--size", default="small", choices=["small", "tiny"])
+    ap.add_argument("--size", default="small", choices=SIZES)
+    add_device_args(ap)
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     out = Path(a.out)
-    tok, model = build_random_model(out, LATENT, a.size)
+    tok, model = build_random_model(out, LATENT, a.size, a.device, a.dtype)
     ids = {t: tok.convert_tokens_to_ids(t) for t in ["<|latent_pad|>", "<|latent_start|>", "<|latent_end|>"]}
     with torch.no_grad():
         # Make imagery frequent, but not constant: scale <|latent_start|>'s output row.
@@ -101,7 +103,7 @@ def main():
     results = {}
     for bs in [int(x) for x in a.batches.split(",")]:
         tok.padding_side = "left"
-        enc = tok(prompts(tok, bs), return_tensors="pt", padding=True)
+        enc = tok(prompts(tok, bs), return_tensors="pt", padding=True).to(a.device)
         latent_loop(model, enc, 4, a.latent_size, ids["<|latent_start|>"], ids["<|latent_pad|>"], ids["<|latent_end|>"])
         s = time.perf_counter()
         g = latent_loop(model, enc, a.tokens, a.latent_size, ids["<|latent_start|>"], ids["<|latent_pad|>"], ids["<|latent_end|>"])
@@ -109,7 +111,7 @@ def main():
         results[str(bs)] = {"seconds": dt, "tokens_per_s": bs * a.tokens / dt, "generated": g.tolist(),
                             "latent_steps": int((g == ids["<|latent_pad|>"]).sum())}
     print(json.dumps({"stack": f"transformers {transformers.__version__} / torch {torch.__version__}",
-                      "threads": a.threads, "tokens": a.tokens, "latent_size": a.latent_size,
+                      "threads": a.threads, "device": a.device, "dtype": a.dtype, "tokens": a.tokens, "latent_size": a.latent_size,
                       "model_dir": str(out), "batches": results}))
 
 

@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """PyTorch side of `fourd bench model`: builds a small random Qwen2.5-VL (same tokenizer, chat
 template and preprocessor as the fixture model), saves it to --out, and times prefill (one image
-plus text) and greedy per-token decode with transformers on CPU. Prints one JSON line.
+plus text) and greedy per-token decode with transformers on --device (cpu or cuda) in --dtype. Prints
+one JSON line.
 
 Run by `fourd bench model --python` (which then times candle on the same folder and inputs);
 standalone: python3 tools/reference/bench_model.py --out /tmp/fourd-bench-model
@@ -30,6 +31,13 @@ def small_config(tok, size: str) -> Qwen2_5_VLConfig:
     vision = dict(depth=4, hidden_size=256, num_heads=4, intermediate_size=512, out_hidden_size=512,
                   patch_size=14, temporal_patch_size=2, spatial_merge_size=2, window_size=112,
                   fullatt_block_indexes=[1, 3], tokens_per_second=2)
+    if size == "3b":
+        # Qwen2.5-VL-3B-Instruct's shape (its config.json), with random weights.
+        text.update(hidden_size=2048, intermediate_size=11008, num_hidden_layers=36, num_attention_heads=16,
+                    num_key_value_heads=2, vocab_size=151936, max_position_embeddings=128000,
+                    rope_scaling={"type": "mrope", "mrope_section": [16, 24, 24]})
+        vision.update(depth=32, hidden_size=1280, num_heads=16, intermediate_size=3420, out_hidden_size=2048,
+                      fullatt_block_indexes=[7, 15, 23, 31])
     if size == "tiny":
         text.update(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
                     rope_scaling={"type": "mrope", "mrope_section": [2, 3, 3]})
@@ -42,8 +50,25 @@ def small_config(tok, size: str) -> Qwen2_5_VLConfig:
                             tie_word_embeddings=False)
 
 
-def build_random_model(out: Path, tokenizer_dir: Path, size: str):
-    """A fresh folder with the tokenizer files of `tokenizer_dir` and a random model (not saved yet)."""
+SIZES = ["small", "tiny", "3b"]
+DTYPES = {"f32": torch.float32, "bf16": torch.bfloat16, "f16": torch.float16}
+
+
+def add_device_args(ap):
+    """--device and --dtype, spelled as fourd spells them."""
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--dtype", default="f32", choices=sorted(DTYPES))
+
+
+def sync(device: str):
+    """Wait for the GPU so that a wall-clock time covers the work."""
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+
+
+def build_random_model(out: Path, tokenizer_dir: Path, size: str, device: str = "cpu", dtype: str = "f32"):
+    """A fresh folder with the tokenizer files of `tokenizer_dir` and a random model (not saved yet),
+    built directly on `device` in `dtype` (a 3B model is initialised on the GPU in seconds)."""
     torch.manual_seed(0)
     if out.exists():
         shutil.rmtree(out)
@@ -51,7 +76,13 @@ def build_random_model(out: Path, tokenizer_dir: Path, size: str):
     for f in ["tokenizer.json", "tokenizer_config.json", "chat_template.jinja", "preprocessor_config.json"]:
         shutil.copy(tokenizer_dir / f, out / f)
     tok = AutoTokenizer.from_pretrained(out)
-    model = Qwen2_5_VLForConditionalGeneration(small_config(tok, size)).eval()
+    default = torch.get_default_dtype()
+    torch.set_default_dtype(DTYPES[dtype])
+    try:
+        with torch.device(device):
+            model = Qwen2_5_VLForConditionalGeneration(small_config(tok, size)).eval()
+    finally:
+        torch.set_default_dtype(default)
     with torch.no_grad():
         for p in model.parameters():
             p.normal_(0, 0.05)
@@ -69,12 +100,13 @@ def main():
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--decode-tokens", type=int, default=32)
     ap.add_argument("--repeats", type=int, default=3)
-    ap.add_argument("--size", default="small", choices=["small", "tiny"])
+    ap.add_argument("--size", default="small", choices=SIZES)
+    add_device_args(ap)
     ap.add_argument("--question", default="Describe the picture in detail. " * 24)
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     out = Path(a.out)
-    tok, model = build_random_model(out, FIX / "model-v5", a.size)
+    tok, model = build_random_model(out, FIX / "model-v5", a.size, a.device, a.dtype)
     save_model(model, out)
 
     ip = Qwen2VLImageProcessor(min_pixels=3136, max_pixels=200704)
@@ -82,11 +114,13 @@ def main():
     image = Image.open(FIX / "media/img_a.png").convert("RGB")
     conv = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": a.question}]}]
     text = proc.apply_chat_template(conv, tokenize=False, add_generation_prompt=True)
-    inputs = proc(text=[text], images=[image], return_tensors="pt")
+    inputs = proc(text=[text], images=[image], return_tensors="pt").to(a.device)
 
     def prefill():
         with torch.no_grad():
-            return model(**inputs, use_cache=True)
+            out = model(**inputs, use_cache=True)
+        sync(a.device)
+        return out
 
     prefill()  # warm-up
     t = []
@@ -96,8 +130,10 @@ def main():
 
     def decode():
         with torch.no_grad():
-            return model.generate(**inputs, max_new_tokens=a.decode_tokens, min_new_tokens=a.decode_tokens,
-                                  do_sample=False, eos_token_id=None, pad_token_id=0)
+            g = model.generate(**inputs, max_new_tokens=a.decode_tokens, min_new_tokens=a.decode_tokens,
+                               do_sample=False, eos_token_id=None, pad_token_id=0)
+        sync(a.device)
+        return g
     decode()
     t = []
     for _ in range(a.repeats):
@@ -107,6 +143,8 @@ def main():
     print(json.dumps({
         "stack": f"transformers {transformers.__version__} / torch {torch.__version__}",
         "threads": a.threads,
+        "device": a.device,
+        "dtype": a.dtype,
         "prompt_tokens": int(inputs["input_ids"].shape[1]),
         "prefill_s": prefill_s,
         "decode_s_per_token": per_token,

@@ -25,6 +25,22 @@ pub enum BenchCommand {
     Generate(BenchGenerateArgs),
     /// DIFT training-step throughput (forward + loss + backward + AdamW), tokens/s.
     Train(BenchTrainArgs),
+    /// Gradient all-reduce over the data-parallel group (NCCL on GPUs): checks the sum and
+    /// reports bandwidth, as nccl-tests does. One process is a world of one; more ranks come from
+    /// a launcher's RANK / WORLD_SIZE / LOCAL_RANK / MASTER_ADDR / MASTER_PORT.
+    Allreduce(BenchAllreduceArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct BenchAllreduceArgs {
+    /// cpu, cuda or cuda:N; with several ranks, `cuda` means cuda:LOCAL_RANK.
+    #[arg(long, default_value = "cuda")]
+    pub device: String,
+    /// Float32 elements per all-reduce (the default is a 3B model's gradients in one buffer).
+    #[arg(long, default_value_t = 3_090_000_000 / 8)]
+    pub elements: usize,
+    #[arg(long, default_value_t = 10)]
+    pub repeats: usize,
 }
 
 #[derive(Args, Debug)]
@@ -41,6 +57,9 @@ pub struct BenchTrainArgs {
     /// Timed steps (after one warm-up step).
     #[arg(long, default_value_t = 5)]
     pub steps: u64,
+    /// Recompute decoder layers in the backward pass (both stacks).
+    #[arg(long)]
+    pub gradient_checkpointing: bool,
 }
 
 #[derive(Args, Debug)]
@@ -71,16 +90,29 @@ pub struct BenchCommon {
     /// Python interpreter for --python.
     #[arg(long, default_value = "python3")]
     pub python_bin: String,
-    /// Model size the reference script builds: small or tiny.
+    /// Model size the reference script builds: small, tiny, or 3b (Qwen2.5-VL-3B's shape, random
+    /// weights).
     #[arg(long, default_value = "small")]
     pub size: String,
     /// Threads for PyTorch (candle's CPU backend uses all cores).
     #[arg(long, default_value_t = 2)]
     pub threads: usize,
+    /// Weight dtype of both stacks (the reference script saves the random model in it).
     #[arg(long, default_value = "f32")]
     pub dtype: String,
+    /// Where both stacks run: cpu, cuda or cuda:N.
     #[arg(long, default_value = "cpu")]
     pub device: String,
+}
+
+impl BenchCommon {
+    /// The reference script's arguments every benchmark shares.
+    fn script_args(&self, model: &std::path::Path) -> Vec<String> {
+        vec![
+            "--out".into(), model.to_string_lossy().into_owned(), "--threads".into(), self.threads.to_string(),
+            "--size".into(), self.size.clone(), "--device".into(), self.device.clone(), "--dtype".into(), self.dtype.clone(),
+        ]
+    }
 }
 
 #[derive(Args, Debug)]
@@ -105,15 +137,62 @@ pub fn run(cmd: BenchCommand) -> Result<()> {
         BenchCommand::Model(a) => bench_model(a),
         BenchCommand::Generate(a) => bench_generate(a),
         BenchCommand::Train(a) => bench_train(a),
+        BenchCommand::Allreduce(a) => bench_allreduce(a),
     }
+}
+
+fn bench_allreduce(a: BenchAllreduceArgs) -> Result<()> {
+    use fourd_train::dist::{connect, Rendezvous};
+    let rv = Rendezvous::from_env()?.unwrap_or(Rendezvous {
+        rank: 0,
+        world_size: 1,
+        local_rank: 0,
+        master: "127.0.0.1:0".into(),
+        timeout: std::time::Duration::from_secs(60),
+    });
+    let device = match a.device.as_str() {
+        "cuda" => parse_device(&format!("cuda:{}", rv.local_rank))?,
+        d => parse_device(d)?,
+    };
+    let group = connect(&rv, &device)?;
+    let (rank, world) = (group.rank(), group.world_size());
+    // Rank r contributes r + 1 everywhere, so every element of the sum is world (world + 1) / 2.
+    let x = candle_core::Tensor::full((rank + 1) as f32, a.elements, &device)?;
+    let expected = (world * (world + 1) / 2) as f32;
+    let check = |t: &candle_core::Tensor| -> Result<()> {
+        let (lo, hi) = (t.min(0)?.to_scalar::<f32>()?, t.max(0)?.to_scalar::<f32>()?);
+        if lo != expected || hi != expected {
+            bail!("all-reduce gave values in [{lo}, {hi}], expected {expected} everywhere");
+        }
+        Ok(())
+    };
+    check(&group.all_reduce_tensor(&x)?)?; // warm-up (and the communicator's first use)
+    let mut best = f64::INFINITY;
+    for _ in 0..a.repeats.max(1) {
+        let s = Instant::now();
+        let y = group.all_reduce_tensor(&x)?;
+        device.synchronize()?;
+        best = best.min(s.elapsed().as_secs_f64());
+        check(&y)?;
+    }
+    let bytes = (a.elements * 4) as f64;
+    // nccl-tests' bus bandwidth: what each link carries in a ring all-reduce, 2 (n - 1) / n.
+    let bus = bytes * 2.0 * (world as f64 - 1.0) / world as f64 / best;
+    if rank == 0 {
+        println!("all-reduce of {} float32 ({:.2} GB) over {world} rank(s) on {:?}: sum correct, best {:.2} ms, algbw {:.1} GB/s, busbw {:.1} GB/s",
+            a.elements, bytes / 1e9, device, best * 1e3, bytes / best / 1e9, bus / 1e9);
+    }
+    Ok(())
 }
 
 fn bench_train(a: BenchTrainArgs) -> Result<()> {
     let reference = if a.common.python {
-        Some(run_reference(&a.common.python_bin, "tools/reference/bench_train.py", &[
-            "--out".into(), a.model.to_string_lossy().into_owned(), "--threads".into(), a.common.threads.to_string(),
-            "--steps".into(), a.steps.to_string(), "--size".into(), a.common.size.clone(),
-        ])?)
+        let mut args = a.common.script_args(&a.model);
+        args.extend(["--steps".into(), a.steps.to_string()]);
+        if a.gradient_checkpointing {
+            args.push("--gradient-checkpointing".into());
+        }
+        Some(run_reference(&a.common.python_bin, "tools/reference/bench_train.py", &args)?)
     } else {
         None
     };
@@ -144,6 +223,7 @@ fn bench_train(a: BenchTrainArgs) -> Result<()> {
     cfg.warmup_steps = Some(0);
     cfg.logging_steps = 0;
     cfg.max_length = 1 << 20;
+    cfg.gradient_checkpointing = a.gradient_checkpointing;
     let s = fourd_train::train_dift(&cfg)?;
     let log = std::fs::read_to_string(dir.join("out/train_log.jsonl"))?;
     let rates: Vec<f64> = log.lines().filter_map(|l| serde_json::from_str::<Value>(l).ok()?.get("tokens_per_s")?.as_f64()).collect();
@@ -154,7 +234,8 @@ fn bench_train(a: BenchTrainArgs) -> Result<()> {
     println!("fourd (candle {}, {:?}): {:.0} tokens/s over {} steps", "0.11", cfg.device, ours, timed.len());
     if let Some(r) = reference {
         let py = r["tokens_per_s"].as_f64().unwrap_or(f64::NAN);
-        println!("{} ({} threads): {:.0} tokens/s (seq {} tokens)", r["stack"].as_str().unwrap_or("PyTorch"), r["threads"], py, r["seq_len"]);
+        println!("{} ({} threads, {} {}): {:.0} tokens/s (seq {} tokens, peak {} GiB)", r["stack"].as_str().unwrap_or("PyTorch"), r["threads"],
+            r["device"], r["dtype"], py, r["seq_len"], r["peak_gib"]);
         println!("ratio fourd / PyTorch: {:.2}x", ours / py);
     }
     let _ = s;
@@ -184,11 +265,10 @@ fn bench_generate(a: BenchGenerateArgs) -> Result<()> {
     let batches: Vec<usize> = a.batches.split(',').map(|b| b.trim().parse::<usize>()).collect::<std::result::Result<_, _>>()
         .with_context(|| format!("--batches {}", a.batches))?;
     let reference = if a.common.python {
-        Some(run_reference(&a.common.python_bin, "tools/reference/bench_generate.py", &[
-            "--out".into(), a.model.to_string_lossy().into_owned(), "--threads".into(), a.common.threads.to_string(),
-            "--batches".into(), a.batches.clone(), "--tokens".into(), a.tokens.to_string(),
-            "--latent-size".into(), a.latent_size.to_string(), "--size".into(), a.common.size.clone(),
-        ])?)
+        let mut args = a.common.script_args(&a.model);
+        args.extend(["--batches".into(), a.batches.clone(), "--tokens".into(), a.tokens.to_string(),
+            "--latent-size".into(), a.latent_size.to_string()]);
+        Some(run_reference(&a.common.python_bin, "tools/reference/bench_generate.py", &args)?)
     } else {
         None
     };
@@ -233,11 +313,10 @@ const DEFAULT_QUESTION_REPEATS: usize = 24;
 fn bench_model(a: BenchModelArgs) -> Result<()> {
     let question = "Describe the picture in detail. ".repeat(DEFAULT_QUESTION_REPEATS);
     let reference = if a.common.python {
-        Some(run_reference(&a.common.python_bin, "tools/reference/bench_model.py", &[
-            "--out".into(), a.model.to_string_lossy().into_owned(), "--threads".into(), a.common.threads.to_string(),
-            "--decode-tokens".into(), a.decode_tokens.to_string(), "--repeats".into(), a.repeats.to_string(),
-            "--size".into(), a.common.size.clone(), "--question".into(), question.clone(),
-        ])?)
+        let mut args = a.common.script_args(&a.model);
+        args.extend(["--decode-tokens".into(), a.decode_tokens.to_string(), "--repeats".into(), a.repeats.to_string(),
+            "--question".into(), question.clone()]);
+        Some(run_reference(&a.common.python_bin, "tools/reference/bench_model.py", &args)?)
     } else {
         None
     };

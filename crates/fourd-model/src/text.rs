@@ -295,7 +295,9 @@ impl TextModel {
             x = match &self.grad_checkpoint {
                 Some(grads) if x.track_op() => {
                     // Forward without a graph (detached weights and input), keep only x and y.
-                    let y = layer.detached().forward(&x.detach(), &cos, &sin, mask, &mut None)?;
+                    // The KV cache is still filled: a model being trained also generates (GRPO's
+                    // rollouts), and decoding needs the keys and values of what came before.
+                    let y = layer.detached().forward(&x.detach(), &cos, &sin, mask, slot)?;
                     let op = RecomputeLayer {
                         layer: layer.clone(),
                         cos: cos.clone(),

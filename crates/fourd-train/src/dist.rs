@@ -474,14 +474,20 @@ pub mod nccl {
 /// The group for a rendezvous: NCCL on CUDA devices when built with the `nccl` feature, the
 /// TCP group otherwise.
 pub fn join(rv: &Rendezvous, device: &candle_core::Device) -> Result<ProcessGroup> {
+    Ok(ProcessGroup::new(connect(rv, device)?))
+}
+
+/// The collective itself, also for a world of one (which [`ProcessGroup`] skips): what
+/// `fourd bench allreduce` times.
+pub fn connect(rv: &Rendezvous, device: &candle_core::Device) -> Result<Arc<dyn Collective>> {
     #[cfg(feature = "nccl")]
     if device.is_cuda() {
-        return Ok(ProcessGroup::new(Arc::new(nccl::NcclGroup::connect(rv, device)?)));
+        return Ok(Arc::new(nccl::NcclGroup::connect(rv, device)?));
     }
     if device.is_cuda() {
         tracing::warn!("this build has no NCCL (feature `nccl`): gradients go through host memory over TCP");
     }
-    Ok(ProcessGroup::new(Arc::new(TcpGroup::connect(rv)?)))
+    Ok(Arc::new(TcpGroup::connect(rv)?))
 }
 
 #[cfg(test)]

@@ -525,6 +525,7 @@ fn rollouts(
         };
         let text = pipe.tokenizer.decode(&o.token_ids, false)?;
         let text = fourd_eval::run::raw_text(&text);
+        tracing::debug!("rollout {row} (prompt {}): {} tokens: {text:?}", records[owners[row]].id, o.token_ids.len());
         let segments = o.kinds.iter().filter(|k| **k == TokenKind::LatentStart).count();
         sampled.push(Sampled {
             rollout: Rollout {

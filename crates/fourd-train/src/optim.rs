@@ -56,7 +56,7 @@ impl AdamW {
             .into_iter()
             .map(|(name, var)| {
                 let z = Tensor::zeros(var.shape(), DType::F32, var.device())?;
-                let master = (var.dtype() != DType::F32).then(|| var.as_tensor().to_dtype(DType::F32)).transpose()?;
+                let master = (var.dtype() != DType::F32).then(|| var.as_tensor().detach().to_dtype(DType::F32)).transpose()?;
                 Ok(Slot { decay: decays(&name), name, var, m: z.clone(), v: z, master })
             })
             .collect::<Result<Vec<_>>>()?;
@@ -72,12 +72,14 @@ impl AdamW {
         let bc2 = 1.0 - c.beta2.powi(self.step as i32);
         for (s, g) in self.slots.iter_mut().zip(grads) {
             let Some(g) = g else { continue };
-            let g = g.to_dtype(DType::F32)?;
+            // Nothing below may record a graph: the moments and master weights live across steps,
+            // and a recorded graph would keep every step's temporaries (see `collect_grads`).
+            let g = g.detach().to_dtype(DType::F32)?;
             s.m = ((&s.m * c.beta1)? + (&g * (1.0 - c.beta1))?)?;
             s.v = ((&s.v * c.beta2)? + (g.sqr()? * (1.0 - c.beta2))?)?;
             let p = match &s.master {
                 Some(m) => m.clone(),
-                None => s.var.as_tensor().to_dtype(DType::F32)?,
+                None => s.var.as_tensor().detach().to_dtype(DType::F32)?,
             };
             let p = if s.decay { (p * (1.0 - lr * c.weight_decay))? } else { p };
             let denom = ((&s.v / bc2)?.sqrt()? + c.eps)?;
@@ -153,9 +155,14 @@ impl LinearSchedule {
 /// Gradients aligned with the trainable variables (`None`: no gradient reached it).
 pub type Grads = Vec<Option<Tensor>>;
 
-/// The gradients of `vars` out of a backward pass.
+/// The gradients of `vars` out of a backward pass, detached.
+///
+/// Why detached: a gradient that candle computed from forward tensors that track the graph
+/// (a weight multiplied by an activation, say) records that graph, keeping the forward pass
+/// alive for as long as the gradient lives, and optimiser state computed from it would chain
+/// onto it.
 pub fn collect_grads(store: &GradStore, vars: &[(String, Var)]) -> Grads {
-    vars.iter().map(|(_, v)| store.get(v.as_tensor()).cloned()).collect()
+    vars.iter().map(|(_, v)| store.get(v.as_tensor()).map(Tensor::detach)).collect()
 }
 
 /// The gradients of one backward pass: those in `store` plus those gradient checkpointing
@@ -242,6 +249,29 @@ mod tests {
         assert!(w < 1.0 && w > 0.98, "100 steps of 1e-4 reached the bf16 weight: {w}");
         let master = opt.slots[0].master.as_ref().unwrap().to_vec1::<f32>().unwrap()[0];
         assert!((master - 0.99).abs() < 1e-3, "master {master}");
+    }
+
+    #[test]
+    fn gradients_and_optimiser_state_hold_no_graph() {
+        // A tensor computed from a `Var` records its graph. The optimiser's state must not:
+        // bf16 master weights made from the variable did, so every step's master copy kept the
+        // previous step's temporaries alive (a 3B-shaped model ran out of the 139 GiB of an H200 within its first steps).
+        for dtype in [DType::F32, DType::BF16] {
+            let w = Var::from_tensor(&Tensor::new(&[1f32, 2., 3.], &Device::Cpu).unwrap().to_dtype(dtype).unwrap()).unwrap();
+            let x = Tensor::new(&[0.5f32, -1., 2.], &Device::Cpu).unwrap().to_dtype(dtype).unwrap();
+            let vars = vec![("w".to_string(), w.clone())];
+            let mut opt = AdamW::new(vars.clone(), AdamWConfig::default()).unwrap();
+            for _ in 0..3 {
+                let loss = (w.as_tensor() * &x).unwrap().sqr().unwrap().sum_all().unwrap();
+                let store = loss.backward().unwrap();
+                let grads = collect_grads(&store, &vars);
+                assert!(!grads[0].as_ref().unwrap().track_op(), "{dtype:?}: collected gradient still records a graph");
+                opt.step(&grads, 1e-3).unwrap();
+                let s = &opt.slots[0];
+                assert!(!s.m.track_op() && !s.v.track_op(), "{dtype:?}: moments record a graph");
+                assert!(s.master.as_ref().is_none_or(|m| !m.track_op()), "{dtype:?}: master weights record a graph");
+            }
+        }
     }
 
     #[test]

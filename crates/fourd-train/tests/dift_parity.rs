@@ -172,3 +172,27 @@ fn teacher_forced_accuracies_count_argmax_hits() {
     let third = run(&wrong);
     assert_eq!((third.token_hits.0, third.answer_hits.0), (0, 0));
 }
+
+#[test]
+fn generation_is_unchanged_by_gradient_checkpointing() {
+    // GRPO samples its rollouts from the model it trains. With checkpointing on, the layers once
+    // ran without writing the KV cache, so every decoding step saw no context ("<>" and stop).
+    use fourd_model::generation::{generate, GenerationConfig, Sampling};
+    use fourd_model::inputs::PromptInput;
+    use fourd_model::tokenizer::{Content, Message};
+    let root = fixtures();
+    let (mut pipeline, _) = load_trainable(&root.join("latent/model"), None, 0, DType::F32, &Device::Cpu).unwrap();
+    let text = pipeline
+        .tokenizer
+        .apply_chat_template(&[Message::new("user", vec![Content::Text("where does the red ball roll".into())])], true)
+        .unwrap();
+    let inputs = pipeline.processor.prepare(&pipeline.tokenizer, &[PromptInput { text, images: vec![], videos: vec![] }]).unwrap();
+    let latent = pipeline.latent_tokens(None).unwrap();
+    let cfg = GenerationConfig { max_new_tokens: 24, sampling: Sampling::default(), stop_ids: vec![], latent };
+    let mut run = |p: &fourd_model::Pipeline| generate(&p.model, &inputs, &p.rope_params(), &cfg, |_, _, _| {}).unwrap()[0].token_ids.clone();
+    let plain = run(&pipeline);
+    pipeline.model.text.grad_checkpoint = Some(fourd_model::text::CheckpointGrads::default());
+    let checkpointed = run(&pipeline);
+    assert_eq!(plain.len(), 24);
+    assert_eq!(checkpointed, plain, "greedy tokens differ with gradient checkpointing on");
+}

@@ -1,0 +1,550 @@
+//! Reading and writing video files with FFmpeg's libraries (`ffmpeg-next`): the `ffmpeg` feature.
+
+use std::path::Path;
+use std::sync::Once;
+
+use ffmpeg::format::Pixel;
+use ffmpeg::media::Type as MediaType;
+use ffmpeg::software::scaling::{context::Context as Scaler, flag::Flags as ScaleFlags};
+use ffmpeg::util::frame::video::Video as VideoFrame;
+use ffmpeg::Rational;
+use ffmpeg_next as ffmpeg;
+use image::RgbImage;
+
+use crate::{
+    resize_owned, sample_indices, FrameCountSource, SampledVideo, SamplingOptions, VideoError,
+    VideoInfo,
+};
+
+static INIT: Once = Once::new();
+
+/// Initialise FFmpeg once per process and silence its own logging: every failure reaches the
+/// caller as a `VideoError` naming the file, so FFmpeg printing it too would only add noise.
+fn init() {
+    INIT.call_once(|| {
+        if let Err(e) = ffmpeg::init() {
+            tracing::warn!("ffmpeg init failed: {e}");
+        }
+        ffmpeg::util::log::set_level(ffmpeg::util::log::Level::Fatal);
+    });
+}
+
+fn rational_f64(r: Rational) -> Option<f64> {
+    if r.numerator() > 0 && r.denominator() > 0 {
+        Some(r.numerator() as f64 / r.denominator() as f64)
+    } else {
+        None
+    }
+}
+
+fn open_input(path: &Path) -> Result<ffmpeg::format::context::Input, VideoError> {
+    init();
+    if !path.exists() {
+        return Err(VideoError::NotFound {
+            path: path.to_path_buf(),
+        });
+    }
+    if path.is_dir() {
+        return Err(VideoError::Open {
+            path: path.to_path_buf(),
+            msg: "is a directory".into(),
+        });
+    }
+    ffmpeg::format::input(&path).map_err(|e| VideoError::Open {
+        path: path.to_path_buf(),
+        msg: e.to_string(),
+    })
+}
+
+/// Count the packets of stream `index` without decoding them.
+fn count_packets(path: &Path, index: usize) -> Result<usize, VideoError> {
+    let mut ictx = open_input(path)?;
+    let mut packet = ffmpeg::Packet::empty();
+    let mut count = 0usize;
+    let mut bad = 0usize;
+    loop {
+        match packet.read(&mut ictx) {
+            Ok(()) => {
+                bad = 0;
+                if packet.stream() == index {
+                    count += 1;
+                }
+            }
+            Err(ffmpeg::Error::Eof) => break,
+            Err(ffmpeg::Error::InvalidData) if bad < 1000 => bad += 1,
+            Err(e) => {
+                tracing::warn!(
+                    "{}: demuxing stopped early while counting frames: {e}",
+                    path.display()
+                );
+                break;
+            }
+        }
+    }
+    Ok(count)
+}
+
+fn info_from_input(
+    path: &Path,
+    ictx: &ffmpeg::format::context::Input,
+) -> Result<VideoInfo, VideoError> {
+    if ictx.nb_streams() == 0 {
+        // E.g. an mp4 written with zero frames: the muxer leaves the empty track out.
+        return Err(VideoError::Empty {
+            path: path.to_path_buf(),
+        });
+    }
+    let stream =
+        ictx.streams()
+            .best(MediaType::Video)
+            .ok_or_else(|| VideoError::NoVideoStream {
+                path: path.to_path_buf(),
+            })?;
+    let index = stream.index();
+    let params = stream.parameters();
+    let (width, height) = unsafe {
+        let p = params.as_ptr();
+        ((*p).width.max(0) as u32, (*p).height.max(0) as u32)
+    };
+    let codec = params.id().name().to_string();
+    let tb = stream.time_base();
+    let stream_duration = if stream.duration() > 0 {
+        rational_f64(tb).map(|t| stream.duration() as f64 * t)
+    } else {
+        None
+    };
+    let container_duration = if ictx.duration() > 0 {
+        Some(ictx.duration() as f64 / f64::from(ffmpeg::ffi::AV_TIME_BASE))
+    } else {
+        stream_duration
+    };
+    let header_frames = stream.frames();
+    let (frames, frame_count_source) = if header_frames > 0 {
+        (header_frames as usize, FrameCountSource::Header)
+    } else {
+        (
+            count_packets(path, index)?,
+            FrameCountSource::CountedPackets,
+        )
+    };
+    let fps = rational_f64(stream.avg_frame_rate())
+        .or_else(|| rational_f64(stream.rate()))
+        .or_else(|| match (frames, stream_duration.or(container_duration)) {
+            (n, Some(d)) if n > 0 && d > 0.0 => Some(n as f64 / d),
+            _ => None,
+        })
+        .unwrap_or(30.0);
+    Ok(VideoInfo {
+        fps,
+        frames,
+        frame_count_source,
+        duration: frames as f64 / fps,
+        container_duration,
+        width,
+        height,
+        codec,
+        stream_index: index,
+    })
+}
+
+/// Stream facts of the best video stream in `path`: average fps, frame count (the container's,
+/// or counted from packets when it has none), `n / fps` duration, size and codec.
+pub fn probe(path: &Path) -> Result<VideoInfo, VideoError> {
+    let ictx = open_input(path)?;
+    info_from_input(path, &ictx)
+}
+
+/// Copy an RGB24 ffmpeg frame (rows padded to `stride`) into an `RgbImage`.
+fn frame_to_rgb(frame: &VideoFrame) -> RgbImage {
+    let (w, h) = (frame.width() as usize, frame.height() as usize);
+    let stride = frame.stride(0);
+    let data = frame.data(0);
+    let mut buf = Vec::with_capacity(w * h * 3);
+    for row in 0..h {
+        buf.extend_from_slice(&data[row * stride..row * stride + w * 3]);
+    }
+    RgbImage::from_raw(w as u32, h as u32, buf).expect("buffer size matches")
+}
+
+struct Converter {
+    scaler: Option<Scaler>,
+    key: (Pixel, u32, u32),
+    rgb: VideoFrame,
+}
+
+impl Converter {
+    fn new() -> Self {
+        Converter {
+            scaler: None,
+            key: (Pixel::None, 0, 0),
+            rgb: VideoFrame::empty(),
+        }
+    }
+
+    fn convert(&mut self, frame: &VideoFrame) -> Result<RgbImage, ffmpeg::Error> {
+        let key = (frame.format(), frame.width(), frame.height());
+        if self.key != key {
+            self.scaler = None;
+        }
+        let scaler = match &mut self.scaler {
+            Some(s) => s,
+            None => {
+                // Same size, colour conversion only; bicubic chroma upsampling like ffmpeg's CLI
+                // and decord (both go through swscale with its default flags).
+                self.key = key;
+                self.scaler.insert(Scaler::get(key.0, key.1, key.2, Pixel::RGB24, key.1, key.2, ScaleFlags::BICUBIC)?)
+            }
+        };
+        scaler.run(frame, &mut self.rgb)?;
+        Ok(frame_to_rgb(&self.rgb))
+    }
+}
+
+/// Decode `path` and return the frames the reference evaluation would use: indices from
+/// [`sample_indices`] (with the stream's average fps and frame count, see [`probe`]), then
+/// [`resize_for_model`].
+///
+/// The file is demuxed and decoded once, sequentially; decoding stops after the last wanted
+/// frame. Only kept frames are converted to RGB (swscale) and resized. Frame index `k` is the
+/// `k`-th frame the decoder outputs, i.e. presentation order, as in decord. A corrupt packet is
+/// skipped (and counted); the call fails only if no frame at all can be decoded.
+pub fn decode_video(path: &Path, opts: &SamplingOptions) -> Result<SampledVideo, VideoError> {
+    let mut ictx = open_input(path)?;
+    let info = info_from_input(path, &ictx)?;
+    let decode_err = |msg: String| VideoError::Decode {
+        path: path.to_path_buf(),
+        msg,
+    };
+
+    let wanted = sample_indices(info.frames, info.fps, opts.fps, opts.max_frames);
+    if wanted.is_empty() {
+        return Err(VideoError::Empty {
+            path: path.to_path_buf(),
+        });
+    }
+
+    let stream = ictx
+        .stream(info.stream_index)
+        .expect("stream index from probe");
+    let time_base = stream.time_base();
+    let tb = rational_f64(time_base);
+    let mut ctx = ffmpeg::codec::context::Context::from_parameters(stream.parameters())
+        .map_err(|e| decode_err(format!("bad codec parameters: {e}")))?;
+    unsafe {
+        let raw = ctx.as_mut_ptr();
+        (*raw).pkt_timebase = time_base.into();
+        // 0 = as many threads as cores; thread_type keeps FFmpeg's default (frame | slice).
+        (*raw).thread_count = 0;
+    }
+    let mut decoder = ctx.decoder().video().map_err(|e| {
+        decode_err(format!(
+            "cannot open a decoder for codec '{}': {e}",
+            info.codec
+        ))
+    })?;
+
+    let mut out = SampledVideo {
+        frames: Vec::with_capacity(wanted.len()),
+        timestamps: Vec::with_capacity(wanted.len()),
+        indices: Vec::with_capacity(wanted.len()),
+        source_fps: info.fps,
+        source_frames: info.frames,
+        duration: info.duration,
+        width: info.width,
+        height: info.height,
+    };
+    let mut converter = Converter::new();
+    let mut next_wanted = 0usize; // position in `wanted`
+    let mut decoded = 0usize; // frames output so far
+    let mut decode_errors = 0usize;
+    let mut first_error: Option<String> = None;
+    let mut cur = VideoFrame::empty();
+    let mut last = VideoFrame::empty(); // most recent decoded frame, for the tail clamp
+    let mut last_kept = false;
+
+    let timestamp = |f: &VideoFrame, k: usize| -> f64 {
+        match (f.timestamp().or(f.pts()), tb) {
+            (Some(t), Some(tb)) => t as f64 * tb,
+            _ => k as f64 / info.fps,
+        }
+    };
+
+    // Drains decoded frames; returns Ok(true) once every wanted frame is in.
+    let mut drain = |decoder: &mut ffmpeg::decoder::Video,
+                     out: &mut SampledVideo,
+                     decode_errors: &mut usize,
+                     first_error: &mut Option<String>|
+     -> Result<bool, VideoError> {
+        loop {
+            match decoder.receive_frame(&mut cur) {
+                Ok(()) => {
+                    let k = decoded;
+                    decoded += 1;
+                    last_kept = false;
+                    if next_wanted < wanted.len() && wanted[next_wanted] == k {
+                        next_wanted += 1;
+                        let rgb = converter.convert(&cur).map_err(|e| {
+                            decode_err(format!("colour conversion of frame {k} failed: {e}"))
+                        })?;
+                        out.frames
+                            .push(resize_owned(rgb, opts.max_pixels, opts.factor));
+                        out.timestamps.push(timestamp(&cur, k));
+                        out.indices.push(k);
+                        last_kept = true;
+                    }
+                    std::mem::swap(&mut cur, &mut last);
+                    if next_wanted == wanted.len() {
+                        return Ok(true);
+                    }
+                }
+                Err(ffmpeg::Error::Eof) => return Ok(false),
+                Err(ffmpeg::Error::Other { errno }) if errno == ffmpeg::ffi::EAGAIN => {
+                    return Ok(false)
+                }
+                Err(e) => {
+                    *decode_errors += 1;
+                    first_error.get_or_insert_with(|| e.to_string());
+                    return Ok(false);
+                }
+            }
+        }
+    };
+
+    let mut packet = ffmpeg::Packet::empty();
+    let mut bad_reads = 0usize;
+    let mut done = false;
+    loop {
+        match packet.read(&mut ictx) {
+            Ok(()) => {
+                bad_reads = 0;
+                if packet.stream() != info.stream_index {
+                    continue;
+                }
+                if let Err(e) = decoder.send_packet(&packet) {
+                    decode_errors += 1;
+                    first_error.get_or_insert_with(|| e.to_string());
+                }
+                if drain(&mut decoder, &mut out, &mut decode_errors, &mut first_error)? {
+                    done = true;
+                    break;
+                }
+            }
+            Err(ffmpeg::Error::Eof) => break,
+            Err(ffmpeg::Error::InvalidData) if bad_reads < 1000 => {
+                bad_reads += 1;
+                decode_errors += 1;
+                first_error.get_or_insert_with(|| "invalid data while demuxing".to_string());
+            }
+            Err(e) => {
+                tracing::warn!("{}: demuxing stopped early: {e}", path.display());
+                first_error.get_or_insert_with(|| e.to_string());
+                break;
+            }
+        }
+    }
+    if !done {
+        // Flush frames still buffered in the decoder (reordering, frame threads).
+        if decoder.send_eof().is_ok() {
+            done = drain(&mut decoder, &mut out, &mut decode_errors, &mut first_error)?;
+        }
+    }
+
+    if decoded == 0 {
+        return Err(match first_error {
+            Some(msg) => decode_err(format!(
+                "no frame could be decoded ({decode_errors} errors; first: {msg})"
+            )),
+            None => VideoError::Empty {
+                path: path.to_path_buf(),
+            },
+        });
+    }
+    if !done {
+        // Fewer frames than the header promised: apply min(index, n - 1) with the true count.
+        let missing = wanted.len() - next_wanted;
+        tracing::warn!(
+            "{}: header says {} frames but only {} decoded; {} wanted frame(s) past the end clamped to the last frame",
+            path.display(),
+            info.frames,
+            decoded,
+            missing
+        );
+        if !last_kept {
+            let k = decoded - 1;
+            let rgb = converter
+                .convert(&last)
+                .map_err(|e| decode_err(format!("colour conversion of frame {k} failed: {e}")))?;
+            out.frames
+                .push(resize_owned(rgb, opts.max_pixels, opts.factor));
+            out.timestamps.push(timestamp(&last, k));
+            out.indices.push(k);
+        }
+    }
+    if decode_errors > 0 {
+        tracing::warn!(
+            "{}: {} decode error(s) skipped (first: {})",
+            path.display(),
+            decode_errors,
+            first_error.as_deref().unwrap_or("?")
+        );
+    }
+    Ok(out)
+}
+
+/// Writes `frames` (all the same size) as a video at `fps` frames per second, in the container
+/// that the file extension names (`.mp4`, `.mkv`, ...).
+///
+/// Codec: H.264 with `libx264` (`preset veryfast`, `crf 18`, no B-frames, one thread) when
+/// FFmpeg has it, otherwise FFmpeg's built-in MPEG-4 Part 2 (`mpeg4`, `qscale 2`). Pixel format
+/// yuv420p, or yuv444p for odd sizes with libx264 (the mpeg4 fallback needs even sizes). The
+/// codec and the muxer run with FFmpeg's `bitexact` flags and one thread, so the same frames
+/// give the same bytes with the same FFmpeg build. Returns the encoder's name.
+pub fn encode_video(
+    path: &Path,
+    frames: &[RgbImage],
+    fps: u32,
+) -> Result<&'static str, VideoError> {
+    use ffmpeg::{codec, encoder, format};
+    init();
+    let err = |msg: String| VideoError::Encode {
+        path: path.to_path_buf(),
+        msg,
+    };
+    if frames.is_empty() {
+        return Err(err("no frames to encode".into()));
+    }
+    if fps == 0 {
+        return Err(err("fps must be at least 1".into()));
+    }
+    let (w, h) = frames[0].dimensions();
+    if w == 0 || h == 0 {
+        return Err(err(format!("invalid frame size {w}x{h}")));
+    }
+    if let Some((i, f)) = frames
+        .iter()
+        .enumerate()
+        .find(|(_, f)| f.dimensions() != (w, h))
+    {
+        return Err(err(format!(
+            "frame {i} is {}x{}, frame 0 is {w}x{h}: all frames must have the same size",
+            f.width(),
+            f.height()
+        )));
+    }
+    let even = w % 2 == 0 && h % 2 == 0;
+    let (codec, name, pix) = match encoder::find_by_name("libx264") {
+        Some(c) => (
+            c,
+            "libx264",
+            if even { Pixel::YUV420P } else { Pixel::YUV444P },
+        ),
+        None => {
+            if !even {
+                return Err(err(format!(
+                    "size {w}x{h}: the mpeg4 encoder (libx264 is not available) needs even sides"
+                )));
+            }
+            let c = encoder::find(codec::Id::MPEG4)
+                .ok_or_else(|| err("FFmpeg has neither libx264 nor mpeg4 encoders".into()))?;
+            (c, "mpeg4", Pixel::YUV420P)
+        }
+    };
+    let mut octx = format::output(&path).map_err(|e| err(format!("cannot create output: {e}")))?;
+    let global_header = octx.format().flags().contains(format::Flags::GLOBAL_HEADER);
+    let tb = Rational(1, fps as i32);
+    let mut enc = codec::context::Context::new_with_codec(codec)
+        .encoder()
+        .video()
+        .map_err(|e| err(e.to_string()))?;
+    enc.set_width(w);
+    enc.set_height(h);
+    enc.set_format(pix);
+    enc.set_time_base(tb);
+    enc.set_frame_rate(Some(Rational(fps as i32, 1)));
+    enc.set_max_b_frames(0);
+    enc.set_gop(fps.max(1) * 2);
+    let mut flags = codec::Flags::BITEXACT;
+    if global_header {
+        flags |= codec::Flags::GLOBAL_HEADER;
+    }
+    enc.set_flags(flags);
+    unsafe {
+        (*enc.as_mut_ptr()).thread_count = 1;
+    }
+    let mut opts = ffmpeg::Dictionary::new();
+    if name == "libx264" {
+        opts.set("preset", "veryfast");
+        opts.set("crf", "18");
+        opts.set("threads", "1");
+    } else {
+        enc.set_bit_rate(4_000_000);
+        enc.set_qmin(2);
+        enc.set_qmax(4);
+    }
+    let mut enc = enc
+        .open_as_with(codec, opts)
+        .map_err(|e| err(format!("cannot open the {name} encoder: {e}")))?;
+    {
+        let mut ost = octx
+            .add_stream(codec)
+            .map_err(|e| err(format!("cannot add a stream: {e}")))?;
+        ost.set_parameters(&enc);
+        ost.set_time_base(tb);
+        ost.set_avg_frame_rate(Rational(fps as i32, 1));
+        ost.set_rate(Rational(fps as i32, 1));
+    }
+    let mut mux_opts = ffmpeg::Dictionary::new();
+    mux_opts.set("fflags", "+bitexact");
+    octx.write_header_with(mux_opts)
+        .map_err(|e| err(format!("cannot write the header: {e}")))?;
+    let ost_tb = octx.stream(0).expect("stream 0 was added").time_base();
+
+    let mut scaler = Scaler::get(
+        Pixel::RGB24,
+        w,
+        h,
+        pix,
+        w,
+        h,
+        ScaleFlags::BICUBIC
+            | ScaleFlags::BITEXACT
+            | ScaleFlags::FULL_CHR_H_INT
+            | ScaleFlags::ACCURATE_RND,
+    )
+    .map_err(|e| err(format!("colour conversion setup failed: {e}")))?;
+    let mut rgb = VideoFrame::new(Pixel::RGB24, w, h);
+    let mut yuv = VideoFrame::empty();
+    let write_packets = |enc: &mut ffmpeg::encoder::Video,
+                         octx: &mut format::context::Output|
+     -> Result<(), VideoError> {
+        let mut pkt = ffmpeg::Packet::empty();
+        while enc.receive_packet(&mut pkt).is_ok() {
+            pkt.set_stream(0);
+            pkt.rescale_ts(tb, ost_tb);
+            pkt.write_interleaved(octx)
+                .map_err(|e| err(format!("cannot write a packet: {e}")))?;
+        }
+        Ok(())
+    };
+    for (i, img) in frames.iter().enumerate() {
+        let stride = rgb.stride(0);
+        let row = w as usize * 3;
+        let data = rgb.data_mut(0);
+        for (y, src) in img.as_raw().chunks_exact(row).enumerate() {
+            data[y * stride..y * stride + row].copy_from_slice(src);
+        }
+        scaler
+            .run(&rgb, &mut yuv)
+            .map_err(|e| err(format!("colour conversion of frame {i} failed: {e}")))?;
+        yuv.set_pts(Some(i as i64));
+        enc.send_frame(&yuv)
+            .map_err(|e| err(format!("encoding frame {i} failed: {e}")))?;
+        write_packets(&mut enc, &mut octx)?;
+    }
+    enc.send_eof()
+        .map_err(|e| err(format!("flushing the encoder failed: {e}")))?;
+    write_packets(&mut enc, &mut octx)?;
+    octx.write_trailer()
+        .map_err(|e| err(format!("cannot write the trailer: {e}")))?;
+    Ok(name)
+}
