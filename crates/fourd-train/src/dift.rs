@@ -269,6 +269,19 @@ pub fn train_dift(cfg: &DiftConfig) -> Result<DiftSummary> {
             // used, total, ce, sim, cos, tokens, token hits/count, answer hits/count: summed over
             // ranks below.
             let mut sums = [0f64; 10];
+            // Where a step's time goes (forward, backward, optimiser), with `RUST_LOG=...=debug`:
+            // the device is synchronised at each mark only then, so normal runs keep queueing.
+            let timing = tracing::enabled!(tracing::Level::DEBUG);
+            let mut phase = [0f64; 3];
+            let mut clock = Instant::now();
+            let mut mark = |k: usize| -> Result<()> {
+                if timing {
+                    cfg.device.synchronize()?;
+                    phase[k] += clock.elapsed().as_secs_f64();
+                    clock = Instant::now();
+                }
+                Ok(())
+            };
             for _ in 0..mine.len() {
                 let Some((_, item)) = prefetch.next() else {
                     return Err(TrainError::Config("the record loader stopped early (a worker thread failed)".into()));
@@ -283,12 +296,15 @@ pub fn train_dift(cfg: &DiftConfig) -> Result<DiftSummary> {
                     Ok(ex) => {
                         let loss = dift_loss(&pipeline.model, &params, &latent, &compress, cfg.loss, &ex)?;
                         let total = loss.total.to_scalar::<f32>()?;
+                        mark(0)?;
                         if !total.is_finite() {
                             state.nan_skipped += 1;
                             tracing::warn!("non-finite loss on record {}; batch skipped ({} so far)", ex.id, state.nan_skipped);
                         } else {
                             let grads = loss.total.backward()?;
                             accumulate(&mut acc, backward_grads(&grads, checkpoint_grads.as_ref(), &vars)?)?;
+                            drop(grads);
+                            mark(1)?;
                             let tokens = ex.input_ids.len() as f64;
                             let (th, tn) = loss.token_hits;
                             let (ah, an) = loss.answer_hits;
@@ -317,6 +333,13 @@ pub fn train_dift(cfg: &DiftConfig) -> Result<DiftSummary> {
             let norm = clip_grad_norm(&mut grads, cfg.max_grad_norm)?;
             let lr = schedule.lr(state.global_step);
             opt.step(&grads, lr)?;
+            mark(2)?;
+            if timing {
+                tracing::debug!(
+                    "step {}: forward {:.3} s, backward {:.3} s, gradient sync + clipping + optimiser {:.3} s",
+                    state.global_step + 1, phase[0], phase[1], phase[2]
+                );
+            }
             state.global_step += 1;
             state.epoch = epoch;
             state.position = position;

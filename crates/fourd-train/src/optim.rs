@@ -189,11 +189,45 @@ pub fn backward_grads(
 
 /// Global L2 norm (float32).
 pub fn grad_norm(grads: &Grads) -> Result<f64> {
-    let mut total = 0f64;
+    // Summed on the device and read once: one host read per tensor would stall the queue
+    // hundreds of times a step.
+    let mut total: Option<Tensor> = None;
     for g in grads.iter().flatten() {
-        total += g.to_dtype(DType::F32)?.sqr()?.sum_all()?.to_scalar::<f32>()? as f64;
+        let s = sum_of_squares(g)?;
+        total = Some(match total {
+            Some(t) => (t + s)?,
+            None => s,
+        });
     }
+    let total = match total {
+        Some(t) => t.to_scalar::<f32>()? as f64,
+        None => 0.0,
+    };
     Ok(total.sqrt())
+}
+
+/// Elements per row of the first reduction stage in [`sum_of_squares`].
+const REDUCE_COLS: usize = 4096;
+
+/// The sum of squares of `t` as a float32 scalar tensor, reduced in two stages. Why: candle's
+/// CUDA reduction runs one thread block per output element, so a single `sum_all` over a 311M
+/// element embedding runs on one of the GPU's 132 SMs; rows of 4,096 first spread the work.
+fn sum_of_squares(t: &Tensor) -> Result<Tensor> {
+    let flat = t.flatten_all()?.to_dtype(DType::F32)?;
+    let n = flat.dim(0)?;
+    let rows = n / REDUCE_COLS;
+    let mut parts = Vec::with_capacity(2);
+    if rows > 0 {
+        parts.push(flat.narrow(0, 0, rows * REDUCE_COLS)?.reshape((rows, REDUCE_COLS))?.sqr()?.sum(1)?.sum_all()?);
+    }
+    if n > rows * REDUCE_COLS {
+        parts.push(flat.narrow(0, rows * REDUCE_COLS, n - rows * REDUCE_COLS)?.sqr()?.sum_all()?);
+    }
+    Ok(match parts.len() {
+        0 => Tensor::zeros((), DType::F32, t.device())?,
+        1 => parts.remove(0),
+        _ => (&parts[0] + &parts[1])?,
+    })
 }
 
 pub fn scale_grads(grads: &mut Grads, factor: f64) -> Result<()> {
@@ -272,6 +306,24 @@ mod tests {
                 assert!(s.master.as_ref().is_none_or(|m| !m.track_op()), "{dtype:?}: master weights record a graph");
             }
         }
+    }
+
+    #[test]
+    fn gradient_norm_sums_every_element_once() {
+        // Sizes below, at and above one reduction row, with and without a remainder, and empty.
+        let sizes = [0usize, 1, 7, REDUCE_COLS, REDUCE_COLS + 3, 3 * REDUCE_COLS, 5 * REDUCE_COLS + 1234];
+        let grads: Grads = sizes
+            .iter()
+            .map(|&n| Some(Tensor::new((0..n).map(|i| ((i * 37 % 101) as f32 - 50.0) / 7.0).collect::<Vec<_>>(), &Device::Cpu).unwrap()))
+            .chain([None, Some(Tensor::new(&[[3f32, 4.], [1., 2.]], &Device::Cpu).unwrap().to_dtype(DType::BF16).unwrap())])
+            .collect();
+        let mut want = 0f64;
+        for g in grads.iter().flatten() {
+            want += g.to_dtype(DType::F64).unwrap().flatten_all().unwrap().to_vec1::<f64>().unwrap().iter().map(|x| x * x).sum::<f64>();
+        }
+        let got = grad_norm(&grads).unwrap();
+        assert!((got - want.sqrt()).abs() <= 1e-5 * want.sqrt(), "{got} vs {}", want.sqrt());
+        assert_eq!(grad_norm(&vec![None]).unwrap(), 0.0);
     }
 
     #[test]
