@@ -154,6 +154,9 @@ fn bench_allreduce(a: BenchAllreduceArgs) -> Result<()> {
         "cuda" => parse_device(&format!("cuda:{}", rv.local_rank))?,
         d => parse_device(d)?,
     };
+    if a.elements == 0 {
+        bail!("--elements must be at least 1");
+    }
     let group = connect(&rv, &device)?;
     let (rank, world) = (group.rank(), group.world_size());
     // Rank r contributes r + 1 everywhere, so every element of the sum is world (world + 1) / 2.
@@ -234,13 +237,21 @@ fn bench_train(a: BenchTrainArgs) -> Result<()> {
     println!("fourd (candle {}, {:?}): {:.0} tokens/s over {} steps", "0.11", cfg.device, ours, timed.len());
     if let Some(r) = reference {
         let py = r["tokens_per_s"].as_f64().unwrap_or(f64::NAN);
-        println!("{} ({} threads, {} {}): {:.0} tokens/s (seq {} tokens, peak {} GiB)", r["stack"].as_str().unwrap_or("PyTorch"), r["threads"],
-            r["device"], r["dtype"], py, r["seq_len"], r["peak_gib"]);
+        let peak = r["peak_gib"].as_f64().map(|g| format!(", peak {g:.1} GiB allocated")).unwrap_or_default();
+        println!("{} ({}): {:.0} tokens/s (seq {} tokens{peak})", r["stack"].as_str().unwrap_or("PyTorch"), reference_where(&r), py, r["seq_len"]);
         println!("ratio fourd / PyTorch: {:.2}x", ours / py);
     }
     let _ = s;
     let _ = std::fs::remove_dir_all(&dir);
     Ok(())
+}
+
+/// Where the reference ran, from its JSON line: "2 threads" on the CPU, else "cuda, bf16".
+fn reference_where(r: &Value) -> String {
+    match r["device"].as_str() {
+        Some(d) if d != "cpu" => format!("{d}, {}", r["dtype"].as_str().unwrap_or("?")),
+        _ => format!("{} threads", r["threads"]),
+    }
 }
 
 /// Runs a reference script and parses the JSON object on its last stdout line.
@@ -361,7 +372,7 @@ fn bench_model(a: BenchModelArgs) -> Result<()> {
     if let Some(r) = reference {
         let rp = r["prefill_s"].as_f64().unwrap_or(f64::NAN);
         let rd = r["decode_s_per_token"].as_f64().unwrap_or(f64::NAN);
-        println!("{:<28} {:>14.1} {:>18.2}", format!("PyTorch ({} threads)", r["threads"]), rp * 1e3, rd * 1e3);
+        println!("{:<28} {:>14.1} {:>18.2}", format!("PyTorch ({})", reference_where(&r)), rp * 1e3, rd * 1e3);
         println!("{:<28} {:>14.2} {:>18.2}", "ratio fourd / PyTorch", prefill_s / rp, per_token / rd);
         let ref_ids: Vec<u32> = r["generated"].as_array().map(|a| a.iter().filter_map(|x| x.as_u64().map(|x| x as u32)).collect()).unwrap_or_default();
         println!("greedy tokens identical to transformers: {}", ref_ids == generated);

@@ -77,3 +77,29 @@ fn a_failing_rank_stops_the_run_and_is_named() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("of 2 failed"), "{err}");
 }
+
+#[test]
+fn bench_allreduce_sums_over_two_rank_processes() {
+    // The launcher's environment, set by hand: two ranks meet over TCP and check the sum.
+    let port = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).unwrap_or(29613);
+    let children: Vec<_> = (0..2)
+        .map(|rank| {
+            std::process::Command::new(env!("CARGO_BIN_EXE_fourd"))
+                .args(["bench", "allreduce", "--device", "cpu", "--elements", "10000", "--repeats", "2"])
+                .env("RANK", rank.to_string())
+                .env("WORLD_SIZE", "2")
+                .env("MASTER_PORT", port.to_string())
+                .env("FOURD_DIST_TIMEOUT", "60")
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    let outputs: Vec<_> = children.into_iter().map(|c| c.wait_with_output().unwrap()).collect();
+    for (rank, o) in outputs.iter().enumerate() {
+        assert!(o.status.success(), "rank {rank}: {}", String::from_utf8_lossy(&o.stderr));
+    }
+    let out = String::from_utf8_lossy(&outputs[0].stdout);
+    assert!(out.contains("over 2 rank(s)") && out.contains("sum correct"), "{out}");
+}
