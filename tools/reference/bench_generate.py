@@ -21,6 +21,7 @@ from transformers import DynamicCache
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_model import SIZES, add_device_args, build_random_model, save_model, sync  # noqa: E402
+from make_latent_fixtures import cache_kwarg  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 LATENT = ROOT / "tests/fixtures/latent/model"
@@ -45,8 +46,9 @@ def latent_loop(model, enc, max_new_tokens, L, start_id, pad_id, end_id):
     pos = (mask.cumsum(-1) - 1).masked_fill(mask == 0, 1)
     next_position = pos.masked_fill(mask == 0, -1).amax(-1) + 1
     cache = DynamicCache(config=model.config)
+    ck = {cache_kwarg(model): cache}
     out = model(input_ids=enc["input_ids"], attention_mask=mask, position_ids=pos[None].expand(3, B, S),
-                cache=cache, use_cache=True, output_hidden_states=True)
+                **ck, use_cache=True, output_hidden_states=True)
     logits, hidden = out.logits[:, -1], out.hidden_states[-1][:, -1]
     phase, n_pads = ["text"] * B, [0] * B
     generated = []
@@ -70,7 +72,7 @@ def latent_loop(model, enc, max_new_tokens, L, start_id, pad_id, end_id):
             break
         mask = torch.cat([mask, torch.ones(B, 1, dtype=mask.dtype, device=mask.device)], 1)
         p = (next_position + k).view(1, B, 1).expand(3, B, 1)
-        out = model(inputs_embeds=torch.stack(xs)[:, None], attention_mask=mask, position_ids=p, cache=cache,
+        out = model(inputs_embeds=torch.stack(xs)[:, None], attention_mask=mask, position_ids=p, **ck,
                     use_cache=True, output_hidden_states=True)
         logits, hidden = out.logits[:, -1], out.hidden_states[-1][:, -1]
     sync(str(mask.device))

@@ -39,6 +39,7 @@ with a DynamicCache and explicit [3,B,1] position_ids. It is checked against
 from __future__ import annotations
 
 import argparse
+import inspect
 import json
 import math
 import os
@@ -87,6 +88,13 @@ MIN_PIXELS = Q.MIN_PIXELS
 MAX_PIXELS = Q.MAX_PIXELS
 MIN_MARGIN = 1e-3
 
+
+
+def cache_kwarg(model) -> str:
+    """The forward argument that takes the KV cache: `cache` in transformers 5.24, `past_key_values`
+    in earlier 5.x (5.17 ignores `cache=` silently, and a loop then decodes without context)."""
+    params = inspect.signature(model.forward).parameters
+    return "cache" if "cache" in params else "past_key_values"
 
 def _img(p):
     return {"type": "image", "path": p}
@@ -277,7 +285,8 @@ def latent_generate(model, inp, pos_prompt, max_new_tokens: int, latent_size: in
     next_position = next_position + 1
 
     cache = DynamicCache(config=model.config)
-    out = model(**prefill_feed(inp), position_ids=pos_prompt, cache=cache, use_cache=True,
+    ck = {cache_kwarg(model): cache}
+    out = model(**prefill_feed(inp), position_ids=pos_prompt, **ck, use_cache=True,
                 output_hidden_states=True)
     logits = out.logits[:, -1].float()
     hidden = out.hidden_states[-1][:, -1]
@@ -323,7 +332,7 @@ def latent_generate(model, inp, pos_prompt, max_new_tokens: int, latent_size: in
         mask = torch.cat([mask, torch.ones(B, 1, dtype=mask.dtype)], 1)
         pos = (next_position + k).view(1, B, 1).expand(3, B, 1)
         dec_pos[:, :, k] = pos[:, :, 0]
-        out = model(inputs_embeds=x, attention_mask=mask, position_ids=pos, cache=cache, use_cache=True,
+        out = model(inputs_embeds=x, attention_mask=mask, position_ids=pos, **ck, use_cache=True,
                     output_hidden_states=True)
         logits = out.logits[:, -1].float()
         hidden = out.hidden_states[-1][:, -1]
