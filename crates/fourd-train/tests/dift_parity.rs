@@ -189,7 +189,7 @@ fn generation_is_unchanged_by_gradient_checkpointing() {
     let inputs = pipeline.processor.prepare(&pipeline.tokenizer, &[PromptInput { text, images: vec![], videos: vec![] }]).unwrap();
     let latent = pipeline.latent_tokens(None).unwrap();
     let cfg = GenerationConfig { max_new_tokens: 24, sampling: Sampling::default(), stop_ids: vec![], latent };
-    let mut run = |p: &fourd_model::Pipeline| generate(&p.model, &inputs, &p.rope_params(), &cfg, |_, _, _| {}).unwrap()[0].token_ids.clone();
+    let run = |p: &fourd_model::Pipeline| generate(&p.model, &inputs, &p.rope_params(), &cfg, |_, _, _| {}).unwrap()[0].token_ids.clone();
     let plain = run(&pipeline);
     pipeline.model.text.grad_checkpoint = Some(fourd_model::text::CheckpointGrads::default());
     let checkpointed = run(&pipeline);
