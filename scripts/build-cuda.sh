@@ -8,6 +8,9 @@
 # the lent H100/H200 machines), plus NCCL's wheel for libnccl. The first build compiles candle's
 # kernels: about 25 minutes on 2 cores.
 #
+# Arguments go to cargo: `scripts/build-cuda.sh --no-default-features` leaves FFmpeg out (for a
+# GPU node without its libraries; clips must then be frame images, as in scripts/gpu-check.sh).
+#
 # At run time the binary needs libcudart, libcublas, libnccl... on LD_LIBRARY_PATH, e.g. from a
 # PyTorch install: D=<site-packages>; export LD_LIBRARY_PATH=$D/nvidia/cu13/lib:$D/nvidia/nccl/lib:$D/torch/lib
 set -euo pipefail
