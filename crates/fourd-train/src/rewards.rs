@@ -119,40 +119,40 @@ mod tests {
         ["A. Pan Left", "B. Pan Right", "C. Tilt Up", "D. Stay"].map(String::from).to_vec()
     }
 
+    /// The accuracy reward of `completion` when `correct` is the key, over [`options`].
+    fn accuracy(completion: &str, correct: &str) -> f64 {
+        let options = options();
+        AccuracyReward { weight: 1.0 }.score(completion, AnswerKey { correct, options: &options })
+    }
+
     #[test]
     fn accuracy_reads_the_first_answer_block_only() {
-        let acc = AccuracyReward { weight: 1.0 };
-        let options = options();
-        let key = |correct| AnswerKey { correct, options: &options };
         let good = format!("<think>The camera {LATENT} pans.</think><answer>B. Pan Right</answer>");
-        assert_eq!(acc.score(&good, key("B")), 1.0);
-        assert_eq!(acc.score(&good, key("b")), 1.0);
-        assert_eq!(acc.score(&good, key("C")), 0.0);
+        assert_eq!(accuracy(&good, "B"), 1.0);
+        assert_eq!(accuracy(&good, "b"), 1.0);
+        assert_eq!(accuracy(&good, "C"), 0.0);
         // Letters in the reasoning never count when there is no answer block.
-        assert_eq!(acc.score("<think>Camera moves. C is wrong, B is right</think>", key("B")), 0.0);
+        assert_eq!(accuracy("<think>Camera moves. C is wrong, B is right</think>", "B"), 0.0);
         // Only the first block counts.
-        assert_eq!(acc.score("<answer>A</answer><answer>B</answer>", key("B")), 0.0);
+        assert_eq!(accuracy("<answer>A</answer><answer>B</answer>", "B"), 0.0);
         // A letter inside a word is not an answer ("Dolly In" is not D).
-        assert_eq!(acc.score("<answer>Dolly In</answer>", key("D")), 0.0);
-        assert_eq!(acc.score("<answer>The answer is (D)</answer>", key("D")), 1.0);
+        assert_eq!(accuracy("<answer>Dolly In</answer>", "D"), 0.0);
+        assert_eq!(accuracy("<answer>The answer is (D)</answer>", "D"), 1.0);
         // Empty ground truth never matches.
-        assert_eq!(acc.score("<answer>A</answer>", key("")), 0.0);
+        assert_eq!(accuracy("<answer>A</answer>", ""), 0.0);
     }
 
     #[test]
     fn accuracy_reads_an_answer_that_names_the_option() {
-        let acc = AccuracyReward { weight: 1.0 };
-        let options = options();
-        let key = |correct| AnswerKey { correct, options: &options };
         // The demo's label answers: the reasoning's capitals ("A camera move ...") never count.
         let named = format!("<think>A camera move shows as the background shifting {LATENT}. So the camera motion is Pan Right.\n</think>\n<answer>\nPan Right\n</answer>");
-        assert_eq!(acc.score(&named, key("B")), 1.0);
-        assert_eq!(acc.score(&named, key("A")), 0.0);
+        assert_eq!(accuracy(&named, "B"), 1.0);
+        assert_eq!(accuracy(&named, "A"), 0.0);
         // A letter in the span wins over the text it names, as evaluation reads it.
-        assert_eq!(acc.score("<answer>A. Pan Right</answer>", key("B")), 0.0);
+        assert_eq!(accuracy("<answer>A. Pan Right</answer>", "B"), 0.0);
         // Not an option, or two options: no answer.
-        assert_eq!(acc.score("<answer>Dolly In</answer>", key("B")), 0.0);
-        assert_eq!(acc.score("<answer>Pan Left or Pan Right</answer>", key("B")), 0.0);
+        assert_eq!(accuracy("<answer>Dolly In</answer>", "B"), 0.0);
+        assert_eq!(accuracy("<answer>Pan Left or Pan Right</answer>", "B"), 0.0);
     }
 
     #[test]

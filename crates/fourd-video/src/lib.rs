@@ -44,9 +44,6 @@ mod no_ffmpeg;
 #[cfg(not(feature = "ffmpeg"))]
 pub use no_ffmpeg::{decode_video, encode_video, probe};
 
-/// Whether this build reads and writes video files (the `ffmpeg` feature).
-pub const HAS_FFMPEG: bool = cfg!(feature = "ffmpeg");
-
 /// `256 × 28 × 28`: the reference's `VIDEO_MAX_PIXELS` / `MAX_PIXELS`.
 pub const DEFAULT_MAX_PIXELS: usize = 256 * 28 * 28;
 /// The reference's `MAX_INFERENCE_FRAMES`.
