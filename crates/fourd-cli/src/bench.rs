@@ -29,6 +29,34 @@ pub enum BenchCommand {
     /// reports bandwidth, as nccl-tests does. One process is a world of one; more ranks come from
     /// a launcher's RANK / WORLD_SIZE / LOCAL_RANK / MASTER_ADDR / MASTER_PORT.
     Allreduce(BenchAllreduceArgs),
+    /// The optimiser phase of a training step (gradient norm, AdamW) on a language model's
+    /// parameter shapes: checks that the fused update equals the tensor-op one, then times both.
+    Optimizer(BenchOptimizerArgs),
+}
+
+/// Parameter shapes of a Qwen2-style language model; the defaults are Qwen2.5-VL-3B's (untied
+/// lm_head, as `bench train --size 3b`). Random values: only the shapes matter.
+#[derive(Args, Debug)]
+pub struct BenchOptimizerArgs {
+    /// cpu, cuda or cuda:N.
+    #[arg(long, default_value = "cuda")]
+    pub device: String,
+    /// Weight dtype: bf16 (with float32 master weights) or f32.
+    #[arg(long, default_value = "bf16")]
+    pub dtype: String,
+    #[arg(long, default_value_t = 36)]
+    pub layers: usize,
+    #[arg(long, default_value_t = 2048)]
+    pub hidden_size: usize,
+    #[arg(long, default_value_t = 11008)]
+    pub intermediate_size: usize,
+    /// Width of the key and value projections (key-value heads x head size).
+    #[arg(long, default_value_t = 256)]
+    pub kv_size: usize,
+    #[arg(long, default_value_t = 151_936)]
+    pub vocab_size: usize,
+    #[arg(long, default_value_t = 5)]
+    pub repeats: usize,
 }
 
 #[derive(Args, Debug)]
@@ -138,7 +166,120 @@ pub fn run(cmd: BenchCommand) -> Result<()> {
         BenchCommand::Generate(a) => bench_generate(a),
         BenchCommand::Train(a) => bench_train(a),
         BenchCommand::Allreduce(a) => bench_allreduce(a),
+        BenchCommand::Optimizer(a) => bench_optimizer(a),
     }
+}
+
+/// Names and shapes of the trainable language-model parameters for `bench optimizer`.
+fn lm_shapes(a: &BenchOptimizerArgs) -> Vec<(String, Vec<usize>)> {
+    let (h, f, kv) = (a.hidden_size, a.intermediate_size, a.kv_size);
+    let mut shapes = vec![("model.embed_tokens.weight".to_string(), vec![a.vocab_size, h])];
+    for l in 0..a.layers {
+        let p = format!("model.layers.{l}");
+        for (name, shape) in [
+            ("self_attn.q_proj.weight", vec![h, h]), ("self_attn.q_proj.bias", vec![h]),
+            ("self_attn.k_proj.weight", vec![kv, h]), ("self_attn.k_proj.bias", vec![kv]),
+            ("self_attn.v_proj.weight", vec![kv, h]), ("self_attn.v_proj.bias", vec![kv]),
+            ("self_attn.o_proj.weight", vec![h, h]), ("mlp.gate_proj.weight", vec![f, h]),
+            ("mlp.up_proj.weight", vec![f, h]), ("mlp.down_proj.weight", vec![h, f]),
+            ("input_layernorm.weight", vec![h]), ("post_attention_layernorm.weight", vec![h]),
+        ] {
+            shapes.push((format!("{p}.{name}"), shape));
+        }
+    }
+    shapes.push(("model.norm.weight".into(), vec![h]));
+    shapes.push(("lm_head.weight".into(), vec![a.vocab_size, h]));
+    shapes
+}
+
+fn bench_optimizer(a: BenchOptimizerArgs) -> Result<()> {
+    use candle_core::{DType, Tensor, Var};
+    use fourd_train::optim::{clip_coefficient, grad_norm, AdamW, AdamWConfig, Grads};
+
+    let device = parse_device(&a.device)?;
+    let dtype = parse_dtype(&a.dtype)?;
+    let shapes = lm_shapes(&a);
+    let make = |shapes: &[(String, Vec<usize>)], scale: f64| -> Result<Vec<(String, Var)>> {
+        shapes.iter().map(|(n, s)| Ok((n.clone(), Var::from_tensor(&(Tensor::randn(0f32, 1f32, s.as_slice(), &device)? * scale)?.to_dtype(dtype)?)?))).collect()
+    };
+    let cfg = AdamWConfig { lr: 1e-4, ..Default::default() };
+
+    // 1. The fused update against the tensor-op one: three steps of one layer's tensors (plus a
+    //    norm) from the same start, then every saved state tensor compared.
+    let sample: Vec<(String, Vec<usize>)> = shapes.iter().filter(|(n, _)| n.starts_with("model.layers.0.") || n == "model.norm.weight").cloned().collect();
+    let start = make(&sample, 0.02)?;
+    let copy = |vars: &[(String, Var)]| -> Result<Vec<(String, Var)>> {
+        vars.iter().map(|(n, v)| Ok((n.clone(), Var::from_tensor(&v.as_tensor().copy()?)?))).collect()
+    };
+    let (va, vb) = (copy(&start)?, copy(&start)?);
+    let (mut fused, mut composed) = (AdamW::new(va.clone(), cfg)?, AdamW::new(vb, cfg)?);
+    composed.fused = false;
+    for _ in 0..3 {
+        let grads: Grads = va.iter().map(|(_, v)| Ok(Some((Tensor::randn(0f32, 1f32, v.shape(), &device)? * 1e-3)?.to_dtype(dtype)?))).collect::<Result<_>>()?;
+        fused.step(&grads, 1e-3, 0.5)?;
+        composed.step(&grads, 1e-3, 0.5)?;
+    }
+    let dir = std::env::temp_dir().join(format!("fourd-bench-optimizer-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    let (pa, pb) = (dir.join("fused.safetensors"), dir.join("composed.safetensors"));
+    fused.save(&pa)?;
+    composed.save(&pb)?;
+    let (sa, sb) = (candle_core::safetensors::load(&pa, &candle_core::Device::Cpu)?, candle_core::safetensors::load(&pb, &candle_core::Device::Cpu)?);
+    let _ = std::fs::remove_dir_all(&dir);
+    let mut worst = (0f64, String::new());
+    for (k, x) in &sa {
+        if k == "step" {
+            continue;
+        }
+        let y = sb.get(k).with_context(|| format!("state `{k}` missing from the tensor-op optimiser"))?;
+        let d = (x.to_dtype(DType::F64)? - y.to_dtype(DType::F64)?)?.abs()?.max_all()?.to_scalar::<f64>()?;
+        let r = d / y.to_dtype(DType::F64)?.abs()?.max_all()?.to_scalar::<f64>()?.max(1e-30);
+        if r > worst.0 || worst.1.is_empty() {
+            worst = (r, k.clone());
+        }
+    }
+    // Float32 state after three steps: a few ulps apart where the GPU fuses multiply-adds.
+    println!("fused vs tensor-op AdamW, 3 steps, {} tensors on {:?}: largest difference {:.2e} of the tensor's largest value ({})",
+        sample.len(), device, worst.0, worst.1);
+    if worst.0 > 1e-5 {
+        bail!("the fused AdamW update differs from the tensor-op one by {:.2e} in `{}`", worst.0, worst.1);
+    }
+    drop((fused, composed, va, start, sa, sb));
+
+    // 2. Timing on every parameter.
+    let vars = make(&shapes, 0.02)?;
+    let n: usize = shapes.iter().map(|(_, s)| s.iter().product::<usize>()).sum();
+    let grads: Grads = vars.iter().map(|(_, v)| Ok(Some((Tensor::randn(0f32, 1f32, v.shape(), &device)? * 1e-3)?.to_dtype(dtype)?))).collect::<Result<_>>()?;
+    let mut opt = AdamW::new(vars, cfg)?;
+    let time = |f: &mut dyn FnMut() -> Result<()>| -> Result<f64> {
+        f()?;
+        device.synchronize()?;
+        let mut best = f64::INFINITY;
+        for _ in 0..a.repeats.max(1) {
+            let s = Instant::now();
+            f()?;
+            device.synchronize()?;
+            best = best.min(s.elapsed().as_secs_f64());
+        }
+        Ok(best)
+    };
+    let mut norm = 0.0;
+    let t_norm = time(&mut || {
+        norm = grad_norm(&grads)?;
+        Ok(())
+    })?;
+    let scale = clip_coefficient(norm, 1.0);
+    opt.fused = true;
+    let t_fused = time(&mut || Ok(opt.step(&grads, 1e-6, scale)?))?;
+    opt.fused = false;
+    let t_composed = time(&mut || Ok(opt.step(&grads, 1e-6, scale)?))?;
+    println!("{} parameters in {} tensors ({} weights, float32 moments{}) on {:?}, best of {}:",
+        n, shapes.len(), a.dtype, if dtype == DType::F32 { "" } else { " and master weights" }, device, a.repeats.max(1));
+    println!("  gradient norm          {:>9.1} ms", t_norm * 1e3);
+    println!("  AdamW, fused           {:>9.1} ms  ({:.1} G parameters/s)", t_fused * 1e3, n as f64 / t_fused / 1e9);
+    println!("  AdamW, tensor ops      {:>9.1} ms  ({:.1} G parameters/s)", t_composed * 1e3, n as f64 / t_composed / 1e9);
+    println!("  speed-up of the fused update: {:.1}x", t_composed / t_fused);
+    Ok(())
 }
 
 fn bench_allreduce(a: BenchAllreduceArgs) -> Result<()> {

@@ -24,7 +24,7 @@ use crate::dist::ProcessGroup;
 use crate::dift_data::{read_dift_jsonl, ExampleBuilder, Prefetcher, Skipped, DIFT_MAX_PIXELS};
 use crate::error::{Result, TrainError};
 use crate::loss::{dift_loss, LossWeights};
-use crate::optim::{accumulate, backward_grads, clip_grad_norm, scale_grads, AdamW, AdamWConfig, LinearSchedule};
+use crate::optim::{accumulate, backward_grads, clip_coefficient, grad_norm, AdamW, AdamWConfig, LinearSchedule};
 use crate::params::{everything_trains, language_model_trains, TrainableWeights, WeightSource};
 use crate::tensorboard::EventWriter;
 
@@ -323,16 +323,17 @@ pub fn train_dift(cfg: &DiftConfig) -> Result<DiftSummary> {
                 }
             }
             group.sum_f64(&mut sums)?;
-            let Some(mut grads) = group.sum_grads(acc.take(), &vars)? else { continue };
+            let Some(grads) = group.sum_grads(acc.take(), &vars)? else { continue };
             let used = sums[0] as usize;
             window_tokens += sums[5] as u64;
             tokens_total += sums[5] as u64;
             state.examples_seen += used as u64;
             state.tokens_seen += sums[5] as u64;
-            scale_grads(&mut grads, 1.0 / used.max(1) as f64)?;
-            let norm = clip_grad_norm(&mut grads, cfg.max_grad_norm)?;
+            // The mean over the examples used, and clipping, are applied inside the update.
+            let mean = 1.0 / used.max(1) as f64;
+            let norm = grad_norm(&grads)? * mean;
             let lr = schedule.lr(state.global_step);
-            opt.step(&grads, lr)?;
+            opt.step(&grads, lr, mean * clip_coefficient(norm, cfg.max_grad_norm))?;
             mark(2)?;
             if timing {
                 tracing::debug!(

@@ -23,7 +23,7 @@ use crate::checkpoint::{read_state, rotate_checkpoints, save_checkpoint, write_j
 use crate::dift::{epoch_order, load_trainable_with, resolve_resume};
 use crate::error::{Result, TrainError};
 use crate::grpo_core::{completion_logprobs, grpo_term, Objective, Rollout};
-use crate::optim::{accumulate, backward_grads, clip_grad_norm, AdamW, AdamWConfig, LinearSchedule};
+use crate::optim::{accumulate, backward_grads, clip_coefficient, grad_norm, AdamW, AdamWConfig, LinearSchedule};
 use crate::rewards::{default_rewards, group_advantages, AnswerKey, Reward};
 use crate::rl_data::{load_rl_frames, read_rl_jsonl, rl_prompt, RlRecord};
 use crate::tensorboard::EventWriter;
@@ -341,11 +341,11 @@ pub fn train_grpo(cfg: &GrpoConfig) -> Result<GrpoSummary> {
                     accumulate(&mut acc, backward_grads(&term.backward()?, checkpoint_grads.as_ref(), &vars)?)?;
                 }
                 group.sum_f64(&mut stats)?;
-                let Some(mut grads) = group.sum_grads(acc, &vars)? else { break };
+                let Some(grads) = group.sum_grads(acc, &vars)? else { break };
                 let [loss_sum, kl_sum, clipped, ratio_sum, toks] = stats;
-                let norm = clip_grad_norm(&mut grads, cfg.max_grad_norm)?;
+                let norm = grad_norm(&grads)?;
                 let lr = schedule.lr(state.global_step);
-                opt.step(&grads, lr)?;
+                opt.step(&grads, lr, clip_coefficient(norm, cfg.max_grad_norm))?;
                 state.global_step += 1;
                 state.examples_seen += n_active as u64;
                 log.step = state.global_step;

@@ -2,7 +2,7 @@
 //! DIFT, stage one of 4DThinker: teach Qwen2.5-VL to emit latent imagery.
 //!
 //! Read top-down: [`params`] (which weights train), [`dift_data`] (records -> sequences with
-//! latent slots), [`loss`] (CE + cosine), [`optim`] (AdamW, schedule, clipping), [`checkpoint`]
+//! latent slots), [`loss`] (CE + cosine), [`optim`] (AdamW, schedule, clipping; its update runs fused in one pass), [`checkpoint`]
 //! (Hugging Face folders, resumable state), [`tensorboard`] (event files), [`dift`] (the loop).
 
 pub mod error;
@@ -10,6 +10,7 @@ pub mod params;
 pub mod dift_data;
 pub mod loss;
 pub mod optim;
+mod fused_adamw;
 pub mod checkpoint;
 pub mod tensorboard;
 pub mod dist;

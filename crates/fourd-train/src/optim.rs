@@ -1,5 +1,9 @@
 //! AdamW (PyTorch's decoupled form), the Hugging Face linear warmup/decay schedule and global
 //! gradient-norm clipping, with state that saves and restores exactly (for `--resume`).
+//!
+//! The update runs fused, in one pass over memory ([`crate::fused_adamw`]); the same update in
+//! candle's tensor ops remains as the fallback for what the fused one does not handle (f16
+//! weights, strided tensors) and as its reference in tests and `fourd bench optimizer`.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -8,6 +12,7 @@ use candle_core::{DType, Device, Tensor, Var};
 use candle_core::backprop::GradStore;
 
 use crate::error::{Result, TrainError};
+use crate::fused_adamw::{Buffers, Hyper};
 
 #[derive(Clone, Copy, Debug)]
 pub struct AdamWConfig {
@@ -41,11 +46,42 @@ struct Slot {
     decay: bool,
 }
 
+impl Slot {
+    /// The update in candle's tensor ops: about thirteen passes over memory, each allocating.
+    fn step_composed(&mut self, c: &AdamWConfig, step: u64, g: &Tensor, lr: f64, grad_scale: f64) -> Result<()> {
+        let bc1 = 1.0 - c.beta1.powi(step as i32);
+        let bc2 = 1.0 - c.beta2.powi(step as i32);
+        // Nothing below may record a graph: the moments and master weights live across steps,
+        // and a recorded graph would keep every step's temporaries (see `collect_grads`).
+        let g = g.detach().to_dtype(DType::F32)?;
+        let g = if grad_scale != 1.0 { (g * grad_scale)? } else { g };
+        self.m = ((&self.m * c.beta1)? + (&g * (1.0 - c.beta1))?)?;
+        self.v = ((&self.v * c.beta2)? + (g.sqr()? * (1.0 - c.beta2))?)?;
+        let p = match &self.master {
+            Some(m) => m.clone(),
+            None => self.var.as_tensor().detach().to_dtype(DType::F32)?,
+        };
+        let p = if self.decay { (p * (1.0 - lr * c.weight_decay))? } else { p };
+        let denom = ((&self.v / bc2)?.sqrt()? + c.eps)?;
+        let update = ((&self.m / bc1)? / denom)?;
+        let p = (p - (update * lr)?)?;
+        if self.master.is_some() {
+            self.var.set(&p.to_dtype(self.var.dtype())?)?;
+            self.master = Some(p);
+        } else {
+            self.var.set(&p)?;
+        }
+        Ok(())
+    }
+}
+
 pub struct AdamW {
     slots: Vec<Slot>,
     pub cfg: AdamWConfig,
     /// Optimiser steps taken (bias correction uses it).
     pub step: u64,
+    /// Update in one pass where the tensors allow it (the default); false forces tensor ops.
+    pub fused: bool,
 }
 
 impl AdamW {
@@ -55,45 +91,33 @@ impl AdamW {
         let slots = vars
             .into_iter()
             .map(|(name, var)| {
-                let z = Tensor::zeros(var.shape(), DType::F32, var.device())?;
+                // Two allocations: the fused update writes m and v in place, so they must not share one.
+                let zeros = || Tensor::zeros(var.shape(), DType::F32, var.device());
                 let master = (var.dtype() != DType::F32).then(|| var.as_tensor().detach().to_dtype(DType::F32)).transpose()?;
-                Ok(Slot { decay: decays(&name), name, var, m: z.clone(), v: z, master })
+                Ok(Slot { decay: decays(&name), name, m: zeros()?, v: zeros()?, var, master })
             })
             .collect::<Result<Vec<_>>>()?;
-        Ok(AdamW { slots, cfg, step: 0 })
+        Ok(AdamW { slots, cfg, step: 0, fused: true })
     }
 
     /// One update with learning rate `lr` from `grads` (aligned with the variables given to
-    /// [`AdamW::new`]); parameters without a gradient are left alone.
-    pub fn step(&mut self, grads: &Grads, lr: f64) -> Result<()> {
+    /// [`AdamW::new`]) multiplied by `grad_scale` (averaging and clipping, folded in so that the
+    /// gradients are not rewritten first); parameters without a gradient are left alone.
+    pub fn step(&mut self, grads: &Grads, lr: f64, grad_scale: f64) -> Result<()> {
         self.step += 1;
-        let c = self.cfg;
-        let bc1 = 1.0 - c.beta1.powi(self.step as i32);
-        let bc2 = 1.0 - c.beta2.powi(self.step as i32);
+        let (cfg, step) = (self.cfg, self.step);
         for (s, g) in self.slots.iter_mut().zip(grads) {
             let Some(g) = g else { continue };
-            // Nothing below may record a graph: the moments and master weights live across steps,
-            // and a recorded graph would keep every step's temporaries (see `collect_grads`).
-            let g = g.detach().to_dtype(DType::F32)?;
-            s.m = ((&s.m * c.beta1)? + (&g * (1.0 - c.beta1))?)?;
-            s.v = ((&s.v * c.beta2)? + (g.sqr()? * (1.0 - c.beta2))?)?;
-            let p = match &s.master {
-                Some(m) => m.clone(),
-                None => s.var.as_tensor().detach().to_dtype(DType::F32)?,
-            };
-            let p = if s.decay { (p * (1.0 - lr * c.weight_decay))? } else { p };
-            let denom = ((&s.v / bc2)?.sqrt()? + c.eps)?;
-            let update = ((&s.m / bc1)? / denom)?;
-            let p = (p - (update * lr)?)?;
-            if s.master.is_some() {
-                s.var.set(&p.to_dtype(s.var.dtype())?)?;
-                s.master = Some(p);
+            let buffers = Buffers { grad: g, weight: s.var.as_tensor(), master: s.master.as_ref(), m: &s.m, v: &s.v };
+            if self.fused && buffers.fusable() {
+                buffers.update(Hyper::new(&cfg, step, lr, s.decay, grad_scale))?;
             } else {
-                s.var.set(&p)?;
+                s.step_composed(&cfg, step, g, lr, grad_scale)?;
             }
         }
         Ok(())
     }
+
 
     /// Writes moments and step to a safetensors file (`m.<name>`, `v.<name>`, `step`).
     pub fn save(&self, path: &Path) -> Result<()> {
@@ -230,21 +254,14 @@ fn sum_of_squares(t: &Tensor) -> Result<Tensor> {
     })
 }
 
-pub fn scale_grads(grads: &mut Grads, factor: f64) -> Result<()> {
-    for g in grads.iter_mut().flatten() {
-        *g = (&*g * factor)?;
-    }
-    Ok(())
-}
-
-/// `clip_grad_norm_`: if the norm exceeds `max_norm`, scale by `max_norm / (norm + 1e-6)`.
-/// Returns the norm before clipping.
-pub fn clip_grad_norm(grads: &mut Grads, max_norm: f64) -> Result<f64> {
-    let norm = grad_norm(grads)?;
+/// The factor `clip_grad_norm_` scales gradients of global norm `norm` by: `max_norm / (norm +
+/// 1e-6)` if the norm exceeds `max_norm` (> 0), else 1. [`AdamW::step`] applies it.
+pub fn clip_coefficient(norm: f64, max_norm: f64) -> f64 {
     if max_norm > 0.0 && norm > max_norm {
-        scale_grads(grads, max_norm / (norm + 1e-6))?;
+        max_norm / (norm + 1e-6)
+    } else {
+        1.0
     }
-    Ok(norm)
 }
 
 /// Adds `b` into `acc` (gradient accumulation over micro-batches).
@@ -274,15 +291,90 @@ mod tests {
         let mut opt = AdamW::new(vec![("w".into(), var.clone())], cfg).unwrap();
         let g = vec![Some(Tensor::ones(4, DType::BF16, &Device::Cpu).unwrap())];
         // One step moves the weight by ~1e-4, far below bf16's spacing at 1.0 (2^-7).
-        opt.step(&g, 1e-4).unwrap();
+        opt.step(&g, 1e-4, 1.0).unwrap();
         assert_eq!(var.as_tensor().to_dtype(DType::F32).unwrap().to_vec1::<f32>().unwrap()[0], 1.0);
         for _ in 0..99 {
-            opt.step(&g, 1e-4).unwrap();
+            opt.step(&g, 1e-4, 1.0).unwrap();
         }
         let w = var.as_tensor().to_dtype(DType::F32).unwrap().to_vec1::<f32>().unwrap()[0];
         assert!(w < 1.0 && w > 0.98, "100 steps of 1e-4 reached the bf16 weight: {w}");
         let master = opt.slots[0].master.as_ref().unwrap().to_vec1::<f32>().unwrap()[0];
         assert!((master - 0.99).abs() < 1e-3, "master {master}");
+    }
+
+    /// Parameters of several shapes, weight-decayed and not, in `dtype`; deterministic values.
+    fn params(dtype: DType) -> Vec<(String, Var)> {
+        [("model.layers.0.mlp.up_proj.weight", 40_000usize), ("model.layers.0.input_layernorm.weight", 9), ("lm_head.weight", 1)]
+            .into_iter()
+            .map(|(name, n)| {
+                let t = Tensor::new((0..n).map(|i| ((i * 7919 % 1000) as f32 - 500.0) / 700.0).collect::<Vec<_>>(), &Device::Cpu).unwrap();
+                (name.to_string(), Var::from_tensor(&t.to_dtype(dtype).unwrap()).unwrap())
+            })
+            .collect()
+    }
+
+    fn grads(vars: &[(String, Var)], step: usize, dtype: DType) -> Grads {
+        vars.iter()
+            .map(|(_, v)| {
+                let n = v.elem_count();
+                let g = (0..n).map(|i| ((i * 31 + step * 17) % 97) as f32 / 97.0 - 0.45).collect::<Vec<_>>();
+                Some(Tensor::new(g, &Device::Cpu).unwrap().to_dtype(dtype).unwrap())
+            })
+            .collect()
+    }
+
+    fn values(t: &Tensor) -> Vec<f32> {
+        t.to_dtype(DType::F32).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap()
+    }
+
+    #[test]
+    fn fused_update_equals_the_tensor_op_update() {
+        // (weight dtype, gradient dtype): f32 training, bf16 with f32 master, and mixed.
+        for (wd, gd) in [(DType::F32, DType::F32), (DType::BF16, DType::BF16), (DType::F32, DType::BF16), (DType::BF16, DType::F32)] {
+            let (a, b) = (params(wd), params(wd));
+            let cfg = AdamWConfig { lr: 1e-2, weight_decay: 0.1, ..Default::default() };
+            let mut fused = AdamW::new(a.clone(), cfg).unwrap();
+            let mut composed = AdamW::new(b.clone(), cfg).unwrap();
+            composed.fused = false;
+            for (s, g) in fused.slots.iter().zip(grads(&a, 0, gd)) {
+                let buf = Buffers { grad: g.as_ref().unwrap(), weight: s.var.as_tensor(), master: s.master.as_ref(), m: &s.m, v: &s.v };
+                assert!(buf.fusable(), "{wd:?}/{gd:?}: {} would fall back to tensor ops", s.name);
+            }
+            for step in 0..4 {
+                // A gradient scale other than 1 (averaging and clipping) on some steps.
+                let (lr, scale) = (1e-2 * (step + 1) as f64, if step % 2 == 0 { 1.0 } else { 0.37 });
+                fused.step(&grads(&a, step, gd), lr, scale).unwrap();
+                composed.step(&grads(&b, step, gd), lr, scale).unwrap();
+            }
+            for (x, y) in fused.slots.iter().zip(&composed.slots) {
+                let what = format!("{wd:?} weights, {gd:?} gradients, {}", x.name);
+                assert_eq!(values(x.var.as_tensor()), values(y.var.as_tensor()), "weights differ: {what}");
+                assert_eq!(values(&x.m), values(&y.m), "first moments differ: {what}");
+                assert_eq!(values(&x.v), values(&y.v), "second moments differ: {what}");
+                if let (Some(p), Some(q)) = (&x.master, &y.master) {
+                    assert_eq!(values(p), values(q), "master weights differ: {what}");
+                }
+                assert_ne!(values(x.var.as_tensor()), values(params(wd).iter().find(|(n, _)| *n == x.name).unwrap().1.as_tensor()), "no update: {what}");
+            }
+        }
+    }
+
+    #[test]
+    fn weights_the_fused_update_does_not_handle_fall_back_to_tensor_ops() {
+        // f16 weights (a master copy, but no f16 kernel) and a strided gradient.
+        let vars = params(DType::F16);
+        let mut opt = AdamW::new(vars.clone(), AdamWConfig::default()).unwrap();
+        let before = values(vars[0].1.as_tensor());
+        opt.step(&grads(&vars, 0, DType::F16), 1e-2, 1.0).unwrap();
+        assert_ne!(values(vars[0].1.as_tensor()), before);
+        let w = Var::from_tensor(&Tensor::zeros((3, 2), DType::F32, &Device::Cpu).unwrap()).unwrap();
+        let g = Tensor::new(&[[1f32, 2., 3.], [4., 5., 6.]], &Device::Cpu).unwrap().t().unwrap();
+        let mut opt = AdamW::new(vec![("w".into(), w.clone())], AdamWConfig { weight_decay: 0.0, ..Default::default() }).unwrap();
+        let s = &opt.slots[0];
+        assert!(!Buffers { grad: &g, weight: w.as_tensor(), master: None, m: &s.m, v: &s.v }.fusable());
+        opt.step(&vec![Some(g)], 0.5, 1.0).unwrap();
+        // The first AdamW step moves every weight by lr against the gradient's sign.
+        assert!(values(w.as_tensor()).iter().all(|x| (x + 0.5).abs() < 1e-6), "{:?}", values(w.as_tensor()));
     }
 
     #[test]
@@ -300,7 +392,7 @@ mod tests {
                 let store = loss.backward().unwrap();
                 let grads = collect_grads(&store, &vars);
                 assert!(!grads[0].as_ref().unwrap().track_op(), "{dtype:?}: collected gradient still records a graph");
-                opt.step(&grads, 1e-3).unwrap();
+                opt.step(&grads, 1e-3, 1.0).unwrap();
                 let s = &opt.slots[0];
                 assert!(!s.m.track_op() && !s.v.track_op(), "{dtype:?}: moments record a graph");
                 assert!(s.master.as_ref().is_none_or(|m| !m.track_op()), "{dtype:?}: master weights record a graph");
