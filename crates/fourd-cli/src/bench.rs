@@ -214,10 +214,21 @@ fn bench_optimizer(a: BenchOptimizerArgs) -> Result<()> {
     let (va, vb) = (copy(&start)?, copy(&start)?);
     let (mut fused, mut composed) = (AdamW::new(va.clone(), cfg)?, AdamW::new(vb, cfg)?);
     composed.fused = false;
+    let mut norm_error = 0f64;
     for _ in 0..3 {
         let grads: Grads = va.iter().map(|(_, v)| Ok(Some((Tensor::randn(0f32, 1f32, v.shape(), &device)? * 1e-3)?.to_dtype(dtype)?))).collect::<Result<_>>()?;
         fused.step(&grads, 1e-3, 0.5)?;
         composed.step(&grads, 1e-3, 0.5)?;
+        // The one-pass norm against a float64 reduction with tensor ops.
+        let mut want = 0f64;
+        for g in grads.iter().flatten() {
+            want += g.to_dtype(DType::F64)?.sqr()?.sum_all()?.to_scalar::<f64>()?;
+        }
+        norm_error = norm_error.max((grad_norm(&grads)? - want.sqrt()).abs() / want.sqrt());
+    }
+    println!("gradient norm vs a float64 reduction: relative difference {norm_error:.2e}");
+    if norm_error > 1e-5 {
+        bail!("the gradient norm differs from a float64 reduction by {norm_error:.2e}");
     }
     let dir = std::env::temp_dir().join(format!("fourd-bench-optimizer-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;

@@ -10,7 +10,7 @@ pub mod params;
 pub mod dift_data;
 pub mod loss;
 pub mod optim;
-mod fused_adamw;
+mod optim_kernels;
 pub mod checkpoint;
 pub mod tensorboard;
 pub mod dist;

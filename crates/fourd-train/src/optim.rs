@@ -1,7 +1,7 @@
 //! AdamW (PyTorch's decoupled form), the Hugging Face linear warmup/decay schedule and global
 //! gradient-norm clipping, with state that saves and restores exactly (for `--resume`).
 //!
-//! The update runs fused, in one pass over memory ([`crate::fused_adamw`]); the same update in
+//! The update runs fused, in one pass over memory ([`crate::optim_kernels`]); the same update in
 //! candle's tensor ops remains as the fallback for what the fused one does not handle (f16
 //! weights, strided tensors) and as its reference in tests and `fourd bench optimizer`.
 
@@ -12,7 +12,7 @@ use candle_core::{DType, Device, Tensor, Var};
 use candle_core::backprop::GradStore;
 
 use crate::error::{Result, TrainError};
-use crate::fused_adamw::{Buffers, Hyper};
+use crate::optim_kernels::{Buffers, Hyper, SumOfSquares};
 
 #[derive(Clone, Copy, Debug)]
 pub struct AdamWConfig {
@@ -230,13 +230,17 @@ pub fn grad_norm(grads: &Grads) -> Result<f64> {
     Ok(total.sqrt())
 }
 
-/// Elements per row of the first reduction stage in [`sum_of_squares`].
+/// Elements per row of the first reduction stage in [`sum_of_squares`]'s tensor-op fallback.
 const REDUCE_COLS: usize = 4096;
 
-/// The sum of squares of `t` as a float32 scalar tensor, reduced in two stages. Why: candle's
-/// CUDA reduction runs one thread block per output element, so a single `sum_all` over a 311M
-/// element embedding runs on one of the GPU's 132 SMs; rows of 4,096 first spread the work.
+/// The sum of squares of `t` as a float32 scalar tensor. One pass ([`SumOfSquares`]) for float32
+/// and bf16; otherwise tensor ops reduce in two stages, because candle's CUDA reduction runs one
+/// thread block per output element and a single `sum_all` over a 311M-element embedding would run
+/// on one of the GPU's 132 SMs.
 fn sum_of_squares(t: &Tensor) -> Result<Tensor> {
+    if SumOfSquares::handles(t) {
+        return Ok(t.detach().apply_op1_no_bwd(&SumOfSquares)?.sum_all()?);
+    }
     let flat = t.flatten_all()?.to_dtype(DType::F32)?;
     let n = flat.dim(0)?;
     let rows = n / REDUCE_COLS;
@@ -408,10 +412,18 @@ mod tests {
             .iter()
             .map(|&n| Some(Tensor::new((0..n).map(|i| ((i * 37 % 101) as f32 - 50.0) / 7.0).collect::<Vec<_>>(), &Device::Cpu).unwrap()))
             .chain([None, Some(Tensor::new(&[[3f32, 4.], [1., 2.]], &Device::Cpu).unwrap().to_dtype(DType::BF16).unwrap())])
+            // f16 (and a strided view) take the tensor-op fallback.
+            .chain([5 * REDUCE_COLS + 3, 2].map(|n| Some(Tensor::new((0..n).map(|i| (i % 13) as f32 - 6.0).collect::<Vec<_>>(), &Device::Cpu).unwrap().to_dtype(DType::F16).unwrap())))
+            .chain([Some(Tensor::new(&[[1f32, 2.], [3., 4.]], &Device::Cpu).unwrap().t().unwrap())])
             .collect();
         let mut want = 0f64;
         for g in grads.iter().flatten() {
-            want += g.to_dtype(DType::F64).unwrap().flatten_all().unwrap().to_vec1::<f64>().unwrap().iter().map(|x| x * x).sum::<f64>();
+            let own = g.to_dtype(DType::F64).unwrap().flatten_all().unwrap().to_vec1::<f64>().unwrap().iter().map(|x| x * x).sum::<f64>();
+            let got = grad_norm(&vec![Some(g.clone())]).unwrap();
+            assert!((got - own.sqrt()).abs() <= 1e-6 * own.sqrt(), "{:?} {:?}: {got} vs {}", g.dtype(), g.shape(), own.sqrt());
+            // Float32 and bf16 take the one-pass kernel, the rest tensor ops.
+            assert_eq!(SumOfSquares::handles(g), g.elem_count() > 0 && g.is_contiguous() && g.dtype() != DType::F16);
+            want += own;
         }
         let got = grad_norm(&grads).unwrap();
         assert!((got - want.sqrt()).abs() <= 1e-5 * want.sqrt(), "{got} vs {}", want.sqrt());

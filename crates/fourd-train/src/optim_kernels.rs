@@ -1,9 +1,11 @@
-//! AdamW's update in one pass over memory.
+//! The optimiser's hot loops, each one pass over memory: the AdamW update and the gradient's
+//! sum of squares (for the global norm). A CUDA kernel (`kernels/optim.cu`) on GPUs, a parallel
+//! loop on CPU.
 //!
-//! Written with candle's tensor ops, an update reads and writes the moments and weights about
-//! thirteen times and allocates a temporary for each op. For a 3B model that is most of a
-//! training step on a GPU. Here each element's gradient, moments and (master) weight are read
-//! once and written once: a CUDA kernel (`kernels/adamw.cu`) on GPUs, a parallel loop on CPU.
+//! Written with candle's tensor ops, an AdamW update reads and writes the moments and weights
+//! about thirteen times and allocates a temporary for each op: for a 3B model on a GPU that was
+//! three quarters of a training step. Here each element's gradient, moments and (master) weight
+//! are read once and written once.
 //!
 //! Candle lends write access to one tensor per in-place op; an update writes three or four. Each
 //! [`Level`] holds one tensor's write lock and asks for the next from inside, so the innermost
@@ -11,7 +13,7 @@
 
 use std::cell::RefCell;
 
-use candle_core::{CpuStorage, CudaStorage, DType, Device, InplaceOp1, InplaceOp2, Layout, Tensor};
+use candle_core::{CpuStorage, CudaStorage, CustomOp1, DType, Device, InplaceOp1, InplaceOp2, Layout, Shape, Tensor};
 use half::bf16;
 use rayon::prelude::*;
 
@@ -258,8 +260,11 @@ fn cpu_loop_master<G: Copy + Into<f32> + Sync>(h: &Hyper, g: &[G], w: &mut [bf16
         });
 }
 
+/// Name under which candle caches the loaded module.
 #[cfg(feature = "cuda")]
-const PTX: &str = include_str!(concat!(env!("OUT_DIR"), "/adamw.ptx"));
+const PTX_MODULE: &str = "fourd_optim";
+#[cfg(feature = "cuda")]
+const PTX: &str = include_str!(concat!(env!("OUT_DIR"), "/optim.ptx"));
 
 /// `storages` as in [`cpu_update`].
 #[cfg(feature = "cuda")]
@@ -283,7 +288,7 @@ fn cuda_update(h: &Hyper, (g, gl): (&CudaStorage, &Layout), storages: &mut [(&mu
         (DType::BF16, DType::BF16, 1) => "adamw_bf16_grad_bf16",
         other => candle_core::bail!("fused AdamW: unsupported weight/gradient dtypes {other:?}"),
     };
-    let func = w.device.get_or_load_custom_func(name, "fourd_fused_adamw", PTX)?;
+    let func = w.device.get_or_load_custom_func(name, PTX_MODULE, PTX)?;
     // A grid-stride loop: enough blocks to fill the GPU, each thread then walks the tensor.
     let threads = 256u32;
     let blocks = (n.div_ceil(threads as usize)).clamp(1, 65_535) as u32;
@@ -324,4 +329,86 @@ fn cuda_update(h: &Hyper, (g, gl): (&CudaStorage, &Layout), storages: &mut [(&mu
     // elements (checked by `Buffers::fusable`).
     unsafe { builder.launch(cfg) }.w()?;
     Ok(())
+}
+
+/// The sum of squares of a float32 or bf16 tensor, as a 1-D float32 tensor of partial sums
+/// (summing them is left to candle: a few hundred elements). Accumulates in float64.
+pub(crate) struct SumOfSquares;
+
+impl SumOfSquares {
+    /// Whether [`SumOfSquares`] handles `t` (else the caller reduces with tensor ops).
+    pub(crate) fn handles(t: &Tensor) -> bool {
+        let device_ok = match t.device() {
+            Device::Cpu => true,
+            Device::Cuda(_) => cfg!(feature = "cuda"),
+            _ => false,
+        };
+        device_ok && matches!(t.dtype(), DType::F32 | DType::BF16) && t.is_contiguous() && t.elem_count() > 0
+    }
+}
+
+/// Threads per block and the largest grid of the CUDA reduction.
+#[cfg(feature = "cuda")]
+const REDUCE_THREADS: u32 = 256;
+#[cfg(feature = "cuda")]
+const REDUCE_MAX_BLOCKS: usize = 1024;
+
+fn squares<T: Copy + Into<f32> + Sync>(x: &[T]) -> Vec<f32> {
+    x.par_chunks(CPU_CHUNK)
+        .map(|c| c.iter().map(|&v| {
+            let v: f32 = v.into();
+            (v * v) as f64
+        }).sum::<f64>() as f32)
+        .collect()
+}
+
+impl CustomOp1 for SumOfSquares {
+    fn name(&self) -> &'static str {
+        "sum-of-squares"
+    }
+
+    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
+        let (a, b) = contiguous(l)?;
+        let parts = match s {
+            CpuStorage::F32(v) => squares(&v[a..b]),
+            CpuStorage::BF16(v) => squares(&v[a..b]),
+            _ => candle_core::bail!("sum of squares: expected float32 or bf16"),
+        };
+        let n = parts.len();
+        Ok((CpuStorage::F32(parts), Shape::from(n)))
+    }
+
+    #[cfg(feature = "cuda")]
+    fn cuda_fwd(&self, s: &CudaStorage, l: &Layout) -> candle_core::Result<(CudaStorage, Shape)> {
+        use candle_core::backend::BackendStorage;
+        use candle_core::cuda_backend::cudarc::driver::{LaunchConfig, PushKernelArg};
+        use candle_core::cuda_backend::WrapErr;
+
+        let (a, b) = contiguous(l)?;
+        let n = b - a;
+        let blocks = n.div_ceil(REDUCE_THREADS as usize).clamp(1, REDUCE_MAX_BLOCKS);
+        let dev = s.device().clone();
+        let partial = dev.alloc_zeros::<f32>(blocks)?;
+        let name = match s.dtype() {
+            DType::F32 => "sum_of_squares_f32",
+            DType::BF16 => "sum_of_squares_bf16",
+            other => candle_core::bail!("sum of squares: expected float32 or bf16, got {other:?}"),
+        };
+        let func = dev.get_or_load_custom_func(name, PTX_MODULE, PTX)?;
+        let cfg = LaunchConfig { grid_dim: (blocks as u32, 1, 1), block_dim: (REDUCE_THREADS, 1, 1), shared_mem_bytes: 0 };
+        let mut builder = func.builder();
+        let (x_f32, x_bf16);
+        if s.dtype() == DType::F32 {
+            x_f32 = s.as_cuda_slice::<f32>()?.slice(a..b);
+            builder.arg(&x_f32);
+        } else {
+            x_bf16 = s.as_cuda_slice::<bf16>()?.slice(a..b);
+            builder.arg(&x_bf16);
+        }
+        builder.arg(&partial);
+        builder.arg(&n);
+        // SAFETY: the arguments match the kernel's signature; `partial` has one slot per block.
+        unsafe { builder.launch(cfg) }.w()?;
+        Ok((CudaStorage::wrap_cuda_slice(partial, dev), Shape::from(blocks)))
+    }
 }

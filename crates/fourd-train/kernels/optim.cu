@@ -1,10 +1,11 @@
-// One-pass AdamW update for `fourd-train`'s optimiser (src/fused_adamw.rs), compiled to PTX by
-// build.rs when the `cuda` feature is on. Each thread reads an element's gradient, moments and
-// weight once and writes them once; the same update written with candle's tensor ops makes about
-// thirteen passes over memory and allocates a temporary for each.
+// The optimiser's fused kernels (src/optim_kernels.rs), compiled to PTX by build.rs when the
+// `cuda` feature is on.
 //
-// The arithmetic is that of `AdamW::step_composed` (PyTorch's decoupled AdamW) in float32, in the
-// same order; nvcc may fuse a multiply and an add, so results agree to a few ulps, not bitwise.
+// AdamW: each thread reads an element's gradient, moments and weight once and writes them once;
+// the same update written with candle's tensor ops makes about thirteen passes over memory and
+// allocates a temporary for each. The arithmetic is that of `AdamW::step_composed` (PyTorch's
+// decoupled AdamW) in float32, in the same order; nvcc may fuse a multiply and an add, so results
+// agree to a few ulps, not bitwise.
 #include <cuda_bf16.h>
 #include <stdint.h>
 
@@ -61,3 +62,29 @@ extern "C" __global__ void adamw_bf16_grad_f32(const float *g, __nv_bfloat16 *w,
 extern "C" __global__ void adamw_bf16_grad_bf16(const __nv_bfloat16 *g, __nv_bfloat16 *w, float *master, float *m, float *v, size_t n, Hyper h) {
     adamw_bf16_master(g, w, master, m, v, n, h);
 }
+
+// Sum of squares for the global gradient norm: each block writes the sum of its grid-stride share
+// to partial[blockIdx.x] (summed afterwards, on the device). One read of the gradient; the same
+// with tensor ops converts, squares and reduces in three passes. Threads accumulate in double;
+// the fixed grid makes the result deterministic.
+template <typename T>
+__device__ void sum_of_squares(const T *x, float *partial, size_t n) {
+    double acc = 0.0;
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)blockDim.x * gridDim.x) {
+        float v = load(x, i);
+        acc += (double)(v * v);
+    }
+    for (int offset = 16; offset > 0; offset >>= 1) acc += __shfl_down_sync(0xffffffffu, acc, offset);
+    __shared__ double warp_sums[32];
+    const unsigned lane = threadIdx.x & 31u, warp = threadIdx.x >> 5;
+    if (lane == 0) warp_sums[warp] = acc;
+    __syncthreads();
+    if (warp == 0) {
+        acc = lane < (blockDim.x >> 5) ? warp_sums[lane] : 0.0;
+        for (int offset = 16; offset > 0; offset >>= 1) acc += __shfl_down_sync(0xffffffffu, acc, offset);
+        if (lane == 0) partial[blockIdx.x] = (float)acc;
+    }
+}
+
+extern "C" __global__ void sum_of_squares_f32(const float *x, float *partial, size_t n) { sum_of_squares(x, partial, n); }
+extern "C" __global__ void sum_of_squares_bf16(const __nv_bfloat16 *x, float *partial, size_t n) { sum_of_squares(x, partial, n); }
