@@ -351,7 +351,7 @@ impl SumOfSquares {
 #[cfg(feature = "cuda")]
 const REDUCE_THREADS: u32 = 256;
 #[cfg(feature = "cuda")]
-const REDUCE_MAX_BLOCKS: usize = 1024;
+const REDUCE_MAX_BLOCKS: usize = 4096;
 
 fn squares<T: Copy + Into<f32> + Sync>(x: &[T]) -> Vec<f32> {
     x.par_chunks(CPU_CHUNK)
@@ -388,7 +388,8 @@ impl CustomOp1 for SumOfSquares {
         let n = b - a;
         let blocks = n.div_ceil(REDUCE_THREADS as usize).clamp(1, REDUCE_MAX_BLOCKS);
         let dev = s.device().clone();
-        let partial = dev.alloc_zeros::<f32>(blocks)?;
+        // SAFETY: every block writes its slot.
+        let partial = unsafe { dev.alloc::<f32>(blocks)? };
         let name = match s.dtype() {
             DType::F32 => "sum_of_squares_f32",
             DType::BF16 => "sum_of_squares_bf16",
