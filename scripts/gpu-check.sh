@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # GPU checks of the CUDA build (scripts/build-cuda.sh), as run on an H200 for docs/train.md:
-#   1. NCCL: a one-rank communicator all-reduces 400 MB and the sum is checked;
+#   1. NCCL: a one-rank communicator all-reduces 400 MB and the sum is checked; the fused
+#      optimiser kernels (AdamW, gradient norm) at the 3B shape, checked against tensor ops and
+#      a float64 reduction, and timed;
 #   2. DIFT of the demo's tiny model on the GPU in f32, then bf16 with f32 master weights and
 #      gradient checkpointing (compare train_log.jsonl with the same command on the CPU);
 #   3. GRPO from the demo's DIFT model, f32, then bf16 with gradient checkpointing;
@@ -29,6 +31,7 @@ trap 'kill %1 2>/dev/null' EXIT
 step() { local name=$1 t=$2; shift 2; echo; echo "=== $name (start $(date +%T))"; timeout "$t" "$@"; echo "=== $name rc=$? (end $(date +%T))"; }
 
 step allreduce 60 "$FOURD" bench allreduce --device cuda --elements 100000000 --repeats 5
+step optimizer 150 "$FOURD" bench optimizer --device cuda --dtype bf16 --repeats 5
 
 DIFT=(train dift --model "$DEMO/model-init" --data "$OUT/dift.jsonl" --lr 5e-3 --weight-decay 0 --warmup-ratio 0.05
   --ce-weight 1 --sim-weight 0.1 --answer-weight 1 --grad-accum 8 --train-vision --seed 0 --logging-steps 1 --no-progress --device cuda)
