@@ -391,6 +391,11 @@ fn bench_train(a: BenchTrainArgs) -> Result<()> {
         let py = r["tokens_per_s"].as_f64().unwrap_or(f64::NAN);
         let peak = r["peak_gib"].as_f64().map(|g| format!(", peak {g:.1} GiB allocated")).unwrap_or_default();
         println!("{} ({}): {:.0} tokens/s (seq {} tokens{peak})", r["stack"].as_str().unwrap_or("PyTorch"), reference_where(&r), py, r["seq_len"]);
+        if let Some(p) = r["phases_s"].as_object().filter(|p| !p.is_empty()) {
+            let part = |k: &str| p.get(k).and_then(Value::as_f64).unwrap_or(f64::NAN);
+            println!("  PyTorch per step (synchronised between parts): forward {:.3} s, backward {:.3} s, clipping + optimiser {:.3} s",
+                part("forward"), part("backward"), part("optimizer"));
+        }
         println!("ratio fourd / PyTorch: {:.2}x", ours / py);
     }
     let _ = s;

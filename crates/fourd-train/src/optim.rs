@@ -118,7 +118,6 @@ impl AdamW {
         Ok(())
     }
 
-
     /// Writes moments and step to a safetensors file (`m.<name>`, `v.<name>`, `step`).
     pub fn save(&self, path: &Path) -> Result<()> {
         let mut map: HashMap<String, Tensor> = HashMap::new();

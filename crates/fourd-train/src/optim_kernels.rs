@@ -99,10 +99,7 @@ impl Buffers<'_> {
         };
         let dtypes_ok = matches!(self.grad.dtype(), DType::F32 | DType::BF16)
             && state.iter().all(|t| t.dtype() == DType::F32)
-            && match (self.weight.dtype(), self.master) {
-                (DType::F32, None) | (DType::BF16, Some(_)) => true,
-                _ => false,
-            };
+            && matches!((self.weight.dtype(), self.master), (DType::F32, None) | (DType::BF16, Some(_)));
         device_ok
             && dtypes_ok
             && state.iter().chain([&self.grad, &self.weight]).all(|t| {
