@@ -198,6 +198,9 @@ fn bench_optimizer(a: BenchOptimizerArgs) -> Result<()> {
 
     let device = parse_device(&a.device)?;
     let dtype = parse_dtype(&a.dtype)?;
+    if !matches!(dtype, DType::F32 | DType::BF16) {
+        bail!("bench optimizer: --dtype must be f32 or bf16 (f16 weights take the tensor-op update: there is no fused one to compare)");
+    }
     let shapes = lm_shapes(&a);
     let make = |shapes: &[(String, Vec<usize>)], scale: f64| -> Result<Vec<(String, Var)>> {
         shapes.iter().map(|(n, s)| Ok((n.clone(), Var::from_tensor(&(Tensor::randn(0f32, 1f32, s.as_slice(), &device)? * scale)?.to_dtype(dtype)?)?))).collect()

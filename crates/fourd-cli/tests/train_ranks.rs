@@ -103,3 +103,26 @@ fn bench_allreduce_sums_over_two_rank_processes() {
     let out = String::from_utf8_lossy(&outputs[0].stdout);
     assert!(out.contains("over 2 rank(s)") && out.contains("sum correct"), "{out}");
 }
+
+#[test]
+fn bench_optimizer_checks_the_fused_update_and_times_it_on_cpu() {
+    let run = |dtype: &str| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_fourd"))
+            .args(["bench", "optimizer", "--device", "cpu", "--dtype", dtype, "--layers", "1", "--hidden-size", "64",
+                "--intermediate-size", "128", "--kv-size", "16", "--vocab-size", "300", "--repeats", "1"])
+            .output()
+            .unwrap()
+    };
+    for dtype in ["f32", "bf16"] {
+        let o = run(dtype);
+        let out = String::from_utf8_lossy(&o.stdout);
+        assert!(o.status.success(), "{dtype}: {}", String::from_utf8_lossy(&o.stderr));
+        // On CPU the fused update is bit-identical to the tensor-op one.
+        assert!(out.contains("largest difference 0.00e0"), "{dtype}: {out}");
+        assert!(out.contains("AdamW, fused") && out.contains("speed-up of the fused update"), "{dtype}: {out}");
+    }
+    // f16 weights have no fused update: nothing to compare, so the bench refuses them.
+    let o = run("f16");
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("--dtype"), "{}", String::from_utf8_lossy(&o.stderr));
+}

@@ -2,8 +2,9 @@
 //! DIFT, stage one of 4DThinker: teach Qwen2.5-VL to emit latent imagery.
 //!
 //! Read top-down: [`params`] (which weights train), [`dift_data`] (records -> sequences with
-//! latent slots), [`loss`] (CE + cosine), [`optim`] (AdamW, schedule, clipping; its update runs fused in one pass), [`checkpoint`]
-//! (Hugging Face folders, resumable state), [`tensorboard`] (event files), [`dift`] (the loop).
+//! latent slots), [`loss`] (CE + cosine), [`optim`] (AdamW, schedule, clipping; the update and
+//! the norm run as one-pass kernels), [`checkpoint`] (Hugging Face folders, resumable state),
+//! [`tensorboard`] (event files), [`dift`] (the loop).
 
 pub mod error;
 pub mod params;
