@@ -381,6 +381,16 @@ mod tests {
     }
 
     #[test]
+    fn a_gradient_sharing_the_weights_storage_is_an_error_not_a_hang() {
+        // The fused update write-locks the weight; a gradient aliasing it must not be read-locked
+        // too (that would wait forever). Candle sees the aliasing and the op refuses it.
+        let w = Var::from_tensor(&Tensor::ones(8, DType::F32, &Device::Cpu).unwrap()).unwrap();
+        let mut opt = AdamW::new(vec![("w".into(), w.clone())], AdamWConfig::default()).unwrap();
+        let err = opt.step(&vec![Some(w.as_tensor().clone())], 1e-3, 1.0).unwrap_err();
+        assert!(err.to_string().contains("aliased"), "{err}");
+    }
+
+    #[test]
     fn gradients_and_optimiser_state_hold_no_graph() {
         // A tensor computed from a `Var` records its graph. The optimiser's state must not:
         // bf16 master weights made from the variable did, so every step's master copy kept the
