@@ -16,7 +16,10 @@ fn main() {
     let out = PathBuf::from(env::var("OUT_DIR").expect("cargo sets OUT_DIR")).join("optim.ptx");
     let cap = env::var("CUDA_COMPUTE_CAP").unwrap_or_else(|_| "80".into());
     let nvcc = env::var("NVCC").ok().or_else(|| {
-        env::var("CUDA_HOME").ok().map(|h| format!("{h}/bin/nvcc")).filter(|p| std::path::Path::new(p).exists())
+        env::var("CUDA_HOME")
+            .ok()
+            .map(|h| format!("{h}/bin/nvcc"))
+            .filter(|p| std::path::Path::new(p).exists())
     });
     let nvcc = nvcc.unwrap_or_else(|| "nvcc".into());
     let status = Command::new(&nvcc)
@@ -25,5 +28,8 @@ fn main() {
         .arg("kernels/optim.cu")
         .status()
         .unwrap_or_else(|e| panic!("cannot run `{nvcc}` to compile kernels/optim.cu: {e} (set NVCC or CUDA_HOME, or source ../shared/tools/cuda-env.sh)"));
-    assert!(status.success(), "`{nvcc}` failed to compile kernels/optim.cu ({status})");
+    assert!(
+        status.success(),
+        "`{nvcc}` failed to compile kernels/optim.cu ({status})"
+    );
 }

@@ -137,8 +137,16 @@ impl BenchCommon {
     /// The reference script's arguments every benchmark shares.
     fn script_args(&self, model: &std::path::Path) -> Vec<String> {
         vec![
-            "--out".into(), model.to_string_lossy().into_owned(), "--threads".into(), self.threads.to_string(),
-            "--size".into(), self.size.clone(), "--device".into(), self.device.clone(), "--dtype".into(), self.dtype.clone(),
+            "--out".into(),
+            model.to_string_lossy().into_owned(),
+            "--threads".into(),
+            self.threads.to_string(),
+            "--size".into(),
+            self.size.clone(),
+            "--device".into(),
+            self.device.clone(),
+            "--dtype".into(),
+            self.dtype.clone(),
         ]
     }
 }
@@ -173,16 +181,25 @@ pub fn run(cmd: BenchCommand) -> Result<()> {
 /// Names and shapes of the trainable language-model parameters for `bench optimizer`.
 fn lm_shapes(a: &BenchOptimizerArgs) -> Vec<(String, Vec<usize>)> {
     let (h, f, kv) = (a.hidden_size, a.intermediate_size, a.kv_size);
-    let mut shapes = vec![("model.embed_tokens.weight".to_string(), vec![a.vocab_size, h])];
+    let mut shapes = vec![(
+        "model.embed_tokens.weight".to_string(),
+        vec![a.vocab_size, h],
+    )];
     for l in 0..a.layers {
         let p = format!("model.layers.{l}");
         for (name, shape) in [
-            ("self_attn.q_proj.weight", vec![h, h]), ("self_attn.q_proj.bias", vec![h]),
-            ("self_attn.k_proj.weight", vec![kv, h]), ("self_attn.k_proj.bias", vec![kv]),
-            ("self_attn.v_proj.weight", vec![kv, h]), ("self_attn.v_proj.bias", vec![kv]),
-            ("self_attn.o_proj.weight", vec![h, h]), ("mlp.gate_proj.weight", vec![f, h]),
-            ("mlp.up_proj.weight", vec![f, h]), ("mlp.down_proj.weight", vec![h, f]),
-            ("input_layernorm.weight", vec![h]), ("post_attention_layernorm.weight", vec![h]),
+            ("self_attn.q_proj.weight", vec![h, h]),
+            ("self_attn.q_proj.bias", vec![h]),
+            ("self_attn.k_proj.weight", vec![kv, h]),
+            ("self_attn.k_proj.bias", vec![kv]),
+            ("self_attn.v_proj.weight", vec![kv, h]),
+            ("self_attn.v_proj.bias", vec![kv]),
+            ("self_attn.o_proj.weight", vec![h, h]),
+            ("mlp.gate_proj.weight", vec![f, h]),
+            ("mlp.up_proj.weight", vec![f, h]),
+            ("mlp.down_proj.weight", vec![h, f]),
+            ("input_layernorm.weight", vec![h]),
+            ("post_attention_layernorm.weight", vec![h]),
         ] {
             shapes.push((format!("{p}.{name}"), shape));
         }
@@ -203,29 +220,60 @@ fn bench_optimizer(a: BenchOptimizerArgs) -> Result<()> {
     }
     let shapes = lm_shapes(&a);
     let make = |shapes: &[(String, Vec<usize>)], scale: f64| -> Result<Vec<(String, Var)>> {
-        shapes.iter().map(|(n, s)| Ok((n.clone(), Var::from_tensor(&(Tensor::randn(0f32, 1f32, s.as_slice(), &device)? * scale)?.to_dtype(dtype)?)?))).collect()
+        shapes
+            .iter()
+            .map(|(n, s)| {
+                Ok((
+                    n.clone(),
+                    Var::from_tensor(
+                        &(Tensor::randn(0f32, 1f32, s.as_slice(), &device)? * scale)?
+                            .to_dtype(dtype)?,
+                    )?,
+                ))
+            })
+            .collect()
     };
-    let cfg = AdamWConfig { lr: 1e-4, ..Default::default() };
+    let cfg = AdamWConfig {
+        lr: 1e-4,
+        ..Default::default()
+    };
 
     // 1. The fused update against the tensor-op one: three steps of one layer's tensors (plus a
     //    norm) from the same start, then every saved state tensor compared.
-    let sample: Vec<(String, Vec<usize>)> = shapes.iter().filter(|(n, _)| n.starts_with("model.layers.0.") || n == "model.norm.weight").cloned().collect();
+    let sample: Vec<(String, Vec<usize>)> = shapes
+        .iter()
+        .filter(|(n, _)| n.starts_with("model.layers.0.") || n == "model.norm.weight")
+        .cloned()
+        .collect();
     let start = make(&sample, 0.02)?;
     let copy = |vars: &[(String, Var)]| -> Result<Vec<(String, Var)>> {
-        vars.iter().map(|(n, v)| Ok((n.clone(), Var::from_tensor(&v.as_tensor().copy()?)?))).collect()
+        vars.iter()
+            .map(|(n, v)| Ok((n.clone(), Var::from_tensor(&v.as_tensor().copy()?)?)))
+            .collect()
     };
     let (va, vb) = (copy(&start)?, copy(&start)?);
     let (mut fused, mut composed) = (AdamW::new(va.clone(), cfg)?, AdamW::new(vb, cfg)?);
     composed.fused = false;
     let mut norm_error = 0f64;
     for _ in 0..3 {
-        let grads: Grads = va.iter().map(|(_, v)| Ok(Some((Tensor::randn(0f32, 1f32, v.shape(), &device)? * 1e-3)?.to_dtype(dtype)?))).collect::<Result<_>>()?;
+        let grads: Grads = va
+            .iter()
+            .map(|(_, v)| {
+                Ok(Some(
+                    (Tensor::randn(0f32, 1f32, v.shape(), &device)? * 1e-3)?.to_dtype(dtype)?,
+                ))
+            })
+            .collect::<Result<_>>()?;
         fused.step(&grads, 1e-3, 0.5)?;
         composed.step(&grads, 1e-3, 0.5)?;
         // The one-pass norm against a float64 reduction with tensor ops.
         let mut want = 0f64;
         for g in grads.iter().flatten() {
-            want += g.to_dtype(DType::F64)?.sqr()?.sum_all()?.to_scalar::<f64>()?;
+            want += g
+                .to_dtype(DType::F64)?
+                .sqr()?
+                .sum_all()?
+                .to_scalar::<f64>()?;
         }
         norm_error = norm_error.max((grad_norm(&grads)? - want.sqrt()).abs() / want.sqrt());
     }
@@ -235,19 +283,35 @@ fn bench_optimizer(a: BenchOptimizerArgs) -> Result<()> {
     }
     let dir = std::env::temp_dir().join(format!("fourd-bench-optimizer-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
-    let (pa, pb) = (dir.join("fused.safetensors"), dir.join("composed.safetensors"));
+    let (pa, pb) = (
+        dir.join("fused.safetensors"),
+        dir.join("composed.safetensors"),
+    );
     fused.save(&pa)?;
     composed.save(&pb)?;
-    let (sa, sb) = (candle_core::safetensors::load(&pa, &candle_core::Device::Cpu)?, candle_core::safetensors::load(&pb, &candle_core::Device::Cpu)?);
+    let (sa, sb) = (
+        candle_core::safetensors::load(&pa, &candle_core::Device::Cpu)?,
+        candle_core::safetensors::load(&pb, &candle_core::Device::Cpu)?,
+    );
     let _ = std::fs::remove_dir_all(&dir);
     let mut worst = (0f64, String::new());
     for (k, x) in &sa {
         if k == "step" {
             continue;
         }
-        let y = sb.get(k).with_context(|| format!("state `{k}` missing from the tensor-op optimiser"))?;
-        let d = (x.to_dtype(DType::F64)? - y.to_dtype(DType::F64)?)?.abs()?.max_all()?.to_scalar::<f64>()?;
-        let r = d / y.to_dtype(DType::F64)?.abs()?.max_all()?.to_scalar::<f64>()?.max(1e-30);
+        let y = sb
+            .get(k)
+            .with_context(|| format!("state `{k}` missing from the tensor-op optimiser"))?;
+        let d = (x.to_dtype(DType::F64)? - y.to_dtype(DType::F64)?)?
+            .abs()?
+            .max_all()?
+            .to_scalar::<f64>()?;
+        let r = d / y
+            .to_dtype(DType::F64)?
+            .abs()?
+            .max_all()?
+            .to_scalar::<f64>()?
+            .max(1e-30);
         if r > worst.0 || worst.1.is_empty() {
             worst = (r, k.clone());
         }
@@ -256,14 +320,28 @@ fn bench_optimizer(a: BenchOptimizerArgs) -> Result<()> {
     println!("fused vs tensor-op AdamW, 3 steps, {} tensors on {:?}: largest difference {:.2e} of the tensor's largest value ({})",
         sample.len(), device, worst.0, worst.1);
     if worst.0 > 1e-5 {
-        bail!("the fused AdamW update differs from the tensor-op one by {:.2e} in `{}`", worst.0, worst.1);
+        bail!(
+            "the fused AdamW update differs from the tensor-op one by {:.2e} in `{}`",
+            worst.0,
+            worst.1
+        );
     }
     drop((fused, composed, va, start, sa, sb));
 
     // 2. Timing on every parameter.
     let vars = make(&shapes, 0.02)?;
-    let n: usize = shapes.iter().map(|(_, s)| s.iter().product::<usize>()).sum();
-    let grads: Grads = vars.iter().map(|(_, v)| Ok(Some((Tensor::randn(0f32, 1f32, v.shape(), &device)? * 1e-3)?.to_dtype(dtype)?))).collect::<Result<_>>()?;
+    let n: usize = shapes
+        .iter()
+        .map(|(_, s)| s.iter().product::<usize>())
+        .sum();
+    let grads: Grads = vars
+        .iter()
+        .map(|(_, v)| {
+            Ok(Some(
+                (Tensor::randn(0f32, 1f32, v.shape(), &device)? * 1e-3)?.to_dtype(dtype)?,
+            ))
+        })
+        .collect::<Result<_>>()?;
     let mut opt = AdamW::new(vars, cfg)?;
     let time = |f: &mut dyn FnMut() -> Result<()>| -> Result<f64> {
         f()?;
@@ -287,12 +365,34 @@ fn bench_optimizer(a: BenchOptimizerArgs) -> Result<()> {
     let t_fused = time(&mut || Ok(opt.step(&grads, 1e-6, scale)?))?;
     opt.fused = false;
     let t_composed = time(&mut || Ok(opt.step(&grads, 1e-6, scale)?))?;
-    println!("{} parameters in {} tensors ({} weights, float32 moments{}) on {:?}, best of {}:",
-        n, shapes.len(), a.dtype, if dtype == DType::F32 { "" } else { " and master weights" }, device, a.repeats.max(1));
+    println!(
+        "{} parameters in {} tensors ({} weights, float32 moments{}) on {:?}, best of {}:",
+        n,
+        shapes.len(),
+        a.dtype,
+        if dtype == DType::F32 {
+            ""
+        } else {
+            " and master weights"
+        },
+        device,
+        a.repeats.max(1)
+    );
     println!("  gradient norm          {:>9.1} ms", t_norm * 1e3);
-    println!("  AdamW, fused           {:>9.1} ms  ({:.1} G parameters/s)", t_fused * 1e3, n as f64 / t_fused / 1e9);
-    println!("  AdamW, tensor ops      {:>9.1} ms  ({:.1} G parameters/s)", t_composed * 1e3, n as f64 / t_composed / 1e9);
-    println!("  speed-up of the fused update: {:.1}x", t_composed / t_fused);
+    println!(
+        "  AdamW, fused           {:>9.1} ms  ({:.1} G parameters/s)",
+        t_fused * 1e3,
+        n as f64 / t_fused / 1e9
+    );
+    println!(
+        "  AdamW, tensor ops      {:>9.1} ms  ({:.1} G parameters/s)",
+        t_composed * 1e3,
+        n as f64 / t_composed / 1e9
+    );
+    println!(
+        "  speed-up of the fused update: {:.1}x",
+        t_composed / t_fused
+    );
     Ok(())
 }
 
@@ -350,16 +450,27 @@ fn bench_train(a: BenchTrainArgs) -> Result<()> {
         if a.gradient_checkpointing {
             args.push("--gradient-checkpointing".into());
         }
-        Some(run_reference(&a.common.python_bin, "tools/reference/bench_train.py", &args)?)
+        Some(run_reference(
+            &a.common.python_bin,
+            "tools/reference/bench_train.py",
+            &args,
+        )?)
     } else {
         None
     };
     if !a.model.join("config.json").exists() {
-        bail!("{} has no checkpoint; run with --python once to create the benchmark model", a.model.display());
+        bail!(
+            "{} has no checkpoint; run with --python once to create the benchmark model",
+            a.model.display()
+        );
     }
     // The record repeated: one warm-up step plus the timed ones, each its own optimiser step.
-    let text = std::fs::read_to_string(&a.data).with_context(|| format!("reading {}", a.data.display()))?;
-    let line = text.lines().find(|l| !l.trim().is_empty()).context("empty data file")?;
+    let text = std::fs::read_to_string(&a.data)
+        .with_context(|| format!("reading {}", a.data.display()))?;
+    let line = text
+        .lines()
+        .find(|l| !l.trim().is_empty())
+        .context("empty data file")?;
     let mut rec: Value = serde_json::from_str(line)?;
     let base = a.data.parent().map(|p| p.to_path_buf()).unwrap_or_default();
     for k in ["image_input", "image_output"] {
@@ -373,7 +484,12 @@ fn bench_train(a: BenchTrainArgs) -> Result<()> {
     let dir = std::env::temp_dir().join(format!("fourd-bench-train-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
     let data = dir.join("data.jsonl");
-    std::fs::write(&data, (0..=a.steps).map(|_| rec.to_string() + "\n").collect::<String>())?;
+    std::fs::write(
+        &data,
+        (0..=a.steps)
+            .map(|_| rec.to_string() + "\n")
+            .collect::<String>(),
+    )?;
     let mut cfg = fourd_train::DiftConfig::new(a.model.clone(), data, dir.join("out"));
     cfg.dtype = parse_dtype(&a.common.dtype)?;
     cfg.device = parse_device(&a.common.device)?;
@@ -384,16 +500,39 @@ fn bench_train(a: BenchTrainArgs) -> Result<()> {
     cfg.gradient_checkpointing = a.gradient_checkpointing;
     let s = fourd_train::train_dift(&cfg)?;
     let log = std::fs::read_to_string(dir.join("out/train_log.jsonl"))?;
-    let rates: Vec<f64> = log.lines().filter_map(|l| serde_json::from_str::<Value>(l).ok()?.get("tokens_per_s")?.as_f64()).collect();
+    let rates: Vec<f64> = log
+        .lines()
+        .filter_map(|l| {
+            serde_json::from_str::<Value>(l)
+                .ok()?
+                .get("tokens_per_s")?
+                .as_f64()
+        })
+        .collect();
     // The first step includes start-up; time the rest (each window is one step since logging is off).
     let timed = &rates[1.min(rates.len())..];
     let ours = timed.iter().map(|r| 1.0 / r).sum::<f64>();
     let ours = timed.len() as f64 / ours.max(1e-12);
-    println!("fourd (candle {}, {:?}): {:.0} tokens/s over {} steps", "0.11", cfg.device, ours, timed.len());
+    println!(
+        "fourd (candle {}, {:?}): {:.0} tokens/s over {} steps",
+        "0.11",
+        cfg.device,
+        ours,
+        timed.len()
+    );
     if let Some(r) = reference {
         let py = r["tokens_per_s"].as_f64().unwrap_or(f64::NAN);
-        let peak = r["peak_gib"].as_f64().map(|g| format!(", peak {g:.1} GiB allocated")).unwrap_or_default();
-        println!("{} ({}): {:.0} tokens/s (seq {} tokens{peak})", r["stack"].as_str().unwrap_or("PyTorch"), reference_where(&r), py, r["seq_len"]);
+        let peak = r["peak_gib"]
+            .as_f64()
+            .map(|g| format!(", peak {g:.1} GiB allocated"))
+            .unwrap_or_default();
+        println!(
+            "{} ({}): {:.0} tokens/s (seq {} tokens{peak})",
+            r["stack"].as_str().unwrap_or("PyTorch"),
+            reference_where(&r),
+            py,
+            r["seq_len"]
+        );
         if let Some(p) = r["phases_s"].as_object().filter(|p| !p.is_empty()) {
             let part = |k: &str| p.get(k).and_then(Value::as_f64).unwrap_or(f64::NAN);
             println!("  PyTorch per step (synchronised between parts): forward {:.3} s, backward {:.3} s, clipping + optimiser {:.3} s",
@@ -418,28 +557,56 @@ fn reference_where(r: &Value) -> String {
 fn run_reference(python: &str, script: &str, args: &[String]) -> Result<Value> {
     let script = PathBuf::from(script);
     if !script.exists() {
-        bail!("{} not found: run from the repository root", script.display());
+        bail!(
+            "{} not found: run from the repository root",
+            script.display()
+        );
     }
     eprintln!("running the PyTorch reference ({})...", script.display());
-    let out = Command::new(python).arg(&script).args(args).output().with_context(|| format!("starting {python}"))?;
+    let out = Command::new(python)
+        .arg(&script)
+        .args(args)
+        .output()
+        .with_context(|| format!("starting {python}"))?;
     if !out.status.success() {
-        bail!("reference script failed:\n{}", String::from_utf8_lossy(&out.stderr));
+        bail!(
+            "reference script failed:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
     let stdout = String::from_utf8_lossy(&out.stdout);
-    let line = stdout.lines().last().context("reference script printed nothing")?;
+    let line = stdout
+        .lines()
+        .last()
+        .context("reference script printed nothing")?;
     serde_json::from_str(line).context("reference script output")
 }
 
-const PROMPT_WORDS: &str = "the red fox jumps over a blue circle while the camera moves to the left and the ball rolls";
+const PROMPT_WORDS: &str =
+    "the red fox jumps over a blue circle while the camera moves to the left and the ball rolls";
 
 fn bench_generate(a: BenchGenerateArgs) -> Result<()> {
-    let batches: Vec<usize> = a.batches.split(',').map(|b| b.trim().parse::<usize>()).collect::<std::result::Result<_, _>>()
+    let batches: Vec<usize> = a
+        .batches
+        .split(',')
+        .map(|b| b.trim().parse::<usize>())
+        .collect::<std::result::Result<_, _>>()
         .with_context(|| format!("--batches {}", a.batches))?;
     let reference = if a.common.python {
         let mut args = a.common.script_args(&a.model);
-        args.extend(["--batches".into(), a.batches.clone(), "--tokens".into(), a.tokens.to_string(),
-            "--latent-size".into(), a.latent_size.to_string()]);
-        Some(run_reference(&a.common.python_bin, "tools/reference/bench_generate.py", &args)?)
+        args.extend([
+            "--batches".into(),
+            a.batches.clone(),
+            "--tokens".into(),
+            a.tokens.to_string(),
+            "--latent-size".into(),
+            a.latent_size.to_string(),
+        ]);
+        Some(run_reference(
+            &a.common.python_bin,
+            "tools/reference/bench_generate.py",
+            &args,
+        )?)
     } else {
         None
     };
@@ -447,34 +614,88 @@ fn bench_generate(a: BenchGenerateArgs) -> Result<()> {
     let pipe = Pipeline::load(&a.model, parse_dtype(&a.common.dtype)?, &device)?;
     let latent = pipe.latent_tokens(Some(a.latent_size))?;
     let words: Vec<&str> = PROMPT_WORDS.split(' ').collect();
-    println!("model {} (latent_size {}, {} new tokens per sequence, dtype {}, device {})", a.model.display(), a.latent_size, a.tokens, a.common.dtype, a.common.device);
-    println!("{:<7} {:>18} {:>22} {:>8} {:>14}", "batch", "fourd (tokens/s)", "PyTorch loop (tokens/s)", "ratio", "same ids");
+    println!(
+        "model {} (latent_size {}, {} new tokens per sequence, dtype {}, device {})",
+        a.model.display(),
+        a.latent_size,
+        a.tokens,
+        a.common.dtype,
+        a.common.device
+    );
+    println!(
+        "{:<7} {:>18} {:>22} {:>8} {:>14}",
+        "batch", "fourd (tokens/s)", "PyTorch loop (tokens/s)", "ratio", "same ids"
+    );
     for &bs in &batches {
         let prompts = (0..bs)
             .map(|i| {
                 let text = words[..(6 + 2 * i).min(words.len())].join(" ");
-                let rendered = pipe.tokenizer.apply_chat_template(&[Message::new("user", vec![Content::Text(text)])], true)?;
-                Ok(PromptInput { text: rendered, images: vec![], videos: vec![] })
+                let rendered = pipe.tokenizer.apply_chat_template(
+                    &[Message::new("user", vec![Content::Text(text)])],
+                    true,
+                )?;
+                Ok(PromptInput {
+                    text: rendered,
+                    images: vec![],
+                    videos: vec![],
+                })
             })
             .collect::<Result<Vec<_>>>()?;
         let inputs = pipe.processor.prepare(&pipe.tokenizer, &prompts)?;
         let params = pipe.rope_params();
-        let warm = GenerationConfig { max_new_tokens: 4, sampling: Sampling::default(), stop_ids: vec![], latent };
+        let warm = GenerationConfig {
+            max_new_tokens: 4,
+            sampling: Sampling::default(),
+            stop_ids: vec![],
+            latent,
+        };
         generate(&pipe.model, &inputs, &params, &warm, |_, _, _| {})?;
-        let cfg = GenerationConfig { max_new_tokens: a.tokens, ..warm };
+        let cfg = GenerationConfig {
+            max_new_tokens: a.tokens,
+            ..warm
+        };
         let s = Instant::now();
         let out = generate(&pipe.model, &inputs, &params, &cfg, |_, _, _| {})?;
         let tps = (bs * a.tokens) as f64 / s.elapsed().as_secs_f64();
         let (rt, same) = match reference.as_ref().map(|r| &r["batches"][bs.to_string()]) {
             Some(r) if !r.is_null() => {
-                let ids: Vec<Vec<u32>> = r["generated"].as_array().map(|rows| rows.iter().map(|row| row.as_array().map(|x| x.iter().filter_map(|t| t.as_u64().map(|t| t as u32)).collect()).unwrap_or_default()).collect()).unwrap_or_default();
+                let ids: Vec<Vec<u32>> = r["generated"]
+                    .as_array()
+                    .map(|rows| {
+                        rows.iter()
+                            .map(|row| {
+                                row.as_array()
+                                    .map(|x| {
+                                        x.iter()
+                                            .filter_map(|t| t.as_u64().map(|t| t as u32))
+                                            .collect()
+                                    })
+                                    .unwrap_or_default()
+                            })
+                            .collect()
+                    })
+                    .unwrap_or_default();
                 let ours: Vec<Vec<u32>> = out.iter().map(|o| o.token_ids.clone()).collect();
-                (r["tokens_per_s"].as_f64().unwrap_or(f64::NAN), (ids == ours).to_string())
+                (
+                    r["tokens_per_s"].as_f64().unwrap_or(f64::NAN),
+                    (ids == ours).to_string(),
+                )
             }
             _ => (f64::NAN, "-".to_string()),
         };
-        let latent_steps: usize = out.iter().map(|o| o.latent_segments.iter().map(|s| s.len).sum::<usize>()).sum();
-        println!("{:<7} {:>18.1} {:>22.1} {:>8.2} {:>14}   ({} latent steps)", bs, tps, rt, tps / rt, same, latent_steps);
+        let latent_steps: usize = out
+            .iter()
+            .map(|o| o.latent_segments.iter().map(|s| s.len).sum::<usize>())
+            .sum();
+        println!(
+            "{:<7} {:>18.1} {:>22.1} {:>8.2} {:>14}   ({} latent steps)",
+            bs,
+            tps,
+            rt,
+            tps / rt,
+            same,
+            latent_steps
+        );
     }
     Ok(())
 }
@@ -485,9 +706,19 @@ fn bench_model(a: BenchModelArgs) -> Result<()> {
     let question = "Describe the picture in detail. ".repeat(DEFAULT_QUESTION_REPEATS);
     let reference = if a.common.python {
         let mut args = a.common.script_args(&a.model);
-        args.extend(["--decode-tokens".into(), a.decode_tokens.to_string(), "--repeats".into(), a.repeats.to_string(),
-            "--question".into(), question.clone()]);
-        Some(run_reference(&a.common.python_bin, "tools/reference/bench_model.py", &args)?)
+        args.extend([
+            "--decode-tokens".into(),
+            a.decode_tokens.to_string(),
+            "--repeats".into(),
+            a.repeats.to_string(),
+            "--question".into(),
+            question.clone(),
+        ]);
+        Some(run_reference(
+            &a.common.python_bin,
+            "tools/reference/bench_model.py",
+            &args,
+        )?)
     } else {
         None
     };
@@ -496,10 +727,17 @@ fn bench_model(a: BenchModelArgs) -> Result<()> {
     let pipe = Pipeline::load(&a.model, parse_dtype(&a.common.dtype)?, &device)?;
     let image = load_image(&a.image, pipe.processor.image_processor.pixel_cap)?;
     let text = pipe.tokenizer.apply_chat_template(
-        &[Message::new("user", vec![Content::Image, Content::Text(question.clone())])],
+        &[Message::new(
+            "user",
+            vec![Content::Image, Content::Text(question.clone())],
+        )],
         true,
     )?;
-    let prompt = PromptInput { text, images: vec![image], videos: vec![] };
+    let prompt = PromptInput {
+        text,
+        images: vec![image],
+        videos: vec![],
+    };
     let inputs = pipe.processor.prepare(&pipe.tokenizer, &[prompt])?;
     let params = pipe.rope_params();
 
@@ -511,9 +749,18 @@ fn bench_model(a: BenchModelArgs) -> Result<()> {
         Ok(s.elapsed().as_secs_f64())
     };
     prefill_once()?;
-    let prefill_s = (0..a.repeats).map(|_| prefill_once()).collect::<Result<Vec<_>>>()?.into_iter().fold(f64::INFINITY, f64::min);
+    let prefill_s = (0..a.repeats)
+        .map(|_| prefill_once())
+        .collect::<Result<Vec<_>>>()?
+        .into_iter()
+        .fold(f64::INFINITY, f64::min);
 
-    let cfg = GenerationConfig { max_new_tokens: a.decode_tokens, sampling: Sampling::default(), stop_ids: vec![], latent: None };
+    let cfg = GenerationConfig {
+        max_new_tokens: a.decode_tokens,
+        sampling: Sampling::default(),
+        stop_ids: vec![],
+        latent: None,
+    };
     let mut generated = vec![];
     let mut decode_once = || -> Result<f64> {
         let s = Instant::now();
@@ -522,20 +769,59 @@ fn bench_model(a: BenchModelArgs) -> Result<()> {
         Ok(s.elapsed().as_secs_f64())
     };
     decode_once()?;
-    let total = (0..a.repeats).map(|_| decode_once()).collect::<Result<Vec<_>>>()?.into_iter().fold(f64::INFINITY, f64::min);
+    let total = (0..a.repeats)
+        .map(|_| decode_once())
+        .collect::<Result<Vec<_>>>()?
+        .into_iter()
+        .fold(f64::INFINITY, f64::min);
     let per_token = (total - prefill_s) / (a.decode_tokens.saturating_sub(1).max(1)) as f64;
 
-    println!("model {} ({} prompt tokens incl. {} image tokens, {} decode tokens, dtype {}, device {})",
-        a.model.display(), inputs.seq_len(), inputs.images[0].llm_tokens(2), a.decode_tokens, a.common.dtype, a.common.device);
-    println!("{:<28} {:>14} {:>18}", "stack", "prefill (ms)", "decode (ms/token)");
-    println!("{:<28} {:>14.1} {:>18.2}", "fourd (candle)", prefill_s * 1e3, per_token * 1e3);
+    println!(
+        "model {} ({} prompt tokens incl. {} image tokens, {} decode tokens, dtype {}, device {})",
+        a.model.display(),
+        inputs.seq_len(),
+        inputs.images[0].llm_tokens(2),
+        a.decode_tokens,
+        a.common.dtype,
+        a.common.device
+    );
+    println!(
+        "{:<28} {:>14} {:>18}",
+        "stack", "prefill (ms)", "decode (ms/token)"
+    );
+    println!(
+        "{:<28} {:>14.1} {:>18.2}",
+        "fourd (candle)",
+        prefill_s * 1e3,
+        per_token * 1e3
+    );
     if let Some(r) = reference {
         let rp = r["prefill_s"].as_f64().unwrap_or(f64::NAN);
         let rd = r["decode_s_per_token"].as_f64().unwrap_or(f64::NAN);
-        println!("{:<28} {:>14.1} {:>18.2}", format!("PyTorch ({})", reference_where(&r)), rp * 1e3, rd * 1e3);
-        println!("{:<28} {:>14.2} {:>18.2}", "ratio fourd / PyTorch", prefill_s / rp, per_token / rd);
-        let ref_ids: Vec<u32> = r["generated"].as_array().map(|a| a.iter().filter_map(|x| x.as_u64().map(|x| x as u32)).collect()).unwrap_or_default();
-        println!("greedy tokens identical to transformers: {}", ref_ids == generated);
+        println!(
+            "{:<28} {:>14.1} {:>18.2}",
+            format!("PyTorch ({})", reference_where(&r)),
+            rp * 1e3,
+            rd * 1e3
+        );
+        println!(
+            "{:<28} {:>14.2} {:>18.2}",
+            "ratio fourd / PyTorch",
+            prefill_s / rp,
+            per_token / rd
+        );
+        let ref_ids: Vec<u32> = r["generated"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|x| x.as_u64().map(|x| x as u32))
+                    .collect()
+            })
+            .unwrap_or_default();
+        println!(
+            "greedy tokens identical to transformers: {}",
+            ref_ids == generated
+        );
     }
     Ok(())
 }

@@ -297,7 +297,10 @@ pub fn config(a: &PipelineArgs) -> Result<PipelineConfig> {
         .collect::<Result<_>>()?;
     cfg.object_keyframes = a.object_keyframes;
     cfg.balance_answers = !a.no_balance;
-    cfg.reply = a.reply.parse::<fourd_data::ReplyForm>().map_err(|e| anyhow::anyhow!("--reply: {e}"))?;
+    cfg.reply = a
+        .reply
+        .parse::<fourd_data::ReplyForm>()
+        .map_err(|e| anyhow::anyhow!("--reply: {e}"))?;
     cfg.progress = a.progress;
     cfg.motion = a.thresholds.apply();
     Ok(cfg)

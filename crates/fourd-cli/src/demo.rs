@@ -115,22 +115,40 @@ struct DemoReport {
 
 pub fn run(a: DemoArgs) -> Result<()> {
     let t0 = Instant::now();
-    let reply = a.reply.parse::<fourd_data::ReplyForm>().map_err(|e| anyhow::anyhow!("--reply: {e}"))?;
+    let reply = a
+        .reply
+        .parse::<fourd_data::ReplyForm>()
+        .map_err(|e| anyhow::anyhow!("--reply: {e}"))?;
     let out = a.out.clone();
     std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
     let size = format!("{}x{}", a.size, a.size);
 
-    println!("[1/5] rendering {} training and {} held-out clips ({} frames, {size})", a.train_clips, a.eval_clips, a.frames);
-    for (name, clips, seed) in [("train", a.train_clips, a.seed), ("heldout", a.eval_clips, a.seed + 1_000_003)] {
+    println!(
+        "[1/5] rendering {} training and {} held-out clips ({} frames, {size})",
+        a.train_clips, a.eval_clips, a.frames
+    );
+    for (name, clips, seed) in [
+        ("train", a.train_clips, a.seed),
+        ("heldout", a.eval_clips, a.seed + 1_000_003),
+    ] {
         let world = out.join("world").join(name);
         if !world.join("metadata.csv").exists() {
-            let specs = write_demo_specs(&out.join("specs").join(name), clips, a.frames, a.size, seed)?;
-            let mut args = vec!["fourd".to_string(), "synth".into(), "--out".into(), world.display().to_string()];
+            let specs =
+                write_demo_specs(&out.join("specs").join(name), clips, a.frames, a.size, seed)?;
+            let mut args = vec![
+                "fourd".to_string(),
+                "synth".into(),
+                "--out".into(),
+                world.display().to_string(),
+            ];
             for s in &specs {
                 args.push("--spec".into());
                 args.push(s.display().to_string());
             }
-            match crate::Cli::try_parse_from(args).context("synth arguments")?.command {
+            match crate::Cli::try_parse_from(args)
+                .context("synth arguments")?
+                .command
+            {
                 crate::Command::Synth(cmd) => crate::synth_cmd::run(cmd)?,
                 _ => unreachable!("parsed as synth"),
             }
@@ -146,9 +164,15 @@ pub fn run(a: DemoArgs) -> Result<()> {
         pc.kinds = vec![fourd_data::QuestionKind::Camera];
         pc.reply = reply;
         pc.progress = true;
-        let s = fourd_data::run_pipeline(&pc).with_context(|| format!("data pipeline on the {name} clips"))?;
+        let s = fourd_data::run_pipeline(&pc)
+            .with_context(|| format!("data pipeline on the {name} clips"))?;
         if !s.failures.is_empty() {
-            println!("      {}: {} clip(s) failed or skipped (see {})", name, s.failures.len(), data.join("manifest.json").display());
+            println!(
+                "      {}: {} clip(s) failed or skipped (see {})",
+                name,
+                s.failures.len(),
+                data.join("manifest.json").display()
+            );
         }
         files.push((s.dift_path.clone(), s.rl_path.clone()));
     }
@@ -156,7 +180,10 @@ pub fn run(a: DemoArgs) -> Result<()> {
     let (_, heldout_rl) = files[1].clone();
     let corpus = dift_corpus(&train_dift_file)?;
     if corpus.is_empty() {
-        bail!("the data pipeline produced no training questions in {}", train_dift_file.display());
+        bail!(
+            "the data pipeline produced no training questions in {}",
+            train_dift_file.display()
+        );
     }
 
     // A re-run with the same settings reuses the finished DIFT model (the demo resumes).
@@ -171,10 +198,23 @@ pub fn run(a: DemoArgs) -> Result<()> {
     let finished: Option<serde_json::Value> = std::fs::read_to_string(&done_path)
         .ok()
         .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
-        .filter(|v| v["key"] == dift_key && model_dir.join("model.safetensors").exists() && init.join("model.safetensors").exists());
+        .filter(|v| {
+            v["key"] == dift_key
+                && model_dir.join("model.safetensors").exists()
+                && init.join("model.safetensors").exists()
+        });
 
-    println!("[3/5] initialising a tiny Qwen2.5-VL from scratch ({} training questions)", corpus.len());
-    let spec = TinySpec { seed: a.seed, layers: a.layers, hidden_size: a.hidden, intermediate_size: a.hidden * 8 / 3, ..Default::default() };
+    println!(
+        "[3/5] initialising a tiny Qwen2.5-VL from scratch ({} training questions)",
+        corpus.len()
+    );
+    let spec = TinySpec {
+        seed: a.seed,
+        layers: a.layers,
+        hidden_size: a.hidden,
+        intermediate_size: a.hidden * 8 / 3,
+        ..Default::default()
+    };
     let mut texts: Vec<String> = corpus.clone();
     texts.push(FOUR_D_THINKER_SUFFIX.to_string());
     texts.push("system\nYou are a helpful assistant.\nuser\nassistant\n".to_string());
@@ -184,9 +224,17 @@ pub fn run(a: DemoArgs) -> Result<()> {
     let eval_rows = read_rl(&heldout_rl)?;
     let eval_rows: Vec<RlRow> = eval_rows.into_iter().take(a.max_eval).collect();
     let before = accuracy(&init, &eval_rows, &heldout_rl, None)?;
-    println!("      untrained model: {:.1}% on {} held-out questions", 100.0 * before.answer, eval_rows.len());
+    println!(
+        "      untrained model: {:.1}% on {} held-out questions",
+        100.0 * before.answer,
+        eval_rows.len()
+    );
 
-    println!("[4/5] DIFT: {} epochs over {} records", a.epochs, corpus.len());
+    println!(
+        "[4/5] DIFT: {} epochs over {} records",
+        a.epochs,
+        corpus.len()
+    );
     let mut cfg = DiftConfig::new(init.clone(), train_dift_file.clone(), model_dir.clone());
     cfg.epochs = a.epochs;
     cfg.optim.lr = a.lr;
@@ -201,8 +249,15 @@ pub fn run(a: DemoArgs) -> Result<()> {
     cfg.train_vision = !a.frozen_vision;
     let (steps, seconds, final_loss) = match &finished {
         Some(v) => {
-            println!("      reusing the DIFT model in {} (same settings)", model_dir.display());
-            (v["steps"].as_u64().unwrap_or(0), v["seconds"].as_f64().unwrap_or(0.0), v["final_loss"].as_f64().unwrap_or(f64::NAN))
+            println!(
+                "      reusing the DIFT model in {} (same settings)",
+                model_dir.display()
+            );
+            (
+                v["steps"].as_u64().unwrap_or(0),
+                v["seconds"].as_f64().unwrap_or(0.0),
+                v["final_loss"].as_f64().unwrap_or(f64::NAN),
+            )
         }
         None => {
             // A fresh start: nothing of an earlier run (its logs append) stays in the folder.
@@ -210,15 +265,29 @@ pub fn run(a: DemoArgs) -> Result<()> {
             let summary = train_dift(&cfg)?;
             let final_loss = summary.last.as_ref().map_or(f64::NAN, |l| l.loss);
             let done = serde_json::json!({"key": dift_key, "steps": summary.steps, "seconds": summary.seconds, "final_loss": final_loss});
-            std::fs::write(&done_path, serde_json::to_string_pretty(&done)?).with_context(|| format!("writing {}", done_path.display()))?;
+            std::fs::write(&done_path, serde_json::to_string_pretty(&done)?)
+                .with_context(|| format!("writing {}", done_path.display()))?;
             (summary.steps, summary.seconds, final_loss)
         }
     };
 
     println!("[5/6] answering held-out questions with latent imagery");
-    let after = accuracy(&model_dir, &eval_rows, &heldout_rl, Some(&out.join("heldout_predictions.jsonl")))?;
-    let train_rows: Vec<RlRow> = read_rl(&train_rl)?.into_iter().take(a.max_eval.min(100)).collect();
-    let train_acc = accuracy(&model_dir, &train_rows, &train_rl, Some(&out.join("train_predictions.jsonl")))?;
+    let after = accuracy(
+        &model_dir,
+        &eval_rows,
+        &heldout_rl,
+        Some(&out.join("heldout_predictions.jsonl")),
+    )?;
+    let train_rows: Vec<RlRow> = read_rl(&train_rl)?
+        .into_iter()
+        .take(a.max_eval.min(100))
+        .collect();
+    let train_acc = accuracy(
+        &model_dir,
+        &train_rows,
+        &train_rl,
+        Some(&out.join("train_predictions.jsonl")),
+    )?;
     println!(
         "      after DIFT: answers {:.1}% held-out ({:.1}% on training questions); the reasoning names the right motion for {:.1}% held-out",
         100.0 * after.answer,
@@ -226,7 +295,12 @@ pub fn run(a: DemoArgs) -> Result<()> {
         100.0 * after.reasoning
     );
     let dift_curve = read_curve(&model_dir.join("train_log.jsonl"), "loss")?;
-    chart(&out.join("dift_loss.png"), "DIFT loss (tiny model, from scratch)", "loss", &[("total", dift_curve)]);
+    chart(
+        &out.join("dift_loss.png"),
+        "DIFT loss (tiny model, from scratch)",
+        "loss",
+        &[("total", dift_curve)],
+    );
 
     let mut report = DemoReport {
         train_questions: corpus.len(),
@@ -244,12 +318,21 @@ pub fn run(a: DemoArgs) -> Result<()> {
     };
     let mut final_model = model_dir.clone();
     if a.grpo_prompts > 0 {
-        println!("[6/6] GRPO: {} prompts x {} completions, imagery re-injected", a.grpo_prompts, a.grpo_generations);
+        println!(
+            "[6/6] GRPO: {} prompts x {} completions, imagery re-injected",
+            a.grpo_prompts, a.grpo_generations
+        );
         let grpo_dir = out.join("model-grpo");
         let _ = std::fs::remove_dir_all(&grpo_dir);
         let subset = out.join("data").join("grpo_prompts.jsonl");
         let text = std::fs::read_to_string(&train_rl)?;
-        std::fs::write(&subset, text.lines().take(a.grpo_prompts).map(|l| format!("{l}\n")).collect::<String>())?;
+        std::fs::write(
+            &subset,
+            text.lines()
+                .take(a.grpo_prompts)
+                .map(|l| format!("{l}\n"))
+                .collect::<String>(),
+        )?;
         let mut g = fourd_train::GrpoConfig::new(model_dir.clone(), subset, grpo_dir.clone());
         g.num_generations = a.grpo_generations;
         g.max_new_tokens = 320;
@@ -266,9 +349,17 @@ pub fn run(a: DemoArgs) -> Result<()> {
             &out.join("grpo_reward.png"),
             &format!("GRPO rollouts: mean of the last {CURVE_WINDOW} batches"),
             "per completion",
-            &[("reward", moving_mean(&rewards, CURVE_WINDOW)), ("accuracy", moving_mean(&accuracies, CURVE_WINDOW))],
+            &[
+                ("reward", moving_mean(&rewards, CURVE_WINDOW)),
+                ("accuracy", moving_mean(&accuracies, CURVE_WINDOW)),
+            ],
         );
-        let after_grpo = accuracy(&grpo_dir, &eval_rows, &heldout_rl, Some(&out.join("heldout_predictions_grpo.jsonl")))?;
+        let after_grpo = accuracy(
+            &grpo_dir,
+            &eval_rows,
+            &heldout_rl,
+            Some(&out.join("heldout_predictions_grpo.jsonl")),
+        )?;
         report.grpo_steps = gs.steps;
         report.grpo_seconds = gs.seconds;
         report.heldout_accuracy_grpo = Some(after_grpo.answer);
@@ -293,7 +384,10 @@ pub fn run(a: DemoArgs) -> Result<()> {
         "heldout_standard_errors_above_chance": above_chance(report.heldout_accuracy_trained, report.chance, report.heldout_questions),
         "grpo_vs_dift": report.grpo_vs_dift.as_ref().map(|p| serde_json::json!({"gained": p.gained, "lost": p.lost, "mcnemar_p": p.p_value})),
     });
-    std::fs::write(out.join("demo_report.json"), serde_json::to_string_pretty(&json)? + "\n")?;
+    std::fs::write(
+        out.join("demo_report.json"),
+        serde_json::to_string_pretty(&json)? + "\n",
+    )?;
     println!();
     println!(
         "held-out accuracy: {:.1}% after DIFT ({:.1} standard errors above chance){} (untrained {:.1}%, chance 25.0%) on {} questions",
@@ -322,7 +416,11 @@ pub fn run(a: DemoArgs) -> Result<()> {
         100.0 * train_acc.answer, report.train_steps, report.train_seconds, report.grpo_steps, report.grpo_seconds, report.total_seconds
     );
     let model_dir = final_model;
-    println!("model: {}  report: {}", model_dir.display(), out.join("demo_report.json").display());
+    println!(
+        "model: {}  report: {}",
+        model_dir.display(),
+        out.join("demo_report.json").display()
+    );
     Ok(())
 }
 
@@ -347,11 +445,21 @@ const DEMO_MOTIONS: &[(&str, f64)] = &[
 
 /// Writes one scene spec per clip (random room, camera start, motion class and static objects)
 /// and returns their paths. Deterministic for a seed.
-fn write_demo_specs(dir: &Path, clips: usize, frames: usize, size: u32, seed: u64) -> Result<Vec<PathBuf>> {
+fn write_demo_specs(
+    dir: &Path,
+    clips: usize,
+    frames: usize,
+    size: u32,
+    seed: u64,
+) -> Result<Vec<PathBuf>> {
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    let mut state = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+    let mut state = seed
+        .wrapping_mul(6364136223846793005)
+        .wrapping_add(1442695040888963407);
     let mut next = move || {
-        state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        state = state
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
         (state >> 11) as f64 / (1u64 << 53) as f64
     };
     let shapes = [
@@ -393,7 +501,8 @@ fn write_demo_specs(dir: &Path, clips: usize, frames: usize, size: u32, seed: u6
             "objects": objects,
         });
         let path = dir.join(format!("demo_{i:05}.json"));
-        std::fs::write(&path, serde_json::to_string_pretty(&spec)?).with_context(|| format!("writing {}", path.display()))?;
+        std::fs::write(&path, serde_json::to_string_pretty(&spec)?)
+            .with_context(|| format!("writing {}", path.display()))?;
         paths.push(path);
     }
     Ok(paths)
@@ -401,7 +510,8 @@ fn write_demo_specs(dir: &Path, clips: usize, frames: usize, size: u32, seed: u6
 
 /// `(step, value)` of a field of a train_log.jsonl.
 fn read_curve(path: &Path, field: &str) -> Result<Vec<(f64, f64)>> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
     Ok(text
         .lines()
         .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
@@ -417,7 +527,14 @@ const CURVE_WINDOW: usize = 16;
 /// when there are fewer than `window`).
 fn moving_mean(values: &[f64], window: usize) -> Vec<(f64, f64)> {
     let w = window.clamp(1, values.len().max(1));
-    (w..=values.len()).map(|end| (end as f64, values[end - w..end].iter().sum::<f64>() / w as f64)).collect()
+    (w..=values.len())
+        .map(|end| {
+            (
+                end as f64,
+                values[end - w..end].iter().sum::<f64>() / w as f64,
+            )
+        })
+        .collect()
 }
 
 fn chart(path: &Path, title: &str, y: &str, series: &[(&str, Vec<(f64, f64)>)]) {
@@ -428,7 +545,8 @@ fn chart(path: &Path, title: &str, y: &str, series: &[(&str, Vec<(f64, f64)>)]) 
 
 /// `text_input` and `text_output` of every DIFT record (the tokenizer's training text).
 fn dift_corpus(path: &Path) -> Result<Vec<String>> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
     let mut out = Vec::new();
     for line in text.lines().filter(|l| !l.trim().is_empty()) {
         let v: serde_json::Value = serde_json::from_str(line)?;
@@ -447,20 +565,38 @@ struct RlRow {
 }
 
 fn read_rl(path: &Path) -> Result<Vec<RlRow>> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
     let base = path.parent().unwrap_or(Path::new("."));
     let mut rows = Vec::new();
-    for (i, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
-        let v: serde_json::Value = serde_json::from_str(line).with_context(|| format!("{} line {}", path.display(), i + 1))?;
+    for (i, line) in text
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+    {
+        let v: serde_json::Value = serde_json::from_str(line)
+            .with_context(|| format!("{} line {}", path.display(), i + 1))?;
         let s = |k: &str| v[k].as_str().unwrap_or_default().to_string();
         let frames = v["frame_paths"]
             .as_array()
-            .map(|a| a.iter().filter_map(|p| p.as_str()).map(|p| base.join(p)).collect())
+            .map(|a| {
+                a.iter()
+                    .filter_map(|p| p.as_str())
+                    .map(|p| base.join(p))
+                    .collect()
+            })
             .unwrap_or_default();
         rows.push(RlRow {
             question: s("Question"),
-            options: ["A", "B", "C", "D"].iter().map(|l| format!("{l}. {}", s(l))).collect(),
-            correct: s("Correct").chars().next().map(|c| c.to_ascii_uppercase().to_string()).unwrap_or_default(),
+            options: ["A", "B", "C", "D"]
+                .iter()
+                .map(|l| format!("{l}. {}", s(l)))
+                .collect(),
+            correct: s("Correct")
+                .chars()
+                .next()
+                .map(|c| c.to_ascii_uppercase().to_string())
+                .unwrap_or_default(),
             frames,
         });
     }
@@ -489,20 +625,38 @@ struct Paired {
 }
 
 fn paired(before: &[bool], after: &[bool]) -> Paired {
-    let gained = before.iter().zip(after).filter(|(b, a)| !**b && **a).count();
-    let lost = before.iter().zip(after).filter(|(b, a)| **b && !**a).count();
+    let gained = before
+        .iter()
+        .zip(after)
+        .filter(|(b, a)| !**b && **a)
+        .count();
+    let lost = before
+        .iter()
+        .zip(after)
+        .filter(|(b, a)| **b && !**a)
+        .count();
     let n = gained + lost;
     // P(X <= min) for X ~ Binomial(n, 1/2), summed in log space so large n cannot overflow.
-    let ln_choose = |n: usize, k: usize| -> f64 { (1..=k).map(|i| ((n + 1 - i) as f64 / i as f64).ln()).sum() };
-    let tail: f64 = (0..=gained.min(lost)).map(|k| (ln_choose(n, k) - n as f64 * std::f64::consts::LN_2).exp()).sum();
-    Paired { gained, lost, p_value: if n == 0 { 1.0 } else { (2.0 * tail).min(1.0) } }
+    let ln_choose =
+        |n: usize, k: usize| -> f64 { (1..=k).map(|i| ((n + 1 - i) as f64 / i as f64).ln()).sum() };
+    let tail: f64 = (0..=gained.min(lost))
+        .map(|k| (ln_choose(n, k) - n as f64 * std::f64::consts::LN_2).exp())
+        .sum();
+    Paired {
+        gained,
+        lost,
+        p_value: if n == 0 { 1.0 } else { (2.0 * tail).min(1.0) },
+    }
 }
 
 /// The option label that the reasoning (text before `<answer>`) names last, when any.
 fn reasoning_label<'a>(raw: &str, options: &'a [String]) -> Option<&'a str> {
     let think = raw.split("<answer>").next().unwrap_or(raw);
     // The option check names every option; the conclusion comes before it.
-    let think = think.split(fourd_data::cot::OPTION_CHECK_LEAD).next().unwrap_or(think);
+    let think = think
+        .split(fourd_data::cot::OPTION_CHECK_LEAD)
+        .next()
+        .unwrap_or(think);
     options
         .iter()
         .map(|o| o.get(3..).unwrap_or(""))
@@ -518,7 +672,12 @@ fn accuracy(model: &Path, rows: &[RlRow], source: &Path, record: Option<&Path>) 
     }
     let pipe = Pipeline::load(model, DType::F32, &Device::Cpu)?;
     let latent = pipe.latent_tokens(None)?;
-    let gen = GenerationConfig { max_new_tokens: 320, sampling: Sampling::default(), stop_ids: pipe.stop_ids(), latent };
+    let gen = GenerationConfig {
+        max_new_tokens: 320,
+        sampling: Sampling::default(),
+        stop_ids: pipe.stop_ids(),
+        latent,
+    };
     let bar = indicatif::ProgressBar::new(rows.len() as u64);
     let mut correct = 0usize;
     let mut right = Vec::with_capacity(rows.len());
@@ -527,24 +686,57 @@ fn accuracy(model: &Path, rows: &[RlRow], source: &Path, record: Option<&Path>) 
     for chunk in rows.chunks(8) {
         let mut prompts = Vec::with_capacity(chunk.len());
         for r in chunk {
-            let text = format!("{}\n\n{}{}", r.question, r.options.join("\n"), FOUR_D_THINKER_SUFFIX);
-            let rendered = pipe.tokenizer.apply_chat_template(&[Message::new("user", vec![Content::Video, Content::Text(text)])], true)?;
+            let text = format!(
+                "{}\n\n{}{}",
+                r.question,
+                r.options.join("\n"),
+                FOUR_D_THINKER_SUFFIX
+            );
+            let rendered = pipe.tokenizer.apply_chat_template(
+                &[Message::new(
+                    "user",
+                    vec![Content::Video, Content::Text(text)],
+                )],
+                true,
+            )?;
             let frames = r
                 .frames
                 .iter()
-                .map(|p| load_image(p, 1 << 26).map(|im| fourd_video::resize_for_model(&im, fourd_train::dift_data::DIFT_MAX_PIXELS, 28)))
+                .map(|p| {
+                    load_image(p, 1 << 26).map(|im| {
+                        fourd_video::resize_for_model(
+                            &im,
+                            fourd_train::dift_data::DIFT_MAX_PIXELS,
+                            28,
+                        )
+                    })
+                })
                 .collect::<fourd_model::Result<Vec<_>>>()?;
-            prompts.push(PromptInput { text: rendered, images: vec![], videos: vec![VideoFrames { frames, fps: 1.0 }] });
+            prompts.push(PromptInput {
+                text: rendered,
+                images: vec![],
+                videos: vec![VideoFrames { frames, fps: 1.0 }],
+            });
         }
         let inputs = pipe.processor.prepare(&pipe.tokenizer, &prompts)?;
-        let outs = generate(&pipe.model, &inputs, &pipe.rope_params(), &gen, |_, _, _| {})?;
+        let outs = generate(
+            &pipe.model,
+            &inputs,
+            &pipe.rope_params(),
+            &gen,
+            |_, _, _| {},
+        )?;
         for (r, o) in chunk.iter().zip(outs) {
             let raw = raw_text(&pipe.tokenizer.decode(&o.token_ids, false)?);
             let pred = extract_choice(&raw, &r.options);
             let is_right = !pred.is_empty() && pred == r.correct;
             right.push(is_right);
             correct += usize::from(is_right);
-            let truth = r.options.iter().find(|o| o.starts_with(&r.correct)).and_then(|o| o.get(3..));
+            let truth = r
+                .options
+                .iter()
+                .find(|o| o.starts_with(&r.correct))
+                .and_then(|o| o.get(3..));
             let concluded = reasoning_label(&raw, &r.options);
             reasoned += usize::from(concluded.is_some() && concluded == truth);
             lines += &serde_json::json!({"question": r.question, "options": r.options, "gt": r.correct, "pred": pred,
@@ -558,7 +750,11 @@ fn accuracy(model: &Path, rows: &[RlRow], source: &Path, record: Option<&Path>) 
         std::fs::write(path, lines).with_context(|| format!("writing {}", path.display()))?;
     }
     let n = rows.len() as f64;
-    Ok(Scores { answer: correct as f64 / n, reasoning: reasoned as f64 / n, right })
+    Ok(Scores {
+        answer: correct as f64 / n,
+        reasoning: reasoned as f64 / n,
+        right,
+    })
 }
 
 #[cfg(test)]
@@ -588,7 +784,10 @@ mod tests {
 
     #[test]
     fn moving_mean_starts_at_the_first_full_window() {
-        assert_eq!(moving_mean(&[1.0, 3.0, 5.0, 7.0], 2), vec![(2.0, 2.0), (3.0, 4.0), (4.0, 6.0)]);
+        assert_eq!(
+            moving_mean(&[1.0, 3.0, 5.0, 7.0], 2),
+            vec![(2.0, 2.0), (3.0, 4.0), (4.0, 6.0)]
+        );
         // Fewer values than the window: one mean over all of them.
         assert_eq!(moving_mean(&[1.0, 2.0], 16), vec![(2.0, 1.5)]);
         assert!(moving_mean(&[], 16).is_empty());

@@ -109,12 +109,20 @@ pub struct EvalRunArgs {
 }
 
 fn split(s: &str) -> Vec<String> {
-    s.split(',').map(|x| x.trim().to_string()).filter(|x| !x.is_empty()).collect()
+    s.split(',')
+        .map(|x| x.trim().to_string())
+        .filter(|x| !x.is_empty())
+        .collect()
 }
 
 fn parse_shard(s: &str) -> Result<(usize, usize)> {
-    let (i, n) = s.split_once('/').with_context(|| format!("--shard {s}: expected I/N"))?;
-    let (i, n): (usize, usize) = (i.trim().parse().context("--shard: I")?, n.trim().parse().context("--shard: N")?);
+    let (i, n) = s
+        .split_once('/')
+        .with_context(|| format!("--shard {s}: expected I/N"))?;
+    let (i, n): (usize, usize) = (
+        i.trim().parse().context("--shard: I")?,
+        n.trim().parse().context("--shard: N")?,
+    );
     if i == 0 || i > n {
         bail!("--shard {s}: expected 1 <= I <= N");
     }
@@ -122,14 +130,19 @@ fn parse_shard(s: &str) -> Result<(usize, usize)> {
 }
 
 fn model_name(p: &Path) -> String {
-    p.canonicalize().ok().and_then(|c| c.file_name().map(|n| n.to_string_lossy().into_owned())).unwrap_or_else(|| "model".into())
+    p.canonicalize()
+        .ok()
+        .and_then(|c| c.file_name().map(|n| n.to_string_lossy().into_owned()))
+        .unwrap_or_else(|| "model".into())
 }
 
 pub fn run(a: EvalArgs) -> Result<()> {
     match (a.command, a.run) {
         (Some(EvalCommand::Merge { dir }), _) => run_merge(&dir),
         (None, Some(r)) => run_eval(r),
-        (None, None) => bail!("give --model, --benchmark and --video-root, or a subcommand (merge)"),
+        (None, None) => {
+            bail!("give --model, --benchmark and --video-root, or a subcommand (merge)")
+        }
     }
 }
 
@@ -159,7 +172,8 @@ fn run_eval(a: EvalRunArgs) -> Result<()> {
     );
     for model in &a.model {
         let name = model_name(model);
-        let mut pipe = Pipeline::load(model, dtype, &device).with_context(|| format!("loading {}", model.display()))?;
+        let mut pipe = Pipeline::load(model, dtype, &device)
+            .with_context(|| format!("loading {}", model.display()))?;
         pipe.model.config.rope_index = a.rope_index.parse::<RopeIndexStyle>()?;
         let latent = pipe.latent_tokens(a.latent_size)?;
         let file = match shard {
@@ -183,8 +197,18 @@ fn run_eval(a: EvalRunArgs) -> Result<()> {
             output,
             shard,
             max_samples: a.max_samples,
-            video: SamplingOptions { fps: a.fps, max_frames: a.max_frames, max_pixels: a.max_pixels, ..SamplingOptions::default() },
-            generation: GenerationConfig { max_new_tokens: a.max_new_tokens, sampling: sampling.clone(), stop_ids: pipe.stop_ids(), latent },
+            video: SamplingOptions {
+                fps: a.fps,
+                max_frames: a.max_frames,
+                max_pixels: a.max_pixels,
+                ..SamplingOptions::default()
+            },
+            generation: GenerationConfig {
+                max_new_tokens: a.max_new_tokens,
+                sampling: sampling.clone(),
+                stop_ids: pipe.stop_ids(),
+                latent,
+            },
             batch_size: a.batch_size,
             suffix: !a.no_suffix,
             progress: !a.quiet,
@@ -206,15 +230,26 @@ fn print_summary(name: &str, s: &serde_json::Value, files: &ResultFiles) {
         s["skipped"],
         s["total"]
     );
-    println!("  {}\n  {}\n  {}", files.summary.display(), files.table.display(), files.chart.display());
+    println!(
+        "  {}\n  {}\n  {}",
+        files.summary.display(),
+        files.table.display(),
+        files.chart.display()
+    );
 }
 
 fn run_merge(dir: &Path) -> Result<()> {
     let mut shards: Vec<(usize, usize, PathBuf)> = Vec::new();
     for e in std::fs::read_dir(dir).with_context(|| format!("reading {}", dir.display()))? {
         let p = e?.path();
-        let name = p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-        if let Some(rest) = name.strip_prefix("dsr_eval.shard-").and_then(|r| r.strip_suffix(".jsonl")) {
+        let name = p
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        if let Some(rest) = name
+            .strip_prefix("dsr_eval.shard-")
+            .and_then(|r| r.strip_suffix(".jsonl"))
+        {
             if let Some((i, n)) = rest.split_once("-of-") {
                 if let (Ok(i), Ok(n)) = (i.parse(), n.parse()) {
                     shards.push((i, n, p));
@@ -223,19 +258,31 @@ fn run_merge(dir: &Path) -> Result<()> {
         }
     }
     shards.sort();
-    let Some(&(_, n, _)) = shards.first() else { bail!("no dsr_eval.shard-I-of-N.jsonl files in {}", dir.display()) };
+    let Some(&(_, n, _)) = shards.first() else {
+        bail!("no dsr_eval.shard-I-of-N.jsonl files in {}", dir.display())
+    };
     if shards.iter().any(|s| s.1 != n) {
         bail!("{}: shard files of different N", dir.display());
     }
     let have: Vec<usize> = shards.iter().map(|s| s.0).collect();
     if have != (1..=n).collect::<Vec<_>>() {
-        bail!("{}: have shards {have:?} of {n}; all are needed", dir.display());
+        bail!(
+            "{}: have shards {have:?} of {n}; all are needed",
+            dir.display()
+        );
     }
     // Each shard's summary knows how many rows it was responsible for.
     let mut total = 0;
     for (_, _, p) in &shards {
         let f = ResultFiles::new(p);
-        let s: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&f.summary).with_context(|| format!("{} (did shard {} finish?)", f.summary.display(), p.display()))?)?;
+        let s: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&f.summary).with_context(|| {
+                format!(
+                    "{} (did shard {} finish?)",
+                    f.summary.display(),
+                    p.display()
+                )
+            })?)?;
         total += s["total"].as_u64().unwrap_or(0) as usize;
     }
     let paths: Vec<PathBuf> = shards.into_iter().map(|s| s.2).collect();

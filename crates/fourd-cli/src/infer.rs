@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use anyhow::{bail, Context, Result};
 use candle_core::Device;
 use clap::Args;
-use fourd_model::generation::{generate, GenerationConfig, SamplingOverrides, Sampling, TokenKind};
+use fourd_model::generation::{generate, GenerationConfig, Sampling, SamplingOverrides, TokenKind};
 use fourd_model::inputs::{PromptInput, VideoFrames, FOUR_D_THINKER_SUFFIX};
 use fourd_model::processor::{list_frames, load_image};
 use fourd_model::tokenizer::{Content, Message};
@@ -78,8 +78,14 @@ pub fn parse_device(s: &str) -> Result<Device> {
     match s {
         "cpu" => Ok(Device::Cpu),
         s if s == "cuda" || s.starts_with("cuda:") => {
-            let ord = s.strip_prefix("cuda:").map(str::parse::<usize>).transpose().context("device ordinal")?.unwrap_or(0);
-            Ok(Device::new_cuda(ord).with_context(|| format!("device {s} (was fourd built with --features cuda?)"))?)
+            let ord = s
+                .strip_prefix("cuda:")
+                .map(str::parse::<usize>)
+                .transpose()
+                .context("device ordinal")?
+                .unwrap_or(0);
+            Ok(Device::new_cuda(ord)
+                .with_context(|| format!("device {s} (was fourd built with --features cuda?)"))?)
         }
         _ => bail!("unknown device `{s}` (expected cpu, cuda or cuda:N)"),
     }
@@ -88,13 +94,16 @@ pub fn parse_device(s: &str) -> Result<Device> {
 pub fn run(a: InferArgs) -> Result<()> {
     let dtype = parse_dtype(&a.dtype)?;
     let device = parse_device(&a.device)?;
-    let mut pipe = Pipeline::load(&a.model, dtype, &device).with_context(|| format!("loading {}", a.model.display()))?;
+    let mut pipe = Pipeline::load(&a.model, dtype, &device)
+        .with_context(|| format!("loading {}", a.model.display()))?;
     pipe.model.config.rope_index = a.rope_index.parse::<RopeIndexStyle>()?;
 
     let mut content = Vec::new();
     let mut prompt = PromptInput::default();
     for p in &a.image {
-        prompt.images.push(load_image(p, pipe.processor.image_processor.pixel_cap)?);
+        prompt
+            .images
+            .push(load_image(p, pipe.processor.image_processor.pixel_cap)?);
         content.push(Content::Image);
     }
     if let Some(dir) = &a.frames {
@@ -102,14 +111,31 @@ pub fn run(a: InferArgs) -> Result<()> {
             .iter()
             .map(|p| load_image(p, pipe.processor.image_processor.pixel_cap))
             .collect::<fourd_model::Result<Vec<_>>>()?;
-        prompt.videos.push(VideoFrames { frames, fps: a.fps.unwrap_or(2.0) });
+        prompt.videos.push(VideoFrames {
+            frames,
+            fps: a.fps.unwrap_or(2.0),
+        });
         content.push(Content::Video);
     }
     if let Some(path) = &a.video {
-        let opts = fourd_video::SamplingOptions { fps: a.fps.unwrap_or(1.0), max_frames: a.max_frames, ..Default::default() };
+        let opts = fourd_video::SamplingOptions {
+            fps: a.fps.unwrap_or(1.0),
+            max_frames: a.max_frames,
+            ..Default::default()
+        };
         let v = fourd_video::decode_video(path, &opts)?;
-        tracing::info!("{}: {} frames sampled of {} ({:.1} s at {:.2} fps)", path.display(), v.frames.len(), v.source_frames, v.duration, v.source_fps);
-        prompt.videos.push(VideoFrames { frames: v.frames, fps: opts.fps });
+        tracing::info!(
+            "{}: {} frames sampled of {} ({:.1} s at {:.2} fps)",
+            path.display(),
+            v.frames.len(),
+            v.source_frames,
+            v.duration,
+            v.source_fps
+        );
+        prompt.videos.push(VideoFrames {
+            frames: v.frames,
+            fps: opts.fps,
+        });
         content.push(Content::Video);
     }
     let mut question = a.question.clone();
@@ -117,7 +143,9 @@ pub fn run(a: InferArgs) -> Result<()> {
         question.push_str(FOUR_D_THINKER_SUFFIX);
     }
     content.push(Content::Text(question));
-    prompt.text = pipe.tokenizer.apply_chat_template(&[Message::new("user", content)], true)?;
+    prompt.text = pipe
+        .tokenizer
+        .apply_chat_template(&[Message::new("user", content)], true)?;
 
     let sampling = Sampling::resolve(
         &pipe.generation,
@@ -132,7 +160,12 @@ pub fn run(a: InferArgs) -> Result<()> {
     );
     tracing::info!("decoding: {}", sampling.describe());
     let latent = pipe.latent_tokens(a.latent_size)?;
-    let cfg = GenerationConfig { max_new_tokens: a.max_new_tokens, sampling, stop_ids: pipe.stop_ids(), latent };
+    let cfg = GenerationConfig {
+        max_new_tokens: a.max_new_tokens,
+        sampling,
+        stop_ids: pipe.stop_ids(),
+        latent,
+    };
 
     let inputs = pipe.processor.prepare(&pipe.tokenizer, &[prompt])?;
     let params = pipe.rope_params();
@@ -144,15 +177,30 @@ pub fn run(a: InferArgs) -> Result<()> {
         }
     })?;
     let out = &outputs[0];
-    let text_ids: Vec<u32> = out.token_ids.iter().zip(&out.kinds).filter(|(_, k)| **k == TokenKind::Text).map(|(&t, _)| t).collect();
+    let text_ids: Vec<u32> = out
+        .token_ids
+        .iter()
+        .zip(&out.kinds)
+        .filter(|(_, k)| **k == TokenKind::Text)
+        .map(|(&t, _)| t)
+        .collect();
     let text = pipe.tokenizer.decode(&text_ids, true)?;
     let secs = started.elapsed().as_secs_f64();
     if !a.json {
         stream.finish();
     }
-    tracing::info!("{} tokens in {secs:.2}s ({:.1} tokens/s), prompt {} tokens", out.token_ids.len(), out.token_ids.len() as f64 / secs, inputs.seq_len());
+    tracing::info!(
+        "{} tokens in {secs:.2}s ({:.1} tokens/s), prompt {} tokens",
+        out.token_ids.len(),
+        out.token_ids.len() as f64 / secs,
+        inputs.seq_len()
+    );
     if a.json {
-        let segments: Vec<_> = out.latent_segments.iter().map(|s| json!({"start": s.start, "count": s.len})).collect();
+        let segments: Vec<_> = out
+            .latent_segments
+            .iter()
+            .map(|s| json!({"start": s.start, "count": s.len}))
+            .collect();
         let v = json!({
             "text": text,
             "token_ids": out.token_ids,

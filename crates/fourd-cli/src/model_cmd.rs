@@ -28,8 +28,9 @@ pub struct AddLatentArgs {
 pub fn run(cmd: ModelCommand) -> Result<()> {
     match cmd {
         ModelCommand::AddLatentTokens(a) => {
-            let r = add_latent_tokens(&a.model, &a.out, a.latent_size)
-                .with_context(|| format!("preparing {} from {}", a.out.display(), a.model.display()))?;
+            let r = add_latent_tokens(&a.model, &a.out, a.latent_size).with_context(|| {
+                format!("preparing {} from {}", a.out.display(), a.model.display())
+            })?;
             println!(
                 "wrote {}: <|latent_pad|>={} <|latent_start|>={} <|latent_end|>={}, vocab {} -> {} (tokenizer {}), latent_size {}",
                 a.out.display(), r.pad, r.start, r.end, r.vocab_before, r.vocab_after, r.tokenizer_len, a.latent_size

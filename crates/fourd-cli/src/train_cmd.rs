@@ -187,7 +187,8 @@ pub fn run(cmd: TrainCommand) -> Result<()> {
     match cmd {
         TrainCommand::Dift(a) => {
             let cfg = dift_config(&a)?;
-            let s = train_dift(&cfg).with_context(|| format!("training on {}", a.data.display()))?;
+            let s =
+                train_dift(&cfg).with_context(|| format!("training on {}", a.data.display()))?;
             if !cfg.group.is_main() {
                 return Ok(());
             }
@@ -270,8 +271,13 @@ fn launch(nproc: usize) -> Result<()> {
     loop {
         let mut running = 0;
         for rank in 0..nproc {
-            let Some(child) = children[rank].as_mut() else { continue };
-            match child.try_wait().with_context(|| format!("waiting for rank {rank}"))? {
+            let Some(child) = children[rank].as_mut() else {
+                continue;
+            };
+            match child
+                .try_wait()
+                .with_context(|| format!("waiting for rank {rank}"))?
+            {
                 None => running += 1,
                 Some(status) if status.success() => children[rank] = None,
                 Some(status) => {
@@ -279,7 +285,9 @@ fn launch(nproc: usize) -> Result<()> {
                         let _ = c.kill();
                         let _ = c.wait();
                     }
-                    anyhow::bail!("rank {rank} of {nproc} failed ({status}); the other ranks were stopped");
+                    anyhow::bail!(
+                        "rank {rank} of {nproc} failed ({status}); the other ranks were stopped"
+                    );
                 }
             }
         }
@@ -302,18 +310,35 @@ impl RunArgs {
     fn resolve(&self) -> Result<Run> {
         let dtype = parse_dtype(&self.dtype)?;
         let Some(rv) = fourd_train::dist::Rendezvous::from_env()? else {
-            return Ok(Run { dtype, device: parse_device(&self.device)?, group: fourd_train::ProcessGroup::single() });
+            return Ok(Run {
+                dtype,
+                device: parse_device(&self.device)?,
+                group: fourd_train::ProcessGroup::single(),
+            });
         };
         if self.nproc > 1 && self.nproc != rv.world_size {
-            anyhow::bail!("--nproc {} but WORLD_SIZE={}: give one or the other", self.nproc, rv.world_size);
+            anyhow::bail!(
+                "--nproc {} but WORLD_SIZE={}: give one or the other",
+                self.nproc,
+                rv.world_size
+            );
         }
         let device = if self.device.starts_with("cuda") {
             parse_device(&format!("cuda:{}", rv.local_rank))?
         } else {
             parse_device(&self.device)?
         };
-        let group = fourd_train::dist::join(&rv, &device).with_context(|| format!("joining the data-parallel group as rank {} of {}", rv.rank, rv.world_size))?;
-        Ok(Run { dtype, device, group })
+        let group = fourd_train::dist::join(&rv, &device).with_context(|| {
+            format!(
+                "joining the data-parallel group as rank {} of {}",
+                rv.rank, rv.world_size
+            )
+        })?;
+        Ok(Run {
+            dtype,
+            device,
+            group,
+        })
     }
 }
 

@@ -219,7 +219,8 @@ mod tests {
         // numpy.savez_compressed deflates every member (the released SpatialVID files).
         let deflated = dir.join("d.npz");
         let mut w = zip::ZipWriter::new(std::fs::File::create(&deflated).unwrap());
-        let opts = zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Deflated);
+        let opts = zip::write::SimpleFileOptions::default()
+            .compression_method(zip::CompressionMethod::Deflated);
         for (name, bytes) in npz_members(&sparse).unwrap() {
             w.start_file(name, opts).unwrap();
             std::io::Write::write_all(&mut w, &bytes).unwrap();

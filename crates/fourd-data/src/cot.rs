@@ -44,7 +44,10 @@ pub fn assemble_label(think: &str, label: &str) -> String {
 }
 
 fn assemble_answer(think: &str, answer: &str) -> String {
-    format!("<think>\n{}\n</think>\n<answer>\n{answer}\n</answer>", think.trim())
+    format!(
+        "<think>\n{}\n</think>\n<answer>\n{answer}\n</answer>",
+        think.trim()
+    )
 }
 
 /// The full `text_output` with an option check closing the reasoning: every option on its own
@@ -53,7 +56,12 @@ fn assemble_answer(think: &str, answer: &str) -> String {
 /// prompt (the same tokens, as both start a line), and the answer letter then follows the one
 /// "yes", instead of a search of the prompt for the concluded label, whose letter precedes it
 /// there: a reverse lookup that small models learn slowly.
-pub fn assemble_with_option_check(think: &str, options: &[String], correct: usize, letters: &[char]) -> String {
+pub fn assemble_with_option_check(
+    think: &str,
+    options: &[String],
+    correct: usize,
+    letters: &[char],
+) -> String {
     let checks: Vec<String> = options
         .iter()
         .zip(letters)
@@ -61,7 +69,11 @@ pub fn assemble_with_option_check(think: &str, options: &[String], correct: usiz
         .map(|(i, (o, l))| format!("{l}. {o}: {}", if i == correct { "yes" } else { "no" }))
         .collect();
     let check = format!("{OPTION_CHECK_LEAD}\n{}", checks.join("\n"));
-    assemble(&format!("{}\n{check}", think.trim()), letters[correct], &options[correct])
+    assemble(
+        &format!("{}\n{check}", think.trim()),
+        letters[correct],
+        &options[correct],
+    )
 }
 
 /// How the option check starts (readers of the reasoning cut it off there).
@@ -178,13 +190,24 @@ mod option_check_tests {
 
     #[test]
     fn the_option_check_names_every_option_once_and_stays_valid() {
-        let opts: Vec<String> = ["Tilt Down", "Dolly Out", "Pan Left and Tilt Up", "Stay"].iter().map(|s| s.to_string()).collect();
-        let t = assemble_with_option_check("I picture it at 0s and 7s: <output_image> and <output_image>. It tilts.", &opts, 2, &['A', 'B', 'C', 'D']);
+        let opts: Vec<String> = ["Tilt Down", "Dolly Out", "Pan Left and Tilt Up", "Stay"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        let t = assemble_with_option_check(
+            "I picture it at 0s and 7s: <output_image> and <output_image>. It tilts.",
+            &opts,
+            2,
+            &['A', 'B', 'C', 'D'],
+        );
         assert!(
             t.contains("It tilts.\nChecking each option against this:\nA. Tilt Down: no\nB. Dolly Out: no\nC. Pan Left and Tilt Up: yes\nD. Stay: no\n</think>"),
             "{t}"
         );
-        assert_eq!(validate(&t, 2).unwrap(), (Some('C'), "Pan Left and Tilt Up".to_string()));
+        assert_eq!(
+            validate(&t, 2).unwrap(),
+            (Some('C'), "Pan Left and Tilt Up".to_string())
+        );
     }
 }
 
@@ -203,10 +226,18 @@ mod tests {
         );
         assert_eq!(validate(&ok, 3), Ok((Some('C'), "Moving Left".into())));
         let named = assemble_label(&format!("Setup. {s} So Moving Left."), "Moving Left");
-        assert!(named.ends_with("So Moving Left.\n</think>\n<answer>\nMoving Left\n</answer>"), "{named}");
+        assert!(
+            named.ends_with("So Moving Left.\n</think>\n<answer>\nMoving Left\n</answer>"),
+            "{named}"
+        );
         assert_eq!(validate(&named, 3), Ok((None, "Moving Left".into())));
-        assert_eq!(validate(&assemble_label("x", " "), 0).unwrap_err(), "empty answer");
-        assert!(validate(&ok.replace("C. Moving Left", "C. "), 3).unwrap_err().contains("no label"));
+        assert_eq!(
+            validate(&assemble_label("x", " "), 0).unwrap_err(),
+            "empty answer"
+        );
+        assert!(validate(&ok.replace("C. Moving Left", "C. "), 3)
+            .unwrap_err()
+            .contains("no label"));
         assert!(validate(&ok, 2).unwrap_err().contains("expected 2"));
         let split = assemble("A <output_image>. Then <output_image>.", 'A', "x");
         assert!(validate(&split, 2).unwrap_err().contains("one sentence"));

@@ -93,7 +93,9 @@ impl std::str::FromStr for ReplyForm {
             "letter" => Ok(Self::Letter),
             "option-check" => Ok(Self::OptionCheck),
             "label" => Ok(Self::Label),
-            other => Err(format!("unknown reply form {other:?} (letter, option-check, label)")),
+            other => Err(format!(
+                "unknown reply form {other:?} (letter, option-check, label)"
+            )),
         }
     }
 }

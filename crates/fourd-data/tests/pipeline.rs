@@ -145,7 +145,10 @@ fn outputs_check_clean_and_reruns_are_identical() {
     // The other reply forms: same questions and letters, every record checks clean; label
     // answers carry no letter, option checks name every option.
     let letters = check_file(&s.dift_path).unwrap().letters;
-    for (form, marker) in [(ReplyForm::Label, None), (ReplyForm::OptionCheck, Some(": yes\n"))] {
+    for (form, marker) in [
+        (ReplyForm::Label, None),
+        (ReplyForm::OptionCheck, Some(": yes\n")),
+    ] {
         let mut c = cfg.clone();
         c.reply = form;
         let s5 = run_pipeline(&c).unwrap();

@@ -61,12 +61,20 @@ impl Record {
 /// Loads a benchmark table by extension: `.parquet`, `.jsonl`, `.json`.
 pub fn load(path: &Path, cols: &ColumnMap) -> Result<Vec<Record>> {
     let rows = read_rows(path)?;
-    let err = |msg: String| EvalError::Benchmark { path: path.to_path_buf(), msg };
-    let Some(first) = rows.first() else { return Ok(vec![]) };
+    let err = |msg: String| EvalError::Benchmark {
+        path: path.to_path_buf(),
+        msg,
+    };
+    let Some(first) = rows.first() else {
+        return Ok(vec![]);
+    };
     let pick = |names: &[String], what: &str, required: bool| -> Result<Option<String>> {
         match names.iter().find(|n| first.get(n.as_str()).is_some()) {
             Some(n) => Ok(Some(n.clone())),
-            None if required => Err(err(format!("no {what} column (looked for {})", names.join(", ")))),
+            None if required => Err(err(format!(
+                "no {what} column (looked for {})",
+                names.join(", ")
+            ))),
             None => Ok(None),
         }
     };
@@ -82,22 +90,37 @@ pub fn load(path: &Path, cols: &ColumnMap) -> Result<Vec<Record>> {
             Some(c) => parse_options(row.get(c.as_str()).unwrap_or(&Value::Null)),
             None => vec![],
         };
-        let gt = s(&answer).trim().chars().next().map(|c| c.to_uppercase().to_string()).unwrap_or_default();
+        let gt = s(&answer)
+            .trim()
+            .chars()
+            .next()
+            .map(|c| c.to_uppercase().to_string())
+            .unwrap_or_default();
         out.push(Record {
             index,
             video_id: s(&video).trim().to_string(),
             question: s(&question),
             options,
             gt,
-            subtask: task_type.as_deref().map(|c| s(c).trim().to_lowercase()).unwrap_or_default(),
+            subtask: task_type
+                .as_deref()
+                .map(|c| s(c).trim().to_lowercase())
+                .unwrap_or_default(),
         });
     }
     Ok(out)
 }
 
 fn read_rows(path: &Path) -> Result<Vec<serde_json::Map<String, Value>>> {
-    let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("").to_ascii_lowercase();
-    let err = |msg: String| EvalError::Benchmark { path: path.to_path_buf(), msg };
+    let ext = path
+        .extension()
+        .and_then(|e| e.to_str())
+        .unwrap_or("")
+        .to_ascii_lowercase();
+    let err = |msg: String| EvalError::Benchmark {
+        path: path.to_path_buf(),
+        msg,
+    };
     let as_obj = |v: Value, at: String| -> Result<serde_json::Map<String, Value>> {
         match v {
             Value::Object(m) => Ok(m),
@@ -122,22 +145,34 @@ fn read_rows(path: &Path) -> Result<Vec<serde_json::Map<String, Value>>> {
                 .enumerate()
                 .filter(|(_, l)| !l.trim().is_empty())
                 .map(|(i, l)| {
-                    let v: Value = serde_json::from_str(l).map_err(|e| err(format!("line {}: {e}", i + 1)))?;
+                    let v: Value =
+                        serde_json::from_str(l).map_err(|e| err(format!("line {}: {e}", i + 1)))?;
                     as_obj(v, format!("line {}", i + 1))
                 })
                 .collect()
         }
         "json" => {
             let text = std::fs::read_to_string(path).map_err(|e| io(path, e))?;
-            let v: Value = serde_json::from_str(&text).map_err(|e| err(format!("invalid JSON: {e}")))?;
+            let v: Value =
+                serde_json::from_str(&text).map_err(|e| err(format!("invalid JSON: {e}")))?;
             let items: Vec<Value> = match v {
                 Value::Array(a) => a,
                 Value::Object(m) => m.into_iter().map(|(_, v)| v).collect(),
-                _ => return Err(err("expected a list of records or an object of records".into())),
+                _ => {
+                    return Err(err(
+                        "expected a list of records or an object of records".into()
+                    ))
+                }
             };
-            items.into_iter().enumerate().map(|(i, v)| as_obj(v, format!("record {i}"))).collect()
+            items
+                .into_iter()
+                .enumerate()
+                .map(|(i, v)| as_obj(v, format!("record {i}")))
+                .collect()
         }
-        _ => Err(err("unknown benchmark format (expected .parquet, .jsonl or .json)".into())),
+        _ => Err(err(
+            "unknown benchmark format (expected .parquet, .jsonl or .json)".into(),
+        )),
     }
 }
 
@@ -209,9 +244,18 @@ mod tests {
 
     #[test]
     fn options_from_lists_and_strings() {
-        assert_eq!(parse_options(&json!(["A. x", "B. y"])), vec!["A. x", "B. y"]);
-        assert_eq!(parse_options(&json!("[\"A. x\", \"B. y\"]")), vec!["A. x", "B. y"]);
-        assert_eq!(parse_options(&json!("['A. it\\'s', \"B. y\"]")), vec!["A. it's", "B. y"]);
+        assert_eq!(
+            parse_options(&json!(["A. x", "B. y"])),
+            vec!["A. x", "B. y"]
+        );
+        assert_eq!(
+            parse_options(&json!("[\"A. x\", \"B. y\"]")),
+            vec!["A. x", "B. y"]
+        );
+        assert_eq!(
+            parse_options(&json!("['A. it\\'s', \"B. y\"]")),
+            vec!["A. it's", "B. y"]
+        );
         assert!(parse_options(&json!("__import__('os')")).is_empty());
         assert!(parse_options(&Value::Null).is_empty());
     }

@@ -11,7 +11,11 @@ pub enum EvalError {
     #[error("{path}: {msg}")]
     Benchmark { path: PathBuf, msg: String },
     #[error("{path} line {line}: {msg}")]
-    Results { path: PathBuf, line: usize, msg: String },
+    Results {
+        path: PathBuf,
+        line: usize,
+        msg: String,
+    },
     #[error("{0}")]
     Input(String),
     #[error(transparent)]
@@ -23,5 +27,8 @@ pub enum EvalError {
 pub type Result<T> = std::result::Result<T, EvalError>;
 
 pub(crate) fn io(path: &std::path::Path, source: std::io::Error) -> EvalError {
-    EvalError::Io { path: path.to_path_buf(), source }
+    EvalError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
 }

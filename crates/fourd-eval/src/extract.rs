@@ -58,15 +58,24 @@ pub fn letters_for(n_options: usize) -> Vec<char> {
 /// An option's text without its letter prefix (`A. `, `A) `, `(A) `, `A: `) when it has one.
 pub fn option_text(option: &str, letter: char) -> &str {
     let o = option.trim();
-    let rest = o.strip_prefix('(').and_then(|r| r.strip_prefix(letter)).and_then(|r| r.strip_prefix(')'));
-    let rest = rest.or_else(|| o.strip_prefix(letter).and_then(|r| r.strip_prefix(['.', ')', ':'])));
+    let rest = o
+        .strip_prefix('(')
+        .and_then(|r| r.strip_prefix(letter))
+        .and_then(|r| r.strip_prefix(')'));
+    let rest = rest.or_else(|| {
+        o.strip_prefix(letter)
+            .and_then(|r| r.strip_prefix(['.', ')', ':']))
+    });
     rest.map_or(o, str::trim)
 }
 
 /// Lower case, words separated by single spaces, surrounding punctuation gone.
 fn normalise(s: &str) -> String {
     let words: Vec<&str> = s.split_whitespace().collect();
-    words.join(" ").trim_matches(|c: char| !c.is_alphanumeric()).to_lowercase()
+    words
+        .join(" ")
+        .trim_matches(|c: char| !c.is_alphanumeric())
+        .to_lowercase()
 }
 
 /// The letter of the option whose text `span` names: the span is that text (case, spacing and
@@ -74,7 +83,12 @@ fn normalise(s: &str) -> String {
 /// option's. `None` when no option or several options match.
 pub fn option_named(span: &str, options: &[String], letters: &[char]) -> Option<char> {
     let span = normalise(span);
-    let texts: Vec<(char, String)> = options.iter().zip(letters).map(|(o, &l)| (l, normalise(option_text(o, l)))).filter(|(_, t)| !t.is_empty()).collect();
+    let texts: Vec<(char, String)> = options
+        .iter()
+        .zip(letters)
+        .map(|(o, &l)| (l, normalise(option_text(o, l))))
+        .filter(|(_, t)| !t.is_empty())
+        .collect();
     if let Some((l, _)) = texts.iter().find(|(_, t)| *t == span) {
         return Some(*l);
     }
@@ -166,7 +180,10 @@ mod tests {
         assert!(CASES.len() >= 40);
         for (raw, n, want) in CASES {
             // Options whose texts none of the outputs name: only letters decide.
-            let options: Vec<String> = letters_for(*n).iter().map(|l| format!("{l}. choice number {l}")).collect();
+            let options: Vec<String> = letters_for(*n)
+                .iter()
+                .map(|l| format!("{l}. choice number {l}"))
+                .collect();
             assert_eq!(extract_choice(raw, &options), *want, "output: {raw:?}");
         }
     }
@@ -174,7 +191,9 @@ mod tests {
     /// Answers that name an option's text, against the demo's camera options.
     #[test]
     fn answers_naming_an_option() {
-        let options: Vec<String> = ["A. Tilt Up", "B. Dolly In", "C. Pan Left", "D. Pan Right"].map(String::from).to_vec();
+        let options: Vec<String> = ["A. Tilt Up", "B. Dolly In", "C. Pan Left", "D. Pan Right"]
+            .map(String::from)
+            .to_vec();
         let cases: &[(&str, &str)] = &[
             ("<think>It pans. A camera move shows as the background shifting.</think>\n<answer>\nPan Left\n</answer>", "C"),
             ("<think>x</think><answer>dolly in.</answer>", "B"),
@@ -201,7 +220,10 @@ mod tests {
         // The longer option wins only when it is the whole answer.
         let nested: Vec<String> = ["A. Left", "B. Pan Left"].map(String::from).to_vec();
         assert_eq!(extract_choice("<answer>Pan Left</answer>", &nested), "B");
-        assert_eq!(extract_choice("<answer>it is Pan Left</answer>", &nested), "");
+        assert_eq!(
+            extract_choice("<answer>it is Pan Left</answer>", &nested),
+            ""
+        );
     }
 
     #[test]

@@ -92,9 +92,18 @@ pub fn read_jsonl<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<Vec<T>> {
         match serde_json::from_str(line) {
             Ok(v) => out.push(v),
             Err(_) if i + 1 == lines.len() && !text.ends_with('\n') => {
-                tracing::warn!("{}: ignoring an incomplete last line (interrupted write)", path.display());
+                tracing::warn!(
+                    "{}: ignoring an incomplete last line (interrupted write)",
+                    path.display()
+                );
             }
-            Err(e) => return Err(EvalError::Results { path: path.to_path_buf(), line: i + 1, msg: e.to_string() }),
+            Err(e) => {
+                return Err(EvalError::Results {
+                    path: path.to_path_buf(),
+                    line: i + 1,
+                    msg: e.to_string(),
+                })
+            }
         }
     }
     Ok(out)
@@ -119,13 +128,22 @@ impl JsonlAppender {
                 std::fs::write(path, &text[..keep]).map_err(|e| io(path, e))?;
             }
         }
-        let file = std::fs::OpenOptions::new().create(true).append(true).open(path).map_err(|e| io(path, e))?;
-        Ok(JsonlAppender { file, path: path.to_path_buf() })
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .map_err(|e| io(path, e))?;
+        Ok(JsonlAppender {
+            file,
+            path: path.to_path_buf(),
+        })
     }
     pub fn append<T: Serialize>(&mut self, v: &T) -> Result<()> {
         let mut line = serde_json::to_string(v).map_err(|e| EvalError::Input(e.to_string()))?;
         line.push('\n');
-        self.file.write_all(line.as_bytes()).map_err(|e| io(&self.path, e))?;
+        self.file
+            .write_all(line.as_bytes())
+            .map_err(|e| io(&self.path, e))?;
         self.file.sync_data().map_err(|e| io(&self.path, e))
     }
 }
@@ -148,7 +166,11 @@ pub fn summarize(total: usize, results: &[SampleResult], skipped: &[Skipped]) ->
     let mut accs = Vec::new();
     for (key, col) in SUBTASKS {
         let (n, c) = per.get(key).copied().unwrap_or((0, 0));
-        let a = if n > 0 { Some(c as f64 / n as f64) } else { None };
+        let a = if n > 0 {
+            Some(c as f64 / n as f64)
+        } else {
+            None
+        };
         if let Some(a) = a {
             accs.push(a);
         }
@@ -156,10 +178,17 @@ pub fn summarize(total: usize, results: &[SampleResult], skipped: &[Skipped]) ->
         cor.insert(col.to_string(), json!(c));
         tot.insert(col.to_string(), json!(n));
     }
-    let macro_avg = if accs.is_empty() { 0.0 } else { accs.iter().sum::<f64>() / accs.len() as f64 };
+    let macro_avg = if accs.is_empty() {
+        0.0
+    } else {
+        accs.iter().sum::<f64>() / accs.len() as f64
+    };
     let mut order: Vec<String> = SUBTASKS.iter().map(|(_, c)| c.to_string()).collect();
     order.push("Avg".into());
-    let skipped_list: Vec<Value> = skipped.iter().map(|s| json!({"index": s.index, "video_id": s.video_id, "reason": s.reason})).collect();
+    let skipped_list: Vec<Value> = skipped
+        .iter()
+        .map(|s| json!({"index": s.index, "video_id": s.video_id, "reason": s.reason}))
+        .collect();
     json!({
         "total": total,
         "eval_count": eval_count,
@@ -191,7 +220,10 @@ pub fn markdown_table(summary: &Value, title: &str) -> String {
     }
     head += " Avg |";
     sep += " ---: |";
-    row += &format!(" {:.2} |", summary["subtask_macro_avg"].as_f64().unwrap_or(0.0) * 100.0);
+    row += &format!(
+        " {:.2} |",
+        summary["subtask_macro_avg"].as_f64().unwrap_or(0.0) * 100.0
+    );
     format!(
         "## {title}\n\nOverall accuracy: {:.2}% ({} / {} evaluated; {} of {} rows skipped)\n\n{head}\n{sep}\n{row}\n",
         summary["accuracy"].as_f64().unwrap_or(0.0) * 100.0,
@@ -207,9 +239,17 @@ pub fn bar_chart(summary: &Value, title: &str, path: &Path) -> Result<()> {
     use plotters::prelude::*;
     let mut bars: Vec<(String, f64)> = SUBTASKS
         .iter()
-        .map(|(_, c)| (c.to_string(), summary["subtask_accuracy"][*c].as_f64().unwrap_or(0.0) * 100.0))
+        .map(|(_, c)| {
+            (
+                c.to_string(),
+                summary["subtask_accuracy"][*c].as_f64().unwrap_or(0.0) * 100.0,
+            )
+        })
         .collect();
-    bars.push(("Avg".into(), summary["subtask_macro_avg"].as_f64().unwrap_or(0.0) * 100.0));
+    bars.push((
+        "Avg".into(),
+        summary["subtask_macro_avg"].as_f64().unwrap_or(0.0) * 100.0,
+    ));
     let e = |x: String| EvalError::Chart(format!("{}: {x}", path.display()));
     let root = BitMapBackend::new(path, (1100, 520)).into_drawing_area();
     root.fill(&WHITE).map_err(|x| e(x.to_string()))?;
@@ -231,13 +271,27 @@ pub fn bar_chart(summary: &Value, title: &str, path: &Path) -> Result<()> {
             SegmentValue::CenterOf(i) => names.get(*i).cloned().unwrap_or_default(),
             _ => String::new(),
         })
-        .x_label_style(("sans-serif", 13).into_font().transform(FontTransform::Rotate90))
+        .x_label_style(
+            ("sans-serif", 13)
+                .into_font()
+                .transform(FontTransform::Rotate90),
+        )
         .draw()
         .map_err(|x| e(x.to_string()))?;
     chart
         .draw_series(bars.iter().enumerate().map(|(i, (name, v))| {
-            let color = if name == "Avg" { RGBColor(200, 80, 40) } else { RGBColor(60, 110, 180) };
-            let mut r = Rectangle::new([(SegmentValue::Exact(i), 0.0), (SegmentValue::Exact(i + 1), *v)], color.filled());
+            let color = if name == "Avg" {
+                RGBColor(200, 80, 40)
+            } else {
+                RGBColor(60, 110, 180)
+            };
+            let mut r = Rectangle::new(
+                [
+                    (SegmentValue::Exact(i), 0.0),
+                    (SegmentValue::Exact(i + 1), *v),
+                ],
+                color.filled(),
+            );
             r.set_margin(0, 0, 6, 6);
             r
         }))
@@ -251,9 +305,11 @@ pub fn write_reports(files: &ResultFiles, total: usize, title: &str) -> Result<V
     let results: Vec<SampleResult> = read_jsonl(&files.samples)?;
     let skipped: Vec<Skipped> = read_jsonl(&files.skipped)?;
     let summary = summarize(total, &results, &skipped);
-    let text = serde_json::to_string_pretty(&summary).map_err(|e| EvalError::Input(e.to_string()))?;
+    let text =
+        serde_json::to_string_pretty(&summary).map_err(|e| EvalError::Input(e.to_string()))?;
     std::fs::write(&files.summary, text + "\n").map_err(|e| io(&files.summary, e))?;
-    std::fs::write(&files.table, markdown_table(&summary, title)).map_err(|e| io(&files.table, e))?;
+    std::fs::write(&files.table, markdown_table(&summary, title))
+        .map_err(|e| io(&files.table, e))?;
     if let Err(err) = bar_chart(&summary, title, &files.chart) {
         // A missing font must not cost the user the numbers.
         tracing::warn!("no chart: {err}");
@@ -271,7 +327,11 @@ pub fn merge(shards: &[PathBuf], out: &Path, total: usize, title: &str) -> Resul
         for r in read_jsonl::<SampleResult>(&f.samples)? {
             if let Some(prev) = results.get(&r.index) {
                 if prev != &r {
-                    return Err(EvalError::Input(format!("sample {} appears in two shards with different results ({})", r.index, s.display())));
+                    return Err(EvalError::Input(format!(
+                        "sample {} appears in two shards with different results ({})",
+                        r.index,
+                        s.display()
+                    )));
                 }
             }
             results.insert(r.index, r);
@@ -299,7 +359,13 @@ pub fn merge(shards: &[PathBuf], out: &Path, total: usize, title: &str) -> Resul
 }
 
 /// A line chart (PNG) of named series of `(x, y)` points, e.g. training curves.
-pub fn line_chart(path: &Path, title: &str, x_desc: &str, y_desc: &str, series: &[(&str, Vec<(f64, f64)>)]) -> Result<()> {
+pub fn line_chart(
+    path: &Path,
+    title: &str,
+    x_desc: &str,
+    y_desc: &str,
+    series: &[(&str, Vec<(f64, f64)>)],
+) -> Result<()> {
     use plotters::prelude::*;
     let e = |x: String| EvalError::Chart(format!("{}: {x}", path.display()));
     let pts = series.iter().flat_map(|(_, s)| s.iter());
@@ -323,8 +389,18 @@ pub fn line_chart(path: &Path, title: &str, x_desc: &str, y_desc: &str, series: 
         .y_label_area_size(60)
         .build_cartesian_2d(x0..x1.max(x0 + 1.0), (y0 - pad)..(y1 + pad))
         .map_err(|x| e(x.to_string()))?;
-    chart.configure_mesh().x_desc(x_desc).y_desc(y_desc).draw().map_err(|x| e(x.to_string()))?;
-    let colors = [RGBColor(60, 110, 180), RGBColor(200, 80, 40), RGBColor(60, 160, 80), RGBColor(140, 80, 170)];
+    chart
+        .configure_mesh()
+        .x_desc(x_desc)
+        .y_desc(y_desc)
+        .draw()
+        .map_err(|x| e(x.to_string()))?;
+    let colors = [
+        RGBColor(60, 110, 180),
+        RGBColor(200, 80, 40),
+        RGBColor(60, 160, 80),
+        RGBColor(140, 80, 170),
+    ];
     for (i, (name, s)) in series.iter().enumerate() {
         let c = colors[i % colors.len()];
         chart
@@ -333,7 +409,12 @@ pub fn line_chart(path: &Path, title: &str, x_desc: &str, y_desc: &str, series: 
             .label(*name)
             .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], c.stroke_width(2)));
     }
-    chart.configure_series_labels().background_style(WHITE.mix(0.8)).border_style(BLACK).draw().map_err(|x| e(x.to_string()))?;
+    chart
+        .configure_series_labels()
+        .background_style(WHITE.mix(0.8))
+        .border_style(BLACK)
+        .draw()
+        .map_err(|x| e(x.to_string()))?;
     root.present().map_err(|x| e(x.to_string()))?;
     Ok(())
 }

@@ -49,7 +49,9 @@ pub fn select_records(cfg: &EvalConfig) -> Result<Vec<Record>> {
     }
     if let Some((i, n)) = cfg.shard {
         if n == 0 || i == 0 || i > n {
-            return Err(EvalError::Input(format!("shard {i}/{n}: expected 1 <= i <= n")));
+            return Err(EvalError::Input(format!(
+                "shard {i}/{n}: expected 1 <= i <= n"
+            )));
         }
         records.retain(|r| r.index % n == i - 1);
     }
@@ -64,8 +66,16 @@ enum Prepared {
 }
 
 /// Decodes the videos of `records` in order on a background thread.
-fn spawn_decoder(records: Vec<Record>, cfg: &EvalConfig, tx: mpsc::SyncSender<Prepared>) -> std::thread::JoinHandle<()> {
-    let (root, ext, opts) = (cfg.video_root.clone(), cfg.video_ext.clone(), cfg.video.clone());
+fn spawn_decoder(
+    records: Vec<Record>,
+    cfg: &EvalConfig,
+    tx: mpsc::SyncSender<Prepared>,
+) -> std::thread::JoinHandle<()> {
+    let (root, ext, opts) = (
+        cfg.video_root.clone(),
+        cfg.video_ext.clone(),
+        cfg.video.clone(),
+    );
     std::thread::spawn(move || {
         let mut last: Option<(String, std::result::Result<Frames, String>)> = None;
         for r in records {
@@ -78,7 +88,9 @@ fn spawn_decoder(records: Vec<Record>, cfg: &EvalConfig, tx: mpsc::SyncSender<Pr
                 let decoded = match &last {
                     Some((id, res)) if *id == r.video_id => res.clone(),
                     _ => {
-                        let res = fourd_video::decode_video(&path, &opts).map(|v| Arc::new(v.frames)).map_err(|e| e.to_string());
+                        let res = fourd_video::decode_video(&path, &opts)
+                            .map(|v| Arc::new(v.frames))
+                            .map_err(|e| e.to_string());
                         last = Some((r.video_id.clone(), res.clone()));
                         res
                     }
@@ -100,13 +112,19 @@ pub fn evaluate(pipe: &Pipeline, cfg: &EvalConfig) -> Result<Value> {
     let records = select_records(cfg)?;
     let total = records.len();
     let files = ResultFiles::new(&cfg.output);
-    let done: HashSet<usize> = read_jsonl::<SampleResult>(&files.samples)?.into_iter().map(|r| r.index).collect();
+    let done: HashSet<usize> = read_jsonl::<SampleResult>(&files.samples)?
+        .into_iter()
+        .map(|r| r.index)
+        .collect();
     // Skipped samples are retried on every run (the video may have appeared); drop old entries.
     let retried: Vec<Skipped> = read_jsonl(&files.skipped)?;
     if !retried.is_empty() {
         std::fs::remove_file(&files.skipped).map_err(|e| crate::error::io(&files.skipped, e))?;
     }
-    let pending: Vec<Record> = records.into_iter().filter(|r| !done.contains(&r.index)).collect();
+    let pending: Vec<Record> = records
+        .into_iter()
+        .filter(|r| !done.contains(&r.index))
+        .collect();
     tracing::info!(
         "{}: {total} rows, {} already scored, {} to evaluate; decoding: {}",
         cfg.benchmark.display(),
@@ -117,34 +135,49 @@ pub fn evaluate(pipe: &Pipeline, cfg: &EvalConfig) -> Result<Value> {
     let mut samples = JsonlAppender::open(&files.samples)?;
     let mut skipped = JsonlAppender::open(&files.skipped)?;
 
-    let bar = if cfg.progress { ProgressBar::new(pending.len() as u64) } else { ProgressBar::hidden() };
+    let bar = if cfg.progress {
+        ProgressBar::new(pending.len() as u64)
+    } else {
+        ProgressBar::hidden()
+    };
     bar.set_style(
-        ProgressStyle::with_template("{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} ETA {eta} {msg}")
-            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        ProgressStyle::with_template(
+            "{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} ETA {eta} {msg}",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
     let (tx, rx) = mpsc::sync_channel(cfg.batch_size.max(1) * 2);
     let decoder = spawn_decoder(pending, cfg, tx);
     let (mut correct, mut scored) = (0usize, 0usize);
     let mut batch: Vec<(Record, PathBuf, Frames)> = Vec::new();
-    let mut flush = |batch: &mut Vec<(Record, PathBuf, Frames)>, samples: &mut JsonlAppender| -> Result<()> {
-        if batch.is_empty() {
-            return Ok(());
-        }
-        for r in answer_batch(pipe, cfg, batch) {
-            correct += r.hit as usize;
-            scored += 1;
-            samples.append(&r)?;
-            bar.inc(1);
-        }
-        bar.set_message(format!("accuracy {:.1}% of {scored}", 100.0 * correct as f64 / scored.max(1) as f64));
-        batch.clear();
-        Ok(())
-    };
+    let mut flush =
+        |batch: &mut Vec<(Record, PathBuf, Frames)>, samples: &mut JsonlAppender| -> Result<()> {
+            if batch.is_empty() {
+                return Ok(());
+            }
+            for r in answer_batch(pipe, cfg, batch) {
+                correct += r.hit as usize;
+                scored += 1;
+                samples.append(&r)?;
+                bar.inc(1);
+            }
+            bar.set_message(format!(
+                "accuracy {:.1}% of {scored}",
+                100.0 * correct as f64 / scored.max(1) as f64
+            ));
+            batch.clear();
+            Ok(())
+        };
     for item in rx {
         match item {
             Prepared::Skip(r, reason) => {
                 tracing::warn!("sample {} ({}): skipped: {reason}", r.index, r.video_id);
-                skipped.append(&Skipped { index: r.index, video_id: r.video_id, subtask_type: r.subtask, reason })?;
+                skipped.append(&Skipped {
+                    index: r.index,
+                    video_id: r.video_id,
+                    subtask_type: r.subtask,
+                    reason,
+                })?;
                 bar.inc(1);
             }
             Prepared::Ready(r, p, f) => {
@@ -157,7 +190,9 @@ pub fn evaluate(pipe: &Pipeline, cfg: &EvalConfig) -> Result<Value> {
     }
     flush(&mut batch, &mut samples)?;
     bar.finish_and_clear();
-    decoder.join().map_err(|_| EvalError::Input("the video decoding thread panicked".into()))?;
+    decoder
+        .join()
+        .map_err(|_| EvalError::Input("the video decoding thread panicked".into()))?;
     write_reports(&files, total, &cfg.title)
 }
 
@@ -166,24 +201,59 @@ fn prompt(pipe: &Pipeline, cfg: &EvalConfig, r: &Record, frames: &Frames) -> Res
     if cfg.suffix {
         text.push_str(FOUR_D_THINKER_SUFFIX);
     }
-    let rendered = pipe.tokenizer.apply_chat_template(&[Message::new("user", vec![Content::Video, Content::Text(text)])], true)?;
-    Ok(PromptInput { text: rendered, images: vec![], videos: vec![VideoFrames { frames: frames.as_ref().clone(), fps: cfg.video.fps }] })
+    let rendered = pipe.tokenizer.apply_chat_template(
+        &[Message::new(
+            "user",
+            vec![Content::Video, Content::Text(text)],
+        )],
+        true,
+    )?;
+    Ok(PromptInput {
+        text: rendered,
+        images: vec![],
+        videos: vec![VideoFrames {
+            frames: frames.as_ref().clone(),
+            fps: cfg.video.fps,
+        }],
+    })
 }
 
 /// Answers a batch; if the batch fails, each sample alone; a sample that fails alone is scored as
 /// wrong with the error as its output, as the reference does.
-fn answer_batch(pipe: &Pipeline, cfg: &EvalConfig, batch: &[(Record, PathBuf, Frames)]) -> Vec<SampleResult> {
+fn answer_batch(
+    pipe: &Pipeline,
+    cfg: &EvalConfig,
+    batch: &[(Record, PathBuf, Frames)],
+) -> Vec<SampleResult> {
     let run = |items: &[(Record, PathBuf, Frames)]| -> Result<Vec<String>> {
-        let prompts = items.iter().map(|(r, _, f)| prompt(pipe, cfg, r, f)).collect::<Result<Vec<_>>>()?;
+        let prompts = items
+            .iter()
+            .map(|(r, _, f)| prompt(pipe, cfg, r, f))
+            .collect::<Result<Vec<_>>>()?;
         let inputs = pipe.processor.prepare(&pipe.tokenizer, &prompts)?;
-        let outs = generate(&pipe.model, &inputs, &pipe.rope_params(), &cfg.generation, |_, _, _| {})?;
-        outs.iter().map(|o| Ok(raw_text(&pipe.tokenizer.decode(&o.token_ids, false)?))).collect()
+        let outs = generate(
+            &pipe.model,
+            &inputs,
+            &pipe.rope_params(),
+            &cfg.generation,
+            |_, _, _| {},
+        )?;
+        outs.iter()
+            .map(|o| Ok(raw_text(&pipe.tokenizer.decode(&o.token_ids, false)?)))
+            .collect()
     };
     let raws: Vec<std::result::Result<String, String>> = match run(batch) {
         Ok(r) => r.into_iter().map(Ok).collect(),
         Err(e) if batch.len() > 1 => {
             tracing::warn!("batch failed ({e}); retrying its samples one by one");
-            batch.iter().map(|it| run(std::slice::from_ref(it)).map(|mut v| v.remove(0)).map_err(|e| e.to_string())).collect()
+            batch
+                .iter()
+                .map(|it| {
+                    run(std::slice::from_ref(it))
+                        .map(|mut v| v.remove(0))
+                        .map_err(|e| e.to_string())
+                })
+                .collect()
         }
         Err(e) => vec![Err(e.to_string())],
     };

@@ -7,7 +7,9 @@ use std::path::{Path, PathBuf};
 
 use candle_core::{DType, Device};
 use fourd_eval::benchmark::{self, ColumnMap};
-use fourd_eval::report::{merge, read_jsonl, summarize, ResultFiles, SampleResult, Skipped, SUBTASKS};
+use fourd_eval::report::{
+    merge, read_jsonl, summarize, ResultFiles, SampleResult, Skipped, SUBTASKS,
+};
 use fourd_eval::run::{evaluate, EvalConfig};
 use fourd_model::generation::{GenerationConfig, Sampling};
 use fourd_model::Pipeline;
@@ -52,7 +54,11 @@ fn config(pipe: &Pipeline, output: PathBuf) -> EvalConfig {
 }
 
 fn by_index(path: &Path) -> HashMap<usize, SampleResult> {
-    read_jsonl::<SampleResult>(path).unwrap().into_iter().map(|r| (r.index, r)).collect()
+    read_jsonl::<SampleResult>(path)
+        .unwrap()
+        .into_iter()
+        .map(|r| (r.index, r))
+        .collect()
 }
 
 #[test]
@@ -69,29 +75,51 @@ fn full_run_summary_and_skips() {
     // Every row is either scored or skipped, exactly once.
     assert_eq!(s["total"], records.len());
     assert_eq!(results.len() + skipped.len(), records.len());
-    let mut seen: Vec<usize> = results.iter().map(|r| r.index).chain(skipped.iter().map(|k| k.index)).collect();
+    let mut seen: Vec<usize> = results
+        .iter()
+        .map(|r| r.index)
+        .chain(skipped.iter().map(|k| k.index))
+        .collect();
     seen.sort();
     assert_eq!(seen, (0..records.len()).collect::<Vec<_>>());
 
     // The bad rows are skipped with their reason.
-    let reason = |vid: &str| skipped.iter().find(|k| k.video_id == vid).map(|k| k.reason.clone()).unwrap_or_default();
-    assert!(reason("v_missing").contains("not found"), "{}", reason("v_missing"));
+    let reason = |vid: &str| {
+        skipped
+            .iter()
+            .find(|k| k.video_id == vid)
+            .map(|k| k.reason.clone())
+            .unwrap_or_default()
+    };
+    assert!(
+        reason("v_missing").contains("not found"),
+        "{}",
+        reason("v_missing")
+    );
     assert!(reason("v_corrupt").contains("v_corrupt.mp4"));
     assert!(reason("v_empty").contains("v_empty.mp4"));
     assert!(reason("v_text").contains("v_text.mp4"));
     assert!(skipped.iter().any(|k| k.reason.contains("no options")));
     assert_eq!(s["skipped"], skipped.len());
-    assert_eq!(s["skipped_samples"].as_array().unwrap().len(), skipped.len());
+    assert_eq!(
+        s["skipped_samples"].as_array().unwrap().len(),
+        skipped.len()
+    );
 
     // Summary arithmetic from the per-sample lines.
     let correct: usize = results.iter().map(|r| r.hit as usize).sum();
     assert_eq!(s["eval_count"], results.len());
     assert_eq!(s["correct"], correct);
-    assert!((s["accuracy"].as_f64().unwrap() - correct as f64 / results.len() as f64).abs() < 1e-12);
+    assert!(
+        (s["accuracy"].as_f64().unwrap() - correct as f64 / results.len() as f64).abs() < 1e-12
+    );
     let mut accs = vec![];
     for (key, col) in SUBTASKS {
         let n = results.iter().filter(|r| r.subtask_type == *key).count();
-        let c = results.iter().filter(|r| r.subtask_type == *key && r.hit == 1).count();
+        let c = results
+            .iter()
+            .filter(|r| r.subtask_type == *key && r.hit == 1)
+            .count();
         assert_eq!(s["subtask_total"][*col], n, "{col}");
         assert_eq!(s["subtask_correct"][*col], c, "{col}");
         if n == 0 {
@@ -131,17 +159,32 @@ fn resume_after_a_crash_scores_nothing_twice() {
     // A crash: three samples written, the fourth torn mid-line.
     let text = std::fs::read_to_string(&cfg.output).unwrap();
     let lines: Vec<&str> = text.lines().collect();
-    let torn = format!("{}\n{}", lines[..3].join("\n"), &lines[3][..lines[3].len() / 2]);
+    let torn = format!(
+        "{}\n{}",
+        lines[..3].join("\n"),
+        &lines[3][..lines[3].len() / 2]
+    );
     std::fs::write(&cfg.output, torn).unwrap();
 
     let s = evaluate(&pipe, &cfg).unwrap();
     let text = std::fs::read_to_string(&cfg.output).unwrap();
-    let indices: Vec<usize> = text.lines().map(|l| serde_json::from_str::<Value>(l).unwrap()["index"].as_u64().unwrap() as usize).collect();
+    let indices: Vec<usize> = text
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<Value>(l).unwrap()["index"]
+                .as_u64()
+                .unwrap() as usize
+        })
+        .collect();
     let mut unique = indices.clone();
     unique.sort();
     unique.dedup();
     assert_eq!(unique.len(), indices.len(), "a sample was scored twice");
-    assert_eq!(by_index(&cfg.output), full, "resumed results differ from an uninterrupted run");
+    assert_eq!(
+        by_index(&cfg.output),
+        full,
+        "resumed results differ from an uninterrupted run"
+    );
     assert_eq!(s["eval_count"], full.len());
 
     // A third run has nothing left to do and changes nothing.
@@ -159,7 +202,10 @@ fn shards_merge_to_the_unsharded_run() {
     let mut paths = vec![];
     let mut total = 0;
     for i in 1..=3 {
-        let mut c = config(&pipe, dir.join(format!("part/dsr_eval.shard-{i}-of-3.jsonl")));
+        let mut c = config(
+            &pipe,
+            dir.join(format!("part/dsr_eval.shard-{i}-of-3.jsonl")),
+        );
         c.shard = Some((i, 3));
         let s = evaluate(&pipe, &c).unwrap();
         total += s["total"].as_u64().unwrap() as usize;
@@ -167,7 +213,10 @@ fn shards_merge_to_the_unsharded_run() {
     }
     let merged = merge(&paths, &dir.join("part/dsr_eval.jsonl"), total, "test").unwrap();
     assert_eq!(merged, whole);
-    assert_eq!(by_index(&dir.join("part/dsr_eval.jsonl")), by_index(&cfg.output));
+    assert_eq!(
+        by_index(&dir.join("part/dsr_eval.jsonl")),
+        by_index(&cfg.output)
+    );
 }
 
 #[test]
@@ -180,8 +229,14 @@ fn batches_give_the_single_sample_results() {
     batched.batch_size = 3;
     evaluate(&pipe, &batched).unwrap();
     assert_eq!(
-        by_index(&single.output).into_values().map(|r| (r.index, r.raw)).collect::<std::collections::BTreeMap<_, _>>(),
-        by_index(&batched.output).into_values().map(|r| (r.index, r.raw)).collect()
+        by_index(&single.output)
+            .into_values()
+            .map(|r| (r.index, r.raw))
+            .collect::<std::collections::BTreeMap<_, _>>(),
+        by_index(&batched.output)
+            .into_values()
+            .map(|r| (r.index, r.raw))
+            .collect()
     );
 }
 
@@ -208,14 +263,23 @@ fn generic_jsonl_with_column_mapping() {
 fn missing_column_is_a_clear_error() {
     let mut cols = ColumnMap::default();
     cols.answer = vec!["solution".into()];
-    let e = benchmark::load(&root().join("dsr/benchmark.parquet"), &cols).unwrap_err().to_string();
-    assert!(e.contains("benchmark.parquet") && e.contains("solution"), "{e}");
-    let e = benchmark::load(&root().join("dsr/videos/v_text.mp4"), &ColumnMap::default()).unwrap_err().to_string();
+    let e = benchmark::load(&root().join("dsr/benchmark.parquet"), &cols)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("benchmark.parquet") && e.contains("solution"),
+        "{e}"
+    );
+    let e = benchmark::load(&root().join("dsr/videos/v_text.mp4"), &ColumnMap::default())
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("v_text.mp4"), "{e}");
     let d = out_dir("notparquet");
     std::fs::create_dir_all(&d).unwrap();
     std::fs::write(d.join("b.parquet"), "not parquet").unwrap();
-    let e = benchmark::load(&d.join("b.parquet"), &ColumnMap::default()).unwrap_err().to_string();
+    let e = benchmark::load(&d.join("b.parquet"), &ColumnMap::default())
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("b.parquet") && e.contains("parquet"), "{e}");
 }
 

@@ -19,7 +19,9 @@ struct Fields<'a> {
 impl<'a> Fields<'a> {
     fn find(&self, key: &str) -> Option<(String, &'a Value)> {
         self.scopes.iter().find_map(|(prefix, obj)| {
-            obj.get(key).filter(|v| !v.is_null()).map(|v| (format!("{prefix}{key}"), v))
+            obj.get(key)
+                .filter(|v| !v.is_null())
+                .map(|v| (format!("{prefix}{key}"), v))
         })
     }
     fn err(&self, key: &str, msg: &str) -> ModelError {
@@ -32,35 +34,47 @@ impl<'a> Fields<'a> {
     fn opt_usize(&self, key: &str) -> Result<Option<usize>> {
         match self.find(key) {
             None => Ok(None),
-            Some((name, v)) => v
-                .as_u64()
-                .map(|x| Some(x as usize))
-                .ok_or_else(|| ModelError::config(self.file, name, format!("expected a non-negative integer, got {v}"))),
+            Some((name, v)) => v.as_u64().map(|x| Some(x as usize)).ok_or_else(|| {
+                ModelError::config(
+                    self.file,
+                    name,
+                    format!("expected a non-negative integer, got {v}"),
+                )
+            }),
         }
     }
     fn f64_or(&self, key: &str, default: f64) -> Result<f64> {
         match self.find(key) {
             None => Ok(default),
-            Some((name, v)) => {
-                v.as_f64().ok_or_else(|| ModelError::config(self.file, name, format!("expected a number, got {v}")))
-            }
+            Some((name, v)) => v.as_f64().ok_or_else(|| {
+                ModelError::config(self.file, name, format!("expected a number, got {v}"))
+            }),
         }
     }
     fn bool_or(&self, key: &str, default: bool) -> Result<bool> {
         match self.find(key) {
             None => Ok(default),
-            Some((name, v)) => {
-                v.as_bool().ok_or_else(|| ModelError::config(self.file, name, format!("expected true/false, got {v}")))
-            }
+            Some((name, v)) => v.as_bool().ok_or_else(|| {
+                ModelError::config(self.file, name, format!("expected true/false, got {v}"))
+            }),
         }
     }
     fn usize_list(&self, key: &str) -> Result<Option<Vec<usize>>> {
         match self.find(key) {
             None => Ok(None),
             Some((name, v)) => {
-                let bad = || ModelError::config(self.file, name.clone(), format!("expected a list of integers, got {v}"));
+                let bad = || {
+                    ModelError::config(
+                        self.file,
+                        name.clone(),
+                        format!("expected a list of integers, got {v}"),
+                    )
+                };
                 let arr = v.as_array().ok_or_else(bad)?;
-                arr.iter().map(|x| x.as_u64().map(|x| x as usize).ok_or_else(bad)).collect::<Result<Vec<_>>>().map(Some)
+                arr.iter()
+                    .map(|x| x.as_u64().map(|x| x as usize).ok_or_else(bad))
+                    .collect::<Result<Vec<_>>>()
+                    .map(Some)
             }
         }
     }
@@ -69,16 +83,26 @@ impl<'a> Fields<'a> {
         match self.find(key) {
             None => Ok(vec![]),
             Some((name, v)) => {
-                let bad = || ModelError::config(self.file, name.clone(), format!("expected a token id or a list of ids, got {v}"));
+                let bad = || {
+                    ModelError::config(
+                        self.file,
+                        name.clone(),
+                        format!("expected a token id or a list of ids, got {v}"),
+                    )
+                };
                 match v {
-                    Value::Array(a) => a.iter().map(|x| x.as_u64().map(|x| x as u32).ok_or_else(bad)).collect(),
+                    Value::Array(a) => a
+                        .iter()
+                        .map(|x| x.as_u64().map(|x| x as u32).ok_or_else(bad))
+                        .collect(),
                     _ => v.as_u64().map(|x| vec![x as u32]).ok_or_else(bad),
                 }
             }
         }
     }
     fn str_opt(&self, key: &str) -> Option<String> {
-        self.find(key).and_then(|(_, v)| v.as_str().map(str::to_owned))
+        self.find(key)
+            .and_then(|(_, v)| v.as_str().map(str::to_owned))
     }
 }
 
@@ -101,7 +125,9 @@ impl std::str::FromStr for RopeIndexStyle {
         match s {
             "v4.50" | "4.50" | "v4" => Ok(RopeIndexStyle::V4_50),
             "v5" | "5" => Ok(RopeIndexStyle::V5),
-            _ => Err(ModelError::input(format!("unknown rope index style `{s}` (expected v4.50 or v5)"))),
+            _ => Err(ModelError::input(format!(
+                "unknown rope index style `{s}` (expected v4.50 or v5)"
+            ))),
         }
     }
 }
@@ -188,22 +214,43 @@ impl Qwen25VlConfig {
         }
         let null = Value::Null;
         let text_obj = raw.get("text_config").unwrap_or(&null);
-        let vision_obj = raw
-            .get("vision_config")
-            .ok_or_else(|| ModelError::config(path, "vision_config", "missing (is this a Qwen2.5-VL checkpoint?)"))?;
+        let vision_obj = raw.get("vision_config").ok_or_else(|| {
+            ModelError::config(
+                path,
+                "vision_config",
+                "missing (is this a Qwen2.5-VL checkpoint?)",
+            )
+        })?;
         // 5.x keeps text fields in `text_config`; 4.x at the top. Look in both, text_config first.
-        let text = Fields { file: path, scopes: vec![("text_config.", text_obj), ("", &raw)] };
-        let top = Fields { file: path, scopes: vec![("", &raw), ("text_config.", text_obj)] };
-        let vis = Fields { file: path, scopes: vec![("vision_config.", vision_obj)] };
+        let text = Fields {
+            file: path,
+            scopes: vec![("text_config.", text_obj), ("", &raw)],
+        };
+        let top = Fields {
+            file: path,
+            scopes: vec![("", &raw), ("text_config.", text_obj)],
+        };
+        let vis = Fields {
+            file: path,
+            scopes: vec![("vision_config.", vision_obj)],
+        };
 
         if let Some(mt) = top.str_opt("model_type") {
             if mt != "qwen2_5_vl" {
-                return Err(ModelError::config(path, "model_type", format!("`{mt}` is not supported (expected qwen2_5_vl)")));
+                return Err(ModelError::config(
+                    path,
+                    "model_type",
+                    format!("`{mt}` is not supported (expected qwen2_5_vl)"),
+                ));
             }
         }
         if let Some(act) = text.str_opt("hidden_act") {
             if act != "silu" {
-                return Err(ModelError::config(path, "hidden_act", format!("`{act}` is not supported (expected silu)")));
+                return Err(ModelError::config(
+                    path,
+                    "hidden_act",
+                    format!("`{act}` is not supported (expected silu)"),
+                ));
             }
         }
 
@@ -212,8 +259,12 @@ impl Qwen25VlConfig {
         if num_attention_heads == 0 || hidden_size % num_attention_heads != 0 {
             return Err(text.err("num_attention_heads", "must divide hidden_size"));
         }
-        let head_dim = text.opt_usize("head_dim")?.unwrap_or(hidden_size / num_attention_heads);
-        let num_key_value_heads = text.opt_usize("num_key_value_heads")?.unwrap_or(num_attention_heads);
+        let head_dim = text
+            .opt_usize("head_dim")?
+            .unwrap_or(hidden_size / num_attention_heads);
+        let num_key_value_heads = text
+            .opt_usize("num_key_value_heads")?
+            .unwrap_or(num_attention_heads);
         if num_key_value_heads == 0 || num_attention_heads % num_key_value_heads != 0 {
             return Err(text.err("num_key_value_heads", "must divide num_attention_heads"));
         }
@@ -221,7 +272,10 @@ impl Qwen25VlConfig {
         // Rotary settings: 5.x `rope_parameters`, 4.x `rope_theta` + `rope_scaling`.
         let rope_params = text.find("rope_parameters").map(|(_, v)| v);
         let rope_scaling = text.find("rope_scaling").map(|(_, v)| v);
-        let rope_theta = match rope_params.and_then(|p| p.get("rope_theta")).and_then(Value::as_f64) {
+        let rope_theta = match rope_params
+            .and_then(|p| p.get("rope_theta"))
+            .and_then(Value::as_f64)
+        {
             Some(t) => t,
             None => text.f64_or("rope_theta", 1_000_000.0)?,
         };
@@ -231,15 +285,34 @@ impl Qwen25VlConfig {
         let mrope_section = match section_value {
             Some(v) => v
                 .as_array()
-                .and_then(|a| a.iter().map(|x| x.as_u64().map(|x| x as usize)).collect::<Option<Vec<_>>>())
-                .ok_or_else(|| ModelError::config(path, "rope_scaling.mrope_section", format!("expected a list of integers, got {v}")))?,
-            None => return Err(ModelError::config(path, "rope_scaling.mrope_section", "missing: Qwen2.5-VL needs M-RoPE sections")),
+                .and_then(|a| {
+                    a.iter()
+                        .map(|x| x.as_u64().map(|x| x as usize))
+                        .collect::<Option<Vec<_>>>()
+                })
+                .ok_or_else(|| {
+                    ModelError::config(
+                        path,
+                        "rope_scaling.mrope_section",
+                        format!("expected a list of integers, got {v}"),
+                    )
+                })?,
+            None => {
+                return Err(ModelError::config(
+                    path,
+                    "rope_scaling.mrope_section",
+                    "missing: Qwen2.5-VL needs M-RoPE sections",
+                ))
+            }
         };
         if mrope_section.len() != 3 || mrope_section.iter().sum::<usize>() * 2 != head_dim {
             return Err(ModelError::config(
                 path,
                 "rope_scaling.mrope_section",
-                format!("{mrope_section:?} must have 3 entries summing to head_dim/2 = {}", head_dim / 2),
+                format!(
+                    "{mrope_section:?} must have 3 entries summing to head_dim/2 = {}",
+                    head_dim / 2
+                ),
             ));
         }
 
@@ -260,7 +333,10 @@ impl Qwen25VlConfig {
         let v_hidden = vis.usize("hidden_size")?;
         let v_heads = vis.usize("num_heads")?;
         if v_heads == 0 || v_hidden % v_heads != 0 || (v_hidden / v_heads) % 4 != 0 {
-            return Err(vis.err("num_heads", "hidden_size / num_heads must be a multiple of 4 (2-D rotary)"));
+            return Err(vis.err(
+                "num_heads",
+                "hidden_size / num_heads must be a multiple of 4 (2-D rotary)",
+            ));
         }
         let vision_theta = vision_obj
             .get("rope_parameters")
@@ -278,17 +354,28 @@ impl Qwen25VlConfig {
             temporal_patch_size: vis.opt_usize("temporal_patch_size")?.unwrap_or(2),
             spatial_merge_size: vis.opt_usize("spatial_merge_size")?.unwrap_or(2),
             window_size: vis.opt_usize("window_size")?.unwrap_or(112),
-            fullatt_block_indexes: vis.usize_list("fullatt_block_indexes")?.unwrap_or_else(|| vec![7, 15, 23, 31]),
+            fullatt_block_indexes: vis
+                .usize_list("fullatt_block_indexes")?
+                .unwrap_or_else(|| vec![7, 15, 23, 31]),
             out_hidden_size: vis.usize("out_hidden_size")?,
             tokens_per_second: vis.f64_or("tokens_per_second", 4.0)?,
             rope_theta: vision_theta,
         };
         if vision.out_hidden_size != text_cfg.hidden_size {
-            return Err(vis.err("out_hidden_size", &format!("{} differs from the LLM hidden_size {}", vision.out_hidden_size, text_cfg.hidden_size)));
+            return Err(vis.err(
+                "out_hidden_size",
+                &format!(
+                    "{} differs from the LLM hidden_size {}",
+                    vision.out_hidden_size, text_cfg.hidden_size
+                ),
+            ));
         }
         let unit = vision.spatial_merge_size * vision.patch_size;
         if vision.window_size % unit != 0 {
-            return Err(vis.err("window_size", &format!("must be a multiple of patch_size*spatial_merge_size = {unit}")));
+            return Err(vis.err(
+                "window_size",
+                &format!("must be a multiple of patch_size*spatial_merge_size = {unit}"),
+            ));
         }
 
         let one = |key: &str| -> Result<Option<u32>> { Ok(top.opt_usize(key)?.map(|x| x as u32)) };
@@ -356,24 +443,47 @@ impl Default for PreprocessorConfig {
 impl PreprocessorConfig {
     pub fn from_file(path: &Path) -> Result<Self> {
         let raw = read_json(path)?;
-        let f = Fields { file: path, scopes: vec![("", &raw)] };
+        let f = Fields {
+            file: path,
+            scopes: vec![("", &raw)],
+        };
         let d = PreprocessorConfig::default();
         // As in transformers: `size` first, then explicit min_pixels / max_pixels override it.
         let size = raw.get("size");
-        let from_size = |k: &str| size.and_then(|s| s.get(k)).and_then(Value::as_u64).map(|x| x as usize);
-        let min_pixels = f.opt_usize("min_pixels")?.or_else(|| from_size("shortest_edge")).unwrap_or(d.min_pixels);
-        let max_pixels = f.opt_usize("max_pixels")?.or_else(|| from_size("longest_edge")).unwrap_or(d.max_pixels);
+        let from_size = |k: &str| {
+            size.and_then(|s| s.get(k))
+                .and_then(Value::as_u64)
+                .map(|x| x as usize)
+        };
+        let min_pixels = f
+            .opt_usize("min_pixels")?
+            .or_else(|| from_size("shortest_edge"))
+            .unwrap_or(d.min_pixels);
+        let max_pixels = f
+            .opt_usize("max_pixels")?
+            .or_else(|| from_size("longest_edge"))
+            .unwrap_or(d.max_pixels);
         if min_pixels > max_pixels {
-            return Err(ModelError::config(path, "min_pixels", format!("{min_pixels} exceeds max_pixels {max_pixels}")));
+            return Err(ModelError::config(
+                path,
+                "min_pixels",
+                format!("{min_pixels} exceeds max_pixels {max_pixels}"),
+            ));
         }
         let triple = |key: &str, default: [f32; 3]| -> Result<[f32; 3]> {
             match raw.get(key) {
                 None | Some(Value::Null) => Ok(default),
                 Some(v) => {
-                    let a: Option<Vec<f32>> = v.as_array().and_then(|a| a.iter().map(|x| x.as_f64().map(|x| x as f32)).collect());
+                    let a: Option<Vec<f32>> = v
+                        .as_array()
+                        .and_then(|a| a.iter().map(|x| x.as_f64().map(|x| x as f32)).collect());
                     match a {
                         Some(a) if a.len() == 3 => Ok([a[0], a[1], a[2]]),
-                        _ => Err(ModelError::config(path, key, format!("expected 3 numbers, got {v}"))),
+                        _ => Err(ModelError::config(
+                            path,
+                            key,
+                            format!("expected 3 numbers, got {v}"),
+                        )),
                     }
                 }
             }
@@ -382,7 +492,9 @@ impl PreprocessorConfig {
             min_pixels,
             max_pixels,
             patch_size: f.opt_usize("patch_size")?.unwrap_or(d.patch_size),
-            temporal_patch_size: f.opt_usize("temporal_patch_size")?.unwrap_or(d.temporal_patch_size),
+            temporal_patch_size: f
+                .opt_usize("temporal_patch_size")?
+                .unwrap_or(d.temporal_patch_size),
             merge_size: f.opt_usize("merge_size")?.unwrap_or(d.merge_size),
             image_mean: triple("image_mean", d.image_mean)?,
             image_std: triple("image_std", d.image_std)?,
@@ -415,12 +527,25 @@ pub struct GenerationDefaults {
 impl GenerationDefaults {
     pub fn from_file(path: &Path) -> Result<Self> {
         let raw = read_json(path)?;
-        let f = Fields { file: path, scopes: vec![("", &raw)] };
-        let opt_f64 = |k: &str| -> Result<Option<f64>> { Ok(if f.find(k).is_some() { Some(f.f64_or(k, 0.0)?) } else { None }) };
+        let f = Fields {
+            file: path,
+            scopes: vec![("", &raw)],
+        };
+        let opt_f64 = |k: &str| -> Result<Option<f64>> {
+            Ok(if f.find(k).is_some() {
+                Some(f.f64_or(k, 0.0)?)
+            } else {
+                None
+            })
+        };
         Ok(GenerationDefaults {
             eos_token_id: f.ids("eos_token_id")?,
             pad_token_id: f.ids("pad_token_id")?.first().copied(),
-            do_sample: if f.find("do_sample").is_some() { Some(f.bool_or("do_sample", false)?) } else { None },
+            do_sample: if f.find("do_sample").is_some() {
+                Some(f.bool_or("do_sample", false)?)
+            } else {
+                None
+            },
             temperature: opt_f64("temperature")?,
             top_k: f.opt_usize("top_k")?,
             top_p: opt_f64("top_p")?,

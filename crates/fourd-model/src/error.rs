@@ -44,10 +44,21 @@ pub type Result<T> = std::result::Result<T, ModelError>;
 
 impl ModelError {
     pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
-        ModelError::Io { path: path.into(), source }
+        ModelError::Io {
+            path: path.into(),
+            source,
+        }
     }
-    pub(crate) fn config(file: impl Into<PathBuf>, field: impl Into<String>, msg: impl Into<String>) -> Self {
-        ModelError::Config { file: file.into(), field: field.into(), msg: msg.into() }
+    pub(crate) fn config(
+        file: impl Into<PathBuf>,
+        field: impl Into<String>,
+        msg: impl Into<String>,
+    ) -> Self {
+        ModelError::Config {
+            file: file.into(),
+            field: field.into(),
+            msg: msg.into(),
+        }
     }
     pub(crate) fn input(msg: impl Into<String>) -> Self {
         ModelError::Input(msg.into())
@@ -57,5 +68,8 @@ impl ModelError {
 /// Reads a JSON file, naming the file on any failure.
 pub(crate) fn read_json(path: &std::path::Path) -> Result<serde_json::Value> {
     let text = std::fs::read_to_string(path).map_err(|e| ModelError::io(path, e))?;
-    serde_json::from_str(&text).map_err(|source| ModelError::Json { path: path.to_path_buf(), source })
+    serde_json::from_str(&text).map_err(|source| ModelError::Json {
+        path: path.to_path_buf(),
+        source,
+    })
 }

@@ -30,7 +30,14 @@ pub struct Sampling {
 
 impl Default for Sampling {
     fn default() -> Self {
-        Sampling { greedy: true, temperature: 1.0, top_k: None, top_p: None, repetition_penalty: None, seed: 0 }
+        Sampling {
+            greedy: true,
+            temperature: 1.0,
+            top_k: None,
+            top_p: None,
+            repetition_penalty: None,
+            seed: 0,
+        }
     }
 }
 
@@ -60,7 +67,10 @@ impl Sampling {
             temperature: o.temperature.or(defaults.temperature).unwrap_or(1.0),
             top_k: o.top_k.or(defaults.top_k).filter(|&k| k > 0),
             top_p: o.top_p.or(defaults.top_p).filter(|&p| p < 1.0),
-            repetition_penalty: o.repetition_penalty.or(defaults.repetition_penalty).filter(|&p| p != 1.0),
+            repetition_penalty: o
+                .repetition_penalty
+                .or(defaults.repetition_penalty)
+                .filter(|&p| p != 1.0),
             seed: o.seed.unwrap_or(0),
         }
     }
@@ -78,7 +88,8 @@ impl Sampling {
             self.temperature,
             self.top_k.map_or("off".into(), |k| k.to_string()),
             self.top_p.map_or("off".into(), |p| p.to_string()),
-            self.repetition_penalty.map_or("off".into(), |p| p.to_string()),
+            self.repetition_penalty
+                .map_or("off".into(), |p| p.to_string()),
             self.seed
         )
     }
@@ -146,7 +157,9 @@ pub struct SequenceOutput {
 enum Phase {
     Text,
     /// `steps` latent steps already recorded in the current segment.
-    Latent { steps: usize },
+    Latent {
+        steps: usize,
+    },
 }
 
 enum NextInput {
@@ -180,8 +193,17 @@ impl SeqState {
         }
         let len = self.segment_hidden.len();
         let hidden = Tensor::cat(&self.segment_hidden, 0)?;
-        let start = self.out.token_ids.len() - self.out.kinds.iter().rev().take_while(|k| **k == TokenKind::LatentPad).count();
-        self.out.latent_segments.push(LatentSegment { start, len, hidden });
+        let start = self.out.token_ids.len()
+            - self
+                .out
+                .kinds
+                .iter()
+                .rev()
+                .take_while(|k| **k == TokenKind::LatentPad)
+                .count();
+        self.out
+            .latent_segments
+            .push(LatentSegment { start, len, hidden });
         self.segment_hidden.clear();
         Ok(())
     }
@@ -210,7 +232,12 @@ pub fn generate(
             next: NextInput::Token(0),
             position: prefill.positions.next_position[row],
             key_mask: inputs.attention_mask[row].clone(),
-            history: inputs.input_ids[row].iter().zip(&inputs.attention_mask[row]).filter(|(_, &m)| m != 0).map(|(&t, _)| t).collect(),
+            history: inputs.input_ids[row]
+                .iter()
+                .zip(&inputs.attention_mask[row])
+                .filter(|(_, &m)| m != 0)
+                .map(|(&t, _)| t)
+                .collect(),
             out: SequenceOutput {
                 token_ids: vec![],
                 kinds: vec![],
@@ -260,12 +287,21 @@ pub fn generate(
                 st.close_segment()?;
             }
         }
-        let still: Vec<usize> = active.iter().copied().filter(|&r| !states[r].done).collect();
+        let still: Vec<usize> = active
+            .iter()
+            .copied()
+            .filter(|&r| !states[r].done)
+            .collect();
         if still.is_empty() {
             break;
         }
         if still.len() < active.len() {
-            let keep: Vec<usize> = active.iter().enumerate().filter(|(_, r)| !states[**r].done).map(|(i, _)| i).collect();
+            let keep: Vec<usize> = active
+                .iter()
+                .enumerate()
+                .filter(|(_, r)| !states[**r].done)
+                .map(|(i, _)| i)
+                .collect();
             cache.select_rows(&row_tensor(&keep, model)?)?;
         }
         active = still;
@@ -355,7 +391,12 @@ fn step_state(
 
 fn log_prob(logits: &[f32], id: u32) -> f32 {
     let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-    let lse = logits.iter().map(|&l| ((l - max) as f64).exp()).sum::<f64>().ln() as f32 + max;
+    let lse = logits
+        .iter()
+        .map(|&l| ((l - max) as f64).exp())
+        .sum::<f64>()
+        .ln() as f32
+        + max;
     logits[id as usize] - lse
 }
 
@@ -365,7 +406,13 @@ pub fn choose(logits: &[f32], history: &[u32], s: &Sampling, rng: &mut StdRng) -
 }
 
 /// [`choose`] with the ids in `exclude` never picked (masked in the one working copy).
-pub fn choose_excluding(logits: &[f32], exclude: &[u32], history: &[u32], s: &Sampling, rng: &mut StdRng) -> u32 {
+pub fn choose_excluding(
+    logits: &[f32],
+    exclude: &[u32],
+    history: &[u32],
+    s: &Sampling,
+    rng: &mut StdRng,
+) -> u32 {
     let mut l: Vec<f32> = logits.to_vec();
     for &t in exclude {
         if let Some(x) = l.get_mut(t as usize) {
@@ -377,7 +424,11 @@ pub fn choose_excluding(logits: &[f32], exclude: &[u32], history: &[u32], s: &Sa
         for &t in history {
             if seen.insert(t) {
                 if let Some(x) = l.get_mut(t as usize) {
-                    *x = if *x < 0.0 { *x * p as f32 } else { *x / p as f32 };
+                    *x = if *x < 0.0 {
+                        *x * p as f32
+                    } else {
+                        *x / p as f32
+                    };
                 }
             }
         }

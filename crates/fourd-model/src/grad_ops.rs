@@ -7,7 +7,9 @@
 //! ops. Inference therefore pays nothing; training gets fused-kernel forwards. The backward
 //! formulas are checked against finite differences in `tests/grad_ops.rs`.
 
-use candle_core::{backend::BackendStorage, CpuStorage, CustomOp2, Layout, Result, Shape, Tensor, D};
+use candle_core::{
+    backend::BackendStorage, CpuStorage, CustomOp2, Layout, Result, Shape, Tensor, D,
+};
 
 /// Rotary embedding (`candle_nn::rotary_emb::rope` layout: `x` `[b, h, s, d]`, `cos`/`sin`
 /// `[s, d/2]` or `[b, s, d/2]`, rotate-half convention). Gradient flows to `x` only.
@@ -16,7 +18,13 @@ pub fn rope(x: &Tensor, cos: &Tensor, sin: &Tensor) -> Result<Tensor> {
     if !x.track_op() {
         return Ok(y);
     }
-    x.apply_op2_arc(&y.detach(), std::sync::Arc::new(Box::new(AttachGrad(Backward::Rope { cos: cos.clone(), sin: sin.clone() }))))
+    x.apply_op2_arc(
+        &y.detach(),
+        std::sync::Arc::new(Box::new(AttachGrad(Backward::Rope {
+            cos: cos.clone(),
+            sin: sin.clone(),
+        }))),
+    )
 }
 
 /// RMSNorm `x / sqrt(mean(x^2) + eps) * w` over the last dimension (fused forward for
@@ -25,7 +33,9 @@ pub fn rms_norm(x: &Tensor, w: &Tensor, eps: f32) -> Result<Tensor> {
     let y = if x.dtype() == candle_core::DType::F64 {
         // The fused kernel has no f64 variant (used by the finite-difference tests).
         let (xd, wd) = (x.detach(), w.detach());
-        let r = (xd.sqr()?.mean_keepdim(D::Minus1)? + eps as f64)?.sqrt()?.recip()?;
+        let r = (xd.sqr()?.mean_keepdim(D::Minus1)? + eps as f64)?
+            .sqrt()?
+            .recip()?;
         xd.broadcast_mul(&r)?.broadcast_mul(&wd)?
     } else {
         candle_nn::ops::rms_norm(x, w, eps)?
@@ -37,14 +47,20 @@ pub fn rms_norm(x: &Tensor, w: &Tensor, eps: f32) -> Result<Tensor> {
     // keeps the two-argument shape: y = attach(x -> dx) then attach(w -> dw) on the same value.
     let with_x = x.apply_op2_arc(
         &y.detach(),
-        std::sync::Arc::new(Box::new(AttachGrad(Backward::RmsNormInput { w: w.detach(), eps: eps as f64 }))),
+        std::sync::Arc::new(Box::new(AttachGrad(Backward::RmsNormInput {
+            w: w.detach(),
+            eps: eps as f64,
+        }))),
     )?;
     if !w.track_op() {
         return Ok(with_x);
     }
     let w_grad = w.apply_op2_arc(
         &Tensor::zeros_like(&y)?,
-        std::sync::Arc::new(Box::new(AttachGrad(Backward::RmsNormWeight { x: x.detach(), eps: eps as f64 }))),
+        std::sync::Arc::new(Box::new(AttachGrad(Backward::RmsNormWeight {
+            x: x.detach(),
+            eps: eps as f64,
+        }))),
     )?;
     // `w_grad` is numerically zero; adding it routes d(loss)/dy into the weight's backward.
     with_x + w_grad
@@ -56,7 +72,10 @@ pub fn softmax_last_dim(x: &Tensor) -> Result<Tensor> {
     if !x.track_op() {
         return Ok(y);
     }
-    x.apply_op2_arc(&y.detach(), std::sync::Arc::new(Box::new(AttachGrad(Backward::Softmax))))
+    x.apply_op2_arc(
+        &y.detach(),
+        std::sync::Arc::new(Box::new(AttachGrad(Backward::Softmax))),
+    )
 }
 
 enum Backward {
@@ -82,7 +101,13 @@ impl CustomOp2 for AttachGrad {
         "attach-grad"
     }
 
-    fn cpu_fwd(&self, _: &CpuStorage, _: &Layout, value: &CpuStorage, lv: &Layout) -> Result<(CpuStorage, Shape)> {
+    fn cpu_fwd(
+        &self,
+        _: &CpuStorage,
+        _: &Layout,
+        value: &CpuStorage,
+        lv: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
         copy_value(lv, lv.shape())?;
         Ok((value.try_clone(lv)?, lv.shape().clone()))
     }
@@ -99,10 +124,20 @@ impl CustomOp2 for AttachGrad {
         Ok((value.try_clone(lv)?, lv.shape().clone()))
     }
 
-    fn bwd(&self, arg: &Tensor, _value: &Tensor, res: &Tensor, grad: &Tensor) -> Result<(Option<Tensor>, Option<Tensor>)> {
+    fn bwd(
+        &self,
+        arg: &Tensor,
+        _value: &Tensor,
+        res: &Tensor,
+        grad: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>)> {
         let g = grad.contiguous()?;
         // Half-precision gradients are formed in f32, as the forward normalises in f32.
-        let cd = if arg.dtype() == candle_core::DType::F64 { candle_core::DType::F64 } else { candle_core::DType::F32 };
+        let cd = if arg.dtype() == candle_core::DType::F64 {
+            candle_core::DType::F64
+        } else {
+            candle_core::DType::F32
+        };
         let d = match &self.0 {
             // A rotation by theta per pair; its transpose rotates by -theta.
             Backward::Rope { cos, sin } => candle_nn::rotary_emb::rope(&g, cos, &sin.neg()?)?,
@@ -115,7 +150,9 @@ impl CustomOp2 for AttachGrad {
                 // dx = r * (g*w) - x * r^3 * mean(g*w*x)
                 let x = arg.to_dtype(cd)?;
                 let gw = g.to_dtype(cd)?.broadcast_mul(&w.to_dtype(cd)?)?;
-                let r = (x.sqr()?.mean_keepdim(D::Minus1)? + *eps)?.sqrt()?.recip()?;
+                let r = (x.sqr()?.mean_keepdim(D::Minus1)? + *eps)?
+                    .sqrt()?
+                    .recip()?;
                 let m = (&gw * &x)?.mean_keepdim(D::Minus1)?;
                 let dx = (gw.broadcast_mul(&r)? - x.broadcast_mul(&(r.powf(3.0)? * m)?)?)?;
                 dx.to_dtype(arg.dtype())?
@@ -123,7 +160,9 @@ impl CustomOp2 for AttachGrad {
             Backward::RmsNormWeight { x, eps } => {
                 // dw = sum over all leading dims of g * x * r
                 let xf = x.to_dtype(cd)?;
-                let r = (xf.sqr()?.mean_keepdim(D::Minus1)? + *eps)?.sqrt()?.recip()?;
+                let r = (xf.sqr()?.mean_keepdim(D::Minus1)? + *eps)?
+                    .sqrt()?
+                    .recip()?;
                 let prod = (g.to_dtype(cd)? * xf.broadcast_mul(&r)?)?;
                 let h = prod.dim(D::Minus1)?;
                 prod.reshape(((), h))?.sum(0)?.to_dtype(arg.dtype())?

@@ -53,18 +53,29 @@ impl ModelInputs {
     }
     /// Vision items in batch order, for `get_rope_index`.
     pub fn vision_items(&self) -> Vec<VisionItem> {
-        let mut items: Vec<VisionItem> = self.images.iter().map(|p| VisionItem::Image { grid_thw: p.grid_thw }).collect();
+        let mut items: Vec<VisionItem> = self
+            .images
+            .iter()
+            .map(|p| VisionItem::Image {
+                grid_thw: p.grid_thw,
+            })
+            .collect();
         items.extend(
             self.videos
                 .iter()
                 .zip(&self.second_per_grid)
-                .map(|(p, &s)| VisionItem::Video { grid_thw: p.grid_thw, second_per_grid: s }),
+                .map(|(p, &s)| VisionItem::Video {
+                    grid_thw: p.grid_thw,
+                    second_per_grid: s,
+                }),
         );
         items
     }
     /// `[patches, patch_dim]` of all images (or videos), or `None` when there are none.
     pub fn pixel_tensor(items: &[VisualPatches], device: &Device) -> Result<Option<Tensor>> {
-        let Some(first) = items.first() else { return Ok(None) };
+        let Some(first) = items.first() else {
+            return Ok(None);
+        };
         let dim = first.patch_dim;
         let data: Vec<f32> = items.iter().flat_map(|p| p.data.iter().copied()).collect();
         let rows = data.len() / dim;
@@ -80,16 +91,35 @@ pub struct Processor {
 }
 
 impl Processor {
-    pub fn new(image_processor: ImageProcessor, tokenizer: &QwenTokenizer, pad_id: Option<u32>) -> Result<Self> {
+    pub fn new(
+        image_processor: ImageProcessor,
+        tokenizer: &QwenTokenizer,
+        pad_id: Option<u32>,
+    ) -> Result<Self> {
         let s = &tokenizer.special;
-        let image_pad = s.image_pad.ok_or_else(|| tokenizer_missing(tokenizer, "<|image_pad|>"))?;
-        let video_pad = s.video_pad.ok_or_else(|| tokenizer_missing(tokenizer, "<|video_pad|>"))?;
-        let pad_id = pad_id.or(s.endoftext).ok_or_else(|| tokenizer_missing(tokenizer, "<|endoftext|> (padding)"))?;
-        Ok(Processor { image_processor, image_pad, video_pad, pad_id })
+        let image_pad = s
+            .image_pad
+            .ok_or_else(|| tokenizer_missing(tokenizer, "<|image_pad|>"))?;
+        let video_pad = s
+            .video_pad
+            .ok_or_else(|| tokenizer_missing(tokenizer, "<|video_pad|>"))?;
+        let pad_id = pad_id
+            .or(s.endoftext)
+            .ok_or_else(|| tokenizer_missing(tokenizer, "<|endoftext|> (padding)"))?;
+        Ok(Processor {
+            image_processor,
+            image_pad,
+            video_pad,
+            pad_id,
+        })
     }
 
     /// Tokenises and expands a batch of prompts; rows are left-padded to one length.
-    pub fn prepare(&self, tokenizer: &QwenTokenizer, prompts: &[PromptInput]) -> Result<ModelInputs> {
+    pub fn prepare(
+        &self,
+        tokenizer: &QwenTokenizer,
+        prompts: &[PromptInput],
+    ) -> Result<ModelInputs> {
         let merge = self.image_processor.config.merge_size;
         let tp = self.image_processor.config.temporal_patch_size as f64;
         let mut rows = Vec::with_capacity(prompts.len());
@@ -112,12 +142,18 @@ impl Processor {
                     prompt.videos.len()
                 )));
             }
-            let img: Vec<VisualPatches> =
-                prompt.images.iter().map(|im| self.image_processor.preprocess_image(im)).collect::<Result<_>>()?;
+            let img: Vec<VisualPatches> = prompt
+                .images
+                .iter()
+                .map(|im| self.image_processor.preprocess_image(im))
+                .collect::<Result<_>>()?;
             let mut vid = Vec::with_capacity(prompt.videos.len());
             for v in &prompt.videos {
                 if !(v.fps.is_finite() && v.fps > 0.0) {
-                    return Err(ModelError::input(format!("video fps must be positive, got {}", v.fps)));
+                    return Err(ModelError::input(format!(
+                        "video fps must be positive, got {}",
+                        v.fps
+                    )));
                 }
                 vid.push(self.image_processor.preprocess_frames(&v.frames)?);
                 second_per_grid.push(tp / v.fps);
@@ -153,12 +189,21 @@ impl Processor {
             input_ids.push(ids);
             attention_mask.push(mask);
         }
-        Ok(ModelInputs { input_ids, attention_mask, images, videos, second_per_grid })
+        Ok(ModelInputs {
+            input_ids,
+            attention_mask,
+            images,
+            videos,
+            second_per_grid,
+        })
     }
 }
 
 fn tokenizer_missing(tok: &QwenTokenizer, what: &str) -> ModelError {
-    ModelError::Tokenizer { path: tok.path().to_path_buf(), msg: format!("has no {what} token") }
+    ModelError::Tokenizer {
+        path: tok.path().to_path_buf(),
+        msg: format!("has no {what} token"),
+    }
 }
 
 /// The instruction 4DThinker appends to every question (`FOUR_D_THINKER_TEXT_INPUT_SUFFIX` of the

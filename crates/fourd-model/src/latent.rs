@@ -45,34 +45,68 @@ pub fn add_latent_tokens(base: &Path, out: &Path, latent_size: usize) -> Result<
     if latent_size == 0 {
         return Err(ModelError::input("latent_size must be at least 1"));
     }
-    if out.exists() && std::fs::read_dir(out).map_err(|e| ModelError::io(out, e))?.next().is_some() {
-        return Err(ModelError::input(format!("output folder {} exists and is not empty", out.display())));
+    if out.exists()
+        && std::fs::read_dir(out)
+            .map_err(|e| ModelError::io(out, e))?
+            .next()
+            .is_some()
+    {
+        return Err(ModelError::input(format!(
+            "output folder {} exists and is not empty",
+            out.display()
+        )));
     }
     // Tokenizer.
     let tok_path = base.join("tokenizer.json");
-    let mut tok = tokenizers::Tokenizer::from_file(&tok_path)
-        .map_err(|e| ModelError::Tokenizer { path: tok_path.clone(), msg: e.to_string() })?;
+    let mut tok =
+        tokenizers::Tokenizer::from_file(&tok_path).map_err(|e| ModelError::Tokenizer {
+            path: tok_path.clone(),
+            msg: e.to_string(),
+        })?;
     for t in [LATENT_PAD, LATENT_START, LATENT_END] {
         if tok.token_to_id(t).is_some() {
-            return Err(ModelError::Tokenizer { path: tok_path.clone(), msg: format!("already has {t}") });
+            return Err(ModelError::Tokenizer {
+                path: tok_path.clone(),
+                msg: format!("already has {t}"),
+            });
         }
     }
-    let added: Vec<tokenizers::AddedToken> =
-        [LATENT_PAD, LATENT_START, LATENT_END].iter().map(|t| tokenizers::AddedToken::from(t.to_string(), false)).collect();
+    let added: Vec<tokenizers::AddedToken> = [LATENT_PAD, LATENT_START, LATENT_END]
+        .iter()
+        .map(|t| tokenizers::AddedToken::from(t.to_string(), false))
+        .collect();
     tok.add_tokens(&added);
-    let id = |t: &str| tok.token_to_id(t).ok_or_else(|| ModelError::Tokenizer { path: tok_path.clone(), msg: format!("could not add {t}") });
+    let id = |t: &str| {
+        tok.token_to_id(t).ok_or_else(|| ModelError::Tokenizer {
+            path: tok_path.clone(),
+            msg: format!("could not add {t}"),
+        })
+    };
     let (pad, start, end) = (id(LATENT_PAD)?, id(LATENT_START)?, id(LATENT_END)?);
     let tokenizer_len = tok.get_vocab_size(true);
 
     // Config.
     let cfg_path = base.join("config.json");
     let mut cfg = read_json(&cfg_path)?;
-    let nested = cfg.get("text_config").is_some_and(|t| t.get("vocab_size").is_some());
-    let vocab_before = if nested { cfg["text_config"]["vocab_size"].as_u64() } else { cfg["vocab_size"].as_u64() }
-        .ok_or_else(|| ModelError::config(&cfg_path, "vocab_size", "missing"))? as usize;
+    let nested = cfg
+        .get("text_config")
+        .is_some_and(|t| t.get("vocab_size").is_some());
+    let vocab_before = if nested {
+        cfg["text_config"]["vocab_size"].as_u64()
+    } else {
+        cfg["vocab_size"].as_u64()
+    }
+    .ok_or_else(|| ModelError::config(&cfg_path, "vocab_size", "missing"))?
+        as usize;
     let vocab_after = vocab_before.max(tokenizer_len);
-    let tied = cfg.get("tie_word_embeddings").and_then(Value::as_bool)
-        .or_else(|| cfg.get("text_config").and_then(|t| t.get("tie_word_embeddings")).and_then(Value::as_bool))
+    let tied = cfg
+        .get("tie_word_embeddings")
+        .and_then(Value::as_bool)
+        .or_else(|| {
+            cfg.get("text_config")
+                .and_then(|t| t.get("tie_word_embeddings"))
+                .and_then(Value::as_bool)
+        })
         .unwrap_or(false);
 
     // Weights: every tensor copied in its stored dtype; the vocabulary matrices grown.
@@ -84,16 +118,26 @@ pub fn add_latent_tokens(base: &Path, out: &Path, latent_size: usize) -> Result<
     names.sort();
     for name in names {
         let t = weights.load_stored(&name)?;
-        let t = if name == embed_name || (name == head_name && !tied) { grow_rows(&t, vocab_after, &name)? } else { t };
+        let t = if name == embed_name || (name == head_name && !tied) {
+            grow_rows(&t, vocab_after, &name)?
+        } else {
+            t
+        };
         tensors.insert(name, t);
     }
     if !tensors.contains_key(&embed_name) {
-        return Err(ModelError::Tensor { name: embed_name, msg: format!("not found in {}", base.display()) });
+        return Err(ModelError::Tensor {
+            name: embed_name,
+            msg: format!("not found in {}", base.display()),
+        });
     }
 
     std::fs::create_dir_all(out).map_err(|e| ModelError::io(out, e))?;
     let st_path = out.join("model.safetensors");
-    candle_core::safetensors::save(&tensors, &st_path).map_err(|e| ModelError::Safetensors { path: st_path.clone(), msg: e.to_string() })?;
+    candle_core::safetensors::save(&tensors, &st_path).map_err(|e| ModelError::Safetensors {
+        path: st_path.clone(),
+        msg: e.to_string(),
+    })?;
 
     if nested {
         cfg["text_config"]["vocab_size"] = json!(vocab_after);
@@ -108,11 +152,18 @@ pub fn add_latent_tokens(base: &Path, out: &Path, latent_size: usize) -> Result<
     write_json(&out.join("config.json"), &cfg)?;
 
     let tok_out = out.join("tokenizer.json");
-    tok.save(&tok_out, true).map_err(|e| ModelError::Tokenizer { path: tok_out.clone(), msg: e.to_string() })?;
+    tok.save(&tok_out, true)
+        .map_err(|e| ModelError::Tokenizer {
+            path: tok_out.clone(),
+            msg: e.to_string(),
+        })?;
     let tc_path = base.join("tokenizer_config.json");
     if tc_path.exists() {
         let mut tc = read_json(&tc_path)?;
-        if let Some(dec) = tc.get_mut("added_tokens_decoder").and_then(Value::as_object_mut) {
+        if let Some(dec) = tc
+            .get_mut("added_tokens_decoder")
+            .and_then(Value::as_object_mut)
+        {
             for (t, i) in [(LATENT_PAD, pad), (LATENT_START, start), (LATENT_END, end)] {
                 dec.insert(
                     i.to_string(),
@@ -138,21 +189,37 @@ pub fn add_latent_tokens(base: &Path, out: &Path, latent_size: usize) -> Result<
             std::fs::copy(&src, out.join(f)).map_err(|e| ModelError::io(&src, e))?;
         }
     }
-    Ok(AddedLatentTokens { pad, start, end, vocab_before, vocab_after, tokenizer_len })
+    Ok(AddedLatentTokens {
+        pad,
+        start,
+        end,
+        vocab_before,
+        vocab_after,
+        tokenizer_len,
+    })
 }
 
 /// Appends rows equal to the mean of the existing rows (computed in f32) up to `rows`.
 fn grow_rows(t: &Tensor, rows: usize, name: &str) -> Result<Tensor> {
-    let (n, _) = t.dims2().map_err(|e| ModelError::Tensor { name: name.to_string(), msg: e.to_string() })?;
+    let (n, _) = t.dims2().map_err(|e| ModelError::Tensor {
+        name: name.to_string(),
+        msg: e.to_string(),
+    })?;
     if rows <= n {
         return Ok(t.clone());
     }
-    let mean = t.to_dtype(DType::F32)?.mean_keepdim(0)?.to_dtype(t.dtype())?;
+    let mean = t
+        .to_dtype(DType::F32)?
+        .mean_keepdim(0)?
+        .to_dtype(t.dtype())?;
     let extra = mean.repeat((rows - n, 1))?;
     Ok(Tensor::cat(&[t, &extra], 0)?)
 }
 
 fn write_json(path: &Path, v: &Value) -> Result<()> {
-    let s = serde_json::to_string_pretty(v).map_err(|source| ModelError::Json { path: path.to_path_buf(), source })?;
+    let s = serde_json::to_string_pretty(v).map_err(|source| ModelError::Json {
+        path: path.to_path_buf(),
+        source,
+    })?;
     std::fs::write(path, s + "\n").map_err(|e| ModelError::io(path, e))
 }

@@ -13,13 +13,19 @@ pub struct RmsNorm {
 impl RmsNorm {
     /// The same norm over detached weights (shares storage; builds no autograd graph).
     pub fn detached(&self) -> Self {
-        RmsNorm { weight: self.weight.detach(), eps: self.eps }
+        RmsNorm {
+            weight: self.weight.detach(),
+            eps: self.eps,
+        }
     }
     pub fn weight(&self) -> &Tensor {
         &self.weight
     }
     pub fn new(size: usize, eps: f64, vb: VarBuilder) -> Result<Self> {
-        Ok(RmsNorm { weight: vb.get(size, "weight")?, eps })
+        Ok(RmsNorm {
+            weight: vb.get(size, "weight")?,
+            eps,
+        })
     }
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
         if x.dtype() == DType::F32 && x.is_contiguous() {
@@ -71,7 +77,10 @@ impl GatedMlp {
         }
     }
     pub fn params(&self) -> Vec<Tensor> {
-        [&self.gate_proj, &self.up_proj, &self.down_proj].into_iter().flat_map(linear_params).collect()
+        [&self.gate_proj, &self.up_proj, &self.down_proj]
+            .into_iter()
+            .flat_map(linear_params)
+            .collect()
     }
     pub fn new(hidden: usize, intermediate: usize, bias: bool, vb: VarBuilder) -> Result<Self> {
         Ok(GatedMlp {
@@ -91,7 +100,13 @@ impl Module for GatedMlp {
 
 /// softmax(q k^T * scale + mask) v with the softmax in float32. `q`, `k`, `v`: `[..., L, D]`.
 /// `mask`, when given, is additive float32 and broadcasts against the scores.
-pub fn attention(q: &Tensor, k: &Tensor, v: &Tensor, mask: Option<&Tensor>, scale: f64) -> Result<Tensor> {
+pub fn attention(
+    q: &Tensor,
+    k: &Tensor,
+    v: &Tensor,
+    mask: Option<&Tensor>,
+    scale: f64,
+) -> Result<Tensor> {
     let dtype = q.dtype();
     let scores = (q.matmul(&k.t()?)? * scale)?.to_dtype(DType::F32)?;
     let scores = match mask {

@@ -3,18 +3,18 @@
 
 pub mod config;
 pub mod error;
-pub mod weights;
-pub mod tokenizer;
-pub mod processor;
-pub mod inputs;
-pub mod grad_ops;
-pub mod layers;
-pub mod vision;
-pub mod mrope;
-pub mod text;
-pub mod model;
 pub mod generation;
+pub mod grad_ops;
+pub mod inputs;
 pub mod latent;
+pub mod layers;
+pub mod model;
+pub mod mrope;
+pub mod processor;
+pub mod text;
+pub mod tokenizer;
+pub mod vision;
+pub mod weights;
 
 pub use config::{GenerationDefaults, PreprocessorConfig, Qwen25VlConfig, RopeIndexStyle};
 pub use error::{ModelError, Result};

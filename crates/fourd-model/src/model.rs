@@ -45,7 +45,12 @@ impl Qwen25VL {
         let device = vb.device().clone();
         let visual = VisionTower::new(&config.vision, vb.pp("visual")).map_err(tensor_error)?;
         let text = TextModel::new(&config.text, vb).map_err(tensor_error)?;
-        Ok(Qwen25VL { config, visual, text, device })
+        Ok(Qwen25VL {
+            config,
+            visual,
+            text,
+            device,
+        })
     }
 
     pub fn dtype(&self) -> DType {
@@ -77,14 +82,21 @@ impl Qwen25VL {
     ) -> Result<Tensor> {
         self.embed_with_features(
             &inputs.input_ids,
-            &[(params.image_pad, image_embeds, "image"), (params.video_pad, video_embeds, "video")],
+            &[
+                (params.image_pad, image_embeds, "image"),
+                (params.video_pad, video_embeds, "video"),
+            ],
         )
     }
 
     /// Token embeddings `[batch, seq, hidden]` where the k-th occurrence of each placeholder id
     /// takes row k of its features (`(placeholder, features [n, hidden], what)`); the counts must
     /// match. Differentiable with respect to the embedding table and the features.
-    pub fn embed_with_features(&self, input_ids: &[Vec<u32>], features: &[(Option<u32>, Option<&Tensor>, &str)]) -> Result<Tensor> {
+    pub fn embed_with_features(
+        &self,
+        input_ids: &[Vec<u32>],
+        features: &[(Option<u32>, Option<&Tensor>, &str)],
+    ) -> Result<Tensor> {
         let b = input_ids.len();
         let s = input_ids.first().map_or(0, Vec::len);
         let flat: Vec<u32> = input_ids.iter().flatten().copied().collect();
@@ -94,7 +106,12 @@ impl Qwen25VL {
         let mut base = (b * s) as u32;
         for &(pad, feats, what) in features {
             let slots: Vec<usize> = match pad {
-                Some(p) => flat.iter().enumerate().filter(|(_, &t)| t == p).map(|(i, _)| i).collect(),
+                Some(p) => flat
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, &t)| t == p)
+                    .map(|(i, _)| i)
+                    .collect(),
                 None => vec![],
             };
             let rows = feats.map_or(Ok(0), |f| f.dim(0))?;
@@ -114,7 +131,9 @@ impl Qwen25VL {
         }
         let all = Tensor::cat(&parts, 0)?;
         let hidden = self.config.text.hidden_size;
-        Ok(all.index_select(&Tensor::new(index.as_slice(), &self.device)?, 0)?.reshape((b, s, hidden))?)
+        Ok(all
+            .index_select(&Tensor::new(index.as_slice(), &self.device)?, 0)?
+            .reshape((b, s, hidden))?)
     }
 
     /// The prompt pass: vision tower, embedding merge, M-RoPE positions and the LLM. Fills `cache`.
@@ -133,10 +152,27 @@ impl Qwen25VL {
             Some(px) => Some(self.encode_vision(&px, &inputs.video_grids())?),
             None => None,
         };
-        let embeds = self.embed_inputs(inputs, params, image_embeds.as_ref(), video_embeds.as_ref())?;
-        let positions = batch_rope_index(&inputs.input_ids, &inputs.attention_mask, params, &inputs.vision_items())?;
-        let output = self.forward_embeds(&embeds, &positions.position_ids, &inputs.attention_mask, cache, logits_last_only)?;
-        Ok(PrefillOutput { output, positions, image_embeds, video_embeds })
+        let embeds =
+            self.embed_inputs(inputs, params, image_embeds.as_ref(), video_embeds.as_ref())?;
+        let positions = batch_rope_index(
+            &inputs.input_ids,
+            &inputs.attention_mask,
+            params,
+            &inputs.vision_items(),
+        )?;
+        let output = self.forward_embeds(
+            &embeds,
+            &positions.position_ids,
+            &inputs.attention_mask,
+            cache,
+            logits_last_only,
+        )?;
+        Ok(PrefillOutput {
+            output,
+            positions,
+            image_embeds,
+            video_embeds,
+        })
     }
 
     /// Runs the LLM on embeddings `[batch, seq, hidden]` at the given positions `[3][batch][seq]`.
@@ -152,13 +188,25 @@ impl Qwen25VL {
         let (_, s, _) = embeds.dims3()?;
         let (cos, sin) = self.text.mrope.cos_sin(position_ids, &self.device)?;
         let needs_mask = s > 1 || key_mask.iter().any(|r| r.iter().any(|&m| m == 0));
-        let mask = if needs_mask { Some(attention_mask(key_mask, s, &self.device)?) } else { None };
-        Ok(self.text.forward(embeds, &cos, &sin, mask.as_ref(), cache, logits_last_only)?)
+        let mask = if needs_mask {
+            Some(attention_mask(key_mask, s, &self.device)?)
+        } else {
+            None
+        };
+        Ok(self
+            .text
+            .forward(embeds, &cos, &sin, mask.as_ref(), cache, logits_last_only)?)
     }
 
     /// One decoding step: one new input embedding per row at text position `positions[row]` (the
     /// same on all three M-RoPE axes).
-    pub fn step(&self, embeds: &Tensor, positions: &[i64], key_mask: &[Vec<u8>], cache: &mut KvCache) -> Result<TextOutput> {
+    pub fn step(
+        &self,
+        embeds: &Tensor,
+        positions: &[i64],
+        key_mask: &[Vec<u8>],
+        cache: &mut KvCache,
+    ) -> Result<TextOutput> {
         let pos: Vec<Vec<i64>> = positions.iter().map(|&p| vec![p]).collect();
         let position_ids = vec![pos.clone(), pos.clone(), pos];
         self.forward_embeds(embeds, &position_ids, key_mask, cache, true)
@@ -172,7 +220,10 @@ impl Qwen25VL {
 fn tensor_error(e: candle_core::Error) -> ModelError {
     // The weights backend already names the tensor and file; keep its message whole.
     match e {
-        candle_core::Error::Msg(m) => ModelError::Tensor { name: "checkpoint".into(), msg: m },
+        candle_core::Error::Msg(m) => ModelError::Tensor {
+            name: "checkpoint".into(),
+            msg: m,
+        },
         other => ModelError::Candle(other),
     }
 }
@@ -188,27 +239,49 @@ pub struct Pipeline {
 
 impl Pipeline {
     pub fn load(dir: &Path, dtype: DType, device: &Device) -> Result<Self> {
-        Self::load_with(dir, |config| Qwen25VL::new(config, CheckpointWeights::open(dir)?.var_builder(dtype, device)))
+        Self::load_with(dir, |config| {
+            Qwen25VL::new(
+                config,
+                CheckpointWeights::open(dir)?.var_builder(dtype, device),
+            )
+        })
     }
 
     /// Like [`Pipeline::load`], with the model built by `build` from the folder's config (the
     /// trainer builds it over trainable weights or fresh ones).
-    pub fn load_with(dir: &Path, build: impl FnOnce(Qwen25VlConfig) -> Result<Qwen25VL>) -> Result<Self> {
+    pub fn load_with(
+        dir: &Path,
+        build: impl FnOnce(Qwen25VlConfig) -> Result<Qwen25VL>,
+    ) -> Result<Self> {
         if !dir.is_dir() {
-            return Err(ModelError::io(dir, std::io::Error::new(std::io::ErrorKind::NotFound, "model folder not found")));
+            return Err(ModelError::io(
+                dir,
+                std::io::Error::new(std::io::ErrorKind::NotFound, "model folder not found"),
+            ));
         }
         let model = build(Qwen25VlConfig::from_file(&dir.join("config.json"))?)?;
         let tokenizer = QwenTokenizer::from_dir(dir)?;
         let pre = dir.join("preprocessor_config.json");
-        let pre = if pre.exists() { PreprocessorConfig::from_file(&pre)? } else { PreprocessorConfig::default() };
+        let pre = if pre.exists() {
+            PreprocessorConfig::from_file(&pre)?
+        } else {
+            PreprocessorConfig::default()
+        };
         let gen = dir.join("generation_config.json");
-        let generation = if gen.exists() { GenerationDefaults::from_file(&gen)? } else { GenerationDefaults::default() };
+        let generation = if gen.exists() {
+            GenerationDefaults::from_file(&gen)?
+        } else {
+            GenerationDefaults::default()
+        };
         let vocab = model.config.text.vocab_size;
         if tokenizer.vocab_len() > vocab {
             return Err(ModelError::config(
                 dir.join("config.json"),
                 "vocab_size",
-                format!("{vocab} is smaller than the tokenizer's {} tokens", tokenizer.vocab_len()),
+                format!(
+                    "{vocab} is smaller than the tokenizer's {} tokens",
+                    tokenizer.vocab_len()
+                ),
             ));
         }
         // 4DThinker checkpoints record the latent ids in config.json; the tokenizer is authoritative.
@@ -223,8 +296,18 @@ impl Pipeline {
                 tracing::warn!("config.json {field} = {cfg_id:?} but the tokenizer says {tok_id:?}; using the tokenizer's");
             }
         }
-        let processor = Processor::new(ImageProcessor::new(pre), &tokenizer, generation.pad_token_id)?;
-        Ok(Pipeline { model, tokenizer, processor, generation, dir: dir.to_path_buf() })
+        let processor = Processor::new(
+            ImageProcessor::new(pre),
+            &tokenizer,
+            generation.pad_token_id,
+        )?;
+        Ok(Pipeline {
+            model,
+            tokenizer,
+            processor,
+            generation,
+            dir: dir.to_path_buf(),
+        })
     }
 
     pub fn rope_params(&self) -> RopeIndexParams {
@@ -245,12 +328,22 @@ impl Pipeline {
     /// Latent imagery settings when the tokenizer has the latent tokens: `latent_size` from
     /// `size_override`, else config.json, else 8 (the reference loop's default). Asking for a size
     /// on a checkpoint without latent tokens is an error.
-    pub fn latent_tokens(&self, size_override: Option<usize>) -> Result<Option<crate::generation::LatentTokens>> {
+    pub fn latent_tokens(
+        &self,
+        size_override: Option<usize>,
+    ) -> Result<Option<crate::generation::LatentTokens>> {
         let s = &self.tokenizer.special;
         match (s.latent_pad, s.latent_start, s.latent_end) {
             (Some(pad), Some(start), Some(end)) => {
-                let size = size_override.or(self.model.config.latent.latent_size).unwrap_or(8);
-                Ok(Some(crate::generation::LatentTokens { pad, start, end, size }))
+                let size = size_override
+                    .or(self.model.config.latent.latent_size)
+                    .unwrap_or(8);
+                Ok(Some(crate::generation::LatentTokens {
+                    pad,
+                    start,
+                    end,
+                    size,
+                }))
             }
             _ if size_override.is_some() => Err(ModelError::input(format!(
                 "a latent size was given, but the tokenizer of {} has no latent tokens",

@@ -9,9 +9,14 @@ use crate::error::{ModelError, Result};
 /// What a vision placeholder run stands for.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum VisionItem {
-    Image { grid_thw: [usize; 3] },
+    Image {
+        grid_thw: [usize; 3],
+    },
     /// `second_per_grid`: seconds covered by one temporal patch (temporal_patch_size / fps).
-    Video { grid_thw: [usize; 3], second_per_grid: f64 },
+    Video {
+        grid_thw: [usize; 3],
+        second_per_grid: f64,
+    },
 }
 
 /// Ids that mark vision placeholders, and how grids map to LLM tokens.
@@ -61,15 +66,19 @@ pub fn rope_index(
             continue;
         };
         let (grid, time_interval) = if is_video {
-            let (g, s) = videos
-                .next()
-                .ok_or_else(|| ModelError::input(format!("video placeholder at token {i} has no video to go with it")))?;
+            let (g, s) = videos.next().ok_or_else(|| {
+                ModelError::input(format!(
+                    "video placeholder at token {i} has no video to go with it"
+                ))
+            })?;
             // transformers computes the time index in float32: tau * s * tokens_per_second.
             (g, Some((s as f32, params.tokens_per_second as f32)))
         } else {
-            let g = images
-                .next()
-                .ok_or_else(|| ModelError::input(format!("image placeholder at token {i} has no image to go with it")))?;
+            let g = images.next().ok_or_else(|| {
+                ModelError::input(format!(
+                    "image placeholder at token {i} has no image to go with it"
+                ))
+            })?;
             (g, None)
         };
         let (t, h, w) = (grid[0], grid[1] / m, grid[2] / m);
@@ -107,10 +116,21 @@ pub fn rope_index(
         i += n;
     }
     let next_position = match params.style {
-        RopeIndexStyle::V4_50 => positions.iter().flat_map(|p| p.iter().copied()).max().map_or(0, |x| x + 1),
-        RopeIndexStyle::V5 => positions.iter().flat_map(|p| p.iter().copied()).max().map_or(0, |x| x + 1),
+        RopeIndexStyle::V4_50 => positions
+            .iter()
+            .flat_map(|p| p.iter().copied())
+            .max()
+            .map_or(0, |x| x + 1),
+        RopeIndexStyle::V5 => positions
+            .iter()
+            .flat_map(|p| p.iter().copied())
+            .max()
+            .map_or(0, |x| x + 1),
     };
-    Ok(SequencePositions { positions, next_position })
+    Ok(SequencePositions {
+        positions,
+        next_position,
+    })
 }
 
 /// Positions for a left- or right-padded batch.
@@ -139,7 +159,10 @@ pub fn batch_rope_index(
         _ => None,
     });
     let mut videos = items.iter().filter_map(|it| match it {
-        VisionItem::Video { grid_thw, second_per_grid } => Some((*grid_thw, *second_per_grid)),
+        VisionItem::Video {
+            grid_thw,
+            second_per_grid,
+        } => Some((*grid_thw, *second_per_grid)),
         _ => None,
     });
     let b = ids.len();
@@ -152,7 +175,12 @@ pub fn batch_rope_index(
     let mut next_position = Vec::with_capacity(b);
     let mut rope_deltas = Vec::with_capacity(b);
     for (row, (row_ids, row_mask)) in ids.iter().zip(mask).enumerate() {
-        let kept: Vec<u32> = row_ids.iter().zip(row_mask).filter(|(_, &m)| m != 0).map(|(&t, _)| t).collect();
+        let kept: Vec<u32> = row_ids
+            .iter()
+            .zip(row_mask)
+            .filter(|(_, &m)| m != 0)
+            .map(|(&t, _)| t)
+            .collect();
         let sp = rope_index(&kept, params, &mut images, &mut videos)?;
         let mut k = 0;
         for (j, &m) in row_mask.iter().enumerate() {
@@ -170,7 +198,11 @@ pub fn batch_rope_index(
         rope_deltas.push(sp.next_position - len);
         next_position.push(sp.next_position);
     }
-    Ok(BatchPositions { position_ids, next_position, rope_deltas })
+    Ok(BatchPositions {
+        position_ids,
+        next_position,
+        rope_deltas,
+    })
 }
 
 /// Rotary frequencies `1 / theta^(2k/dim)`, in float32 as transformers computes them.
@@ -195,11 +227,18 @@ impl MRope {
         for (axis, &n) in mrope_section.iter().enumerate() {
             axis_of.extend(std::iter::repeat(axis % 3).take(n));
         }
-        MRope { inv_freq: inv_freq(head_dim, theta), axis_of }
+        MRope {
+            inv_freq: inv_freq(head_dim, theta),
+            axis_of,
+        }
     }
 
     /// cos and sin of shape `[batch, seq, head_dim/2]` for positions `[3][batch][seq]`.
-    pub fn cos_sin(&self, position_ids: &[Vec<Vec<i64>>], device: &Device) -> Result<(Tensor, Tensor)> {
+    pub fn cos_sin(
+        &self,
+        position_ids: &[Vec<Vec<i64>>],
+        device: &Device,
+    ) -> Result<(Tensor, Tensor)> {
         let b = position_ids[0].len();
         let s = position_ids[0].first().map_or(0, Vec::len);
         let half = self.inv_freq.len();
@@ -215,7 +254,10 @@ impl MRope {
                 }
             }
         }
-        Ok((Tensor::from_vec(cos, (b, s, half), device)?, Tensor::from_vec(sin, (b, s, half), device)?))
+        Ok((
+            Tensor::from_vec(cos, (b, s, half), device)?,
+            Tensor::from_vec(sin, (b, s, half), device)?,
+        ))
     }
 }
 
@@ -224,7 +266,13 @@ mod tests {
     use super::*;
 
     fn params(style: RopeIndexStyle) -> RopeIndexParams {
-        RopeIndexParams { image_pad: Some(1), video_pad: Some(2), spatial_merge_size: 2, tokens_per_second: 2.0, style }
+        RopeIndexParams {
+            image_pad: Some(1),
+            video_pad: Some(2),
+            spatial_merge_size: 2,
+            tokens_per_second: 2.0,
+            style,
+        }
     }
 
     /// The worked example of the specification: 15 text tokens, a (2,4,6) video at 2 s per grid,
@@ -234,7 +282,13 @@ mod tests {
         let mut ids = vec![0u32; 15];
         ids.extend(std::iter::repeat(2).take(12));
         ids.extend(std::iter::repeat(0).take(5));
-        let sp = rope_index(&ids, &params(RopeIndexStyle::V4_50), &mut std::iter::empty(), &mut std::iter::once(([2, 4, 6], 2.0))).unwrap();
+        let sp = rope_index(
+            &ids,
+            &params(RopeIndexStyle::V4_50),
+            &mut std::iter::empty(),
+            &mut std::iter::once(([2, 4, 6], 2.0)),
+        )
+        .unwrap();
         assert_eq!(sp.positions[15], [15, 15, 15]);
         assert_eq!(sp.positions[15 + 6], [19, 15, 15]);
         assert_eq!(sp.positions[15 + 11], [19, 16, 17]);
@@ -245,7 +299,13 @@ mod tests {
     #[test]
     fn short_placeholder_run_is_an_error() {
         let ids = vec![0, 1, 1, 0];
-        let e = rope_index(&ids, &params(RopeIndexStyle::V4_50), &mut std::iter::once([1, 4, 4]), &mut std::iter::empty()).unwrap_err();
+        let e = rope_index(
+            &ids,
+            &params(RopeIndexStyle::V4_50),
+            &mut std::iter::once([1, 4, 4]),
+            &mut std::iter::empty(),
+        )
+        .unwrap_err();
         assert!(e.to_string().contains("needs 4"), "{e}");
     }
 }

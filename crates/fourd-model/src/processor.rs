@@ -17,9 +17,17 @@ pub const DEFAULT_DECODE_PIXEL_CAP: u64 = 16384 * 16384;
 /// `smart_resize` of transformers: sides become multiples of `factor`, the area lands within
 /// `[min_pixels, max_pixels]`, and the aspect ratio is kept as well as possible. Rounds halves to
 /// even, like Python's `round`.
-pub fn smart_resize(height: usize, width: usize, factor: usize, min_pixels: usize, max_pixels: usize) -> Result<(usize, usize)> {
+pub fn smart_resize(
+    height: usize,
+    width: usize,
+    factor: usize,
+    min_pixels: usize,
+    max_pixels: usize,
+) -> Result<(usize, usize)> {
     if height == 0 || width == 0 {
-        return Err(ModelError::input(format!("image of size {width}x{height} has no pixels")));
+        return Err(ModelError::input(format!(
+            "image of size {width}x{height} has no pixels"
+        )));
     }
     let (h, w, f) = (height as f64, width as f64, factor as f64);
     let ratio = h.max(w) / h.min(w);
@@ -61,17 +69,27 @@ impl VisualPatches {
 
 /// Decodes an image file to RGB, refusing absurdly large images with a clear error.
 pub fn load_image(path: &Path, pixel_cap: u64) -> Result<RgbImage> {
-    let img_err = |msg: String| ModelError::Image { path: path.to_path_buf(), msg };
+    let img_err = |msg: String| ModelError::Image {
+        path: path.to_path_buf(),
+        msg,
+    };
     let reader = image::ImageReader::open(path)
         .map_err(|e| ModelError::io(path, e))?
         .with_guessed_format()
         .map_err(|e| ModelError::io(path, e))?;
-    let (w, h) = reader.into_dimensions().map_err(|e| img_err(e.to_string()))?;
+    let (w, h) = reader
+        .into_dimensions()
+        .map_err(|e| img_err(e.to_string()))?;
     let pixels = w as u64 * h as u64;
     if pixels > pixel_cap {
-        return Err(img_err(format!("{w}x{h} = {pixels} pixels is over the cap of {pixel_cap} pixels")));
+        return Err(img_err(format!(
+            "{w}x{h} = {pixels} pixels is over the cap of {pixel_cap} pixels"
+        )));
     }
-    let mut reader = image::ImageReader::open(path).map_err(|e| ModelError::io(path, e))?.with_guessed_format().map_err(|e| ModelError::io(path, e))?;
+    let mut reader = image::ImageReader::open(path)
+        .map_err(|e| ModelError::io(path, e))?
+        .with_guessed_format()
+        .map_err(|e| ModelError::io(path, e))?;
     reader.no_limits();
     let img = reader.decode().map_err(|e| img_err(e.to_string()))?;
     Ok(img.to_rgb8())
@@ -112,7 +130,10 @@ pub struct ImageProcessor {
 
 impl ImageProcessor {
     pub fn new(config: PreprocessorConfig) -> Self {
-        ImageProcessor { config, pixel_cap: DEFAULT_DECODE_PIXEL_CAP }
+        ImageProcessor {
+            config,
+            pixel_cap: DEFAULT_DECODE_PIXEL_CAP,
+        }
     }
 
     /// One image: a single frame, duplicated to fill the temporal patch.
@@ -124,7 +145,9 @@ impl ImageProcessor {
     /// first frame, as transformers does.
     pub fn preprocess_frames(&self, frames: &[RgbImage]) -> Result<VisualPatches> {
         let c = &self.config;
-        let first = frames.first().ok_or_else(|| ModelError::input("a video needs at least one frame"))?;
+        let first = frames
+            .first()
+            .ok_or_else(|| ModelError::input("a video needs at least one frame"))?;
         let (h0, w0) = (first.height() as usize, first.width() as usize);
         let factor = c.factor();
         let (th, tw) = if c.do_resize {
@@ -191,7 +214,11 @@ impl ImageProcessor {
                 }
             }
         }
-        Ok(VisualPatches { data, grid_thw: [gt, gh, gw], patch_dim })
+        Ok(VisualPatches {
+            data,
+            grid_thw: [gt, gh, gw],
+            patch_dim,
+        })
     }
 }
 
@@ -225,7 +252,9 @@ fn resample_coeffs(in_size: usize, out_size: usize) -> Vec<(usize, Vec<i32>)> {
         let ss = 1.0 / filterscale;
         let xmin = ((center - support + 0.5) as i64).max(0) as usize;
         let xmax = ((center + support + 0.5) as i64).min(in_size as i64) as usize;
-        let mut w: Vec<f64> = (xmin..xmax).map(|x| bicubic_filter((x as f64 - center + 0.5) * ss)).collect();
+        let mut w: Vec<f64> = (xmin..xmax)
+            .map(|x| bicubic_filter((x as f64 - center + 0.5) * ss))
+            .collect();
         let total: f64 = w.iter().sum();
         if total != 0.0 {
             w.iter_mut().for_each(|v| *v /= total);

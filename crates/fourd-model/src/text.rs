@@ -16,11 +16,16 @@ pub struct KvCache {
 
 impl KvCache {
     pub fn new(num_layers: usize) -> Self {
-        KvCache { layers: vec![None; num_layers] }
+        KvCache {
+            layers: vec![None; num_layers],
+        }
     }
     /// Cached positions (the same for every layer).
     pub fn seq_len(&self) -> usize {
-        self.layers.first().and_then(|l| l.as_ref()).map_or(0, |(k, _)| k.dim(2).unwrap_or(0))
+        self.layers
+            .first()
+            .and_then(|l| l.as_ref())
+            .map_or(0, |(k, _)| k.dim(2).unwrap_or(0))
     }
     pub fn clear(&mut self) {
         self.layers.iter_mut().for_each(|l| *l = None);
@@ -57,7 +62,9 @@ impl Attention {
     ) -> Result<Tensor> {
         let (b, s, _) = x.dims3()?;
         let heads = |t: Tensor, n: usize| -> Result<Tensor> {
-            t.reshape((b, s, n, self.head_dim))?.transpose(1, 2)?.contiguous()
+            t.reshape((b, s, n, self.head_dim))?
+                .transpose(1, 2)?
+                .contiguous()
         };
         let q = heads(self.q_proj.forward(x)?, self.num_heads)?;
         let k = heads(self.k_proj.forward(x)?, self.num_kv_heads)?;
@@ -77,12 +84,19 @@ impl Attention {
         let scale = 1.0 / (self.head_dim as f64).sqrt();
         let scores = (q.matmul(&k.t()?)? * scale)?.to_dtype(DType::F32)?;
         let scores = match mask {
-            Some(m) => scores.reshape((b, self.num_kv_heads, rep, s, t))?.broadcast_add(&m.unsqueeze(2)?)?.reshape((b, self.num_kv_heads, rep * s, t))?,
+            Some(m) => scores
+                .reshape((b, self.num_kv_heads, rep, s, t))?
+                .broadcast_add(&m.unsqueeze(2)?)?
+                .reshape((b, self.num_kv_heads, rep * s, t))?,
             None => scores,
         };
         let probs = crate::grad_ops::softmax_last_dim(&scores)?.to_dtype(v.dtype())?;
-        let o = probs.matmul(&v)?.reshape((b, self.num_heads, s, self.head_dim))?;
-        let o = o.transpose(1, 2)?.reshape((b, s, self.num_heads * self.head_dim))?;
+        let o = probs
+            .matmul(&v)?
+            .reshape((b, self.num_heads, s, self.head_dim))?;
+        let o = o
+            .transpose(1, 2)?
+            .reshape((b, s, self.num_heads * self.head_dim))?;
         self.o_proj.forward(&o)
     }
 }
@@ -106,15 +120,29 @@ impl Attention {
         }
     }
     fn params(&self) -> Vec<Tensor> {
-        [&self.q_proj, &self.k_proj, &self.v_proj, &self.o_proj].into_iter().flat_map(linear_params).collect()
+        [&self.q_proj, &self.k_proj, &self.v_proj, &self.o_proj]
+            .into_iter()
+            .flat_map(linear_params)
+            .collect()
     }
 }
 
 impl DecoderLayer {
-    fn forward(&self, x: &Tensor, cos: &Tensor, sin: &Tensor, mask: Option<&Tensor>, slot: &mut Option<(Tensor, Tensor)>) -> Result<Tensor> {
-        let a = self.self_attn.forward(&self.input_layernorm.forward(x)?, cos, sin, mask, slot)?;
+    fn forward(
+        &self,
+        x: &Tensor,
+        cos: &Tensor,
+        sin: &Tensor,
+        mask: Option<&Tensor>,
+        slot: &mut Option<(Tensor, Tensor)>,
+    ) -> Result<Tensor> {
+        let a = self
+            .self_attn
+            .forward(&self.input_layernorm.forward(x)?, cos, sin, mask, slot)?;
         let x = (x + a)?;
-        let m = self.mlp.forward(&self.post_attention_layernorm.forward(&x)?)?;
+        let m = self
+            .mlp
+            .forward(&self.post_attention_layernorm.forward(&x)?)?;
         x + m
     }
     fn detached(&self) -> Self {
@@ -126,7 +154,10 @@ impl DecoderLayer {
         }
     }
     fn params(&self) -> Vec<Tensor> {
-        let mut v = vec![self.input_layernorm.weight().clone(), self.post_attention_layernorm.weight().clone()];
+        let mut v = vec![
+            self.input_layernorm.weight().clone(),
+            self.post_attention_layernorm.weight().clone(),
+        ];
         v.extend(self.self_attn.params());
         v.extend(self.mlp.params());
         v
@@ -138,7 +169,9 @@ impl DecoderLayer {
 /// return them (a custom op only returns gradients of its inputs), so they are collected here
 /// and merged by the trainer.
 #[derive(Clone, Default)]
-pub struct CheckpointGrads(std::sync::Arc<std::sync::Mutex<std::collections::HashMap<candle_core::TensorId, Tensor>>>);
+pub struct CheckpointGrads(
+    std::sync::Arc<std::sync::Mutex<std::collections::HashMap<candle_core::TensorId, Tensor>>>,
+);
 
 impl CheckpointGrads {
     pub fn take(&self) -> std::collections::HashMap<candle_core::TensorId, Tensor> {
@@ -168,19 +201,43 @@ impl candle_core::CustomOp2 for RecomputeLayer {
     fn name(&self) -> &'static str {
         "recompute-decoder-layer"
     }
-    fn cpu_fwd(&self, _: &candle_core::CpuStorage, _: &candle_core::Layout, y: &candle_core::CpuStorage, ly: &candle_core::Layout) -> Result<(candle_core::CpuStorage, candle_core::Shape)> {
+    fn cpu_fwd(
+        &self,
+        _: &candle_core::CpuStorage,
+        _: &candle_core::Layout,
+        y: &candle_core::CpuStorage,
+        ly: &candle_core::Layout,
+    ) -> Result<(candle_core::CpuStorage, candle_core::Shape)> {
         use candle_core::backend::BackendStorage;
         Ok((y.try_clone(ly)?, ly.shape().clone()))
     }
     #[cfg(feature = "cuda")]
-    fn cuda_fwd(&self, _: &candle_core::CudaStorage, _: &candle_core::Layout, y: &candle_core::CudaStorage, ly: &candle_core::Layout) -> Result<(candle_core::CudaStorage, candle_core::Shape)> {
+    fn cuda_fwd(
+        &self,
+        _: &candle_core::CudaStorage,
+        _: &candle_core::Layout,
+        y: &candle_core::CudaStorage,
+        ly: &candle_core::Layout,
+    ) -> Result<(candle_core::CudaStorage, candle_core::Shape)> {
         use candle_core::backend::BackendStorage;
         Ok((y.try_clone(ly)?, ly.shape().clone()))
     }
-    fn bwd(&self, x: &Tensor, _y: &Tensor, _res: &Tensor, grad: &Tensor) -> Result<(Option<Tensor>, Option<Tensor>)> {
+    fn bwd(
+        &self,
+        x: &Tensor,
+        _y: &Tensor,
+        _res: &Tensor,
+        grad: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>)> {
         let xv = candle_core::Var::from_tensor(&x.detach())?;
         let mut slot = None;
-        let y = self.layer.forward(xv.as_tensor(), &self.cos, &self.sin, self.mask.as_ref(), &mut slot)?;
+        let y = self.layer.forward(
+            xv.as_tensor(),
+            &self.cos,
+            &self.sin,
+            self.mask.as_ref(),
+            &mut slot,
+        )?;
         let grads = (y * grad.detach())?.sum_all()?.backward()?;
         for p in self.layer.params() {
             if let Some(g) = grads.get(&p) {
@@ -233,7 +290,11 @@ impl TextModel {
                     num_kv_heads: cfg.num_key_value_heads,
                     head_dim: hd,
                 },
-                post_attention_layernorm: RmsNorm::new(h, cfg.rms_norm_eps, l.pp("post_attention_layernorm"))?,
+                post_attention_layernorm: RmsNorm::new(
+                    h,
+                    cfg.rms_norm_eps,
+                    l.pp("post_attention_layernorm"),
+                )?,
                 mlp: GatedMlp::new(h, cfg.intermediate_size, false, l.pp("mlp"))?,
             });
         }
@@ -297,7 +358,9 @@ impl TextModel {
                     // Forward without a graph (detached weights and input), keep only x and y.
                     // The KV cache is still filled: a model being trained also generates (GRPO's
                     // rollouts), and decoding needs the keys and values of what came before.
-                    let y = layer.detached().forward(&x.detach(), &cos, &sin, mask, slot)?;
+                    let y = layer
+                        .detached()
+                        .forward(&x.detach(), &cos, &sin, mask, slot)?;
                     let op = RecomputeLayer {
                         layer: layer.clone(),
                         cos: cos.clone(),
@@ -325,7 +388,11 @@ impl TextModel {
 /// Additive attention mask `[batch, 1, q_len, past + q_len]`: causal within the new tokens, and
 /// keys whose `key_mask` is 0 (padding) are never attended. Masked entries get float32's minimum,
 /// as transformers does, so a fully masked (padding) row stays finite.
-pub fn attention_mask(key_mask: &[Vec<u8>], q_len: usize, device: &candle_core::Device) -> Result<Tensor> {
+pub fn attention_mask(
+    key_mask: &[Vec<u8>],
+    q_len: usize,
+    device: &candle_core::Device,
+) -> Result<Tensor> {
     let b = key_mask.len();
     let t = key_mask.first().map_or(0, Vec::len);
     let past = t - q_len;

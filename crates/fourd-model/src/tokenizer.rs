@@ -24,7 +24,10 @@ pub struct Message {
 
 impl Message {
     pub fn new(role: &str, content: Vec<Content>) -> Self {
-        Message { role: role.to_string(), content }
+        Message {
+            role: role.to_string(),
+            content,
+        }
     }
     fn to_json(&self) -> Value {
         let items: Vec<Value> = self
@@ -74,15 +77,24 @@ impl QwenTokenizer {
     pub fn from_dir(dir: &Path) -> Result<Self> {
         let path = dir.join("tokenizer.json");
         if !path.exists() {
-            return Err(ModelError::io(&path, std::io::Error::new(std::io::ErrorKind::NotFound, "tokenizer file not found")));
+            return Err(ModelError::io(
+                &path,
+                std::io::Error::new(std::io::ErrorKind::NotFound, "tokenizer file not found"),
+            ));
         }
-        let inner = tokenizers::Tokenizer::from_file(&path)
-            .map_err(|e| ModelError::Tokenizer { path: path.clone(), msg: e.to_string() })?;
+        let inner = tokenizers::Tokenizer::from_file(&path).map_err(|e| ModelError::Tokenizer {
+            path: path.clone(),
+            msg: e.to_string(),
+        })?;
         let chat_template = find_chat_template(dir)?;
         Ok(Self::from_parts(inner, chat_template, path))
     }
 
-    pub fn from_parts(inner: tokenizers::Tokenizer, chat_template: Option<String>, path: PathBuf) -> Self {
+    pub fn from_parts(
+        inner: tokenizers::Tokenizer,
+        chat_template: Option<String>,
+        path: PathBuf,
+    ) -> Self {
         let id = |t: &str| inner.token_to_id(t);
         let special = SpecialTokens {
             im_start: id("<|im_start|>"),
@@ -96,7 +108,12 @@ impl QwenTokenizer {
             latent_start: id(LATENT_START),
             latent_end: id(LATENT_END),
         };
-        QwenTokenizer { inner, special, chat_template, path }
+        QwenTokenizer {
+            inner,
+            special,
+            chat_template,
+            path,
+        }
     }
 
     pub fn path(&self) -> &Path {
@@ -119,18 +136,28 @@ impl QwenTokenizer {
         let enc = self
             .inner
             .encode(text, true)
-            .map_err(|e| ModelError::Tokenizer { path: self.path.clone(), msg: e.to_string() })?;
+            .map_err(|e| ModelError::Tokenizer {
+                path: self.path.clone(),
+                msg: e.to_string(),
+            })?;
         Ok(enc.get_ids().to_vec())
     }
 
     pub fn decode(&self, ids: &[u32], skip_special: bool) -> Result<String> {
         self.inner
             .decode(ids, skip_special)
-            .map_err(|e| ModelError::Tokenizer { path: self.path.clone(), msg: e.to_string() })
+            .map_err(|e| ModelError::Tokenizer {
+                path: self.path.clone(),
+                msg: e.to_string(),
+            })
     }
 
     /// Renders `messages` with the checkpoint's chat template, as `apply_chat_template` does.
-    pub fn apply_chat_template(&self, messages: &[Message], add_generation_prompt: bool) -> Result<String> {
+    pub fn apply_chat_template(
+        &self,
+        messages: &[Message],
+        add_generation_prompt: bool,
+    ) -> Result<String> {
         let template = self.chat_template.as_deref().ok_or_else(|| {
             ModelError::Template(format!(
                 "the checkpoint beside {} has no chat template (chat_template.jinja, chat_template.json or tokenizer_config.json)",
@@ -141,36 +168,56 @@ impl QwenTokenizer {
     }
 }
 
-pub fn render_chat_template(template: &str, messages: &[Message], add_generation_prompt: bool) -> Result<String> {
+pub fn render_chat_template(
+    template: &str,
+    messages: &[Message],
+    add_generation_prompt: bool,
+) -> Result<String> {
     let mut env = minijinja::Environment::new();
     env.set_trim_blocks(true);
     env.set_lstrip_blocks(true);
     env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
-    env.add_function("raise_exception", |msg: String| -> std::result::Result<String, minijinja::Error> {
-        Err(minijinja::Error::new(minijinja::ErrorKind::InvalidOperation, msg))
-    });
-    env.add_template("chat", template).map_err(|e| ModelError::Template(format!("does not parse: {e}")))?;
-    let tmpl = env.get_template("chat").map_err(|e| ModelError::Template(e.to_string()))?;
+    env.add_function(
+        "raise_exception",
+        |msg: String| -> std::result::Result<String, minijinja::Error> {
+            Err(minijinja::Error::new(
+                minijinja::ErrorKind::InvalidOperation,
+                msg,
+            ))
+        },
+    );
+    env.add_template("chat", template)
+        .map_err(|e| ModelError::Template(format!("does not parse: {e}")))?;
+    let tmpl = env
+        .get_template("chat")
+        .map_err(|e| ModelError::Template(e.to_string()))?;
     let msgs: Vec<Value> = messages.iter().map(Message::to_json).collect();
     let ctx = minijinja::context! {
         messages => msgs,
         add_generation_prompt => add_generation_prompt,
         add_vision_id => false,
     };
-    tmpl.render(ctx).map_err(|e| ModelError::Template(format!("rendering failed: {e}")))
+    tmpl.render(ctx)
+        .map_err(|e| ModelError::Template(format!("rendering failed: {e}")))
 }
 
 fn find_chat_template(dir: &Path) -> Result<Option<String>> {
     let jinja = dir.join("chat_template.jinja");
     if jinja.exists() {
-        return std::fs::read_to_string(&jinja).map(Some).map_err(|e| ModelError::io(&jinja, e));
+        return std::fs::read_to_string(&jinja)
+            .map(Some)
+            .map_err(|e| ModelError::io(&jinja, e));
     }
     let json_file = dir.join("chat_template.json");
     if json_file.exists() {
         let v = read_json(&json_file)?;
         return match v.get("chat_template") {
             Some(Value::String(s)) => Ok(Some(s.clone())),
-            _ => Err(ModelError::config(&json_file, "chat_template", "missing or not a string")),
+            _ => Err(ModelError::config(
+                &json_file,
+                "chat_template",
+                "missing or not a string",
+            )),
         };
     }
     let cfg = dir.join("tokenizer_config.json");
@@ -186,7 +233,11 @@ fn find_chat_template(dir: &Path) -> Result<Option<String>> {
                 .and_then(|t| t.get("template"))
                 .and_then(Value::as_str)
                 .map(str::to_owned)),
-            Some(_) => Err(ModelError::config(&cfg, "chat_template", "expected a string or a list of named templates")),
+            Some(_) => Err(ModelError::config(
+                &cfg,
+                "chat_template",
+                "expected a string or a list of named templates",
+            )),
         };
     }
     Ok(None)

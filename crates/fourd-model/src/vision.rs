@@ -50,7 +50,10 @@ impl WindowIndex {
             offset += t * lh * lw;
         }
         cu.dedup();
-        WindowIndex { index, cu_seqlens: cu }
+        WindowIndex {
+            index,
+            cu_seqlens: cu,
+        }
     }
 }
 
@@ -101,14 +104,26 @@ struct VisionAttention {
 
 impl VisionAttention {
     /// `x`: `[N, hidden]`; attention is block-diagonal over the segments `cu_seqlens`.
-    fn forward(&self, x: &Tensor, cos: &Tensor, sin: &Tensor, cu_seqlens: &[usize]) -> Result<Tensor> {
+    fn forward(
+        &self,
+        x: &Tensor,
+        cos: &Tensor,
+        sin: &Tensor,
+        cu_seqlens: &[usize],
+    ) -> Result<Tensor> {
         let (n, hidden) = x.dims2()?;
         let dtype = x.dtype();
-        let qkv = self.qkv.forward(x)?.reshape((n, 3, self.num_heads, self.head_dim))?.permute((1, 2, 0, 3))?;
+        let qkv = self
+            .qkv
+            .forward(x)?
+            .reshape((n, 3, self.num_heads, self.head_dim))?
+            .permute((1, 2, 0, 3))?;
         // Rotary in float32, as transformers does, then back to the compute dtype.
         let rot = |t: Tensor| -> Result<Tensor> {
             let t = t.to_dtype(DType::F32)?.unsqueeze(0)?.contiguous()?;
-            crate::grad_ops::rope(&t, cos, sin)?.squeeze(0)?.to_dtype(dtype)
+            crate::grad_ops::rope(&t, cos, sin)?
+                .squeeze(0)?
+                .to_dtype(dtype)
         };
         let q = rot(qkv.i(0)?)?;
         let k = rot(qkv.i(1)?)?;
@@ -133,12 +148,18 @@ impl VisionAttention {
                         .contiguous()
                 };
                 let o = attention(&seg(&q)?, &seg(&k)?, &seg(&v)?, None, scale)?;
-                outs.push(o.transpose(0, 1)?.reshape((self.num_heads, count * len, self.head_dim))?);
+                outs.push(o.transpose(0, 1)?.reshape((
+                    self.num_heads,
+                    count * len,
+                    self.head_dim,
+                ))?);
             }
             start += count * len;
             i = j;
         }
-        let o = Tensor::cat(&outs, 1)?.transpose(0, 1)?.reshape((n, hidden))?;
+        let o = Tensor::cat(&outs, 1)?
+            .transpose(0, 1)?
+            .reshape((n, hidden))?;
         self.proj.forward(&o)
     }
 }
@@ -151,8 +172,16 @@ struct VisionBlock {
 }
 
 impl VisionBlock {
-    fn forward(&self, x: &Tensor, cos: &Tensor, sin: &Tensor, cu_seqlens: &[usize]) -> Result<Tensor> {
-        let x = (x + self.attn.forward(&self.norm1.forward(x)?, cos, sin, cu_seqlens)?)?;
+    fn forward(
+        &self,
+        x: &Tensor,
+        cos: &Tensor,
+        sin: &Tensor,
+        cu_seqlens: &[usize],
+    ) -> Result<Tensor> {
+        let x = (x + self
+            .attn
+            .forward(&self.norm1.forward(x)?, cos, sin, cu_seqlens)?)?;
         &x + self.mlp.forward(&self.norm2.forward(&x)?)?
     }
 }
@@ -168,7 +197,10 @@ struct PatchMerger {
 impl PatchMerger {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let (n, h) = x.dims2()?;
-        let x = self.ln_q.forward(x)?.reshape((n / self.group, h * self.group))?;
+        let x = self
+            .ln_q
+            .forward(x)?
+            .reshape((n / self.group, h * self.group))?;
         self.fc2.forward(&self.fc1.forward(&x)?.gelu_erf()?)
     }
 }
@@ -182,9 +214,16 @@ pub struct VisionTower {
 
 impl VisionTower {
     pub fn new(cfg: &VisionConfig, vb: VarBuilder) -> Result<Self> {
-        let (h, p, tp, c) = (cfg.hidden_size, cfg.patch_size, cfg.temporal_patch_size, cfg.in_channels);
+        let (h, p, tp, c) = (
+            cfg.hidden_size,
+            cfg.patch_size,
+            cfg.temporal_patch_size,
+            cfg.in_channels,
+        );
         // Conv3d with kernel = stride is a matmul over flattened patches.
-        let patch_embed = vb.get((h, c, tp, p, p), "patch_embed.proj.weight")?.reshape((h, cfg.patch_dim()))?;
+        let patch_embed = vb
+            .get((h, c, tp, p, p), "patch_embed.proj.weight")?
+            .reshape((h, cfg.patch_dim()))?;
         let mut blocks = Vec::with_capacity(cfg.depth);
         for i in 0..cfg.depth {
             let b = vb.pp(format!("blocks.{i}"));
@@ -207,7 +246,12 @@ impl VisionTower {
             fc2: linear(h * group, cfg.out_hidden_size, true, vb.pp("merger.mlp.2"))?,
             group,
         };
-        Ok(VisionTower { patch_embed, blocks, merger, cfg: cfg.clone() })
+        Ok(VisionTower {
+            patch_embed,
+            blocks,
+            merger,
+            cfg: cfg.clone(),
+        })
     }
 
     pub fn dtype(&self) -> DType {
@@ -224,16 +268,26 @@ impl VisionTower {
         let n: usize = grids.iter().map(|g| g.iter().product::<usize>()).sum();
         let (rows, dim) = pixels.dims2()?;
         if rows != n || dim != self.cfg.patch_dim() {
-            candle_core::bail!("pixel values {:?} do not match grids {:?} (expected [{n}, {}])", pixels.dims(), grids, self.cfg.patch_dim());
+            candle_core::bail!(
+                "pixel values {:?} do not match grids {:?} (expected [{n}, {}])",
+                pixels.dims(),
+                grids,
+                self.cfg.patch_dim()
+            );
         }
         let dev = self.device();
         let group = self.merger.group;
-        let x = pixels.to_dtype(self.dtype())?.matmul(&self.patch_embed.t()?)?;
+        let x = pixels
+            .to_dtype(self.dtype())?
+            .matmul(&self.patch_embed.t()?)?;
 
         let windows = WindowIndex::new(grids, &self.cfg);
         // Merged-token permutation expanded to patches.
-        let patch_perm: Vec<u32> =
-            windows.index.iter().flat_map(|&j| (0..group).map(move |k| (j * group + k) as u32)).collect();
+        let patch_perm: Vec<u32> = windows
+            .index
+            .iter()
+            .flat_map(|&j| (0..group).map(move |k| (j * group + k) as u32))
+            .collect();
         let perm = Tensor::new(patch_perm.as_slice(), dev)?;
         let x = x.index_select(&perm, 0)?;
 
@@ -253,7 +307,11 @@ impl VisionTower {
         let full = full_attention_seqlens(grids);
         let mut x = x;
         for (i, block) in self.blocks.iter().enumerate() {
-            let cu = if self.cfg.fullatt_block_indexes.contains(&i) { &full } else { &windows.cu_seqlens };
+            let cu = if self.cfg.fullatt_block_indexes.contains(&i) {
+                &full
+            } else {
+                &windows.cu_seqlens
+            };
             x = block.forward(&x, &cos, &sin, cu)?;
         }
         let merged = self.merger.forward(&x)?;
@@ -268,5 +326,8 @@ impl VisionTower {
 
 /// Token counts per item after merging, for splitting the tower's output.
 pub fn merged_tokens(grids: &[[usize; 3]], merge: usize) -> Vec<usize> {
-    grids.iter().map(|g| g.iter().product::<usize>() / (merge * merge)).collect()
+    grids
+        .iter()
+        .map(|g| g.iter().product::<usize>() / (merge * merge))
+        .collect()
 }

@@ -59,10 +59,14 @@ impl CheckpointWeights {
             let map = v
                 .get("weight_map")
                 .and_then(|m| m.as_object())
-                .ok_or_else(|| ModelError::config(&index, "weight_map", "missing or not an object"))?;
+                .ok_or_else(|| {
+                    ModelError::config(&index, "weight_map", "missing or not an object")
+                })?;
             let mut shards: Vec<String> = Vec::new();
             for (k, f) in map {
-                let f = f.as_str().ok_or_else(|| ModelError::config(&index, format!("weight_map.{k}"), "expected a file name"))?;
+                let f = f.as_str().ok_or_else(|| {
+                    ModelError::config(&index, format!("weight_map.{k}"), "expected a file name")
+                })?;
                 if !shards.iter().any(|s| s == f) {
                     shards.push(f.to_string());
                 }
@@ -85,34 +89,50 @@ impl CheckpointWeights {
         let mut routing = HashMap::new();
         for (i, p) in paths.iter().enumerate() {
             if !p.exists() {
-                return Err(ModelError::io(p, std::io::Error::new(std::io::ErrorKind::NotFound, "weights file not found")));
+                return Err(ModelError::io(
+                    p,
+                    std::io::Error::new(std::io::ErrorKind::NotFound, "weights file not found"),
+                ));
             }
             // SAFETY: the file is mapped read-only; like every mmap-based loader we assume it is not
             // modified while the model is alive.
-            let st = unsafe { MmapedSafetensors::new(p) }
-                .map_err(|e| ModelError::Safetensors { path: p.clone(), msg: root_cause(&e) })?;
+            let st = unsafe { MmapedSafetensors::new(p) }.map_err(|e| ModelError::Safetensors {
+                path: p.clone(),
+                msg: root_cause(&e),
+            })?;
             for (name, _) in st.tensors() {
                 routing.insert(name, i);
             }
             files.push((p.clone(), st));
         }
-        let layout = if routing.keys().any(|k| k.starts_with("model.language_model.") || k.starts_with("model.visual.")) {
+        let layout = if routing
+            .keys()
+            .any(|k| k.starts_with("model.language_model.") || k.starts_with("model.visual."))
+        {
             KeyLayout::Nested
         } else {
             KeyLayout::Legacy
         };
-        Ok(CheckpointWeights { files, routing, layout, dir: dir.to_path_buf() })
+        Ok(CheckpointWeights {
+            files,
+            routing,
+            layout,
+            dir: dir.to_path_buf(),
+        })
     }
 
     pub fn contains(&self, canonical: &str) -> bool {
-        self.routing.contains_key(&self.layout.stored_name(canonical))
+        self.routing
+            .contains_key(&self.layout.stored_name(canonical))
     }
 
     /// The stored dtype of a tensor (used to pick a default compute dtype).
     pub fn stored_dtype(&self, canonical: &str) -> Option<DType> {
         let stored = self.layout.stored_name(canonical);
         let (_, st) = &self.files[*self.routing.get(&stored)?];
-        st.get(&stored).ok().and_then(|v| DType::try_from(v.dtype()).ok())
+        st.get(&stored)
+            .ok()
+            .and_then(|v| DType::try_from(v.dtype()).ok())
     }
 
     pub fn tensor_names(&self) -> impl Iterator<Item = &String> {
@@ -120,25 +140,47 @@ impl CheckpointWeights {
     }
 
     /// Loads a tensor by canonical name, checking its shape, converted to `dtype` on `device`.
-    pub fn load(&self, canonical: &str, shape: Option<&Shape>, dtype: DType, device: &Device) -> Result<Tensor> {
+    pub fn load(
+        &self,
+        canonical: &str,
+        shape: Option<&Shape>,
+        dtype: DType,
+        device: &Device,
+    ) -> Result<Tensor> {
         let stored = self.layout.stored_name(canonical);
-        let idx = *self.routing.get(&stored).ok_or_else(|| ModelError::Tensor {
-            name: stored.clone(),
-            msg: format!("not found in the checkpoint at {} ({:?} key layout)", self.dir.display(), self.layout),
-        })?;
+        let idx = *self
+            .routing
+            .get(&stored)
+            .ok_or_else(|| ModelError::Tensor {
+                name: stored.clone(),
+                msg: format!(
+                    "not found in the checkpoint at {} ({:?} key layout)",
+                    self.dir.display(),
+                    self.layout
+                ),
+            })?;
         let (path, st) = &self.files[idx];
-        let view = st.get(&stored).map_err(|e| ModelError::Tensor { name: stored.clone(), msg: format!("{}: {e}", path.display()) })?;
+        let view = st.get(&stored).map_err(|e| ModelError::Tensor {
+            name: stored.clone(),
+            msg: format!("{}: {e}", path.display()),
+        })?;
         if let Some(shape) = shape {
             if view.shape() != shape.dims() {
                 return Err(ModelError::Tensor {
                     name: stored,
-                    msg: format!("in {} has shape {:?}, expected {:?}", path.display(), view.shape(), shape.dims()),
+                    msg: format!(
+                        "in {} has shape {:?}, expected {:?}",
+                        path.display(),
+                        view.shape(),
+                        shape.dims()
+                    ),
                 });
             }
         }
-        let t = view
-            .load(device)
-            .map_err(|e| ModelError::Tensor { name: stored.clone(), msg: format!("{}: {}", path.display(), root_cause(&e)) })?;
+        let t = view.load(device).map_err(|e| ModelError::Tensor {
+            name: stored.clone(),
+            msg: format!("{}: {}", path.display(), root_cause(&e)),
+        })?;
         Ok(t.to_dtype(dtype)?)
     }
 
@@ -150,7 +192,10 @@ impl CheckpointWeights {
         })?;
         let (path, st) = &self.files[idx];
         st.load(stored, &Device::Cpu)
-            .map_err(|e| ModelError::Tensor { name: stored.to_string(), msg: format!("{}: {}", path.display(), root_cause(&e)) })
+            .map_err(|e| ModelError::Tensor {
+                name: stored.to_string(),
+                msg: format!("{}: {}", path.display(), root_cause(&e)),
+            })
     }
 
     /// A `VarBuilder` over these weights, named canonically.
@@ -166,11 +211,20 @@ fn root_cause(e: &candle_core::Error) -> String {
 }
 
 impl candle_nn::var_builder::SimpleBackend for CheckpointWeights {
-    fn get(&self, s: Shape, name: &str, _: candle_nn::Init, dtype: DType, dev: &Device) -> candle_core::Result<Tensor> {
-        self.load(name, Some(&s), dtype, dev).map_err(|e| candle_core::Error::Msg(e.to_string()))
+    fn get(
+        &self,
+        s: Shape,
+        name: &str,
+        _: candle_nn::Init,
+        dtype: DType,
+        dev: &Device,
+    ) -> candle_core::Result<Tensor> {
+        self.load(name, Some(&s), dtype, dev)
+            .map_err(|e| candle_core::Error::Msg(e.to_string()))
     }
     fn get_unchecked(&self, name: &str, dtype: DType, dev: &Device) -> candle_core::Result<Tensor> {
-        self.load(name, None, dtype, dev).map_err(|e| candle_core::Error::Msg(e.to_string()))
+        self.load(name, None, dtype, dev)
+            .map_err(|e| candle_core::Error::Msg(e.to_string()))
     }
     fn contains_tensor(&self, name: &str) -> bool {
         self.contains(name)

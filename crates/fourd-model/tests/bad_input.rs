@@ -6,10 +6,10 @@ use std::path::Path;
 
 use candle_core::{DType, Device};
 use common::fixtures;
+use fourd_model::config::PreprocessorConfig;
 use fourd_model::inputs::PromptInput;
 use fourd_model::processor::{list_frames, load_image, ImageProcessor};
 use fourd_model::weights::parse_dtype;
-use fourd_model::config::PreprocessorConfig;
 use fourd_model::Pipeline;
 
 fn copy_dir(from: &Path, to: &Path) {
@@ -25,7 +25,8 @@ fn with_config(name: &str, edit: impl FnOnce(&mut serde_json::Value)) -> std::pa
     let d = tmp(name);
     copy_dir(&fixtures().join("model-v5"), &d);
     let cfg_path = d.join("config.json");
-    let mut cfg: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&cfg_path).unwrap()).unwrap();
+    let mut cfg: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&cfg_path).unwrap()).unwrap();
     edit(&mut cfg);
     std::fs::write(&cfg_path, cfg.to_string()).unwrap();
     d
@@ -47,7 +48,10 @@ fn tmp(name: &str) -> std::path::PathBuf {
 #[test]
 fn missing_model_folder() {
     let e = load_err(Path::new("/nonexistent/model"));
-    assert!(e.contains("/nonexistent/model") && e.contains("not found"), "{e}");
+    assert!(
+        e.contains("/nonexistent/model") && e.contains("not found"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -76,29 +80,44 @@ fn truncated_safetensors() {
     let bytes = std::fs::read(&f).unwrap();
     std::fs::write(&f, &bytes[..bytes.len() / 2]).unwrap();
     let e = load_err(&d);
-    assert!(e.contains("model.safetensors") && e.contains("safetensors"), "{e}");
+    assert!(
+        e.contains("model.safetensors") && e.contains("safetensors"),
+        "{e}"
+    );
 }
 
 #[test]
 fn wrong_tensor_shape_named() {
     // Claim a larger MLP than the weights have.
-    let d = with_config("wrong-shape", |c| c["text_config"]["intermediate_size"] = serde_json::json!(96));
+    let d = with_config("wrong-shape", |c| {
+        c["text_config"]["intermediate_size"] = serde_json::json!(96)
+    });
     let e = load_err(&d);
-    assert!(e.contains("mlp.gate_proj.weight") && e.contains("shape"), "{e}");
+    assert!(
+        e.contains("mlp.gate_proj.weight") && e.contains("shape"),
+        "{e}"
+    );
 }
 
 #[test]
 fn missing_tensor_named() {
-    let d = with_config("missing-tensor", |c| c["text_config"]["num_hidden_layers"] = serde_json::json!(3));
+    let d = with_config("missing-tensor", |c| {
+        c["text_config"]["num_hidden_layers"] = serde_json::json!(3)
+    });
     let e = load_err(&d);
     assert!(e.contains("layers.2") && e.contains("not found"), "{e}");
 }
 
 #[test]
 fn bad_config_field_named() {
-    let d = with_config("bad-config", |c| c["text_config"]["hidden_size"] = serde_json::json!("wide"));
+    let d = with_config("bad-config", |c| {
+        c["text_config"]["hidden_size"] = serde_json::json!("wide")
+    });
     let e = load_err(&d);
-    assert!(e.contains("config.json") && e.contains("hidden_size"), "{e}");
+    assert!(
+        e.contains("config.json") && e.contains("hidden_size"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -113,7 +132,10 @@ fn empty_frames_folder() {
     std::fs::create_dir_all(&d).unwrap();
     std::fs::write(d.join("notes.txt"), "not a frame").unwrap();
     let e = list_frames(&d).unwrap_err().to_string();
-    assert!(e.contains("no image files") && e.contains(&d.display().to_string()), "{e}");
+    assert!(
+        e.contains("no image files") && e.contains(&d.display().to_string()),
+        "{e}"
+    );
 }
 
 #[test]
@@ -142,14 +164,24 @@ fn more_images_than_placeholders() {
         images: vec![img.clone(), img],
         videos: vec![],
     };
-    let e = pipe.processor.prepare(&pipe.tokenizer, &[prompt]).unwrap_err().to_string();
-    assert!(e.contains("1 image placeholder") && e.contains("2 image"), "{e}");
+    let e = pipe
+        .processor
+        .prepare(&pipe.tokenizer, &[prompt])
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("1 image placeholder") && e.contains("2 image"),
+        "{e}"
+    );
 }
 
 #[test]
 fn odd_sized_image_without_resize() {
     let img = load_image(&fixtures().join("media/img_odd.png"), u64::MAX).unwrap();
-    let p = ImageProcessor::new(PreprocessorConfig { do_resize: false, ..PreprocessorConfig::default() });
+    let p = ImageProcessor::new(PreprocessorConfig {
+        do_resize: false,
+        ..PreprocessorConfig::default()
+    });
     let e = p.preprocess_image(&img).unwrap_err().to_string();
     assert!(e.contains("multiples of 28"), "{e}");
 }

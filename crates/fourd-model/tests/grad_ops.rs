@@ -6,10 +6,14 @@ use fourd_model::grad_ops;
 fn randn(shape: &[usize], seed: u64) -> Tensor {
     // Deterministic pseudo-random values without an RNG dependency.
     let n: usize = shape.iter().product();
-    let mut state = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+    let mut state = seed
+        .wrapping_mul(6364136223846793005)
+        .wrapping_add(1442695040888963407);
     let data: Vec<f64> = (0..n)
         .map(|_| {
-            state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            state = state
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
             ((state >> 11) as f64 / (1u64 << 53) as f64) * 2.0 - 1.0
         })
         .collect();
@@ -19,13 +23,22 @@ fn randn(shape: &[usize], seed: u64) -> Tensor {
 /// Max abs difference between the autograd gradient of `sum(f(vars) * probe)` and central
 /// differences, for the variable `which`.
 fn check(f: &dyn Fn(&[Tensor]) -> Tensor, inputs: &[Tensor], which: usize, probe_seed: u64) -> f64 {
-    let vars: Vec<Var> = inputs.iter().map(|t| Var::from_tensor(t).unwrap()).collect();
+    let vars: Vec<Var> = inputs
+        .iter()
+        .map(|t| Var::from_tensor(t).unwrap())
+        .collect();
     let ts: Vec<Tensor> = vars.iter().map(|v| v.as_tensor().clone()).collect();
     let out = f(&ts);
     let probe = randn(out.dims(), probe_seed);
     let loss = (out * &probe).unwrap().sum_all().unwrap();
     let grads = loss.backward().unwrap();
-    let analytic: Vec<f64> = grads.get(vars[which].as_tensor()).expect("gradient present").flatten_all().unwrap().to_vec1().unwrap();
+    let analytic: Vec<f64> = grads
+        .get(vars[which].as_tensor())
+        .expect("gradient present")
+        .flatten_all()
+        .unwrap()
+        .to_vec1()
+        .unwrap();
     let base: Vec<f64> = inputs[which].flatten_all().unwrap().to_vec1().unwrap();
     let eps = 1e-6;
     let mut worst = 0f64;
@@ -35,7 +48,12 @@ fn check(f: &dyn Fn(&[Tensor]) -> Tensor, inputs: &[Tensor], which: usize, probe
             v[i] += delta;
             let mut xs: Vec<Tensor> = inputs.to_vec();
             xs[which] = Tensor::from_vec(v, inputs[which].dims(), &Device::Cpu).unwrap();
-            (f(&xs) * &probe).unwrap().sum_all().unwrap().to_scalar::<f64>().unwrap()
+            (f(&xs) * &probe)
+                .unwrap()
+                .sum_all()
+                .unwrap()
+                .to_scalar::<f64>()
+                .unwrap()
         };
         let numeric = (eval(eps) - eval(-eps)) / (2.0 * eps);
         worst = worst.max((numeric - analytic[i]).abs());
@@ -81,8 +99,22 @@ fn forward_values_equal_the_fused_kernels_and_inference_adds_no_graph() {
     let var = Var::from_tensor(&x).unwrap();
     let tracked = grad_ops::rope(var.as_tensor(), &cos, &sin).unwrap();
     assert!(tracked.track_op());
-    let d = (tracked - &plain).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
+    let d = (tracked - &plain)
+        .unwrap()
+        .abs()
+        .unwrap()
+        .max_all()
+        .unwrap()
+        .to_scalar::<f32>()
+        .unwrap();
     assert_eq!(d, 0.0);
-    let d = (ours - plain).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
+    let d = (ours - plain)
+        .unwrap()
+        .abs()
+        .unwrap()
+        .max_all()
+        .unwrap()
+        .to_scalar::<f32>()
+        .unwrap();
     assert_eq!(d, 0.0);
 }

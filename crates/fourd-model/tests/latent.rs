@@ -7,7 +7,9 @@ mod common;
 
 use candle_core::{DType, Device, IndexOp};
 use common::{latent_fixtures, max_abs_diff, Case};
-use fourd_model::generation::{generate, GenerationConfig, LatentTokens, Sampling, SequenceOutput, TokenKind};
+use fourd_model::generation::{
+    generate, GenerationConfig, LatentTokens, Sampling, SequenceOutput, TokenKind,
+};
 use fourd_model::Pipeline;
 
 const TOL: f32 = 1e-4;
@@ -18,28 +20,56 @@ fn pipeline() -> Pipeline {
 
 fn latent(pipe: &Pipeline, size: usize) -> LatentTokens {
     let s = &pipe.tokenizer.special;
-    LatentTokens { pad: s.latent_pad.unwrap(), start: s.latent_start.unwrap(), end: s.latent_end.unwrap(), size }
+    LatentTokens {
+        pad: s.latent_pad.unwrap(),
+        start: s.latent_start.unwrap(),
+        end: s.latent_end.unwrap(),
+        size,
+    }
 }
 
 fn run(pipe: &Pipeline, case: &Case, max_new_tokens: usize, size: usize) -> Vec<SequenceOutput> {
     let prompts = case.prompts(&pipe.tokenizer);
     let inputs = pipe.processor.prepare(&pipe.tokenizer, &prompts).unwrap();
-    let ids: Vec<Vec<i64>> = inputs.input_ids.iter().map(|r| r.iter().map(|&t| t as i64).collect()).collect();
+    let ids: Vec<Vec<i64>> = inputs
+        .input_ids
+        .iter()
+        .map(|r| r.iter().map(|&t| t as i64).collect())
+        .collect();
     assert_eq!(ids, case.ids2("input_ids"), "{}: input ids", case.name);
-    let cfg = GenerationConfig { max_new_tokens, sampling: Sampling::default(), stop_ids: vec![], latent: Some(latent(pipe, size)) };
-    generate(&pipe.model, &inputs, &pipe.rope_params(), &cfg, |_, _, _| {}).unwrap()
+    let cfg = GenerationConfig {
+        max_new_tokens,
+        sampling: Sampling::default(),
+        stop_ids: vec![],
+        latent: Some(latent(pipe, size)),
+    };
+    generate(
+        &pipe.model,
+        &inputs,
+        &pipe.rope_params(),
+        &cfg,
+        |_, _, _| {},
+    )
+    .unwrap()
 }
 
 /// Compares one generated row with the reference: ids, log-probs, segments and their hidden states.
 fn check_row(case: &Case, row: usize, out: &SequenceOutput, hidden_key: &str, starts_key: &str) {
     let name = &case.name;
     let ids: Vec<i64> = out.token_ids.iter().map(|&t| t as i64).collect();
-    assert_eq!(ids, case.ids2("generated")[row], "{name} row {row}: generated ids");
+    assert_eq!(
+        ids,
+        case.ids2("generated")[row],
+        "{name} row {row}: generated ids"
+    );
     let ref_lp: Vec<f32> = case.t("logprobs").i(row).unwrap().to_vec1().unwrap();
     let mut lp_err = 0f32;
     for (i, (ours, r)) in out.logprobs.iter().zip(&ref_lp).enumerate() {
         match ours {
-            None => assert!(r.is_nan(), "{name} row {row} step {i}: reference has a log-prob, we have none"),
+            None => assert!(
+                r.is_nan(),
+                "{name} row {row} step {i}: reference has a log-prob, we have none"
+            ),
             Some(v) => lp_err = lp_err.max((v - r).abs()),
         }
     }
@@ -52,7 +82,10 @@ fn check_row(case: &Case, row: usize, out: &SequenceOutput, hidden_key: &str, st
         h_err = h_err.max(max_abs_diff(&seg.hidden, &ref_hidden.i(k).unwrap()));
     }
     eprintln!("{name} row {row}: {} segments, log-prob max abs error {lp_err:.3e}, latent hidden max abs error {h_err:.3e}", starts.len());
-    assert!(lp_err < TOL && h_err < TOL, "{name} row {row}: log-prob {lp_err}, hidden {h_err}");
+    assert!(
+        lp_err < TOL && h_err < TOL,
+        "{name} row {row}: log-prob {lp_err}, hidden {h_err}"
+    );
 }
 
 fn check_single(name: &str) {
@@ -66,7 +99,9 @@ fn check_single(name: &str) {
     for seg in &out[0].latent_segments {
         assert_eq!(seg.len, size);
         assert_eq!(out[0].kinds[seg.start - 1], TokenKind::LatentStart);
-        assert!(out[0].kinds[seg.start..seg.start + size].iter().all(|k| *k == TokenKind::LatentPad));
+        assert!(out[0].kinds[seg.start..seg.start + size]
+            .iter()
+            .all(|k| *k == TokenKind::LatentPad));
         assert_eq!(out[0].kinds[seg.start + size], TokenKind::LatentEnd);
     }
 }
@@ -89,7 +124,10 @@ fn latent_size_8() {
 #[test]
 fn imagery_at_the_very_first_step() {
     let case = Case::load_from(&latent_fixtures(), "first_step");
-    assert_eq!(case.ids2("generated")[0][0], pipeline().tokenizer.special.latent_start.unwrap() as i64);
+    assert_eq!(
+        case.ids2("generated")[0][0],
+        pipeline().tokenizer.special.latent_start.unwrap() as i64
+    );
     check_single("first_step");
 }
 
@@ -100,17 +138,48 @@ fn batch_rows_are_independent_and_match_the_reference() {
     let size = case.meta["latent_size"].as_u64().unwrap() as usize;
     let t = case.meta["max_new_tokens"].as_u64().unwrap() as usize;
     let out = run(&pipe, &case, t, size);
-    check_row(&case, 0, &out[0], "latent_hidden_row0", "segment_starts_row0");
-    check_row(&case, 1, &out[1], "latent_hidden_row1", "segment_starts_row1");
+    check_row(
+        &case,
+        0,
+        &out[0],
+        "latent_hidden_row0",
+        "segment_starts_row0",
+    );
+    check_row(
+        &case,
+        1,
+        &out[1],
+        "latent_hidden_row1",
+        "segment_starts_row1",
+    );
     // The rows enter imagery at different steps, so a coupled (reference-fork) loop would differ.
-    assert_ne!(out[0].latent_segments[0].start, out[1].latent_segments[0].start);
+    assert_ne!(
+        out[0].latent_segments[0].start,
+        out[1].latent_segments[0].start
+    );
 
     // And each row alone gives the same as in the batch.
     let prompts = case.prompts(&pipe.tokenizer);
     for (i, p) in prompts.iter().enumerate() {
-        let inputs = pipe.processor.prepare(&pipe.tokenizer, std::slice::from_ref(p)).unwrap();
-        let cfg = GenerationConfig { max_new_tokens: t, sampling: Sampling::default(), stop_ids: vec![], latent: Some(latent(&pipe, size)) };
-        let alone = generate(&pipe.model, &inputs, &pipe.rope_params(), &cfg, |_, _, _| {}).unwrap().remove(0);
+        let inputs = pipe
+            .processor
+            .prepare(&pipe.tokenizer, std::slice::from_ref(p))
+            .unwrap();
+        let cfg = GenerationConfig {
+            max_new_tokens: t,
+            sampling: Sampling::default(),
+            stop_ids: vec![],
+            latent: Some(latent(&pipe, size)),
+        };
+        let alone = generate(
+            &pipe.model,
+            &inputs,
+            &pipe.rope_params(),
+            &cfg,
+            |_, _, _| {},
+        )
+        .unwrap()
+        .remove(0);
         assert_eq!(alone.token_ids, out[i].token_ids, "row {i}");
         for (a, b) in alone.latent_segments.iter().zip(&out[i].latent_segments) {
             assert!(max_abs_diff(&a.hidden, &b.hidden) < 1e-5);
@@ -137,11 +206,34 @@ fn token_limit_inside_a_segment_cuts_it() {
 fn sampling_with_latents_is_seeded() {
     let pipe = pipeline();
     let case = Case::load_from(&latent_fixtures(), "image_l4");
-    let inputs = pipe.processor.prepare(&pipe.tokenizer, &case.prompts(&pipe.tokenizer)).unwrap();
+    let inputs = pipe
+        .processor
+        .prepare(&pipe.tokenizer, &case.prompts(&pipe.tokenizer))
+        .unwrap();
     let go = |seed| {
-        let sampling = Sampling { greedy: false, temperature: 1.0, top_k: Some(20), top_p: Some(0.9), repetition_penalty: None, seed };
-        let cfg = GenerationConfig { max_new_tokens: 30, sampling, stop_ids: vec![], latent: Some(latent(&pipe, 4)) };
-        generate(&pipe.model, &inputs, &pipe.rope_params(), &cfg, |_, _, _| {}).unwrap().remove(0)
+        let sampling = Sampling {
+            greedy: false,
+            temperature: 1.0,
+            top_k: Some(20),
+            top_p: Some(0.9),
+            repetition_penalty: None,
+            seed,
+        };
+        let cfg = GenerationConfig {
+            max_new_tokens: 30,
+            sampling,
+            stop_ids: vec![],
+            latent: Some(latent(&pipe, 4)),
+        };
+        generate(
+            &pipe.model,
+            &inputs,
+            &pipe.rope_params(),
+            &cfg,
+            |_, _, _| {},
+        )
+        .unwrap()
+        .remove(0)
     };
     let (a, b) = (go(11), go(11));
     assert_eq!(a.token_ids, b.token_ids);

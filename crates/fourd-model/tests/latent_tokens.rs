@@ -27,9 +27,20 @@ fn untied_checkpoint_grows_embeddings_and_head_with_the_mean() {
 
     let after = Pipeline::load(&out, DType::F32, &Device::Cpu).unwrap();
     let s = &after.tokenizer.special;
-    assert_eq!((s.latent_pad, s.latent_start, s.latent_end), (Some(r.pad), Some(r.start), Some(r.end)));
+    assert_eq!(
+        (s.latent_pad, s.latent_start, s.latent_end),
+        (Some(r.pad), Some(r.start), Some(r.end))
+    );
     let l = &after.model.config.latent;
-    assert_eq!((l.latent_size, l.latent_token_id, l.latent_start_id, l.latent_end_id), (Some(4), Some(r.pad), Some(r.start), Some(r.end)));
+    assert_eq!(
+        (
+            l.latent_size,
+            l.latent_token_id,
+            l.latent_start_id,
+            l.latent_end_id
+        ),
+        (Some(4), Some(r.pad), Some(r.start), Some(r.end))
+    );
     assert_eq!(after.model.config.text.vocab_size, r.vocab_after);
 
     let w0 = CheckpointWeights::open(&base).unwrap();
@@ -39,14 +50,24 @@ fn untied_checkpoint_grows_embeddings_and_head_with_the_mean() {
         let b = w1.load(name, None, DType::F32, &Device::Cpu).unwrap();
         let n = a.dim(0).unwrap();
         assert_eq!(b.dim(0).unwrap(), r.vocab_after, "{name}");
-        assert_eq!(max_abs_diff(&a, &b.narrow(0, 0, n).unwrap()), 0.0, "{name}: old rows kept");
+        assert_eq!(
+            max_abs_diff(&a, &b.narrow(0, 0, n).unwrap()),
+            0.0,
+            "{name}: old rows kept"
+        );
         let mean = a.mean_keepdim(0).unwrap();
         for row in n..r.vocab_after {
-            assert!(max_abs_diff(&mean, &b.i(row..row + 1).unwrap()) < 1e-6, "{name} row {row}");
+            assert!(
+                max_abs_diff(&mean, &b.i(row..row + 1).unwrap()) < 1e-6,
+                "{name} row {row}"
+            );
         }
     }
     // Every other tensor is unchanged.
-    for name in w0.tensor_names().filter(|n| !n.contains("embed_tokens") && !n.starts_with("lm_head")) {
+    for name in w0
+        .tensor_names()
+        .filter(|n| !n.contains("embed_tokens") && !n.starts_with("lm_head"))
+    {
         let a = w0.load_stored(name).unwrap();
         let b = w1.load_stored(name).unwrap();
         assert_eq!(max_abs_diff(&a, &b), 0.0, "{name}");
@@ -65,7 +86,10 @@ fn tied_bf16_checkpoint_stays_tied_and_bf16() {
     add_latent_tokens(&base, &out, 8).unwrap();
     let w1 = CheckpointWeights::open(&out).unwrap();
     assert!(!w1.contains("lm_head.weight"));
-    assert_eq!(w1.stored_dtype("model.embed_tokens.weight"), Some(DType::BF16));
+    assert_eq!(
+        w1.stored_dtype("model.embed_tokens.weight"),
+        Some(DType::BF16)
+    );
     let p = Pipeline::load(&out, DType::F32, &Device::Cpu).unwrap();
     assert_eq!(p.model.config.latent.latent_size, Some(8));
 }
@@ -75,7 +99,9 @@ fn refuses_a_checkpoint_that_already_has_them_and_a_non_empty_output() {
     let base = fixtures().join("model-v5");
     let out = out_dir("twice");
     add_latent_tokens(&base, &out, 4).unwrap();
-    let e = add_latent_tokens(&out, &out_dir("twice-b"), 4).unwrap_err().to_string();
+    let e = add_latent_tokens(&out, &out_dir("twice-b"), 4)
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("already has <|latent_pad|>"), "{e}");
     let e = add_latent_tokens(&base, &out, 4).unwrap_err().to_string();
     assert!(e.contains("not empty"), "{e}");

@@ -25,60 +25,111 @@ fn check_case_with(name: &str, model: Option<&str>) {
     };
     let dir = model.map_or_else(|| case.model_dir(), |m| common::fixtures().join(m));
     let mut pipe = Pipeline::load(&dir, dtype, &Device::Cpu).unwrap();
-    pipe.model.config.rope_index = case.meta["rope_index"].as_str().unwrap().parse::<RopeIndexStyle>().unwrap();
+    pipe.model.config.rope_index = case.meta["rope_index"]
+        .as_str()
+        .unwrap()
+        .parse::<RopeIndexStyle>()
+        .unwrap();
     let prompts = case.prompts(&pipe.tokenizer);
 
     // Chat template.
-    let expected_prompts: Vec<&str> = case.meta["prompts"].as_array().unwrap().iter().map(|p| p.as_str().unwrap()).collect();
+    let expected_prompts: Vec<&str> = case.meta["prompts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p.as_str().unwrap())
+        .collect();
     for (p, e) in prompts.iter().zip(&expected_prompts) {
         assert_eq!(p.text, *e, "{name}: rendered prompt");
     }
 
     // Processor: ids, mask, pixels, grids.
     let inputs = pipe.processor.prepare(&pipe.tokenizer, &prompts).unwrap();
-    let ids: Vec<Vec<i64>> = inputs.input_ids.iter().map(|r| r.iter().map(|&t| t as i64).collect()).collect();
+    let ids: Vec<Vec<i64>> = inputs
+        .input_ids
+        .iter()
+        .map(|r| r.iter().map(|&t| t as i64).collect())
+        .collect();
     assert_eq!(ids, case.ids2("input_ids"), "{name}: input ids");
-    let mask: Vec<Vec<i64>> = inputs.attention_mask.iter().map(|r| r.iter().map(|&t| t as i64).collect()).collect();
+    let mask: Vec<Vec<i64>> = inputs
+        .attention_mask
+        .iter()
+        .map(|r| r.iter().map(|&t| t as i64).collect())
+        .collect();
     assert_eq!(mask, case.ids2("attention_mask"), "{name}: attention mask");
     for (kind, grids, items, px_key) in [
-        ("image", inputs.image_grids(), &inputs.images, "pixel_values"),
-        ("video", inputs.video_grids(), &inputs.videos, "pixel_values_videos"),
+        (
+            "image",
+            inputs.image_grids(),
+            &inputs.images,
+            "pixel_values",
+        ),
+        (
+            "video",
+            inputs.video_grids(),
+            &inputs.videos,
+            "pixel_values_videos",
+        ),
     ] {
         let grid_key = format!("{kind}_grid_thw");
         if !case.has(&grid_key) {
             assert!(grids.is_empty(), "{name}: unexpected {kind}s");
             continue;
         }
-        let g: Vec<Vec<i64>> = grids.iter().map(|g| g.iter().map(|&x| x as i64).collect()).collect();
+        let g: Vec<Vec<i64>> = grids
+            .iter()
+            .map(|g| g.iter().map(|&x| x as i64).collect())
+            .collect();
         assert_eq!(g, case.ids2(&grid_key), "{name}: {grid_key}");
-        let px = ModelInputs::pixel_tensor(items, &Device::Cpu).unwrap().unwrap();
+        let px = ModelInputs::pixel_tensor(items, &Device::Cpu)
+            .unwrap()
+            .unwrap();
         let err = max_abs_diff(&px, &case.pixels(px_key));
         eprintln!("{name}: {px_key} max abs error {err:.3e}");
         assert!(err < 1e-5, "{name}: {px_key} error {err}");
     }
     if case.has("second_per_grid_ts") {
-        let s: Vec<f32> = case.t("second_per_grid_ts").to_dtype(DType::F32).unwrap().to_vec1().unwrap();
+        let s: Vec<f32> = case
+            .t("second_per_grid_ts")
+            .to_dtype(DType::F32)
+            .unwrap()
+            .to_vec1()
+            .unwrap();
         let ours: Vec<f32> = inputs.second_per_grid.iter().map(|&x| x as f32).collect();
         assert_eq!(ours, s, "{name}: second_per_grid_ts");
     }
 
     // M-RoPE positions.
     let params = pipe.rope_params();
-    let pos = fourd_model::mrope::batch_rope_index(&inputs.input_ids, &inputs.attention_mask, &params, &inputs.vision_items()).unwrap();
-    let expected = case.t("position_ids").to_dtype(DType::I64).unwrap().to_vec3::<i64>().unwrap();
+    let pos = fourd_model::mrope::batch_rope_index(
+        &inputs.input_ids,
+        &inputs.attention_mask,
+        &params,
+        &inputs.vision_items(),
+    )
+    .unwrap();
+    let expected = case
+        .t("position_ids")
+        .to_dtype(DType::I64)
+        .unwrap()
+        .to_vec3::<i64>()
+        .unwrap();
     assert_eq!(pos.position_ids, expected, "{name}: position ids");
     let deltas: Vec<i64> = case.ids2("rope_deltas").into_iter().map(|r| r[0]).collect();
     assert_eq!(pos.rope_deltas, deltas, "{name}: rope deltas");
 
     // Vision tower.
     let model = &pipe.model;
-    for (key, items, grids) in
-        [("image_embeds", &inputs.images, inputs.image_grids()), ("video_embeds", &inputs.videos, inputs.video_grids())]
-    {
+    for (key, items, grids) in [
+        ("image_embeds", &inputs.images, inputs.image_grids()),
+        ("video_embeds", &inputs.videos, inputs.video_grids()),
+    ] {
         if !case.has(key) {
             continue;
         }
-        let px = ModelInputs::pixel_tensor(items, &Device::Cpu).unwrap().unwrap();
+        let px = ModelInputs::pixel_tensor(items, &Device::Cpu)
+            .unwrap()
+            .unwrap();
         let feats = model.encode_vision(&px, &grids).unwrap();
         let err = max_abs_diff(&feats, case.t(key));
         eprintln!("{name}: {key} max abs error {err:.3e}");
@@ -92,21 +143,54 @@ fn check_case_with(name: &str, model: Option<&str>) {
     for (row, m) in inputs.attention_mask.iter().enumerate() {
         let first = m.iter().position(|&x| x == 1).unwrap();
         let len = m.len() - first;
-        let ours_l = pre.output.logits.i(row).unwrap().narrow(0, first, len).unwrap();
-        let ref_l = case.t("logits").i(row).unwrap().narrow(0, first, len).unwrap();
+        let ours_l = pre
+            .output
+            .logits
+            .i(row)
+            .unwrap()
+            .narrow(0, first, len)
+            .unwrap();
+        let ref_l = case
+            .t("logits")
+            .i(row)
+            .unwrap()
+            .narrow(0, first, len)
+            .unwrap();
         err_l = err_l.max(max_abs_diff(&ours_l, &ref_l));
-        let ours_h = pre.output.hidden.i(row).unwrap().narrow(0, first, len).unwrap();
-        let ref_h = case.t("hidden").i(row).unwrap().narrow(0, first, len).unwrap();
+        let ours_h = pre
+            .output
+            .hidden
+            .i(row)
+            .unwrap()
+            .narrow(0, first, len)
+            .unwrap();
+        let ref_h = case
+            .t("hidden")
+            .i(row)
+            .unwrap()
+            .narrow(0, first, len)
+            .unwrap();
         err_h = err_h.max(max_abs_diff(&ours_h, &ref_h));
     }
     eprintln!("{name}: logits max abs error {err_l:.3e}, hidden max abs error {err_h:.3e}");
     let tol = if dtype == DType::F32 { TOL } else { 5e-2 };
-    assert!(err_l < tol && err_h < tol, "{name}: logits {err_l} hidden {err_h}");
+    assert!(
+        err_l < tol && err_h < tol,
+        "{name}: logits {err_l} hidden {err_h}"
+    );
 
     // 20 greedy tokens, EOS disabled as in the fixture.
-    let cfg = GenerationConfig { max_new_tokens: 20, sampling: Sampling::default(), stop_ids: vec![], latent: None };
+    let cfg = GenerationConfig {
+        max_new_tokens: 20,
+        sampling: Sampling::default(),
+        stop_ids: vec![],
+        latent: None,
+    };
     let outs = generate(model, &inputs, &params, &cfg, |_, _, _| {}).unwrap();
-    let ours: Vec<Vec<i64>> = outs.iter().map(|o| o.token_ids.iter().map(|&t| t as i64).collect()).collect();
+    let ours: Vec<Vec<i64>> = outs
+        .iter()
+        .map(|o| o.token_ids.iter().map(|&t| t as i64).collect())
+        .collect();
     assert_eq!(ours, case.ids2("greedy"), "{name}: greedy tokens");
 }
 
@@ -162,8 +246,14 @@ fn legacy_layout_sharded_checkpoint() {
 /// the v4.50 / v5 cases above test different things.
 #[test]
 fn rope_rules_differ_on_long_videos() {
-    let a = Case::load("video_odd").t("position_ids").to_vec3::<i64>().unwrap();
-    let b = Case::load("video_odd_v5").t("position_ids").to_vec3::<i64>().unwrap();
+    let a = Case::load("video_odd")
+        .t("position_ids")
+        .to_vec3::<i64>()
+        .unwrap();
+    let b = Case::load("video_odd_v5")
+        .t("position_ids")
+        .to_vec3::<i64>()
+        .unwrap();
     assert_ne!(a, b);
 }
 
@@ -175,11 +265,24 @@ fn half_precision_compute_is_close() {
     let case = Case::load("one_image");
     for dtype in [DType::BF16, DType::F16] {
         let pipe = Pipeline::load(&case.model_dir(), dtype, &Device::Cpu).unwrap();
-        let inputs = pipe.processor.prepare(&pipe.tokenizer, &case.prompts(&pipe.tokenizer)).unwrap();
+        let inputs = pipe
+            .processor
+            .prepare(&pipe.tokenizer, &case.prompts(&pipe.tokenizer))
+            .unwrap();
         let mut cache = pipe.model.new_cache();
-        let pre = pipe.model.prefill(&inputs, &pipe.rope_params(), &mut cache, false).unwrap();
+        let pre = pipe
+            .model
+            .prefill(&inputs, &pipe.rope_params(), &mut cache, false)
+            .unwrap();
         let err = max_abs_diff(&pre.output.logits, case.t("logits"));
-        let scale = case.t("logits").abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
+        let scale = case
+            .t("logits")
+            .abs()
+            .unwrap()
+            .max_all()
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap();
         eprintln!("one_image {dtype:?}: logits max abs error {err:.3e} (max |logit| {scale:.2})");
         assert!(err < 0.05 * scale.max(1.0), "{dtype:?}: {err}");
     }

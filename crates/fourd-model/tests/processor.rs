@@ -10,7 +10,8 @@ use fourd_model::processor::{load_image, smart_resize, ImageProcessor, DEFAULT_D
 use serde_json::Value;
 
 fn cases() -> Value {
-    serde_json::from_str(&std::fs::read_to_string(fixtures().join("processor_cases.json")).unwrap()).unwrap()
+    serde_json::from_str(&std::fs::read_to_string(fixtures().join("processor_cases.json")).unwrap())
+        .unwrap()
 }
 
 /// We follow transformers 5.x's `smart_resize` (it clamps to one factor instead of returning 0 or
@@ -22,18 +23,31 @@ fn smart_resize_matches_transformers() {
     assert!(list.len() >= 20);
     for case in list {
         let g = |k: &str| case[k].as_u64().unwrap() as usize;
-        let got = smart_resize(g("height"), g("width"), g("factor"), g("min_pixels"), g("max_pixels"));
+        let got = smart_resize(
+            g("height"),
+            g("width"),
+            g("factor"),
+            g("min_pixels"),
+            g("max_pixels"),
+        );
         let want = &case["v5"];
         if want.get("error").is_some() {
             assert!(got.is_err(), "{case}: expected an error, got {got:?}");
         } else {
-            let want = (want["height"].as_u64().unwrap() as usize, want["width"].as_u64().unwrap() as usize);
+            let want = (
+                want["height"].as_u64().unwrap() as usize,
+                want["width"].as_u64().unwrap() as usize,
+            );
             assert_eq!(got.unwrap(), want, "{case}");
         }
     }
 }
 
-fn resized_pixels() -> (Tensor, [usize; 3], std::collections::HashMap<String, Tensor>) {
+fn resized_pixels() -> (
+    Tensor,
+    [usize; 3],
+    std::collections::HashMap<String, Tensor>,
+) {
     let c = cases();
     let r = &c["resize_image"];
     let cfg = PreprocessorConfig {
@@ -41,11 +55,17 @@ fn resized_pixels() -> (Tensor, [usize; 3], std::collections::HashMap<String, Te
         max_pixels: r["max_pixels"].as_u64().unwrap() as usize,
         ..PreprocessorConfig::default()
     };
-    let img = load_image(&fixtures().join(r["path"].as_str().unwrap()), DEFAULT_DECODE_PIXEL_CAP).unwrap();
+    let img = load_image(
+        &fixtures().join(r["path"].as_str().unwrap()),
+        DEFAULT_DECODE_PIXEL_CAP,
+    )
+    .unwrap();
     let p = ImageProcessor::new(cfg).preprocess_image(&img).unwrap();
     let n = p.data.len() / p.patch_dim;
     let t = Tensor::from_vec(p.data, (n, p.patch_dim), &Device::Cpu).unwrap();
-    let expected = candle_core::safetensors::load(fixtures().join("resize.safetensors"), &Device::Cpu).unwrap();
+    let expected =
+        candle_core::safetensors::load(fixtures().join("resize.safetensors"), &Device::Cpu)
+            .unwrap();
     (t, p.grid_thw, expected)
 }
 
@@ -56,7 +76,10 @@ fn resized_pixels() -> (Tensor, [usize; 3], std::collections::HashMap<String, Te
 fn bicubic_resize_matches_pil_processor() {
     let (ours, grid, expected) = resized_pixels();
     let g: Vec<i64> = grid.iter().map(|&x| x as i64).collect();
-    assert_eq!(vec![g], expected["image_grid_thw"].to_vec2::<i64>().unwrap());
+    assert_eq!(
+        vec![g],
+        expected["image_grid_thw"].to_vec2::<i64>().unwrap()
+    );
     let err = max_abs_diff(&ours, &expected["pixel_values_pil"]);
     eprintln!("resize vs PIL processor: max abs error {err:.3e}");
     assert!(err < 0.035, "{err}");

@@ -52,7 +52,10 @@ pub fn save_checkpoint(
 ) -> Result<()> {
     let parent = dir.parent().unwrap_or(Path::new("."));
     std::fs::create_dir_all(parent).map_err(|e| TrainError::io(parent, e))?;
-    let name = dir.file_name().and_then(|n| n.to_str()).unwrap_or("checkpoint");
+    let name = dir
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or("checkpoint");
     let tmp = parent.join(format!(".{name}.tmp-{}", std::process::id()));
     if tmp.exists() {
         std::fs::remove_dir_all(&tmp).map_err(|e| TrainError::io(&tmp, e))?;
@@ -82,7 +85,8 @@ pub fn write_model_files(
     // Written beside and renamed, so a reader never sees a half-written file.
     let weights = dir.join("model.safetensors");
     let tmp = dir.join(".model.safetensors.tmp");
-    candle_core::safetensors::save(&map, &tmp).map_err(|e| TrainError::checkpoint(&weights, e.to_string()))?;
+    candle_core::safetensors::save(&map, &tmp)
+        .map_err(|e| TrainError::checkpoint(&weights, e.to_string()))?;
     std::fs::rename(&tmp, &weights).map_err(|e| TrainError::io(&weights, e))?;
     let mut config = config_raw.clone();
     if let Some(obj) = config.as_object_mut() {
@@ -90,7 +94,8 @@ pub fn write_model_files(
         obj.insert("latent_token_id".into(), latent.pad.into());
         obj.insert("latent_start_id".into(), latent.start.into());
         obj.insert("latent_end_id".into(), latent.end.into());
-        obj.entry("compress_strategy").or_insert_with(|| "average".into());
+        obj.entry("compress_strategy")
+            .or_insert_with(|| "average".into());
     }
     write_json(&dir.join("config.json"), &config)?;
     let rd = std::fs::read_dir(source_dir).map_err(|e| TrainError::io(source_dir, e))?;
@@ -98,14 +103,16 @@ pub fn write_model_files(
         let entry = entry.map_err(|e| TrainError::io(source_dir, e))?;
         let name = entry.file_name().to_string_lossy().into_owned();
         if entry.path().is_file() && is_side_file(&name) {
-            std::fs::copy(entry.path(), dir.join(&name)).map_err(|e| TrainError::io(entry.path(), e))?;
+            std::fs::copy(entry.path(), dir.join(&name))
+                .map_err(|e| TrainError::io(entry.path(), e))?;
         }
     }
     Ok(())
 }
 
 pub fn write_json(path: &Path, v: &impl Serialize) -> Result<()> {
-    let text = serde_json::to_string_pretty(v).map_err(|e| TrainError::checkpoint(path, e.to_string()))?;
+    let text =
+        serde_json::to_string_pretty(v).map_err(|e| TrainError::checkpoint(path, e.to_string()))?;
     let tmp = path.with_extension("json.tmp");
     std::fs::write(&tmp, text + "\n").map_err(|e| TrainError::io(path, e))?;
     std::fs::rename(&tmp, path).map_err(|e| TrainError::io(path, e))
@@ -114,7 +121,8 @@ pub fn write_json(path: &Path, v: &impl Serialize) -> Result<()> {
 pub fn read_state(dir: &Path) -> Result<TrainerState> {
     let path = dir.join("trainer_state.json");
     let text = std::fs::read_to_string(&path).map_err(|e| TrainError::io(&path, e))?;
-    serde_json::from_str(&text).map_err(|e| TrainError::checkpoint(&path, format!("unreadable trainer state: {e}")))
+    serde_json::from_str(&text)
+        .map_err(|e| TrainError::checkpoint(&path, format!("unreadable trainer state: {e}")))
 }
 
 /// `checkpoint-<step>` folders of a run, oldest first.
@@ -126,7 +134,10 @@ pub fn list_checkpoints(out: &Path) -> Vec<(u64, PathBuf)> {
         .filter_map(|e| {
             let name = e.file_name().to_string_lossy().into_owned();
             let step = name.strip_prefix("checkpoint-")?.parse::<u64>().ok()?;
-            e.path().join("trainer_state.json").exists().then(|| (step, e.path()))
+            e.path()
+                .join("trainer_state.json")
+                .exists()
+                .then(|| (step, e.path()))
         })
         .collect();
     found.sort();

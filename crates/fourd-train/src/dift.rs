@@ -19,12 +19,16 @@ use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use serde::Serialize;
 
-use crate::checkpoint::{list_checkpoints, read_state, rotate_checkpoints, save_checkpoint, write_json, TrainerState};
-use crate::dist::ProcessGroup;
+use crate::checkpoint::{
+    list_checkpoints, read_state, rotate_checkpoints, save_checkpoint, write_json, TrainerState,
+};
 use crate::dift_data::{read_dift_jsonl, ExampleBuilder, Prefetcher, Skipped, DIFT_MAX_PIXELS};
+use crate::dist::ProcessGroup;
 use crate::error::{Result, TrainError};
 use crate::loss::{dift_loss, LossWeights};
-use crate::optim::{accumulate, backward_grads, clip_coefficient, grad_norm, AdamW, AdamWConfig, LinearSchedule};
+use crate::optim::{
+    accumulate, backward_grads, clip_coefficient, grad_norm, AdamW, AdamWConfig, LinearSchedule,
+};
 use crate::params::{everything_trains, language_model_trains, TrainableWeights, WeightSource};
 use crate::tensorboard::EventWriter;
 
@@ -142,7 +146,13 @@ pub struct SkippedRecord {
 }
 
 /// Loads the model for training: weights from `source` (or fresh), language model trainable.
-pub fn load_trainable(dir: &Path, from_scratch: Option<f64>, seed: u64, dtype: DType, device: &Device) -> Result<(Pipeline, Arc<TrainableWeights>)> {
+pub fn load_trainable(
+    dir: &Path,
+    from_scratch: Option<f64>,
+    seed: u64,
+    dtype: DType,
+    device: &Device,
+) -> Result<(Pipeline, Arc<TrainableWeights>)> {
     load_trainable_with(dir, from_scratch, seed, dtype, device, false)
 }
 
@@ -158,7 +168,14 @@ pub fn load_trainable_with(
         Some(std) => WeightSource::Random { seed, std },
         None => WeightSource::Checkpoint(CheckpointWeights::open(dir)?),
     };
-    let weights = TrainableWeights::new(source, if train_vision { everything_trains } else { language_model_trains });
+    let weights = TrainableWeights::new(
+        source,
+        if train_vision {
+            everything_trains
+        } else {
+            language_model_trains
+        },
+    );
     let vb = weights.var_builder(dtype, device);
     let pipeline = Pipeline::load_with(dir, |config| Qwen25VL::new(config, vb))?;
     Ok((pipeline, weights))
@@ -169,10 +186,12 @@ pub fn resolve_resume(path: &Path) -> Result<PathBuf> {
     if path.join("trainer_state.json").exists() {
         return Ok(path.to_path_buf());
     }
-    list_checkpoints(path)
-        .pop()
-        .map(|(_, p)| p)
-        .ok_or_else(|| TrainError::checkpoint(path, "no checkpoint-<step> folder with trainer_state.json to resume from"))
+    list_checkpoints(path).pop().map(|(_, p)| p).ok_or_else(|| {
+        TrainError::checkpoint(
+            path,
+            "no checkpoint-<step> folder with trainer_state.json to resume from",
+        )
+    })
 }
 
 pub fn train_dift(cfg: &DiftConfig) -> Result<DiftSummary> {
@@ -183,17 +202,38 @@ pub fn train_dift(cfg: &DiftConfig) -> Result<DiftSummary> {
     let resume_dir = cfg.resume.as_deref().map(resolve_resume).transpose()?;
     let mut state = match &resume_dir {
         Some(d) => read_state(d)?,
-        None => TrainerState { global_step: 0, epoch: 0, position: 0, seed: cfg.seed, nan_skipped: 0, examples_seen: 0, tokens_seen: 0 },
+        None => TrainerState {
+            global_step: 0,
+            epoch: 0,
+            position: 0,
+            seed: cfg.seed,
+            nan_skipped: 0,
+            examples_seen: 0,
+            tokens_seen: 0,
+        },
     };
     if resume_dir.is_some() && state.seed != cfg.seed {
-        tracing::warn!("resuming with the checkpoint's seed {} (given {})", state.seed, cfg.seed);
+        tracing::warn!(
+            "resuming with the checkpoint's seed {} (given {})",
+            state.seed,
+            cfg.seed
+        );
     }
     let (weights_dir, scratch) = match &resume_dir {
         Some(d) => (d.clone(), None),
         None => (cfg.model.clone(), cfg.from_scratch),
     };
-    let (mut pipeline, weights) = load_trainable_with(&weights_dir, scratch, state.seed, cfg.dtype, &cfg.device, cfg.train_vision)?;
-    let checkpoint_grads = cfg.gradient_checkpointing.then(fourd_model::text::CheckpointGrads::default);
+    let (mut pipeline, weights) = load_trainable_with(
+        &weights_dir,
+        scratch,
+        state.seed,
+        cfg.dtype,
+        &cfg.device,
+        cfg.train_vision,
+    )?;
+    let checkpoint_grads = cfg
+        .gradient_checkpointing
+        .then(fourd_model::text::CheckpointGrads::default);
     pipeline.model.text.grad_checkpoint = checkpoint_grads.clone();
     let latent = pipeline.latent_tokens(cfg.latent_size)?.ok_or_else(|| {
         TrainError::Config(format!(
@@ -206,7 +246,11 @@ pub fn train_dift(cfg: &DiftConfig) -> Result<DiftSummary> {
     tracing::info!(
         "{} trainable tensors, {n_params} parameters; vision tower {}",
         vars.len(),
-        if cfg.train_vision { "trained" } else { "frozen" }
+        if cfg.train_vision {
+            "trained"
+        } else {
+            "frozen"
+        }
     );
     let mut opt = AdamW::new(vars.clone(), cfg.optim)?;
     if let Some(d) = &resume_dir {
@@ -223,8 +267,14 @@ pub fn train_dift(cfg: &DiftConfig) -> Result<DiftSummary> {
     let per_step = accum * world;
     let steps_per_epoch = records.len().div_ceil(per_step) as u64;
     let total_steps = cfg.max_steps.unwrap_or(steps_per_epoch * cfg.epochs as u64);
-    let warmup = cfg.warmup_steps.unwrap_or((cfg.warmup_ratio * total_steps as f64).ceil() as u64);
-    let schedule = LinearSchedule { peak: cfg.optim.lr, warmup_steps: warmup, total_steps };
+    let warmup = cfg
+        .warmup_steps
+        .unwrap_or((cfg.warmup_ratio * total_steps as f64).ceil() as u64);
+    let schedule = LinearSchedule {
+        peak: cfg.optim.lr,
+        warmup_steps: warmup,
+        total_steps,
+    };
     let pipeline = Arc::new(pipeline);
     let builder = Arc::new(ExampleBuilder {
         pipeline: pipeline.clone(),
@@ -234,9 +284,19 @@ pub fn train_dift(cfg: &DiftConfig) -> Result<DiftSummary> {
         fps: 1.0,
     });
     let params = pipeline.rope_params();
-    let compress = pipeline.model.config.latent.compress_strategy.clone().unwrap_or_else(|| cfg.compress.clone());
+    let compress = pipeline
+        .model
+        .config
+        .latent
+        .compress_strategy
+        .clone()
+        .unwrap_or_else(|| cfg.compress.clone());
 
-    let mut tb = if main { Some(EventWriter::create(&cfg.out.join("runs"))?) } else { None };
+    let mut tb = if main {
+        Some(EventWriter::create(&cfg.out.join("runs"))?)
+    } else {
+        None
+    };
     let log_path = cfg.out.join("train_log.jsonl");
     let mut skipped: Vec<SkippedRecord> = Vec::new();
     let bar = progress_bar(cfg.progress && main, total_steps, state.global_step);
@@ -252,17 +312,33 @@ pub fn train_dift(cfg: &DiftConfig) -> Result<DiftSummary> {
             break;
         }
         let order = epoch_order(records.len(), state.seed, epoch);
-        let start = if epoch == state.epoch { state.position } else { 0 };
+        let start = if epoch == state.epoch {
+            state.position
+        } else {
+            0
+        };
         // This rank's records of each remaining step (a slice may be empty at the epoch's end).
         let steps: Vec<(usize, Vec<usize>)> = order[start..]
             .chunks(per_step)
             .scan(start, |pos, chunk| {
                 *pos += chunk.len();
-                Some((*pos, chunk.iter().skip(rank * accum).take(accum).copied().collect()))
+                Some((
+                    *pos,
+                    chunk
+                        .iter()
+                        .skip(rank * accum)
+                        .take(accum)
+                        .copied()
+                        .collect(),
+                ))
             })
             .collect();
-        let todo: Vec<usize> = steps.iter().flat_map(|(_, mine)| mine.iter().copied()).collect();
-        let mut prefetch = Prefetcher::start(builder.clone(), records.clone(), todo, cfg.workers, 4);
+        let todo: Vec<usize> = steps
+            .iter()
+            .flat_map(|(_, mine)| mine.iter().copied())
+            .collect();
+        let mut prefetch =
+            Prefetcher::start(builder.clone(), records.clone(), todo, cfg.workers, 4);
         let mut acc = None;
         let mut sample: Option<(String, String, String)> = None;
         for (position, mine) in steps {
@@ -284,7 +360,9 @@ pub fn train_dift(cfg: &DiftConfig) -> Result<DiftSummary> {
             };
             for _ in 0..mine.len() {
                 let Some((_, item)) = prefetch.next() else {
-                    return Err(TrainError::Config("the record loader stopped early (a worker thread failed)".into()));
+                    return Err(TrainError::Config(
+                        "the record loader stopped early (a worker thread failed)".into(),
+                    ));
                 };
                 match item {
                     Err(Skipped { id, reason }) => {
@@ -294,36 +372,59 @@ pub fn train_dift(cfg: &DiftConfig) -> Result<DiftSummary> {
                         }
                     }
                     Ok(ex) => {
-                        let loss = dift_loss(&pipeline.model, &params, &latent, &compress, cfg.loss, &ex)?;
+                        let loss =
+                            dift_loss(&pipeline.model, &params, &latent, &compress, cfg.loss, &ex)?;
                         let total = loss.total.to_scalar::<f32>()?;
                         mark(0)?;
                         if !total.is_finite() {
                             state.nan_skipped += 1;
-                            tracing::warn!("non-finite loss on record {}; batch skipped ({} so far)", ex.id, state.nan_skipped);
+                            tracing::warn!(
+                                "non-finite loss on record {}; batch skipped ({} so far)",
+                                ex.id,
+                                state.nan_skipped
+                            );
                         } else {
                             let grads = loss.total.backward()?;
-                            accumulate(&mut acc, backward_grads(&grads, checkpoint_grads.as_ref(), &vars)?)?;
+                            accumulate(
+                                &mut acc,
+                                backward_grads(&grads, checkpoint_grads.as_ref(), &vars)?,
+                            )?;
                             drop(grads);
                             mark(1)?;
                             let tokens = ex.input_ids.len() as f64;
                             let (th, tn) = loss.token_hits;
                             let (ah, an) = loss.answer_hits;
-                            let parts = [1.0, total as f64, loss.ce as f64, loss.sim as f64, loss.cos as f64, tokens];
+                            let parts = [
+                                1.0,
+                                total as f64,
+                                loss.ce as f64,
+                                loss.sim as f64,
+                                loss.cos as f64,
+                                tokens,
+                            ];
                             let hits = [th as f64, tn as f64, ah as f64, an as f64];
                             for (s, v) in sums.iter_mut().zip(parts.into_iter().chain(hits)) {
                                 *s += v;
                             }
                             sample = Some((
                                 ex.question.clone(),
-                                pipeline.tokenizer.decode(&loss.targets, false).unwrap_or_default(),
-                                pipeline.tokenizer.decode(&loss.predicted, false).unwrap_or_default(),
+                                pipeline
+                                    .tokenizer
+                                    .decode(&loss.targets, false)
+                                    .unwrap_or_default(),
+                                pipeline
+                                    .tokenizer
+                                    .decode(&loss.predicted, false)
+                                    .unwrap_or_default(),
                             ));
                         }
                     }
                 }
             }
             group.sum_f64(&mut sums)?;
-            let Some(grads) = group.sum_grads(acc.take(), &vars)? else { continue };
+            let Some(grads) = group.sum_grads(acc.take(), &vars)? else {
+                continue;
+            };
             let used = sums[0] as usize;
             window_tokens += sums[5] as u64;
             tokens_total += sums[5] as u64;
@@ -367,22 +468,25 @@ pub fn train_dift(cfg: &DiftConfig) -> Result<DiftSummary> {
             window_start = Instant::now();
             if let Some(b) = &bar {
                 b.set_position(state.global_step);
-                b.set_message(format!("loss {:.4} ce {:.4} sim {:.4}", log.loss, log.ce, log.sim));
+                b.set_message(format!(
+                    "loss {:.4} ce {:.4} sim {:.4}",
+                    log.loss, log.ce, log.sim
+                ));
             }
             if let Some(tb) = tb.as_mut() {
                 tb.scalars(
-                state.global_step,
-                &[
-                    ("train/loss", log.loss),
-                    ("train/ce_loss", log.ce),
-                    ("train/sim_loss", log.sim),
-                    ("train/cos", log.cos),
-                    ("train/lr", log.lr),
-                    ("train/grad_norm", log.grad_norm),
-                    ("train/tokens_per_s", log.tokens_per_s),
-                    ("train/token_acc", log.token_acc),
-                    ("train/answer_acc", log.answer_acc),
-                ],
+                    state.global_step,
+                    &[
+                        ("train/loss", log.loss),
+                        ("train/ce_loss", log.ce),
+                        ("train/sim_loss", log.sim),
+                        ("train/cos", log.cos),
+                        ("train/lr", log.lr),
+                        ("train/grad_norm", log.grad_norm),
+                        ("train/tokens_per_s", log.tokens_per_s),
+                        ("train/token_acc", log.token_acc),
+                        ("train/answer_acc", log.answer_acc),
+                    ],
                 )?;
                 append_jsonl(&log_path, &log)?;
             }
@@ -397,9 +501,26 @@ pub fn train_dift(cfg: &DiftConfig) -> Result<DiftSummary> {
             }
             last = Some(log);
             let finished = state.global_step >= total_steps;
-            halted = !finished && cfg.halt_after.is_some_and(|h| state.global_step - first_step >= h);
-            if main && cfg.save_steps.is_some_and(|s| s > 0 && state.global_step % s == 0) && !finished && !halted {
-                save_training_checkpoint(cfg, &weights_dir, &pipeline, &latent, &weights, &opt, &state)?;
+            halted = !finished
+                && cfg
+                    .halt_after
+                    .is_some_and(|h| state.global_step - first_step >= h);
+            if main
+                && cfg
+                    .save_steps
+                    .is_some_and(|s| s > 0 && state.global_step % s == 0)
+                && !finished
+                && !halted
+            {
+                save_training_checkpoint(
+                    cfg,
+                    &weights_dir,
+                    &pipeline,
+                    &latent,
+                    &weights,
+                    &opt,
+                    &state,
+                )?;
             }
             if finished || halted {
                 break 'epochs;
@@ -411,8 +532,20 @@ pub fn train_dift(cfg: &DiftConfig) -> Result<DiftSummary> {
     if halted && main {
         // An interruption: keep what a crash would keep (the last saved checkpoint) and a
         // checkpoint of this very step so the stop is resumable without loss.
-        save_training_checkpoint(cfg, &weights_dir, &pipeline, &latent, &weights, &opt, &state)?;
-        tracing::info!("halted after {} steps at step {}", state.global_step - first_step, state.global_step);
+        save_training_checkpoint(
+            cfg,
+            &weights_dir,
+            &pipeline,
+            &latent,
+            &weights,
+            &opt,
+            &state,
+        )?;
+        tracing::info!(
+            "halted after {} steps at step {}",
+            state.global_step - first_step,
+            state.global_step
+        );
     }
     if let Some(b) = &bar {
         b.finish();
@@ -421,13 +554,31 @@ pub fn train_dift(cfg: &DiftConfig) -> Result<DiftSummary> {
     // resumable checkpoint when checkpoints were asked for.
     let tensors = weights.tensors();
     if !halted && main {
-        crate::checkpoint::write_model_files(&cfg.out, &weights_dir, &pipeline.model.config.raw, &latent, &tensors)?;
+        crate::checkpoint::write_model_files(
+            &cfg.out,
+            &weights_dir,
+            &pipeline.model.config.raw,
+            &latent,
+            &tensors,
+        )?;
     }
     if cfg.save_steps.is_some() && !halted && main {
-        save_training_checkpoint(cfg, &weights_dir, &pipeline, &latent, &weights, &opt, &state)?;
+        save_training_checkpoint(
+            cfg,
+            &weights_dir,
+            &pipeline,
+            &latent,
+            &weights,
+            &opt,
+            &state,
+        )?;
     }
     // Each rank reports the records of its own shard.
-    let skipped_path = cfg.out.join(if main { "skipped.jsonl".to_string() } else { format!("skipped-rank{rank}.jsonl") });
+    let skipped_path = cfg.out.join(if main {
+        "skipped.jsonl".to_string()
+    } else {
+        format!("skipped-rank{rank}.jsonl")
+    });
     let _ = std::fs::remove_file(&skipped_path);
     for s in &skipped {
         append_jsonl(&skipped_path, s)?;
@@ -454,10 +605,17 @@ fn save_training_checkpoint(
     state: &TrainerState,
 ) -> Result<()> {
     let dir = cfg.out.join(format!("checkpoint-{}", state.global_step));
-    save_checkpoint(&dir, source, &pipeline.model.config.raw, latent, &weights.tensors(), |tmp| {
-        opt.save(&tmp.join("optimizer.safetensors"))?;
-        write_json(&tmp.join("trainer_state.json"), state)
-    })?;
+    save_checkpoint(
+        &dir,
+        source,
+        &pipeline.model.config.raw,
+        latent,
+        &weights.tensors(),
+        |tmp| {
+            opt.save(&tmp.join("optimizer.safetensors"))?;
+            write_json(&tmp.join("trainer_state.json"), state)
+        },
+    )?;
     tracing::info!("saved {}", dir.display());
     if let Some(limit) = cfg.save_total_limit {
         rotate_checkpoints(&cfg.out, limit.max(1))?;
@@ -468,14 +626,19 @@ fn save_training_checkpoint(
 /// The record order of one epoch.
 pub fn epoch_order(n: usize, seed: u64, epoch: usize) -> Vec<usize> {
     let mut order: Vec<usize> = (0..n).collect();
-    let mut rng = rand::rngs::StdRng::seed_from_u64(seed.wrapping_mul(1_000_003).wrapping_add(epoch as u64));
+    let mut rng =
+        rand::rngs::StdRng::seed_from_u64(seed.wrapping_mul(1_000_003).wrapping_add(epoch as u64));
     order.shuffle(&mut rng);
     order
 }
 
 fn append_jsonl(path: &Path, v: &impl Serialize) -> Result<()> {
     use std::io::Write;
-    let mut f = std::fs::OpenOptions::new().create(true).append(true).open(path).map_err(|e| TrainError::io(path, e))?;
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .map_err(|e| TrainError::io(path, e))?;
     let line = serde_json::to_string(v).map_err(|e| TrainError::checkpoint(path, e.to_string()))?;
     writeln!(f, "{line}").map_err(|e| TrainError::io(path, e))
 }
@@ -486,8 +649,10 @@ fn progress_bar(show: bool, total: u64, at: u64) -> Option<indicatif::ProgressBa
     }
     let bar = indicatif::ProgressBar::new(total);
     bar.set_style(
-        indicatif::ProgressStyle::with_template("{spinner} train [{bar:30}] {pos}/{len} steps {elapsed}<{eta} {msg}")
-            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        indicatif::ProgressStyle::with_template(
+            "{spinner} train [{bar:30}] {pos}/{len} steps {elapsed}<{eta} {msg}",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
     );
     bar.set_position(at);
     Some(bar)

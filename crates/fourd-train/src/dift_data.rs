@@ -77,12 +77,23 @@ pub fn read_dift_jsonl(path: &Path) -> Result<Vec<LoadedRecord>> {
         if line.trim().is_empty() {
             continue;
         }
-        let record: DiftRecord = serde_json::from_str(&line)
-            .map_err(|e| TrainError::Record { path: path.to_path_buf(), line: i + 1, msg: format!("not a DIFT record: {e}") })?;
-        out.push(LoadedRecord { record, line: i + 1, base_dir: base_dir.clone() });
+        let record: DiftRecord = serde_json::from_str(&line).map_err(|e| TrainError::Record {
+            path: path.to_path_buf(),
+            line: i + 1,
+            msg: format!("not a DIFT record: {e}"),
+        })?;
+        out.push(LoadedRecord {
+            record,
+            line: i + 1,
+            base_dir: base_dir.clone(),
+        });
     }
     if out.is_empty() {
-        return Err(TrainError::Record { path: path.to_path_buf(), line: 0, msg: "no records".into() });
+        return Err(TrainError::Record {
+            path: path.to_path_buf(),
+            line: 0,
+            msg: "no records".into(),
+        });
     }
     Ok(out)
 }
@@ -125,7 +136,10 @@ impl ExampleBuilder {
     /// Builds the example, or says why the record cannot be used.
     pub fn build(&self, rec: &LoadedRecord) -> std::result::Result<DiftExample, Skipped> {
         let id = rec.record.display_id(rec.line);
-        let skip = |reason: String| Skipped { id: id.clone(), reason };
+        let skip = |reason: String| Skipped {
+            id: id.clone(),
+            reason,
+        };
         let r = &rec.record;
         let tags = r.text_output.matches(OUTPUT_IMAGE_TAG).count();
         if tags != r.image_output.len() {
@@ -138,16 +152,29 @@ impl ExampleBuilder {
             return Err(skip("text_output has no <answer>...</answer>".into()));
         }
         if r.image_input.is_empty() {
-            return Err(skip("image_input is empty (the question needs its frames)".into()));
+            return Err(skip(
+                "image_input is empty (the question needs its frames)".into(),
+            ));
         }
         let load = |p: &str| -> std::result::Result<image::RgbImage, Skipped> {
             let path = resolve(&rec.base_dir, p);
             let img = load_image(&path, 1 << 28).map_err(|e| skip(e.to_string()))?;
             Ok(fourd_video::resize_for_model(&img, self.max_pixels, 28))
         };
-        let frames = r.image_input.iter().map(|p| load(p)).collect::<std::result::Result<Vec<_>, _>>()?;
-        let helpers = r.image_output.iter().map(|p| load(p)).collect::<std::result::Result<Vec<_>, _>>()?;
-        if let Some(f) = frames.iter().find(|f| (f.width(), f.height()) != (frames[0].width(), frames[0].height())) {
+        let frames = r
+            .image_input
+            .iter()
+            .map(|p| load(p))
+            .collect::<std::result::Result<Vec<_>, _>>()?;
+        let helpers = r
+            .image_output
+            .iter()
+            .map(|p| load(p))
+            .collect::<std::result::Result<Vec<_>, _>>()?;
+        if let Some(f) = frames
+            .iter()
+            .find(|f| (f.width(), f.height()) != (frames[0].width(), frames[0].height()))
+        {
             return Err(skip(format!(
                 "frames differ in size ({}x{} vs {}x{}); a video needs one frame size",
                 f.width(),
@@ -156,26 +183,57 @@ impl ExampleBuilder {
                 frames[0].height()
             )));
         }
-        self.assemble(id.clone(), r, frames, helpers).map_err(|e| skip(e.to_string()))
+        self.assemble(id.clone(), r, frames, helpers)
+            .map_err(|e| skip(e.to_string()))
     }
 
-    fn assemble(&self, id: String, r: &DiftRecord, frames: Vec<image::RgbImage>, helpers: Vec<image::RgbImage>) -> Result<DiftExample> {
+    fn assemble(
+        &self,
+        id: String,
+        r: &DiftRecord,
+        frames: Vec<image::RgbImage>,
+        helpers: Vec<image::RgbImage>,
+    ) -> Result<DiftExample> {
         let p = &self.pipeline;
         let question = format!("{}{}", r.text_input, FOUR_D_THINKER_SUFFIX);
-        let block = format!("{LATENT_START}{}{LATENT_END}", LATENT_PAD.repeat(self.latent.size));
+        let block = format!(
+            "{LATENT_START}{}{LATENT_END}",
+            LATENT_PAD.repeat(self.latent.size)
+        );
         let reply = r.text_output.replace(OUTPUT_IMAGE_TAG, &block);
-        let user = Message::new("user", vec![Content::Video, Content::Text(question.clone())]);
-        let prompt_text = p.tokenizer.apply_chat_template(std::slice::from_ref(&user), true)?;
-        let full_text = p.tokenizer.apply_chat_template(&[user, Message::new("assistant", vec![Content::Text(reply)])], false)?;
+        let user = Message::new(
+            "user",
+            vec![Content::Video, Content::Text(question.clone())],
+        );
+        let prompt_text = p
+            .tokenizer
+            .apply_chat_template(std::slice::from_ref(&user), true)?;
+        let full_text = p.tokenizer.apply_chat_template(
+            &[user, Message::new("assistant", vec![Content::Text(reply)])],
+            false,
+        )?;
         if !full_text.starts_with(&prompt_text) {
-            return Err(TrainError::Config("the chat template renders the prompt differently with and without a reply".into()));
+            return Err(TrainError::Config(
+                "the chat template renders the prompt differently with and without a reply".into(),
+            ));
         }
         let inputs = p.processor.prepare(
             &p.tokenizer,
-            &[PromptInput { text: full_text, images: vec![], videos: vec![VideoFrames { frames, fps: self.fps }] }],
+            &[PromptInput {
+                text: full_text,
+                images: vec![],
+                videos: vec![VideoFrames {
+                    frames,
+                    fps: self.fps,
+                }],
+            }],
         )?;
         let input_ids = inputs.input_ids.into_iter().next().unwrap_or_default();
-        let video = inputs.videos.into_iter().next().ok_or_else(|| TrainError::Config("the prompt lost its video".into()))?;
+        let video = inputs
+            .videos
+            .into_iter()
+            .next()
+            .ok_or_else(|| TrainError::Config("the prompt lost its video".into()))?;
         let second_per_grid = inputs.second_per_grid.first().copied().unwrap_or(1.0);
         // Prompt length: the prompt's own tokens with the video placeholder expanded like the
         // full text's. Tokenising the two texts separately must agree on that prefix.
@@ -190,11 +248,17 @@ impl ExampleBuilder {
             }
         }
         if input_ids.len() < expanded.len() || input_ids[..expanded.len()] != expanded[..] {
-            return Err(TrainError::Config("the reply's tokens merge with the prompt's; cannot place the labels".into()));
+            return Err(TrainError::Config(
+                "the reply's tokens merge with the prompt's; cannot place the labels".into(),
+            ));
         }
         let prompt_len = expanded.len();
         if input_ids.len() > self.max_length {
-            return Err(TrainError::Config(format!("{} tokens is longer than --max-length {}", input_ids.len(), self.max_length)));
+            return Err(TrainError::Config(format!(
+                "{} tokens is longer than --max-length {}",
+                input_ids.len(),
+                self.max_length
+            )));
         }
         let labels = input_ids
             .iter()
@@ -207,7 +271,13 @@ impl ExampleBuilder {
             0 => input_ids.len(),
             n => {
                 let reply_ids = &input_ids[prompt_len..];
-                let holds = |k: usize| -> Result<bool> { Ok(p.tokenizer.decode(&reply_ids[..k], false)?.matches("<answer>").count() >= n) };
+                let holds = |k: usize| -> Result<bool> {
+                    Ok(p.tokenizer
+                        .decode(&reply_ids[..k], false)?
+                        .matches("<answer>")
+                        .count()
+                        >= n)
+                };
                 let (mut lo, mut hi) = (0, reply_ids.len());
                 if !holds(hi)? {
                     input_ids.len()
@@ -261,7 +331,13 @@ pub struct Prefetcher {
 }
 
 impl Prefetcher {
-    pub fn start(builder: Arc<ExampleBuilder>, records: Arc<Vec<LoadedRecord>>, order: Vec<usize>, workers: usize, depth: usize) -> Self {
+    pub fn start(
+        builder: Arc<ExampleBuilder>,
+        records: Arc<Vec<LoadedRecord>>,
+        order: Vec<usize>,
+        workers: usize,
+        depth: usize,
+    ) -> Self {
         let workers = workers.max(1);
         let order = Arc::new(order);
         let len = order.len();
@@ -281,7 +357,11 @@ impl Prefetcher {
                 rx
             })
             .collect();
-        Prefetcher { channels, next: 0, len }
+        Prefetcher {
+            channels,
+            next: 0,
+            len,
+        }
     }
 }
 

@@ -34,7 +34,12 @@ pub struct ProcessGroup(Option<Arc<dyn Collective>>);
 
 impl std::fmt::Debug for ProcessGroup {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "ProcessGroup(rank {} of {})", self.rank(), self.world_size())
+        write!(
+            f,
+            "ProcessGroup(rank {} of {})",
+            self.rank(),
+            self.world_size()
+        )
     }
 }
 
@@ -101,7 +106,10 @@ impl ProcessGroup {
     /// variable.
     pub fn sum_grads(&self, grads: Option<Grads>, vars: &[(String, Var)]) -> Result<Option<Grads>> {
         let Some(c) = &self.0 else { return Ok(grads) };
-        let device = vars.first().map(|(_, v)| v.device().clone()).unwrap_or(candle_core::Device::Cpu);
+        let device = vars
+            .first()
+            .map(|(_, v)| v.device().clone())
+            .unwrap_or(candle_core::Device::Cpu);
         let mut parts = Vec::with_capacity(vars.len() + 1);
         let mut flags = Vec::with_capacity(vars.len());
         for (k, (_, var)) in vars.iter().enumerate() {
@@ -121,7 +129,16 @@ impl ProcessGroup {
         let mut offset = 0;
         for ((_, var), p) in vars.iter().zip(present) {
             let n = var.elem_count();
-            out.push(if p > 0.0 { Some(summed.narrow(0, offset, n)?.reshape(var.shape())?.to_dtype(var.dtype())?) } else { None });
+            out.push(if p > 0.0 {
+                Some(
+                    summed
+                        .narrow(0, offset, n)?
+                        .reshape(var.shape())?
+                        .to_dtype(var.dtype())?,
+                )
+            } else {
+                None
+            });
             offset += n;
         }
         Ok(out.iter().any(Option::is_some).then_some(out))
@@ -146,11 +163,9 @@ impl Rendezvous {
     pub fn from_env() -> Result<Option<Self>> {
         let num = |k: &str| -> Result<Option<usize>> {
             match std::env::var(k) {
-                Ok(v) => v
-                    .trim()
-                    .parse()
-                    .map(Some)
-                    .map_err(|_| TrainError::Config(format!("environment variable {k}={v:?} is not a number"))),
+                Ok(v) => v.trim().parse().map(Some).map_err(|_| {
+                    TrainError::Config(format!("environment variable {k}={v:?} is not a number"))
+                }),
                 Err(_) => Ok(None),
             }
         };
@@ -158,15 +173,25 @@ impl Rendezvous {
         if world_size <= 1 {
             return Ok(None);
         }
-        let rank = num("RANK")?.ok_or_else(|| TrainError::Config(format!("WORLD_SIZE={world_size} but RANK is not set")))?;
+        let rank = num("RANK")?.ok_or_else(|| {
+            TrainError::Config(format!("WORLD_SIZE={world_size} but RANK is not set"))
+        })?;
         if rank >= world_size {
-            return Err(TrainError::Config(format!("RANK {rank} is not below WORLD_SIZE {world_size}")));
+            return Err(TrainError::Config(format!(
+                "RANK {rank} is not below WORLD_SIZE {world_size}"
+            )));
         }
         let local_rank = num("LOCAL_RANK")?.unwrap_or(rank);
         let addr = std::env::var("MASTER_ADDR").unwrap_or_else(|_| "127.0.0.1".into());
         let port = num("MASTER_PORT")?.unwrap_or(29500);
         let timeout = Duration::from_secs(num("FOURD_DIST_TIMEOUT")?.unwrap_or(600) as u64);
-        Ok(Some(Rendezvous { rank, world_size, local_rank, master: format!("{addr}:{port}"), timeout }))
+        Ok(Some(Rendezvous {
+            rank,
+            world_size,
+            local_rank,
+            master: format!("{addr}:{port}"),
+            timeout,
+        }))
     }
 }
 
@@ -182,17 +207,22 @@ const HELLO: &[u8; 8] = b"fourd-dp";
 
 impl TcpGroup {
     pub fn connect(rv: &Rendezvous) -> Result<Self> {
-        let net = |e: std::io::Error, what: &str| TrainError::Config(format!("rendezvous at {} ({what}): {e}", rv.master));
+        let net = |e: std::io::Error, what: &str| {
+            TrainError::Config(format!("rendezvous at {} ({what}): {e}", rv.master))
+        };
         let deadline = Instant::now() + rv.timeout;
         let links = if rv.rank == 0 {
             let addr = resolve(&rv.master)?;
             let listener = TcpListener::bind(addr).map_err(|e| net(e, "rank 0 listening"))?;
-            listener.set_nonblocking(true).map_err(|e| net(e, "listener"))?;
+            listener
+                .set_nonblocking(true)
+                .map_err(|e| net(e, "listener"))?;
             let mut slots: Vec<Option<TcpStream>> = (1..rv.world_size).map(|_| None).collect();
             while slots.iter().any(Option::is_none) {
                 match listener.accept() {
                     Ok((mut s, _)) => {
-                        s.set_nonblocking(false).map_err(|e| net(e, "accepted socket"))?;
+                        s.set_nonblocking(false)
+                            .map_err(|e| net(e, "accepted socket"))?;
                         s.set_nodelay(true).ok();
                         let (world, rank) = read_hello(&mut s).map_err(|e| net(e, "hello"))?;
                         if world != rv.world_size || rank == 0 || rank >= rv.world_size {
@@ -202,12 +232,20 @@ impl TcpGroup {
                             )));
                         }
                         if slots[rank - 1].replace(s).is_some() {
-                            return Err(TrainError::Config(format!("rendezvous at {}: two processes claim rank {rank}", rv.master)));
+                            return Err(TrainError::Config(format!(
+                                "rendezvous at {}: two processes claim rank {rank}",
+                                rv.master
+                            )));
                         }
                     }
                     Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
                         if Instant::now() > deadline {
-                            let missing: Vec<usize> = slots.iter().enumerate().filter(|(_, s)| s.is_none()).map(|(i, _)| i + 1).collect();
+                            let missing: Vec<usize> = slots
+                                .iter()
+                                .enumerate()
+                                .filter(|(_, s)| s.is_none())
+                                .map(|(i, _)| i + 1)
+                                .collect();
                             return Err(TrainError::Config(format!(
                                 "rendezvous at {}: ranks {missing:?} did not connect within {} s",
                                 rv.master,
@@ -225,28 +263,49 @@ impl TcpGroup {
             let mut stream = loop {
                 match TcpStream::connect_timeout(&addr, Duration::from_secs(5)) {
                     Ok(s) => break s,
-                    Err(e) if Instant::now() > deadline => return Err(net(e, "connecting to rank 0")),
+                    Err(e) if Instant::now() > deadline => {
+                        return Err(net(e, "connecting to rank 0"))
+                    }
                     Err(_) => std::thread::sleep(Duration::from_millis(100)),
                 }
             };
             stream.set_nodelay(true).ok();
             stream.write_all(HELLO).map_err(|e| net(e, "hello"))?;
-            stream.write_all(&(rv.world_size as u64).to_le_bytes()).map_err(|e| net(e, "hello"))?;
-            stream.write_all(&(rv.rank as u64).to_le_bytes()).map_err(|e| net(e, "hello"))?;
+            stream
+                .write_all(&(rv.world_size as u64).to_le_bytes())
+                .map_err(|e| net(e, "hello"))?;
+            stream
+                .write_all(&(rv.rank as u64).to_le_bytes())
+                .map_err(|e| net(e, "hello"))?;
             vec![stream]
         };
-        tracing::info!("rank {} of {} joined the group at {}", rv.rank, rv.world_size, rv.master);
-        Ok(TcpGroup { rank: rv.rank, world_size: rv.world_size, links: Mutex::new(links) })
+        tracing::info!(
+            "rank {} of {} joined the group at {}",
+            rv.rank,
+            rv.world_size,
+            rv.master
+        );
+        Ok(TcpGroup {
+            rank: rv.rank,
+            world_size: rv.world_size,
+            links: Mutex::new(links),
+        })
     }
 
     fn lost(&self, peer: usize, e: std::io::Error) -> TrainError {
-        TrainError::Config(format!("rank {}: lost the connection to rank {peer} ({e}); did that process stop?", self.rank))
+        TrainError::Config(format!(
+            "rank {}: lost the connection to rank {peer} ({e}); did that process stop?",
+            self.rank
+        ))
     }
 
     /// Sums fixed-size records over ranks: rank 0 adds the others' in rank order and sends the
     /// result back. `add` folds a received buffer into the running sum.
     fn reduce_bytes(&self, mine: &mut Vec<u8>, add: impl Fn(&mut [u8], &[u8])) -> Result<()> {
-        let mut links = self.links.lock().map_err(|_| TrainError::Config("a collective panicked".into()))?;
+        let mut links = self
+            .links
+            .lock()
+            .map_err(|_| TrainError::Config("a collective panicked".into()))?;
         if self.rank == 0 {
             let mut buf = vec![0u8; mine.len()];
             for (k, s) in links.iter_mut().enumerate() {
@@ -266,7 +325,10 @@ impl TcpGroup {
 
     /// Rank 0's bytes to every rank (the NCCL id).
     pub fn broadcast(&self, bytes: &mut Vec<u8>) -> Result<()> {
-        let mut links = self.links.lock().map_err(|_| TrainError::Config("a collective panicked".into()))?;
+        let mut links = self
+            .links
+            .lock()
+            .map_err(|_| TrainError::Config("a collective panicked".into()))?;
         if self.rank == 0 {
             for (k, s) in links.iter_mut().enumerate() {
                 write_frame(s, bytes).map_err(|e| self.lost(k + 1, e))?;
@@ -333,7 +395,10 @@ impl TcpGroup {
             x.put(c);
         }
         self.reduce_bytes(&mut bytes, |acc, other| {
-            for (a, b) in acc.chunks_exact_mut(T::SIZE).zip(other.chunks_exact(T::SIZE)) {
+            for (a, b) in acc
+                .chunks_exact_mut(T::SIZE)
+                .zip(other.chunks_exact(T::SIZE))
+            {
                 (T::get(a) + T::get(b)).put(a);
             }
         })?;
@@ -348,20 +413,30 @@ fn resolve(addr: &str) -> Result<SocketAddr> {
     addr.to_socket_addrs()
         .ok()
         .and_then(|mut a| a.next())
-        .ok_or_else(|| TrainError::Config(format!("MASTER_ADDR:MASTER_PORT {addr:?} does not resolve to an address")))
+        .ok_or_else(|| {
+            TrainError::Config(format!(
+                "MASTER_ADDR:MASTER_PORT {addr:?} does not resolve to an address"
+            ))
+        })
 }
 
 fn read_hello(s: &mut TcpStream) -> std::io::Result<(usize, usize)> {
     let mut magic = [0u8; 8];
     s.read_exact(&mut magic)?;
     if &magic != HELLO {
-        return Err(std::io::Error::new(std::io::ErrorKind::InvalidData, "not a fourd process"));
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            "not a fourd process",
+        ));
     }
     let mut w = [0u8; 8];
     let mut r = [0u8; 8];
     s.read_exact(&mut w)?;
     s.read_exact(&mut r)?;
-    Ok((u64::from_le_bytes(w) as usize, u64::from_le_bytes(r) as usize))
+    Ok((
+        u64::from_le_bytes(w) as usize,
+        u64::from_le_bytes(r) as usize,
+    ))
 }
 
 fn write_frame(s: &mut TcpStream, bytes: &[u8]) -> std::io::Result<()> {
@@ -377,7 +452,10 @@ fn read_frame(s: &mut TcpStream, buf: &mut [u8]) -> std::io::Result<()> {
     if n != buf.len() {
         return Err(std::io::Error::new(
             std::io::ErrorKind::InvalidData,
-            format!("a peer sent {n} bytes where {} were expected (different model or arguments?)", buf.len()),
+            format!(
+                "a peer sent {n} bytes where {} were expected (different model or arguments?)",
+                buf.len()
+            ),
         ));
     }
     s.read_exact(buf)
@@ -410,22 +488,51 @@ pub mod nccl {
     impl NcclGroup {
         pub fn connect(rv: &Rendezvous, device: &candle_core::Device) -> Result<Self> {
             let candle_core::Device::Cuda(dev) = device else {
-                return Err(TrainError::Config("the NCCL backend needs a CUDA device (--device cuda)".into()));
+                return Err(TrainError::Config(
+                    "the NCCL backend needs a CUDA device (--device cuda)".into(),
+                ));
             };
             let tcp = TcpGroup::connect(rv)?;
-            let nccl = |e: cudarc::nccl::result::NcclError| TrainError::Config(format!("NCCL: {e:?}"));
-            let mut bytes = if rv.rank == 0 { Id::new().map_err(nccl)?.internal().iter().map(|&c| c as u8).collect() } else { vec![] };
+            let nccl =
+                |e: cudarc::nccl::result::NcclError| TrainError::Config(format!("NCCL: {e:?}"));
+            let mut bytes = if rv.rank == 0 {
+                Id::new()
+                    .map_err(nccl)?
+                    .internal()
+                    .iter()
+                    .map(|&c| c as u8)
+                    .collect()
+            } else {
+                vec![]
+            };
             tcp.broadcast(&mut bytes)?;
             if bytes.len() != 128 {
-                return Err(TrainError::Config(format!("NCCL id from rank 0 has {} bytes, expected 128", bytes.len())));
+                return Err(TrainError::Config(format!(
+                    "NCCL id from rank 0 has {} bytes, expected 128",
+                    bytes.len()
+                )));
             }
             let mut internal = [0 as std::ffi::c_char; 128];
             for (d, s) in internal.iter_mut().zip(&bytes) {
                 *d = *s as std::ffi::c_char;
             }
-            let comm = Comm::from_rank(dev.cuda_stream(), rv.rank, rv.world_size, Id::uninit(internal)).map_err(nccl)?;
-            tracing::info!("rank {} of {}: NCCL communicator on cuda:{}", rv.rank, rv.world_size, rv.local_rank);
-            Ok(NcclGroup { tcp, comm: Arc::new(SharedComm(Mutex::new(comm))) })
+            let comm = Comm::from_rank(
+                dev.cuda_stream(),
+                rv.rank,
+                rv.world_size,
+                Id::uninit(internal),
+            )
+            .map_err(nccl)?;
+            tracing::info!(
+                "rank {} of {}: NCCL communicator on cuda:{}",
+                rv.rank,
+                rv.world_size,
+                rv.local_rank
+            );
+            Ok(NcclGroup {
+                tcp,
+                comm: Arc::new(SharedComm(Mutex::new(comm))),
+            })
         }
     }
 
@@ -436,17 +543,32 @@ pub mod nccl {
             "nccl-all-reduce-sum"
         }
 
-        fn cpu_fwd(&self, _: &candle_core::CpuStorage, _: &Layout) -> candle_core::Result<(candle_core::CpuStorage, Shape)> {
+        fn cpu_fwd(
+            &self,
+            _: &candle_core::CpuStorage,
+            _: &Layout,
+        ) -> candle_core::Result<(candle_core::CpuStorage, Shape)> {
             candle_core::bail!("NCCL all-reduce needs a CUDA tensor")
         }
 
-        fn cuda_fwd(&self, s: &CudaStorage, l: &Layout) -> candle_core::Result<(CudaStorage, Shape)> {
-            let (start, end) = l.contiguous_offsets().ok_or_else(|| candle_core::Error::Msg("all-reduce of a strided tensor".into()))?;
+        fn cuda_fwd(
+            &self,
+            s: &CudaStorage,
+            l: &Layout,
+        ) -> candle_core::Result<(CudaStorage, Shape)> {
+            let (start, end) = l
+                .contiguous_offsets()
+                .ok_or_else(|| candle_core::Error::Msg("all-reduce of a strided tensor".into()))?;
             let src = s.as_cuda_slice::<f32>()?.slice(start..end);
             let dev = s.device().clone();
             let mut dst = dev.alloc_zeros::<f32>(end - start)?;
-            let comm = self.0 .0.lock().map_err(|_| candle_core::Error::Msg("NCCL communicator poisoned".into()))?;
-            comm.all_reduce(&src, &mut dst, &ReduceOp::Sum).map_err(|e| candle_core::Error::Msg(format!("NCCL all-reduce: {e:?}")))?;
+            let comm = self
+                .0
+                 .0
+                .lock()
+                .map_err(|_| candle_core::Error::Msg("NCCL communicator poisoned".into()))?;
+            comm.all_reduce(&src, &mut dst, &ReduceOp::Sum)
+                .map_err(|e| candle_core::Error::Msg(format!("NCCL all-reduce: {e:?}")))?;
             Ok((CudaStorage::wrap_cuda_slice(dst, dev), l.shape().clone()))
         }
     }
@@ -485,7 +607,9 @@ pub fn connect(rv: &Rendezvous, device: &candle_core::Device) -> Result<Arc<dyn 
         return Ok(Arc::new(nccl::NcclGroup::connect(rv, device)?));
     }
     if device.is_cuda() {
-        tracing::warn!("this build has no NCCL (feature `nccl`): gradients go through host memory over TCP");
+        tracing::warn!(
+            "this build has no NCCL (feature `nccl`): gradients go through host memory over TCP"
+        );
     }
     Ok(Arc::new(TcpGroup::connect(rv)?))
 }
@@ -495,18 +619,30 @@ mod tests {
     use super::*;
 
     fn free_port() -> u16 {
-        TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).unwrap_or(29511)
+        TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .unwrap_or(29511)
     }
 
     fn groups(world: usize) -> Vec<TcpGroup> {
         let master = format!("127.0.0.1:{}", free_port());
         let handles: Vec<_> = (0..world)
             .map(|rank| {
-                let rv = Rendezvous { rank, world_size: world, local_rank: rank, master: master.clone(), timeout: Duration::from_secs(20) };
+                let rv = Rendezvous {
+                    rank,
+                    world_size: world,
+                    local_rank: rank,
+                    master: master.clone(),
+                    timeout: Duration::from_secs(20),
+                };
                 std::thread::spawn(move || TcpGroup::connect(&rv))
             })
             .collect();
-        handles.into_iter().map(|h| h.join().expect("thread").expect("connect")).collect()
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("thread").expect("connect"))
+            .collect()
     }
 
     #[test]
@@ -521,21 +657,36 @@ mod tests {
                     let r = pg.rank() as f64;
                     let mut s = [r, 1.0, 0.1 * r];
                     pg.sum_f64(&mut s).expect("sum");
-                    let t = Tensor::new(&[r as f32, 1.0, 1e-3 * r as f32], &candle_core::Device::Cpu).expect("tensor");
-                    let c = pg.0.as_ref().expect("group").all_reduce_tensor(&t).expect("reduce").to_vec1::<f32>().expect("vec");
+                    let t =
+                        Tensor::new(&[r as f32, 1.0, 1e-3 * r as f32], &candle_core::Device::Cpu)
+                            .expect("tensor");
+                    let c =
+                        pg.0.as_ref()
+                            .expect("group")
+                            .all_reduce_tensor(&t)
+                            .expect("reduce")
+                            .to_vec1::<f32>()
+                            .expect("vec");
                     let same = pg.check_same("the answer", 42).is_ok();
                     let differs = pg.check_same("the rank", pg.rank() as u64).is_err();
                     (s, c, same, differs)
                 })
             })
             .collect();
-        let results: Vec<_> = handles.into_iter().map(|h| h.join().expect("rank")).collect();
+        let results: Vec<_> = handles
+            .into_iter()
+            .map(|h| h.join().expect("rank"))
+            .collect();
         for (s, c, same, differs) in &results {
             assert_eq!(s[0], 3.0);
             assert_eq!(s[1], 3.0);
             assert!((s[2] - 0.3).abs() < 1e-12);
             assert_eq!(c[..2], [3.0, 3.0]);
-            assert_eq!(c[2].to_bits(), results[0].1[2].to_bits(), "every rank gets the same bits");
+            assert_eq!(
+                c[2].to_bits(),
+                results[0].1[2].to_bits(),
+                "every rank gets the same bits"
+            );
             assert!(same, "equal values pass on every rank");
             assert!(differs, "different values fail on every rank");
         }
@@ -552,19 +703,44 @@ mod tests {
                 std::thread::spawn(move || {
                     let pg = ProcessGroup::new(Arc::new(g));
                     let vars: Vec<(String, Var)> = (0..3)
-                        .map(|k| (format!("w{k}"), Var::zeros((2, 2), DType::F32, &dev).expect("var")))
+                        .map(|k| {
+                            (
+                                format!("w{k}"),
+                                Var::zeros((2, 2), DType::F32, &dev).expect("var"),
+                            )
+                        })
                         .collect();
                     let one = Tensor::ones((2, 2), DType::F32, &dev).expect("ones");
                     // Rank 0: gradient for w0 only; rank 1: for w0 and w1; nobody for w2.
-                    let mine: Grads = if pg.rank() == 0 { vec![Some(one.clone()), None, None] } else { vec![Some((&one * 2.0).expect("x")), Some(one), None] };
+                    let mine: Grads = if pg.rank() == 0 {
+                        vec![Some(one.clone()), None, None]
+                    } else {
+                        vec![Some((&one * 2.0).expect("x")), Some(one), None]
+                    };
                     pg.sum_grads(Some(mine), &vars).expect("sum")
                 })
             })
             .collect();
         for h in handles {
             let g = h.join().expect("rank").expect("some gradient");
-            assert_eq!(g[0].as_ref().expect("w0").flatten_all().expect("f").to_vec1::<f32>().expect("v"), vec![3.0; 4]);
-            assert_eq!(g[1].as_ref().expect("w1").flatten_all().expect("f").to_vec1::<f32>().expect("v"), vec![1.0; 4]);
+            assert_eq!(
+                g[0].as_ref()
+                    .expect("w0")
+                    .flatten_all()
+                    .expect("f")
+                    .to_vec1::<f32>()
+                    .expect("v"),
+                vec![3.0; 4]
+            );
+            assert_eq!(
+                g[1].as_ref()
+                    .expect("w1")
+                    .flatten_all()
+                    .expect("f")
+                    .to_vec1::<f32>()
+                    .expect("v"),
+                vec![1.0; 4]
+            );
             assert!(g[2].is_none(), "no rank had a gradient for w2");
         }
     }
@@ -572,8 +748,20 @@ mod tests {
     #[test]
     fn a_wrong_world_size_is_refused() {
         let master = format!("127.0.0.1:{}", free_port());
-        let rv0 = Rendezvous { rank: 0, world_size: 2, local_rank: 0, master: master.clone(), timeout: Duration::from_secs(20) };
-        let rv1 = Rendezvous { rank: 1, world_size: 3, local_rank: 1, master, timeout: Duration::from_secs(20) };
+        let rv0 = Rendezvous {
+            rank: 0,
+            world_size: 2,
+            local_rank: 0,
+            master: master.clone(),
+            timeout: Duration::from_secs(20),
+        };
+        let rv1 = Rendezvous {
+            rank: 1,
+            world_size: 3,
+            local_rank: 1,
+            master,
+            timeout: Duration::from_secs(20),
+        };
         let h0 = std::thread::spawn(move || TcpGroup::connect(&rv0).map(|_| ()));
         let _h1 = std::thread::spawn(move || TcpGroup::connect(&rv1).map(|_| ()));
         let err = h0.join().expect("rank 0").expect_err("mismatch must fail");
@@ -583,7 +771,13 @@ mod tests {
     #[test]
     fn a_missing_rank_times_out_with_its_number() {
         let master = format!("127.0.0.1:{}", free_port());
-        let rv = Rendezvous { rank: 0, world_size: 2, local_rank: 0, master, timeout: Duration::from_millis(300) };
+        let rv = Rendezvous {
+            rank: 0,
+            world_size: 2,
+            local_rank: 0,
+            master,
+            timeout: Duration::from_millis(300),
+        };
         let err = TcpGroup::connect(&rv).err().expect("nobody else came");
         assert!(err.to_string().contains("[1]"), "{err}");
     }

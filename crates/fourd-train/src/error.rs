@@ -6,9 +6,16 @@ use std::path::PathBuf;
 pub enum TrainError {
     // The cause is part of the message (not a `#[source]`), so error chains do not print it twice.
     #[error("{path}: {cause}")]
-    Io { path: PathBuf, cause: std::io::Error },
+    Io {
+        path: PathBuf,
+        cause: std::io::Error,
+    },
     #[error("{path}: line {line}: {msg}")]
-    Record { path: PathBuf, line: usize, msg: String },
+    Record {
+        path: PathBuf,
+        line: usize,
+        msg: String,
+    },
     #[error("{path}: {msg}")]
     Checkpoint { path: PathBuf, msg: String },
     #[error("configuration: {0}")]
@@ -23,9 +30,15 @@ pub type Result<T> = std::result::Result<T, TrainError>;
 
 impl TrainError {
     pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
-        TrainError::Io { path: path.into(), cause: source }
+        TrainError::Io {
+            path: path.into(),
+            cause: source,
+        }
     }
     pub(crate) fn checkpoint(path: impl Into<PathBuf>, msg: impl Into<String>) -> Self {
-        TrainError::Checkpoint { path: path.into(), msg: msg.into() }
+        TrainError::Checkpoint {
+            path: path.into(),
+            msg: msg.into(),
+        }
     }
 }

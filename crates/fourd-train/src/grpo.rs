@@ -19,11 +19,15 @@ use fourd_model::inputs::ModelInputs;
 use fourd_model::{Pipeline, Qwen25VL};
 use serde::Serialize;
 
-use crate::checkpoint::{read_state, rotate_checkpoints, save_checkpoint, write_json, write_model_files, TrainerState};
+use crate::checkpoint::{
+    read_state, rotate_checkpoints, save_checkpoint, write_json, write_model_files, TrainerState,
+};
 use crate::dift::{epoch_order, load_trainable_with, resolve_resume};
 use crate::error::{Result, TrainError};
 use crate::grpo_core::{completion_logprobs, grpo_term, Objective, Rollout};
-use crate::optim::{accumulate, backward_grads, clip_coefficient, grad_norm, AdamW, AdamWConfig, LinearSchedule};
+use crate::optim::{
+    accumulate, backward_grads, clip_coefficient, grad_norm, AdamW, AdamWConfig, LinearSchedule,
+};
 use crate::rewards::{default_rewards, group_advantages, AnswerKey, Reward};
 use crate::rl_data::{load_rl_frames, read_rl_jsonl, rl_prompt, RlRecord};
 use crate::tensorboard::EventWriter;
@@ -90,7 +94,11 @@ impl GrpoConfig {
             epsilon: 0.2,
             beta: 0.01,
             per_sequence: false,
-            optim: AdamWConfig { lr: 1e-6, weight_decay: 0.0, ..Default::default() },
+            optim: AdamWConfig {
+                lr: 1e-6,
+                weight_decay: 0.0,
+                ..Default::default()
+            },
             warmup_steps: 0,
             max_grad_norm: 1.0,
             max_frames: 16,
@@ -154,22 +162,48 @@ struct Sampled {
 pub fn train_grpo(cfg: &GrpoConfig) -> Result<GrpoSummary> {
     let started = Instant::now();
     if cfg.num_generations < 2 {
-        return Err(TrainError::Config("--num-generations must be at least 2 (advantages are relative within a group)".into()));
+        return Err(TrainError::Config(
+            "--num-generations must be at least 2 (advantages are relative within a group)".into(),
+        ));
     }
     std::fs::create_dir_all(&cfg.out).map_err(|e| TrainError::io(&cfg.out, e))?;
     let resume_dir = cfg.resume.as_deref().map(resolve_resume).transpose()?;
     let mut state = match &resume_dir {
         Some(d) => read_state(d)?,
-        None => TrainerState { global_step: 0, epoch: 0, position: 0, seed: cfg.seed, nan_skipped: 0, examples_seen: 0, tokens_seen: 0 },
+        None => TrainerState {
+            global_step: 0,
+            epoch: 0,
+            position: 0,
+            seed: cfg.seed,
+            nan_skipped: 0,
+            examples_seen: 0,
+            tokens_seen: 0,
+        },
     };
     let weights_dir = resume_dir.clone().unwrap_or_else(|| cfg.model.clone());
-    let (mut pipe, weights) = load_trainable_with(&weights_dir, None, state.seed, cfg.dtype, &cfg.device, false)?;
-    let checkpoint_grads = cfg.gradient_checkpointing.then(fourd_model::text::CheckpointGrads::default);
+    let (mut pipe, weights) = load_trainable_with(
+        &weights_dir,
+        None,
+        state.seed,
+        cfg.dtype,
+        &cfg.device,
+        false,
+    )?;
+    let checkpoint_grads = cfg
+        .gradient_checkpointing
+        .then(fourd_model::text::CheckpointGrads::default);
     pipe.model.text.grad_checkpoint = checkpoint_grads.clone();
     let reference_dir = cfg.reference.clone().unwrap_or_else(|| cfg.model.clone());
-    let reference = if cfg.beta != 0.0 { Some(Qwen25VL::load(&reference_dir, cfg.dtype, &cfg.device)?) } else { None };
+    let reference = if cfg.beta != 0.0 {
+        Some(Qwen25VL::load(&reference_dir, cfg.dtype, &cfg.device)?)
+    } else {
+        None
+    };
     let latent = pipe.latent_tokens(None)?.ok_or_else(|| {
-        TrainError::Config(format!("{} has no latent tokens; 4DRL starts from a DIFT checkpoint", weights_dir.display()))
+        TrainError::Config(format!(
+            "{} has no latent tokens; 4DRL starts from a DIFT checkpoint",
+            weights_dir.display()
+        ))
     })?;
     let vars = weights.vars();
     let mut opt = AdamW::new(vars.clone(), cfg.optim)?;
@@ -189,11 +223,22 @@ pub fn train_grpo(cfg: &GrpoConfig) -> Result<GrpoSummary> {
     let per_step = cfg.prompts_per_step.max(1);
     let steps_per_epoch = (shard_len.div_ceil(per_step) * cfg.num_iterations.max(1)) as u64;
     let total_steps = cfg.max_steps.unwrap_or(steps_per_epoch * cfg.epochs as u64);
-    let schedule = LinearSchedule { peak: cfg.optim.lr, warmup_steps: cfg.warmup_steps, total_steps };
+    let schedule = LinearSchedule {
+        peak: cfg.optim.lr,
+        warmup_steps: cfg.warmup_steps,
+        total_steps,
+    };
     let params = pipe.rope_params();
     let rewards = &cfg.rewards;
-    let obj = Objective { epsilon: cfg.epsilon, beta: cfg.beta };
-    let mut tb = if main { Some(EventWriter::create(&cfg.out.join("runs"))?) } else { None };
+    let obj = Objective {
+        epsilon: cfg.epsilon,
+        beta: cfg.beta,
+    };
+    let mut tb = if main {
+        Some(EventWriter::create(&cfg.out.join("runs"))?)
+    } else {
+        None
+    };
     let log_path = cfg.out.join("train_log.jsonl");
     let pipe = Arc::new(pipe);
     let mut summary = GrpoSummary {
@@ -206,7 +251,11 @@ pub fn train_grpo(cfg: &GrpoConfig) -> Result<GrpoSummary> {
         output: cfg.out.clone(),
     };
     let first_step = state.global_step;
-    let bar = if cfg.progress && main { Some(indicatif::ProgressBar::new(total_steps)) } else { None };
+    let bar = if cfg.progress && main {
+        Some(indicatif::ProgressBar::new(total_steps))
+    } else {
+        None
+    };
     let mut halted = false;
 
     'epochs: for epoch in state.epoch..cfg.epochs.max(1) {
@@ -214,17 +263,27 @@ pub fn train_grpo(cfg: &GrpoConfig) -> Result<GrpoSummary> {
         let order: Vec<usize> = if world == 1 || full.is_empty() {
             full
         } else {
-            (0..shard_len).map(|k| full[(rank + k * world) % full.len()]).collect()
+            (0..shard_len)
+                .map(|k| full[(rank + k * world) % full.len()])
+                .collect()
         };
-        let mut position = if epoch == state.epoch { state.position } else { 0 };
+        let mut position = if epoch == state.epoch {
+            state.position
+        } else {
+            0
+        };
         while position < order.len() {
             if state.global_step >= total_steps {
                 break 'epochs;
             }
-            let batch: Vec<usize> = order[position..(position + per_step).min(order.len())].to_vec();
+            let batch: Vec<usize> =
+                order[position..(position + per_step).min(order.len())].to_vec();
             position += batch.len();
             // Rollouts, seeded by (seed, step, rank): a resumed run samples the same completions.
-            let rollout_seed = state.seed.wrapping_mul(0x9E37_79B9).wrapping_add(state.global_step * 7919 + rank as u64);
+            let rollout_seed = state
+                .seed
+                .wrapping_mul(0x9E37_79B9)
+                .wrapping_add(state.global_step * 7919 + rank as u64);
             let (sampled, skipped) = rollouts(&pipe, &records, &batch, cfg, latent, rollout_seed)?;
             // Rollout statistics, pooled over ranks (every rank computes the same numbers).
             let mut counts = [sampled.len() as f64, skipped.len() as f64];
@@ -233,7 +292,11 @@ pub fn train_grpo(cfg: &GrpoConfig) -> Result<GrpoSummary> {
             for s in &skipped {
                 tracing::warn!("prompt {} skipped: {}", s.0, s.1);
             }
-            let mut log = GrpoLog { rollout: summary.rollouts, skipped_prompts: counts[1] as usize, ..Default::default() };
+            let mut log = GrpoLog {
+                rollout: summary.rollouts,
+                skipped_prompts: counts[1] as usize,
+                ..Default::default()
+            };
             summary.skipped_prompts.extend(skipped);
             if counts[0] == 0.0 {
                 continue;
@@ -243,7 +306,10 @@ pub fn train_grpo(cfg: &GrpoConfig) -> Result<GrpoSummary> {
             let mut per_reward = vec![Vec::with_capacity(sampled.len()); rewards.len()];
             for s in &sampled {
                 let rec = &records[s.record];
-                let key = AnswerKey { correct: &rec.correct, options: &rec.options };
+                let key = AnswerKey {
+                    correct: &rec.correct,
+                    options: &rec.options,
+                };
                 let mut r = 0.0;
                 for (k, rw) in rewards.iter().enumerate() {
                     let v = rw.score(&s.text, key);
@@ -253,7 +319,10 @@ pub fn train_grpo(cfg: &GrpoConfig) -> Result<GrpoSummary> {
                 total_rewards.push(r);
             }
             let adv = group_advantages(&total_rewards, cfg.num_generations);
-            let zero_groups = adv.chunks(cfg.num_generations).filter(|g| g.iter().all(Option::is_none)).count();
+            let zero_groups = adv
+                .chunks(cfg.num_generations)
+                .filter(|g| g.iter().all(Option::is_none))
+                .count();
             let (mean, std) = pooled_mean_std(group, &total_rewards)?;
             log.reward = mean;
             log.reward_std = std;
@@ -267,7 +336,10 @@ pub fn train_grpo(cfg: &GrpoConfig) -> Result<GrpoSummary> {
                     log.format = m;
                 }
             }
-            let lengths: Vec<f64> = sampled.iter().map(|s| s.rollout.text_mask().iter().filter(|&&m| m).count() as f64).collect();
+            let lengths: Vec<f64> = sampled
+                .iter()
+                .map(|s| s.rollout.text_mask().iter().filter(|&&m| m).count() as f64)
+                .collect();
             let segments: Vec<f64> = sampled.iter().map(|s| s.segments as f64).collect();
             log.completion_length = pooled_mean_std(group, &lengths)?.0;
             log.imagery_segments = pooled_mean_std(group, &segments)?.0;
@@ -279,7 +351,8 @@ pub fn train_grpo(cfg: &GrpoConfig) -> Result<GrpoSummary> {
                 .iter()
                 .map(|&i| {
                     let v = &sampled[i].rollout.video;
-                    let px = ModelInputs::pixel_tensor(std::slice::from_ref(v), &cfg.device)?.expect("one video");
+                    let px = ModelInputs::pixel_tensor(std::slice::from_ref(v), &cfg.device)?
+                        .expect("one video");
                     Ok(pipe.model.encode_vision(&px, &[v.grid_thw])?.detach())
                 })
                 .collect::<Result<_>>()?;
@@ -287,30 +360,67 @@ pub fn train_grpo(cfg: &GrpoConfig) -> Result<GrpoSummary> {
                 Some(m) => active
                     .iter()
                     .zip(&feats)
-                    .map(|(&i, f)| Ok(Some(completion_logprobs(m, &params, &latent, &sampled[i].rollout, f, true, cfg.temperature)?.to_vec1::<f32>()?)))
+                    .map(|(&i, f)| {
+                        Ok(Some(
+                            completion_logprobs(
+                                m,
+                                &params,
+                                &latent,
+                                &sampled[i].rollout,
+                                f,
+                                true,
+                                cfg.temperature,
+                            )?
+                            .to_vec1::<f32>()?,
+                        ))
+                    })
                     .collect::<Result<_>>()?,
                 None => vec![None; active.len()],
             };
-            let masks: Vec<Vec<bool>> = active.iter().map(|&i| sampled[i].rollout.text_mask()).collect();
+            let masks: Vec<Vec<bool>> = active
+                .iter()
+                .map(|&i| sampled[i].rollout.text_mask())
+                .collect();
             // "Old" log-probs: the sampling-time ones, which the re-injected pass reproduces; with a
             // temperature other than 1 the objective uses logits / T, so they are recomputed once
             // (without a graph) under the sampling policy before any update.
             let olds: Vec<Vec<f32>> = if (cfg.temperature - 1.0).abs() < 1e-12 {
-                active.iter().map(|&i| sampled[i].rollout.sample_logprobs.iter().map(|x| x.unwrap_or(0.0)).collect()).collect()
+                active
+                    .iter()
+                    .map(|&i| {
+                        sampled[i]
+                            .rollout
+                            .sample_logprobs
+                            .iter()
+                            .map(|x| x.unwrap_or(0.0))
+                            .collect()
+                    })
+                    .collect()
             } else {
                 active
                     .iter()
                     .zip(&feats)
                     .map(|(&i, f)| {
-                        Ok(completion_logprobs(&pipe.model, &params, &latent, &sampled[i].rollout, f, true, cfg.temperature)?
-                            .detach()
-                            .to_vec1::<f32>()?)
+                        Ok(completion_logprobs(
+                            &pipe.model,
+                            &params,
+                            &latent,
+                            &sampled[i].rollout,
+                            f,
+                            true,
+                            cfg.temperature,
+                        )?
+                        .detach()
+                        .to_vec1::<f32>()?)
                     })
                     .collect::<Result<_>>()?
             };
             // The normaliser is over all ranks' completions, so summing the ranks' gradients
             // gives exactly the single-process objective on the union of their rollouts.
-            totals[2] = masks.iter().map(|m| m.iter().filter(|&&x| x).count()).sum::<usize>() as f64;
+            totals[2] = masks
+                .iter()
+                .map(|m| m.iter().filter(|&&x| x).count())
+                .sum::<usize>() as f64;
             group.sum_f64(&mut totals)?;
             let [zero_groups, n_active, n_tokens] = totals;
             summary.zero_variance_groups += zero_groups as u64;
@@ -325,23 +435,57 @@ pub fn train_grpo(cfg: &GrpoConfig) -> Result<GrpoSummary> {
                 for (k, &i) in active.iter().enumerate() {
                     let r = &sampled[i].rollout;
                     let old = &olds[k];
-                    let logp = completion_logprobs(&pipe.model, &params, &latent, r, &feats[k], true, cfg.temperature)?;
+                    let logp = completion_logprobs(
+                        &pipe.model,
+                        &params,
+                        &latent,
+                        r,
+                        &feats[k],
+                        true,
+                        cfg.temperature,
+                    )?;
                     let row_tokens = masks[k].iter().filter(|&&x| x).count();
-                    let normalizer = if cfg.per_sequence { row_tokens.max(1) as f64 * n_active } else { n_tokens.max(1.0) };
-                    let (term, st) = grpo_term(&logp, old, refs[k].as_deref(), &masks[k], adv[i].unwrap_or(0.0), obj, normalizer)?;
+                    let normalizer = if cfg.per_sequence {
+                        row_tokens.max(1) as f64 * n_active
+                    } else {
+                        n_tokens.max(1.0)
+                    };
+                    let (term, st) = grpo_term(
+                        &logp,
+                        old,
+                        refs[k].as_deref(),
+                        &masks[k],
+                        adv[i].unwrap_or(0.0),
+                        obj,
+                        normalizer,
+                    )?;
                     let value = term.to_scalar::<f32>()?;
                     if !value.is_finite() {
                         state.nan_skipped += 1;
-                        tracing::warn!("non-finite loss on a completion; skipped ({} so far)", state.nan_skipped);
+                        tracing::warn!(
+                            "non-finite loss on a completion; skipped ({} so far)",
+                            state.nan_skipped
+                        );
                         continue;
                     }
-                    for (s, v) in stats.iter_mut().zip([value as f64, st.kl_sum, st.clipped as f64, st.ratio_sum, st.tokens as f64]) {
+                    for (s, v) in stats.iter_mut().zip([
+                        value as f64,
+                        st.kl_sum,
+                        st.clipped as f64,
+                        st.ratio_sum,
+                        st.tokens as f64,
+                    ]) {
                         *s += v;
                     }
-                    accumulate(&mut acc, backward_grads(&term.backward()?, checkpoint_grads.as_ref(), &vars)?)?;
+                    accumulate(
+                        &mut acc,
+                        backward_grads(&term.backward()?, checkpoint_grads.as_ref(), &vars)?,
+                    )?;
                 }
                 group.sum_f64(&mut stats)?;
-                let Some(grads) = group.sum_grads(acc, &vars)? else { break };
+                let Some(grads) = group.sum_grads(acc, &vars)? else {
+                    break;
+                };
                 let [loss_sum, kl_sum, clipped, ratio_sum, toks] = stats;
                 let norm = grad_norm(&grads)?;
                 let lr = schedule.lr(state.global_step);
@@ -361,7 +505,10 @@ pub fn train_grpo(cfg: &GrpoConfig) -> Result<GrpoSummary> {
                 summary.logs.push(log.clone());
                 if let Some(b) = &bar {
                     b.set_position(state.global_step);
-                    b.set_message(format!("reward {:.3} acc {:.2} kl {:.4}", log.reward, log.accuracy, log.kl));
+                    b.set_message(format!(
+                        "reward {:.3} acc {:.2} kl {:.4}",
+                        log.reward, log.accuracy, log.kl
+                    ));
                 }
                 if main && cfg.logging_steps > 0 && state.global_step % cfg.logging_steps == 0 {
                     tracing::info!(
@@ -382,8 +529,16 @@ pub fn train_grpo(cfg: &GrpoConfig) -> Result<GrpoSummary> {
             state.epoch = epoch;
             state.position = position;
             let finished = state.global_step >= total_steps;
-            halted = !finished && cfg.halt_after.is_some_and(|h| state.global_step - first_step >= h);
-            if main && (cfg.save_steps.is_some_and(|s| s > 0 && state.global_step > 0 && state.global_step % s == 0) || halted) {
+            halted = !finished
+                && cfg
+                    .halt_after
+                    .is_some_and(|h| state.global_step - first_step >= h);
+            if main
+                && (cfg
+                    .save_steps
+                    .is_some_and(|s| s > 0 && state.global_step > 0 && state.global_step % s == 0)
+                    || halted)
+            {
                 save(cfg, &weights_dir, &pipe, &latent, &weights, &opt, &state)?;
             }
             if finished || halted {
@@ -397,7 +552,13 @@ pub fn train_grpo(cfg: &GrpoConfig) -> Result<GrpoSummary> {
         b.finish();
     }
     if !halted && main {
-        write_model_files(&cfg.out, &weights_dir, &pipe.model.config.raw, &latent, &weights.tensors())?;
+        write_model_files(
+            &cfg.out,
+            &weights_dir,
+            &pipe.model.config.raw,
+            &latent,
+            &weights.tensors(),
+        )?;
     }
     summary.steps = state.global_step;
     summary.seconds = started.elapsed().as_secs_f64();
@@ -414,10 +575,17 @@ fn save(
     state: &TrainerState,
 ) -> Result<()> {
     let dir = cfg.out.join(format!("checkpoint-{}", state.global_step));
-    save_checkpoint(&dir, source, &pipe.model.config.raw, latent, &weights.tensors(), |tmp| {
-        opt.save(&tmp.join("optimizer.safetensors"))?;
-        write_json(&tmp.join("trainer_state.json"), state)
-    })?;
+    save_checkpoint(
+        &dir,
+        source,
+        &pipe.model.config.raw,
+        latent,
+        &weights.tensors(),
+        |tmp| {
+            opt.save(&tmp.join("optimizer.safetensors"))?;
+            write_json(&tmp.join("trainer_state.json"), state)
+        },
+    )?;
     if let Some(limit) = cfg.save_total_limit {
         rotate_checkpoints(&cfg.out, limit.max(1))?;
     }
@@ -436,7 +604,10 @@ fn write_log(tb: &mut EventWriter, path: &std::path::Path, log: &GrpoLog) -> Res
         ("rl/loss".into(), log.loss),
         ("rl/completion_length".into(), log.completion_length),
         ("rl/imagery_segments".into(), log.imagery_segments),
-        ("rl/zero_variance_groups".into(), log.zero_variance_groups as f64),
+        (
+            "rl/zero_variance_groups".into(),
+            log.zero_variance_groups as f64,
+        ),
         ("rl/skipped_prompts".into(), log.skipped_prompts as f64),
         ("rl/lr".into(), log.lr),
         ("rl/grad_norm".into(), log.grad_norm),
@@ -448,8 +619,13 @@ fn write_log(tb: &mut EventWriter, path: &std::path::Path, log: &GrpoLog) -> Res
     let refs: Vec<(&str, f64)> = scalars.iter().map(|(k, v)| (k.as_str(), *v)).collect();
     tb.scalars(log.step, &refs)?;
     use std::io::Write;
-    let mut f = std::fs::OpenOptions::new().create(true).append(true).open(path).map_err(|e| TrainError::io(path, e))?;
-    let line = serde_json::to_string(log).map_err(|e| TrainError::checkpoint(path, e.to_string()))?;
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .map_err(|e| TrainError::io(path, e))?;
+    let line =
+        serde_json::to_string(log).map_err(|e| TrainError::checkpoint(path, e.to_string()))?;
     writeln!(f, "{line}").map_err(|e| TrainError::io(path, e))
 }
 
@@ -458,14 +634,22 @@ fn pooled_mean_std(group: &crate::dist::ProcessGroup, v: &[f64]) -> Result<(f64,
     if group.world_size() == 1 {
         return Ok(mean_std(v));
     }
-    let mut s = [v.len() as f64, v.iter().sum(), v.iter().map(|x| x * x).sum()];
+    let mut s = [
+        v.len() as f64,
+        v.iter().sum(),
+        v.iter().map(|x| x * x).sum(),
+    ];
     group.sum_f64(&mut s)?;
     let [n, sum, sq] = s;
     if n == 0.0 {
         return Ok((0.0, 0.0));
     }
     let m = sum / n;
-    let var = if n > 1.0 { ((sq - n * m * m) / (n - 1.0)).max(0.0) } else { 0.0 };
+    let var = if n > 1.0 {
+        ((sq - n * m * m) / (n - 1.0)).max(0.0)
+    } else {
+        0.0
+    };
     Ok((m, var.sqrt()))
 }
 
@@ -475,7 +659,11 @@ fn mean_std(v: &[f64]) -> (f64, f64) {
     }
     let n = v.len() as f64;
     let m = v.iter().sum::<f64>() / n;
-    let var = if v.len() > 1 { v.iter().map(|x| (x - m).powi(2)).sum::<f64>() / (n - 1.0) } else { 0.0 };
+    let var = if v.len() > 1 {
+        v.iter().map(|x| (x - m).powi(2)).sum::<f64>() / (n - 1.0)
+    } else {
+        0.0
+    };
     (m, var.sqrt())
 }
 
@@ -509,24 +697,55 @@ fn rollouts(
     let inputs = pipe.processor.prepare(&pipe.tokenizer, &prompts)?;
     let gen = GenerationConfig {
         max_new_tokens: cfg.max_new_tokens,
-        sampling: Sampling { greedy: false, temperature: cfg.temperature, top_k: cfg.top_k, top_p: cfg.top_p, repetition_penalty: None, seed },
+        sampling: Sampling {
+            greedy: false,
+            temperature: cfg.temperature,
+            top_k: cfg.top_k,
+            top_p: cfg.top_p,
+            repetition_penalty: None,
+            seed,
+        },
         stop_ids: pipe.stop_ids(),
         latent: Some(latent),
     };
-    let outs = generate(&pipe.model, &inputs, &pipe.rope_params(), &gen, |_, _, _| {})?;
+    let outs = generate(
+        &pipe.model,
+        &inputs,
+        &pipe.rope_params(),
+        &gen,
+        |_, _, _| {},
+    )?;
     let mut sampled = Vec::with_capacity(outs.len());
     for (row, o) in outs.into_iter().enumerate() {
-        let prompt_ids: Vec<u32> =
-            inputs.input_ids[row].iter().zip(&inputs.attention_mask[row]).filter(|(_, &m)| m != 0).map(|(&t, _)| t).collect();
+        let prompt_ids: Vec<u32> = inputs.input_ids[row]
+            .iter()
+            .zip(&inputs.attention_mask[row])
+            .filter(|(_, &m)| m != 0)
+            .map(|(&t, _)| t)
+            .collect();
         let hidden = if o.latent_segments.is_empty() {
             None
         } else {
-            Some(Tensor::cat(&o.latent_segments.iter().map(|s| s.hidden.clone()).collect::<Vec<_>>(), 0)?)
+            Some(Tensor::cat(
+                &o.latent_segments
+                    .iter()
+                    .map(|s| s.hidden.clone())
+                    .collect::<Vec<_>>(),
+                0,
+            )?)
         };
         let text = pipe.tokenizer.decode(&o.token_ids, false)?;
         let text = fourd_eval::run::raw_text(&text);
-        tracing::debug!("rollout {row} (prompt {}): {} tokens: {text:?}", records[owners[row]].id, o.token_ids.len());
-        let segments = o.kinds.iter().filter(|k| **k == TokenKind::LatentStart).count();
+        tracing::debug!(
+            "rollout {row} (prompt {}): {} tokens: {text:?}",
+            records[owners[row]].id,
+            o.token_ids.len()
+        );
+        let segments = o
+            .kinds
+            .iter()
+            .filter(|k| **k == TokenKind::LatentStart)
+            .count();
         sampled.push(Sampled {
             rollout: Rollout {
                 prompt_ids,

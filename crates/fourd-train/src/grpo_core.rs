@@ -70,7 +70,9 @@ pub fn completion_logprobs(
     let mask = vec![vec![1u8; p + c]];
     let pads = r.completion.iter().filter(|&&t| t == latent.pad).count();
     let hidden = if reinject && pads > 0 {
-        let h = r.latent_hidden.as_ref().ok_or_else(|| TrainError::Config("rollout has latent pads but no hidden states".into()))?;
+        let h = r.latent_hidden.as_ref().ok_or_else(|| {
+            TrainError::Config("rollout has latent pads but no hidden states".into())
+        })?;
         Some(h.detach())
     } else {
         None
@@ -79,20 +81,42 @@ pub fn completion_logprobs(
         &ids,
         &[
             (params.video_pad, Some(video_feats), "video"),
-            (hidden.as_ref().map(|_| latent.pad), hidden.as_ref(), "latent"),
+            (
+                hidden.as_ref().map(|_| latent.pad),
+                hidden.as_ref(),
+                "latent",
+            ),
         ],
     )?;
-    let items = [VisionItem::Video { grid_thw: r.video.grid_thw, second_per_grid: r.second_per_grid }];
+    let items = [VisionItem::Video {
+        grid_thw: r.video.grid_thw,
+        second_per_grid: r.second_per_grid,
+    }];
     let positions = batch_rope_index(&ids, &mask, params, &items)?;
     let mut cache = model.new_cache();
     let out = model.forward_embeds(&embeds, &positions.position_ids, &mask, &mut cache, false)?;
     // Position i predicts token i + 1: the completion's tokens come from rows p-1 .. p+c-2.
-    let logits = out.logits.squeeze(0)?.narrow(0, p - 1, c)?.to_dtype(DType::F32)?;
-    let logits = if (temperature - 1.0).abs() > 1e-12 { (logits / temperature)? } else { logits };
+    let logits = out
+        .logits
+        .squeeze(0)?
+        .narrow(0, p - 1, c)?
+        .to_dtype(DType::F32)?;
+    let logits = if (temperature - 1.0).abs() > 1e-12 {
+        (logits / temperature)?
+    } else {
+        logits
+    };
     let logp = candle_nn::ops::log_softmax(&logits, D::Minus1)?;
     let v = logp.dim(1)?;
-    let flat_index: Vec<u32> = r.completion.iter().enumerate().map(|(i, &t)| (i * v) as u32 + t).collect();
-    Ok(logp.flatten_all()?.index_select(&Tensor::new(flat_index.as_slice(), device)?, 0)?)
+    let flat_index: Vec<u32> = r
+        .completion
+        .iter()
+        .enumerate()
+        .map(|(i, &t)| (i * v) as u32 + t)
+        .collect();
+    Ok(logp
+        .flatten_all()?
+        .index_select(&Tensor::new(flat_index.as_slice(), device)?, 0)?)
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -123,26 +147,49 @@ pub fn grpo_term(
     normalizer: f64,
 ) -> Result<(Tensor, TermStats)> {
     let device = logp.device();
-    let keep: Vec<u32> = mask.iter().enumerate().filter(|(_, &m)| m).map(|(i, _)| i as u32).collect();
+    let keep: Vec<u32> = mask
+        .iter()
+        .enumerate()
+        .filter(|(_, &m)| m)
+        .map(|(i, _)| i as u32)
+        .collect();
     if keep.is_empty() {
         return Ok((Tensor::zeros((), DType::F32, device)?, TermStats::default()));
     }
     let idx = Tensor::new(keep.as_slice(), device)?;
     let lp = logp.index_select(&idx, 0)?;
-    let old_t = Tensor::new(keep.iter().map(|&i| old[i as usize]).collect::<Vec<f32>>().as_slice(), device)?;
+    let old_t = Tensor::new(
+        keep.iter()
+            .map(|&i| old[i as usize])
+            .collect::<Vec<f32>>()
+            .as_slice(),
+        device,
+    )?;
     let ratio = (&lp - &old_t)?.exp()?;
     let s1 = (&ratio * advantage)?;
     let s2 = (ratio.clamp((1.0 - obj.epsilon) as f32, (1.0 + obj.epsilon) as f32)? * advantage)?;
     let mut per_token = s1.minimum(&s2)?.neg()?;
-    let mut stats = TermStats { tokens: keep.len(), ..Default::default() };
+    let mut stats = TermStats {
+        tokens: keep.len(),
+        ..Default::default()
+    };
     let ratios: Vec<f32> = ratio.to_vec1()?;
     stats.ratio_sum = ratios.iter().map(|&x| x as f64).sum();
     stats.clipped = ratios
         .iter()
-        .filter(|&&x| (advantage > 0.0 && (x as f64) > 1.0 + obj.epsilon) || (advantage < 0.0 && (x as f64) < 1.0 - obj.epsilon))
+        .filter(|&&x| {
+            (advantage > 0.0 && (x as f64) > 1.0 + obj.epsilon)
+                || (advantage < 0.0 && (x as f64) < 1.0 - obj.epsilon)
+        })
         .count();
     if let (Some(reference), true) = (reference, obj.beta != 0.0) {
-        let ref_t = Tensor::new(keep.iter().map(|&i| reference[i as usize]).collect::<Vec<f32>>().as_slice(), device)?;
+        let ref_t = Tensor::new(
+            keep.iter()
+                .map(|&i| reference[i as usize])
+                .collect::<Vec<f32>>()
+                .as_slice(),
+            device,
+        )?;
         let d = (ref_t - &lp)?;
         let k3 = ((d.exp()? - &d)? - 1.0)?;
         stats.kl_sum = k3.sum_all()?.to_scalar::<f32>()? as f64;

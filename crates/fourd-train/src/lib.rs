@@ -6,23 +6,23 @@
 //! the norm run as one-pass kernels), [`checkpoint`] (Hugging Face folders, resumable state),
 //! [`tensorboard`] (event files), [`dift`] (the loop).
 
-pub mod error;
-pub mod params;
+pub mod checkpoint;
+pub mod dift;
 pub mod dift_data;
+pub mod dist;
+pub mod error;
+pub mod grpo;
+pub mod grpo_core;
 pub mod loss;
 pub mod optim;
 mod optim_kernels;
-pub mod checkpoint;
-pub mod tensorboard;
-pub mod dist;
-pub mod dift;
-pub mod tiny;
+pub mod params;
 pub mod rewards;
 pub mod rl_data;
-pub mod grpo_core;
-pub mod grpo;
+pub mod tensorboard;
+pub mod tiny;
 
 pub use dift::{train_dift, DiftConfig, DiftSummary};
-pub use grpo::{train_grpo, GrpoConfig, GrpoSummary};
 pub use dist::ProcessGroup;
 pub use error::{Result, TrainError};
+pub use grpo::{train_grpo, GrpoConfig, GrpoSummary};

@@ -30,7 +30,11 @@ pub struct LossWeights {
 impl Default for LossWeights {
     /// The reference's `--ce_weight 0.1 --sim_weight 1.0`.
     fn default() -> Self {
-        LossWeights { ce: 0.1, sim: 1.0, answer: 1.0 }
+        LossWeights {
+            ce: 0.1,
+            sim: 1.0,
+            answer: 1.0,
+        }
     }
 }
 
@@ -65,7 +69,10 @@ pub fn compress_latent(features: &Tensor, latent_size: usize, strategy: &str) ->
     }
     if strategy == "average" {
         let group = rows / latent_size;
-        Ok(features.narrow(0, 0, group * latent_size)?.reshape((latent_size, group, hidden))?.mean(1)?)
+        Ok(features
+            .narrow(0, 0, group * latent_size)?
+            .reshape((latent_size, group, hidden))?
+            .mean(1)?)
     } else {
         Ok(features.narrow(0, 0, latent_size)?)
     }
@@ -98,7 +105,11 @@ pub fn dift_loss(
         let mut parts = Vec::with_capacity(grids.len());
         for p in &ex.latent_images {
             let n = p.llm_tokens(merge);
-            parts.push(compress_latent(&feats.narrow(0, rows, n)?, latent.size, compress)?);
+            parts.push(compress_latent(
+                &feats.narrow(0, rows, n)?,
+                latent.size,
+                compress,
+            )?);
             rows += n;
         }
         Some(Tensor::cat(&parts, 0)?.detach())
@@ -112,16 +123,27 @@ pub fn dift_loss(
             (Some(latent.pad), latent_feats.as_ref(), "latent"),
         ],
     )?;
-    let items = [VisionItem::Video { grid_thw: ex.video.grid_thw, second_per_grid: ex.second_per_grid }];
+    let items = [VisionItem::Video {
+        grid_thw: ex.video.grid_thw,
+        second_per_grid: ex.second_per_grid,
+    }];
     let positions = batch_rope_index(&ids, &mask, params, &items)?;
     let mut cache = model.new_cache();
     let out = model.forward_embeds(&embeds, &positions.position_ids, &mask, &mut cache, false)?;
 
     // Cross-entropy: position i predicts label i + 1.
-    let (pred_rows, targets): (Vec<u32>, Vec<u32>) =
-        ex.labels.iter().enumerate().skip(1).filter_map(|(i, l)| l.map(|t| ((i - 1) as u32, t))).unzip();
+    let (pred_rows, targets): (Vec<u32>, Vec<u32>) = ex
+        .labels
+        .iter()
+        .enumerate()
+        .skip(1)
+        .filter_map(|(i, l)| l.map(|t| ((i - 1) as u32, t)))
+        .unzip();
     if targets.is_empty() {
-        return Err(TrainError::Config(format!("example {} has no target tokens", ex.id)));
+        return Err(TrainError::Config(format!(
+            "example {} has no target tokens",
+            ex.id
+        )));
     }
     let logits = out.logits.squeeze(0)?.to_dtype(DType::F32)?;
     let rows = Tensor::new(pred_rows.as_slice(), device)?;
@@ -136,10 +158,19 @@ pub fn dift_loss(
             .enumerate()
             .skip(1)
             .filter(|(_, l)| l.is_some())
-            .map(|(i, _)| if i >= ex.answer_start { weights.answer as f32 } else { 1.0 })
+            .map(|(i, _)| {
+                if i >= ex.answer_start {
+                    weights.answer as f32
+                } else {
+                    1.0
+                }
+            })
             .collect();
         let w = Tensor::new(w.as_slice(), device)?;
-        let nll = candle_nn::ops::log_softmax(&picked, D::Minus1)?.gather(&target_t.unsqueeze(1)?, 1)?.squeeze(1)?.neg()?;
+        let nll = candle_nn::ops::log_softmax(&picked, D::Minus1)?
+            .gather(&target_t.unsqueeze(1)?, 1)?
+            .squeeze(1)?
+            .neg()?;
         ce = ((nll * &w)?.sum_all()? / w.sum_all()?.to_scalar::<f32>()? as f64)?;
     }
     let predicted = picked.argmax(D::Minus1)?.to_vec1::<u32>()?;
@@ -155,12 +186,21 @@ pub fn dift_loss(
     }
 
     // Cosine term over latent positions.
-    let latent_pos: Vec<u32> =
-        ex.input_ids.iter().enumerate().filter(|(_, &t)| t == latent.pad).map(|(i, _)| i as u32).collect();
+    let latent_pos: Vec<u32> = ex
+        .input_ids
+        .iter()
+        .enumerate()
+        .filter(|(_, &t)| t == latent.pad)
+        .map(|(i, _)| i as u32)
+        .collect();
     let (sim, cos_mean) = match &latent_feats {
         Some(target) if !latent_pos.is_empty() => {
             let prev: Vec<u32> = latent_pos.iter().map(|&p| p - 1).collect();
-            let h = out.hidden.squeeze(0)?.to_dtype(DType::F32)?.index_select(&Tensor::new(prev.as_slice(), device)?, 0)?;
+            let h = out
+                .hidden
+                .squeeze(0)?
+                .to_dtype(DType::F32)?
+                .index_select(&Tensor::new(prev.as_slice(), device)?, 0)?;
             let e = target.to_dtype(DType::F32)?;
             let cos = cosine_similarity(&h, &e)?;
             let cos_mean = cos.mean_all()?;

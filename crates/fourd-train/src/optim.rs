@@ -8,8 +8,8 @@
 use std::collections::HashMap;
 use std::path::Path;
 
-use candle_core::{DType, Device, Tensor, Var};
 use candle_core::backprop::GradStore;
+use candle_core::{DType, Device, Tensor, Var};
 
 use crate::error::{Result, TrainError};
 use crate::optim_kernels::{Buffers, Hyper, SumOfSquares};
@@ -25,7 +25,13 @@ pub struct AdamWConfig {
 
 impl Default for AdamWConfig {
     fn default() -> Self {
-        AdamWConfig { lr: 1e-5, beta1: 0.9, beta2: 0.999, eps: 1e-8, weight_decay: 0.01 }
+        AdamWConfig {
+            lr: 1e-5,
+            beta1: 0.9,
+            beta2: 0.999,
+            eps: 1e-8,
+            weight_decay: 0.01,
+        }
     }
 }
 
@@ -48,20 +54,35 @@ struct Slot {
 
 impl Slot {
     /// The update in candle's tensor ops: about thirteen passes over memory, each allocating.
-    fn step_composed(&mut self, c: &AdamWConfig, step: u64, g: &Tensor, lr: f64, grad_scale: f64) -> Result<()> {
+    fn step_composed(
+        &mut self,
+        c: &AdamWConfig,
+        step: u64,
+        g: &Tensor,
+        lr: f64,
+        grad_scale: f64,
+    ) -> Result<()> {
         let bc1 = 1.0 - c.beta1.powi(step as i32);
         let bc2 = 1.0 - c.beta2.powi(step as i32);
         // Nothing below may record a graph: the moments and master weights live across steps,
         // and a recorded graph would keep every step's temporaries (see `collect_grads`).
         let g = g.detach().to_dtype(DType::F32)?;
-        let g = if grad_scale != 1.0 { (g * grad_scale)? } else { g };
+        let g = if grad_scale != 1.0 {
+            (g * grad_scale)?
+        } else {
+            g
+        };
         self.m = ((&self.m * c.beta1)? + (&g * (1.0 - c.beta1))?)?;
         self.v = ((&self.v * c.beta2)? + (g.sqr()? * (1.0 - c.beta2))?)?;
         let p = match &self.master {
             Some(m) => m.clone(),
             None => self.var.as_tensor().detach().to_dtype(DType::F32)?,
         };
-        let p = if self.decay { (p * (1.0 - lr * c.weight_decay))? } else { p };
+        let p = if self.decay {
+            (p * (1.0 - lr * c.weight_decay))?
+        } else {
+            p
+        };
         let denom = ((&self.v / bc2)?.sqrt()? + c.eps)?;
         let update = ((&self.m / bc1)? / denom)?;
         let p = (p - (update * lr)?)?;
@@ -93,11 +114,25 @@ impl AdamW {
             .map(|(name, var)| {
                 // Two allocations: the fused update writes m and v in place, so they must not share one.
                 let zeros = || Tensor::zeros(var.shape(), DType::F32, var.device());
-                let master = (var.dtype() != DType::F32).then(|| var.as_tensor().detach().to_dtype(DType::F32)).transpose()?;
-                Ok(Slot { decay: decays(&name), name, m: zeros()?, v: zeros()?, var, master })
+                let master = (var.dtype() != DType::F32)
+                    .then(|| var.as_tensor().detach().to_dtype(DType::F32))
+                    .transpose()?;
+                Ok(Slot {
+                    decay: decays(&name),
+                    name,
+                    m: zeros()?,
+                    v: zeros()?,
+                    var,
+                    master,
+                })
             })
             .collect::<Result<Vec<_>>>()?;
-        Ok(AdamW { slots, cfg, step: 0, fused: true })
+        Ok(AdamW {
+            slots,
+            cfg,
+            step: 0,
+            fused: true,
+        })
     }
 
     /// One update with learning rate `lr` from `grads` (aligned with the variables given to
@@ -108,7 +143,13 @@ impl AdamW {
         let (cfg, step) = (self.cfg, self.step);
         for (s, g) in self.slots.iter_mut().zip(grads) {
             let Some(g) = g else { continue };
-            let buffers = Buffers { grad: g, weight: s.var.as_tensor(), master: s.master.as_ref(), m: &s.m, v: &s.v };
+            let buffers = Buffers {
+                grad: g,
+                weight: s.var.as_tensor(),
+                master: s.master.as_ref(),
+                m: &s.m,
+                v: &s.v,
+            };
             if self.fused && buffers.fusable() {
                 buffers.update(Hyper::new(&cfg, step, lr, s.decay, grad_scale))?;
             } else {
@@ -128,19 +169,37 @@ impl AdamW {
                 map.insert(format!("master.{}", s.name), m.to_device(&Device::Cpu)?);
             }
         }
-        map.insert("step".into(), Tensor::new(&[self.step as i64], &Device::Cpu)?);
-        candle_core::safetensors::save(&map, path).map_err(|e| TrainError::checkpoint(path, e.to_string()))
+        map.insert(
+            "step".into(),
+            Tensor::new(&[self.step as i64], &Device::Cpu)?,
+        );
+        candle_core::safetensors::save(&map, path)
+            .map_err(|e| TrainError::checkpoint(path, e.to_string()))
     }
 
     pub fn load(&mut self, path: &Path) -> Result<()> {
-        let map = candle_core::safetensors::load(path, &Device::Cpu).map_err(|e| TrainError::checkpoint(path, e.to_string()))?;
-        let get = |k: &str| map.get(k).ok_or_else(|| TrainError::checkpoint(path, format!("optimizer state lacks `{k}`")));
+        let map = candle_core::safetensors::load(path, &Device::Cpu)
+            .map_err(|e| TrainError::checkpoint(path, e.to_string()))?;
+        let get = |k: &str| {
+            map.get(k)
+                .ok_or_else(|| TrainError::checkpoint(path, format!("optimizer state lacks `{k}`")))
+        };
         for s in &mut self.slots {
             let device = s.var.device().clone();
-            for (key, dst) in [(format!("m.{}", s.name), &mut s.m), (format!("v.{}", s.name), &mut s.v)] {
+            for (key, dst) in [
+                (format!("m.{}", s.name), &mut s.m),
+                (format!("v.{}", s.name), &mut s.v),
+            ] {
                 let t = get(&key)?;
                 if t.shape() != s.var.shape() {
-                    return Err(TrainError::checkpoint(path, format!("`{key}` has shape {:?}, the parameter {:?}", t.shape(), s.var.shape())));
+                    return Err(TrainError::checkpoint(
+                        path,
+                        format!(
+                            "`{key}` has shape {:?}, the parameter {:?}",
+                            t.shape(),
+                            s.var.shape()
+                        ),
+                    ));
                 }
                 *dst = t.to_dtype(DType::F32)?.to_device(&device)?;
             }
@@ -185,7 +244,9 @@ pub type Grads = Vec<Option<Tensor>>;
 /// alive for as long as the gradient lives, and optimiser state computed from it would chain
 /// onto it.
 pub fn collect_grads(store: &GradStore, vars: &[(String, Var)]) -> Grads {
-    vars.iter().map(|(_, v)| store.get(v.as_tensor()).map(Tensor::detach)).collect()
+    vars.iter()
+        .map(|(_, v)| store.get(v.as_tensor()).map(Tensor::detach))
+        .collect()
 }
 
 /// The gradients of one backward pass: those in `store` plus those gradient checkpointing
@@ -245,10 +306,20 @@ fn sum_of_squares(t: &Tensor) -> Result<Tensor> {
     let rows = n / REDUCE_COLS;
     let mut parts = Vec::with_capacity(2);
     if rows > 0 {
-        parts.push(flat.narrow(0, 0, rows * REDUCE_COLS)?.reshape((rows, REDUCE_COLS))?.sqr()?.sum(1)?.sum_all()?);
+        parts.push(
+            flat.narrow(0, 0, rows * REDUCE_COLS)?
+                .reshape((rows, REDUCE_COLS))?
+                .sqr()?
+                .sum(1)?
+                .sum_all()?,
+        );
     }
     if n > rows * REDUCE_COLS {
-        parts.push(flat.narrow(0, rows * REDUCE_COLS, n - rows * REDUCE_COLS)?.sqr()?.sum_all()?);
+        parts.push(
+            flat.narrow(0, rows * REDUCE_COLS, n - rows * REDUCE_COLS)?
+                .sqr()?
+                .sum_all()?,
+        );
     }
     Ok(match parts.len() {
         0 => Tensor::zeros((), DType::F32, t.device())?,
@@ -290,74 +361,160 @@ mod tests {
     #[test]
     fn bf16_parameters_accumulate_small_updates_in_the_f32_master_copy() {
         let var = Var::from_tensor(&Tensor::ones(4, DType::BF16, &Device::Cpu).unwrap()).unwrap();
-        let cfg = AdamWConfig { lr: 1e-4, weight_decay: 0.0, ..Default::default() };
+        let cfg = AdamWConfig {
+            lr: 1e-4,
+            weight_decay: 0.0,
+            ..Default::default()
+        };
         let mut opt = AdamW::new(vec![("w".into(), var.clone())], cfg).unwrap();
         let g = vec![Some(Tensor::ones(4, DType::BF16, &Device::Cpu).unwrap())];
         // One step moves the weight by ~1e-4, far below bf16's spacing at 1.0 (2^-7).
         opt.step(&g, 1e-4, 1.0).unwrap();
-        assert_eq!(var.as_tensor().to_dtype(DType::F32).unwrap().to_vec1::<f32>().unwrap()[0], 1.0);
+        assert_eq!(
+            var.as_tensor()
+                .to_dtype(DType::F32)
+                .unwrap()
+                .to_vec1::<f32>()
+                .unwrap()[0],
+            1.0
+        );
         for _ in 0..99 {
             opt.step(&g, 1e-4, 1.0).unwrap();
         }
-        let w = var.as_tensor().to_dtype(DType::F32).unwrap().to_vec1::<f32>().unwrap()[0];
-        assert!(w < 1.0 && w > 0.98, "100 steps of 1e-4 reached the bf16 weight: {w}");
-        let master = opt.slots[0].master.as_ref().unwrap().to_vec1::<f32>().unwrap()[0];
+        let w = var
+            .as_tensor()
+            .to_dtype(DType::F32)
+            .unwrap()
+            .to_vec1::<f32>()
+            .unwrap()[0];
+        assert!(
+            w < 1.0 && w > 0.98,
+            "100 steps of 1e-4 reached the bf16 weight: {w}"
+        );
+        let master = opt.slots[0]
+            .master
+            .as_ref()
+            .unwrap()
+            .to_vec1::<f32>()
+            .unwrap()[0];
         assert!((master - 0.99).abs() < 1e-3, "master {master}");
     }
 
     /// Parameters of several shapes, weight-decayed and not, in `dtype`; deterministic values.
     fn params(dtype: DType) -> Vec<(String, Var)> {
-        [("model.layers.0.mlp.up_proj.weight", 40_000usize), ("model.layers.0.input_layernorm.weight", 9), ("lm_head.weight", 1)]
-            .into_iter()
-            .map(|(name, n)| {
-                let t = Tensor::new((0..n).map(|i| ((i * 7919 % 1000) as f32 - 500.0) / 700.0).collect::<Vec<_>>(), &Device::Cpu).unwrap();
-                (name.to_string(), Var::from_tensor(&t.to_dtype(dtype).unwrap()).unwrap())
-            })
-            .collect()
+        [
+            ("model.layers.0.mlp.up_proj.weight", 40_000usize),
+            ("model.layers.0.input_layernorm.weight", 9),
+            ("lm_head.weight", 1),
+        ]
+        .into_iter()
+        .map(|(name, n)| {
+            let t = Tensor::new(
+                (0..n)
+                    .map(|i| ((i * 7919 % 1000) as f32 - 500.0) / 700.0)
+                    .collect::<Vec<_>>(),
+                &Device::Cpu,
+            )
+            .unwrap();
+            (
+                name.to_string(),
+                Var::from_tensor(&t.to_dtype(dtype).unwrap()).unwrap(),
+            )
+        })
+        .collect()
     }
 
     fn grads(vars: &[(String, Var)], step: usize, dtype: DType) -> Grads {
         vars.iter()
             .map(|(_, v)| {
                 let n = v.elem_count();
-                let g = (0..n).map(|i| ((i * 31 + step * 17) % 97) as f32 / 97.0 - 0.45).collect::<Vec<_>>();
-                Some(Tensor::new(g, &Device::Cpu).unwrap().to_dtype(dtype).unwrap())
+                let g = (0..n)
+                    .map(|i| ((i * 31 + step * 17) % 97) as f32 / 97.0 - 0.45)
+                    .collect::<Vec<_>>();
+                Some(
+                    Tensor::new(g, &Device::Cpu)
+                        .unwrap()
+                        .to_dtype(dtype)
+                        .unwrap(),
+                )
             })
             .collect()
     }
 
     fn values(t: &Tensor) -> Vec<f32> {
-        t.to_dtype(DType::F32).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap()
+        t.to_dtype(DType::F32)
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1::<f32>()
+            .unwrap()
     }
 
     #[test]
     fn fused_update_equals_the_tensor_op_update() {
         // (weight dtype, gradient dtype): f32 training, bf16 with f32 master, and mixed.
-        for (wd, gd) in [(DType::F32, DType::F32), (DType::BF16, DType::BF16), (DType::F32, DType::BF16), (DType::BF16, DType::F32)] {
+        for (wd, gd) in [
+            (DType::F32, DType::F32),
+            (DType::BF16, DType::BF16),
+            (DType::F32, DType::BF16),
+            (DType::BF16, DType::F32),
+        ] {
             let (a, b) = (params(wd), params(wd));
-            let cfg = AdamWConfig { lr: 1e-2, weight_decay: 0.1, ..Default::default() };
+            let cfg = AdamWConfig {
+                lr: 1e-2,
+                weight_decay: 0.1,
+                ..Default::default()
+            };
             let mut fused = AdamW::new(a.clone(), cfg).unwrap();
             let mut composed = AdamW::new(b.clone(), cfg).unwrap();
             composed.fused = false;
             for (s, g) in fused.slots.iter().zip(grads(&a, 0, gd)) {
-                let buf = Buffers { grad: g.as_ref().unwrap(), weight: s.var.as_tensor(), master: s.master.as_ref(), m: &s.m, v: &s.v };
-                assert!(buf.fusable(), "{wd:?}/{gd:?}: {} would fall back to tensor ops", s.name);
+                let buf = Buffers {
+                    grad: g.as_ref().unwrap(),
+                    weight: s.var.as_tensor(),
+                    master: s.master.as_ref(),
+                    m: &s.m,
+                    v: &s.v,
+                };
+                assert!(
+                    buf.fusable(),
+                    "{wd:?}/{gd:?}: {} would fall back to tensor ops",
+                    s.name
+                );
             }
             for step in 0..4 {
                 // A gradient scale other than 1 (averaging and clipping) on some steps.
-                let (lr, scale) = (1e-2 * (step + 1) as f64, if step % 2 == 0 { 1.0 } else { 0.37 });
+                let (lr, scale) = (
+                    1e-2 * (step + 1) as f64,
+                    if step % 2 == 0 { 1.0 } else { 0.37 },
+                );
                 fused.step(&grads(&a, step, gd), lr, scale).unwrap();
                 composed.step(&grads(&b, step, gd), lr, scale).unwrap();
             }
             for (x, y) in fused.slots.iter().zip(&composed.slots) {
                 let what = format!("{wd:?} weights, {gd:?} gradients, {}", x.name);
-                assert_eq!(values(x.var.as_tensor()), values(y.var.as_tensor()), "weights differ: {what}");
+                assert_eq!(
+                    values(x.var.as_tensor()),
+                    values(y.var.as_tensor()),
+                    "weights differ: {what}"
+                );
                 assert_eq!(values(&x.m), values(&y.m), "first moments differ: {what}");
                 assert_eq!(values(&x.v), values(&y.v), "second moments differ: {what}");
                 if let (Some(p), Some(q)) = (&x.master, &y.master) {
                     assert_eq!(values(p), values(q), "master weights differ: {what}");
                 }
-                assert_ne!(values(x.var.as_tensor()), values(params(wd).iter().find(|(n, _)| *n == x.name).unwrap().1.as_tensor()), "no update: {what}");
+                assert_ne!(
+                    values(x.var.as_tensor()),
+                    values(
+                        params(wd)
+                            .iter()
+                            .find(|(n, _)| *n == x.name)
+                            .unwrap()
+                            .1
+                            .as_tensor()
+                    ),
+                    "no update: {what}"
+                );
             }
         }
     }
@@ -370,14 +527,36 @@ mod tests {
         let before = values(vars[0].1.as_tensor());
         opt.step(&grads(&vars, 0, DType::F16), 1e-2, 1.0).unwrap();
         assert_ne!(values(vars[0].1.as_tensor()), before);
-        let w = Var::from_tensor(&Tensor::zeros((3, 2), DType::F32, &Device::Cpu).unwrap()).unwrap();
-        let g = Tensor::new(&[[1f32, 2., 3.], [4., 5., 6.]], &Device::Cpu).unwrap().t().unwrap();
-        let mut opt = AdamW::new(vec![("w".into(), w.clone())], AdamWConfig { weight_decay: 0.0, ..Default::default() }).unwrap();
+        let w =
+            Var::from_tensor(&Tensor::zeros((3, 2), DType::F32, &Device::Cpu).unwrap()).unwrap();
+        let g = Tensor::new(&[[1f32, 2., 3.], [4., 5., 6.]], &Device::Cpu)
+            .unwrap()
+            .t()
+            .unwrap();
+        let mut opt = AdamW::new(
+            vec![("w".into(), w.clone())],
+            AdamWConfig {
+                weight_decay: 0.0,
+                ..Default::default()
+            },
+        )
+        .unwrap();
         let s = &opt.slots[0];
-        assert!(!Buffers { grad: &g, weight: w.as_tensor(), master: None, m: &s.m, v: &s.v }.fusable());
+        assert!(!Buffers {
+            grad: &g,
+            weight: w.as_tensor(),
+            master: None,
+            m: &s.m,
+            v: &s.v
+        }
+        .fusable());
         opt.step(&vec![Some(g)], 0.5, 1.0).unwrap();
         // The first AdamW step moves every weight by lr against the gradient's sign.
-        assert!(values(w.as_tensor()).iter().all(|x| (x + 0.5).abs() < 1e-6), "{:?}", values(w.as_tensor()));
+        assert!(
+            values(w.as_tensor()).iter().all(|x| (x + 0.5).abs() < 1e-6),
+            "{:?}",
+            values(w.as_tensor())
+        );
     }
 
     #[test]
@@ -386,7 +565,9 @@ mod tests {
         // too (that would wait forever). Candle sees the aliasing and the op refuses it.
         let w = Var::from_tensor(&Tensor::ones(8, DType::F32, &Device::Cpu).unwrap()).unwrap();
         let mut opt = AdamW::new(vec![("w".into(), w.clone())], AdamWConfig::default()).unwrap();
-        let err = opt.step(&vec![Some(w.as_tensor().clone())], 1e-3, 1.0).unwrap_err();
+        let err = opt
+            .step(&vec![Some(w.as_tensor().clone())], 1e-3, 1.0)
+            .unwrap_err();
         assert!(err.to_string().contains("aliased"), "{err}");
     }
 
@@ -396,19 +577,42 @@ mod tests {
         // bf16 master weights made from the variable did, so every step's master copy kept the
         // previous step's temporaries alive (a 3B-shaped model ran out of the 139 GiB of an H200 within its first steps).
         for dtype in [DType::F32, DType::BF16] {
-            let w = Var::from_tensor(&Tensor::new(&[1f32, 2., 3.], &Device::Cpu).unwrap().to_dtype(dtype).unwrap()).unwrap();
-            let x = Tensor::new(&[0.5f32, -1., 2.], &Device::Cpu).unwrap().to_dtype(dtype).unwrap();
+            let w = Var::from_tensor(
+                &Tensor::new(&[1f32, 2., 3.], &Device::Cpu)
+                    .unwrap()
+                    .to_dtype(dtype)
+                    .unwrap(),
+            )
+            .unwrap();
+            let x = Tensor::new(&[0.5f32, -1., 2.], &Device::Cpu)
+                .unwrap()
+                .to_dtype(dtype)
+                .unwrap();
             let vars = vec![("w".to_string(), w.clone())];
             let mut opt = AdamW::new(vars.clone(), AdamWConfig::default()).unwrap();
             for _ in 0..3 {
-                let loss = (w.as_tensor() * &x).unwrap().sqr().unwrap().sum_all().unwrap();
+                let loss = (w.as_tensor() * &x)
+                    .unwrap()
+                    .sqr()
+                    .unwrap()
+                    .sum_all()
+                    .unwrap();
                 let store = loss.backward().unwrap();
                 let grads = collect_grads(&store, &vars);
-                assert!(!grads[0].as_ref().unwrap().track_op(), "{dtype:?}: collected gradient still records a graph");
+                assert!(
+                    !grads[0].as_ref().unwrap().track_op(),
+                    "{dtype:?}: collected gradient still records a graph"
+                );
                 opt.step(&grads, 1e-3, 1.0).unwrap();
                 let s = &opt.slots[0];
-                assert!(!s.m.track_op() && !s.v.track_op(), "{dtype:?}: moments record a graph");
-                assert!(s.master.as_ref().is_none_or(|m| !m.track_op()), "{dtype:?}: master weights record a graph");
+                assert!(
+                    !s.m.track_op() && !s.v.track_op(),
+                    "{dtype:?}: moments record a graph"
+                );
+                assert!(
+                    s.master.as_ref().is_none_or(|m| !m.track_op()),
+                    "{dtype:?}: master weights record a graph"
+                );
             }
         }
     }
@@ -416,32 +620,99 @@ mod tests {
     #[test]
     fn gradient_norm_sums_every_element_once() {
         // Sizes below, at and above one reduction row, with and without a remainder, and empty.
-        let sizes = [0usize, 1, 7, REDUCE_COLS, REDUCE_COLS + 3, 3 * REDUCE_COLS, 5 * REDUCE_COLS + 1234];
+        let sizes = [
+            0usize,
+            1,
+            7,
+            REDUCE_COLS,
+            REDUCE_COLS + 3,
+            3 * REDUCE_COLS,
+            5 * REDUCE_COLS + 1234,
+        ];
         let grads: Grads = sizes
             .iter()
-            .map(|&n| Some(Tensor::new((0..n).map(|i| ((i * 37 % 101) as f32 - 50.0) / 7.0).collect::<Vec<_>>(), &Device::Cpu).unwrap()))
-            .chain([None, Some(Tensor::new(&[[3f32, 4.], [1., 2.]], &Device::Cpu).unwrap().to_dtype(DType::BF16).unwrap())])
+            .map(|&n| {
+                Some(
+                    Tensor::new(
+                        (0..n)
+                            .map(|i| ((i * 37 % 101) as f32 - 50.0) / 7.0)
+                            .collect::<Vec<_>>(),
+                        &Device::Cpu,
+                    )
+                    .unwrap(),
+                )
+            })
+            .chain([
+                None,
+                Some(
+                    Tensor::new(&[[3f32, 4.], [1., 2.]], &Device::Cpu)
+                        .unwrap()
+                        .to_dtype(DType::BF16)
+                        .unwrap(),
+                ),
+            ])
             // f16 (and a strided view) take the tensor-op fallback.
-            .chain([5 * REDUCE_COLS + 3, 2].map(|n| Some(Tensor::new((0..n).map(|i| (i % 13) as f32 - 6.0).collect::<Vec<_>>(), &Device::Cpu).unwrap().to_dtype(DType::F16).unwrap())))
-            .chain([Some(Tensor::new(&[[1f32, 2.], [3., 4.]], &Device::Cpu).unwrap().t().unwrap())])
+            .chain([5 * REDUCE_COLS + 3, 2].map(|n| {
+                Some(
+                    Tensor::new(
+                        (0..n).map(|i| (i % 13) as f32 - 6.0).collect::<Vec<_>>(),
+                        &Device::Cpu,
+                    )
+                    .unwrap()
+                    .to_dtype(DType::F16)
+                    .unwrap(),
+                )
+            }))
+            .chain([Some(
+                Tensor::new(&[[1f32, 2.], [3., 4.]], &Device::Cpu)
+                    .unwrap()
+                    .t()
+                    .unwrap(),
+            )])
             .collect();
         let mut want = 0f64;
         for g in grads.iter().flatten() {
-            let own = g.to_dtype(DType::F64).unwrap().flatten_all().unwrap().to_vec1::<f64>().unwrap().iter().map(|x| x * x).sum::<f64>();
+            let own = g
+                .to_dtype(DType::F64)
+                .unwrap()
+                .flatten_all()
+                .unwrap()
+                .to_vec1::<f64>()
+                .unwrap()
+                .iter()
+                .map(|x| x * x)
+                .sum::<f64>();
             let got = grad_norm(&vec![Some(g.clone())]).unwrap();
-            assert!((got - own.sqrt()).abs() <= 1e-6 * own.sqrt(), "{:?} {:?}: {got} vs {}", g.dtype(), g.shape(), own.sqrt());
+            assert!(
+                (got - own.sqrt()).abs() <= 1e-6 * own.sqrt(),
+                "{:?} {:?}: {got} vs {}",
+                g.dtype(),
+                g.shape(),
+                own.sqrt()
+            );
             // Float32 and bf16 take the one-pass kernel, the rest tensor ops.
-            assert_eq!(SumOfSquares::handles(g), g.elem_count() > 0 && g.is_contiguous() && g.dtype() != DType::F16);
+            assert_eq!(
+                SumOfSquares::handles(g),
+                g.elem_count() > 0 && g.is_contiguous() && g.dtype() != DType::F16
+            );
             want += own;
         }
         let got = grad_norm(&grads).unwrap();
-        assert!((got - want.sqrt()).abs() <= 1e-5 * want.sqrt(), "{got} vs {}", want.sqrt());
+        assert!(
+            (got - want.sqrt()).abs() <= 1e-5 * want.sqrt(),
+            "{got} vs {}",
+            want.sqrt()
+        );
         assert_eq!(grad_norm(&vec![None]).unwrap(), 0.0);
     }
 
     #[test]
     fn schedule_matches_hugging_face_linear_warmup() {
-        let s = LinearSchedule { peak: 1.0, warmup_steps: 2, total_steps: 10 };
+        let s = LinearSchedule {
+            peak: 1.0,
+            warmup_steps: 2,
+            total_steps: 10,
+        };
         let lrs: Vec<f64> = (0..11).map(|k| s.lr(k)).collect();
         assert_eq!(lrs[0], 0.0);
         assert_eq!(lrs[1], 0.5);

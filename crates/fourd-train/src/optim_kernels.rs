@@ -13,7 +13,10 @@
 
 use std::cell::RefCell;
 
-use candle_core::{CpuStorage, CudaStorage, CustomOp1, DType, Device, InplaceOp1, InplaceOp2, Layout, Shape, Tensor};
+use candle_core::{
+    CpuStorage, CudaStorage, CustomOp1, DType, Device, InplaceOp1, InplaceOp2, Layout, Shape,
+    Tensor,
+};
 use half::bf16;
 use rayon::prelude::*;
 
@@ -56,7 +59,11 @@ impl Hyper {
             inv_bias_correction2: (1.0 / bc2) as f32,
             eps: cfg.eps as f32,
             lr: lr as f32,
-            decay: if decay { (1.0 - lr * cfg.weight_decay) as f32 } else { 1.0 },
+            decay: if decay {
+                (1.0 - lr * cfg.weight_decay) as f32
+            } else {
+                1.0
+            },
             grad_scale: grad_scale as f32,
         }
     }
@@ -99,19 +106,36 @@ impl Buffers<'_> {
         };
         let dtypes_ok = matches!(self.grad.dtype(), DType::F32 | DType::BF16)
             && state.iter().all(|t| t.dtype() == DType::F32)
-            && matches!((self.weight.dtype(), self.master), (DType::F32, None) | (DType::BF16, Some(_)));
+            && matches!(
+                (self.weight.dtype(), self.master),
+                (DType::F32, None) | (DType::BF16, Some(_))
+            );
         device_ok
             && dtypes_ok
             && state.iter().chain([&self.grad, &self.weight]).all(|t| {
-                t.elem_count() == n && t.is_contiguous() && t.device().same_device(self.weight.device())
+                t.elem_count() == n
+                    && t.is_contiguous()
+                    && t.device().same_device(self.weight.device())
             })
     }
 
     /// Runs the update in place. Call only when [`Buffers::fusable`].
     pub(crate) fn update(&self, hyper: Hyper) -> candle_core::Result<()> {
         let rest: Vec<&Tensor> = [self.m, self.v].into_iter().chain(self.master).collect();
-        let held = Held { hyper, grad_cpu: RefCell::default(), grad_cuda: RefCell::default(), cpu: RefCell::default(), cuda: RefCell::default() };
-        self.weight.inplace_op2(self.grad, &Level { held: &held, rest: &rest })
+        let held = Held {
+            hyper,
+            grad_cpu: RefCell::default(),
+            grad_cuda: RefCell::default(),
+            cpu: RefCell::default(),
+            cuda: RefCell::default(),
+        };
+        self.weight.inplace_op2(
+            self.grad,
+            &Level {
+                held: &held,
+                rest: &rest,
+            },
+        )
     }
 }
 
@@ -137,28 +161,40 @@ impl Level<'_> {
     /// Locks the next tensor (whose level recurses in turn), or, once all are held, runs the update.
     fn next_or_run_cpu(&self) -> candle_core::Result<()> {
         if let Some((next, rest)) = self.rest.split_first() {
-            return next.inplace_op1(&Level { held: self.held, rest });
+            return next.inplace_op1(&Level {
+                held: self.held,
+                rest,
+            });
         }
         let (grad, held) = (self.held.grad_cpu.borrow(), self.held.cpu.borrow());
-        let Some((g, gl)) = grad.as_ref() else { candle_core::bail!("fused AdamW: no gradient") };
+        let Some((g, gl)) = grad.as_ref() else {
+            candle_core::bail!("fused AdamW: no gradient")
+        };
         // SAFETY: every pointer comes from a storage guard that an enclosing level (candle, for
         // the gradient) holds for the duration of this call, and the storages are distinct.
         let grad = (unsafe { &**g }, gl);
-        let mut storages: Vec<(&mut CpuStorage, &Layout)> = held.iter().map(|(p, l)| (unsafe { &mut **p }, l)).collect();
+        let mut storages: Vec<(&mut CpuStorage, &Layout)> =
+            held.iter().map(|(p, l)| (unsafe { &mut **p }, l)).collect();
         cpu_update(&self.held.hyper, grad, &mut storages)
     }
 
     fn next_or_run_cuda(&self) -> candle_core::Result<()> {
         if let Some((next, rest)) = self.rest.split_first() {
-            return next.inplace_op1(&Level { held: self.held, rest });
+            return next.inplace_op1(&Level {
+                held: self.held,
+                rest,
+            });
         }
         #[cfg(feature = "cuda")]
         {
             let (grad, held) = (self.held.grad_cuda.borrow(), self.held.cuda.borrow());
-            let Some((g, gl)) = grad.as_ref() else { candle_core::bail!("fused AdamW: no gradient") };
+            let Some((g, gl)) = grad.as_ref() else {
+                candle_core::bail!("fused AdamW: no gradient")
+            };
             // SAFETY: as in `next_or_run_cpu`.
             let grad = (unsafe { &**g }, gl);
-            let mut storages: Vec<(&mut CudaStorage, &Layout)> = held.iter().map(|(p, l)| (unsafe { &mut **p }, l)).collect();
+            let mut storages: Vec<(&mut CudaStorage, &Layout)> =
+                held.iter().map(|(p, l)| (unsafe { &mut **p }, l)).collect();
             cuda_update(&self.held.hyper, grad, &mut storages)
         }
         #[cfg(not(feature = "cuda"))]
@@ -167,7 +203,8 @@ impl Level<'_> {
 }
 
 fn contiguous(l: &Layout) -> candle_core::Result<(usize, usize)> {
-    l.contiguous_offsets().ok_or_else(|| candle_core::Error::Msg("fused AdamW needs contiguous tensors".into()))
+    l.contiguous_offsets()
+        .ok_or_else(|| candle_core::Error::Msg("fused AdamW needs contiguous tensors".into()))
 }
 
 /// The outermost level: the weight, write-locked, and the gradient, read-locked by candle.
@@ -176,13 +213,25 @@ impl InplaceOp2 for Level<'_> {
         "fused-adamw"
     }
 
-    fn cpu_fwd(&self, w: &mut CpuStorage, wl: &Layout, g: &CpuStorage, gl: &Layout) -> candle_core::Result<()> {
+    fn cpu_fwd(
+        &self,
+        w: &mut CpuStorage,
+        wl: &Layout,
+        g: &CpuStorage,
+        gl: &Layout,
+    ) -> candle_core::Result<()> {
         *self.held.grad_cpu.borrow_mut() = Some((g as *const _, gl.clone()));
         self.held.cpu.borrow_mut().push((w as *mut _, wl.clone()));
         self.next_or_run_cpu()
     }
 
-    fn cuda_fwd(&self, w: &mut CudaStorage, wl: &Layout, g: &CudaStorage, gl: &Layout) -> candle_core::Result<()> {
+    fn cuda_fwd(
+        &self,
+        w: &mut CudaStorage,
+        wl: &Layout,
+        g: &CudaStorage,
+        gl: &Layout,
+    ) -> candle_core::Result<()> {
         *self.held.grad_cuda.borrow_mut() = Some((g as *const _, gl.clone()));
         self.held.cuda.borrow_mut().push((w as *mut _, wl.clone()));
         self.next_or_run_cuda()
@@ -218,7 +267,11 @@ fn f32_mut<'s>(s: &'s mut CpuStorage, l: &Layout) -> candle_core::Result<&'s mut
 }
 
 /// `storages`: weight, m, v, then the master copy of a bf16 weight.
-fn cpu_update(h: &Hyper, (g, gl): (&CpuStorage, &Layout), storages: &mut [(&mut CpuStorage, &Layout)]) -> candle_core::Result<()> {
+fn cpu_update(
+    h: &Hyper,
+    (g, gl): (&CpuStorage, &Layout),
+    storages: &mut [(&mut CpuStorage, &Layout)],
+) -> candle_core::Result<()> {
     let [(w, wl), (m, ml), (v, vl), master @ ..] = storages else {
         candle_core::bail!("fused AdamW: expected gradient, weight and two moments")
     };
@@ -226,17 +279,36 @@ fn cpu_update(h: &Hyper, (g, gl): (&CpuStorage, &Layout), storages: &mut [(&mut 
     let (ga, gb) = contiguous(gl)?;
     let (wa, wb) = contiguous(wl)?;
     match (g, &mut **w, master) {
-        (CpuStorage::F32(g), CpuStorage::F32(w), []) => cpu_loop(h, &g[ga..gb], &mut w[wa..wb], m, v),
-        (CpuStorage::BF16(g), CpuStorage::F32(w), []) => cpu_loop(h, &g[ga..gb], &mut w[wa..wb], m, v),
-        (CpuStorage::F32(g), CpuStorage::BF16(w), [(p, pl)]) => cpu_loop_master(h, &g[ga..gb], &mut w[wa..wb], f32_mut(p, pl)?, m, v),
-        (CpuStorage::BF16(g), CpuStorage::BF16(w), [(p, pl)]) => cpu_loop_master(h, &g[ga..gb], &mut w[wa..wb], f32_mut(p, pl)?, m, v),
+        (CpuStorage::F32(g), CpuStorage::F32(w), []) => {
+            cpu_loop(h, &g[ga..gb], &mut w[wa..wb], m, v)
+        }
+        (CpuStorage::BF16(g), CpuStorage::F32(w), []) => {
+            cpu_loop(h, &g[ga..gb], &mut w[wa..wb], m, v)
+        }
+        (CpuStorage::F32(g), CpuStorage::BF16(w), [(p, pl)]) => {
+            cpu_loop_master(h, &g[ga..gb], &mut w[wa..wb], f32_mut(p, pl)?, m, v)
+        }
+        (CpuStorage::BF16(g), CpuStorage::BF16(w), [(p, pl)]) => {
+            cpu_loop_master(h, &g[ga..gb], &mut w[wa..wb], f32_mut(p, pl)?, m, v)
+        }
         _ => candle_core::bail!("fused AdamW: unsupported gradient/weight dtypes"),
     }
     Ok(())
 }
 
-fn cpu_loop<G: Copy + Into<f32> + Sync>(h: &Hyper, g: &[G], w: &mut [f32], m: &mut [f32], v: &mut [f32]) {
-    (g.par_chunks(CPU_CHUNK), w.par_chunks_mut(CPU_CHUNK), m.par_chunks_mut(CPU_CHUNK), v.par_chunks_mut(CPU_CHUNK))
+fn cpu_loop<G: Copy + Into<f32> + Sync>(
+    h: &Hyper,
+    g: &[G],
+    w: &mut [f32],
+    m: &mut [f32],
+    v: &mut [f32],
+) {
+    (
+        g.par_chunks(CPU_CHUNK),
+        w.par_chunks_mut(CPU_CHUNK),
+        m.par_chunks_mut(CPU_CHUNK),
+        v.par_chunks_mut(CPU_CHUNK),
+    )
         .into_par_iter()
         .for_each(|(g, w, m, v)| {
             for (((g, w), m), v) in g.iter().zip(w).zip(m).zip(v) {
@@ -245,8 +317,21 @@ fn cpu_loop<G: Copy + Into<f32> + Sync>(h: &Hyper, g: &[G], w: &mut [f32], m: &m
         });
 }
 
-fn cpu_loop_master<G: Copy + Into<f32> + Sync>(h: &Hyper, g: &[G], w: &mut [bf16], p: &mut [f32], m: &mut [f32], v: &mut [f32]) {
-    (g.par_chunks(CPU_CHUNK), w.par_chunks_mut(CPU_CHUNK), p.par_chunks_mut(CPU_CHUNK), m.par_chunks_mut(CPU_CHUNK), v.par_chunks_mut(CPU_CHUNK))
+fn cpu_loop_master<G: Copy + Into<f32> + Sync>(
+    h: &Hyper,
+    g: &[G],
+    w: &mut [bf16],
+    p: &mut [f32],
+    m: &mut [f32],
+    v: &mut [f32],
+) {
+    (
+        g.par_chunks(CPU_CHUNK),
+        w.par_chunks_mut(CPU_CHUNK),
+        p.par_chunks_mut(CPU_CHUNK),
+        m.par_chunks_mut(CPU_CHUNK),
+        v.par_chunks_mut(CPU_CHUNK),
+    )
         .into_par_iter()
         .for_each(|(g, w, p, m, v)| {
             for ((((g, w), p), m), v) in g.iter().zip(w).zip(p).zip(m).zip(v) {
@@ -265,7 +350,11 @@ const PTX: &str = include_str!(concat!(env!("OUT_DIR"), "/optim.ptx"));
 
 /// `storages` as in [`cpu_update`].
 #[cfg(feature = "cuda")]
-fn cuda_update(h: &Hyper, (g, gl): (&CudaStorage, &Layout), storages: &mut [(&mut CudaStorage, &Layout)]) -> candle_core::Result<()> {
+fn cuda_update(
+    h: &Hyper,
+    (g, gl): (&CudaStorage, &Layout),
+    storages: &mut [(&mut CudaStorage, &Layout)],
+) -> candle_core::Result<()> {
     use candle_core::backend::BackendStorage;
     use candle_core::cuda_backend::cudarc::driver::{LaunchConfig, PushKernelArg};
     use candle_core::cuda_backend::WrapErr;
@@ -289,7 +378,11 @@ fn cuda_update(h: &Hyper, (g, gl): (&CudaStorage, &Layout), storages: &mut [(&mu
     // A grid-stride loop: enough blocks to fill the GPU, each thread then walks the tensor.
     let threads = 256u32;
     let blocks = (n.div_ceil(threads as usize)).clamp(1, 65_535) as u32;
-    let cfg = LaunchConfig { grid_dim: (blocks, 1, 1), block_dim: (threads, 1, 1), shared_mem_bytes: 0 };
+    let cfg = LaunchConfig {
+        grid_dim: (blocks, 1, 1),
+        block_dim: (threads, 1, 1),
+        shared_mem_bytes: 0,
+    };
     let mut builder = func.builder();
     let (g_f32, g_bf16);
     match g.dtype() {
@@ -340,7 +433,10 @@ impl SumOfSquares {
             Device::Cuda(_) => cfg!(feature = "cuda"),
             _ => false,
         };
-        device_ok && matches!(t.dtype(), DType::F32 | DType::BF16) && t.is_contiguous() && t.elem_count() > 0
+        device_ok
+            && matches!(t.dtype(), DType::F32 | DType::BF16)
+            && t.is_contiguous()
+            && t.elem_count() > 0
     }
 }
 
@@ -352,10 +448,14 @@ const REDUCE_MAX_BLOCKS: usize = 4096;
 
 fn squares<T: Copy + Into<f32> + Sync>(x: &[T]) -> Vec<f32> {
     x.par_chunks(CPU_CHUNK)
-        .map(|c| c.iter().map(|&v| {
-            let v: f32 = v.into();
-            (v * v) as f64
-        }).sum::<f64>() as f32)
+        .map(|c| {
+            c.iter()
+                .map(|&v| {
+                    let v: f32 = v.into();
+                    (v * v) as f64
+                })
+                .sum::<f64>() as f32
+        })
         .collect()
 }
 
@@ -383,7 +483,9 @@ impl CustomOp1 for SumOfSquares {
 
         let (a, b) = contiguous(l)?;
         let n = b - a;
-        let blocks = n.div_ceil(REDUCE_THREADS as usize).clamp(1, REDUCE_MAX_BLOCKS);
+        let blocks = n
+            .div_ceil(REDUCE_THREADS as usize)
+            .clamp(1, REDUCE_MAX_BLOCKS);
         let dev = s.device().clone();
         // SAFETY: every block writes its slot.
         let partial = unsafe { dev.alloc::<f32>(blocks)? };
@@ -393,7 +495,11 @@ impl CustomOp1 for SumOfSquares {
             other => candle_core::bail!("sum of squares: expected float32 or bf16, got {other:?}"),
         };
         let func = dev.get_or_load_custom_func(name, PTX_MODULE, PTX)?;
-        let cfg = LaunchConfig { grid_dim: (blocks as u32, 1, 1), block_dim: (REDUCE_THREADS, 1, 1), shared_mem_bytes: 0 };
+        let cfg = LaunchConfig {
+            grid_dim: (blocks as u32, 1, 1),
+            block_dim: (REDUCE_THREADS, 1, 1),
+            shared_mem_bytes: 0,
+        };
         let mut builder = func.builder();
         let (x_f32, x_bf16);
         if s.dtype() == DType::F32 {
@@ -407,6 +513,9 @@ impl CustomOp1 for SumOfSquares {
         builder.arg(&n);
         // SAFETY: the arguments match the kernel's signature; `partial` has one slot per block.
         unsafe { builder.launch(cfg) }.w()?;
-        Ok((CudaStorage::wrap_cuda_slice(partial, dev), Shape::from(blocks)))
+        Ok((
+            CudaStorage::wrap_cuda_slice(partial, dev),
+            Shape::from(blocks),
+        ))
     }
 }

@@ -49,7 +49,11 @@ pub fn everything_trains(_: &str) -> bool {
 
 impl TrainableWeights {
     pub fn new(source: WeightSource, trainable: fn(&str) -> bool) -> Arc<Self> {
-        Arc::new(TrainableWeights { source, registry: Mutex::new(Registry::default()), trainable })
+        Arc::new(TrainableWeights {
+            source,
+            registry: Mutex::new(Registry::default()),
+            trainable,
+        })
     }
 
     pub fn var_builder(self: &Arc<Self>, dtype: DType, device: &Device) -> VarBuilder<'static> {
@@ -65,25 +69,46 @@ impl TrainableWeights {
     /// Every tensor by canonical name, current values.
     pub fn tensors(&self) -> Vec<(String, Tensor)> {
         let r = self.registry.lock().expect("registry lock");
-        r.tensors.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
+        r.tensors
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect()
     }
 
-    fn produce(&self, shape: &Shape, name: &str, dtype: DType, device: &Device) -> candle_core::Result<Tensor> {
+    fn produce(
+        &self,
+        shape: &Shape,
+        name: &str,
+        dtype: DType,
+        device: &Device,
+    ) -> candle_core::Result<Tensor> {
         let t = match &self.source {
-            WeightSource::Checkpoint(w) => {
-                w.load(name, Some(shape), dtype, device).map_err(|e| candle_core::Error::Msg(e.to_string()))?
-            }
-            WeightSource::Random { seed, std } => random_tensor(shape, name, *seed, *std)?.to_dtype(dtype)?.to_device(device)?,
+            WeightSource::Checkpoint(w) => w
+                .load(name, Some(shape), dtype, device)
+                .map_err(|e| candle_core::Error::Msg(e.to_string()))?,
+            WeightSource::Random { seed, std } => random_tensor(shape, name, *seed, *std)?
+                .to_dtype(dtype)?
+                .to_device(device)?,
         };
         Ok(t)
     }
 
-    fn get(&self, shape: Shape, name: &str, dtype: DType, device: &Device) -> candle_core::Result<Tensor> {
+    fn get(
+        &self,
+        shape: Shape,
+        name: &str,
+        dtype: DType,
+        device: &Device,
+    ) -> candle_core::Result<Tensor> {
         let mut r = self.registry.lock().expect("registry lock");
         if let Some(t) = r.tensors.get(name) {
             // Asked twice (tied weights): hand out the same tensor so gradients accumulate.
             if t.shape() != &shape {
-                candle_core::bail!("tensor `{name}` requested with shapes {:?} and {:?}", t.shape(), shape);
+                candle_core::bail!(
+                    "tensor `{name}` requested with shapes {:?} and {:?}",
+                    t.shape(),
+                    shape
+                );
             }
             return Ok(t.clone());
         }
@@ -113,16 +138,27 @@ impl TrainableWeights {
 struct Shared(Arc<TrainableWeights>);
 
 impl SimpleBackend for Shared {
-    fn get(&self, s: Shape, name: &str, _: candle_nn::Init, dtype: DType, dev: &Device) -> candle_core::Result<Tensor> {
+    fn get(
+        &self,
+        s: Shape,
+        name: &str,
+        _: candle_nn::Init,
+        dtype: DType,
+        dev: &Device,
+    ) -> candle_core::Result<Tensor> {
         self.0.get(s, name, dtype, dev)
     }
     fn get_unchecked(&self, name: &str, dtype: DType, dev: &Device) -> candle_core::Result<Tensor> {
         match &self.0.source {
             WeightSource::Checkpoint(w) => {
-                let t = w.load(name, None, dtype, dev).map_err(|e| candle_core::Error::Msg(e.to_string()))?;
+                let t = w
+                    .load(name, None, dtype, dev)
+                    .map_err(|e| candle_core::Error::Msg(e.to_string()))?;
                 self.0.get(t.shape().clone(), name, dtype, dev)
             }
-            WeightSource::Random { .. } => candle_core::bail!("tensor `{name}`: a shape is needed to initialise it"),
+            WeightSource::Random { .. } => {
+                candle_core::bail!("tensor `{name}`: a shape is needed to initialise it")
+            }
         }
     }
     fn contains_tensor(&self, name: &str) -> bool {

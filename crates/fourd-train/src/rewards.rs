@@ -36,9 +36,16 @@ impl Reward for AccuracyReward {
         self.weight
     }
     fn score(&self, completion: &str, key: AnswerKey<'_>) -> f64 {
-        let gt = key.correct.trim().chars().next().map(|c| c.to_ascii_uppercase());
+        let gt = key
+            .correct
+            .trim()
+            .chars()
+            .next()
+            .map(|c| c.to_ascii_uppercase());
         let letters = letters_for(key.options.len());
-        let pred = answer_span(completion).and_then(|s| option_letter(s, &letters).or_else(|| option_named(s, key.options, &letters)));
+        let pred = answer_span(completion).and_then(|s| {
+            option_letter(s, &letters).or_else(|| option_named(s, key.options, &letters))
+        });
         f64::from(u8::from(gt.is_some() && pred == gt))
     }
 }
@@ -63,7 +70,9 @@ impl Reward for FormatReward {
 
 /// The search the regex does, including its backtracking over later `</think>` occurrences.
 pub fn has_think_then_answer(s: &str) -> bool {
-    let Some(open) = s.find("<think>") else { return false };
+    let Some(open) = s.find("<think>") else {
+        return false;
+    };
     let mut from = open + "<think>".len();
     while let Some(rel) = s[from..].find("</think>") {
         let after = from + rel + "</think>".len();
@@ -86,7 +95,10 @@ impl std::fmt::Debug for dyn Reward {
 
 /// The reference's rewards: accuracy (1.0) and format (0.2).
 pub fn default_rewards() -> Vec<std::sync::Arc<dyn Reward>> {
-    vec![std::sync::Arc::new(AccuracyReward { weight: 1.0 }), std::sync::Arc::new(FormatReward { weight: 0.2 })]
+    vec![
+        std::sync::Arc::new(AccuracyReward { weight: 1.0 }),
+        std::sync::Arc::new(FormatReward { weight: 0.2 }),
+    ]
 }
 
 /// Group-normalised advantages `(r - mean) / (std + 1e-4)` over consecutive groups of `g`
@@ -113,16 +125,25 @@ pub fn group_advantages(rewards: &[f64], g: usize) -> Vec<Option<f64>> {
 mod tests {
     use super::*;
 
-    const LATENT: &str = "<|latent_start|><|latent_pad|><|latent_pad|><|latent_pad|><|latent_pad|><|latent_end|>";
+    const LATENT: &str =
+        "<|latent_start|><|latent_pad|><|latent_pad|><|latent_pad|><|latent_pad|><|latent_end|>";
 
     fn options() -> Vec<String> {
-        ["A. Pan Left", "B. Pan Right", "C. Tilt Up", "D. Stay"].map(String::from).to_vec()
+        ["A. Pan Left", "B. Pan Right", "C. Tilt Up", "D. Stay"]
+            .map(String::from)
+            .to_vec()
     }
 
     /// The accuracy reward of `completion` when `correct` is the key, over [`options`].
     fn accuracy(completion: &str, correct: &str) -> f64 {
         let options = options();
-        AccuracyReward { weight: 1.0 }.score(completion, AnswerKey { correct, options: &options })
+        AccuracyReward { weight: 1.0 }.score(
+            completion,
+            AnswerKey {
+                correct,
+                options: &options,
+            },
+        )
     }
 
     #[test]
@@ -132,7 +153,10 @@ mod tests {
         assert_eq!(accuracy(&good, "b"), 1.0);
         assert_eq!(accuracy(&good, "C"), 0.0);
         // Letters in the reasoning never count when there is no answer block.
-        assert_eq!(accuracy("<think>Camera moves. C is wrong, B is right</think>", "B"), 0.0);
+        assert_eq!(
+            accuracy("<think>Camera moves. C is wrong, B is right</think>", "B"),
+            0.0
+        );
         // Only the first block counts.
         assert_eq!(accuracy("<answer>A</answer><answer>B</answer>", "B"), 0.0);
         // A letter inside a word is not an answer ("Dolly In" is not D).
@@ -159,13 +183,25 @@ mod tests {
     fn format_needs_think_then_answer() {
         let f = FormatReward { weight: 0.2 };
         let options = options();
-        let key = AnswerKey { correct: "", options: &options };
-        assert_eq!(f.score(&format!("<think>a {LATENT} b</think>\n <answer>C</answer>"), key), 1.0);
+        let key = AnswerKey {
+            correct: "",
+            options: &options,
+        };
+        assert_eq!(
+            f.score(
+                &format!("<think>a {LATENT} b</think>\n <answer>C</answer>"),
+                key
+            ),
+            1.0
+        );
         assert_eq!(f.score("<think>a</think>text<answer>C</answer>", key), 0.0);
         assert_eq!(f.score("<answer>C</answer><think>a</think>", key), 0.0);
         assert_eq!(f.score("<think>a</think><answer>C", key), 0.0);
         // Backtracking: the second </think> is followed by the answer.
-        assert_eq!(f.score("<think>x</think> y </think><answer>A</answer>", key), 1.0);
+        assert_eq!(
+            f.score("<think>x</think> y </think><answer>A</answer>", key),
+            1.0
+        );
         // The RL prompt's stray `</think>` opener does not satisfy the format.
         assert_eq!(f.score("</think> x </think><answer>A</answer>", key), 0.0);
     }

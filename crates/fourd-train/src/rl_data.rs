@@ -35,7 +35,11 @@ pub fn read_rl_jsonl(path: &Path) -> Result<Vec<RlRecord>> {
     let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
     let resolve = |p: &str| {
         let p = PathBuf::from(p);
-        if p.is_absolute() { p } else { base.join(p) }
+        if p.is_absolute() {
+            p
+        } else {
+            base.join(p)
+        }
     };
     let mut out = Vec::new();
     for (i, line) in std::io::BufReader::new(file).lines().enumerate() {
@@ -43,11 +47,31 @@ pub fn read_rl_jsonl(path: &Path) -> Result<Vec<RlRecord>> {
         if line.trim().is_empty() {
             continue;
         }
-        let v: serde_json::Value = serde_json::from_str(&line)
-            .map_err(|e| TrainError::Record { path: path.to_path_buf(), line: i + 1, msg: format!("not JSON: {e}") })?;
-        let s = |k: &str| v.get(k).and_then(|x| x.as_str()).unwrap_or("").trim().to_string();
-        let correct = s("Correct").chars().next().map(|c| c.to_ascii_uppercase().to_string()).unwrap_or_default();
-        let id = v.get("id").map(|x| x.as_str().map(str::to_string).unwrap_or_else(|| x.to_string())).unwrap_or_else(|| format!("line {}", i + 1));
+        let v: serde_json::Value = serde_json::from_str(&line).map_err(|e| TrainError::Record {
+            path: path.to_path_buf(),
+            line: i + 1,
+            msg: format!("not JSON: {e}"),
+        })?;
+        let s = |k: &str| {
+            v.get(k)
+                .and_then(|x| x.as_str())
+                .unwrap_or("")
+                .trim()
+                .to_string()
+        };
+        let correct = s("Correct")
+            .chars()
+            .next()
+            .map(|c| c.to_ascii_uppercase().to_string())
+            .unwrap_or_default();
+        let id = v
+            .get("id")
+            .map(|x| {
+                x.as_str()
+                    .map(str::to_string)
+                    .unwrap_or_else(|| x.to_string())
+            })
+            .unwrap_or_else(|| format!("line {}", i + 1));
         if correct.is_empty() {
             tracing::warn!("{}: record {id} has no `Correct`; dropped", path.display());
             continue;
@@ -62,17 +86,32 @@ pub fn read_rl_jsonl(path: &Path) -> Result<Vec<RlRecord>> {
             .map(|a| a.iter().filter_map(|p| p.as_str()).map(resolve).collect())
             .unwrap_or_default();
         let video = v.get("video_path").and_then(|x| x.as_str()).map(resolve);
-        out.push(RlRecord { id, question: s("Question"), options: options.collect(), correct, frames, video, task_type: s("Type") });
+        out.push(RlRecord {
+            id,
+            question: s("Question"),
+            options: options.collect(),
+            correct,
+            frames,
+            video,
+            task_type: s("Type"),
+        });
     }
     if out.is_empty() {
-        return Err(TrainError::Record { path: path.to_path_buf(), line: 0, msg: "no usable records".into() });
+        return Err(TrainError::Record {
+            path: path.to_path_buf(),
+            line: 0,
+            msg: "no usable records".into(),
+        });
     }
     Ok(out)
 }
 
 /// Question, blank line, options, suffix.
 pub fn rl_question_text(question: &str, options: &[String]) -> String {
-    format!("{question}\n\n{}{FOUR_D_THINKER_SUFFIX}", options.join("\n"))
+    format!(
+        "{question}\n\n{}{FOUR_D_THINKER_SUFFIX}",
+        options.join("\n")
+    )
 }
 
 /// `np.linspace(0, n - 1, k).astype(int)` when `n > k`, else all.
@@ -80,18 +119,28 @@ pub fn even_indices(n: usize, k: usize) -> Vec<usize> {
     if n <= k || k == 0 {
         return (0..n).collect();
     }
-    (0..k).map(|i| ((i as f64) * (n - 1) as f64 / (k - 1).max(1) as f64) as usize).collect()
+    (0..k)
+        .map(|i| ((i as f64) * (n - 1) as f64 / (k - 1).max(1) as f64) as usize)
+        .collect()
 }
 
 /// The record's frames, sampled and downscaled; an error message when they cannot be read.
-pub fn load_rl_frames(r: &RlRecord, max_frames: usize, max_side: u32) -> std::result::Result<Vec<RgbImage>, String> {
+pub fn load_rl_frames(
+    r: &RlRecord,
+    max_frames: usize,
+    max_side: u32,
+) -> std::result::Result<Vec<RgbImage>, String> {
     let frames: Vec<RgbImage> = if !r.frames.is_empty() {
         even_indices(r.frames.len(), max_frames)
             .into_iter()
             .map(|i| load_image(&r.frames[i], 1 << 28).map_err(|e| e.to_string()))
             .collect::<std::result::Result<_, _>>()?
     } else if let Some(v) = &r.video {
-        let opts = fourd_video::SamplingOptions { fps: 1.0, max_frames: usize::MAX, ..fourd_video::SamplingOptions::all_frames() };
+        let opts = fourd_video::SamplingOptions {
+            fps: 1.0,
+            max_frames: usize::MAX,
+            ..fourd_video::SamplingOptions::all_frames()
+        };
         let decoded = fourd_video::decode_video(v, &opts).map_err(|e| e.to_string())?;
         let all: Vec<RgbImage> = decoded.frames;
         let keep = even_indices(all.len(), max_frames);
@@ -106,11 +155,18 @@ pub fn load_rl_frames(r: &RlRecord, max_frames: usize, max_side: u32) -> std::re
     Ok(frames
         .into_iter()
         .map(|f| {
-            let f = if (f.width(), f.height()) != (w0, h0) { image::imageops::resize(&f, w0, h0, image::imageops::FilterType::Triangle) } else { f };
+            let f = if (f.width(), f.height()) != (w0, h0) {
+                image::imageops::resize(&f, w0, h0, image::imageops::FilterType::Triangle)
+            } else {
+                f
+            };
             let long = f.width().max(f.height());
             if long > max_side {
                 let s = max_side as f64 / long as f64;
-                let (w, h) = (((f.width() as f64) * s).round().max(1.0) as u32, ((f.height() as f64) * s).round().max(1.0) as u32);
+                let (w, h) = (
+                    ((f.width() as f64) * s).round().max(1.0) as u32,
+                    ((f.height() as f64) * s).round().max(1.0) as u32,
+                );
                 image::imageops::resize(&f, w, h, image::imageops::FilterType::Triangle)
             } else {
                 f
@@ -120,8 +176,22 @@ pub fn load_rl_frames(r: &RlRecord, max_frames: usize, max_side: u32) -> std::re
 }
 
 /// The rendered prompt with its video.
-pub fn rl_prompt(tokenizer: &QwenTokenizer, r: &RlRecord, frames: Vec<RgbImage>) -> Result<PromptInput> {
+pub fn rl_prompt(
+    tokenizer: &QwenTokenizer,
+    r: &RlRecord,
+    frames: Vec<RgbImage>,
+) -> Result<PromptInput> {
     let text = rl_question_text(&r.question, &r.options);
-    let rendered = tokenizer.apply_chat_template(&[Message::new("user", vec![Content::Video, Content::Text(text)])], true)?;
-    Ok(PromptInput { text: rendered, images: vec![], videos: vec![VideoFrames { frames, fps: 1.0 }] })
+    let rendered = tokenizer.apply_chat_template(
+        &[Message::new(
+            "user",
+            vec![Content::Video, Content::Text(text)],
+        )],
+        true,
+    )?;
+    Ok(PromptInput {
+        text: rendered,
+        images: vec![],
+        videos: vec![VideoFrames { frames, fps: 1.0 }],
+    })
 }

@@ -21,9 +21,16 @@ impl EventWriter {
     /// TensorBoard expects; a resumed run therefore continues the curves in a second file.
     pub fn create(dir: &Path) -> Result<Self> {
         std::fs::create_dir_all(dir).map_err(|e| TrainError::io(dir, e))?;
-        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
         let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "localhost".into());
-        let path = dir.join(format!("events.out.tfevents.{}.{}.{}", now.as_secs(), host, std::process::id()));
+        let path = dir.join(format!(
+            "events.out.tfevents.{}.{}.{}",
+            now.as_secs(),
+            host,
+            std::process::id()
+        ));
         let file = File::create(&path).map_err(|e| TrainError::io(&path, e))?;
         let mut w = EventWriter { file, path };
         let mut ev = Vec::new();
@@ -61,12 +68,17 @@ impl EventWriter {
         buf.extend_from_slice(&masked_crc(&len).to_le_bytes());
         buf.extend_from_slice(data);
         buf.extend_from_slice(&masked_crc(data).to_le_bytes());
-        self.file.write_all(&buf).map_err(|e| TrainError::io(&self.path, e))
+        self.file
+            .write_all(&buf)
+            .map_err(|e| TrainError::io(&self.path, e))
     }
 }
 
 fn wall_time() -> f64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0)
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
 }
 
 /// TFRecord's CRC: CRC32C rotated and offset so that CRCs of CRCs stay well distributed.
@@ -117,7 +129,9 @@ pub fn read_scalars(path: &Path) -> Result<Vec<(u64, String, f32)>> {
         }
         let len_bytes = &data[i..i + 8];
         let len = u64::from_le_bytes(len_bytes.try_into().expect("8 bytes")) as usize;
-        if u32::from_le_bytes(data[i + 8..i + 12].try_into().expect("4 bytes")) != masked_crc(len_bytes) {
+        if u32::from_le_bytes(data[i + 8..i + 12].try_into().expect("4 bytes"))
+            != masked_crc(len_bytes)
+        {
             return Err(bad("length CRC"));
         }
         let start = i + 12;
@@ -125,7 +139,12 @@ pub fn read_scalars(path: &Path) -> Result<Vec<(u64, String, f32)>> {
             return Err(bad("truncated record"));
         }
         let payload = &data[start..start + len];
-        if u32::from_le_bytes(data[start + len..start + len + 4].try_into().expect("4 bytes")) != masked_crc(payload) {
+        if u32::from_le_bytes(
+            data[start + len..start + len + 4]
+                .try_into()
+                .expect("4 bytes"),
+        ) != masked_crc(payload)
+        {
             return Err(bad("payload CRC"));
         }
         parse_event(payload, &mut out).ok_or_else(|| bad("malformed event"))?;

@@ -95,13 +95,25 @@ pub fn init_tiny_checkpoint(out: &Path, corpus: &[String], spec: &TinySpec) -> R
         .with_decoder(Some(ByteLevel::default().into()))
         .build()
         .map_err(|e| tok_err(&tok_path, e))?;
-    tokenizer.train(&mut trainer, corpus.iter().cloned()).map_err(|e| tok_err(&tok_path, e))?;
-    let specials: Vec<AddedToken> = SPECIAL_TOKENS.iter().map(|t| AddedToken::from(t.to_string(), true)).collect();
+    tokenizer
+        .train(&mut trainer, corpus.iter().cloned())
+        .map_err(|e| tok_err(&tok_path, e))?;
+    let specials: Vec<AddedToken> = SPECIAL_TOKENS
+        .iter()
+        .map(|t| AddedToken::from(t.to_string(), true))
+        .collect();
     tokenizer.add_special_tokens(&specials);
-    tokenizer.save(&tok_path, false).map_err(|e| tok_err(&tok_path, e))?;
-    let id = |t: &str| tokenizer.token_to_id(t).ok_or_else(|| tok_err(&tok_path, format!("{t} missing")));
+    tokenizer
+        .save(&tok_path, false)
+        .map_err(|e| tok_err(&tok_path, e))?;
+    let id = |t: &str| {
+        tokenizer
+            .token_to_id(t)
+            .ok_or_else(|| tok_err(&tok_path, format!("{t} missing")))
+    };
     let vocab = tokenizer.get_vocab_size(true).div_ceil(16) * 16;
-    std::fs::write(out.join("chat_template.jinja"), CHAT_TEMPLATE).map_err(|e| TrainError::io(out, e))?;
+    std::fs::write(out.join("chat_template.jinja"), CHAT_TEMPLATE)
+        .map_err(|e| TrainError::io(out, e))?;
     write_json(
         &out.join("tokenizer_config.json"),
         &json!({
@@ -185,12 +197,19 @@ pub fn init_tiny_checkpoint(out: &Path, corpus: &[String], spec: &TinySpec) -> R
     )?;
     // Random weights through the same builder the model uses, so every tensor it asks for exists.
     let parsed = Qwen25VlConfig::from_file(&out.join("config.json"))?;
-    let weights = TrainableWeights::new(WeightSource::Random { seed: spec.seed, std: spec.init_std }, language_model_trains);
+    let weights = TrainableWeights::new(
+        WeightSource::Random {
+            seed: spec.seed,
+            std: spec.init_std,
+        },
+        language_model_trains,
+    );
     let vb = weights.var_builder(DType::F32, &Device::Cpu);
     let _model = Qwen25VL::new(parsed, vb)?;
     let tensors = weights.tensors();
     let map: std::collections::HashMap<String, candle_core::Tensor> = tensors.into_iter().collect();
     let path = out.join("model.safetensors");
-    candle_core::safetensors::save(&map, &path).map_err(|e| TrainError::checkpoint(&path, e.to_string()))?;
+    candle_core::safetensors::save(&map, &path)
+        .map_err(|e| TrainError::checkpoint(&path, e.to_string()))?;
     Ok(())
 }

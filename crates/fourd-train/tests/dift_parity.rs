@@ -14,13 +14,35 @@ fn fixtures() -> PathBuf {
 }
 
 /// The fixture model (untouched weights) and its DIFT record built into an example.
-fn fixture_example() -> (Arc<fourd_model::Pipeline>, fourd_model::generation::LatentTokens, fourd_train::dift_data::DiftExample) {
+fn fixture_example() -> (
+    Arc<fourd_model::Pipeline>,
+    fourd_model::generation::LatentTokens,
+    fourd_train::dift_data::DiftExample,
+) {
     let root = fixtures();
-    let (pipeline, _) = load_trainable(&root.join("latent/model"), None, 0, DType::F32, &Device::Cpu).unwrap();
-    let latent = pipeline.latent_tokens(None).unwrap().expect("latent tokens");
+    let (pipeline, _) = load_trainable(
+        &root.join("latent/model"),
+        None,
+        0,
+        DType::F32,
+        &Device::Cpu,
+    )
+    .unwrap();
+    let latent = pipeline
+        .latent_tokens(None)
+        .unwrap()
+        .expect("latent tokens");
     let pipeline = Arc::new(pipeline);
-    let builder = ExampleBuilder { pipeline: pipeline.clone(), latent, max_length: 4096, max_pixels: DIFT_MAX_PIXELS, fps: 1.0 };
-    let ex = builder.build(&read_dift_jsonl(&root.join("dift/record.jsonl")).unwrap()[0]).unwrap();
+    let builder = ExampleBuilder {
+        pipeline: pipeline.clone(),
+        latent,
+        max_length: 4096,
+        max_pixels: DIFT_MAX_PIXELS,
+        fps: 1.0,
+    };
+    let ex = builder
+        .build(&read_dift_jsonl(&root.join("dift/record.jsonl")).unwrap()[0])
+        .unwrap();
     (pipeline, latent, ex)
 }
 
@@ -28,24 +50,63 @@ fn fixture_example() -> (Arc<fourd_model::Pipeline>, fourd_model::generation::La
 fn loss_and_every_gradient_match_pytorch() {
     let root = fixtures();
     let manifest: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(root.join("dift/manifest.json")).unwrap()).unwrap();
-    let expected = candle_core::safetensors::load(root.join("dift/expected.safetensors"), &Device::Cpu).unwrap();
-    let (pipeline, weights) = load_trainable(&root.join("latent/model"), None, 0, DType::F32, &Device::Cpu).unwrap();
-    let latent = pipeline.latent_tokens(None).unwrap().expect("latent tokens");
+        serde_json::from_str(&std::fs::read_to_string(root.join("dift/manifest.json")).unwrap())
+            .unwrap();
+    let expected =
+        candle_core::safetensors::load(root.join("dift/expected.safetensors"), &Device::Cpu)
+            .unwrap();
+    let (pipeline, weights) = load_trainable(
+        &root.join("latent/model"),
+        None,
+        0,
+        DType::F32,
+        &Device::Cpu,
+    )
+    .unwrap();
+    let latent = pipeline
+        .latent_tokens(None)
+        .unwrap()
+        .expect("latent tokens");
     let pipeline = Arc::new(pipeline);
-    let builder = ExampleBuilder { pipeline: pipeline.clone(), latent, max_length: 4096, max_pixels: DIFT_MAX_PIXELS, fps: 1.0 };
+    let builder = ExampleBuilder {
+        pipeline: pipeline.clone(),
+        latent,
+        max_length: 4096,
+        max_pixels: DIFT_MAX_PIXELS,
+        fps: 1.0,
+    };
     let records = read_dift_jsonl(&root.join("dift/record.jsonl")).unwrap();
     let ex = builder.build(&records[0]).expect("record builds");
 
     // The sequence and labels equal the ones built in Python from the same rules.
     let ids: Vec<i64> = expected["input_ids"].to_vec1().unwrap();
-    assert_eq!(ex.input_ids.iter().map(|&t| t as i64).collect::<Vec<_>>(), ids);
+    assert_eq!(
+        ex.input_ids.iter().map(|&t| t as i64).collect::<Vec<_>>(),
+        ids
+    );
     let labels: Vec<i64> = expected["labels"].to_vec1().unwrap();
-    assert_eq!(ex.labels.iter().map(|l| l.map_or(-100, |t| t as i64)).collect::<Vec<_>>(), labels);
-    assert_eq!(ex.prompt_len as u64, manifest["prompt_len"].as_u64().unwrap());
+    assert_eq!(
+        ex.labels
+            .iter()
+            .map(|l| l.map_or(-100, |t| t as i64))
+            .collect::<Vec<_>>(),
+        labels
+    );
+    assert_eq!(
+        ex.prompt_len as u64,
+        manifest["prompt_len"].as_u64().unwrap()
+    );
 
     let params = pipeline.rope_params();
-    let loss = dift_loss(&pipeline.model, &params, &latent, "average", LossWeights::default(), &ex).unwrap();
+    let loss = dift_loss(
+        &pipeline.model,
+        &params,
+        &latent,
+        "average",
+        LossWeights::default(),
+        &ex,
+    )
+    .unwrap();
     let close = |a: f64, b: f64| (a - b).abs() <= 1e-4 * b.abs().max(1e-3);
     let total = loss.total.to_scalar::<f32>().unwrap() as f64;
     for (name, got, want) in [
@@ -62,46 +123,123 @@ fn loss_and_every_gradient_match_pytorch() {
     let mut checked = 0;
     let mut worst = 0f64;
     for ((name, _), g) in vars.iter().zip(&grads) {
-        let want = expected.get(&format!("grad.{name}")).unwrap_or_else(|| panic!("fixture lacks grad.{name}"));
-        let g = g.as_ref().unwrap_or_else(|| panic!("no gradient reached {name}"));
-        let diff = (g - want).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap() as f64;
-        let scale = want.abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap() as f64;
+        let want = expected
+            .get(&format!("grad.{name}"))
+            .unwrap_or_else(|| panic!("fixture lacks grad.{name}"));
+        let g = g
+            .as_ref()
+            .unwrap_or_else(|| panic!("no gradient reached {name}"));
+        let diff = (g - want)
+            .unwrap()
+            .abs()
+            .unwrap()
+            .max_all()
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap() as f64;
+        let scale = want
+            .abs()
+            .unwrap()
+            .max_all()
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap() as f64;
         let rel = diff / scale.max(1e-12);
         worst = worst.max(rel);
-        assert!(rel <= 1e-4, "gradient of {name}: max abs diff {diff:e}, relative {rel:e}");
+        assert!(
+            rel <= 1e-4,
+            "gradient of {name}: max abs diff {diff:e}, relative {rel:e}"
+        );
         checked += 1;
     }
-    assert_eq!(checked as u64, manifest["grad_tensors"].as_u64().unwrap(), "every trainable tensor is compared");
+    assert_eq!(
+        checked as u64,
+        manifest["grad_tensors"].as_u64().unwrap(),
+        "every trainable tensor is compared"
+    );
     eprintln!("ce {} sim {} total {total}; worst relative gradient error {worst:e} over {checked} tensors", loss.ce, loss.sim);
 }
 
 #[test]
 fn gradient_checkpointing_gives_the_same_gradients() {
     let root = fixtures();
-    let expected = candle_core::safetensors::load(root.join("dift/expected.safetensors"), &Device::Cpu).unwrap();
-    let (mut pipeline, weights) = load_trainable(&root.join("latent/model"), None, 0, DType::F32, &Device::Cpu).unwrap();
+    let expected =
+        candle_core::safetensors::load(root.join("dift/expected.safetensors"), &Device::Cpu)
+            .unwrap();
+    let (mut pipeline, weights) = load_trainable(
+        &root.join("latent/model"),
+        None,
+        0,
+        DType::F32,
+        &Device::Cpu,
+    )
+    .unwrap();
     let ck = fourd_model::text::CheckpointGrads::default();
     pipeline.model.text.grad_checkpoint = Some(ck.clone());
-    let latent = pipeline.latent_tokens(None).unwrap().expect("latent tokens");
+    let latent = pipeline
+        .latent_tokens(None)
+        .unwrap()
+        .expect("latent tokens");
     let pipeline = Arc::new(pipeline);
-    let builder = ExampleBuilder { pipeline: pipeline.clone(), latent, max_length: 4096, max_pixels: DIFT_MAX_PIXELS, fps: 1.0 };
+    let builder = ExampleBuilder {
+        pipeline: pipeline.clone(),
+        latent,
+        max_length: 4096,
+        max_pixels: DIFT_MAX_PIXELS,
+        fps: 1.0,
+    };
     let records = read_dift_jsonl(&root.join("dift/record.jsonl")).unwrap();
     let ex = builder.build(&records[0]).unwrap();
-    let loss = dift_loss(&pipeline.model, &pipeline.rope_params(), &latent, "average", LossWeights::default(), &ex).unwrap();
+    let loss = dift_loss(
+        &pipeline.model,
+        &pipeline.rope_params(),
+        &latent,
+        "average",
+        LossWeights::default(),
+        &ex,
+    )
+    .unwrap();
     let vars = weights.vars();
     let store = loss.total.backward().unwrap();
     // Layer parameters get no gradient from the outer pass: they come from the recomputation.
     let plain = collect_grads(&store, &vars);
-    let layer_params = vars.iter().zip(&plain).filter(|((n, _), _)| n.starts_with("model.layers.")).count();
+    let layer_params = vars
+        .iter()
+        .zip(&plain)
+        .filter(|((n, _), _)| n.starts_with("model.layers."))
+        .count();
     assert!(layer_params > 0);
-    assert!(vars.iter().zip(&plain).filter(|((n, _), _)| n.starts_with("model.layers.")).all(|(_, g)| g.is_none()));
+    assert!(vars
+        .iter()
+        .zip(&plain)
+        .filter(|((n, _), _)| n.starts_with("model.layers."))
+        .all(|(_, g)| g.is_none()));
     let grads = fourd_train::optim::backward_grads(&store, Some(&ck), &vars).unwrap();
     for ((name, _), g) in vars.iter().zip(&grads) {
         let want = &expected[&format!("grad.{name}")];
-        let g = g.as_ref().unwrap_or_else(|| panic!("no gradient for {name}"));
-        let diff = (g - want).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap() as f64;
-        let scale = want.abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap() as f64;
-        assert!(diff / scale.max(1e-12) <= 1e-4, "{name}: relative error {:e}", diff / scale);
+        let g = g
+            .as_ref()
+            .unwrap_or_else(|| panic!("no gradient for {name}"));
+        let diff = (g - want)
+            .unwrap()
+            .abs()
+            .unwrap()
+            .max_all()
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap() as f64;
+        let scale = want
+            .abs()
+            .unwrap()
+            .max_all()
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap() as f64;
+        assert!(
+            diff / scale.max(1e-12) <= 1e-4,
+            "{name}: relative error {:e}",
+            diff / scale
+        );
     }
 }
 
@@ -110,17 +248,37 @@ fn answer_weight_is_a_weighted_mean_over_the_answer_span() {
     let (pipeline, latent, ex) = fixture_example();
     // The span starts right after the reply's last `<answer>`.
     let tok = &pipeline.tokenizer;
-    let before = tok.decode(&ex.input_ids[ex.prompt_len..ex.answer_start], false).unwrap();
+    let before = tok
+        .decode(&ex.input_ids[ex.prompt_len..ex.answer_start], false)
+        .unwrap();
     let after = tok.decode(&ex.input_ids[ex.answer_start..], false).unwrap();
     assert!(before.ends_with("<answer>"), "{before:?}");
-    assert!(!after.contains("<answer>") && after.contains("</answer>"), "{after:?}");
+    assert!(
+        !after.contains("<answer>") && after.contains("</answer>"),
+        "{after:?}"
+    );
 
     // Weighted CE = (n_rest * CE_rest + w * n_answer * CE_answer) / (n_rest + w * n_answer), each
     // part computed by the plain (PyTorch-checked) CE on a copy whose other labels are masked.
     let params = pipeline.rope_params();
     let ce_of = |ex: &fourd_train::dift_data::DiftExample, answer: f64| {
-        let l = dift_loss(&pipeline.model, &params, &latent, "average", LossWeights { ce: 1.0, sim: 0.0, answer }, ex).unwrap();
-        (l.total.to_scalar::<f32>().unwrap() as f64, l.text_tokens as f64)
+        let l = dift_loss(
+            &pipeline.model,
+            &params,
+            &latent,
+            "average",
+            LossWeights {
+                ce: 1.0,
+                sim: 0.0,
+                answer,
+            },
+            ex,
+        )
+        .unwrap();
+        (
+            l.total.to_scalar::<f32>().unwrap() as f64,
+            l.text_tokens as f64,
+        )
     };
     let masked = |keep_answer: bool| {
         let mut e = ex.clone();
@@ -137,18 +295,41 @@ fn answer_weight_is_a_weighted_mean_over_the_answer_span() {
     let w = 20.0;
     let (weighted, _) = ce_of(&ex, w);
     let want = (n_rest * ce_rest + w * n_answer * ce_answer) / (n_rest + w * n_answer);
-    assert!((weighted - want).abs() <= 1e-5 * want, "weighted CE {weighted} vs {want}");
+    assert!(
+        (weighted - want).abs() <= 1e-5 * want,
+        "weighted CE {weighted} vs {want}"
+    );
     let (plain, _) = ce_of(&ex, 1.0);
-    assert!((plain - (n_rest * ce_rest + n_answer * ce_answer) / (n_rest + n_answer)).abs() <= 1e-5 * plain);
+    assert!(
+        (plain - (n_rest * ce_rest + n_answer * ce_answer) / (n_rest + n_answer)).abs()
+            <= 1e-5 * plain
+    );
 }
 
 #[test]
 fn teacher_forced_accuracies_count_argmax_hits() {
     let (pipeline, latent, ex) = fixture_example();
     let params = pipeline.rope_params();
-    let run = |ex: &fourd_train::dift_data::DiftExample| dift_loss(&pipeline.model, &params, &latent, "average", LossWeights::default(), ex).unwrap();
+    let run = |ex: &fourd_train::dift_data::DiftExample| {
+        dift_loss(
+            &pipeline.model,
+            &params,
+            &latent,
+            "average",
+            LossWeights::default(),
+            ex,
+        )
+        .unwrap()
+    };
     let first = run(&ex);
-    let labelled: Vec<usize> = ex.labels.iter().enumerate().skip(1).filter(|(_, l)| l.is_some()).map(|(i, _)| i).collect();
+    let labelled: Vec<usize> = ex
+        .labels
+        .iter()
+        .enumerate()
+        .skip(1)
+        .filter(|(_, l)| l.is_some())
+        .map(|(i, _)| i)
+        .collect();
     let n_answer = labelled.iter().filter(|&&i| i >= ex.answer_start).count();
     assert_eq!(first.token_hits.1, labelled.len());
     assert_eq!(first.answer_hits.1, n_answer);
@@ -163,7 +344,10 @@ fn teacher_forced_accuracies_count_argmax_hits() {
     }
     let second = run(&forced);
     assert_eq!(second.answer_hits, (n_answer, n_answer));
-    assert_eq!(second.token_hits.0, first.token_hits.0 - first.answer_hits.0 + n_answer);
+    assert_eq!(
+        second.token_hits.0,
+        first.token_hits.0 - first.answer_hits.0 + n_answer
+    );
     // A wrong label everywhere: no hits at all.
     let mut wrong = ex.clone();
     for (&i, &p) in labelled.iter().zip(&first.predicted) {
@@ -181,18 +365,53 @@ fn generation_is_unchanged_by_gradient_checkpointing() {
     use fourd_model::inputs::PromptInput;
     use fourd_model::tokenizer::{Content, Message};
     let root = fixtures();
-    let (mut pipeline, _) = load_trainable(&root.join("latent/model"), None, 0, DType::F32, &Device::Cpu).unwrap();
+    let (mut pipeline, _) = load_trainable(
+        &root.join("latent/model"),
+        None,
+        0,
+        DType::F32,
+        &Device::Cpu,
+    )
+    .unwrap();
     let text = pipeline
         .tokenizer
-        .apply_chat_template(&[Message::new("user", vec![Content::Text("where does the red ball roll".into())])], true)
+        .apply_chat_template(
+            &[Message::new(
+                "user",
+                vec![Content::Text("where does the red ball roll".into())],
+            )],
+            true,
+        )
         .unwrap();
-    let inputs = pipeline.processor.prepare(&pipeline.tokenizer, &[PromptInput { text, images: vec![], videos: vec![] }]).unwrap();
+    let inputs = pipeline
+        .processor
+        .prepare(
+            &pipeline.tokenizer,
+            &[PromptInput {
+                text,
+                images: vec![],
+                videos: vec![],
+            }],
+        )
+        .unwrap();
     let latent = pipeline.latent_tokens(None).unwrap();
-    let cfg = GenerationConfig { max_new_tokens: 24, sampling: Sampling::default(), stop_ids: vec![], latent };
-    let run = |p: &fourd_model::Pipeline| generate(&p.model, &inputs, &p.rope_params(), &cfg, |_, _, _| {}).unwrap()[0].token_ids.clone();
+    let cfg = GenerationConfig {
+        max_new_tokens: 24,
+        sampling: Sampling::default(),
+        stop_ids: vec![],
+        latent,
+    };
+    let run = |p: &fourd_model::Pipeline| {
+        generate(&p.model, &inputs, &p.rope_params(), &cfg, |_, _, _| {}).unwrap()[0]
+            .token_ids
+            .clone()
+    };
     let plain = run(&pipeline);
     pipeline.model.text.grad_checkpoint = Some(fourd_model::text::CheckpointGrads::default());
     let checkpointed = run(&pipeline);
     assert_eq!(plain.len(), 24);
-    assert_eq!(checkpointed, plain, "greedy tokens differ with gradient checkpointing on");
+    assert_eq!(
+        checkpointed, plain,
+        "greedy tokens differ with gradient checkpointing on"
+    );
 }

@@ -28,9 +28,19 @@ fn record(manifest: &serde_json::Value) -> RlRecord {
     RlRecord {
         id: "fixture".into(),
         question: manifest["question"].as_str().unwrap().into(),
-        options: manifest["options"].as_array().unwrap().iter().map(|o| o.as_str().unwrap().to_string()).collect(),
+        options: manifest["options"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|o| o.as_str().unwrap().to_string())
+            .collect(),
         correct: "B".into(),
-        frames: manifest["frames"].as_array().unwrap().iter().map(|p| fixtures().join("..").join("..").join(p.as_str().unwrap())).collect(),
+        frames: manifest["frames"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| fixtures().join("..").join("..").join(p.as_str().unwrap()))
+            .collect(),
         video: None,
         task_type: "rel_dir".into(),
     }
@@ -43,26 +53,65 @@ fn frames(r: &RlRecord) -> Vec<image::RgbImage> {
 #[test]
 fn objective_and_every_gradient_match_pytorch() {
     let root = fixtures();
-    let manifest: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(root.join("grpo/manifest.json")).unwrap()).unwrap();
-    let ex = candle_core::safetensors::load(root.join("grpo/expected.safetensors"), &Device::Cpu).unwrap();
-    let (pipe, weights) = load_trainable(&root.join("latent/model"), None, 0, DType::F32, &Device::Cpu).unwrap();
+    let manifest: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(root.join("grpo/manifest.json")).unwrap())
+            .unwrap();
+    let ex = candle_core::safetensors::load(root.join("grpo/expected.safetensors"), &Device::Cpu)
+        .unwrap();
+    let (pipe, weights) = load_trainable(
+        &root.join("latent/model"),
+        None,
+        0,
+        DType::F32,
+        &Device::Cpu,
+    )
+    .unwrap();
     let latent = pipe.latent_tokens(None).unwrap().unwrap();
     let rec = record(&manifest);
     let prompt = rl_prompt(&pipe.tokenizer, &rec, frames(&rec)).unwrap();
     let inputs = pipe.processor.prepare(&pipe.tokenizer, &[prompt]).unwrap();
-    let ids = |k: &str| -> Vec<u32> { ex[k].to_vec1::<i64>().unwrap().into_iter().map(|x| x as u32).collect() };
-    assert_eq!(inputs.input_ids[0], ids("prompt_ids"), "prompt built like the Python side");
+    let ids = |k: &str| -> Vec<u32> {
+        ex[k]
+            .to_vec1::<i64>()
+            .unwrap()
+            .into_iter()
+            .map(|x| x as u32)
+            .collect()
+    };
+    assert_eq!(
+        inputs.input_ids[0],
+        ids("prompt_ids"),
+        "prompt built like the Python side"
+    );
     let params = pipe.rope_params();
-    let px = ModelInputs::pixel_tensor(&inputs.videos, &Device::Cpu).unwrap().unwrap();
-    let feats = pipe.model.encode_vision(&px, &[inputs.videos[0].grid_thw]).unwrap();
-    let obj = Objective { epsilon: manifest["epsilon"].as_f64().unwrap(), beta: manifest["beta"].as_f64().unwrap() };
-    let adv: Vec<f64> = manifest["advantages"].as_array().unwrap().iter().map(|a| a.as_f64().unwrap()).collect();
+    let px = ModelInputs::pixel_tensor(&inputs.videos, &Device::Cpu)
+        .unwrap()
+        .unwrap();
+    let feats = pipe
+        .model
+        .encode_vision(&px, &[inputs.videos[0].grid_thw])
+        .unwrap();
+    let obj = Objective {
+        epsilon: manifest["epsilon"].as_f64().unwrap(),
+        beta: manifest["beta"].as_f64().unwrap(),
+    };
+    let adv: Vec<f64> = manifest["advantages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a.as_f64().unwrap())
+        .collect();
     let n_tokens = manifest["masked_tokens"].as_f64().unwrap();
     let mut total: Option<Tensor> = None;
     let mut clipped = 0;
     let mut seq_loss = 0.0;
     for i in 0..2 {
-        let kinds: Vec<TokenKind> = ex[&format!("kinds_{i}")].to_vec1::<i64>().unwrap().into_iter().map(kind).collect();
+        let kinds: Vec<TokenKind> = ex[&format!("kinds_{i}")]
+            .to_vec1::<i64>()
+            .unwrap()
+            .into_iter()
+            .map(kind)
+            .collect();
         let r = Rollout {
             prompt_ids: inputs.input_ids[0].clone(),
             video: inputs.videos[0].clone(),
@@ -72,16 +121,31 @@ fn objective_and_every_gradient_match_pytorch() {
             sample_logprobs: vec![],
             kinds,
         };
-        let logp = completion_logprobs(&pipe.model, &params, &latent, &r, &feats, true, 1.0).unwrap();
+        let logp =
+            completion_logprobs(&pipe.model, &params, &latent, &r, &feats, true, 1.0).unwrap();
         let want: Vec<f32> = ex[&format!("logp_{i}")].to_vec1().unwrap();
         let got: Vec<f32> = logp.to_vec1().unwrap();
-        let d = want.iter().zip(&got).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
+        let d = want
+            .iter()
+            .zip(&got)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0f32, f32::max);
         assert!(d < 1e-5, "log-probs of completion {i} differ by {d}");
         let old: Vec<f32> = ex[&format!("old_{i}")].to_vec1().unwrap();
         let rf: Vec<f32> = ex[&format!("ref_{i}")].to_vec1().unwrap();
         let mask = r.text_mask();
-        let (term, stats) = grpo_term(&logp, &old, Some(&rf), &mask, adv[i], obj, n_tokens).unwrap();
-        let (seq_term, _) = grpo_term(&logp, &old, Some(&rf), &mask, adv[i], obj, stats.tokens as f64 * 2.0).unwrap();
+        let (term, stats) =
+            grpo_term(&logp, &old, Some(&rf), &mask, adv[i], obj, n_tokens).unwrap();
+        let (seq_term, _) = grpo_term(
+            &logp,
+            &old,
+            Some(&rf),
+            &mask,
+            adv[i],
+            obj,
+            stats.tokens as f64 * 2.0,
+        )
+        .unwrap();
         seq_loss += seq_term.to_scalar::<f32>().unwrap() as f64;
         clipped += stats.clipped;
         total = Some(match total {
@@ -92,9 +156,15 @@ fn objective_and_every_gradient_match_pytorch() {
     let total = total.unwrap();
     let loss = total.to_scalar::<f32>().unwrap() as f64;
     let want = manifest["loss_token_level"].as_f64().unwrap();
-    assert!((loss - want).abs() <= 1e-4 * want.abs().max(1e-3), "loss {loss} vs PyTorch {want}");
+    assert!(
+        (loss - want).abs() <= 1e-4 * want.abs().max(1e-3),
+        "loss {loss} vs PyTorch {want}"
+    );
     let want_seq = manifest["loss_per_sequence"].as_f64().unwrap();
-    assert!((seq_loss - want_seq).abs() <= 1e-4 * want_seq.abs().max(1e-3), "per-sequence loss {seq_loss} vs {want_seq}");
+    assert!(
+        (seq_loss - want_seq).abs() <= 1e-4 * want_seq.abs().max(1e-3),
+        "per-sequence loss {seq_loss} vs {want_seq}"
+    );
     assert_eq!(clipped as u64, manifest["clipped_tokens"].as_u64().unwrap());
     assert!(clipped > 0, "the fixture exercises clipping");
 
@@ -103,46 +173,94 @@ fn objective_and_every_gradient_match_pytorch() {
     let mut worst = 0f64;
     for ((name, _), g) in vars.iter().zip(&grads) {
         let want = &ex[&format!("grad.{name}")];
-        let g = g.as_ref().unwrap_or_else(|| panic!("no gradient for {name}"));
-        let diff = (g - want).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap() as f64;
-        let scale = want.abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap() as f64;
+        let g = g
+            .as_ref()
+            .unwrap_or_else(|| panic!("no gradient for {name}"));
+        let diff = (g - want)
+            .unwrap()
+            .abs()
+            .unwrap()
+            .max_all()
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap() as f64;
+        let scale = want
+            .abs()
+            .unwrap()
+            .max_all()
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap() as f64;
         let rel = diff / scale.max(1e-12);
         worst = worst.max(rel);
         assert!(rel <= 1e-4, "gradient of {name}: relative error {rel:e}");
     }
-    assert_eq!(vars.len() as u64, manifest["grad_tensors"].as_u64().unwrap());
+    assert_eq!(
+        vars.len() as u64,
+        manifest["grad_tensors"].as_u64().unwrap()
+    );
     eprintln!("loss {loss} (PyTorch {want}); worst relative gradient error {worst:e}");
 }
 
 #[test]
 fn training_pass_reproduces_sampling_logprobs_only_with_reinjected_imagery() {
     let root = fixtures();
-    let manifest: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(root.join("grpo/manifest.json")).unwrap()).unwrap();
-    let (pipe, _) = load_trainable(&root.join("latent/model"), None, 0, DType::F32, &Device::Cpu).unwrap();
+    let manifest: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(root.join("grpo/manifest.json")).unwrap())
+            .unwrap();
+    let (pipe, _) = load_trainable(
+        &root.join("latent/model"),
+        None,
+        0,
+        DType::F32,
+        &Device::Cpu,
+    )
+    .unwrap();
     let latent = pipe.latent_tokens(None).unwrap().unwrap();
     let rec = record(&manifest);
     let prompt = rl_prompt(&pipe.tokenizer, &rec, frames(&rec)).unwrap();
-    let inputs = pipe.processor.prepare(&pipe.tokenizer, &[prompt.clone(), prompt]).unwrap();
+    let inputs = pipe
+        .processor
+        .prepare(&pipe.tokenizer, &[prompt.clone(), prompt])
+        .unwrap();
     let params = pipe.rope_params();
     // Sampling at temperature 1 until a rollout with imagery followed by text appears.
     let mut found = false;
     for seed in 0..40u64 {
         let cfg = GenerationConfig {
             max_new_tokens: 40,
-            sampling: Sampling { greedy: false, temperature: 1.0, seed, ..Default::default() },
+            sampling: Sampling {
+                greedy: false,
+                temperature: 1.0,
+                seed,
+                ..Default::default()
+            },
             stop_ids: pipe.stop_ids(),
             latent: Some(latent),
         };
         let outs = generate(&pipe.model, &inputs, &params, &cfg, |_, _, _| {}).unwrap();
         for o in outs {
-            let Some(end) = o.kinds.iter().position(|k| *k == TokenKind::LatentEnd) else { continue };
+            let Some(end) = o.kinds.iter().position(|k| *k == TokenKind::LatentEnd) else {
+                continue;
+            };
             if !o.kinds[end + 1..].iter().any(|k| *k == TokenKind::Text) {
                 continue;
             }
-            let hidden = Tensor::cat(&o.latent_segments.iter().map(|s| s.hidden.clone()).collect::<Vec<_>>(), 0).unwrap();
+            let hidden = Tensor::cat(
+                &o.latent_segments
+                    .iter()
+                    .map(|s| s.hidden.clone())
+                    .collect::<Vec<_>>(),
+                0,
+            )
+            .unwrap();
             let row = 0;
-            let prompt_ids: Vec<u32> =
-                inputs.input_ids[row].iter().zip(&inputs.attention_mask[row]).filter(|(_, &m)| m != 0).map(|(&t, _)| t).collect();
+            let prompt_ids: Vec<u32> = inputs.input_ids[row]
+                .iter()
+                .zip(&inputs.attention_mask[row])
+                .filter(|(_, &m)| m != 0)
+                .map(|(&t, _)| t)
+                .collect();
             let r = Rollout {
                 prompt_ids,
                 video: inputs.videos[row].clone(),
@@ -152,24 +270,44 @@ fn training_pass_reproduces_sampling_logprobs_only_with_reinjected_imagery() {
                 latent_hidden: Some(hidden),
                 sample_logprobs: o.logprobs.clone(),
             };
-            let px = ModelInputs::pixel_tensor(std::slice::from_ref(&r.video), &Device::Cpu).unwrap().unwrap();
+            let px = ModelInputs::pixel_tensor(std::slice::from_ref(&r.video), &Device::Cpu)
+                .unwrap()
+                .unwrap();
             let feats = pipe.model.encode_vision(&px, &[r.video.grid_thw]).unwrap();
-            let with: Vec<f32> = completion_logprobs(&pipe.model, &params, &latent, &r, &feats, true, 1.0).unwrap().to_vec1().unwrap();
-            let without: Vec<f32> = completion_logprobs(&pipe.model, &params, &latent, &r, &feats, false, 1.0).unwrap().to_vec1().unwrap();
+            let with: Vec<f32> =
+                completion_logprobs(&pipe.model, &params, &latent, &r, &feats, true, 1.0)
+                    .unwrap()
+                    .to_vec1()
+                    .unwrap();
+            let without: Vec<f32> =
+                completion_logprobs(&pipe.model, &params, &latent, &r, &feats, false, 1.0)
+                    .unwrap()
+                    .to_vec1()
+                    .unwrap();
             let mask = r.text_mask();
             let mut worst_with = 0f64;
             let mut worst_without = 0f64;
             for (i, lp) in r.sample_logprobs.iter().enumerate() {
-                let (Some(lp), true) = (lp, mask[i]) else { continue };
+                let (Some(lp), true) = (lp, mask[i]) else {
+                    continue;
+                };
                 worst_with = worst_with.max(((with[i] - lp) as f64).abs());
                 if i > end {
                     worst_without = worst_without.max(((without[i] - lp) as f64).abs());
                 }
             }
             // ratio = exp(difference): within 1e-4 of 1 with re-injection.
-            assert!(worst_with < 1e-4, "re-injected log-probs differ from sampling-time ones by {worst_with}");
-            assert!(worst_without > 1e-3, "without re-injection the text after imagery should change ({worst_without})");
-            eprintln!("max |log ratio| with re-injection {worst_with:e}, without {worst_without:e}");
+            assert!(
+                worst_with < 1e-4,
+                "re-injected log-probs differ from sampling-time ones by {worst_with}"
+            );
+            assert!(
+                worst_without > 1e-3,
+                "without re-injection the text after imagery should change ({worst_without})"
+            );
+            eprintln!(
+                "max |log ratio| with re-injection {worst_with:e}, without {worst_without:e}"
+            );
             found = true;
             break;
         }

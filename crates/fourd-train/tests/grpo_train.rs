@@ -50,18 +50,35 @@ impl Reward for Constant {
 }
 
 fn data(dir: &std::path::Path) -> PathBuf {
-    let frames: Vec<String> = (0..4).map(|i| fixtures().join(format!("dift/media/frame_{i}.png")).display().to_string()).collect();
+    let frames: Vec<String> = (0..4)
+        .map(|i| {
+            fixtures()
+                .join(format!("dift/media/frame_{i}.png"))
+                .display()
+                .to_string()
+        })
+        .collect();
     let rec = |id: &str, frames: &serde_json::Value| {
         serde_json::json!({"id": id, "Question": "Which way does the camera move?", "A": "Pan Left", "B": "Pan Right",
             "C": "Tilt Up", "D": "Stay", "Correct": "B", "frame_paths": frames, "Type": "rel_dir"})
     };
     let lines = [
         rec("good-1", &serde_json::json!(frames)),
-        rec("unreadable", &serde_json::json!(["/nonexistent/frame_0.png"])),
+        rec(
+            "unreadable",
+            &serde_json::json!(["/nonexistent/frame_0.png"]),
+        ),
         rec("good-2", &serde_json::json!(frames)),
     ];
     let path = dir.join("rl.jsonl");
-    std::fs::write(&path, lines.iter().map(|l| l.to_string() + "\n").collect::<String>()).unwrap();
+    std::fs::write(
+        &path,
+        lines
+            .iter()
+            .map(|l| l.to_string() + "\n")
+            .collect::<String>(),
+    )
+    .unwrap();
     path
 }
 
@@ -93,18 +110,48 @@ fn grpo_steps_with_reinjected_imagery_and_real_ratios() {
     assert!(!stepped.is_empty());
     // First pass over a rollout batch: the policy is the sampling policy, ratio 1 (re-injection).
     let first = stepped[0];
-    assert!((first.ratio_mean - 1.0).abs() < 1e-4, "ratio on the first pass {}", first.ratio_mean);
-    assert!(first.kl.abs() < 1e-5, "policy equals the reference before any update: kl {}", first.kl);
+    assert!(
+        (first.ratio_mean - 1.0).abs() < 1e-4,
+        "ratio on the first pass {}",
+        first.ratio_mean
+    );
+    assert!(
+        first.kl.abs() < 1e-5,
+        "policy equals the reference before any update: kl {}",
+        first.kl
+    );
     // Second pass: the update changed the policy, so the ratio moved.
     let second = stepped[1];
-    assert!((second.ratio_mean - 1.0).abs() > 1e-6, "ratio after an update {}", second.ratio_mean);
+    assert!(
+        (second.ratio_mean - 1.0).abs() > 1e-6,
+        "ratio after an update {}",
+        second.ratio_mean
+    );
     assert!(second.kl > 0.0);
-    assert!(s.logs.iter().all(|l| l.imagery_segments >= 0.0 && l.completion_length > 0.0));
+    assert!(s
+        .logs
+        .iter()
+        .all(|l| l.imagery_segments >= 0.0 && l.completion_length > 0.0));
     // Final checkpoint and TensorBoard scalars.
     assert!(dir.join("out/model.safetensors").exists());
-    let runs = std::fs::read_dir(dir.join("out/runs")).unwrap().next().unwrap().unwrap().path();
+    let runs = std::fs::read_dir(dir.join("out/runs"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
     let scalars = fourd_train::tensorboard::read_scalars(&runs).unwrap();
-    for tag in ["rl/reward", "rl/accuracy", "rl/format_rate", "rl/kl", "rl/clip_fraction", "rl/completion_length", "rl/imagery_segments", "rewards/odd_length_mean", "rewards/odd_length_std"] {
+    for tag in [
+        "rl/reward",
+        "rl/accuracy",
+        "rl/format_rate",
+        "rl/kl",
+        "rl/clip_fraction",
+        "rl/completion_length",
+        "rl/imagery_segments",
+        "rewards/odd_length_mean",
+        "rewards/odd_length_std",
+    ] {
         assert!(scalars.iter().any(|(_, t, _)| t == tag), "{tag} missing");
     }
 }
@@ -117,9 +164,16 @@ fn flat_groups_give_no_gradient_and_are_counted() {
     let s = train_grpo(&c).unwrap();
     assert_eq!(s.steps, 0, "no group had a signal, so no optimiser step");
     assert_eq!(s.zero_variance_groups, 2);
-    assert!(s.logs.iter().all(|l| l.loss == 0.0 && l.reward == 1.0 && l.reward.is_finite()));
+    assert!(s
+        .logs
+        .iter()
+        .all(|l| l.loss == 0.0 && l.reward == 1.0 && l.reward.is_finite()));
     // The weights written are the starting ones.
-    let a = candle_core::safetensors::load(dir.join("out/model.safetensors"), &candle_core::Device::Cpu).unwrap();
+    let a = candle_core::safetensors::load(
+        dir.join("out/model.safetensors"),
+        &candle_core::Device::Cpu,
+    )
+    .unwrap();
     assert!(!a.is_empty());
 }
 
@@ -139,9 +193,24 @@ fn interrupted_grpo_resumes_to_the_same_weights() {
     second.resume = Some(dir.join("resumed"));
     let b = train_grpo(&second).unwrap();
     assert_eq!(a.steps, b.steps);
-    let load = |p: PathBuf| candle_core::safetensors::load(p.join("model.safetensors"), &candle_core::Device::Cpu).unwrap();
+    let load = |p: PathBuf| {
+        candle_core::safetensors::load(p.join("model.safetensors"), &candle_core::Device::Cpu)
+            .unwrap()
+    };
     let (wa, wb) = (load(dir.join("straight")), load(dir.join("resumed")));
-    let d = wa.iter().map(|(k, t)| (t - &wb[k]).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap()).fold(0f32, f32::max);
+    let d = wa
+        .iter()
+        .map(|(k, t)| {
+            (t - &wb[k])
+                .unwrap()
+                .abs()
+                .unwrap()
+                .max_all()
+                .unwrap()
+                .to_scalar::<f32>()
+                .unwrap()
+        })
+        .fold(0f32, f32::max);
     assert!(d <= 1e-6, "resumed GRPO weights differ by {d}");
 }
 
@@ -151,12 +220,22 @@ fn two_ranks_shard_the_prompts_and_agree_on_every_update() {
     let dir = tmp("ddp");
     let mut c = config(&dir);
     c.rewards = vec![Arc::new(OddLength)];
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let handles: Vec<_> = (0..2)
         .map(|rank| {
             let mut c = c.clone();
             std::thread::spawn(move || {
-                let rv = Rendezvous { rank, world_size: 2, local_rank: rank, master: format!("127.0.0.1:{port}"), timeout: std::time::Duration::from_secs(60) };
+                let rv = Rendezvous {
+                    rank,
+                    world_size: 2,
+                    local_rank: rank,
+                    master: format!("127.0.0.1:{port}"),
+                    timeout: std::time::Duration::from_secs(60),
+                };
                 c.group = fourd_train::ProcessGroup::new(Arc::new(TcpGroup::connect(&rv).unwrap()));
                 train_grpo(&c).unwrap()
             })
@@ -165,15 +244,34 @@ fn two_ranks_shard_the_prompts_and_agree_on_every_update() {
     let s: Vec<_> = handles.into_iter().map(|h| h.join().unwrap()).collect();
     // 3 prompts over 2 ranks: shards of 2 (wrapping round), one prompt per step, so 4 prompt
     // draws in all; each draw of the unreadable prompt is skipped on its rank.
-    assert_eq!(s[0].steps, s[1].steps, "ranks took the same optimiser steps");
+    assert_eq!(
+        s[0].steps, s[1].steps,
+        "ranks took the same optimiser steps"
+    );
     assert!(s[0].steps >= 1);
     let skipped = s[0].skipped_prompts.len() + s[1].skipped_prompts.len();
-    assert!(skipped >= 1 && s.iter().flat_map(|r| &r.skipped_prompts).all(|p| p.0 == "unreadable"));
+    assert!(
+        skipped >= 1
+            && s.iter()
+                .flat_map(|r| &r.skipped_prompts)
+                .all(|p| p.0 == "unreadable")
+    );
     assert_eq!(s[0].rollouts, s[1].rollouts, "rollout counts are pooled");
-    assert_eq!(s[0].rollouts as usize, (4 - skipped) * 4, "readable draws x 4 completions");
+    assert_eq!(
+        s[0].rollouts as usize,
+        (4 - skipped) * 4,
+        "readable draws x 4 completions"
+    );
     for (a, b) in s[0].logs.iter().zip(&s[1].logs) {
-        assert_eq!(a.grad_norm.to_bits(), b.grad_norm.to_bits(), "the same summed gradient on both ranks");
+        assert_eq!(
+            a.grad_norm.to_bits(),
+            b.grad_norm.to_bits(),
+            "the same summed gradient on both ranks"
+        );
         assert_eq!(a.reward.to_bits(), b.reward.to_bits());
     }
-    assert!(dir.join("out/model.safetensors").exists(), "rank 0 wrote the model");
+    assert!(
+        dir.join("out/model.safetensors").exists(),
+        "rank 0 wrote the model"
+    );
 }

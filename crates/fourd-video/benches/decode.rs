@@ -46,13 +46,19 @@ fn ffmpeg_cli(path: &Path, vf: Option<&str>, frame_bytes: usize) -> usize {
     let mut buf = vec![0u8; 1 << 20];
     let mut total = 0usize;
     loop {
-        let n = out.read(&mut buf).unwrap_or_else(|e| panic!("reading ffmpeg's output for {}: {e}", path.display()));
+        let n = out
+            .read(&mut buf)
+            .unwrap_or_else(|e| panic!("reading ffmpeg's output for {}: {e}", path.display()));
         if n == 0 {
             break;
         }
         total += n;
     }
-    assert!(child.wait().expect("waiting for ffmpeg").success(), "ffmpeg failed on {}", path.display());
+    assert!(
+        child.wait().expect("waiting for ffmpeg").success(),
+        "ffmpeg failed on {}",
+        path.display()
+    );
     total / frame_bytes
 }
 
@@ -113,11 +119,21 @@ fn main() {
         };
         let ours_eval = row(
             &format!("ours {label} (RGB + resize_for_model)"),
-            best(|| decode_video(&path, &eval).unwrap_or_else(|e| panic!("{e}")).frames.len()),
+            best(|| {
+                decode_video(&path, &eval)
+                    .unwrap_or_else(|e| panic!("{e}"))
+                    .frames
+                    .len()
+            }),
         );
         let ours_raw = row(
             &format!("ours {label} (RGB only)"),
-            best(|| decode_video(&path, &raw).unwrap_or_else(|e| panic!("{e}")).frames.len()),
+            best(|| {
+                decode_video(&path, &raw)
+                    .unwrap_or_else(|e| panic!("{e}"))
+                    .frames
+                    .len()
+            }),
         );
         let cli_name = match vf {
             Some(vf) => format!("ffmpeg CLI -vf {vf} rgb24"),

@@ -192,7 +192,15 @@ impl Converter {
                 // Same size, colour conversion only; bicubic chroma upsampling like ffmpeg's CLI
                 // and decord (both go through swscale with its default flags).
                 self.key = key;
-                self.scaler.insert(Scaler::get(key.0, key.1, key.2, Pixel::RGB24, key.1, key.2, ScaleFlags::BICUBIC)?)
+                self.scaler.insert(Scaler::get(
+                    key.0,
+                    key.1,
+                    key.2,
+                    Pixel::RGB24,
+                    key.1,
+                    key.2,
+                    ScaleFlags::BICUBIC,
+                )?)
             }
         };
         scaler.run(frame, &mut self.rgb)?;

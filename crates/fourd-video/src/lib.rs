@@ -113,7 +113,11 @@ impl Default for SamplingOptions {
 impl SamplingOptions {
     /// Every frame, no cap (the model-size resize still applies).
     pub fn all_frames() -> Self {
-        SamplingOptions { fps: 0.0, max_frames: 0, ..Default::default() }
+        SamplingOptions {
+            fps: 0.0,
+            max_frames: 0,
+            ..Default::default()
+        }
     }
 }
 
@@ -168,7 +172,6 @@ pub struct SampledVideo {
     pub width: u32,
     pub height: u32,
 }
-
 
 /// Frame indices the reference evaluation keeps, capped at `max_frames`.
 ///

@@ -9,9 +9,13 @@ use crate::{SampledVideo, SamplingOptions, VideoError, VideoInfo};
 
 fn unavailable(path: &Path) -> VideoError {
     if path.exists() {
-        VideoError::NoFfmpeg { path: path.to_path_buf() }
+        VideoError::NoFfmpeg {
+            path: path.to_path_buf(),
+        }
     } else {
-        VideoError::NotFound { path: path.to_path_buf() }
+        VideoError::NotFound {
+            path: path.to_path_buf(),
+        }
     }
 }
 
@@ -23,6 +27,12 @@ pub fn decode_video(path: &Path, _opts: &SamplingOptions) -> Result<SampledVideo
     Err(unavailable(path))
 }
 
-pub fn encode_video(path: &Path, _frames: &[RgbImage], _fps: u32) -> Result<&'static str, VideoError> {
-    Err(VideoError::NoFfmpeg { path: path.to_path_buf() })
+pub fn encode_video(
+    path: &Path,
+    _frames: &[RgbImage],
+    _fps: u32,
+) -> Result<&'static str, VideoError> {
+    Err(VideoError::NoFfmpeg {
+        path: path.to_path_buf(),
+    })
 }
