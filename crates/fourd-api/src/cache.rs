@@ -32,9 +32,9 @@ pub(crate) fn chat_key(url: &str, model: &str, messages_json: &str) -> String {
 
 impl ResponseCache {
     pub(crate) fn open(dir: &Path) -> Result<Self, ApiError> {
-        std::fs::create_dir_all(dir).map_err(|source| ApiError::Cache {
+        std::fs::create_dir_all(dir).map_err(|cause| ApiError::Cache {
             path: dir.to_path_buf(),
-            source,
+            cause,
         })?;
         Ok(Self {
             dir: dir.to_path_buf(),
@@ -94,11 +94,11 @@ impl ResponseCache {
         ));
         let bytes = serde_json::to_vec_pretty(&entry).unwrap_or_default();
         let result = std::fs::write(&tmp, &bytes).and_then(|()| std::fs::rename(&tmp, &final_path));
-        if let Err(source) = result {
+        if let Err(cause) = result {
             let _ = std::fs::remove_file(&tmp);
             return Err(ApiError::Cache {
                 path: final_path,
-                source,
+                cause,
             });
         }
         Ok(())

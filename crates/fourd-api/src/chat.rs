@@ -262,9 +262,9 @@ fn parse_chat_reply(url: &str, body: &[u8]) -> Result<String, ApiError> {
         field: field.to_string(),
         problem,
     };
-    let v: Value = serde_json::from_slice(body).map_err(|source| ApiError::MalformedJson {
+    let v: Value = serde_json::from_slice(body).map_err(|cause| ApiError::MalformedJson {
         url: url.to_string(),
-        source,
+        cause,
         snippet: snippet(body, 200),
     })?;
     let Some(choices) = v.get("choices") else {

@@ -46,12 +46,12 @@ pub enum ApiError {
         message: String,
     },
 
-    /// The reply body is not JSON. Never retried.
-    #[error("reply from {url} is not valid JSON ({source}); body starts with: {snippet}")]
+    /// The reply body is not JSON. Never retried. The parser's message is part of the text
+    /// (not a `source`), so an error chain prints it once.
+    #[error("reply from {url} is not valid JSON ({cause}); body starts with: {snippet}")]
     MalformedJson {
         url: String,
-        #[source]
-        source: serde_json::Error,
+        cause: serde_json::Error,
         snippet: String,
     },
 
@@ -64,12 +64,12 @@ pub enum ApiError {
         problem: String,
     },
 
-    /// The response cache could not be written or read in a way that matters.
-    #[error("response cache {path}: {source}")]
+    /// The response cache could not be written or read in a way that matters. The cause is
+    /// part of the text (not a `source`), so an error chain prints it once.
+    #[error("response cache {path}: {cause}")]
     Cache {
         path: PathBuf,
-        #[source]
-        source: std::io::Error,
+        cause: std::io::Error,
     },
 }
 
@@ -117,4 +117,32 @@ pub(crate) fn snippet(body: &[u8], max: usize) -> String {
         out.push_str("(empty body)");
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A cause that the message prints must not also be the `source`: an error chain
+    /// (`anyhow`'s `{:#}`) would print it twice.
+    #[test]
+    fn causes_are_printed_once() {
+        let e = ApiError::Cache {
+            path: "/cache".into(),
+            cause: std::io::Error::new(std::io::ErrorKind::PermissionDenied, "denied"),
+        };
+        assert_eq!(e.to_string(), "response cache /cache: denied");
+        assert!(std::error::Error::source(&e).is_none());
+        let e = ApiError::MalformedJson {
+            url: "http://x/v1".into(),
+            cause: serde_json::from_str::<serde_json::Value>("{").unwrap_err(),
+            snippet: "{".into(),
+        };
+        assert!(
+            e.to_string()
+                .starts_with("reply from http://x/v1 is not valid JSON (EOF"),
+            "{e}"
+        );
+        assert!(std::error::Error::source(&e).is_none());
+    }
 }

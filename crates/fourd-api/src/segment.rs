@@ -143,9 +143,9 @@ fn decode_reply(url: &str, body: &[u8], sizes: &[(u32, u32)]) -> Result<Vec<Gray
         field,
         problem,
     };
-    let v: Value = serde_json::from_slice(body).map_err(|source| ApiError::MalformedJson {
+    let v: Value = serde_json::from_slice(body).map_err(|cause| ApiError::MalformedJson {
         url: url.to_string(),
-        source,
+        cause,
         snippet: snippet(body, 200),
     })?;
     let Some(masks) = v.get("masks") else {

@@ -486,40 +486,74 @@ pub struct SegmentRequestSeen {
     pub frames: Vec<RgbImage>,
 }
 
+/// What is wrong with a segmentation request body (see [`decode_segment_request`]); the mock
+/// server answers 400 with this message.
+#[derive(Debug, thiserror::Error)]
+pub enum SegmentRequestError {
+    /// The parser's message is part of the text (not a `source`), so a chain prints it once.
+    #[error("not JSON: {cause}")]
+    NotJson { cause: serde_json::Error },
+    #[error("`prompt` missing or not a string")]
+    Prompt,
+    #[error("`frames` missing or not an array")]
+    Frames,
+    /// `frames[i].index` is missing or not an unsigned integer.
+    #[error("frames[{i}].index")]
+    FrameIndex { i: usize },
+    /// `frames[i].png_base64` is missing or not a string.
+    #[error("frames[{i}].png_base64")]
+    FramePng { i: usize },
+    #[error("frames[{i}].png_base64: {cause}")]
+    Base64 {
+        i: usize,
+        cause: base64::DecodeError,
+    },
+    /// The decoded bytes of `frames[i]` are not an image.
+    #[error("frames[{i}]: {cause}")]
+    Image { i: usize, cause: image::ImageError },
+    #[error("frames[{i}].index {index} out of range")]
+    IndexOutOfRange { i: usize, index: usize },
+    /// No frame of the request has this index.
+    #[error("no frame with index {index}")]
+    MissingIndex { index: usize },
+}
+
 /// Decodes a segmentation request body; `Err` says what is wrong with it.
-pub fn decode_segment_request(body: &[u8]) -> Result<SegmentRequestSeen, String> {
-    let v: Value = serde_json::from_slice(body).map_err(|e| format!("not JSON: {e}"))?;
+pub fn decode_segment_request(body: &[u8]) -> Result<SegmentRequestSeen, SegmentRequestError> {
+    let v: Value =
+        serde_json::from_slice(body).map_err(|cause| SegmentRequestError::NotJson { cause })?;
     let prompt = v
         .get("prompt")
         .and_then(Value::as_str)
-        .ok_or("`prompt` missing or not a string")?;
+        .ok_or(SegmentRequestError::Prompt)?;
     let frames = v
         .get("frames")
         .and_then(Value::as_array)
-        .ok_or("`frames` missing or not an array")?;
+        .ok_or(SegmentRequestError::Frames)?;
     let mut out: Vec<Option<RgbImage>> = vec![None; frames.len()];
     for (i, f) in frames.iter().enumerate() {
         let index = f
             .get("index")
             .and_then(Value::as_u64)
-            .ok_or(format!("frames[{i}].index"))? as usize;
+            .ok_or(SegmentRequestError::FrameIndex { i })? as usize;
         let data = f
             .get("png_base64")
             .and_then(Value::as_str)
-            .ok_or(format!("frames[{i}].png_base64"))?;
+            .ok_or(SegmentRequestError::FramePng { i })?;
         let png = base64::engine::general_purpose::STANDARD
             .decode(data)
-            .map_err(|e| format!("frames[{i}].png_base64: {e}"))?;
-        let img = image::load_from_memory(&png).map_err(|e| format!("frames[{i}]: {e}"))?;
+            .map_err(|cause| SegmentRequestError::Base64 { i, cause })?;
+        let img = image::load_from_memory(&png)
+            .map_err(|cause| SegmentRequestError::Image { i, cause })?;
         let slot = out
             .get_mut(index)
-            .ok_or(format!("frames[{i}].index {index} out of range"))?;
+            .ok_or(SegmentRequestError::IndexOutOfRange { i, index })?;
         *slot = Some(img.into_rgb8());
     }
     let frames = out
         .into_iter()
         .enumerate()
-        .map(|(i, f)| f.ok_or(format!("no frame with index {i}")))
+        .map(|(index, f)| f.ok_or(SegmentRequestError::MissingIndex { index }))
         .collect::<Result<_, _>>()?;
     Ok(SegmentRequestSeen {
         prompt: prompt.to_string(),
@@ -569,7 +603,7 @@ impl MockSegmentServer {
             }
             let seen = match decode_segment_request(&req.body) {
                 Ok(s) => s,
-                Err(e) => return MockResponse::json(400, &json!({"detail": e})),
+                Err(e) => return MockResponse::json(400, &json!({"detail": e.to_string()})),
             };
             let empty: Vec<GrayImage> = seen
                 .frames

@@ -10,7 +10,8 @@ use fourd_api::{ChatClient, ChatMessage, SegmentClient};
 use image::RgbImage;
 
 use crate::error::{DataError, Result};
-use crate::pipeline::Rewriter;
+use crate::motion::JudgeError;
+use crate::pipeline::{RewriteError, Rewriter};
 use crate::questions::Candidate;
 use crate::segment::{
     disambiguate_names, fit_mask, Mask, SegmentInput, Segmenter, SegmenterChoice, TrackedObject,
@@ -41,8 +42,39 @@ const MOTION_WORDS: [&str; 20] = [
     "receding",
 ];
 
+/// Why a model's object name is refused (see [`validate_name`]).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NameError {
+    /// Empty after trimming quotes and articles, or longer than 8 words.
+    #[error("name {raw:?} is not 1-8 words")]
+    WordCount { raw: String },
+    /// Digits, punctuation or other non-letters (hyphens and spaces are allowed).
+    #[error("name {raw:?} has characters other than letters")]
+    NotLetters { raw: String },
+    /// One of the words describes motion ([`MOTION_WORDS`]) and could leak the answer.
+    #[error("name {raw:?} describes motion ({word:?})")]
+    DescribesMotion { raw: String, word: String },
+}
+
+/// Why [`ApiNamer`] gave no name: the call failed, or the model's reply is unusable.
+#[derive(Debug, thiserror::Error)]
+pub enum NamerError {
+    /// A frame could not be encoded for the request.
+    #[error(transparent)]
+    Encode(#[from] DataError),
+    /// The chat request failed.
+    #[error(transparent)]
+    Api(#[from] fourd_api::ApiError),
+    /// The model named something, but not an acceptable name.
+    #[error(transparent)]
+    Refused(#[from] NameError),
+    /// The model answered `null`: it sees nothing that moves.
+    #[error("the model sees no moving object")]
+    NoMovingObject,
+}
+
 /// Checks an object name from a model: 1-8 words, letters only, no motion words.
-pub fn validate_name(raw: &str) -> std::result::Result<String, String> {
+pub fn validate_name(raw: &str) -> std::result::Result<String, NameError> {
     let name = raw
         .trim()
         .trim_matches(|c: char| c == '"' || c == '\'' || c == '.' || c.is_whitespace())
@@ -55,19 +87,22 @@ pub fn validate_name(raw: &str) -> std::result::Result<String, String> {
         .to_string();
     let words: Vec<&str> = name.split_whitespace().collect();
     if words.is_empty() || words.len() > 8 {
-        return Err(format!("name {raw:?} is not 1-8 words"));
+        return Err(NameError::WordCount { raw: raw.into() });
     }
     if !name
         .chars()
         .all(|c| c.is_ascii_alphabetic() || c == ' ' || c == '-')
     {
-        return Err(format!("name {raw:?} has characters other than letters"));
+        return Err(NameError::NotLetters { raw: raw.into() });
     }
     if let Some(w) = words
         .iter()
         .find(|w| MOTION_WORDS.contains(&w.trim_matches('-')))
     {
-        return Err(format!("name {raw:?} describes motion ({w:?})"));
+        return Err(NameError::DescribesMotion {
+            raw: raw.into(),
+            word: (*w).to_string(),
+        });
     }
     Ok(name)
 }
@@ -85,17 +120,17 @@ pub struct ApiNamer {
 
 impl ApiNamer {
     /// A short noun phrase for the object highlighted in red in `overlay`.
-    pub fn name(&self, overlay: &RgbImage) -> std::result::Result<String, String> {
+    pub fn name(&self, overlay: &RgbImage) -> std::result::Result<String, NamerError> {
         let msg = ChatMessage::user(
             "The red-tinted, red-outlined region in this image marks one object. Name it with a short noun phrase of 2-5 words including its colour or shape (for example: \"red sphere\", \"person in a white shirt\"). Do not describe where it is or how it moves. Reply with the name only.",
         )
-        .with_png(png(overlay).map_err(|e| e.to_string())?);
-        let reply = self.client.chat(&[msg]).map_err(|e| e.to_string())?;
-        validate_name(&reply)
+        .with_png(png(overlay)?);
+        let reply = self.client.chat(&[msg])?;
+        Ok(validate_name(&reply)?)
     }
 
     /// The prompt for the segmentation service: one prominent moving object in `frames`.
-    pub fn moving_object(&self, frames: &[RgbImage]) -> std::result::Result<String, String> {
+    pub fn moving_object(&self, frames: &[RgbImage]) -> std::result::Result<String, NamerError> {
         let n = frames.len();
         let picks: Vec<usize> = (0..n.min(10))
             .map(|i| {
@@ -110,13 +145,13 @@ impl ApiNamer {
             "These are frames of one video. Name one prominent object that moves in it, as a short noun phrase of 2-5 words with its colour or shape (for example: \"red car\"). Do not say how it moves. Reply with the name only, or null if nothing moves.",
         );
         for i in picks {
-            msg = msg.with_png(png(&frames[i]).map_err(|e| e.to_string())?);
+            msg = msg.with_png(png(&frames[i])?);
         }
-        let reply = self.client.chat(&[msg]).map_err(|e| e.to_string())?;
+        let reply = self.client.chat(&[msg])?;
         if reply.trim().eq_ignore_ascii_case("null") {
-            return Err("the model sees no moving object".into());
+            return Err(NamerError::NoMovingObject);
         }
-        validate_name(&reply)
+        Ok(validate_name(&reply)?)
     }
 }
 
@@ -239,7 +274,7 @@ impl Rewriter for ChatRewriter {
     fn rewrite(
         &self,
         c: &Candidate,
-    ) -> std::result::Result<(Option<String>, Option<String>), String> {
+    ) -> std::result::Result<(Option<String>, Option<String>), RewriteError> {
         let prompt = format!(
             "Rewrite a video question and its step-by-step reasoning in fluent, varied English without changing their meaning.\n\
              Rules: keep every number; keep the conclusion \"{answer}\"; keep exactly {n} <output_image> tags, all inside one sentence, in the same order; \
@@ -250,15 +285,12 @@ impl Rewriter for ChatRewriter {
             q = c.question,
             t = c.think
         );
-        let reply = self
-            .client
-            .chat(&[ChatMessage::user(prompt)])
-            .map_err(|e| e.to_string())?;
+        let reply = self.client.chat(&[ChatMessage::user(prompt)])?;
         let v: serde_json::Value = serde_json::from_str(strip_fences(&reply))
-            .map_err(|e| format!("reply is not the requested JSON: {e}"))?;
+            .map_err(|cause| RewriteError::NotJson { cause })?;
         let field = |k: &str| v.get(k).and_then(|x| x.as_str()).map(str::to_string);
         if field("question").is_none() && field("reasoning").is_none() {
-            return Err("reply has neither `question` nor `reasoning`".into());
+            return Err(RewriteError::NoFields);
         }
         Ok((field("question"), field("reasoning")))
     }
@@ -281,7 +313,7 @@ impl crate::motion::DirectionJudge for ChatJudge {
         overlays: &[RgbImage],
         frames: &[usize],
         object: &str,
-    ) -> std::result::Result<fourd_world::Direction, String> {
+    ) -> std::result::Result<fourd_world::Direction, JudgeError> {
         let labels: Vec<&str> = fourd_world::Direction::ALL
             .iter()
             .map(|d| d.as_str())
@@ -292,18 +324,15 @@ impl crate::motion::DirectionJudge for ChatJudge {
             labels.join("; ")
         ));
         for o in overlays {
-            msg = msg.with_png(png(o).map_err(|e| e.to_string())?);
+            msg = msg.with_png(png(o)?);
         }
-        let reply = self.client.chat(&[msg]).map_err(|e| e.to_string())?;
+        let reply = self.client.chat(&[msg])?;
         reply
             .trim()
             .trim_end_matches('.')
             .parse::<fourd_world::Direction>()
-            .map_err(|_| {
-                format!(
-                    "reply {:?} is not one of the 11 directions",
-                    reply.chars().take(80).collect::<String>()
-                )
+            .map_err(|_| JudgeError::NotADirection {
+                reply: reply.chars().take(80).collect(),
             })
     }
 }
@@ -325,6 +354,7 @@ mod tests {
         );
         assert!(validate_name("ball moving left")
             .unwrap_err()
+            .to_string()
             .contains("motion"));
         assert!(validate_name("car #3").is_err());
         assert!(validate_name("").is_err());

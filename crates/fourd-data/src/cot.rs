@@ -79,6 +79,47 @@ pub fn assemble_with_option_check(
 /// How the option check starts (readers of the reasoning cut it off there).
 pub const OPTION_CHECK_LEAD: &str = "Checking each option against this:";
 
+/// Why a `text_output` (or an LLM rewrite of its think body) is malformed: the verdict of
+/// [`validate`] and [`validate_rewrite`]. The messages are what `fourd data check` and the
+/// candidates' `rewrite` field show.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CotError {
+    #[error("does not start with <think>")]
+    NoThinkStart,
+    #[error("no </think>")]
+    NoThinkEnd,
+    #[error("more than one think block")]
+    SeveralThinkBlocks,
+    #[error("<answer> inside the think block")]
+    AnswerInsideThink,
+    #[error("the think block must be followed by exactly <answer>...</answer> and nothing else")]
+    NoAnswerBlock,
+    #[error("more than one answer block")]
+    SeveralAnswerBlocks,
+    /// `count` imagery tags stand after the think block.
+    #[error("{count} {TAG} tag(s) outside the think block")]
+    TagsOutsideThink { count: usize },
+    /// The think block has `found` imagery tags, not one per `image_output`.
+    #[error("{found} {TAG} tag(s), expected {expected} (one per image_output)")]
+    TagCount { found: usize, expected: usize },
+    /// A sentence ends between the first and the last imagery tag.
+    #[error("the {TAG} tags are not in one sentence")]
+    TagsSplit,
+    #[error("empty answer")]
+    EmptyAnswer,
+    #[error("answer letter {letter:?} is not A-D")]
+    AnswerLetter { letter: char },
+    #[error("answer has no label")]
+    NoLabel,
+    #[error("rewrite shorter than 40 characters")]
+    RewriteTooShort,
+    #[error("rewrite contains think/answer markup")]
+    RewriteMarkup,
+    /// The rewrite no longer states the ground-truth label `label`.
+    #[error("rewrite no longer concludes {label:?}")]
+    RewriteConclusion { label: String },
+}
+
 /// Why a `text_output` is malformed, or `Ok` with the `(letter, label)` of its answer (no letter
 /// for a label answer).
 ///
@@ -86,40 +127,36 @@ pub const OPTION_CHECK_LEAD: &str = "Checking each option against this:";
 /// nothing else around them; `expected_tags` `<output_image>` tags, all inside the think block
 /// and within one sentence (no sentence end `. `/`.\n`/`? `/`! ` between the first and the last);
 /// the answer is `X. label` with `X` in A-D, or a label alone.
-pub fn validate(text: &str, expected_tags: usize) -> Result<(Option<char>, String), String> {
+pub fn validate(text: &str, expected_tags: usize) -> Result<(Option<char>, String), CotError> {
     let t = text.trim();
-    let rest = t
-        .strip_prefix("<think>")
-        .ok_or("does not start with <think>")?;
-    let (think, after) = rest.split_once("</think>").ok_or("no </think>")?;
+    let rest = t.strip_prefix("<think>").ok_or(CotError::NoThinkStart)?;
+    let (think, after) = rest.split_once("</think>").ok_or(CotError::NoThinkEnd)?;
     if think.contains("<think>") || after.contains("<think>") || after.contains("</think>") {
-        return Err("more than one think block".into());
+        return Err(CotError::SeveralThinkBlocks);
     }
     if think.contains("<answer>") {
-        return Err("<answer> inside the think block".into());
+        return Err(CotError::AnswerInsideThink);
     }
     let after = after.trim();
     let inner = after
         .strip_prefix("<answer>")
         .and_then(|a| a.strip_suffix("</answer>"))
-        .ok_or(
-            "the think block must be followed by exactly <answer>...</answer> and nothing else",
-        )?;
+        .ok_or(CotError::NoAnswerBlock)?;
     if inner.contains("<answer>") || inner.contains("</answer>") {
-        return Err("more than one answer block".into());
+        return Err(CotError::SeveralAnswerBlocks);
     }
     let tags_inside = think.matches(TAG).count();
     let tags_total = t.matches(TAG).count();
     if tags_total != tags_inside {
-        return Err(format!(
-            "{} {TAG} tag(s) outside the think block",
-            tags_total - tags_inside
-        ));
+        return Err(CotError::TagsOutsideThink {
+            count: tags_total - tags_inside,
+        });
     }
     if tags_inside != expected_tags {
-        return Err(format!(
-            "{tags_inside} {TAG} tag(s), expected {expected_tags} (one per image_output)"
-        ));
+        return Err(CotError::TagCount {
+            found: tags_inside,
+            expected: expected_tags,
+        });
     }
     if expected_tags > 0 {
         let first = think.find(TAG).expect("tags present");
@@ -129,15 +166,15 @@ pub fn validate(text: &str, expected_tags: usize) -> Result<(Option<char>, Strin
             .iter()
             .any(|end| span.contains(end))
         {
-            return Err(format!("the {TAG} tags are not in one sentence"));
+            return Err(CotError::TagsSplit);
         }
     }
     let inner = inner.trim();
     if inner.is_empty() {
-        return Err("empty answer".into());
+        return Err(CotError::EmptyAnswer);
     }
     let mut chars = inner.chars();
-    let first = chars.next().ok_or("empty answer")?;
+    let first = chars.next().ok_or(CotError::EmptyAnswer)?;
     let rest = chars.as_str();
     let lettered = first.is_ascii_uppercase() && (rest == "." || rest.starts_with(". "));
     if !lettered {
@@ -146,11 +183,11 @@ pub fn validate(text: &str, expected_tags: usize) -> Result<(Option<char>, Strin
     }
     let label = &rest[1..];
     if !('A'..='D').contains(&first) {
-        return Err(format!("answer letter {first:?} is not A-D"));
+        return Err(CotError::AnswerLetter { letter: first });
     }
     let label = label.trim();
     if label.is_empty() {
-        return Err("answer has no label".into());
+        return Err(CotError::NoLabel);
     }
     Ok((Some(first), label.to_string()))
 }
@@ -161,7 +198,7 @@ pub fn validate_rewrite(
     rewritten: &str,
     expected_tags: usize,
     answer_label: &str,
-) -> Result<String, String> {
+) -> Result<String, CotError> {
     let body = rewritten
         .trim()
         .trim_start_matches("<think>")
@@ -169,17 +206,19 @@ pub fn validate_rewrite(
         .trim()
         .to_string();
     if body.len() < 40 {
-        return Err("rewrite shorter than 40 characters".into());
+        return Err(CotError::RewriteTooShort);
     }
     if body.contains("<answer>") || body.contains("<think>") || body.contains("</think>") {
-        return Err("rewrite contains think/answer markup".into());
+        return Err(CotError::RewriteMarkup);
     }
     validate(&assemble(&body, 'A', answer_label), expected_tags)?;
     if !body
         .to_ascii_lowercase()
         .contains(&answer_label.to_ascii_lowercase())
     {
-        return Err(format!("rewrite no longer concludes {answer_label:?}"));
+        return Err(CotError::RewriteConclusion {
+            label: answer_label.to_string(),
+        });
     }
     Ok(body)
 }
@@ -232,15 +271,24 @@ mod tests {
         );
         assert_eq!(validate(&named, 3), Ok((None, "Moving Left".into())));
         assert_eq!(
-            validate(&assemble_label("x", " "), 0).unwrap_err(),
+            validate(&assemble_label("x", " "), 0)
+                .unwrap_err()
+                .to_string(),
             "empty answer"
         );
         assert!(validate(&ok.replace("C. Moving Left", "C. "), 3)
             .unwrap_err()
+            .to_string()
             .contains("no label"));
-        assert!(validate(&ok, 2).unwrap_err().contains("expected 2"));
+        assert!(validate(&ok, 2)
+            .unwrap_err()
+            .to_string()
+            .contains("expected 2"));
         let split = assemble("A <output_image>. Then <output_image>.", 'A', "x");
-        assert!(validate(&split, 2).unwrap_err().contains("one sentence"));
+        assert!(validate(&split, 2)
+            .unwrap_err()
+            .to_string()
+            .contains("one sentence"));
         let outside = format!("{ok} {TAG}");
         assert!(validate(&outside, 3).is_err());
         assert!(validate(&ok.replace("C. Moving", "E. Moving"), 3).is_err());

@@ -2,7 +2,7 @@
 //! ingested clip, written as `labels.json` plus an `overlays/` folder.
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use image::RgbImage;
 use serde::{Deserialize, Serialize};
@@ -16,7 +16,7 @@ use crate::motion::{
     measure_object, ClipGeometry, DirectionJudge, MotionThresholds, ObjectMeasurement, Pinhole,
     SecondOpinion,
 };
-use crate::segment::{Mask, SegmentInput, SegmenterChoice};
+use crate::segment::{Mask, SegmentInput, Segmenter, SegmenterChoice, TrackedObject};
 
 /// Imagery of one object or camera segment: keyframes and their overlay files.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -143,10 +143,73 @@ pub fn label_clip(
         opts.camera_rule,
     )?;
     let segmenter = opts.segmenter.for_clip(record);
-    let tracks = segmenter.segment(&SegmentInput {
-        record,
-        frames: &frames,
-    })?;
+    let tracks = segment_tracks(segmenter.as_ref(), record, &frames)?;
+    let depth = load_depth(record, &mut warnings)?;
+    let pinhole = record
+        .intrinsics
+        .as_ref()
+        .map(|k| Pinhole::from_normalised(&k[0], w, h));
+    if depth.is_some() && pinhole.is_none() {
+        warnings.push("depth.npy without intrinsics.npy: depth ignored".into());
+    }
+    let still = camera_still(&camera, n)?;
+    let geo = ClipGeometry {
+        poses: &record.poses,
+        pinhole,
+        depth: if pinhole.is_some() {
+            depth.as_deref()
+        } else {
+            None
+        },
+        width: w,
+        height: h,
+        camera_still: &still,
+    };
+    let mut objects: Vec<ObjectMeasurement> = tracks
+        .iter()
+        .map(|t| measure_object(t, &geo, &opts.motion))
+        .collect();
+
+    let mut overlays = Overlays::new(crate::pipeline::clip_dir_rel(&record.key).join("overlays"));
+    let object_imagery = object_imagery(&tracks, &mut objects, &frames, opts, &mut overlays)?;
+    let camera_imagery = match (geo.depth, pinhole) {
+        (Some(d), Some(k)) => camera_imagery(
+            record,
+            &camera,
+            &frames,
+            &tracks,
+            (d, &k),
+            &mut overlays,
+            &mut warnings,
+        )?,
+        _ => Vec::new(),
+    };
+    crate::fsio::write_dir_atomic(&out_root.join(&overlays.dir), &overlays.files)?;
+    Ok(LabelRecord {
+        key: record.key.clone(),
+        config_fingerprint: opts.fingerprint(),
+        segmenter: segmenter.name(),
+        frames: n,
+        width: w,
+        height: h,
+        has_depth: geo.depth.is_some(),
+        camera,
+        camera_imagery,
+        objects,
+        object_imagery,
+        warnings,
+    })
+}
+
+/// Runs the segmenter on the clip and checks its output: one mask slot per frame, every mask
+/// the size of the frames (a backend that breaks this fails the clip, naming itself).
+fn segment_tracks(
+    segmenter: &dyn Segmenter,
+    record: &IngestRecord,
+    frames: &[RgbImage],
+) -> Result<Vec<TrackedObject>> {
+    let (n, w, h) = (frames.len(), record.width, record.height);
+    let tracks = segmenter.segment(&SegmentInput { record, frames })?;
     for t in &tracks {
         if t.masks.len() != n {
             return Err(DataError::Segmenter {
@@ -170,14 +233,12 @@ pub fn label_clip(
             });
         }
     }
-    let depth = load_depth(record, &mut warnings)?;
-    let pinhole = record
-        .intrinsics
-        .as_ref()
-        .map(|k| Pinhole::from_normalised(&k[0], w, h));
-    if depth.is_some() && pinhole.is_none() {
-        warnings.push("depth.npy without intrinsics.npy: depth ignored".into());
-    }
+    Ok(tracks)
+}
+
+/// Per unit step (`n - 1` of them): is the camera still, i.e. is its segment labelled `Stay`
+/// alone? Image-space object measurement is only valid there.
+fn camera_still(camera: &CameraReport, n: usize) -> Result<Vec<bool>> {
     let mut still = vec![false; n - 1];
     for s in &camera.segments {
         let labels = parse_labels(&s.labels)?;
@@ -186,30 +247,43 @@ pub fn label_clip(
             *x = is_still;
         }
     }
-    let geo = ClipGeometry {
-        poses: &record.poses,
-        pinhole,
-        depth: if pinhole.is_some() {
-            depth.as_deref()
-        } else {
-            None
-        },
-        width: w,
-        height: h,
-        camera_still: &still,
-    };
-    let mut objects: Vec<ObjectMeasurement> = tracks
-        .iter()
-        .map(|t| measure_object(t, &geo, &opts.motion))
-        .collect();
+    Ok(still)
+}
 
-    let clip_rel = crate::pipeline::clip_dir_rel(&record.key).join("overlays");
-    let mut files: Vec<(String, Vec<u8>)> = Vec::new();
-    let mut add = |name: String, img: RgbImage| -> Result<String> {
-        let rel = clip_rel.join(&name);
-        files.push((name, crate::fsio::png_bytes(&img, &rel)?));
+/// The overlay images of one clip, encoded in memory and written together at the end (one
+/// atomic folder), so a clip's `overlays/` is either complete or absent.
+struct Overlays {
+    /// `clips/<key>/overlays`, relative to the output folder.
+    dir: PathBuf,
+    /// File name and PNG bytes.
+    files: Vec<(String, Vec<u8>)>,
+}
+
+impl Overlays {
+    fn new(dir: PathBuf) -> Self {
+        Self {
+            dir,
+            files: Vec::new(),
+        }
+    }
+
+    /// Encodes `img` as `name`; returns its path relative to the output folder.
+    fn add(&mut self, name: String, img: RgbImage) -> Result<String> {
+        let rel = self.dir.join(&name);
+        self.files.push((name, crate::fsio::png_bytes(&img, &rel)?));
         Ok(rel.to_string_lossy().into_owned())
-    };
+    }
+}
+
+/// Overlays of every labelled object at keyframes spread over its measured span, and the
+/// judge's second opinion on its direction when there is a judge.
+fn object_imagery(
+    tracks: &[TrackedObject],
+    objects: &mut [ObjectMeasurement],
+    frames: &[RgbImage],
+    opts: &LabelOptions,
+    overlays: &mut Overlays,
+) -> Result<BTreeMap<u32, Imagery>> {
     let mut object_imagery = BTreeMap::new();
     for (t, m) in tracks.iter().zip(objects.iter_mut()) {
         if m.direction.is_none() {
@@ -228,14 +302,14 @@ pub fn label_clip(
             let mask = t.masks[f].as_ref().expect("visible frames have masks");
             let img = overlay(&frames[f], mask);
             images.push(img.clone());
-            paths.push(add(format!("obj{}_f{f:04}.png", t.track_id), img)?);
+            paths.push(overlays.add(format!("obj{}_f{f:04}.png", t.track_id), img)?);
         }
         if let Some(j) = &opts.judge {
             let verdict = j.direction(&images, &keys, &m.name);
             m.second_opinion = Some(SecondOpinion {
                 judge: j.name(),
                 direction: verdict.as_ref().ok().map(|d| d.as_str().to_string()),
-                error: verdict.err(),
+                error: verdict.err().map(|e| e.to_string()),
             });
         }
         object_imagery.insert(
@@ -246,80 +320,84 @@ pub fn label_clip(
             },
         );
     }
+    Ok(object_imagery)
+}
+
+/// Per camera segment (needs depth and intrinsics): overlays of a static landmark at a few
+/// keyframes, with its image shift and the segment's relative pose. A segment where no
+/// landmark stays visible gets a warning and no imagery.
+fn camera_imagery(
+    record: &IngestRecord,
+    camera: &CameraReport,
+    frames: &[RgbImage],
+    tracks: &[TrackedObject],
+    (depth, k): (&[f32], &Pinhole),
+    overlays: &mut Overlays,
+    warnings: &mut Vec<String>,
+) -> Result<Vec<CameraImagery>> {
+    let dynamic = dynamic_masks(tracks, frames.len(), record.width, record.height);
     let mut camera_imagery = Vec::new();
-    if let (Some(d), Some(k)) = (geo.depth, pinhole) {
-        let dynamic: Vec<Option<Mask>> = (0..n)
-            .map(|f| {
-                let mut bits = vec![false; (w * h) as usize];
-                for t in &tracks {
-                    if let Some(m) = &t.masks[f] {
-                        for (b, v) in bits.iter_mut().zip(&m.bits) {
-                            *b |= *v;
-                        }
+    for s in &camera.segments {
+        let span: Vec<usize> = (s.start..=s.end).collect();
+        let count = 2 + ((s.end - s.start) / 4).min(2);
+        let keys = spread_keyframes(&span, count);
+        let Some(masks) = landmark_masks(
+            &frames[s.start],
+            s.start,
+            &keys,
+            depth,
+            &record.poses,
+            k,
+            &dynamic,
+        ) else {
+            warnings.push(format!(
+                "segment {}->{}: no static landmark stays visible; no imagery",
+                s.start, s.end
+            ));
+            continue;
+        };
+        let mut paths = Vec::new();
+        for (&f, m) in keys.iter().zip(&masks) {
+            paths.push(overlays.add(
+                format!("cam_{}_{}_f{f:04}.png", s.start, s.end),
+                overlay(&frames[f], m),
+            )?);
+        }
+        let (c0, c1) = (
+            masks[0].centroid().unwrap_or_default(),
+            masks[masks.len() - 1].centroid().unwrap_or_default(),
+        );
+        let rel = fourd_world::relative_motion(&record.poses[s.start], &record.poses[s.end]);
+        camera_imagery.push(CameraImagery {
+            start: s.start,
+            end: s.end,
+            imagery: Imagery {
+                frames: keys,
+                paths,
+            },
+            landmark_shift_px: [c1.0 - c0.0, c1.1 - c0.1],
+            landmark_area_ratio: masks[masks.len() - 1].area() as f64
+                / masks[0].area().max(1) as f64,
+            rotation_deg: [rel.yaw_deg, rel.pitch_deg, rel.roll_deg],
+            translation: rel.translation.to_array(),
+        });
+    }
+    Ok(camera_imagery)
+}
+
+/// Per frame, the union of every track's mask: pixels a landmark must avoid.
+fn dynamic_masks(tracks: &[TrackedObject], n: usize, w: u32, h: u32) -> Vec<Option<Mask>> {
+    (0..n)
+        .map(|f| {
+            let mut bits = vec![false; (w * h) as usize];
+            for t in tracks {
+                if let Some(m) = &t.masks[f] {
+                    for (b, v) in bits.iter_mut().zip(&m.bits) {
+                        *b |= *v;
                     }
                 }
-                Some(Mask::new(w, h, bits))
-            })
-            .collect();
-        for s in &camera.segments {
-            let span: Vec<usize> = (s.start..=s.end).collect();
-            let count = 2 + ((s.end - s.start) / 4).min(2);
-            let keys = spread_keyframes(&span, count);
-            let Some(masks) = landmark_masks(
-                &frames[s.start],
-                s.start,
-                &keys,
-                d,
-                &record.poses,
-                &k,
-                &dynamic,
-            ) else {
-                warnings.push(format!(
-                    "segment {}->{}: no static landmark stays visible; no imagery",
-                    s.start, s.end
-                ));
-                continue;
-            };
-            let mut paths = Vec::new();
-            for (&f, m) in keys.iter().zip(&masks) {
-                paths.push(add(
-                    format!("cam_{}_{}_f{f:04}.png", s.start, s.end),
-                    overlay(&frames[f], m),
-                )?);
             }
-            let (c0, c1) = (
-                masks[0].centroid().unwrap_or_default(),
-                masks[masks.len() - 1].centroid().unwrap_or_default(),
-            );
-            let rel = fourd_world::relative_motion(&record.poses[s.start], &record.poses[s.end]);
-            camera_imagery.push(CameraImagery {
-                start: s.start,
-                end: s.end,
-                imagery: Imagery {
-                    frames: keys,
-                    paths,
-                },
-                landmark_shift_px: [c1.0 - c0.0, c1.1 - c0.1],
-                landmark_area_ratio: masks[masks.len() - 1].area() as f64
-                    / masks[0].area().max(1) as f64,
-                rotation_deg: [rel.yaw_deg, rel.pitch_deg, rel.roll_deg],
-                translation: rel.translation.to_array(),
-            });
-        }
-    }
-    crate::fsio::write_dir_atomic(&out_root.join(&clip_rel), &files)?;
-    Ok(LabelRecord {
-        key: record.key.clone(),
-        config_fingerprint: opts.fingerprint(),
-        segmenter: segmenter.name(),
-        frames: n,
-        width: w,
-        height: h,
-        has_depth: geo.depth.is_some(),
-        camera,
-        camera_imagery,
-        objects,
-        object_imagery,
-        warnings,
-    })
+            Some(Mask::new(w, h, bits))
+        })
+        .collect()
 }

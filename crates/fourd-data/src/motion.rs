@@ -152,6 +152,22 @@ pub struct SecondOpinion {
     pub error: Option<String>,
 }
 
+/// Why a [`DirectionJudge`] gave no direction; its message is the `error` of the
+/// [`SecondOpinion`].
+#[derive(Debug, thiserror::Error)]
+pub enum JudgeError {
+    /// An overlay could not be encoded for the request.
+    #[error(transparent)]
+    Encode(#[from] crate::error::DataError),
+    /// The chat request failed.
+    #[error(transparent)]
+    Api(#[from] fourd_api::ApiError),
+    /// The reply is not exactly one of the 11 direction labels; `reply` is its first 80
+    /// characters.
+    #[error("reply {reply:?} is not one of the 11 directions")]
+    NotADirection { reply: String },
+}
+
 /// Judges an object's direction from its overlays (e.g. a VLM through the chat API).
 pub trait DirectionJudge: Send + Sync {
     fn name(&self) -> String;
@@ -161,7 +177,7 @@ pub trait DirectionJudge: Send + Sync {
         overlays: &[image::RgbImage],
         frames: &[usize],
         object: &str,
-    ) -> Result<Direction, String>;
+    ) -> Result<Direction, JudgeError>;
 }
 
 /// The measured numbers behind the labels.
@@ -356,13 +372,78 @@ pub fn classify_speed(
     (pick, errors)
 }
 
-/// Measures one tracked object.
+/// Measures one tracked object: its per-frame observations, then (when enough of it is visible
+/// and whole) its direction, distance and speed labels with the evidence behind them.
 pub fn measure_object(
     obj: &TrackedObject,
     geo: &ClipGeometry,
     th: &MotionThresholds,
 ) -> ObjectMeasurement {
     let n = obj.masks.len();
+    let mut out = unlabelled(obj);
+    let observed = observe(obj, geo, th);
+    let visible = observed.len();
+    if visible < 2 || (visible as f64) < th.min_visible_fraction * n as f64 {
+        out.skip_reason = Some(format!(
+            "visible in {visible} of {n} frames (needs {:.0}%)",
+            th.min_visible_fraction * 100.0
+        ));
+        out.observations = observed;
+        return out;
+    }
+    let whole = whole_views(&observed, th);
+    let clean = whole.len();
+    if clean < 2 || ((whole[clean - 1].frame - whole[0].frame) as f64) < 0.5 * (n - 1) as f64 {
+        out.skip_reason = Some(format!(
+            "cut off by the image border or occluded in {} of {visible} visible frames",
+            visible - clean
+        ));
+        out.observations = observed;
+        return out;
+    }
+    // The speed profile needs every step: a partial one has a different shape.
+    let complete = clean == visible;
+    record_image_change(&mut out, &whole);
+    let three_d = whole.iter().all(|o| o.point_world.is_some());
+    let (dists, direction) = if three_d {
+        direction_3d(&mut out, &whole, geo, th)
+    } else {
+        match direction_image(&mut out, &whole, geo, th) {
+            Some(measured) => measured,
+            None => {
+                // Skipped (the camera moves): the record keeps the frames it looked at.
+                out.observations = whole;
+                return out;
+            }
+        }
+    };
+    record_labels(&mut out, &whole, &dists, direction, complete, three_d, th);
+    out.observations = observed;
+    out
+}
+
+/// A measurement of `obj` with no observations, labels or evidence yet.
+fn unlabelled(obj: &TrackedObject) -> ObjectMeasurement {
+    ObjectMeasurement {
+        track_id: obj.track_id,
+        name: obj.name.clone(),
+        instance_id: obj.instance_id,
+        observations: Vec::new(),
+        method: String::new(),
+        skip_reason: None,
+        span: [0, 0],
+        direction: None,
+        distance: None,
+        net_distance: None,
+        speed: None,
+        evidence: Evidence::default(),
+        second_opinion: None,
+    }
+}
+
+/// One observation per frame where the object's mask is large enough to count as visible:
+/// area, centroid, box and, with depth, its mean back-projected point in camera and world axes.
+fn observe(obj: &TrackedObject, geo: &ClipGeometry, th: &MotionThresholds) -> Vec<FrameObs> {
     let px = (geo.width * geo.height) as usize;
     let min_area = (th.min_area_fraction * px as f64).ceil().max(1.0) as usize;
     let mut observations = Vec::new();
@@ -393,68 +474,143 @@ pub fn measure_object(
             point_world: point_world.map(|p| p.to_array()),
         });
     }
-    let mut out = ObjectMeasurement {
-        track_id: obj.track_id,
-        name: obj.name.clone(),
-        instance_id: obj.instance_id,
-        observations: Vec::new(),
-        method: String::new(),
-        skip_reason: None,
-        span: [0, 0],
-        direction: None,
-        distance: None,
-        net_distance: None,
-        speed: None,
-        evidence: Evidence::default(),
-        second_opinion: None,
-    };
-    let visible = observations.len();
-    if visible < 2 || (visible as f64) < th.min_visible_fraction * n as f64 {
-        out.skip_reason = Some(format!(
-            "visible in {visible} of {n} frames (needs {:.0}%)",
-            th.min_visible_fraction * 100.0
-        ));
-        out.observations = observations;
-        return out;
-    }
-    // Frames where the mask is cut by the image border or shrunk by an occluder show only part
-    // of the object, and the centroid of that part is not where the object is. Occlusion test:
-    // area × distance² stays roughly constant for an unoccluded rigid object (area alone with no
-    // depth), so frames far below the track's maximum are set aside.
+    observations
+}
+
+/// The observations that show the whole object: not cut by the image border, not shrunk by an
+/// occluder.
+///
+/// Frames where the mask is cut by the image border or shrunk by an occluder show only part of
+/// the object, and the centroid of that part is not where the object is. Occlusion test: area ×
+/// distance² stays roughly constant for an unoccluded rigid object (area alone with no depth),
+/// so frames far below the track's maximum are set aside.
+fn whole_views(observations: &[FrameObs], th: &MotionThresholds) -> Vec<FrameObs> {
     let size = |o: &FrameObs| match o.point_cam {
         Some(p) => o.area as f64 * DVec3::from_array(p).length_squared(),
         None => o.area as f64,
     };
     let max_size = observations.iter().map(size).fold(0.0, f64::max);
-    let all_observations = observations.clone();
-    let observations: Vec<FrameObs> = observations
-        .into_iter()
+    observations
+        .iter()
         .filter(|o| !o.touches_border && size(o) >= th.occlusion_ratio * max_size)
-        .collect();
-    let complete = observations.len() == visible;
-    let clean = observations.len();
-    if clean < 2
-        || ((observations[clean - 1].frame - observations[0].frame) as f64) < 0.5 * (n - 1) as f64
-    {
-        out.skip_reason = Some(format!(
-            "cut off by the image border or occluded in {} of {visible} visible frames",
-            visible - clean
-        ));
-        out.observations = all_observations;
-        return out;
-    }
-    let visible = clean;
-    let (first, last) = (&observations[0], &observations[visible - 1]);
+        .cloned()
+        .collect()
+}
+
+/// The span measured and the image-space change over it (centroid shift, area ratio) between
+/// the first and last whole view.
+fn record_image_change(out: &mut ObjectMeasurement, whole: &[FrameObs]) {
+    let (first, last) = (&whole[0], &whole[whole.len() - 1]);
     out.span = [first.frame, last.frame];
     out.evidence.centroid_shift_px = [
         last.centroid[0] - first.centroid[0],
         last.centroid[1] - first.centroid[1],
     ];
     out.evidence.area_ratio = last.area as f64 / first.area.max(1) as f64;
-    let three_d = observations.iter().all(|o| o.point_world.is_some());
+}
+
+/// With depth and poses: the world displacement expressed in the first frame's camera axes
+/// (camera motion removed), and the object-to-camera distance per observation.
+fn direction_3d(
+    out: &mut ObjectMeasurement,
+    whole: &[FrameObs],
+    geo: &ClipGeometry,
+    th: &MotionThresholds,
+) -> (Vec<f64>, Direction) {
+    let (first, last) = (&whole[0], &whole[whole.len() - 1]);
+    out.method = "depth+poses".into();
+    out.evidence.camera_compensated = true;
+    let p0 = DVec3::from_array(first.point_world.expect("3-D"));
+    let p1 = DVec3::from_array(last.point_world.expect("3-D"));
+    let (r0, _) = w2c(&geo.poses[first.frame]);
+    let d_cam0 = r0 * (p1 - p0);
+    let pc0 = DVec3::from_array(first.point_cam.expect("3-D"));
+    let toward = -pc0.normalize_or_zero();
+    out.evidence.displacement_cam0 = Some(d_cam0.to_array());
+    let dists = whole
+        .iter()
+        .map(|o| DVec3::from_array(o.point_cam.expect("3-D")).length())
+        .collect();
+    let direction = if d_cam0.length() < th.stationary_ratio * pc0.length() {
+        Direction::Stationary
+    } else {
+        classify_direction(d_cam0, toward)
+    };
+    (dists, direction)
+}
+
+/// Without depth: the direction from the centroid shift and the area change, and
+/// `1/sqrt(area)` as the distance proxy. Image motion then mixes object and camera motion, so
+/// this is `None` (with the skip reason recorded) unless the camera is still over the span.
+fn direction_image(
+    out: &mut ObjectMeasurement,
+    whole: &[FrameObs],
+    geo: &ClipGeometry,
+    th: &MotionThresholds,
+) -> Option<(Vec<f64>, Direction)> {
+    let (first, last) = (&whole[0], &whole[whole.len() - 1]);
+    out.method = "image".into();
+    let still = geo
+        .camera_still
+        .get(first.frame..last.frame)
+        .is_some_and(|s| s.iter().all(|&x| x));
+    if !still {
+        out.skip_reason = Some(
+            "no depth for camera compensation and the camera moves during the object's span".into(),
+        );
+        return None;
+    }
+    out.evidence.camera_compensated = true;
+    let dists = whole.iter().map(|o| 1.0 / (o.area as f64).sqrt()).collect();
     let diag = ((geo.width as f64).powi(2) + (geo.height as f64).powi(2)).sqrt();
-    // Speeds between consecutive observations, divided by the frame gap (gaps are rare:
-    // visibility >= min_visible_fraction).
+    let [du, dv] = out.evidence.centroid_shift_px;
+    let r = out.evidence.area_ratio;
+    let direction = if r > 1.0 + th.area_change {
+        Direction::TowardCamera
+    } else if r < 1.0 / (1.0 + th.area_change) {
+        Direction::AwayFromCamera
+    } else if (du * du + dv * dv).sqrt() < th.stationary_image_fraction * diag {
+        Direction::Stationary
+    } else {
+        classify_image_direction(du, dv)
+    };
+    Some((dists, direction))
+}
+
+/// The labels from the measured direction and distance profile, and the speed pattern when
+/// the track is `complete` (every visible frame whole), moving, and long enough to have a
+/// profile above pixel quantisation.
+fn record_labels(
+    out: &mut ObjectMeasurement,
+    whole: &[FrameObs],
+    dists: &[f64],
+    direction: Direction,
+    complete: bool,
+    three_d: bool,
+    th: &MotionThresholds,
+) {
+    out.evidence.distance_first = dists.first().copied();
+    out.evidence.distance_last = dists.last().copied();
+    let (full, net) = classify_distance(dists, th.distance_change);
+    out.distance = Some(full);
+    out.net_distance = Some(net);
+    out.direction = Some(direction.as_str().to_string());
+    let speeds = step_speeds(whole, three_d);
+    if complete
+        && direction != Direction::Stationary
+        && speeds.len() >= 3
+        && image_path_px(whole) >= th.min_path_px
+    {
+        let (speed, fit) = classify_speed(&speeds, th.varying_margin);
+        out.speed = Some(speed.as_str().to_string());
+        out.evidence.speed_fit = fit;
+    }
+    out.evidence.step_speeds = speeds;
+}
+
+/// Speeds between consecutive observations (3-D distance, or centroid travel in pixels),
+/// divided by the frame gap (gaps are rare: visibility >= `min_visible_fraction`).
+fn step_speeds(whole: &[FrameObs], three_d: bool) -> Vec<f64> {
     let step = |a: &FrameObs, b: &FrameObs| -> f64 {
         let gap = (b.frame - a.frame).max(1) as f64;
         if three_d {
@@ -469,15 +625,13 @@ pub fn measure_object(
                 / gap
         }
     };
-    let speeds: Vec<f64> = observations
-        .windows(2)
-        .map(|w| step(&w[0], &w[1]))
-        .collect();
-    let dists: Vec<f64>;
-    let direction;
-    // Image path length (centroid travel plus growth of the mask's side), a measure of how much
-    // signal the speed profile has above pixel quantisation.
-    let path_px: f64 = observations
+    whole.windows(2).map(|w| step(&w[0], &w[1])).collect()
+}
+
+/// Image path length (centroid travel plus growth of the mask's side), a measure of how much
+/// signal the speed profile has above pixel quantisation.
+fn image_path_px(whole: &[FrameObs]) -> f64 {
+    whole
         .windows(2)
         .map(|w| {
             let dc = ((w[1].centroid[0] - w[0].centroid[0]).powi(2)
@@ -485,76 +639,7 @@ pub fn measure_object(
             .sqrt();
             dc + ((w[1].area as f64).sqrt() - (w[0].area as f64).sqrt()).abs()
         })
-        .sum();
-    if three_d {
-        out.method = "depth+poses".into();
-        out.evidence.camera_compensated = true;
-        let p0 = DVec3::from_array(first.point_world.expect("3-D"));
-        let p1 = DVec3::from_array(last.point_world.expect("3-D"));
-        let (r0, _) = w2c(&geo.poses[first.frame]);
-        let d_cam0 = r0 * (p1 - p0);
-        let pc0 = DVec3::from_array(first.point_cam.expect("3-D"));
-        let toward = -pc0.normalize_or_zero();
-        out.evidence.displacement_cam0 = Some(d_cam0.to_array());
-        dists = observations
-            .iter()
-            .map(|o| DVec3::from_array(o.point_cam.expect("3-D")).length())
-            .collect();
-        direction = if d_cam0.length() < th.stationary_ratio * pc0.length() {
-            Direction::Stationary
-        } else {
-            classify_direction(d_cam0, toward)
-        };
-    } else {
-        out.method = "image".into();
-        let still = geo
-            .camera_still
-            .get(first.frame..last.frame)
-            .is_some_and(|s| s.iter().all(|&x| x));
-        if !still {
-            out.skip_reason = Some(
-                "no depth for camera compensation and the camera moves during the object's span"
-                    .into(),
-            );
-            out.observations = observations;
-            return out;
-        }
-        out.evidence.camera_compensated = true;
-        dists = observations
-            .iter()
-            .map(|o| 1.0 / (o.area as f64).sqrt())
-            .collect();
-        let [du, dv] = out.evidence.centroid_shift_px;
-        let r = out.evidence.area_ratio;
-        direction = if r > 1.0 + th.area_change {
-            Direction::TowardCamera
-        } else if r < 1.0 / (1.0 + th.area_change) {
-            Direction::AwayFromCamera
-        } else if (du * du + dv * dv).sqrt() < th.stationary_image_fraction * diag {
-            Direction::Stationary
-        } else {
-            classify_image_direction(du, dv)
-        };
-    }
-    out.evidence.distance_first = dists.first().copied();
-    out.evidence.distance_last = dists.last().copied();
-    let (full, net) = classify_distance(&dists, th.distance_change);
-    out.distance = Some(full);
-    out.net_distance = Some(net);
-    out.direction = Some(direction.as_str().to_string());
-    // The speed profile needs every step: a partial one has a different shape.
-    if complete
-        && direction != Direction::Stationary
-        && speeds.len() >= 3
-        && path_px >= th.min_path_px
-    {
-        let (speed, fit) = classify_speed(&speeds, th.varying_margin);
-        out.speed = Some(speed.as_str().to_string());
-        out.evidence.speed_fit = fit;
-    }
-    out.evidence.step_speeds = speeds;
-    out.observations = all_observations;
-    out
+        .sum()
 }
 
 #[cfg(test)]

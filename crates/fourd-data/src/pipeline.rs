@@ -46,14 +46,30 @@ pub fn clip_dir_rel(key: &str) -> PathBuf {
     Path::new("clips").join(key)
 }
 
+/// Why a [`Rewriter`] returned no rewrite. The candidate keeps its template text, and the
+/// message is recorded in its `rewrite` field.
+#[derive(Debug, thiserror::Error)]
+pub enum RewriteError {
+    /// The chat request failed.
+    #[error(transparent)]
+    Api(#[from] fourd_api::ApiError),
+    /// The reply is not the JSON object the prompt asked for. The parser's message is part of
+    /// the text (not a `source`), so an error chain prints it once.
+    #[error("reply is not the requested JSON: {cause}")]
+    NotJson { cause: serde_json::Error },
+    /// The reply is JSON but has neither field.
+    #[error("reply has neither `question` nor `reasoning`")]
+    NoFields,
+}
+
 /// Optional rewriting of question wording and chains of thought by a chat model.
 pub trait Rewriter: Send + Sync {
-    /// Returns the candidate rewritten (question and/or think), or an error message; the caller
-    /// validates the result and keeps the original when it fails.
+    /// Returns the candidate rewritten (question and/or think), or why there is none; the
+    /// caller validates the result and keeps the original when it fails.
     fn rewrite(
         &self,
         c: &Candidate,
-    ) -> std::result::Result<(Option<String>, Option<String>), String>;
+    ) -> std::result::Result<(Option<String>, Option<String>), RewriteError>;
     fn name(&self) -> String;
 }
 

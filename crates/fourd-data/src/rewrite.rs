@@ -8,19 +8,32 @@ use crate::cot::validate_rewrite;
 use crate::pipeline::Rewriter;
 use crate::questions::Candidate;
 
+/// Why a rewritten question is refused (see [`validate_question`]).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum QuestionError {
+    #[error("question shorter than 10 characters")]
+    TooShort,
+    /// A line break: the model probably listed the options.
+    #[error("question spans several lines (options must not be listed)")]
+    SeveralLines,
+    /// The question contains the answer label, which would leak it.
+    #[error("question names the answer")]
+    NamesAnswer,
+}
+
 /// Checks a rewritten question: one or two sentences, no option list, no answer label.
-pub fn validate_question(q: &str, answer: &str) -> Result<String, String> {
+pub fn validate_question(q: &str, answer: &str) -> Result<String, QuestionError> {
     let q = q.trim().trim_matches('"').trim().to_string();
     if q.len() < 10 {
-        return Err("question shorter than 10 characters".into());
+        return Err(QuestionError::TooShort);
     }
     if q.contains('\n') {
-        return Err("question spans several lines (options must not be listed)".into());
+        return Err(QuestionError::SeveralLines);
     }
     if q.to_ascii_lowercase()
         .contains(&answer.to_ascii_lowercase())
     {
-        return Err("question names the answer".into());
+        return Err(QuestionError::NamesAnswer);
     }
     Ok(q)
 }

@@ -2,19 +2,19 @@
 
 use std::path::PathBuf;
 
+/// The causes of `Io` and `Json` are part of their messages and deliberately not a `source`:
+/// an error chain (`anyhow`'s `{:#}`) would print them twice.
 #[derive(Debug, thiserror::Error)]
 pub enum ModelError {
-    #[error("{path}: {source}")]
+    #[error("{path}: {cause}")]
     Io {
         path: PathBuf,
-        #[source]
-        source: std::io::Error,
+        cause: std::io::Error,
     },
-    #[error("{path}: invalid JSON: {source}")]
+    #[error("{path}: invalid JSON: {cause}")]
     Json {
         path: PathBuf,
-        #[source]
-        source: serde_json::Error,
+        cause: serde_json::Error,
     },
     #[error("{file}: field `{field}`: {msg}")]
     Config {
@@ -43,10 +43,10 @@ pub enum ModelError {
 pub type Result<T> = std::result::Result<T, ModelError>;
 
 impl ModelError {
-    pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+    pub(crate) fn io(path: impl Into<PathBuf>, cause: std::io::Error) -> Self {
         ModelError::Io {
             path: path.into(),
-            source,
+            cause,
         }
     }
     pub(crate) fn config(
@@ -68,8 +68,36 @@ impl ModelError {
 /// Reads a JSON file, naming the file on any failure.
 pub(crate) fn read_json(path: &std::path::Path) -> Result<serde_json::Value> {
     let text = std::fs::read_to_string(path).map_err(|e| ModelError::io(path, e))?;
-    serde_json::from_str(&text).map_err(|source| ModelError::Json {
+    serde_json::from_str(&text).map_err(|cause| ModelError::Json {
         path: path.to_path_buf(),
-        source,
+        cause,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A cause that the message prints must not also be the `source`: an error chain
+    /// (`anyhow`'s `{:#}`) would print it twice ("tokenizer file not found: tokenizer file not
+    /// found").
+    #[test]
+    fn causes_are_printed_once() {
+        let e = ModelError::io(
+            "/m/tokenizer.json",
+            std::io::Error::new(std::io::ErrorKind::NotFound, "tokenizer file not found"),
+        );
+        assert_eq!(e.to_string(), "/m/tokenizer.json: tokenizer file not found");
+        assert!(std::error::Error::source(&e).is_none());
+        let e = ModelError::Json {
+            path: "/m/config.json".into(),
+            cause: serde_json::from_str::<serde_json::Value>("{").unwrap_err(),
+        };
+        assert!(
+            e.to_string()
+                .starts_with("/m/config.json: invalid JSON: EOF"),
+            "{e}"
+        );
+        assert!(std::error::Error::source(&e).is_none());
+    }
 }

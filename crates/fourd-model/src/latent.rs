@@ -217,9 +217,9 @@ fn grow_rows(t: &Tensor, rows: usize, name: &str) -> Result<Tensor> {
 }
 
 fn write_json(path: &Path, v: &Value) -> Result<()> {
-    let s = serde_json::to_string_pretty(v).map_err(|source| ModelError::Json {
+    let s = serde_json::to_string_pretty(v).map_err(|cause| ModelError::Json {
         path: path.to_path_buf(),
-        source,
+        cause,
     })?;
     std::fs::write(path, s + "\n").map_err(|e| ModelError::io(path, e))
 }

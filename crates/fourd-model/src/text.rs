@@ -1,7 +1,7 @@
 //! The language model: a Qwen2 decoder (GQA, q/k/v biases, SwiGLU) rotated by M-RoPE, with a KV
 //! cache kept outside the model so several generations can share one set of weights.
 
-use candle_core::{DType, Module, Result, Tensor, D};
+use candle_core::{DType, Module, Result, Tensor};
 use candle_nn::{Embedding, Linear, VarBuilder};
 
 use crate::config::TextConfig;
@@ -319,10 +319,6 @@ impl TextModel {
         self.embed_tokens.forward(ids)
     }
 
-    pub fn embedding_matrix(&self) -> &Tensor {
-        self.embed_tokens.embeddings()
-    }
-
     pub fn dtype(&self) -> DType {
         self.embed_tokens.embeddings().dtype()
     }
@@ -406,9 +402,4 @@ pub fn attention_mask(
         }
     }
     Tensor::from_vec(data, (b, 1, q_len, t), device)
-}
-
-/// Index of the last dimension's maximum, per row (greedy decoding).
-pub fn argmax_last(logits: &Tensor) -> Result<Vec<u32>> {
-    logits.argmax(D::Minus1)?.flatten_all()?.to_vec1::<u32>()
 }

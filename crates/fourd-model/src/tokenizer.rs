@@ -120,14 +120,6 @@ impl QwenTokenizer {
         &self.path
     }
 
-    pub fn chat_template(&self) -> Option<&str> {
-        self.chat_template.as_deref()
-    }
-
-    pub fn token_id(&self, text: &str) -> Option<u32> {
-        self.inner.token_to_id(text)
-    }
-
     pub fn vocab_len(&self) -> usize {
         self.inner.get_vocab_size(true)
     }

@@ -323,11 +323,3 @@ impl VisionTower {
         merged.index_select(&Tensor::new(inverse.as_slice(), dev)?, 0)
     }
 }
-
-/// Token counts per item after merging, for splitting the tower's output.
-pub fn merged_tokens(grids: &[[usize; 3]], merge: usize) -> Vec<usize> {
-    grids
-        .iter()
-        .map(|g| g.iter().product::<usize>() / (merge * merge))
-        .collect()
-}

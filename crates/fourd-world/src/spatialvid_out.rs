@@ -56,12 +56,12 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::camera::CameraLabel;
+use crate::camera::{CameraLabel, Intrinsics};
 use crate::error::{Result, WorldError};
 use crate::generate::ClipTruth;
 use crate::motion::Direction;
 use crate::npy::{dyn_masks_npz_bytes, npy_bytes};
-use crate::scene::Clip;
+use crate::scene::{Clip, Frame};
 use crate::spatialvid::{label_poses, merge_instructions, RuleParams};
 
 /// The rule behind `instructions.json`: SpatialVID's thresholds (τ_t = 0.02, τ_r = 0.5°) on every
@@ -248,7 +248,6 @@ pub fn write_clip(
     let frames = clip.render_all()?;
     let n = frames.len();
     let k = clip.intrinsics;
-    let (w, h) = (k.width, k.height);
     let video_rel = format!("videos/{group}/{clip_id}.mp4");
     let ann_rel = format!("annotations/{group}/{clip_id}");
     let video_path = root.join(&video_rel);
@@ -256,30 +255,62 @@ pub fn write_clip(
     mkdir(video_path.parent().expect("has a parent"))?;
     mkdir(&ann)?;
 
-    // Video.
-    let rgb: Vec<image::RgbImage> = frames.iter().map(|f| f.rgb.clone()).collect();
-    let codec = fourd_video::encode_video(&video_path, &rgb, fps).map_err(|e| WorldError::Io {
-        path: video_path.clone(),
-        msg: e.to_string(),
-    })?;
-
-    // indexes.txt
+    let codec = write_video(&video_path, &frames, fps)?;
     let idx: String = (0..n).map(|i| format!("{i} {i}\n")).collect();
     write(&ann.join("indexes.txt"), idx.as_bytes())?;
+    let rows = write_poses(&ann, clip, n)?;
+    write_intrinsics(&ann, &k, n)?;
+    write_instructions(&ann, &rows)?;
+    write_caption(&ann, truth)?;
+    let dynamic_ratio = write_masks_and_depth(&ann, &frames, truth, (k.width, k.height))?;
+    write_truth(&ann, truth, (n, k.width, k.height, fps))?;
 
-    // poses.npy (float32), and the rows as written, back in f64.
+    let move_dist = spatialvid_move_dist(&rows);
+    Ok(ClipRow {
+        id: clip_id.to_string(),
+        group_id: group_id_of(group),
+        video_path: video_rel,
+        annotation_path: ann_rel,
+        num_frames: n,
+        fps,
+        width: k.width,
+        height: k.height,
+        move_dist,
+        dist_level: dist_level(move_dist),
+        rot_angle: rot_angle(&rows),
+        dynamic_ratio,
+        codec: codec.to_string(),
+    })
+}
+
+/// Encodes the RGB frames as the clip's mp4; returns the encoder that wrote it.
+fn write_video(path: &Path, frames: &[Frame], fps: u32) -> Result<&'static str> {
+    let rgb: Vec<image::RgbImage> = frames.iter().map(|f| f.rgb.clone()).collect();
+    fourd_video::encode_video(path, &rgb, fps).map_err(|e| WorldError::Io {
+        path: path.to_path_buf(),
+        msg: e.to_string(),
+    })
+}
+
+/// Writes `poses.npy` (float32, `[n, 7]`) and returns its rows as written, back in f64: everything
+/// derived from the poses (instructions, `moveDist`, `rotAngle`) is computed from what a reader
+/// of the file sees.
+fn write_poses(ann: &Path, clip: &Clip, n: usize) -> Result<Vec<[f64; 7]>> {
     let poses32: Vec<f32> = clip
         .poses_w2c()
         .iter()
         .flat_map(|r| r.iter().map(|&v| v as f32))
         .collect();
     write(&ann.join("poses.npy"), &npy_bytes(&[n, 7], &poses32))?;
-    let rows: Vec<[f64; 7]> = poses32
+    Ok(poses32
         .chunks_exact(7)
         .map(|c| std::array::from_fn(|j| c[j] as f64))
-        .collect();
+        .collect())
+}
 
-    // intrinsics.npy: normalised [fx/W, fy/H, cx/W, cy/H] per frame.
+/// Writes `intrinsics.npy`: normalised `[fx/W, fy/H, cx/W, cy/H]`, the same for all `n` frames.
+fn write_intrinsics(ann: &Path, k: &Intrinsics, n: usize) -> Result<()> {
+    let (w, h) = (k.width, k.height);
     let kn = [
         (k.fx / w as f64) as f32,
         (k.fy / h as f64) as f32,
@@ -287,10 +318,12 @@ pub fn write_clip(
         (k.cy / h as f64) as f32,
     ];
     let intr: Vec<f32> = (0..n).flat_map(|_| kn).collect();
-    write(&ann.join("intrinsics.npy"), &npy_bytes(&[n, 4], &intr))?;
+    write(&ann.join("intrinsics.npy"), &npy_bytes(&[n, 4], &intr))
+}
 
-    // instructions.json
-    let instr = instructions_from_poses(&rows)?;
+/// Writes `instructions.json` from the pose rows as written ([`INSTRUCTION_RULE`]).
+fn write_instructions(ann: &Path, rows: &[[f64; 7]]) -> Result<()> {
+    let instr = instructions_from_poses(rows)?;
     let body: Vec<String> = instr
         .iter()
         .map(|(key, labels)| format!("  {}: {}", json_str(key), label_list(labels, true)))
@@ -298,9 +331,12 @@ pub fn write_clip(
     write(
         &ann.join("instructions.json"),
         format!("{{\n{}\n}}\n", body.join(",\n")).as_bytes(),
-    )?;
+    )
+}
 
-    // caption.json
+/// Writes `caption.json`: a scene summary naming every object and its motion, and the camera
+/// motion segment by segment.
+fn write_caption(ann: &Path, truth: &ClipTruth) -> Result<()> {
     let objs: Vec<String> = truth
         .objects
         .iter()
@@ -332,9 +368,18 @@ pub fn write_clip(
     write(
         &ann.join("caption.json"),
         (serde_json::to_string_pretty(&caption).expect("json") + "\n").as_bytes(),
-    )?;
+    )
+}
 
-    // Masks and depth.
+/// Writes `dyn_masks.npz` (moving, non-Stationary objects), `instance_ids.npy` and
+/// `depth.npy`; returns upstream's `dynamicRatio` of the dynamic masks.
+fn write_masks_and_depth(
+    ann: &Path,
+    frames: &[Frame],
+    truth: &ClipTruth,
+    (w, h): (u32, u32),
+) -> Result<f64> {
+    let n = frames.len();
     let moving: Vec<u16> = truth
         .objects
         .iter()
@@ -345,7 +390,7 @@ pub fn write_clip(
     let mut dyn_mask = Vec::with_capacity(n * px);
     let mut ids = Vec::with_capacity(n * px);
     let mut depth = Vec::with_capacity(n * px);
-    for f in &frames {
+    for f in frames {
         dyn_mask.extend(f.ids.iter().map(|i| moving.contains(i) as u8));
         ids.extend_from_slice(&f.ids);
         depth.extend_from_slice(&f.depth);
@@ -364,8 +409,15 @@ pub fn write_clip(
     )?;
     write(&ann.join("instance_ids.npy"), &npy_bytes(&shape, &ids))?;
     write(&ann.join("depth.npy"), &npy_bytes(&shape, &depth))?;
+    Ok(dyn_count as f64 / sampled_px.max(1) as f64)
+}
 
-    // truth.json
+/// Writes `truth.json`: every generated label, and the rule behind `instructions.json`.
+fn write_truth(
+    ann: &Path,
+    truth: &ClipTruth,
+    (n, w, h, fps): (usize, u32, u32, u32),
+) -> Result<()> {
     let truth_json = serde_json::json!({
         "frames": n,
         "width": w,
@@ -394,30 +446,16 @@ pub fn write_clip(
     write(
         &ann.join("truth.json"),
         (serde_json::to_string_pretty(&truth_json).expect("json") + "\n").as_bytes(),
-    )?;
+    )
+}
 
-    let rot_angle: f64 = rows
-        .windows(2)
+/// Upstream `rotAngle`: the sum of the rotation angles between consecutive pose rows, radians.
+fn rot_angle(rows: &[[f64; 7]]) -> f64 {
+    rows.windows(2)
         .map(|p| {
             let qa = glam::DQuat::from_xyzw(p[0][3], p[0][4], p[0][5], p[0][6]).normalize();
             let qb = glam::DQuat::from_xyzw(p[1][3], p[1][4], p[1][5], p[1][6]).normalize();
             qa.angle_between(qb)
         })
-        .sum();
-    let move_dist = spatialvid_move_dist(&rows);
-    Ok(ClipRow {
-        id: clip_id.to_string(),
-        group_id: group_id_of(group),
-        video_path: video_rel,
-        annotation_path: ann_rel,
-        num_frames: n,
-        fps,
-        width: w,
-        height: h,
-        move_dist,
-        dist_level: dist_level(move_dist),
-        rot_angle,
-        dynamic_ratio: dyn_count as f64 / sampled_px.max(1) as f64,
-        codec: codec.to_string(),
-    })
+        .sum()
 }
