@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Checks that a checkpoint written by `fourd train dift|grpo` (or `fourd model init`) loads in
+"""Checks that a checkpoint written by `fourd train dift|grpo` loads in
 Hugging Face transformers and gives the same outputs as fourd.
 
     python3 tools/reference/check_fourd_checkpoint.py CKPT [--fourd target/release/fourd] [--image IMG]

@@ -11,11 +11,8 @@ use fourd_model::generation::{generate, GenerationConfig, Sampling};
 use fourd_model::inputs::PromptInput;
 use fourd_model::processor::load_image;
 use fourd_model::tokenizer::{Content, Message};
-use fourd_model::weights::parse_dtype;
 use fourd_model::Pipeline;
 use serde_json::Value;
-
-use crate::infer::parse_device;
 
 #[derive(Subcommand, Debug)]
 pub enum BenchCommand {
@@ -40,10 +37,10 @@ pub enum BenchCommand {
 pub struct BenchOptimizerArgs {
     /// cpu, cuda or cuda:N.
     #[arg(long, default_value = "cuda")]
-    pub device: String,
+    pub device: fourd_model::DeviceSpec,
     /// Weight dtype: bf16 (with float32 master weights) or f32.
-    #[arg(long, default_value = "bf16")]
-    pub dtype: String,
+    #[arg(long, default_value = "bf16", value_parser = fourd_model::weights::parse_dtype)]
+    pub dtype: candle_core::DType,
     #[arg(long, default_value_t = 36)]
     pub layers: usize,
     #[arg(long, default_value_t = 2048)]
@@ -63,7 +60,7 @@ pub struct BenchOptimizerArgs {
 pub struct BenchAllreduceArgs {
     /// cpu, cuda or cuda:N; with several ranks, `cuda` means cuda:LOCAL_RANK.
     #[arg(long, default_value = "cuda")]
-    pub device: String,
+    pub device: fourd_model::DeviceSpec,
     /// Float32 elements per all-reduce (the default is a 3B model's gradients in one buffer).
     #[arg(long, default_value_t = 3_090_000_000 / 8)]
     pub elements: usize,
@@ -126,11 +123,11 @@ pub struct BenchCommon {
     #[arg(long, default_value_t = 2)]
     pub threads: usize,
     /// Weight dtype of both stacks (the reference script saves the random model in it).
-    #[arg(long, default_value = "f32")]
-    pub dtype: String,
+    #[arg(long, default_value = "f32", value_parser = fourd_model::weights::parse_dtype)]
+    pub dtype: candle_core::DType,
     /// Where both stacks run: cpu, cuda or cuda:N.
     #[arg(long, default_value = "cpu")]
-    pub device: String,
+    pub device: fourd_model::DeviceSpec,
 }
 
 impl BenchCommon {
@@ -144,9 +141,9 @@ impl BenchCommon {
             "--size".into(),
             self.size.clone(),
             "--device".into(),
-            self.device.clone(),
+            self.device.to_string(),
             "--dtype".into(),
-            self.dtype.clone(),
+            self.dtype.as_str().to_string(),
         ]
     }
 }
@@ -213,8 +210,8 @@ fn bench_optimizer(a: BenchOptimizerArgs) -> Result<()> {
     use candle_core::{DType, Tensor, Var};
     use fourd_train::optim::{clip_coefficient, grad_norm, AdamW, AdamWConfig, Grads};
 
-    let device = parse_device(&a.device)?;
-    let dtype = parse_dtype(&a.dtype)?;
+    let device = a.device.open()?;
+    let dtype = a.dtype;
     if !matches!(dtype, DType::F32 | DType::BF16) {
         bail!("bench optimizer: --dtype must be f32 or bf16 (f16 weights take the tensor-op update: there is no fused one to compare)");
     }
@@ -369,7 +366,7 @@ fn bench_optimizer(a: BenchOptimizerArgs) -> Result<()> {
         "{} parameters in {} tensors ({} weights, float32 moments{}) on {:?}, best of {}:",
         n,
         shapes.len(),
-        a.dtype,
+        a.dtype.as_str(),
         if dtype == DType::F32 {
             ""
         } else {
@@ -405,10 +402,12 @@ fn bench_allreduce(a: BenchAllreduceArgs) -> Result<()> {
         master: "127.0.0.1:0".into(),
         timeout: std::time::Duration::from_secs(60),
     });
-    let device = match a.device.as_str() {
-        "cuda" => parse_device(&format!("cuda:{}", rv.local_rank))?,
-        d => parse_device(d)?,
-    };
+    // A plain `cuda` means each rank's own GPU.
+    let device = match a.device {
+        fourd_model::DeviceSpec::Cuda(None) => a.device.for_local_rank(rv.local_rank),
+        d => d,
+    }
+    .open()?;
     if a.elements == 0 {
         bail!("--elements must be at least 1");
     }
@@ -491,8 +490,8 @@ fn bench_train(a: BenchTrainArgs) -> Result<()> {
             .collect::<String>(),
     )?;
     let mut cfg = fourd_train::DiftConfig::new(a.model.clone(), data, dir.join("out"));
-    cfg.dtype = parse_dtype(&a.common.dtype)?;
-    cfg.device = parse_device(&a.common.device)?;
+    cfg.dtype = a.common.dtype;
+    cfg.device = a.common.device.open()?;
     cfg.progress = false;
     cfg.warmup_steps = Some(0);
     cfg.logging_steps = 0;
@@ -610,8 +609,8 @@ fn bench_generate(a: BenchGenerateArgs) -> Result<()> {
     } else {
         None
     };
-    let device = parse_device(&a.common.device)?;
-    let pipe = Pipeline::load(&a.model, parse_dtype(&a.common.dtype)?, &device)?;
+    let device = a.common.device.open()?;
+    let pipe = Pipeline::load(&a.model, a.common.dtype, &device)?;
     let latent = pipe.latent_tokens(Some(a.latent_size))?;
     let words: Vec<&str> = PROMPT_WORDS.split(' ').collect();
     println!(
@@ -619,7 +618,7 @@ fn bench_generate(a: BenchGenerateArgs) -> Result<()> {
         a.model.display(),
         a.latent_size,
         a.tokens,
-        a.common.dtype,
+        a.common.dtype.as_str(),
         a.common.device
     );
     println!(
@@ -723,8 +722,8 @@ fn bench_model(a: BenchModelArgs) -> Result<()> {
         None
     };
 
-    let device = parse_device(&a.common.device)?;
-    let pipe = Pipeline::load(&a.model, parse_dtype(&a.common.dtype)?, &device)?;
+    let device = a.common.device.open()?;
+    let pipe = Pipeline::load(&a.model, a.common.dtype, &device)?;
     let image = load_image(&a.image, pipe.processor.image_processor.pixel_cap)?;
     let text = pipe.tokenizer.apply_chat_template(
         &[Message::new(
@@ -782,7 +781,7 @@ fn bench_model(a: BenchModelArgs) -> Result<()> {
         inputs.seq_len(),
         inputs.images[0].llm_tokens(2),
         a.decode_tokens,
-        a.common.dtype,
+        a.common.dtype.as_str(),
         a.common.device
     );
     println!(

@@ -8,7 +8,8 @@ use std::path::PathBuf;
 use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand};
 use fourd_data::{
-    check_file, CameraRule, MotionThresholds, PipelineConfig, QuestionKind, SegmenterChoice,
+    check_file, CameraRule, MotionThresholds, PipelineConfig, QuestionKind, ReplyForm,
+    SegmenterChoice,
 };
 
 #[derive(Subcommand, Debug)]
@@ -32,6 +33,10 @@ pub enum DataCommand {
 pub struct CheckArgs {
     /// The JSONL file.
     pub file: PathBuf,
+    /// Folder that relative image paths resolve against (default: the file's folder), as for
+    /// `fourd train --data-root`.
+    #[arg(long)]
+    pub data_root: Option<PathBuf>,
     /// Print the report as JSON.
     #[arg(long)]
     pub json: bool,
@@ -52,17 +57,18 @@ pub struct PipelineArgs {
     /// Worker threads (0 = one per core).
     #[arg(long, default_value_t = 0)]
     pub jobs: usize,
-    /// Process only shard I of N (`I/N`, clips taken round-robin in sorted order).
-    #[arg(long)]
-    pub shard: Option<String>,
+    /// Process only shard I of N (`I/N` with 0 <= I < N, clips taken round-robin in sorted
+    /// order).
+    #[arg(long, value_parser = parse_shard)]
+    pub shard: Option<(usize, usize)>,
     /// Run seed (each clip derives its own from it and its id).
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
     /// Masks: auto (instance_ids.npy if present, else dyn_masks.npz), dyn-masks, instances,
     /// mask-dir:PATH (PATH/<group>/<clip>/<object>/frame_XXXX.{npy,png}), or http (the
     /// segmentation service at --segment-url; see docs/api.md).
-    #[arg(long, default_value = "auto")]
-    pub segmenter: String,
+    #[arg(long, default_value = "auto", value_parser = parse_segmenter_name)]
+    pub segmenter: SegmenterName,
     /// Base URL of the segmentation service (with --segmenter http).
     #[arg(long)]
     pub segment_url: Option<String>,
@@ -71,24 +77,28 @@ pub struct PipelineArgs {
     #[arg(long)]
     pub segment_prompt: Vec<String>,
     /// Object names: none (colour and shape from the data) or api (the chat model, checked).
-    #[arg(long, default_value = "none")]
-    pub namer: String,
+    #[arg(long, value_enum, default_value_t = ApiUse::None)]
+    pub namer: ApiUse,
     /// Question and reasoning rewriting: none or api (the chat model; rewrites that change the
     /// structure, tag count or answer are rejected).
-    #[arg(long, default_value = "none")]
-    pub rewrite: String,
+    #[arg(long, value_enum, default_value_t = ApiUse::None)]
+    pub rewrite: ApiUse,
     /// Second opinion on object directions: none or api (the chat model judges each object from
     /// its overlays; recorded in labels.json and compared, never used as the answer).
-    #[arg(long, default_value = "none")]
-    pub second_opinion: String,
+    #[arg(long, value_enum, default_value_t = ApiUse::None)]
+    pub second_opinion: ApiUse,
     #[command(flatten)]
     pub api: ApiArgs,
     /// Camera rule used when instructions.json is absent: exact, original or enhanced.
     #[arg(long, default_value = "exact")]
-    pub camera_rule: String,
+    pub camera_rule: CameraRule,
     /// Question kinds, comma-separated: camera, direction, box_direction, distance, speed.
-    #[arg(long, default_value = "camera,direction,box_direction,distance,speed")]
-    pub kinds: String,
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "camera,direction,box_direction,distance,speed"
+    )]
+    pub kinds: Vec<QuestionKind>,
     /// Most overlays per object.
     #[arg(long, default_value_t = 4)]
     pub object_keyframes: usize,
@@ -101,7 +111,7 @@ pub struct PipelineArgs {
     /// lettered answer) or `label` (`<answer>Pan Left</answer>`; evaluation and the accuracy
     /// reward map it to its option).
     #[arg(long, default_value = "letter")]
-    pub reply: String,
+    pub reply: ReplyForm,
     /// Draw progress bars.
     #[arg(long)]
     pub progress: bool,
@@ -185,20 +195,27 @@ impl ThresholdArgs {
     }
 }
 
+/// Whether a step uses the chat API.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ApiUse {
+    None,
+    Api,
+}
+
 fn parse_shard(s: &str) -> Result<(usize, usize)> {
     let (i, n) = s
         .split_once('/')
-        .with_context(|| format!("--shard {s:?}: expected I/N, e.g. 0/4"))?;
+        .with_context(|| format!("{s:?}: expected I/N, e.g. 0/4"))?;
     let (i, n): (usize, usize) = (
         i.trim()
             .parse()
-            .with_context(|| format!("--shard {s:?}: I is not a number"))?,
+            .with_context(|| format!("{s:?}: I is not a number"))?,
         n.trim()
             .parse()
-            .with_context(|| format!("--shard {s:?}: N is not a number"))?,
+            .with_context(|| format!("{s:?}: N is not a number"))?,
     );
     if n == 0 || i >= n {
-        bail!("--shard {s:?}: needs 0 <= I < N");
+        bail!("{s:?}: needs 0 <= I < N");
     }
     Ok((i, n))
 }
@@ -219,52 +236,64 @@ fn chat_client(a: &PipelineArgs) -> Result<fourd_data::fourd_api::ChatClient> {
 }
 
 fn parse_segmenter(a: &PipelineArgs) -> Result<SegmenterChoice> {
-    let namer = match a.namer.as_str() {
-        "none" => None,
-        "api" => Some(fourd_data::api::ApiNamer {
+    let namer = match a.namer {
+        ApiUse::None => None,
+        ApiUse::Api => Some(fourd_data::api::ApiNamer {
             client: chat_client(a)?,
         }),
-        other => bail!("--namer {other:?}: expected none or api"),
     };
-    if a.segmenter == "http" {
-        let url = a
-            .segment_url
-            .as_deref()
-            .context("--segmenter http needs --segment-url")?;
-        if a.segment_prompt.is_empty() && namer.is_none() {
-            bail!("--segmenter http needs --segment-prompt TEXT or --namer api");
-        }
-        let client = fourd_data::fourd_api::SegmentClient::new(
-            fourd_data::fourd_api::SegmentConfig::new(url),
-        )
-        .context("--segment-url")?;
-        return Ok(SegmenterChoice::Custom(std::sync::Arc::new(
-            fourd_data::api::HttpSegmenter {
-                client,
-                prompts: a.segment_prompt.clone(),
-                namer,
-            },
-        )));
-    }
-    let base = parse_segmenter_name(&a.segmenter)?;
+    let base = match &a.segmenter {
+        SegmenterName::Local(choice) => choice.clone(),
+        SegmenterName::Http => return http_segmenter(a, namer),
+    };
     Ok(match namer {
         Some(n) => fourd_data::api::with_namer(base, n),
         None => base,
     })
 }
 
-fn parse_segmenter_name(s: &str) -> Result<SegmenterChoice> {
-    Ok(match s {
+/// The segmentation service at --segment-url.
+fn http_segmenter(
+    a: &PipelineArgs,
+    namer: Option<fourd_data::api::ApiNamer>,
+) -> Result<SegmenterChoice> {
+    let url = a
+        .segment_url
+        .as_deref()
+        .context("--segmenter http needs --segment-url")?;
+    if a.segment_prompt.is_empty() && namer.is_none() {
+        bail!("--segmenter http needs --segment-prompt TEXT or --namer api");
+    }
+    let client =
+        fourd_data::fourd_api::SegmentClient::new(fourd_data::fourd_api::SegmentConfig::new(url))
+            .context("--segment-url")?;
+    Ok(SegmenterChoice::Custom(std::sync::Arc::new(
+        fourd_data::api::HttpSegmenter {
+            client,
+            prompts: a.segment_prompt.clone(),
+            namer,
+        },
+    )))
+}
+
+/// `--segmenter`: a local source of masks, or the HTTP service.
+#[derive(Clone, Debug)]
+pub enum SegmenterName {
+    Local(SegmenterChoice),
+    Http,
+}
+
+fn parse_segmenter_name(s: &str) -> Result<SegmenterName> {
+    Ok(SegmenterName::Local(match s {
+        "http" => return Ok(SegmenterName::Http),
         "auto" => SegmenterChoice::Auto,
         "dyn-masks" => SegmenterChoice::DynMasks,
         "instances" => SegmenterChoice::Instances,
         other => match other.strip_prefix("mask-dir:") {
             Some(p) if !p.is_empty() => SegmenterChoice::MaskDir(PathBuf::from(p)),
-            _ => bail!(
-                "--segmenter {other:?}: expected auto, dyn-masks, instances, mask-dir:PATH or http"
-            ),
+            _ => bail!("{other:?}: expected auto, dyn-masks, instances, mask-dir:PATH or http"),
         },
-    })
+    }))
 }
 
 /// The library configuration from the flags.
@@ -272,35 +301,26 @@ pub fn config(a: &PipelineArgs) -> Result<PipelineConfig> {
     let mut cfg = PipelineConfig::new(&a.input, &a.out);
     cfg.max_frames = a.max_frames;
     cfg.jobs = a.jobs;
-    cfg.shard = a.shard.as_deref().map(parse_shard).transpose()?;
+    cfg.shard = a.shard;
     cfg.seed = a.seed;
     cfg.segmenter = parse_segmenter(a)?;
-    cfg.rewriter = match a.rewrite.as_str() {
-        "none" => None,
-        "api" => Some(std::sync::Arc::new(fourd_data::api::ChatRewriter {
+    cfg.rewriter = match a.rewrite {
+        ApiUse::None => None,
+        ApiUse::Api => Some(std::sync::Arc::new(fourd_data::api::ChatRewriter {
             client: chat_client(a)?,
         })),
-        other => bail!("--rewrite {other:?}: expected none or api"),
     };
-    cfg.judge = match a.second_opinion.as_str() {
-        "none" => None,
-        "api" => Some(std::sync::Arc::new(fourd_data::api::ChatJudge {
+    cfg.judge = match a.second_opinion {
+        ApiUse::None => None,
+        ApiUse::Api => Some(std::sync::Arc::new(fourd_data::api::ChatJudge {
             client: chat_client(a)?,
         })),
-        other => bail!("--second-opinion {other:?}: expected none or api"),
     };
-    cfg.camera_rule = a.camera_rule.parse::<CameraRule>()?;
-    cfg.kinds = a
-        .kinds
-        .split(',')
-        .map(|k| QuestionKind::parse(k.trim()).with_context(|| format!("--kinds: unknown kind {k:?} (camera, direction, box_direction, distance, speed)")))
-        .collect::<Result<_>>()?;
+    cfg.camera_rule = a.camera_rule;
+    cfg.kinds = a.kinds.clone();
     cfg.object_keyframes = a.object_keyframes;
     cfg.balance_answers = !a.no_balance;
-    cfg.reply = a
-        .reply
-        .parse::<fourd_data::ReplyForm>()
-        .map_err(|e| anyhow::anyhow!("--reply: {e}"))?;
+    cfg.reply = a.reply;
     cfg.progress = a.progress;
     cfg.motion = a.thresholds.apply();
     Ok(cfg)
@@ -316,7 +336,7 @@ fn print_stage(name: &str, s: &fourd_data::StageSummary) {
 pub fn run(c: DataCommand) -> Result<()> {
     match c {
         DataCommand::Check(a) => {
-            let report = check_file(&a.file)?;
+            let report = check_file(&a.file, a.data_root.as_deref())?;
             if a.json {
                 println!("{}", serde_json::to_string_pretty(&report)?);
             } else {

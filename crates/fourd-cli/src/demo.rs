@@ -1,28 +1,33 @@
-//! `fourd demo`: the whole system end to end on CPU, with known ground truth.
+//! `fourd demo`: the whole system end to end on CPU, with known ground truth. A composition of
+//! library calls, one phase each:
 //!
-//! 1. `fourd synth` renders training clips and held-out clips (different seeds) in the SpatialVID
-//!    layout; 2. the data pipeline turns each set into camera-motion questions with imagery chains
-//!    of thought (DIFT JSONL) and plain multiple-choice questions (4DRL JSONL); 3. a tiny
-//!    Qwen2.5-VL (tokenizer trained on the training text) is initialised from scratch; 4. DIFT
-//!    trains it; 5. it answers the held-out questions with latent imagery, and the accuracy is
-//!    printed against chance (25%) and against the untrained model.
+//! 1. `fourd_world` renders training and held-out clips (different seeds) in the SpatialVID
+//!    layout from the demo's scene specs;
+//! 2. `fourd_data` turns each set into camera-motion questions with imagery chains of thought
+//!    (DIFT JSONL) and plain multiple-choice questions (4DRL JSONL);
+//! 3. `fourd_train` initialises a tiny Qwen2.5-VL (tokenizer trained on the training text) from
+//!    scratch, 4. trains it with DIFT, 6. then with GRPO;
+//! 5. `fourd_eval` answers the held-out 4DRL questions with latent imagery (the evaluation of
+//!    `fourd eval`), and the accuracies are printed against chance (25%), the untrained model and
+//!    each other.
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 use candle_core::{DType, Device};
-use clap::{Args, Parser};
+use clap::Args;
 
-use fourd_eval::extract::extract_choice;
-use fourd_eval::run::raw_text;
-use fourd_model::generation::{generate, GenerationConfig, Sampling};
-use fourd_model::inputs::{PromptInput, VideoFrames, FOUR_D_THINKER_SUFFIX};
-use fourd_model::processor::load_image;
-use fourd_model::tokenizer::{Content, Message};
+use fourd_data::ReplyForm;
+use fourd_eval::compare::{paired, standard_errors_above_chance, Paired};
+use fourd_eval::report::{read_jsonl, ResultFiles, SampleResult};
+use fourd_eval::run::{evaluate, EvalConfig};
+use fourd_model::generation::{GenerationConfig, Sampling};
 use fourd_model::Pipeline;
+use fourd_records::prompt::FOUR_D_THINKER_SUFFIX;
 use fourd_train::tiny::{init_tiny_checkpoint, TinySpec};
-use fourd_train::{train_dift, DiftConfig};
+use fourd_train::{train_dift, DiftConfig, DiftSummary};
+use fourd_world::demo_world::{demo_specs, DEMO_MOTIONS};
 
 #[derive(Args, Debug, Clone)]
 pub struct DemoArgs {
@@ -62,7 +67,7 @@ pub struct DemoArgs {
     /// and `letter` answer with the letter, which takes reading the option list, a lookup the
     /// tiny model learns in some runs only (README, "The demo").
     #[arg(long, default_value = "label")]
-    pub reply: String,
+    pub reply: ReplyForm,
     /// Records per optimiser step.
     #[arg(long, default_value_t = 8)]
     pub grad_accum: usize,
@@ -91,123 +96,261 @@ pub struct DemoArgs {
     pub max_eval: usize,
 }
 
-#[derive(Debug, Default)]
-struct DemoReport {
-    train_questions: usize,
-    heldout_questions: usize,
-    train_steps: u64,
-    train_seconds: f64,
+/// Where the demo keeps everything, under `--out`.
+struct Layout {
+    out: PathBuf,
+}
+
+impl Layout {
+    fn world(&self, set: &str) -> PathBuf {
+        self.out.join("world").join(set)
+    }
+    fn specs(&self, set: &str) -> PathBuf {
+        self.out.join("specs").join(set)
+    }
+    fn data(&self, set: &str) -> PathBuf {
+        self.out.join("data").join(set)
+    }
+    fn init(&self) -> PathBuf {
+        self.out.join("model-init")
+    }
+    fn model(&self) -> PathBuf {
+        self.out.join("model")
+    }
+    fn grpo_model(&self) -> PathBuf {
+        self.out.join("model-grpo")
+    }
+    fn eval(&self, name: &str) -> PathBuf {
+        self.out.join("eval").join(name)
+    }
+}
+
+/// The two sets of clips: training and held-out (another seed).
+const SETS: [(&str, u64); 2] = [("train", 0), ("heldout", 1_000_003)];
+
+/// Greedy answers get at most this many new tokens (a reply is about 100).
+const ANSWER_TOKENS: usize = 320;
+
+/// The files the data pipeline wrote.
+struct DemoData {
+    train_dift: PathBuf,
+    train_rl: PathBuf,
+    heldout_rl: PathBuf,
+}
+
+/// What a finished DIFT stage reports (also kept in `model/demo_dift.json`).
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+struct DiftDone {
+    key: serde_json::Value,
+    steps: u64,
+    seconds: f64,
     final_loss: f64,
-    heldout_accuracy_untrained: f64,
-    heldout_accuracy_trained: f64,
-    train_accuracy_trained: f64,
-    heldout_reasoning_untrained: f64,
-    heldout_reasoning_trained: f64,
-    heldout_reasoning_grpo: Option<f64>,
-    grpo_steps: u64,
-    grpo_seconds: f64,
-    heldout_accuracy_grpo: Option<f64>,
-    /// GRPO's model against DIFT's on the held-out questions.
-    grpo_vs_dift: Option<Paired>,
-    chance: f64,
-    total_seconds: f64,
+}
+
+/// What a model got right on a question set.
+#[derive(Clone, Debug, Default)]
+struct Scores {
+    /// Fraction of answers whose letter is right.
+    answer: f64,
+    /// Fraction of replies whose reasoning concludes with the right motion.
+    reasoning: f64,
+    /// Per question, in order: whether the answer was right.
+    right: Vec<bool>,
+}
+
+struct GrpoStage {
+    steps: u64,
+    seconds: f64,
+    scores: Scores,
+    vs_dift: Paired,
 }
 
 pub fn run(a: DemoArgs) -> Result<()> {
     let t0 = Instant::now();
-    let reply = a
-        .reply
-        .parse::<fourd_data::ReplyForm>()
-        .map_err(|e| anyhow::anyhow!("--reply: {e}"))?;
-    let out = a.out.clone();
-    std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
-    let size = format!("{}x{}", a.size, a.size);
+    let dirs = Layout { out: a.out.clone() };
+    std::fs::create_dir_all(&dirs.out)
+        .with_context(|| format!("creating {}", dirs.out.display()))?;
 
     println!(
-        "[1/5] rendering {} training and {} held-out clips ({} frames, {size})",
-        a.train_clips, a.eval_clips, a.frames
+        "[1/6] rendering {} training and {} held-out clips ({} frames, {}x{})",
+        a.train_clips, a.eval_clips, a.frames, a.size, a.size
     );
-    for (name, clips, seed) in [
-        ("train", a.train_clips, a.seed),
-        ("heldout", a.eval_clips, a.seed + 1_000_003),
-    ] {
-        let world = out.join("world").join(name);
-        if !world.join("metadata.csv").exists() {
-            let specs =
-                write_demo_specs(&out.join("specs").join(name), clips, a.frames, a.size, seed)?;
-            let mut args = vec![
-                "fourd".to_string(),
-                "synth".into(),
-                "--out".into(),
-                world.display().to_string(),
-            ];
-            for s in &specs {
-                args.push("--spec".into());
-                args.push(s.display().to_string());
-            }
-            match crate::Cli::try_parse_from(args)
-                .context("synth arguments")?
-                .command
-            {
-                crate::Command::Synth(cmd) => crate::synth_cmd::run(cmd)?,
-                _ => unreachable!("parsed as synth"),
-            }
-        }
-    }
+    render_worlds(&a, &dirs)?;
+    println!("[2/6] building camera-motion questions with imagery chains of thought");
+    let data = build_questions(&a, &dirs)?;
+    let corpus = dift_corpus(&data.train_dift)?;
 
-    println!("[2/5] building camera-motion questions with imagery chains of thought");
+    // A re-run with the same settings reuses the finished DIFT model (the demo resumes).
+    let key = dift_key(&a);
+    let finished = finished_dift(&dirs, &key);
+    println!(
+        "[3/6] initialising a tiny Qwen2.5-VL from scratch ({} training questions)",
+        corpus.len()
+    );
+    if finished.is_none() {
+        init_model(&a, &dirs, corpus.clone())?;
+    }
+    let heldout = |model: &Path, name: &str, predictions: Option<&str>| {
+        answer_questions(
+            model,
+            &data.heldout_rl,
+            a.max_eval,
+            &dirs,
+            name,
+            predictions,
+        )
+    };
+    let before = heldout(&dirs.init(), "untrained", None)?;
+    println!(
+        "      untrained model: {:.1}% on {} held-out questions",
+        100.0 * before.answer,
+        before.right.len()
+    );
+
+    println!(
+        "[4/6] DIFT: {} epochs over {} records",
+        a.epochs,
+        corpus.len()
+    );
+    let dift = match finished {
+        Some(done) => {
+            println!(
+                "      reusing the DIFT model in {} (same settings)",
+                dirs.model().display()
+            );
+            done
+        }
+        None => run_dift(&a, &dirs, &data, key)?,
+    };
+
+    println!("[5/6] answering held-out questions with latent imagery");
+    let after = heldout(&dirs.model(), "dift", Some("heldout_predictions.jsonl"))?;
+    let train_acc = answer_questions(
+        &dirs.model(),
+        &data.train_rl,
+        a.max_eval.min(100),
+        &dirs,
+        "dift-train",
+        Some("train_predictions.jsonl"),
+    )?;
+    println!(
+        "      after DIFT: answers {:.1}% held-out ({:.1}% on training questions); the reasoning names the right motion for {:.1}% held-out",
+        100.0 * after.answer,
+        100.0 * train_acc.answer,
+        100.0 * after.reasoning
+    );
+    let dift_curve = read_curve(&dirs.model().join("train_log.jsonl"), "loss")?;
+    chart(
+        &dirs.out.join("dift_loss.png"),
+        "DIFT loss (tiny model, from scratch)",
+        "loss",
+        &[("total", dift_curve)],
+    );
+
+    let grpo = if a.grpo_prompts > 0 {
+        Some(run_grpo(&a, &dirs, &data, &after)?)
+    } else {
+        None
+    };
+    let report = DemoReport {
+        dift,
+        before,
+        after,
+        train_acc,
+        grpo,
+        train_questions: corpus.len(),
+        total_seconds: t0.elapsed().as_secs_f64(),
+    };
+    report.write(&a, &dirs.out.join("demo_report.json"))?;
+    report.print(&dirs);
+    Ok(())
+}
+
+/// Phase 1: both sets of clips, from the demo's scene specs (kept under `specs/`). A set whose
+/// metadata table exists is reused.
+fn render_worlds(a: &DemoArgs, dirs: &Layout) -> Result<()> {
+    for (set, seed_offset) in SETS {
+        let world = dirs.world(set);
+        if world.join(fourd_world::source::METADATA_FILE).exists() {
+            continue;
+        }
+        let clips = if set == "train" {
+            a.train_clips
+        } else {
+            a.eval_clips
+        };
+        let specs_dir = dirs.specs(set);
+        std::fs::create_dir_all(&specs_dir)
+            .with_context(|| format!("creating {}", specs_dir.display()))?;
+        let mut paths = Vec::with_capacity(clips);
+        for spec in demo_specs(clips, a.frames, a.size, a.seed + seed_offset) {
+            let path = specs_dir.join(format!("{}.json", spec["id"].as_str().unwrap_or("clip")));
+            std::fs::write(&path, serde_json::to_string_pretty(&spec)?)
+                .with_context(|| format!("writing {}", path.display()))?;
+            paths.push(path);
+        }
+        let source = fourd_world::ClipSource::from_spec_files(&paths)?;
+        std::fs::create_dir_all(&world).with_context(|| format!("creating {}", world.display()))?;
+        let bar = indicatif::ProgressBar::new(source.len() as u64);
+        fourd_world::write_spatialvid(&world, &source, || bar.inc(1))
+            .with_context(|| format!("rendering the {set} clips"))?;
+        bar.finish_and_clear();
+    }
+    Ok(())
+}
+
+/// Phase 2: the data pipeline over both sets, camera questions only.
+fn build_questions(a: &DemoArgs, dirs: &Layout) -> Result<DemoData> {
     let mut files = Vec::new();
-    for name in ["train", "heldout"] {
-        let data = out.join("data").join(name);
-        let mut pc = fourd_data::PipelineConfig::new(out.join("world").join(name), &data);
+    for (set, _) in SETS {
+        let data = dirs.data(set);
+        let mut pc = fourd_data::PipelineConfig::new(dirs.world(set), &data);
         pc.seed = a.seed;
         pc.kinds = vec![fourd_data::QuestionKind::Camera];
-        pc.reply = reply;
+        pc.reply = a.reply;
         pc.progress = true;
         let s = fourd_data::run_pipeline(&pc)
-            .with_context(|| format!("data pipeline on the {name} clips"))?;
+            .with_context(|| format!("data pipeline on the {set} clips"))?;
         if !s.failures.is_empty() {
             println!(
-                "      {}: {} clip(s) failed or skipped (see {})",
-                name,
+                "      {set}: {} clip(s) failed or skipped (see {})",
                 s.failures.len(),
                 data.join("manifest.json").display()
             );
         }
-        files.push((s.dift_path.clone(), s.rl_path.clone()));
+        files.push((s.dift_path, s.rl_path));
     }
-    let (train_dift_file, train_rl) = files[0].clone();
-    let (_, heldout_rl) = files[1].clone();
-    let corpus = dift_corpus(&train_dift_file)?;
-    if corpus.is_empty() {
-        bail!(
-            "the data pipeline produced no training questions in {}",
-            train_dift_file.display()
-        );
-    }
+    let (heldout_rl, train) = (files.remove(1).1, files.remove(0));
+    Ok(DemoData {
+        train_dift: train.0,
+        train_rl: train.1,
+        heldout_rl,
+    })
+}
 
-    // A re-run with the same settings reuses the finished DIFT model (the demo resumes).
-    let model_dir = out.join("model");
-    let init = out.join("model-init");
-    let dift_key = serde_json::json!({
-        "train_clips": a.train_clips, "frames": a.frames, "size": a.size, "epochs": a.epochs, "lr": a.lr,
-        "ce_weight": a.ce_weight, "sim_weight": a.sim_weight, "frozen_vision": a.frozen_vision, "answer_weight": a.answer_weight, "reply": a.reply,
+/// The settings that decide the DIFT model: a finished model with the same key is reused.
+fn dift_key(a: &DemoArgs) -> serde_json::Value {
+    serde_json::json!({
+        "train_clips": a.train_clips, "frames": a.frames, "size": a.size, "epochs": a.epochs,
+        "lr": a.lr, "ce_weight": a.ce_weight, "sim_weight": a.sim_weight,
+        "frozen_vision": a.frozen_vision, "answer_weight": a.answer_weight, "reply": a.reply,
         "grad_accum": a.grad_accum, "seed": a.seed, "layers": a.layers, "hidden": a.hidden,
-    });
-    let done_path = model_dir.join("demo_dift.json");
-    let finished: Option<serde_json::Value> = std::fs::read_to_string(&done_path)
-        .ok()
-        .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
-        .filter(|v| {
-            v["key"] == dift_key
-                && model_dir.join("model.safetensors").exists()
-                && init.join("model.safetensors").exists()
-        });
+    })
+}
 
-    println!(
-        "[3/5] initialising a tiny Qwen2.5-VL from scratch ({} training questions)",
-        corpus.len()
-    );
+const DIFT_DONE_FILE: &str = "demo_dift.json";
+
+fn finished_dift(dirs: &Layout, key: &serde_json::Value) -> Option<DiftDone> {
+    let text = std::fs::read_to_string(dirs.model().join(DIFT_DONE_FILE)).ok()?;
+    let done: DiftDone = serde_json::from_str(&text).ok()?;
+    (done.key == *key
+        && dirs.model().join("model.safetensors").exists()
+        && dirs.init().join("model.safetensors").exists())
+    .then_some(done)
+}
+
+/// Phase 3: a tiny model from scratch, its tokenizer trained on the training text.
+fn init_model(a: &DemoArgs, dirs: &Layout, mut texts: Vec<String>) -> Result<()> {
     let spec = TinySpec {
         seed: a.seed,
         layers: a.layers,
@@ -215,27 +358,20 @@ pub fn run(a: DemoArgs) -> Result<()> {
         intermediate_size: a.hidden * 8 / 3,
         ..Default::default()
     };
-    let mut texts: Vec<String> = corpus.clone();
     texts.push(FOUR_D_THINKER_SUFFIX.to_string());
     texts.push("system\nYou are a helpful assistant.\nuser\nassistant\n".to_string());
-    if finished.is_none() {
-        init_tiny_checkpoint(&init, &texts, &spec)?;
-    }
-    let eval_rows = read_rl(&heldout_rl)?;
-    let eval_rows: Vec<RlRow> = eval_rows.into_iter().take(a.max_eval).collect();
-    let before = accuracy(&init, &eval_rows, &heldout_rl, None)?;
-    println!(
-        "      untrained model: {:.1}% on {} held-out questions",
-        100.0 * before.answer,
-        eval_rows.len()
-    );
+    init_tiny_checkpoint(&dirs.init(), &texts, &spec)?;
+    Ok(())
+}
 
-    println!(
-        "[4/5] DIFT: {} epochs over {} records",
-        a.epochs,
-        corpus.len()
-    );
-    let mut cfg = DiftConfig::new(init.clone(), train_dift_file.clone(), model_dir.clone());
+/// Phase 4: DIFT from the initial model.
+fn run_dift(
+    a: &DemoArgs,
+    dirs: &Layout,
+    data: &DemoData,
+    key: serde_json::Value,
+) -> Result<DiftDone> {
+    let mut cfg = DiftConfig::new(dirs.init(), data.train_dift.clone(), dirs.model());
     cfg.epochs = a.epochs;
     cfg.optim.lr = a.lr;
     cfg.optim.weight_decay = 0.0;
@@ -247,265 +383,255 @@ pub fn run(a: DemoArgs) -> Result<()> {
     cfg.seed = a.seed;
     cfg.grad_accum = a.grad_accum;
     cfg.train_vision = !a.frozen_vision;
-    let (steps, seconds, final_loss) = match &finished {
-        Some(v) => {
-            println!(
-                "      reusing the DIFT model in {} (same settings)",
-                model_dir.display()
-            );
-            (
-                v["steps"].as_u64().unwrap_or(0),
-                v["seconds"].as_f64().unwrap_or(0.0),
-                v["final_loss"].as_f64().unwrap_or(f64::NAN),
-            )
-        }
-        None => {
-            // A fresh start: nothing of an earlier run (its logs append) stays in the folder.
-            let _ = std::fs::remove_dir_all(&model_dir);
-            let summary = train_dift(&cfg)?;
-            let final_loss = summary.last.as_ref().map_or(f64::NAN, |l| l.loss);
-            let done = serde_json::json!({"key": dift_key, "steps": summary.steps, "seconds": summary.seconds, "final_loss": final_loss});
-            std::fs::write(&done_path, serde_json::to_string_pretty(&done)?)
-                .with_context(|| format!("writing {}", done_path.display()))?;
-            (summary.steps, summary.seconds, final_loss)
-        }
+    // A fresh start: nothing of an earlier run (its logs append) stays in the folder.
+    let _ = std::fs::remove_dir_all(dirs.model());
+    let summary: DiftSummary = train_dift(&cfg)?;
+    if !summary.skipped.is_empty() {
+        bail!(
+            "DIFT skipped {} of the demo's records (first: {}: {})",
+            summary.skipped.len(),
+            summary.skipped[0].id,
+            summary.skipped[0].reason
+        );
+    }
+    let done = DiftDone {
+        key,
+        steps: summary.steps,
+        seconds: summary.seconds,
+        final_loss: summary.last.as_ref().map_or(f64::NAN, |l| l.loss),
     };
+    let path = dirs.model().join(DIFT_DONE_FILE);
+    std::fs::write(&path, serde_json::to_string_pretty(&done)?)
+        .with_context(|| format!("writing {}", path.display()))?;
+    Ok(done)
+}
 
-    println!("[5/6] answering held-out questions with latent imagery");
-    let after = accuracy(
-        &model_dir,
-        &eval_rows,
-        &heldout_rl,
-        Some(&out.join("heldout_predictions.jsonl")),
-    )?;
-    let train_rows: Vec<RlRow> = read_rl(&train_rl)?
-        .into_iter()
-        .take(a.max_eval.min(100))
+/// Phase 5: `fourd eval`'s evaluation of `model` on the first `max` questions of a 4DRL file
+/// (greedy, latent imagery, frames as a 1 fps video), into `eval/<name>/`; every question must
+/// be answered. With `predictions`, the replies and what their reasoning concluded are written
+/// to that file under `--out` too.
+fn answer_questions(
+    model: &Path,
+    questions: &Path,
+    max: usize,
+    dirs: &Layout,
+    name: &str,
+    predictions: Option<&str>,
+) -> Result<Scores> {
+    let out = dirs.eval(name);
+    // The model may have been retrained since: its old answers are not its answers.
+    let _ = std::fs::remove_dir_all(&out);
+    let pipe = Pipeline::load(model, DType::F32, &Device::Cpu)?;
+    let cfg = EvalConfig {
+        benchmark: questions.to_path_buf(),
+        columns: Default::default(),
+        data_root: None,
+        video_root: PathBuf::new(),
+        video_ext: "mp4".into(),
+        output: out.join("dsr_eval.jsonl"),
+        shard: None,
+        max_samples: Some(max),
+        video: fourd_video::SamplingOptions {
+            fps: 1.0,
+            max_pixels: fourd_train::dift_data::DIFT_MAX_PIXELS,
+            ..Default::default()
+        },
+        generation: GenerationConfig {
+            max_new_tokens: ANSWER_TOKENS,
+            sampling: Sampling::default(),
+            stop_ids: pipe.stop_ids(),
+            latent: pipe.latent_tokens(None)?,
+        },
+        batch_size: 8,
+        suffix: true,
+        progress: true,
+        title: name.to_string(),
+    };
+    let summary = evaluate(&pipe, &cfg)?;
+    if let Some(s) = summary.skipped_samples.first() {
+        bail!(
+            "{}: {} question(s) could not be answered (first: {}: {})",
+            questions.display(),
+            summary.skipped,
+            s.video_id,
+            s.reason
+        );
+    }
+    if summary.eval_count == 0 {
+        bail!("no questions in {}", questions.display());
+    }
+    let asked = fourd_eval::benchmark::load(questions, &Default::default())?;
+    let mut results: Vec<SampleResult> = read_jsonl(&ResultFiles::new(&cfg.output).samples)?;
+    results.sort_by_key(|r| r.index);
+    let mut lines = String::new();
+    let mut scores = Scores::default();
+    let mut reasoned = 0usize;
+    for r in &results {
+        let q = asked.get(r.index).with_context(|| {
+            format!("result for question {} of {}", r.index, questions.display())
+        })?;
+        let concluded = reasoning_label(&r.raw, &q.options);
+        reasoned += usize::from(concluded.is_some() && concluded == q.answer_text());
+        scores.right.push(r.hit == 1);
+        lines += &serde_json::json!({"question": q.question, "options": q.options, "gt": r.gt,
+            "pred": r.pred, "reasoning_label": concluded, "raw": r.raw})
+        .to_string();
+        lines.push('\n');
+    }
+    let n = results.len() as f64;
+    scores.answer = scores.right.iter().filter(|&&r| r).count() as f64 / n;
+    scores.reasoning = reasoned as f64 / n;
+    if let Some(file) = predictions {
+        let path = dirs.out.join(file);
+        std::fs::write(&path, lines).with_context(|| format!("writing {}", path.display()))?;
+    }
+    Ok(scores)
+}
+
+/// Phase 6: GRPO from the DIFT model on the first training prompts, then the held-out answers
+/// again, compared question by question with DIFT's.
+fn run_grpo(a: &DemoArgs, dirs: &Layout, data: &DemoData, dift: &Scores) -> Result<GrpoStage> {
+    println!(
+        "[6/6] GRPO: {} prompts x {} completions, imagery re-injected",
+        a.grpo_prompts, a.grpo_generations
+    );
+    let grpo_dir = dirs.grpo_model();
+    let _ = std::fs::remove_dir_all(&grpo_dir);
+    // The prompts are lines of the training 4DRL file: their paths stay relative to its folder.
+    let prompts = dirs.out.join("grpo_prompts.jsonl");
+    let text = std::fs::read_to_string(&data.train_rl)
+        .with_context(|| format!("reading {}", data.train_rl.display()))?;
+    let subset: String = text
+        .lines()
+        .take(a.grpo_prompts)
+        .map(|l| format!("{l}\n"))
         .collect();
-    let train_acc = accuracy(
-        &model_dir,
-        &train_rows,
-        &train_rl,
-        Some(&out.join("train_predictions.jsonl")),
-    )?;
-    println!(
-        "      after DIFT: answers {:.1}% held-out ({:.1}% on training questions); the reasoning names the right motion for {:.1}% held-out",
-        100.0 * after.answer,
-        100.0 * train_acc.answer,
-        100.0 * after.reasoning
-    );
-    let dift_curve = read_curve(&model_dir.join("train_log.jsonl"), "loss")?;
+    std::fs::write(&prompts, subset).with_context(|| format!("writing {}", prompts.display()))?;
+    let mut g = fourd_train::GrpoConfig::new(dirs.model(), prompts, grpo_dir.clone());
+    g.data_root = data.train_rl.parent().map(Path::to_path_buf);
+    g.num_generations = a.grpo_generations;
+    g.max_new_tokens = ANSWER_TOKENS;
+    g.optim.lr = a.grpo_lr;
+    g.temperature = a.grpo_temperature;
+    g.seed = a.seed;
+    g.logging_steps = 8;
+    let gs = fourd_train::train_grpo(&g)?;
+    // One rollout batch is one prompt's group: its reward is mostly noise, the moving mean
+    // shows the trend.
+    let rewards: Vec<f64> = gs.logs.iter().map(|l| l.reward).collect();
+    let accuracies: Vec<f64> = gs.logs.iter().map(|l| l.accuracy).collect();
     chart(
-        &out.join("dift_loss.png"),
-        "DIFT loss (tiny model, from scratch)",
-        "loss",
-        &[("total", dift_curve)],
+        &dirs.out.join("grpo_reward.png"),
+        &format!("GRPO rollouts: mean of the last {CURVE_WINDOW} batches"),
+        "per completion",
+        &[
+            ("reward", moving_mean(&rewards, CURVE_WINDOW)),
+            ("accuracy", moving_mean(&accuracies, CURVE_WINDOW)),
+        ],
     );
-
-    let mut report = DemoReport {
-        train_questions: corpus.len(),
-        heldout_questions: eval_rows.len(),
-        train_steps: steps,
-        train_seconds: seconds,
-        final_loss,
-        heldout_accuracy_untrained: before.answer,
-        heldout_accuracy_trained: after.answer,
-        train_accuracy_trained: train_acc.answer,
-        heldout_reasoning_untrained: before.reasoning,
-        heldout_reasoning_trained: after.reasoning,
-        chance: 0.25,
-        ..Default::default()
-    };
-    let mut final_model = model_dir.clone();
-    if a.grpo_prompts > 0 {
-        println!(
-            "[6/6] GRPO: {} prompts x {} completions, imagery re-injected",
-            a.grpo_prompts, a.grpo_generations
-        );
-        let grpo_dir = out.join("model-grpo");
-        let _ = std::fs::remove_dir_all(&grpo_dir);
-        let subset = out.join("data").join("grpo_prompts.jsonl");
-        let text = std::fs::read_to_string(&train_rl)?;
-        std::fs::write(
-            &subset,
-            text.lines()
-                .take(a.grpo_prompts)
-                .map(|l| format!("{l}\n"))
-                .collect::<String>(),
-        )?;
-        let mut g = fourd_train::GrpoConfig::new(model_dir.clone(), subset, grpo_dir.clone());
-        g.num_generations = a.grpo_generations;
-        g.max_new_tokens = 320;
-        g.optim.lr = a.grpo_lr;
-        g.temperature = a.grpo_temperature;
-        g.seed = a.seed;
-        g.logging_steps = 8;
-        let gs = fourd_train::train_grpo(&g)?;
-        // One rollout batch is one prompt's group: its reward is mostly noise, the moving mean
-        // shows the trend.
-        let rewards: Vec<f64> = gs.logs.iter().map(|l| l.reward).collect();
-        let accuracies: Vec<f64> = gs.logs.iter().map(|l| l.accuracy).collect();
-        chart(
-            &out.join("grpo_reward.png"),
-            &format!("GRPO rollouts: mean of the last {CURVE_WINDOW} batches"),
-            "per completion",
-            &[
-                ("reward", moving_mean(&rewards, CURVE_WINDOW)),
-                ("accuracy", moving_mean(&accuracies, CURVE_WINDOW)),
-            ],
-        );
-        let after_grpo = accuracy(
-            &grpo_dir,
-            &eval_rows,
-            &heldout_rl,
-            Some(&out.join("heldout_predictions_grpo.jsonl")),
-        )?;
-        report.grpo_steps = gs.steps;
-        report.grpo_seconds = gs.seconds;
-        report.heldout_accuracy_grpo = Some(after_grpo.answer);
-        report.heldout_reasoning_grpo = Some(after_grpo.reasoning);
-        report.grpo_vs_dift = Some(paired(&after.right, &after_grpo.right));
-        final_model = grpo_dir;
-    }
-    report.total_seconds = t0.elapsed().as_secs_f64();
-    let json = serde_json::json!({
-        "train_questions": report.train_questions, "heldout_questions": report.heldout_questions,
-        "train_steps": report.train_steps, "train_seconds": report.train_seconds, "final_loss": report.final_loss,
-        "heldout_accuracy_untrained": report.heldout_accuracy_untrained,
-        "heldout_accuracy_trained": report.heldout_accuracy_trained,
-        "train_accuracy_trained": report.train_accuracy_trained,
-        "grpo_steps": report.grpo_steps, "grpo_seconds": report.grpo_seconds,
-        "heldout_accuracy_grpo": report.heldout_accuracy_grpo,
-        "heldout_reasoning_label_untrained": report.heldout_reasoning_untrained,
-        "heldout_reasoning_label_trained": report.heldout_reasoning_trained,
-        "heldout_reasoning_label_grpo": report.heldout_reasoning_grpo,
-        "reasoning_label_chance": 1.0 / DEMO_MOTIONS.len() as f64,
-        "chance": report.chance, "total_seconds": report.total_seconds, "reply": a.reply,
-        "heldout_standard_errors_above_chance": above_chance(report.heldout_accuracy_trained, report.chance, report.heldout_questions),
-        "grpo_vs_dift": report.grpo_vs_dift.as_ref().map(|p| serde_json::json!({"gained": p.gained, "lost": p.lost, "mcnemar_p": p.p_value})),
-    });
-    std::fs::write(
-        out.join("demo_report.json"),
-        serde_json::to_string_pretty(&json)? + "\n",
+    let scores = answer_questions(
+        &grpo_dir,
+        &data.heldout_rl,
+        a.max_eval,
+        dirs,
+        "grpo",
+        Some("heldout_predictions_grpo.jsonl"),
     )?;
-    println!();
-    println!(
-        "held-out accuracy: {:.1}% after DIFT ({:.1} standard errors above chance){} (untrained {:.1}%, chance 25.0%) on {} questions",
-        100.0 * after.answer,
-        above_chance(after.answer, report.chance, eval_rows.len()),
-        report.heldout_accuracy_grpo.map_or(String::new(), |g| format!(", {:.1}% after GRPO", 100.0 * g)),
-        100.0 * before.answer,
-        eval_rows.len()
-    );
-    if let Some(p) = &report.grpo_vs_dift {
+    Ok(GrpoStage {
+        steps: gs.steps,
+        seconds: gs.seconds,
+        vs_dift: paired(&dift.right, &scores.right),
+        scores,
+    })
+}
+
+/// Chance of a guesser among four options.
+const CHANCE: f64 = 0.25;
+
+struct DemoReport {
+    dift: DiftDone,
+    before: Scores,
+    after: Scores,
+    train_acc: Scores,
+    grpo: Option<GrpoStage>,
+    train_questions: usize,
+    total_seconds: f64,
+}
+
+impl DemoReport {
+    fn heldout_questions(&self) -> usize {
+        self.after.right.len()
+    }
+
+    /// `demo_report.json`.
+    fn write(&self, a: &DemoArgs, path: &Path) -> Result<()> {
+        let grpo = self.grpo.as_ref();
+        let json = serde_json::json!({
+            "train_questions": self.train_questions, "heldout_questions": self.heldout_questions(),
+            "train_steps": self.dift.steps, "train_seconds": self.dift.seconds,
+            "final_loss": self.dift.final_loss,
+            "heldout_accuracy_untrained": self.before.answer,
+            "heldout_accuracy_trained": self.after.answer,
+            "train_accuracy_trained": self.train_acc.answer,
+            "grpo_steps": grpo.map_or(0, |g| g.steps), "grpo_seconds": grpo.map_or(0.0, |g| g.seconds),
+            "heldout_accuracy_grpo": grpo.map(|g| g.scores.answer),
+            "heldout_reasoning_label_untrained": self.before.reasoning,
+            "heldout_reasoning_label_trained": self.after.reasoning,
+            "heldout_reasoning_label_grpo": grpo.map(|g| g.scores.reasoning),
+            "reasoning_label_chance": 1.0 / DEMO_MOTIONS.len() as f64,
+            "chance": CHANCE, "total_seconds": self.total_seconds, "reply": a.reply,
+            "heldout_standard_errors_above_chance": standard_errors_above_chance(self.after.answer, CHANCE, self.heldout_questions()),
+            "grpo_vs_dift": grpo.map(|g| &g.vs_dift),
+        });
+        std::fs::write(path, serde_json::to_string_pretty(&json)? + "\n")
+            .with_context(|| format!("writing {}", path.display()))
+    }
+
+    fn print(&self, dirs: &Layout) {
+        let grpo = self.grpo.as_ref();
+        let n = self.heldout_questions();
+        println!();
         println!(
-            "GRPO against DIFT on the same held-out questions: {} now right, {} now wrong (exact McNemar p = {:.4})",
-            p.gained, p.lost, p.p_value
+            "held-out accuracy: {:.1}% after DIFT ({:.1} standard errors above chance){} (untrained {:.1}%, chance 25.0%) on {n} questions",
+            100.0 * self.after.answer,
+            standard_errors_above_chance(self.after.answer, CHANCE, n),
+            grpo.map_or(String::new(), |g| format!(", {:.1}% after GRPO", 100.0 * g.scores.answer)),
+            100.0 * self.before.answer,
+        );
+        if let Some(g) = grpo {
+            println!(
+                "GRPO against DIFT on the same held-out questions: {} now right, {} now wrong (exact McNemar p = {:.4})",
+                g.vs_dift.gained, g.vs_dift.lost, g.vs_dift.p_value
+            );
+        }
+        println!(
+            "reasoning names the right camera motion: {:.1}% after DIFT{} (untrained {:.1}%, chance {:.1}% over {} motions)",
+            100.0 * self.after.reasoning,
+            grpo.map_or(String::new(), |g| format!(", {:.1}% after GRPO", 100.0 * g.scores.reasoning)),
+            100.0 * self.before.reasoning,
+            100.0 / DEMO_MOTIONS.len() as f64,
+            DEMO_MOTIONS.len()
+        );
+        println!(
+            "training accuracy: {:.1}%; {} DIFT steps in {:.0} s, {} GRPO steps in {:.0} s; whole demo {:.0} s",
+            100.0 * self.train_acc.answer,
+            self.dift.steps,
+            self.dift.seconds,
+            grpo.map_or(0, |g| g.steps),
+            grpo.map_or(0.0, |g| g.seconds),
+            self.total_seconds
+        );
+        let model = if grpo.is_some() {
+            dirs.grpo_model()
+        } else {
+            dirs.model()
+        };
+        println!(
+            "model: {}  report: {}",
+            model.display(),
+            dirs.out.join("demo_report.json").display()
         );
     }
-    println!(
-        "reasoning names the right camera motion: {:.1}% after DIFT{} (untrained {:.1}%, chance {:.1}% over {} motions)",
-        100.0 * after.reasoning,
-        report.heldout_reasoning_grpo.map_or(String::new(), |g| format!(", {:.1}% after GRPO", 100.0 * g)),
-        100.0 * before.reasoning,
-        100.0 / DEMO_MOTIONS.len() as f64,
-        DEMO_MOTIONS.len()
-    );
-    println!(
-        "training accuracy: {:.1}%; {} DIFT steps in {:.0} s, {} GRPO steps in {:.0} s; whole demo {:.0} s",
-        100.0 * train_acc.answer, report.train_steps, report.train_seconds, report.grpo_steps, report.grpo_seconds, report.total_seconds
-    );
-    let model_dir = final_model;
-    println!(
-        "model: {}  report: {}",
-        model_dir.display(),
-        out.join("demo_report.json").display()
-    );
-    Ok(())
-}
-
-/// How many binomial standard errors of a chance-level guesser over `n` questions `accuracy` lies
-/// above `chance`.
-fn above_chance(accuracy: f64, chance: f64, n: usize) -> f64 {
-    (accuracy - chance) / (chance * (1.0 - chance) / n.max(1) as f64).sqrt()
-}
-
-/// Camera motions of the demo world: one motion over the whole clip, strong enough to see at
-/// 112 px, from seven classes (a tiny model trained for minutes from scratch cannot be expected
-/// to separate all 12 labels and their combinations; `fourd synth` without specs renders those).
-const DEMO_MOTIONS: &[(&str, f64)] = &[
-    ("Pan Left", 3.5),
-    ("Pan Right", 3.5),
-    ("Tilt Up", 2.5),
-    ("Tilt Down", 2.5),
-    ("Dolly In", 0.35),
-    ("Dolly Out", 0.35),
-    ("Stay", 0.0),
-];
-
-/// Writes one scene spec per clip (random room, camera start, motion class and static objects)
-/// and returns their paths. Deterministic for a seed.
-fn write_demo_specs(
-    dir: &Path,
-    clips: usize,
-    frames: usize,
-    size: u32,
-    seed: u64,
-) -> Result<Vec<PathBuf>> {
-    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    let mut state = seed
-        .wrapping_mul(6364136223846793005)
-        .wrapping_add(1442695040888963407);
-    let mut next = move || {
-        state = state
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        (state >> 11) as f64 / (1u64 << 53) as f64
-    };
-    let shapes = [
-        serde_json::json!({"type": "sphere", "radius": 0.45}),
-        serde_json::json!({"type": "box", "half_extents": [0.4, 0.4, 0.4]}),
-        serde_json::json!({"type": "cylinder", "radius": 0.3, "half_height": 0.7}),
-    ];
-    let textures = ["checker", "stripes", "noise"];
-    let mut paths = Vec::with_capacity(clips);
-    for i in 0..clips {
-        let (label, magnitude) = DEMO_MOTIONS[i % DEMO_MOTIONS.len()];
-        let motion = if label == "Stay" {
-            serde_json::json!("Stay")
-        } else {
-            serde_json::json!([{"label": label, "magnitude": magnitude * (0.8 + 0.4 * next())}])
-        };
-        let objects: Vec<serde_json::Value> = (0..2)
-            .map(|k| {
-                let c1 = [next(), next(), next()];
-                serde_json::json!({
-                    "name": format!("object{k}"),
-                    "shape": shapes[(next() * 3.0) as usize % 3],
-                    "texture": {"type": textures[(next() * 3.0) as usize % 3], "colors": [c1, [1.0, 1.0, 1.0]], "scale": 0.2},
-                    "position": [-2.0 + 4.0 * next(), 0.9, 4.5 + 3.0 * next()],
-                })
-            })
-            .collect();
-        let spec = serde_json::json!({
-            "id": format!("demo_{i:05}"),
-            "frames": frames,
-            "size": format!("{size}x{size}"),
-            "fps": 1,
-            "hfov_deg": 60,
-            "room": {"half_width": 6, "depth": 12, "seed": (next() * 1e6) as u64},
-            "camera": {
-                "start": {"eye": [-0.5 + next(), 1.4 + 0.3 * next(), 0.5 * next()], "look_at": [-1.0 + 2.0 * next(), 1.1, 6.0]},
-                "segments": [{"from": 0, "to": frames - 1, "motion": motion}]
-            },
-            "objects": objects,
-        });
-        let path = dir.join(format!("demo_{i:05}.json"));
-        std::fs::write(&path, serde_json::to_string_pretty(&spec)?)
-            .with_context(|| format!("writing {}", path.display()))?;
-        paths.push(path);
-    }
-    Ok(paths)
 }
 
 /// `(step, value)` of a field of a train_log.jsonl.
@@ -519,7 +645,6 @@ fn read_curve(path: &Path, field: &str) -> Result<Vec<(f64, f64)>> {
         .collect())
 }
 
-/// A PNG curve; a missing font costs the picture, not the run.
 /// Rollout batches averaged in the GRPO curve.
 const CURVE_WINDOW: usize = 16;
 
@@ -537,6 +662,7 @@ fn moving_mean(values: &[f64], window: usize) -> Vec<(f64, f64)> {
         .collect()
 }
 
+/// A PNG curve; a missing font costs the picture, not the run.
 fn chart(path: &Path, title: &str, y: &str, series: &[(&str, Vec<(f64, f64)>)]) {
     if let Err(e) = fourd_eval::report::line_chart(path, title, "step", y, series) {
         tracing::warn!("no chart {}: {e}", path.display());
@@ -545,108 +671,12 @@ fn chart(path: &Path, title: &str, y: &str, series: &[(&str, Vec<(f64, f64)>)]) 
 
 /// `text_input` and `text_output` of every DIFT record (the tokenizer's training text).
 fn dift_corpus(path: &Path) -> Result<Vec<String>> {
-    let text =
-        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-    let mut out = Vec::new();
-    for line in text.lines().filter(|l| !l.trim().is_empty()) {
-        let v: serde_json::Value = serde_json::from_str(line)?;
-        let ti = v["text_input"].as_str().unwrap_or_default();
-        let to = v["text_output"].as_str().unwrap_or_default();
-        out.push(format!("{ti}\n{to}"));
-    }
-    Ok(out)
-}
-
-struct RlRow {
-    question: String,
-    options: Vec<String>,
-    correct: String,
-    frames: Vec<PathBuf>,
-}
-
-fn read_rl(path: &Path) -> Result<Vec<RlRow>> {
-    let text =
-        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-    let base = path.parent().unwrap_or(Path::new("."));
-    let mut rows = Vec::new();
-    for (i, line) in text
-        .lines()
-        .enumerate()
-        .filter(|(_, l)| !l.trim().is_empty())
-    {
-        let v: serde_json::Value = serde_json::from_str(line)
-            .with_context(|| format!("{} line {}", path.display(), i + 1))?;
-        let s = |k: &str| v[k].as_str().unwrap_or_default().to_string();
-        let frames = v["frame_paths"]
-            .as_array()
-            .map(|a| {
-                a.iter()
-                    .filter_map(|p| p.as_str())
-                    .map(|p| base.join(p))
-                    .collect()
-            })
-            .unwrap_or_default();
-        rows.push(RlRow {
-            question: s("Question"),
-            options: ["A", "B", "C", "D"]
-                .iter()
-                .map(|l| format!("{l}. {}", s(l)))
-                .collect(),
-            correct: s("Correct")
-                .chars()
-                .next()
-                .map(|c| c.to_ascii_uppercase().to_string())
-                .unwrap_or_default(),
-            frames,
-        });
-    }
-    Ok(rows)
-}
-
-/// Greedy answers with latent imagery; the fraction whose extracted letter is correct. The
-/// prompt is the evaluator's (question, blank line, options, 4DThinker suffix; frames as a video).
-/// What a model got right: the answer letter, and the label its reasoning concluded with.
-#[derive(Clone, Debug, Default)]
-struct Scores {
-    answer: f64,
-    reasoning: f64,
-    /// Per question, in order: whether the answer was right.
-    right: Vec<bool>,
-}
-
-/// A paired comparison of two models on the same questions: how many each got right that the
-/// other did not, and the exact two-sided McNemar p-value (binomial, p = 1/2, over the questions
-/// on which they disagree).
-#[derive(Debug, PartialEq)]
-struct Paired {
-    gained: usize,
-    lost: usize,
-    p_value: f64,
-}
-
-fn paired(before: &[bool], after: &[bool]) -> Paired {
-    let gained = before
-        .iter()
-        .zip(after)
-        .filter(|(b, a)| !**b && **a)
-        .count();
-    let lost = before
-        .iter()
-        .zip(after)
-        .filter(|(b, a)| **b && !**a)
-        .count();
-    let n = gained + lost;
-    // P(X <= min) for X ~ Binomial(n, 1/2), summed in log space so large n cannot overflow.
-    let ln_choose =
-        |n: usize, k: usize| -> f64 { (1..=k).map(|i| ((n + 1 - i) as f64 / i as f64).ln()).sum() };
-    let tail: f64 = (0..=gained.min(lost))
-        .map(|k| (ln_choose(n, k) - n as f64 * std::f64::consts::LN_2).exp())
-        .sum();
-    Paired {
-        gained,
-        lost,
-        p_value: if n == 0 { 1.0 } else { (2.0 * tail).min(1.0) },
-    }
+    let records = fourd_records::dift::read_file(path)
+        .context("the data pipeline produced no training questions")?;
+    Ok(records
+        .into_iter()
+        .map(|(_, r)| format!("{}\n{}", r.text_input, r.text_output))
+        .collect())
 }
 
 /// The option label that the reasoning (text before `<answer>`) names last, when any.
@@ -666,121 +696,9 @@ fn reasoning_label<'a>(raw: &str, options: &'a [String]) -> Option<&'a str> {
         .map(|(_, l)| l)
 }
 
-fn accuracy(model: &Path, rows: &[RlRow], source: &Path, record: Option<&Path>) -> Result<Scores> {
-    if rows.is_empty() {
-        bail!("no questions in {}", source.display());
-    }
-    let pipe = Pipeline::load(model, DType::F32, &Device::Cpu)?;
-    let latent = pipe.latent_tokens(None)?;
-    let gen = GenerationConfig {
-        max_new_tokens: 320,
-        sampling: Sampling::default(),
-        stop_ids: pipe.stop_ids(),
-        latent,
-    };
-    let bar = indicatif::ProgressBar::new(rows.len() as u64);
-    let mut correct = 0usize;
-    let mut right = Vec::with_capacity(rows.len());
-    let mut reasoned = 0usize;
-    let mut lines = String::new();
-    for chunk in rows.chunks(8) {
-        let mut prompts = Vec::with_capacity(chunk.len());
-        for r in chunk {
-            let text = format!(
-                "{}\n\n{}{}",
-                r.question,
-                r.options.join("\n"),
-                FOUR_D_THINKER_SUFFIX
-            );
-            let rendered = pipe.tokenizer.apply_chat_template(
-                &[Message::new(
-                    "user",
-                    vec![Content::Video, Content::Text(text)],
-                )],
-                true,
-            )?;
-            let frames = r
-                .frames
-                .iter()
-                .map(|p| {
-                    load_image(p, 1 << 26).map(|im| {
-                        fourd_video::resize_for_model(
-                            &im,
-                            fourd_train::dift_data::DIFT_MAX_PIXELS,
-                            28,
-                        )
-                    })
-                })
-                .collect::<fourd_model::Result<Vec<_>>>()?;
-            prompts.push(PromptInput {
-                text: rendered,
-                images: vec![],
-                videos: vec![VideoFrames { frames, fps: 1.0 }],
-            });
-        }
-        let inputs = pipe.processor.prepare(&pipe.tokenizer, &prompts)?;
-        let outs = generate(
-            &pipe.model,
-            &inputs,
-            &pipe.rope_params(),
-            &gen,
-            |_, _, _| {},
-        )?;
-        for (r, o) in chunk.iter().zip(outs) {
-            let raw = raw_text(&pipe.tokenizer.decode(&o.token_ids, false)?);
-            let pred = extract_choice(&raw, &r.options);
-            let is_right = !pred.is_empty() && pred == r.correct;
-            right.push(is_right);
-            correct += usize::from(is_right);
-            let truth = r
-                .options
-                .iter()
-                .find(|o| o.starts_with(&r.correct))
-                .and_then(|o| o.get(3..));
-            let concluded = reasoning_label(&raw, &r.options);
-            reasoned += usize::from(concluded.is_some() && concluded == truth);
-            lines += &serde_json::json!({"question": r.question, "options": r.options, "gt": r.correct, "pred": pred,
-                "reasoning_label": concluded, "raw": raw}).to_string();
-            lines.push('\n');
-        }
-        bar.inc(chunk.len() as u64);
-    }
-    bar.finish_and_clear();
-    if let Some(path) = record {
-        std::fs::write(path, lines).with_context(|| format!("writing {}", path.display()))?;
-    }
-    let n = rows.len() as f64;
-    Ok(Scores {
-        answer: correct as f64 / n,
-        reasoning: reasoned as f64 / n,
-        right,
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn paired_comparison_counts_disagreements_and_gives_the_exact_p_value() {
-        let t = true;
-        let f = false;
-        // Four gained, none lost: p = 2 * (1/2)^4.
-        let p = paired(&[f, f, f, f, t], &[t, t, t, t, t]);
-        assert_eq!((p.gained, p.lost), (4, 0));
-        assert!((p.p_value - 0.125).abs() < 1e-12, "{p:?}");
-        // Three gained, one lost: p = 2 * (1 + 4) / 16.
-        let p = paired(&[f, f, f, t], &[t, t, t, f]);
-        assert!((p.p_value - 0.625).abs() < 1e-12, "{p:?}");
-        // No disagreement: nothing to test.
-        assert_eq!(paired(&[t, f], &[t, f]).p_value, 1.0);
-        // Symmetric, never above 1, and finite for many questions.
-        let before: Vec<bool> = (0..2000).map(|i| i % 3 == 0).collect();
-        let after: Vec<bool> = (0..2000).map(|i| i % 2 == 0).collect();
-        let (a, b) = (paired(&before, &after), paired(&after, &before));
-        assert_eq!((a.gained, a.lost), (b.lost, b.gained));
-        assert!((a.p_value - b.p_value).abs() < 1e-12 && a.p_value <= 1.0 && a.p_value.is_finite());
-    }
 
     #[test]
     fn moving_mean_starts_at_the_first_full_window() {
@@ -794,10 +712,12 @@ mod tests {
     }
 
     #[test]
-    fn chance_margin_in_standard_errors() {
-        // 200 questions at chance 1/4: one standard error is sqrt(3/16/200).
-        let se = (0.1875f64 / 200.0).sqrt();
-        assert!((above_chance(0.25 + 2.0 * se, 0.25, 200) - 2.0).abs() < 1e-9);
-        assert_eq!(above_chance(0.25, 0.25, 200), 0.0);
+    fn the_reasoning_label_is_the_last_option_named_before_the_answer() {
+        let options: Vec<String> = ["A. Pan Left", "B. Stay", "C. Tilt Up", "D. Dolly In"]
+            .map(String::from)
+            .to_vec();
+        let raw = "<think>Not Tilt Up; the view shifts: Pan Left.</think><answer>Stay</answer>";
+        assert_eq!(reasoning_label(raw, &options), Some("Pan Left"));
+        assert_eq!(reasoning_label("<answer>Stay</answer>", &options), None);
     }
 }

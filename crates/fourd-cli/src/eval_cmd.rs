@@ -6,14 +6,11 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand};
 use fourd_eval::benchmark::ColumnMap;
-use fourd_eval::report::{merge, ResultFiles};
+use fourd_eval::report::{merge, EvalSummary, ResultFiles};
 use fourd_eval::run::{evaluate, EvalConfig};
 use fourd_model::generation::{GenerationConfig, Sampling, SamplingOverrides};
-use fourd_model::weights::parse_dtype;
-use fourd_model::{GenerationDefaults, Pipeline, RopeIndexStyle};
+use fourd_model::{GenerationDefaults, Pipeline};
 use fourd_video::SamplingOptions;
-
-use crate::infer::parse_device;
 
 #[derive(Args, Debug)]
 #[command(args_conflicts_with_subcommands = true)]
@@ -41,17 +38,21 @@ pub struct EvalRunArgs {
     /// Benchmark table (.parquet, .jsonl or .json), e.g. DSR-Bench's benchmark.parquet.
     #[arg(long)]
     pub benchmark: PathBuf,
-    /// Folder holding <video id>.<ext>.
-    #[arg(long)]
+    /// Folder holding <video id>.<ext> (not needed for a 4DRL JSONL, whose records name their
+    /// frames).
+    #[arg(long, default_value = ".")]
     pub video_root: PathBuf,
+    /// Where a 4DRL JSONL's relative frame paths resolve (default: the file's folder).
+    #[arg(long)]
+    pub data_root: Option<PathBuf>,
     #[arg(long, default_value = "mp4")]
     pub video_ext: String,
     /// Results go to OUTPUT_DIR/<checkpoint folder name>/dsr_eval[.shard-I-of-N].jsonl.
     #[arg(long, default_value = "eval-results")]
     pub output_dir: PathBuf,
     /// Evaluate only shard I of N (1-based): rows whose index % N == I - 1.
-    #[arg(long)]
-    pub shard: Option<String>,
+    #[arg(long, value_parser = parse_shard)]
+    pub shard: Option<(usize, usize)>,
     #[arg(long)]
     pub max_samples: Option<usize>,
     /// Samples per generation batch.
@@ -64,7 +65,7 @@ pub struct EvalRunArgs {
     #[arg(long, default_value_t = 50)]
     pub max_frames: usize,
     /// Frames larger than this many pixels are scaled down (sides multiples of 28).
-    #[arg(long, default_value_t = 256 * 28 * 28)]
+    #[arg(long, default_value_t = fourd_video::DEFAULT_MAX_PIXELS)]
     pub max_pixels: usize,
     #[arg(long, default_value_t = 2048)]
     pub max_new_tokens: usize,
@@ -86,45 +87,38 @@ pub struct EvalRunArgs {
     /// Do not append the 4DThinker think/answer instruction.
     #[arg(long)]
     pub no_suffix: bool,
-    #[arg(long, default_value = "bf16")]
-    pub dtype: String,
+    #[arg(long, default_value = "bf16", value_parser = fourd_model::weights::parse_dtype)]
+    pub dtype: candle_core::DType,
     #[arg(long, default_value = "cpu")]
-    pub device: String,
+    pub device: fourd_model::DeviceSpec,
     #[arg(long, default_value = "v4.50")]
-    pub rope_index: String,
+    pub rope_index: fourd_model::RopeIndexStyle,
     /// Column names, for benchmarks other than DSR-Bench (comma-separated alternatives).
-    #[arg(long, default_value = "videoID,video")]
-    pub video_col: String,
-    #[arg(long, default_value = "question")]
-    pub question_col: String,
-    #[arg(long, default_value = "options,candidates")]
-    pub options_col: String,
-    #[arg(long, default_value = "answer")]
-    pub answer_col: String,
-    #[arg(long, default_value = "type")]
-    pub type_col: String,
+    #[arg(long, value_delimiter = ',', default_value = "videoID,video")]
+    pub video_col: Vec<String>,
+    #[arg(long, value_delimiter = ',', default_value = "question")]
+    pub question_col: Vec<String>,
+    #[arg(long, value_delimiter = ',', default_value = "options,candidates")]
+    pub options_col: Vec<String>,
+    #[arg(long, value_delimiter = ',', default_value = "answer")]
+    pub answer_col: Vec<String>,
+    #[arg(long, value_delimiter = ',', default_value = "type")]
+    pub type_col: Vec<String>,
     /// No progress bar.
     #[arg(long)]
     pub quiet: bool,
 }
 
-fn split(s: &str) -> Vec<String> {
-    s.split(',')
-        .map(|x| x.trim().to_string())
-        .filter(|x| !x.is_empty())
-        .collect()
-}
-
 fn parse_shard(s: &str) -> Result<(usize, usize)> {
     let (i, n) = s
         .split_once('/')
-        .with_context(|| format!("--shard {s}: expected I/N"))?;
+        .with_context(|| format!("{s}: expected I/N"))?;
     let (i, n): (usize, usize) = (
-        i.trim().parse().context("--shard: I")?,
-        n.trim().parse().context("--shard: N")?,
+        i.trim().parse().context("I is not a number")?,
+        n.trim().parse().context("N is not a number")?,
     );
     if i == 0 || i > n {
-        bail!("--shard {s}: expected 1 <= I <= N");
+        bail!("{s}: expected 1 <= I <= N");
     }
     Ok((i, n))
 }
@@ -147,15 +141,15 @@ pub fn run(a: EvalArgs) -> Result<()> {
 }
 
 fn run_eval(a: EvalRunArgs) -> Result<()> {
-    let shard = a.shard.as_deref().map(parse_shard).transpose()?;
-    let dtype = parse_dtype(&a.dtype)?;
-    let device = parse_device(&a.device)?;
+    let shard = a.shard;
+    let dtype = a.dtype;
+    let device = a.device.open()?;
     let columns = ColumnMap {
-        video: split(&a.video_col),
-        question: split(&a.question_col),
-        options: split(&a.options_col),
-        answer: split(&a.answer_col),
-        task_type: split(&a.type_col),
+        video: a.video_col.clone(),
+        question: a.question_col.clone(),
+        options: a.options_col.clone(),
+        answer: a.answer_col.clone(),
+        task_type: a.type_col.clone(),
     };
     // The reference's settings, not the checkpoint's generation_config.json (whose top_k=1 would
     // silently turn sampling into argmax); explicit flags only.
@@ -174,7 +168,7 @@ fn run_eval(a: EvalRunArgs) -> Result<()> {
         let name = model_name(model);
         let mut pipe = Pipeline::load(model, dtype, &device)
             .with_context(|| format!("loading {}", model.display()))?;
-        pipe.model.config.rope_index = a.rope_index.parse::<RopeIndexStyle>()?;
+        pipe.model.config.rope_index = a.rope_index;
         let latent = pipe.latent_tokens(a.latent_size)?;
         let file = match shard {
             Some((i, n)) => format!("dsr_eval.shard-{i}-of-{n}.jsonl"),
@@ -192,6 +186,7 @@ fn run_eval(a: EvalRunArgs) -> Result<()> {
         let cfg = EvalConfig {
             benchmark: a.benchmark.clone(),
             columns: columns.clone(),
+            data_root: a.data_root.clone(),
             video_root: a.video_root.clone(),
             video_ext: a.video_ext.clone(),
             output,
@@ -220,15 +215,15 @@ fn run_eval(a: EvalRunArgs) -> Result<()> {
     Ok(())
 }
 
-fn print_summary(name: &str, s: &serde_json::Value, files: &ResultFiles) {
+fn print_summary(name: &str, s: &EvalSummary, files: &ResultFiles) {
     println!(
         "{name}: accuracy {:.2}% ({} / {}), macro {:.2}%, skipped {} of {}",
-        s["accuracy"].as_f64().unwrap_or(0.0) * 100.0,
-        s["correct"],
-        s["eval_count"],
-        s["subtask_macro_avg"].as_f64().unwrap_or(0.0) * 100.0,
-        s["skipped"],
-        s["total"]
+        s.accuracy * 100.0,
+        s.correct,
+        s.eval_count,
+        s.subtask_macro_avg * 100.0,
+        s.skipped,
+        s.total
     );
     println!(
         "  {}\n  {}\n  {}",
@@ -275,15 +270,16 @@ fn run_merge(dir: &Path) -> Result<()> {
     let mut total = 0;
     for (_, _, p) in &shards {
         let f = ResultFiles::new(p);
-        let s: serde_json::Value =
-            serde_json::from_str(&std::fs::read_to_string(&f.summary).with_context(|| {
-                format!(
-                    "{} (did shard {} finish?)",
-                    f.summary.display(),
-                    p.display()
-                )
-            })?)?;
-        total += s["total"].as_u64().unwrap_or(0) as usize;
+        let text = std::fs::read_to_string(&f.summary).with_context(|| {
+            format!(
+                "{} (did shard {} finish?)",
+                f.summary.display(),
+                p.display()
+            )
+        })?;
+        let s: EvalSummary = serde_json::from_str(&text)
+            .with_context(|| format!("{} is not an evaluation summary", f.summary.display()))?;
+        total += s.total;
     }
     let paths: Vec<PathBuf> = shards.into_iter().map(|s| s.2).collect();
     let out = dir.join("dsr_eval.jsonl");

@@ -3,15 +3,13 @@
 use std::io::Write;
 use std::path::PathBuf;
 
-use anyhow::{bail, Context, Result};
-use candle_core::Device;
+use anyhow::{Context, Result};
 use clap::Args;
 use fourd_model::generation::{generate, GenerationConfig, Sampling, SamplingOverrides, TokenKind};
-use fourd_model::inputs::{PromptInput, VideoFrames, FOUR_D_THINKER_SUFFIX};
+use fourd_model::inputs::{PromptInput, VideoFrames};
 use fourd_model::processor::{list_frames, load_image};
 use fourd_model::tokenizer::{Content, Message};
-use fourd_model::weights::parse_dtype;
-use fourd_model::{Pipeline, RopeIndexStyle};
+use fourd_model::Pipeline;
 use serde_json::json;
 
 #[derive(Args, Debug)]
@@ -58,14 +56,14 @@ pub struct InferArgs {
     #[arg(long)]
     pub seed: Option<u64>,
     /// Compute dtype: f32, bf16 or f16.
-    #[arg(long, default_value = "f32")]
-    pub dtype: String,
+    #[arg(long, default_value = "f32", value_parser = fourd_model::weights::parse_dtype)]
+    pub dtype: candle_core::DType,
     /// cpu, or cuda / cuda:N (needs a build with --features cuda).
     #[arg(long, default_value = "cpu")]
-    pub device: String,
+    pub device: fourd_model::DeviceSpec,
     /// M-RoPE index rule: v4.50 (what the checkpoints were trained with) or v5 (transformers 5.x).
     #[arg(long, default_value = "v4.50")]
-    pub rope_index: String,
+    pub rope_index: fourd_model::RopeIndexStyle,
     /// Latent steps per imagery segment (default: the checkpoint's `latent_size`).
     #[arg(long)]
     pub latent_size: Option<usize>,
@@ -74,29 +72,12 @@ pub struct InferArgs {
     pub json: bool,
 }
 
-pub fn parse_device(s: &str) -> Result<Device> {
-    match s {
-        "cpu" => Ok(Device::Cpu),
-        s if s == "cuda" || s.starts_with("cuda:") => {
-            let ord = s
-                .strip_prefix("cuda:")
-                .map(str::parse::<usize>)
-                .transpose()
-                .context("device ordinal")?
-                .unwrap_or(0);
-            Ok(Device::new_cuda(ord)
-                .with_context(|| format!("device {s} (was fourd built with --features cuda?)"))?)
-        }
-        _ => bail!("unknown device `{s}` (expected cpu, cuda or cuda:N)"),
-    }
-}
-
 pub fn run(a: InferArgs) -> Result<()> {
-    let dtype = parse_dtype(&a.dtype)?;
-    let device = parse_device(&a.device)?;
+    let dtype = a.dtype;
+    let device = a.device.open()?;
     let mut pipe = Pipeline::load(&a.model, dtype, &device)
         .with_context(|| format!("loading {}", a.model.display()))?;
-    pipe.model.config.rope_index = a.rope_index.parse::<RopeIndexStyle>()?;
+    pipe.model.config.rope_index = a.rope_index;
 
     let mut content = Vec::new();
     let mut prompt = PromptInput::default();
@@ -138,11 +119,10 @@ pub fn run(a: InferArgs) -> Result<()> {
         });
         content.push(Content::Video);
     }
-    let mut question = a.question.clone();
-    if a.suffix {
-        question.push_str(FOUR_D_THINKER_SUFFIX);
-    }
-    content.push(Content::Text(question));
+    content.push(Content::Text(fourd_records::prompt::with_suffix(
+        &a.question,
+        a.suffix,
+    )));
     prompt.text = pipe
         .tokenizer
         .apply_chat_template(&[Message::new("user", content)], true)?;

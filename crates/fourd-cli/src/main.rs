@@ -42,7 +42,7 @@ pub(crate) enum Command {
     Data(data_cmd::DataCommand),
     /// End to end on CPU: synthetic world -> questions -> DIFT of a tiny model -> evaluation.
     Demo(demo::DemoArgs),
-    /// Training: DIFT.
+    /// Training: DIFT, then 4DRL (GRPO).
     #[command(subcommand)]
     Train(train_cmd::TrainCommand),
 }
@@ -53,6 +53,8 @@ fn main() {
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
         .with_writer(std::io::stderr)
+        // Colour codes only for a terminal: a log file or a pipe gets plain text.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let cli = Cli::parse();
     let result: Result<()> = match cli.command {

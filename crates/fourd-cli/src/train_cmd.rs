@@ -4,10 +4,7 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use clap::{Args, Subcommand};
-use fourd_model::weights::parse_dtype;
 use fourd_train::{train_dift, train_grpo, DiftConfig, GrpoConfig};
-
-use crate::infer::parse_device;
 
 #[derive(Subcommand, Debug)]
 pub enum TrainCommand {
@@ -45,12 +42,12 @@ pub struct RunArgs {
     /// Recompute decoder layers in the backward pass (less memory, ~1/3 more compute).
     #[arg(long)]
     pub gradient_checkpointing: bool,
-    #[arg(long, default_value = "f32")]
-    pub dtype: String,
+    #[arg(long, default_value = "f32", value_parser = fourd_model::weights::parse_dtype)]
+    pub dtype: candle_core::DType,
     /// `cpu`, `cuda` or `cuda:N`; with several ranks each uses `cuda:LOCAL_RANK` (choose the
     /// GPUs with CUDA_VISIBLE_DEVICES).
     #[arg(long, default_value = "cpu")]
-    pub device: String,
+    pub device: fourd_model::DeviceSpec,
     #[arg(long)]
     pub no_progress: bool,
     /// Data parallel over N processes on this machine (one per GPU), started here: each rank
@@ -68,9 +65,14 @@ pub struct GrpoArgs {
     /// Frozen reference for the KL term (default: --model).
     #[arg(long)]
     pub reference: Option<PathBuf>,
-    /// 4DRL JSONL (`Question`, `A`-`D`, `Correct`, `frame_paths` or `video_path`, `Type`).
+    /// 4DRL JSONL (`Question`, `A`-`D`, `Correct`, `frame_paths` or `video_path`, `Type`);
+    /// relative paths resolve against the file's folder, or --data-root.
     #[arg(long)]
     pub data: PathBuf,
+    /// Folder the data file's relative paths resolve against, for files written relative to
+    /// another folder (the released 4DThinker JSONL: its repository root).
+    #[arg(long)]
+    pub data_root: Option<PathBuf>,
     /// Prompts per rollout batch (per rank).
     #[arg(long, default_value_t = 1)]
     pub prompts_per_step: usize,
@@ -123,9 +125,13 @@ pub struct DiftArgs {
     #[arg(long)]
     pub model: PathBuf,
     /// DIFT JSONL (`id`, `text_input`, `text_output`, `image_input`, `image_output`); relative
-    /// image paths resolve against the file's folder.
+    /// image paths resolve against the file's folder, or --data-root.
     #[arg(long)]
     pub data: PathBuf,
+    /// Folder the data file's relative paths resolve against, for files written relative to
+    /// another folder (the released 4DThinker JSONL: its repository root).
+    #[arg(long)]
+    pub data_root: Option<PathBuf>,
     #[arg(long, default_value_t = 1e-5)]
     pub lr: f64,
     #[arg(long, default_value_t = 0.01)]
@@ -198,15 +204,25 @@ pub fn run(cmd: TrainCommand) -> Result<()> {
                     s.steps, s.seconds, s.tokens_per_s, l.loss, l.ce, l.sim, l.cos
                 );
             }
+            println!(
+                "trained on {} example(s) from {} record(s) of {}",
+                s.examples_used,
+                s.records,
+                a.data.display()
+            );
+            println!("checkpoint: {}", s.output.display());
+            // Skips go on the last line, where a user looks, not only into a file.
             if !s.skipped.is_empty() || s.nan_skipped > 0 {
+                let first = s.skipped.first().map_or(String::new(), |k| {
+                    format!("; first: {}: {}", k.id, k.reason)
+                });
                 println!(
-                    "{} record(s) skipped (see {}), {} non-finite loss(es) skipped",
+                    "warning: {} record(s) skipped, {} batch(es) with a non-finite loss (see {}){first}",
                     s.skipped.len(),
+                    s.nan_skipped,
                     s.output.join("skipped.jsonl").display(),
-                    s.nan_skipped
                 );
             }
-            println!("checkpoint: {}", s.output.display());
             Ok(())
         }
         TrainCommand::Grpo(a) => {
@@ -223,6 +239,12 @@ pub fn run(cmd: TrainCommand) -> Result<()> {
                 s.steps, s.rollouts, s.seconds, reward, acc, s.zero_variance_groups, s.skipped_prompts.len()
             );
             println!("checkpoint: {}", s.output.display());
+            if let Some((id, reason)) = s.skipped_prompts.first() {
+                println!(
+                    "warning: {} prompt(s) skipped; first: {id}: {reason}",
+                    s.skipped_prompts.len()
+                );
+            }
             Ok(())
         }
     }
@@ -308,11 +330,11 @@ struct Run {
 
 impl RunArgs {
     fn resolve(&self) -> Result<Run> {
-        let dtype = parse_dtype(&self.dtype)?;
+        let dtype = self.dtype;
         let Some(rv) = fourd_train::dist::Rendezvous::from_env()? else {
             return Ok(Run {
                 dtype,
-                device: parse_device(&self.device)?,
+                device: self.device.open()?,
                 group: fourd_train::ProcessGroup::single(),
             });
         };
@@ -323,11 +345,7 @@ impl RunArgs {
                 rv.world_size
             );
         }
-        let device = if self.device.starts_with("cuda") {
-            parse_device(&format!("cuda:{}", rv.local_rank))?
-        } else {
-            parse_device(&self.device)?
-        };
+        let device = self.device.for_local_rank(rv.local_rank).open()?;
         let group = fourd_train::dist::join(&rv, &device).with_context(|| {
             format!(
                 "joining the data-parallel group as rank {} of {}",
@@ -365,6 +383,7 @@ pub fn grpo_config(a: &GrpoArgs) -> Result<GrpoConfig> {
     let mut c = GrpoConfig::new(a.model.clone(), a.data.clone(), a.run.out.clone());
     apply_run!(c, a.run, run);
     c.reference = a.reference.clone();
+    c.data_root = a.data_root.clone();
     c.prompts_per_step = a.prompts_per_step;
     c.num_generations = a.num_generations;
     c.num_iterations = a.num_iterations;
@@ -389,6 +408,7 @@ pub fn dift_config(a: &DiftArgs) -> Result<DiftConfig> {
     let run = a.run.resolve()?;
     let mut c = DiftConfig::new(a.model.clone(), a.data.clone(), a.run.out.clone());
     apply_run!(c, a.run, run);
+    c.data_root = a.data_root.clone();
     c.optim.lr = a.lr;
     c.optim.weight_decay = a.weight_decay;
     c.optim.beta1 = a.beta1;

@@ -1,16 +1,18 @@
 //! `fourd demo` end to end at a toy size: world -> data -> tiny model -> DIFT -> answers -> GRPO
-//! -> answers, with its report, predictions and curves.
+//! -> answers, with its report, predictions and curves. It runs as a user types it: from a
+//! folder that is not the repository, with a relative `--out`.
 
 mod common;
-use common::{fourd, tmp};
+use common::{fourd, fourd_in, ok, tmp};
 
 #[test]
 fn demo_runs_end_to_end_and_reports() {
-    let out = tmp("demo");
-    let o = fourd(&[
+    let cwd = tmp("demo");
+    let out = cwd.join("demo-out");
+    let args = [
         "demo",
         "--out",
-        out.to_str().unwrap(),
+        "demo-out",
         "--train-clips",
         "8",
         "--eval-clips",
@@ -25,13 +27,8 @@ fn demo_runs_end_to_end_and_reports() {
         "2",
         "--max-eval",
         "4",
-    ]);
-    let stdout = String::from_utf8_lossy(&o.stdout);
-    assert!(
-        o.status.success(),
-        "demo failed:\n{stdout}\n{}",
-        String::from_utf8_lossy(&o.stderr)
-    );
+    ];
+    let stdout = ok("demo", &fourd_in(&cwd, &args));
     assert!(stdout.contains("held-out accuracy:"), "{stdout}");
     let report: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(out.join("demo_report.json")).unwrap())
@@ -82,6 +79,19 @@ fn demo_runs_end_to_end_and_reports() {
         options.contains(&answer.as_str()),
         "answer {answer:?} is none of {options:?}"
     );
+    // The data files store paths relative to their own folder: the folder reads from anywhere.
+    assert!(
+        rec["image_input"][0]
+            .as_str()
+            .unwrap()
+            .starts_with("clips/"),
+        "{rec}"
+    );
+
+    // A second run with the same settings reuses the trained DIFT model and answers again.
+    let again = ok("demo (again)", &fourd_in(&cwd, &args));
+    assert!(again.contains("reusing the DIFT model"), "{again}");
+    assert!(again.contains("held-out accuracy:"), "{again}");
 }
 
 #[test]

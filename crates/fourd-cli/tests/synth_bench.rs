@@ -8,6 +8,7 @@ use std::path::Path;
 
 use fourd_eval::benchmark::{load, ColumnMap};
 use fourd_eval::report::SUBTASKS;
+use fourd_eval::run::video_id;
 use serde_json::Value;
 
 fn bench(out: &Path, seed: &str) {
@@ -50,20 +51,20 @@ fn synth_bench_loads_matches_truth_and_evaluates() {
         assert_eq!(r.options.len(), 4, "{r:?}");
         let k = ["A", "B", "C", "D"]
             .iter()
-            .position(|&c| c == r.gt)
-            .unwrap_or_else(|| panic!("gt {:?}", r.gt));
+            .position(|&c| c == r.answer)
+            .unwrap_or_else(|| panic!("gt {:?}", r.answer));
         counts[k] += 1;
         assert!(
-            SUBTASKS.iter().any(|(key, _)| *key == r.subtask),
+            SUBTASKS.iter().any(|(key, _)| *key == r.task_type),
             "type {:?}",
-            r.subtask
+            r.task_type
         );
-        assert_eq!(t["videoID"], r.video_id.as_str());
+        assert_eq!(t["videoID"], video_id(r).as_str());
         // Prediction questions show only the first frames, in a video of their own.
         if let Some(k) = t["shown_frames"].as_u64() {
-            assert!(r.subtask.ends_with("_pred"), "{r:?}");
+            assert!(r.task_type.ends_with("_pred"), "{r:?}");
             let v = fourd_video::decode_video(
-                &out.join(format!("videos/{}.mp4", r.video_id)),
+                &out.join(format!("videos/{}.mp4", video_id(r))),
                 &fourd_video::SamplingOptions::all_frames(),
             )
             .unwrap();
@@ -71,11 +72,11 @@ fn synth_bench_loads_matches_truth_and_evaluates() {
             assert!(k < 8);
             predictions += 1;
         }
-        assert_eq!(t["type"], r.subtask.as_str());
-        assert_eq!(t["answer"], r.gt.as_str());
+        assert_eq!(t["type"], r.task_type.as_str());
+        assert_eq!(t["answer"], r.answer.as_str());
         assert_eq!(
             r.options[k],
-            format!("{}. {}", r.gt, t["label"].as_str().unwrap())
+            format!("{}. {}", r.answer, t["label"].as_str().unwrap())
         );
         for (i, o) in r.options.iter().enumerate() {
             assert!(
@@ -168,8 +169,8 @@ fn letters_balanced_over_many_questions() {
     let mut counts = [0usize; 4];
     let mut types = std::collections::BTreeSet::new();
     for q in &qs {
-        counts[(q.answer as u8 - b'A') as usize] += 1;
-        types.insert(q.task_type);
+        counts[(q.answer() as u8 - b'A') as usize] += 1;
+        types.insert(q.task_type());
     }
     let (lo, hi) = (counts.iter().min().unwrap(), counts.iter().max().unwrap());
     assert!(hi - lo <= 1, "letters {counts:?}");
@@ -220,8 +221,8 @@ fn synth_bench_from_a_scene_spec() {
     let recs = load(&out.join("benchmark.parquet"), &ColumnMap::default()).unwrap();
     assert_eq!(recs.len(), 8);
     for r in &recs {
-        assert!(r.video_id.starts_with("pan_dolly_then_stay"), "{r:?}");
-        assert!(out.join(format!("videos/{}.mp4", r.video_id)).is_file());
+        assert!(video_id(r).starts_with("pan_dolly_then_stay"), "{r:?}");
+        assert!(out.join(format!("videos/{}.mp4", video_id(r))).is_file());
     }
     // Direction answers are the spec's own labels.
     let truth = std::fs::read_to_string(out.join("truth.jsonl")).unwrap();

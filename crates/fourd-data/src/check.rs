@@ -12,8 +12,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::cot::validate;
 use crate::error::{DataError, Result};
-use crate::export::LETTERS;
 use crate::questions::{baselines, Baselines};
+use fourd_records::letters::{index_of, LETTERS};
+use fourd_records::PathRule;
 
 /// Which schema a file uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -103,15 +104,6 @@ impl CheckReport {
     }
 }
 
-fn resolve(p: &str, base: &Path) -> Option<PathBuf> {
-    let direct = PathBuf::from(p);
-    if direct.is_file() {
-        return Some(direct);
-    }
-    let rel = base.join(p);
-    rel.is_file().then_some(rel)
-}
-
 /// Options of a DIFT `text_input`: the last four lines `A. ..` to `D. ..` after a blank line.
 fn dift_options(text: &str) -> std::result::Result<(String, Vec<String>), String> {
     let (question, opts) = text
@@ -134,10 +126,186 @@ fn dift_options(text: &str) -> std::result::Result<(String, Vec<String>), String
     Ok((question.trim().to_string(), out))
 }
 
-/// Checks `file`.
-pub fn check_file(file: &Path) -> Result<CheckReport> {
+/// One line under check: where errors go and how its paths resolve.
+struct LineCheck<'a> {
+    report: &'a mut CheckReport,
+    line: usize,
+    paths: &'a PathRule,
+}
+
+/// What a valid line asks: its four options, the correct letter, the answer label and the
+/// question kind.
+struct Asked {
+    options: Vec<String>,
+    letter: char,
+    label: String,
+    kind: String,
+}
+
+impl LineCheck<'_> {
+    fn error(&mut self, msg: String) {
+        self.report.error_count += 1;
+        if self.report.errors.len() < MAX_ERRORS {
+            self.report
+                .errors
+                .push(format!("line {}: {msg}", self.line));
+        }
+    }
+
+    /// The string list `key` of `v`, every path of which must resolve (by the rule training
+    /// uses) to an existing file; returns how many paths it lists.
+    fn paths(&mut self, v: &serde_json::Value, key: &str) -> usize {
+        let list = v
+            .get(key)
+            .and_then(|x| x.as_array())
+            .ok_or_else(|| format!("missing list field `{key}`"))
+            .and_then(|a| {
+                a.iter()
+                    .map(|p| {
+                        p.as_str()
+                            .ok_or_else(|| format!("`{key}` holds a non-string"))
+                    })
+                    .collect::<std::result::Result<Vec<&str>, String>>()
+            });
+        match list {
+            Ok(paths) => {
+                for p in &paths {
+                    self.report.images_checked += 1;
+                    let resolved = self.paths.resolve(p);
+                    if !resolved.is_file() {
+                        self.error(format!(
+                            "`{key}` path {p:?} does not exist (looked for {})",
+                            resolved.display()
+                        ));
+                    }
+                }
+                paths.len()
+            }
+            Err(e) => {
+                self.error(e);
+                0
+            }
+        }
+    }
+
+    fn dift(&mut self, v: &serde_json::Value) -> Option<Asked> {
+        if self.paths(v, "image_input") == 0 {
+            self.error("`image_input` is empty".into());
+        }
+        let n_out = self.paths(v, "image_output");
+        let (Some(ti), Some(to)) = (
+            v.get("text_input").and_then(|x| x.as_str()),
+            v.get("text_output").and_then(|x| x.as_str()),
+        ) else {
+            self.error("missing string fields `text_input`/`text_output`".into());
+            return None;
+        };
+        let options = dift_options(ti).map_err(|e| self.error(e)).ok()?.1;
+        let (letter, label) = match validate(to, n_out) {
+            Ok((Some(letter), label)) => (letter, label),
+            // A label answer: its letter is the option it names.
+            Ok((None, label)) => match options.iter().position(|o| *o == label) {
+                Some(i) => (LETTERS[i], label),
+                None => {
+                    self.error(format!(
+                        "text_output: answer {label:?} is none of the options {options:?}"
+                    ));
+                    return None;
+                }
+            },
+            Err(e) => {
+                self.error(format!("text_output: {e}"));
+                return None;
+            }
+        };
+        let kind = v
+            .get("id")
+            .and_then(|x| x.as_str())
+            .and_then(|id| id.rsplit_once('#'))
+            .map(|(_, k)| k.split('-').next().unwrap_or("").to_string())
+            .unwrap_or_else(|| "all".into());
+        Some(Asked {
+            options,
+            letter,
+            label,
+            kind,
+        })
+    }
+
+    fn rl(&mut self, v: &serde_json::Value) -> Option<Asked> {
+        if self.paths(v, "frame_paths") == 0 {
+            self.error("`frame_paths` is empty".into());
+        }
+        if v.get("Question")
+            .and_then(|x| x.as_str())
+            .is_none_or(|q| q.trim().is_empty())
+        {
+            self.error("missing or empty `Question`".into());
+        }
+        let mut options = Vec::new();
+        for l in LETTERS {
+            match v.get(l.to_string()).and_then(|x| x.as_str()) {
+                Some(o) if !o.trim().is_empty() => options.push(o.to_string()),
+                _ => self.error(format!("missing or empty option `{l}`")),
+            }
+        }
+        if options.len() != 4 {
+            return None;
+        }
+        let letter = match v
+            .get("Correct")
+            .and_then(|x| x.as_str())
+            .and_then(|c| c.trim().chars().next())
+        {
+            Some(c) if LETTERS.contains(&c) => c,
+            other => {
+                self.error(format!("`Correct` {other:?} is not A-D"));
+                return None;
+            }
+        };
+        let kind = v
+            .get("Type")
+            .and_then(|x| x.as_str())
+            .unwrap_or("")
+            .to_string();
+        if kind.is_empty() {
+            self.error("missing `Type`".into());
+        }
+        let label = options[index_of(letter)?].clone();
+        Some(Asked {
+            options,
+            letter,
+            label,
+            kind,
+        })
+    }
+
+    /// Checks shared by both formats: four distinct options, the answer's option text.
+    fn options(&mut self, a: &Asked) -> Option<usize> {
+        let distinct: BTreeSet<&String> = a.options.iter().collect();
+        if distinct.len() != 4 {
+            self.error(format!(
+                "options are not four distinct labels: {:?}",
+                a.options
+            ));
+        }
+        let idx = index_of(a.letter)?;
+        if a.options[idx] != a.label {
+            self.error(format!(
+                "answer {}. {:?} but option {} is {:?}",
+                a.letter, a.label, a.letter, a.options[idx]
+            ));
+        }
+        Some(idx)
+    }
+}
+
+/// Checks `file`. Image paths resolve exactly as training resolves them
+/// (`fourd_records::paths`: the file's folder, or `data_root`), so a file that checks clean has
+/// no image that training would miss.
+pub fn check_file(file: &Path, data_root: Option<&Path>) -> Result<CheckReport> {
     let text = std::fs::read_to_string(file).map_err(|e| DataError::io(file, e))?;
-    let base = file.parent().unwrap_or(Path::new(".")).to_path_buf();
+    let paths = PathRule::for_file(file, data_root);
     let mut r = CheckReport {
         file: file.to_path_buf(),
         format: None,
@@ -149,24 +317,22 @@ pub fn check_file(file: &Path) -> Result<CheckReport> {
         images_checked: 0,
         baselines: None,
     };
-    let err = |r: &mut CheckReport, line: usize, msg: String| {
-        r.error_count += 1;
-        if r.errors.len() < MAX_ERRORS {
-            r.errors.push(format!("line {line}: {msg}"));
-        }
-    };
     let mut ids = BTreeSet::new();
     let mut items = Vec::new();
     for (i, line) in text.lines().enumerate() {
-        let ln = i + 1;
         if line.trim().is_empty() {
             continue;
         }
         r.records += 1;
+        let mut c = LineCheck {
+            report: &mut r,
+            line: i + 1,
+            paths: &paths,
+        };
         let v: serde_json::Value = match serde_json::from_str(line) {
             Ok(v) => v,
             Err(e) => {
-                err(&mut r, ln, format!("not JSON: {e}"));
+                c.error(format!("not JSON: {e}"));
                 continue;
             }
         };
@@ -175,162 +341,39 @@ pub fn check_file(file: &Path) -> Result<CheckReport> {
         } else {
             Format::Rl
         };
-        match r.format {
-            None => r.format = Some(fmt),
-            Some(f) if f != fmt => err(&mut r, ln, "mixes DIFT and 4DRL records".into()),
+        match c.report.format {
+            None => c.report.format = Some(fmt),
+            Some(f) if f != fmt => c.error("mixes DIFT and 4DRL records".into()),
             _ => {}
         }
         if let Some(id) = v.get("id").and_then(|x| x.as_str()) {
             if !ids.insert(id.to_string()) {
-                err(&mut r, ln, format!("duplicate id {id:?}"));
+                c.error(format!("duplicate id {id:?}"));
             }
         } else if fmt == Format::Dift {
-            err(&mut r, ln, "missing string field `id`".into());
+            c.error("missing string field `id`".into());
         }
-        let str_list = |key: &str| -> std::result::Result<Vec<String>, String> {
-            v.get(key)
-                .and_then(|x| x.as_array())
-                .ok_or_else(|| format!("missing list field `{key}`"))?
-                .iter()
-                .map(|p| {
-                    p.as_str()
-                        .map(str::to_string)
-                        .ok_or_else(|| format!("`{key}` holds a non-string"))
-                })
-                .collect()
+        let asked = match fmt {
+            Format::Dift => c.dift(&v),
+            Format::Rl => c.rl(&v),
         };
-        let check_paths = |r: &mut CheckReport, key: &str, ln: usize| -> usize {
-            match str_list(key) {
-                Ok(paths) => {
-                    for p in &paths {
-                        r.images_checked += 1;
-                        if resolve(p, &base).is_none() {
-                            err(r, ln, format!("`{key}` path {p:?} does not exist"));
-                        }
-                    }
-                    paths.len()
-                }
-                Err(e) => {
-                    err(r, ln, e);
-                    0
-                }
-            }
-        };
-        let (options, letter, label, kind) = match fmt {
-            Format::Dift => {
-                if check_paths(&mut r, "image_input", ln) == 0 {
-                    err(&mut r, ln, "`image_input` is empty".into());
-                }
-                let n_out = check_paths(&mut r, "image_output", ln);
-                let (Some(ti), Some(to)) = (
-                    v.get("text_input").and_then(|x| x.as_str()),
-                    v.get("text_output").and_then(|x| x.as_str()),
-                ) else {
-                    err(
-                        &mut r,
-                        ln,
-                        "missing string fields `text_input`/`text_output`".into(),
-                    );
-                    continue;
-                };
-                let options = match dift_options(ti) {
-                    Ok((_, o)) => o,
-                    Err(e) => {
-                        err(&mut r, ln, e);
-                        continue;
-                    }
-                };
-                let (letter, label) = match validate(to, n_out) {
-                    Ok((Some(letter), label)) => (letter, label),
-                    // A label answer: its letter is the option it names.
-                    Ok((None, label)) => match options.iter().position(|o| *o == label) {
-                        Some(i) => (LETTERS[i], label),
-                        None => {
-                            err(&mut r, ln, format!("text_output: answer {label:?} is none of the options {options:?}"));
-                            continue;
-                        }
-                    },
-                    Err(e) => {
-                        err(&mut r, ln, format!("text_output: {e}"));
-                        continue;
-                    }
-                };
-                let kind = v
-                    .get("id")
-                    .and_then(|x| x.as_str())
-                    .and_then(|id| id.rsplit_once('#'))
-                    .map(|(_, k)| k.split('-').next().unwrap_or("").to_string())
-                    .unwrap_or_else(|| "all".into());
-                (options, letter, label, kind)
-            }
-            Format::Rl => {
-                if check_paths(&mut r, "frame_paths", ln) == 0 {
-                    err(&mut r, ln, "`frame_paths` is empty".into());
-                }
-                if v.get("Question")
-                    .and_then(|x| x.as_str())
-                    .is_none_or(|q| q.trim().is_empty())
-                {
-                    err(&mut r, ln, "missing or empty `Question`".into());
-                }
-                let mut options = Vec::new();
-                for l in LETTERS {
-                    match v.get(l.to_string()).and_then(|x| x.as_str()) {
-                        Some(o) if !o.trim().is_empty() => options.push(o.to_string()),
-                        _ => err(&mut r, ln, format!("missing or empty option `{l}`")),
-                    }
-                }
-                if options.len() != 4 {
-                    continue;
-                }
-                let letter = match v
-                    .get("Correct")
-                    .and_then(|x| x.as_str())
-                    .and_then(|c| c.trim().chars().next())
-                {
-                    Some(c) if LETTERS.contains(&c) => c,
-                    other => {
-                        err(&mut r, ln, format!("`Correct` {other:?} is not A-D"));
-                        continue;
-                    }
-                };
-                let kind = v
-                    .get("Type")
-                    .and_then(|x| x.as_str())
-                    .unwrap_or("")
-                    .to_string();
-                if kind.is_empty() {
-                    err(&mut r, ln, "missing `Type`".into());
-                }
-                let label = options[(letter as u8 - b'A') as usize].clone();
-                (options, letter, label, kind)
-            }
-        };
-        let distinct: BTreeSet<&String> = options.iter().collect();
-        if distinct.len() != 4 {
-            err(
-                &mut r,
-                ln,
-                format!("options are not four distinct labels: {options:?}"),
-            );
-        }
-        let idx = (letter as u8 - b'A') as usize;
-        if options[idx] != label {
-            err(
-                &mut r,
-                ln,
-                format!(
-                    "answer {letter}. {label:?} but option {letter} is {:?}",
-                    options[idx]
-                ),
-            );
-        }
-        *r.letters.entry(letter.to_string()).or_default() += 1;
-        *r.labels.entry(kind).or_default().entry(label).or_default() += 1;
-        items.push((options, idx));
+        let Some(a) = asked else { continue };
+        let Some(idx) = c.options(&a) else { continue };
+        *r.letters.entry(a.letter.to_string()).or_default() += 1;
+        *r.labels
+            .entry(a.kind)
+            .or_default()
+            .entry(a.label)
+            .or_default() += 1;
+        items.push((a.options, idx));
     }
     if r.records == 0 {
-        err(&mut r, 0, "the file has no records".into());
+        LineCheck {
+            report: &mut r,
+            line: 0,
+            paths: &paths,
+        }
+        .error("the file has no records".into());
     }
     r.baselines = (!items.is_empty()).then(|| baselines(&items));
     Ok(r)
@@ -362,13 +405,17 @@ mod tests {
             "image_input": [img.clone(), img.clone()],
             "image_output": [img.clone(), "f.png"],
         });
-        let r = check_file(&write(&dir, "good.jsonl", std::slice::from_ref(&good))).unwrap();
+        let r = check_file(
+            &write(&dir, "good.jsonl", std::slice::from_ref(&good)),
+            None,
+        )
+        .unwrap();
         assert!(r.ok(), "{}", r.render());
         assert_eq!(r.labels["direction"]["Moving Left"], 1);
         // A label answer counts as the option it names.
         let mut named = good.clone();
         named["text_output"] = "<think>\nI picture it from <output_image> to <output_image>. It shifts left.\n</think>\n<answer>\nMoving Left\n</answer>".into();
-        let r = check_file(&write(&dir, "named.jsonl", &[named])).unwrap();
+        let r = check_file(&write(&dir, "named.jsonl", &[named]), None).unwrap();
         assert!(r.ok(), "{}", r.render());
         assert_eq!(r.letters["B"], 1);
         let broken = |f: &dyn Fn(&mut serde_json::Value)| {
@@ -417,16 +464,16 @@ mod tests {
             ),
         ];
         for (v, want) in cases {
-            let r = check_file(&write(&dir, "bad.jsonl", &[v])).unwrap();
+            let r = check_file(&write(&dir, "bad.jsonl", &[v]), None).unwrap();
             assert!(
                 !r.ok() && r.errors.iter().any(|e| e.contains(want)),
                 "{want}: {}",
                 r.render()
             );
         }
-        let dup = check_file(&write(&dir, "dup.jsonl", &[good.clone(), good])).unwrap();
+        let dup = check_file(&write(&dir, "dup.jsonl", &[good.clone(), good]), None).unwrap();
         assert!(dup.errors.iter().any(|e| e.contains("duplicate id")));
-        let empty = check_file(&write(&dir, "empty.jsonl", &[])).unwrap();
+        let empty = check_file(&write(&dir, "empty.jsonl", &[]), None).unwrap();
         assert!(!empty.ok() && empty.errors[0].contains("no records"));
     }
 }

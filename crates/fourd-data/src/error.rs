@@ -6,12 +6,12 @@ use std::path::PathBuf;
 /// Everything that can go wrong in `fourd_data`.
 #[derive(Debug, thiserror::Error)]
 pub enum DataError {
-    /// A file or folder could not be read, written, created or renamed.
-    #[error("{}: {source}", path.display())]
+    /// A file or folder could not be read, written, created or renamed. The cause is part of
+    /// the message (not a `source`), so an error chain prints it once.
+    #[error("{}: {cause}", path.display())]
     Io {
         path: PathBuf,
-        #[source]
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     /// A required annotation file is absent.
     #[error("missing {}", path.display())]
@@ -40,13 +40,16 @@ pub enum DataError {
     /// An HTTP API call failed (segmentation service, chat model).
     #[error("API: {0}")]
     Api(String),
+    /// A record file could not be read or written.
+    #[error(transparent)]
+    Records(#[from] fourd_records::RecordError),
 }
 
 impl DataError {
-    pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+    pub(crate) fn io(path: impl Into<PathBuf>, cause: std::io::Error) -> Self {
         DataError::Io {
             path: path.into(),
-            source,
+            cause,
         }
     }
     /// An error opening or reading `path`: [`DataError::Missing`] when it does not exist.

@@ -1,16 +1,21 @@
 //! Stage 4, export: balances answers, draws option sets, assigns letters and writes the two
 //! training files.
 //!
-//! - DIFT (`dift.jsonl`): `id`, `text_input` (question, a blank line, `A. ...` to `D. ...`),
-//!   `text_output` (`<think>...</think>` then `<answer>X. label</answer>`), `image_input` (every
-//!   frame of the clip), `image_output` (the overlays, in the order of the `<output_image>` tags).
-//!   Questions without imagery (no depth for a camera landmark) are left out of this file.
-//! - 4DRL (`4drl.jsonl`): `Question`, `A`-`D`, `Correct` (a letter), `frame_paths`, `Type`
-//!   (DSR-Bench key), plus `id`.
+//! - DIFT (`dift.jsonl`, `fourd_records::DiftRecord`): `id`, `text_input` (question, a blank
+//!   line, `A. ...` to `D. ...`), `text_output` (`<think>...</think>` then
+//!   `<answer>X. label</answer>`), `image_input` (every frame of the clip), `image_output` (the
+//!   overlays, in the order of the `<output_image>` tags). Questions without imagery (no depth for
+//!   a camera landmark) are left out of this file.
+//! - 4DRL (`4drl.jsonl`, `fourd_records::RlRecord`): `Question`, `A`-`D`, `Correct` (a letter),
+//!   `frame_paths`, `Type` (DSR-Bench key), plus `id` and `Kind`.
 //!
-//! Letters: questions are sorted by id and taken in blocks of four; each block gets a seeded
-//! permutation of A-D for its answers, so over `n` questions each letter is correct `n/4` times
-//! (up to 3). The distractors fill the other letters in seeded random order.
+//! Image paths are stored relative to the output folder the two files live in
+//! (`fourd_records::paths`), so the folder reads from anywhere and can be moved.
+//!
+//! Letters (`fourd_records::letters`): questions are sorted by id and taken in blocks of four;
+//! each block gets a seeded permutation of A-D for its answers, so over `n` questions each letter
+//! is correct `n/4` times (up to 3). The distractors fill the other letters in seeded random
+//! order.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -18,33 +23,29 @@ use std::path::Path;
 use rand::seq::SliceRandom;
 use serde::{Deserialize, Serialize};
 
+use fourd_records::letters::{letter, options_with_answer_at, LetterBalancer, LETTERS};
+use fourd_records::prompt::{lettered, question_text};
+use fourd_records::{DiftRecord, RlRecord};
+
 use crate::cot::{assemble, assemble_label, assemble_with_option_check};
 use crate::error::Result;
 use crate::questions::{balance, baselines, option_set, Balanced, Baselines, Candidate};
 
-pub const LETTERS: [char; 4] = ['A', 'B', 'C', 'D'];
-
-/// A finished question.
+/// A candidate with its lettered options: what export writes as a DIFT and a 4DRL record.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Question {
+pub struct LetteredCandidate {
     pub candidate: Candidate,
     /// Options in letter order.
     pub options: Vec<String>,
     pub correct: usize,
 }
 
-impl Question {
+impl LetteredCandidate {
     pub fn letter(&self) -> char {
-        LETTERS[self.correct]
+        letter(self.correct)
     }
     pub fn text_input(&self) -> String {
-        let opts: Vec<String> = self
-            .options
-            .iter()
-            .zip(LETTERS)
-            .map(|(o, l)| format!("{l}. {o}"))
-            .collect();
-        format!("{}\n\n{}", self.candidate.question, opts.join("\n"))
+        question_text(&self.candidate.question, &lettered(&self.options))
     }
     pub fn text_output(&self) -> String {
         assemble(
@@ -122,7 +123,7 @@ pub fn build_questions(
     mut cands: Vec<Candidate>,
     seed: u64,
     balance_answers: bool,
-) -> (Vec<Question>, ExportStats) {
+) -> (Vec<LetteredCandidate>, ExportStats) {
     cands.sort_by(|a, b| a.id.cmp(&b.id));
     let n_cands = cands.len();
     let Balanced {
@@ -152,30 +153,23 @@ pub fn build_questions(
         }
     }
     let mut questions = Vec::with_capacity(with_options.len());
-    for (block_index, block) in with_options.chunks(4).enumerate() {
-        let mut rng = crate::fsio::clip_rng(seed, &format!("letters-{block_index}"), "letters");
-        let mut letters = [0usize, 1, 2, 3];
-        letters.shuffle(&mut rng);
-        for ((c, opts), &slot) in block.iter().zip(&letters) {
-            let mut distractors: Vec<String> =
-                opts.iter().filter(|o| **o != c.answer).cloned().collect();
-            let mut qrng = crate::fsio::clip_rng(seed, &c.id, "distractor-order");
-            distractors.shuffle(&mut qrng);
-            let mut options = Vec::with_capacity(4);
-            let mut it = distractors.into_iter();
-            for i in 0..4 {
-                options.push(if i == slot {
-                    c.answer.clone()
-                } else {
-                    it.next().unwrap_or_default()
-                });
-            }
-            questions.push(Question {
-                candidate: c.clone(),
-                options,
-                correct: slot,
-            });
-        }
+    let mut balancer = LetterBalancer::new();
+    for (c, opts) in with_options {
+        let slot = balancer.next_slot(|block, perm| {
+            perm.shuffle(&mut crate::fsio::clip_rng(
+                seed,
+                &format!("letters-{block}"),
+                "letters",
+            ))
+        });
+        let mut distractors: Vec<String> =
+            opts.iter().filter(|o| **o != c.answer).cloned().collect();
+        distractors.shuffle(&mut crate::fsio::clip_rng(seed, &c.id, "distractor-order"));
+        questions.push(LetteredCandidate {
+            options: options_with_answer_at(slot, &c.answer, distractors),
+            candidate: c,
+            correct: slot,
+        });
     }
     for q in &questions {
         *stats
@@ -199,56 +193,38 @@ pub fn build_questions(
     (questions, stats)
 }
 
-fn path_str(out_root: &Path, rel: &str) -> String {
-    out_root.join(rel).to_string_lossy().into_owned()
-}
-
-/// Writes `dift.jsonl` and `4drl.jsonl` under `out_root` (atomically); paths in the records are
-/// `out_root` joined with the stored relative paths.
+/// Writes `dift.jsonl` and `4drl.jsonl` under `out_root` (atomically). The candidates' paths
+/// are relative to `out_root`, the files' own folder, and are stored as they are.
 pub fn write_outputs(
-    questions: &[Question],
+    questions: &[LetteredCandidate],
     out_root: &Path,
     stats: &mut ExportStats,
     form: ReplyForm,
 ) -> Result<()> {
-    let mut dift = String::new();
-    let mut rl = String::new();
+    let mut dift = Vec::new();
+    let mut rl = Vec::with_capacity(questions.len());
     for q in questions {
         let c = &q.candidate;
-        let frames: Vec<String> = c
-            .image_input
-            .iter()
-            .map(|p| path_str(out_root, p))
-            .collect();
         if !c.image_output.is_empty() {
-            let rec = serde_json::json!({
-                "id": c.id,
-                "text_input": q.text_input(),
-                "text_output": q.text_output_as(form),
-                "image_input": frames,
-                "image_output": c.image_output.iter().map(|p| path_str(out_root, p)).collect::<Vec<_>>(),
+            dift.push(DiftRecord {
+                id: Some(c.id.clone().into()),
+                text_input: q.text_input(),
+                text_output: q.text_output_as(form),
+                image_input: c.image_input.clone(),
+                image_output: c.image_output.clone(),
             });
-            dift.push_str(&rec.to_string());
-            dift.push('\n');
-            stats.dift_records += 1;
         }
-        let rec = serde_json::json!({
-            "id": c.id,
-            "Question": c.question,
-            "A": q.options[0],
-            "B": q.options[1],
-            "C": q.options[2],
-            "D": q.options[3],
-            "Correct": q.letter().to_string(),
-            "frame_paths": frames,
-            "Type": c.kind.rl_type(),
-            "Kind": c.kind.as_str(),
+        rl.push(RlRecord {
+            id: Some(c.id.clone().into()),
+            frame_paths: c.image_input.clone(),
+            task_type: c.kind.rl_type().to_string(),
+            kind: Some(c.kind.as_str().to_string()),
+            ..RlRecord::new(&c.question, &q.options, q.letter())
         });
-        rl.push_str(&rec.to_string());
-        rl.push('\n');
     }
-    crate::fsio::write_atomic(&out_root.join(DIFT_FILE), dift.as_bytes())?;
-    crate::fsio::write_atomic(&out_root.join(RL_FILE), rl.as_bytes())?;
+    stats.dift_records = dift.len();
+    fourd_records::jsonl::write(&out_root.join(DIFT_FILE), &dift)?;
+    fourd_records::jsonl::write(&out_root.join(RL_FILE), &rl)?;
     Ok(())
 }
 

@@ -1,4 +1,4 @@
-//! `fourd_data`: the annotation-free 4D data pipeline (issue #6).
+//! `fourd_data`: the annotation-free 4D data pipeline.
 //!
 //! SpatialVID-layout clips (real, or from `fourd synth`) become multiple-choice questions about
 //! camera and object motion, with chains of thought that "imagine" the tracked object on

@@ -76,6 +76,19 @@ impl QuestionKind {
     }
 }
 
+impl std::str::FromStr for QuestionKind {
+    type Err = crate::error::DataError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::parse(s.trim()).ok_or_else(|| {
+            let all: Vec<&str> = Self::ALL.iter().map(|k| k.as_str()).collect();
+            crate::error::DataError::Config(format!(
+                "unknown question kind {s:?} (expected one of {})",
+                all.join(", ")
+            ))
+        })
+    }
+}
+
 /// Question wording templates; `{obj}`, `{a}`, `{b}` and `{box}` are filled in. Times are the
 /// frame positions read as seconds (DIFT shows the frames as a 1 fps video).
 pub fn templates(kind: QuestionKind) -> &'static [&'static str] {

@@ -154,7 +154,7 @@ fn chat_rewrites_are_checked() {
         let s = run_pipeline(&cfg).unwrap();
         assert!(s.failures.is_empty(), "{:?}", s.failures);
         for f in [&s.dift_path, &s.rl_path] {
-            let r = check_file(f).unwrap();
+            let r = check_file(f, None).unwrap();
             assert!(r.ok(), "{}", r.render());
         }
         rewritten(&cfg)

@@ -93,7 +93,7 @@ fn outputs_check_clean_and_reruns_are_identical() {
     assert!(s.failures.is_empty(), "{:?}", s.failures);
     assert!(s.export.questions > 0 && s.export.dift_records > 0);
     for f in [&s.dift_path, &s.rl_path] {
-        let r = check_file(f).unwrap();
+        let r = check_file(f, None).unwrap();
         assert!(r.ok(), "{}", r.render());
         assert!(r.records > 0);
     }
@@ -136,7 +136,7 @@ fn outputs_check_clean_and_reruns_are_identical() {
     let mut v: serde_json::Value = serde_json::from_str(&first).unwrap();
     v["image_output"].as_array_mut().unwrap().pop();
     std::fs::write(&bad, format!("{v}\n")).unwrap();
-    let r = check_file(&bad).unwrap();
+    let r = check_file(&bad, None).unwrap();
     assert!(
         !r.ok() && r.errors[0].contains("expected"),
         "{}",
@@ -144,7 +144,7 @@ fn outputs_check_clean_and_reruns_are_identical() {
     );
     // The other reply forms: same questions and letters, every record checks clean; label
     // answers carry no letter, option checks name every option.
-    let letters = check_file(&s.dift_path).unwrap().letters;
+    let letters = check_file(&s.dift_path, None).unwrap().letters;
     for (form, marker) in [
         (ReplyForm::Label, None),
         (ReplyForm::OptionCheck, Some(": yes\n")),
@@ -152,7 +152,7 @@ fn outputs_check_clean_and_reruns_are_identical() {
         let mut c = cfg.clone();
         c.reply = form;
         let s5 = run_pipeline(&c).unwrap();
-        let r = check_file(&s5.dift_path).unwrap();
+        let r = check_file(&s5.dift_path, None).unwrap();
         assert!(r.ok(), "{form:?}: {}", r.render());
         assert_eq!(r.letters, letters, "{form:?}");
         for line in std::fs::read_to_string(&s5.dift_path).unwrap().lines() {

@@ -1,13 +1,23 @@
 //! Benchmark tables: DSR-Bench's `benchmark.parquet` (`videoID`/`video`, `question`,
 //! `options`/`candidates`, `answer`, `type`) or any parquet / JSONL / JSON table through a column
-//! mapping. Options may be a list or a string holding a (JSON or Python-literal) list; the reference
-//! `eval`s such strings, we parse them.
+//! mapping; and 4DRL JSONL files (`Question`, `A`-`D`, `Correct`, `frame_paths` or `video_path`),
+//! read by `fourd_records::rl` with its path rule. Options may be a list or a string holding a
+//! (JSON or Python-literal) list; the reference `eval`s such strings, we parse them. Every row
+//! becomes a [`McQuestion`].
 
 use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 
+use fourd_records::{McQuestion, Media, PathRule};
+
 use crate::error::{io, EvalError, Result};
+
+/// A 4DRL line: it has `Correct` and its video as `frame_paths` or `video_path`.
+fn is_rl_record(row: &serde_json::Map<String, Value>) -> bool {
+    row.contains_key("Correct")
+        && (row.contains_key("frame_paths") || row.contains_key("video_path"))
+}
 
 /// Which columns hold what. Each entry lists accepted names, first match wins.
 #[derive(Clone, Debug)]
@@ -33,34 +43,32 @@ impl Default for ColumnMap {
     }
 }
 
-/// One benchmark question.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Record {
-    /// Row number in the table (the reference's added `index` column).
-    pub index: usize,
-    pub video_id: String,
-    pub question: String,
-    pub options: Vec<String>,
-    /// Ground truth: the first character of `answer`, upper-cased.
-    pub gt: String,
-    /// Lower-cased, trimmed `type`.
-    pub subtask: String,
+/// Loads a benchmark table by extension: `.parquet`, `.jsonl`, `.json`. 4DRL paths resolve
+/// against the file's folder.
+pub fn load(path: &Path, cols: &ColumnMap) -> Result<Vec<McQuestion>> {
+    load_from(path, cols, None)
 }
 
-impl Record {
-    /// Question, blank line, then one option per line (the reference's `text_input`).
-    pub fn question_with_options(&self) -> String {
-        if self.options.is_empty() {
-            self.question.clone()
-        } else {
-            format!("{}\n\n{}", self.question, self.options.join("\n"))
-        }
-    }
-}
-
-/// Loads a benchmark table by extension: `.parquet`, `.jsonl`, `.json`.
-pub fn load(path: &Path, cols: &ColumnMap) -> Result<Vec<Record>> {
+/// [`load`], with 4DRL paths resolved against `data_root` when given.
+pub fn load_from(
+    path: &Path,
+    cols: &ColumnMap,
+    data_root: Option<&Path>,
+) -> Result<Vec<McQuestion>> {
     let rows = read_rows(path)?;
+    if rows.first().is_some_and(is_rl_record) {
+        let rule = PathRule::for_file(path, data_root);
+        let (questions, dropped) = fourd_records::rl::read_questions(path, &rule)?;
+        if !dropped.is_empty() {
+            tracing::warn!(
+                "{}: {} record(s) without `Correct` or a video left out (first: {})",
+                path.display(),
+                dropped.len(),
+                dropped[0]
+            );
+        }
+        return Ok(questions);
+    }
     let err = |msg: String| EvalError::Benchmark {
         path: path.to_path_buf(),
         msg,
@@ -96,16 +104,17 @@ pub fn load(path: &Path, cols: &ColumnMap) -> Result<Vec<Record>> {
             .next()
             .map(|c| c.to_uppercase().to_string())
             .unwrap_or_default();
-        out.push(Record {
+        out.push(McQuestion {
             index,
-            video_id: s(&video).trim().to_string(),
+            id: format!("row {index}"),
             question: s(&question),
             options,
-            gt,
-            subtask: task_type
+            answer: gt,
+            task_type: task_type
                 .as_deref()
                 .map(|c| s(c).trim().to_lowercase())
                 .unwrap_or_default(),
+            media: Media::VideoId(s(&video).trim().to_string()),
         });
     }
     Ok(out)

@@ -2,15 +2,15 @@ use std::path::PathBuf;
 
 #[derive(Debug, thiserror::Error)]
 pub enum EvalError {
-    #[error("{path}: {source}")]
+    // The cause is part of the message (not a `#[source]`), so error chains print it once.
+    #[error("{}: {cause}", path.display())]
     Io {
         path: PathBuf,
-        #[source]
-        source: std::io::Error,
+        cause: std::io::Error,
     },
-    #[error("{path}: {msg}")]
+    #[error("{}: {msg}", path.display())]
     Benchmark { path: PathBuf, msg: String },
-    #[error("{path} line {line}: {msg}")]
+    #[error("{} line {line}: {msg}", path.display())]
     Results {
         path: PathBuf,
         line: usize,
@@ -20,15 +20,17 @@ pub enum EvalError {
     Input(String),
     #[error(transparent)]
     Model(#[from] fourd_model::ModelError),
+    #[error(transparent)]
+    Record(#[from] fourd_records::RecordError),
     #[error("chart: {0}")]
     Chart(String),
 }
 
 pub type Result<T> = std::result::Result<T, EvalError>;
 
-pub(crate) fn io(path: &std::path::Path, source: std::io::Error) -> EvalError {
+pub(crate) fn io(path: &std::path::Path, cause: std::io::Error) -> EvalError {
     EvalError::Io {
         path: path.to_path_buf(),
-        source,
+        cause,
     }
 }

@@ -2,11 +2,11 @@
 //! mapping), compatible with the output files of 4DThinker's `evaluation/dsr_eval.py`.
 //!
 //! benchmark (parquet / JSONL) -> frames (FFmpeg) -> prompts -> latent-imagery generation ->
-//! answer extraction -> per-sample JSONL (appended, resumable) -> summary, Markdown table, chart.
+//! answer extraction (`fourd_records::answer`) -> per-sample JSONL (appended, resumable) -> summary, Markdown table, chart.
 
 pub mod benchmark;
+pub mod compare;
 pub mod error;
-pub mod extract;
 pub mod report;
 pub mod run;
 

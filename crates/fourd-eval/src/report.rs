@@ -7,7 +7,6 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
-use serde_json::{json, Value};
 
 use crate::error::{io, EvalError, Result};
 
@@ -148,8 +147,34 @@ impl JsonlAppender {
     }
 }
 
-/// Summary in the reference's schema, plus `skipped_samples` (index and reason).
-pub fn summarize(total: usize, results: &[SampleResult], skipped: &[Skipped]) -> Value {
+/// A skipped sample as the summary lists it.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct SkippedSample {
+    pub index: usize,
+    pub video_id: String,
+    pub reason: String,
+}
+
+/// `_summary.json`: the reference's schema, plus `skipped_samples` (index and reason). Sub-task
+/// maps are keyed by the paper's column names; an accuracy is `null` for a sub-task with no
+/// sample.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct EvalSummary {
+    pub total: usize,
+    pub eval_count: usize,
+    pub skipped: usize,
+    pub correct: usize,
+    pub accuracy: f64,
+    pub subtask_accuracy: BTreeMap<String, Option<f64>>,
+    pub subtask_correct: BTreeMap<String, usize>,
+    pub subtask_total: BTreeMap<String, usize>,
+    pub subtask_macro_avg: f64,
+    pub subtask_columns_order: Vec<String>,
+    pub skipped_samples: Vec<SkippedSample>,
+}
+
+/// The summary of scored and skipped samples out of `total` rows.
+pub fn summarize(total: usize, results: &[SampleResult], skipped: &[Skipped]) -> EvalSummary {
     let eval_count = results.len();
     let correct: usize = results.iter().map(|r| r.hit as usize).sum();
     let mut per: HashMap<&str, (usize, usize)> = HashMap::new();
@@ -160,52 +185,58 @@ pub fn summarize(total: usize, results: &[SampleResult], skipped: &[Skipped]) ->
             e.1 += r.hit as usize;
         }
     }
-    let mut acc = serde_json::Map::new();
-    let mut cor = serde_json::Map::new();
-    let mut tot = serde_json::Map::new();
+    let mut summary = EvalSummary {
+        total,
+        eval_count,
+        skipped: skipped.len(),
+        correct,
+        accuracy: if eval_count > 0 {
+            correct as f64 / eval_count as f64
+        } else {
+            0.0
+        },
+        subtask_accuracy: BTreeMap::new(),
+        subtask_correct: BTreeMap::new(),
+        subtask_total: BTreeMap::new(),
+        subtask_macro_avg: 0.0,
+        subtask_columns_order: SUBTASKS
+            .iter()
+            .map(|(_, c)| c.to_string())
+            .chain(["Avg".to_string()])
+            .collect(),
+        skipped_samples: skipped
+            .iter()
+            .map(|s| SkippedSample {
+                index: s.index,
+                video_id: s.video_id.clone(),
+                reason: s.reason.clone(),
+            })
+            .collect(),
+    };
     let mut accs = Vec::new();
     for (key, col) in SUBTASKS {
         let (n, c) = per.get(key).copied().unwrap_or((0, 0));
-        let a = if n > 0 {
-            Some(c as f64 / n as f64)
-        } else {
-            None
-        };
-        if let Some(a) = a {
-            accs.push(a);
-        }
-        acc.insert(col.to_string(), json!(a));
-        cor.insert(col.to_string(), json!(c));
-        tot.insert(col.to_string(), json!(n));
+        let a = (n > 0).then(|| c as f64 / n as f64);
+        accs.extend(a);
+        summary.subtask_accuracy.insert(col.to_string(), a);
+        summary.subtask_correct.insert(col.to_string(), c);
+        summary.subtask_total.insert(col.to_string(), n);
     }
-    let macro_avg = if accs.is_empty() {
-        0.0
-    } else {
-        accs.iter().sum::<f64>() / accs.len() as f64
-    };
-    let mut order: Vec<String> = SUBTASKS.iter().map(|(_, c)| c.to_string()).collect();
-    order.push("Avg".into());
-    let skipped_list: Vec<Value> = skipped
-        .iter()
-        .map(|s| json!({"index": s.index, "video_id": s.video_id, "reason": s.reason}))
-        .collect();
-    json!({
-        "total": total,
-        "eval_count": eval_count,
-        "skipped": skipped.len(),
-        "correct": correct,
-        "accuracy": if eval_count > 0 { correct as f64 / eval_count as f64 } else { 0.0 },
-        "subtask_accuracy": acc,
-        "subtask_correct": cor,
-        "subtask_total": tot,
-        "subtask_macro_avg": macro_avg,
-        "subtask_columns_order": order,
-        "skipped_samples": skipped_list,
-    })
+    if !accs.is_empty() {
+        summary.subtask_macro_avg = accs.iter().sum::<f64>() / accs.len() as f64;
+    }
+    summary
+}
+
+impl EvalSummary {
+    /// The accuracy of the sub-task shown in column `col`, when it has samples.
+    pub fn subtask(&self, col: &str) -> Option<f64> {
+        self.subtask_accuracy.get(col).copied().flatten()
+    }
 }
 
 /// The sub-task table as Markdown: percentages with two decimals, N/A for empty categories.
-pub fn markdown_table(summary: &Value, title: &str) -> String {
+pub fn markdown_table(summary: &EvalSummary, title: &str) -> String {
     let order = SUBTASKS.iter().map(|(_, c)| *c);
     let mut head = String::from("|");
     let mut sep = String::from("|");
@@ -213,43 +244,32 @@ pub fn markdown_table(summary: &Value, title: &str) -> String {
     for col in order {
         head += &format!(" {col} |");
         sep += " ---: |";
-        row += &match summary["subtask_accuracy"][col].as_f64() {
+        row += &match summary.subtask(col) {
             Some(a) => format!(" {:.2} |", a * 100.0),
             None => " N/A |".to_string(),
         };
     }
     head += " Avg |";
     sep += " ---: |";
-    row += &format!(
-        " {:.2} |",
-        summary["subtask_macro_avg"].as_f64().unwrap_or(0.0) * 100.0
-    );
+    row += &format!(" {:.2} |", summary.subtask_macro_avg * 100.0);
     format!(
         "## {title}\n\nOverall accuracy: {:.2}% ({} / {} evaluated; {} of {} rows skipped)\n\n{head}\n{sep}\n{row}\n",
-        summary["accuracy"].as_f64().unwrap_or(0.0) * 100.0,
-        summary["correct"],
-        summary["eval_count"],
-        summary["skipped"],
-        summary["total"],
+        summary.accuracy * 100.0,
+        summary.correct,
+        summary.eval_count,
+        summary.skipped,
+        summary.total,
     )
 }
 
 /// A bar chart of the sub-task accuracies (and their macro average) as PNG.
-pub fn bar_chart(summary: &Value, title: &str, path: &Path) -> Result<()> {
+pub fn bar_chart(summary: &EvalSummary, title: &str, path: &Path) -> Result<()> {
     use plotters::prelude::*;
     let mut bars: Vec<(String, f64)> = SUBTASKS
         .iter()
-        .map(|(_, c)| {
-            (
-                c.to_string(),
-                summary["subtask_accuracy"][*c].as_f64().unwrap_or(0.0) * 100.0,
-            )
-        })
+        .map(|(_, c)| (c.to_string(), summary.subtask(c).unwrap_or(0.0) * 100.0))
         .collect();
-    bars.push((
-        "Avg".into(),
-        summary["subtask_macro_avg"].as_f64().unwrap_or(0.0) * 100.0,
-    ));
+    bars.push(("Avg".into(), summary.subtask_macro_avg * 100.0));
     let e = |x: String| EvalError::Chart(format!("{}: {x}", path.display()));
     let root = BitMapBackend::new(path, (1100, 520)).into_drawing_area();
     root.fill(&WHITE).map_err(|x| e(x.to_string()))?;
@@ -301,7 +321,7 @@ pub fn bar_chart(summary: &Value, title: &str, path: &Path) -> Result<()> {
 }
 
 /// Writes summary JSON, Markdown table and chart for the results on disk.
-pub fn write_reports(files: &ResultFiles, total: usize, title: &str) -> Result<Value> {
+pub fn write_reports(files: &ResultFiles, total: usize, title: &str) -> Result<EvalSummary> {
     let results: Vec<SampleResult> = read_jsonl(&files.samples)?;
     let skipped: Vec<Skipped> = read_jsonl(&files.skipped)?;
     let summary = summarize(total, &results, &skipped);
@@ -319,7 +339,7 @@ pub fn write_reports(files: &ResultFiles, total: usize, title: &str) -> Result<V
 
 /// Combines shard result files into one. The same index scored differently in two shards is an
 /// error; a sample skipped in one shard but scored in another counts as scored.
-pub fn merge(shards: &[PathBuf], out: &Path, total: usize, title: &str) -> Result<Value> {
+pub fn merge(shards: &[PathBuf], out: &Path, total: usize, title: &str) -> Result<EvalSummary> {
     let mut results: BTreeMap<usize, SampleResult> = BTreeMap::new();
     let mut skipped: BTreeMap<usize, Skipped> = BTreeMap::new();
     for s in shards {

@@ -8,23 +8,28 @@ use std::path::PathBuf;
 use std::sync::{mpsc, Arc};
 
 use fourd_model::generation::{generate, GenerationConfig};
-use fourd_model::inputs::{PromptInput, VideoFrames, FOUR_D_THINKER_SUFFIX};
+use fourd_model::inputs::{PromptInput, VideoFrames};
 use fourd_model::tokenizer::{Content, Message};
 use fourd_model::Pipeline;
 use fourd_video::SamplingOptions;
 use image::RgbImage;
 use indicatif::{ProgressBar, ProgressStyle};
-use serde_json::Value;
 
-use crate::benchmark::{self, video_path, ColumnMap, Record};
+use fourd_records::answer::{extract_choice, reply_text};
+use fourd_records::{McQuestion, Media};
+
+use crate::benchmark::{self, video_path, ColumnMap};
 use crate::error::{EvalError, Result};
-use crate::extract::extract_choice;
-use crate::report::{read_jsonl, write_reports, JsonlAppender, ResultFiles, SampleResult, Skipped};
+use crate::report::{
+    read_jsonl, write_reports, EvalSummary, JsonlAppender, ResultFiles, SampleResult, Skipped,
+};
 
 #[derive(Clone, Debug)]
 pub struct EvalConfig {
     pub benchmark: PathBuf,
     pub columns: ColumnMap,
+    /// Where relative frame and video paths of a 4DRL benchmark resolve (default: its folder).
+    pub data_root: Option<PathBuf>,
     pub video_root: PathBuf,
     pub video_ext: String,
     /// Per-sample JSONL; the other files sit beside it.
@@ -42,8 +47,8 @@ pub struct EvalConfig {
 }
 
 /// The rows this run (or shard) is responsible for.
-pub fn select_records(cfg: &EvalConfig) -> Result<Vec<Record>> {
-    let mut records = benchmark::load(&cfg.benchmark, &cfg.columns)?;
+pub fn select_records(cfg: &EvalConfig) -> Result<Vec<McQuestion>> {
+    let mut records = benchmark::load_from(&cfg.benchmark, &cfg.columns, cfg.data_root.as_deref())?;
     if let Some(m) = cfg.max_samples {
         records.truncate(m);
     }
@@ -61,13 +66,13 @@ pub fn select_records(cfg: &EvalConfig) -> Result<Vec<Record>> {
 type Frames = Arc<Vec<RgbImage>>;
 
 enum Prepared {
-    Ready(Record, PathBuf, Frames),
-    Skip(Record, String),
+    Ready(McQuestion, PathBuf, Frames),
+    Skip(McQuestion, String),
 }
 
 /// Decodes the videos of `records` in order on a background thread.
 fn spawn_decoder(
-    records: Vec<Record>,
+    records: Vec<McQuestion>,
     cfg: &EvalConfig,
     tx: mpsc::SyncSender<Prepared>,
 ) -> std::thread::JoinHandle<()> {
@@ -77,21 +82,33 @@ fn spawn_decoder(
         cfg.video.clone(),
     );
     std::thread::spawn(move || {
-        let mut last: Option<(String, std::result::Result<Frames, String>)> = None;
+        let mut last: Option<(Media, std::result::Result<Frames, String>)> = None;
         for r in records {
-            let path = video_path(&root, &r.video_id, &ext);
-            let item = if r.video_id.is_empty() {
+            let path = match &r.media {
+                Media::VideoId(id) => video_path(&root, id, &ext),
+                Media::Video(p) => p.clone(),
+                Media::Frames(f) => f
+                    .first()
+                    .and_then(|p| p.parent())
+                    .map(PathBuf::from)
+                    .unwrap_or_default(),
+            };
+            let item = if r.media == Media::VideoId(String::new()) {
                 Prepared::Skip(r, "no video id".into())
             } else if r.options.is_empty() {
                 Prepared::Skip(r, "question has no options".into())
             } else {
                 let decoded = match &last {
-                    Some((id, res)) if *id == r.video_id => res.clone(),
+                    Some((media, res)) if *media == r.media => res.clone(),
                     _ => {
-                        let res = fourd_video::decode_video(&path, &opts)
-                            .map(|v| Arc::new(v.frames))
-                            .map_err(|e| e.to_string());
-                        last = Some((r.video_id.clone(), res.clone()));
+                        let res = match &r.media {
+                            Media::Frames(paths) => load_frames(paths, &opts),
+                            _ => fourd_video::decode_video(&path, &opts)
+                                .map(|v| v.frames)
+                                .map_err(|e| e.to_string()),
+                        }
+                        .map(Arc::new);
+                        last = Some((r.media.clone(), res.clone()));
                         res
                     }
                 };
@@ -108,7 +125,7 @@ fn spawn_decoder(
 }
 
 /// Evaluates one checkpoint; returns the summary of everything in the output files.
-pub fn evaluate(pipe: &Pipeline, cfg: &EvalConfig) -> Result<Value> {
+pub fn evaluate(pipe: &Pipeline, cfg: &EvalConfig) -> Result<EvalSummary> {
     let records = select_records(cfg)?;
     let total = records.len();
     let files = ResultFiles::new(&cfg.output);
@@ -121,7 +138,7 @@ pub fn evaluate(pipe: &Pipeline, cfg: &EvalConfig) -> Result<Value> {
     if !retried.is_empty() {
         std::fs::remove_file(&files.skipped).map_err(|e| crate::error::io(&files.skipped, e))?;
     }
-    let pending: Vec<Record> = records
+    let pending: Vec<McQuestion> = records
         .into_iter()
         .filter(|r| !done.contains(&r.index))
         .collect();
@@ -149,33 +166,34 @@ pub fn evaluate(pipe: &Pipeline, cfg: &EvalConfig) -> Result<Value> {
     let (tx, rx) = mpsc::sync_channel(cfg.batch_size.max(1) * 2);
     let decoder = spawn_decoder(pending, cfg, tx);
     let (mut correct, mut scored) = (0usize, 0usize);
-    let mut batch: Vec<(Record, PathBuf, Frames)> = Vec::new();
-    let mut flush =
-        |batch: &mut Vec<(Record, PathBuf, Frames)>, samples: &mut JsonlAppender| -> Result<()> {
-            if batch.is_empty() {
-                return Ok(());
-            }
-            for r in answer_batch(pipe, cfg, batch) {
-                correct += r.hit as usize;
-                scored += 1;
-                samples.append(&r)?;
-                bar.inc(1);
-            }
-            bar.set_message(format!(
-                "accuracy {:.1}% of {scored}",
-                100.0 * correct as f64 / scored.max(1) as f64
-            ));
-            batch.clear();
-            Ok(())
-        };
+    let mut batch: Vec<(McQuestion, PathBuf, Frames)> = Vec::new();
+    let mut flush = |batch: &mut Vec<(McQuestion, PathBuf, Frames)>,
+                     samples: &mut JsonlAppender|
+     -> Result<()> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        for r in answer_batch(pipe, cfg, batch) {
+            correct += r.hit as usize;
+            scored += 1;
+            samples.append(&r)?;
+            bar.inc(1);
+        }
+        bar.set_message(format!(
+            "accuracy {:.1}% of {scored}",
+            100.0 * correct as f64 / scored.max(1) as f64
+        ));
+        batch.clear();
+        Ok(())
+    };
     for item in rx {
         match item {
             Prepared::Skip(r, reason) => {
-                tracing::warn!("sample {} ({}): skipped: {reason}", r.index, r.video_id);
+                tracing::warn!("sample {} ({}): skipped: {reason}", r.index, video_id(&r));
                 skipped.append(&Skipped {
                     index: r.index,
-                    video_id: r.video_id,
-                    subtask_type: r.subtask,
+                    video_id: video_id(&r),
+                    subtask_type: r.task_type,
                     reason,
                 })?;
                 bar.inc(1);
@@ -196,11 +214,13 @@ pub fn evaluate(pipe: &Pipeline, cfg: &EvalConfig) -> Result<Value> {
     write_reports(&files, total, &cfg.title)
 }
 
-fn prompt(pipe: &Pipeline, cfg: &EvalConfig, r: &Record, frames: &Frames) -> Result<PromptInput> {
-    let mut text = r.question_with_options();
-    if cfg.suffix {
-        text.push_str(FOUR_D_THINKER_SUFFIX);
-    }
+fn prompt(
+    pipe: &Pipeline,
+    cfg: &EvalConfig,
+    r: &McQuestion,
+    frames: &Frames,
+) -> Result<PromptInput> {
+    let text = r.prompt_text(cfg.suffix);
     let rendered = pipe.tokenizer.apply_chat_template(
         &[Message::new(
             "user",
@@ -223,9 +243,9 @@ fn prompt(pipe: &Pipeline, cfg: &EvalConfig, r: &Record, frames: &Frames) -> Res
 fn answer_batch(
     pipe: &Pipeline,
     cfg: &EvalConfig,
-    batch: &[(Record, PathBuf, Frames)],
+    batch: &[(McQuestion, PathBuf, Frames)],
 ) -> Vec<SampleResult> {
-    let run = |items: &[(Record, PathBuf, Frames)]| -> Result<Vec<String>> {
+    let run = |items: &[(McQuestion, PathBuf, Frames)]| -> Result<Vec<String>> {
         let prompts = items
             .iter()
             .map(|(r, _, f)| prompt(pipe, cfg, r, f))
@@ -239,7 +259,7 @@ fn answer_batch(
             |_, _, _| {},
         )?;
         outs.iter()
-            .map(|o| Ok(raw_text(&pipe.tokenizer.decode(&o.token_ids, false)?)))
+            .map(|o| Ok(reply_text(&pipe.tokenizer.decode(&o.token_ids, false)?)))
             .collect()
     };
     let raws: Vec<std::result::Result<String, String>> = match run(batch) {
@@ -270,27 +290,50 @@ fn answer_batch(
             };
             SampleResult {
                 index: r.index,
-                video_id: r.video_id.clone(),
+                video_id: video_id(r),
                 video_path: path.display().to_string(),
-                question: r.question_with_options(),
-                hit: u8::from(!pred.is_empty() && pred == r.gt),
-                gt: r.gt.clone(),
+                question: r.text(),
+                hit: u8::from(!pred.is_empty() && pred == r.answer),
+                gt: r.answer.clone(),
                 answer: pred.clone(),
                 pred,
                 raw,
-                subtask_type: r.subtask.clone(),
+                subtask_type: r.task_type.clone(),
             }
         })
         .collect()
 }
 
-/// The assistant's text: cut at the first end-of-turn token, trimmed (latent tokens kept).
-pub fn raw_text(decoded: &str) -> String {
-    let mut s = decoded;
-    for stop in ["<|im_end|>", "<|endoftext|>"] {
-        if let Some(i) = s.find(stop) {
-            s = &s[..i];
-        }
+/// What result files name a question's video by: its `videoID`, else the record's id.
+pub fn video_id(q: &McQuestion) -> String {
+    match &q.media {
+        Media::VideoId(id) => id.clone(),
+        _ => q.id.clone(),
     }
-    s.trim().to_string()
+}
+
+/// A video given as its frames: all of them, or `max_frames` evenly spaced (ends included), each
+/// read with the image reader's pixel cap and scaled to the model's frame size.
+fn load_frames(
+    paths: &[PathBuf],
+    opts: &SamplingOptions,
+) -> std::result::Result<Vec<RgbImage>, String> {
+    if paths.is_empty() {
+        return Err("the record lists no frames".into());
+    }
+    let keep = fourd_video::sample_indices(paths.len(), 1.0, 1.0, opts.max_frames);
+    keep.into_iter()
+        .map(|i| {
+            let img = fourd_model::processor::load_image(
+                &paths[i],
+                fourd_model::processor::DEFAULT_DECODE_PIXEL_CAP,
+            )
+            .map_err(|e| e.to_string())?;
+            Ok(fourd_video::resize_for_model(
+                &img,
+                opts.max_pixels,
+                opts.factor,
+            ))
+        })
+        .collect()
 }

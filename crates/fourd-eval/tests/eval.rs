@@ -30,10 +30,16 @@ fn out_dir(name: &str) -> PathBuf {
     d
 }
 
+/// The summary as the JSON `_summary.json` holds.
+fn json(s: fourd_eval::report::EvalSummary) -> Value {
+    serde_json::to_value(s).unwrap()
+}
+
 fn config(pipe: &Pipeline, output: PathBuf) -> EvalConfig {
     EvalConfig {
         benchmark: root().join("dsr/benchmark.parquet"),
         columns: ColumnMap::default(),
+        data_root: None,
         video_root: root().join("dsr/videos"),
         video_ext: "mp4".into(),
         output,
@@ -66,7 +72,7 @@ fn full_run_summary_and_skips() {
     let pipe = pipeline();
     let dir = out_dir("full");
     let cfg = config(&pipe, dir.join("dsr_eval.jsonl"));
-    let s = evaluate(&pipe, &cfg).unwrap();
+    let s = json(evaluate(&pipe, &cfg).unwrap());
     let files = ResultFiles::new(&cfg.output);
     let results: Vec<SampleResult> = read_jsonl(&files.samples).unwrap();
     let skipped: Vec<Skipped> = read_jsonl(&files.skipped).unwrap();
@@ -135,14 +141,14 @@ fn full_run_summary_and_skips() {
     // Ground truth is the first letter of `answer`, upper-cased ("B. south" -> B, "c" -> C).
     for r in &results {
         let rec = &records[r.index];
-        assert_eq!(r.gt, rec.gt);
+        assert_eq!(r.gt, rec.answer);
         assert_eq!(r.pred, r.answer);
         assert_eq!(r.hit, u8::from(!r.pred.is_empty() && r.pred == r.gt));
         assert!(r.question.starts_with(&rec.question) && r.question.contains("\n\nA. "));
         assert!(!r.raw.contains("<|im_end|>"));
     }
-    assert_eq!(records[12].gt, "B");
-    assert_eq!(records[13].gt, "C");
+    assert_eq!(records[12].answer, "B");
+    assert_eq!(records[13].answer, "C");
     assert!(files.table.exists() && files.chart.exists());
     let md = std::fs::read_to_string(&files.table).unwrap();
     assert!(md.contains("Non-Temp Based") && md.contains("N/A"));
@@ -166,7 +172,7 @@ fn resume_after_a_crash_scores_nothing_twice() {
     );
     std::fs::write(&cfg.output, torn).unwrap();
 
-    let s = evaluate(&pipe, &cfg).unwrap();
+    let s = json(evaluate(&pipe, &cfg).unwrap());
     let text = std::fs::read_to_string(&cfg.output).unwrap();
     let indices: Vec<usize> = text
         .lines()
@@ -207,7 +213,7 @@ fn shards_merge_to_the_unsharded_run() {
             dir.join(format!("part/dsr_eval.shard-{i}-of-3.jsonl")),
         );
         c.shard = Some((i, 3));
-        let s = evaluate(&pipe, &c).unwrap();
+        let s = json(evaluate(&pipe, &c).unwrap());
         total += s["total"].as_u64().unwrap() as usize;
         paths.push(c.output);
     }
@@ -285,7 +291,7 @@ fn missing_column_is_a_clear_error() {
 
 #[test]
 fn summary_of_nothing() {
-    let s = summarize(0, &[], &[]);
+    let s = json(summarize(0, &[], &[]));
     assert_eq!(s["eval_count"], 0);
     assert_eq!(s["accuracy"], 0.0);
 }

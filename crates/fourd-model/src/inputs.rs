@@ -205,7 +205,3 @@ fn tokenizer_missing(tok: &QwenTokenizer, what: &str) -> ModelError {
         msg: format!("has no {what} token"),
     }
 }
-
-/// The instruction 4DThinker appends to every question (`FOUR_D_THINKER_TEXT_INPUT_SUFFIX` of the
-/// reference, leading newline included).
-pub const FOUR_D_THINKER_SUFFIX: &str = "\nFirst, think about the reasoning process with mental imagery of the relevant object or region, then provide the user with the answer. Put the reasoning in <think>...</think> and only the final answer in <answer>...</answer>, e.g. <think> reasoning process (with mental imagery as needed) </think><answer> answer here </answer>.";

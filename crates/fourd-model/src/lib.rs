@@ -2,6 +2,7 @@
 //! tower, M-RoPE language model, generation.
 
 pub mod config;
+pub mod device;
 pub mod error;
 pub mod generation;
 pub mod grad_ops;
@@ -17,5 +18,6 @@ pub mod vision;
 pub mod weights;
 
 pub use config::{GenerationDefaults, PreprocessorConfig, Qwen25VlConfig, RopeIndexStyle};
+pub use device::DeviceSpec;
 pub use error::{ModelError, Result};
 pub use model::{Pipeline, Qwen25VL};

@@ -5,6 +5,8 @@
 //! VLMEvalKit's matching does (the reference reads the "D" of "Dolly" there, right or wrong by
 //! accident, and otherwise falls back to the first capital of the reasoning).
 
+use crate::letters::letters_for;
+
 const PREFIXES: &[&str] = &[
     "The best answer is",
     "The correct answer is",
@@ -47,12 +49,6 @@ pub fn option_letter(text: &str, letters: &[char]) -> Option<char> {
         }
     }
     None
-}
-
-/// Option letters of a question with `n` options (A-D when unknown).
-pub fn letters_for(n_options: usize) -> Vec<char> {
-    let n = if n_options == 0 { 4 } else { n_options.min(26) };
-    (0..n).map(|i| (b'A' + i as u8) as char).collect()
 }
 
 /// An option's text without its letter prefix (`A. `, `A) `, `(A) `, `A: `) when it has one.
@@ -119,6 +115,18 @@ pub fn extract_choice(raw: &str, options: &[String]) -> String {
         None => option_letter(raw, &letters),
     };
     found.map(String::from).unwrap_or_default()
+}
+
+/// A decoded reply up to its first stop token (`<|im_end|>`, `<|endoftext|>`), trimmed: the text
+/// that answers are extracted from and that result files store.
+pub fn reply_text(decoded: &str) -> String {
+    let mut s = decoded;
+    for stop in ["<|im_end|>", "<|endoftext|>"] {
+        if let Some(i) = s.find(stop) {
+            s = &s[..i];
+        }
+    }
+    s.trim().to_string()
 }
 
 #[cfg(test)]

@@ -44,7 +44,7 @@ fn main() -> Result<()> {
         pipeline: pipeline.clone(),
         latent,
         max_length: 8192,
-        max_pixels: 256 * 28 * 28,
+        max_pixels: fourd_video::DEFAULT_MAX_PIXELS,
         fps: 1.0,
     };
     let records = read_dift_jsonl(std::path::Path::new(&args[2]))?;

@@ -22,7 +22,10 @@ use serde::Serialize;
 use crate::checkpoint::{
     list_checkpoints, read_state, rotate_checkpoints, save_checkpoint, write_json, TrainerState,
 };
-use crate::dift_data::{read_dift_jsonl, ExampleBuilder, Prefetcher, Skipped, DIFT_MAX_PIXELS};
+use crate::dift_data::{
+    check_files, read_dift_records, ExampleBuilder, LoadedRecord, Prefetcher, Skipped,
+    DIFT_MAX_PIXELS,
+};
 use crate::dist::ProcessGroup;
 use crate::error::{Result, TrainError};
 use crate::loss::{dift_loss, LossWeights};
@@ -36,6 +39,8 @@ use crate::tensorboard::EventWriter;
 pub struct DiftConfig {
     pub model: PathBuf,
     pub data: PathBuf,
+    /// Where the data file's relative paths resolve (default: its folder; `fourd_records::paths`).
+    pub data_root: Option<PathBuf>,
     pub out: PathBuf,
     pub epochs: usize,
     pub max_steps: Option<u64>,
@@ -78,6 +83,7 @@ impl DiftConfig {
         DiftConfig {
             model,
             data,
+            data_root: None,
             out,
             epochs: 1,
             max_steps: None,
@@ -131,6 +137,10 @@ pub struct StepLog {
 #[derive(Clone, Debug, Serialize)]
 pub struct DiftSummary {
     pub steps: u64,
+    /// Records in the data file.
+    pub records: usize,
+    /// Examples this run trained on, all ranks (a record counts once per epoch).
+    pub examples_used: usize,
     pub skipped: Vec<SkippedRecord>,
     pub nan_skipped: u64,
     pub last: Option<StepLog>,
@@ -196,11 +206,19 @@ pub fn resolve_resume(path: &Path) -> Result<PathBuf> {
 
 pub fn train_dift(cfg: &DiftConfig) -> Result<DiftSummary> {
     let started = Instant::now();
-    let group = &cfg.group;
-    let main = group.is_main();
+    // The data first: a file whose images cannot be found fails before the model loads.
+    let records = read_dift_records(&cfg.data, cfg.data_root.as_deref())?;
+    check_files(&cfg.data, &records)?;
     std::fs::create_dir_all(&cfg.out).map_err(|e| TrainError::io(&cfg.out, e))?;
+    let mut trainer = DiftTrainer::start(cfg, records)?;
+    trainer.train()?;
+    trainer.finish(started)
+}
+
+/// The state or the fresh start of a run: `--resume`'s checkpoint, or step 0.
+fn starting_state(cfg: &DiftConfig) -> Result<(TrainerState, Option<PathBuf>)> {
     let resume_dir = cfg.resume.as_deref().map(resolve_resume).transpose()?;
-    let mut state = match &resume_dir {
+    let state = match &resume_dir {
         Some(d) => read_state(d)?,
         None => TrainerState {
             global_step: 0,
@@ -219,380 +237,531 @@ pub fn train_dift(cfg: &DiftConfig) -> Result<DiftSummary> {
             cfg.seed
         );
     }
-    let (weights_dir, scratch) = match &resume_dir {
-        Some(d) => (d.clone(), None),
-        None => (cfg.model.clone(), cfg.from_scratch),
-    };
-    let (mut pipeline, weights) = load_trainable_with(
-        &weights_dir,
-        scratch,
-        state.seed,
-        cfg.dtype,
-        &cfg.device,
-        cfg.train_vision,
-    )?;
-    let checkpoint_grads = cfg
-        .gradient_checkpointing
-        .then(fourd_model::text::CheckpointGrads::default);
-    pipeline.model.text.grad_checkpoint = checkpoint_grads.clone();
-    let latent = pipeline.latent_tokens(cfg.latent_size)?.ok_or_else(|| {
-        TrainError::Config(format!(
-            "the tokenizer of {} has no latent tokens; add them with `fourd model add-latent-tokens`",
-            weights_dir.display()
-        ))
-    })?;
-    let vars = weights.vars();
-    let n_params: usize = vars.iter().map(|(_, v)| v.elem_count()).sum();
-    tracing::info!(
-        "{} trainable tensors, {n_params} parameters; vision tower {}",
-        vars.len(),
-        if cfg.train_vision {
-            "trained"
-        } else {
-            "frozen"
-        }
-    );
-    let mut opt = AdamW::new(vars.clone(), cfg.optim)?;
-    if let Some(d) = &resume_dir {
-        opt.load(&d.join("optimizer.safetensors"))?;
-        tracing::info!("resumed from {} at step {}", d.display(), state.global_step);
+    Ok((state, resume_dir))
+}
+
+/// Sums over the examples of one step, in the order the ranks add them up.
+#[derive(Clone, Copy, Default)]
+struct StepSums {
+    /// used, total, ce, sim, cos, tokens, token hits/count, answer hits/count.
+    values: [f64; 10],
+}
+
+impl StepSums {
+    fn used(&self) -> usize {
+        self.values[0] as usize
     }
+    fn tokens(&self) -> u64 {
+        self.values[5] as u64
+    }
+}
 
-    let records = Arc::new(read_dift_jsonl(&cfg.data)?);
-    group.check_same("the number of trainable parameters", n_params as u64)?;
-    group.check_same("the number of records", records.len() as u64)?;
-    group.check_same("the starting step", state.global_step)?;
-    let accum = cfg.grad_accum.max(1);
-    let (rank, world) = (group.rank(), group.world_size());
-    let per_step = accum * world;
-    let steps_per_epoch = records.len().div_ceil(per_step) as u64;
-    let total_steps = cfg.max_steps.unwrap_or(steps_per_epoch * cfg.epochs as u64);
-    let warmup = cfg
-        .warmup_steps
-        .unwrap_or((cfg.warmup_ratio * total_steps as f64).ceil() as u64);
-    let schedule = LinearSchedule {
-        peak: cfg.optim.lr,
-        warmup_steps: warmup,
-        total_steps,
-    };
-    let pipeline = Arc::new(pipeline);
-    let builder = Arc::new(ExampleBuilder {
-        pipeline: pipeline.clone(),
-        latent,
-        max_length: cfg.max_length,
-        max_pixels: cfg.max_pixels,
-        fps: 1.0,
-    });
-    let params = pipeline.rope_params();
-    let compress = pipeline
-        .model
-        .config
-        .latent
-        .compress_strategy
-        .clone()
-        .unwrap_or_else(|| cfg.compress.clone());
+/// One DIFT run while it trains: the model and its optimiser, the data and the schedule, and
+/// what has been logged so far.
+struct DiftTrainer<'a> {
+    cfg: &'a DiftConfig,
+    state: TrainerState,
+    /// Where the weights came from (the model, or the checkpoint resumed from).
+    weights_dir: PathBuf,
+    pipeline: Arc<Pipeline>,
+    weights: Arc<TrainableWeights>,
+    vars: Vec<(String, candle_core::Var)>,
+    checkpoint_grads: Option<fourd_model::text::CheckpointGrads>,
+    latent: fourd_model::generation::LatentTokens,
+    compress: String,
+    opt: AdamW,
+    records: Arc<Vec<LoadedRecord>>,
+    builder: Arc<ExampleBuilder>,
+    schedule: LinearSchedule,
+    total_steps: u64,
+    tb: Option<EventWriter>,
+    bar: Option<indicatif::ProgressBar>,
+    skipped: Vec<SkippedRecord>,
+    last: Option<StepLog>,
+    /// The last logged question, target and prediction.
+    sample: Option<(String, String, String)>,
+    window_tokens: u64,
+    window_start: Instant,
+    tokens_total: u64,
+    /// Examples this run trained on (all ranks): none at all is an error, not a model.
+    used_this_run: usize,
+    first_step: u64,
+    halted: bool,
+}
 
-    let mut tb = if main {
-        Some(EventWriter::create(&cfg.out.join("runs"))?)
-    } else {
-        None
-    };
-    let log_path = cfg.out.join("train_log.jsonl");
-    let mut skipped: Vec<SkippedRecord> = Vec::new();
-    let bar = progress_bar(cfg.progress && main, total_steps, state.global_step);
-    let mut last: Option<StepLog> = None;
-    let mut window_tokens = 0u64;
-    let mut window_start = Instant::now();
-    let mut tokens_total = 0u64;
-    let first_step = state.global_step;
-    let mut halted = false;
-
-    'epochs: for epoch in state.epoch..cfg.epochs.max(1) {
-        if state.global_step >= total_steps {
-            break;
-        }
-        let order = epoch_order(records.len(), state.seed, epoch);
-        let start = if epoch == state.epoch {
-            state.position
-        } else {
-            0
+impl<'a> DiftTrainer<'a> {
+    /// Loads the model (fresh or resumed), the optimiser and the schedule.
+    fn start(cfg: &'a DiftConfig, records: Vec<LoadedRecord>) -> Result<Self> {
+        let group = &cfg.group;
+        let (state, resume_dir) = starting_state(cfg)?;
+        let (weights_dir, scratch) = match &resume_dir {
+            Some(d) => (d.clone(), None),
+            None => (cfg.model.clone(), cfg.from_scratch),
         };
-        // This rank's records of each remaining step (a slice may be empty at the epoch's end).
-        let steps: Vec<(usize, Vec<usize>)> = order[start..]
-            .chunks(per_step)
-            .scan(start, |pos, chunk| {
-                *pos += chunk.len();
-                Some((
-                    *pos,
-                    chunk
-                        .iter()
-                        .skip(rank * accum)
-                        .take(accum)
-                        .copied()
-                        .collect(),
-                ))
-            })
-            .collect();
-        let todo: Vec<usize> = steps
-            .iter()
-            .flat_map(|(_, mine)| mine.iter().copied())
-            .collect();
-        let mut prefetch =
-            Prefetcher::start(builder.clone(), records.clone(), todo, cfg.workers, 4);
-        let mut acc = None;
-        let mut sample: Option<(String, String, String)> = None;
-        for (position, mine) in steps {
-            // used, total, ce, sim, cos, tokens, token hits/count, answer hits/count: summed over
-            // ranks below.
-            let mut sums = [0f64; 10];
-            // Where a step's time goes (forward, backward, optimiser), with `RUST_LOG=...=debug`:
-            // the device is synchronised at each mark only then, so normal runs keep queueing.
-            let timing = tracing::enabled!(tracing::Level::DEBUG);
-            let mut phase = [0f64; 3];
-            let mut clock = Instant::now();
-            let mut mark = |k: usize| -> Result<()> {
-                if timing {
-                    cfg.device.synchronize()?;
-                    phase[k] += clock.elapsed().as_secs_f64();
-                    clock = Instant::now();
-                }
-                Ok(())
+        let (mut pipeline, weights) = load_trainable_with(
+            &weights_dir,
+            scratch,
+            state.seed,
+            cfg.dtype,
+            &cfg.device,
+            cfg.train_vision,
+        )?;
+        let checkpoint_grads = cfg
+            .gradient_checkpointing
+            .then(fourd_model::text::CheckpointGrads::default);
+        pipeline.model.text.grad_checkpoint = checkpoint_grads.clone();
+        let latent = pipeline.latent_tokens(cfg.latent_size)?.ok_or_else(|| {
+            TrainError::Config(format!(
+                "the tokenizer of {} has no latent tokens; add them with `fourd model add-latent-tokens`",
+                weights_dir.display()
+            ))
+        })?;
+        let vars = weights.vars();
+        let n_params: usize = vars.iter().map(|(_, v)| v.elem_count()).sum();
+        tracing::info!(
+            "{} trainable tensors, {n_params} parameters; vision tower {}",
+            vars.len(),
+            if cfg.train_vision {
+                "trained"
+            } else {
+                "frozen"
+            }
+        );
+        let mut opt = AdamW::new(vars.clone(), cfg.optim)?;
+        if let Some(d) = &resume_dir {
+            opt.load(&d.join("optimizer.safetensors"))?;
+            tracing::info!("resumed from {} at step {}", d.display(), state.global_step);
+        }
+        group.check_same("the number of trainable parameters", n_params as u64)?;
+        group.check_same("the number of records", records.len() as u64)?;
+        group.check_same("the starting step", state.global_step)?;
+        let per_step = cfg.grad_accum.max(1) * group.world_size();
+        let steps_per_epoch = records.len().div_ceil(per_step) as u64;
+        let total_steps = cfg
+            .max_steps
+            .unwrap_or(steps_per_epoch * cfg.epochs as u64);
+        let warmup = cfg
+            .warmup_steps
+            .unwrap_or((cfg.warmup_ratio * total_steps as f64).ceil() as u64);
+        let pipeline = Arc::new(pipeline);
+        let compress = pipeline
+            .model
+            .config
+            .latent
+            .compress_strategy
+            .clone()
+            .unwrap_or_else(|| cfg.compress.clone());
+        let main = group.is_main();
+        Ok(DiftTrainer {
+            builder: Arc::new(ExampleBuilder {
+                pipeline: pipeline.clone(),
+                latent,
+                max_length: cfg.max_length,
+                max_pixels: cfg.max_pixels,
+                fps: 1.0,
+            }),
+            schedule: LinearSchedule {
+                peak: cfg.optim.lr,
+                warmup_steps: warmup,
+                total_steps,
+            },
+            tb: main
+                .then(|| EventWriter::create(&cfg.out.join("runs")))
+                .transpose()?,
+            bar: progress_bar(cfg.progress && main, total_steps, state.global_step),
+            first_step: state.global_step,
+            cfg,
+            state,
+            weights_dir,
+            pipeline,
+            weights,
+            vars,
+            checkpoint_grads,
+            latent,
+            compress,
+            opt,
+            records: Arc::new(records),
+            total_steps,
+            skipped: Vec::new(),
+            last: None,
+            sample: None,
+            window_tokens: 0,
+            window_start: Instant::now(),
+            tokens_total: 0,
+            used_this_run: 0,
+            halted: false,
+        })
+    }
+
+    /// The epochs from the starting position on, until the schedule ends or the run halts.
+    fn train(&mut self) -> Result<()> {
+        let (rank, accum) = (self.cfg.group.rank(), self.cfg.grad_accum.max(1));
+        let per_step = accum * self.cfg.group.world_size();
+        for epoch in self.state.epoch..self.cfg.epochs.max(1) {
+            if self.state.global_step >= self.total_steps {
+                break;
+            }
+            let order = epoch_order(self.records.len(), self.state.seed, epoch);
+            let start = if epoch == self.state.epoch {
+                self.state.position
+            } else {
+                0
             };
-            for _ in 0..mine.len() {
-                let Some((_, item)) = prefetch.next() else {
-                    return Err(TrainError::Config(
-                        "the record loader stopped early (a worker thread failed)".into(),
-                    ));
+            // This rank's records of each remaining step (a slice may be empty at the epoch's
+            // end), with the data position after the step.
+            let steps: Vec<(usize, Vec<usize>)> = order[start..]
+                .chunks(per_step)
+                .scan(start, |pos, chunk| {
+                    *pos += chunk.len();
+                    let mine = chunk.iter().skip(rank * accum).take(accum).copied();
+                    Some((*pos, mine.collect()))
+                })
+                .collect();
+            let todo: Vec<usize> = steps
+                .iter()
+                .flat_map(|(_, mine)| mine.iter().copied())
+                .collect();
+            let mut prefetch = Prefetcher::start(
+                self.builder.clone(),
+                self.records.clone(),
+                todo,
+                self.cfg.workers,
+                4,
+            );
+            for (position, mine) in steps {
+                let Some((grads, sums)) = self.accumulate_step(&mut prefetch, mine.len(), epoch)?
+                else {
+                    continue;
                 };
-                match item {
-                    Err(Skipped { id, reason }) => {
-                        if epoch == 0 || !skipped.iter().any(|s| s.id == id) {
-                            tracing::warn!("skipping record {id}: {reason}");
-                            skipped.push(SkippedRecord { id, reason });
-                        }
-                    }
-                    Ok(ex) => {
-                        let loss =
-                            dift_loss(&pipeline.model, &params, &latent, &compress, cfg.loss, &ex)?;
-                        let total = loss.total.to_scalar::<f32>()?;
-                        mark(0)?;
-                        if !total.is_finite() {
-                            state.nan_skipped += 1;
-                            tracing::warn!(
-                                "non-finite loss on record {}; batch skipped ({} so far)",
-                                ex.id,
-                                state.nan_skipped
-                            );
-                        } else {
-                            let grads = loss.total.backward()?;
-                            accumulate(
-                                &mut acc,
-                                backward_grads(&grads, checkpoint_grads.as_ref(), &vars)?,
-                            )?;
-                            drop(grads);
-                            mark(1)?;
-                            let tokens = ex.input_ids.len() as f64;
-                            let (th, tn) = loss.token_hits;
-                            let (ah, an) = loss.answer_hits;
-                            let parts = [
-                                1.0,
-                                total as f64,
-                                loss.ce as f64,
-                                loss.sim as f64,
-                                loss.cos as f64,
-                                tokens,
-                            ];
-                            let hits = [th as f64, tn as f64, ah as f64, an as f64];
-                            for (s, v) in sums.iter_mut().zip(parts.into_iter().chain(hits)) {
-                                *s += v;
-                            }
-                            sample = Some((
-                                ex.question.clone(),
-                                pipeline
-                                    .tokenizer
-                                    .decode(&loss.targets, false)
-                                    .unwrap_or_default(),
-                                pipeline
-                                    .tokenizer
-                                    .decode(&loss.predicted, false)
-                                    .unwrap_or_default(),
-                            ));
-                        }
-                    }
+                let log = self.optimise(&grads, sums, epoch)?;
+                self.state.global_step += 1;
+                self.state.epoch = epoch;
+                self.state.position = position;
+                if position == order.len() {
+                    self.state.epoch = epoch + 1;
+                    self.state.position = 0;
+                }
+                self.record_step(log)?;
+                if self.after_step()? {
+                    return Ok(());
                 }
             }
-            group.sum_f64(&mut sums)?;
-            let Some(grads) = group.sum_grads(acc.take(), &vars)? else {
-                continue;
-            };
-            let used = sums[0] as usize;
-            window_tokens += sums[5] as u64;
-            tokens_total += sums[5] as u64;
-            state.examples_seen += used as u64;
-            state.tokens_seen += sums[5] as u64;
-            // The mean over the examples used, and clipping, are applied inside the update.
-            let mean = 1.0 / used.max(1) as f64;
-            let norm = grad_norm(&grads)? * mean;
-            let lr = schedule.lr(state.global_step);
-            opt.step(&grads, lr, mean * clip_coefficient(norm, cfg.max_grad_norm))?;
-            mark(2)?;
-            if timing {
-                tracing::debug!(
-                    "step {}: forward {:.3} s, backward {:.3} s, gradient sync + clipping + optimiser {:.3} s",
-                    state.global_step + 1, phase[0], phase[1], phase[2]
-                );
-            }
-            state.global_step += 1;
-            state.epoch = epoch;
-            state.position = position;
-            if position == order.len() {
-                state.epoch = epoch + 1;
-                state.position = 0;
-            }
-            let n = used.max(1) as f64;
-            let secs = window_start.elapsed().as_secs_f64().max(1e-9);
-            let log = StepLog {
-                step: state.global_step,
-                epoch,
-                loss: sums[1] / n,
-                ce: sums[2] / n,
-                sim: sums[3] / n,
-                cos: sums[4] / n,
-                lr,
-                grad_norm: norm,
-                tokens_per_s: window_tokens as f64 / secs,
-                token_acc: sums[6] / sums[7].max(1.0),
-                answer_acc: sums[8] / sums[9].max(1.0),
-            };
-            window_tokens = 0;
-            window_start = Instant::now();
-            if let Some(b) = &bar {
-                b.set_position(state.global_step);
-                b.set_message(format!(
-                    "loss {:.4} ce {:.4} sim {:.4}",
-                    log.loss, log.ce, log.sim
+            self.state.epoch = epoch + 1;
+            self.state.position = 0;
+        }
+        Ok(())
+    }
+
+    /// Forward and backward passes over this rank's `count` examples of a step; the gradients
+    /// summed over ranks, or `None` when no rank could use any example.
+    fn accumulate_step(
+        &mut self,
+        prefetch: &mut Prefetcher,
+        count: usize,
+        epoch: usize,
+    ) -> Result<Option<(crate::optim::Grads, StepSums)>> {
+        let cfg = self.cfg;
+        let params = self.pipeline.rope_params();
+        let mut sums = StepSums::default();
+        let mut acc = None;
+        // Where a step's time goes (forward, backward), with `RUST_LOG=...=debug`: the device is
+        // synchronised at each mark only then, so normal runs keep queueing.
+        let mut clock = StepClock::new(&cfg.device);
+        for _ in 0..count {
+            let Some((_, item)) = prefetch.next() else {
+                return Err(TrainError::Config(
+                    "the record loader stopped early (a worker thread failed)".into(),
                 ));
-            }
-            if let Some(tb) = tb.as_mut() {
-                tb.scalars(
-                    state.global_step,
-                    &[
-                        ("train/loss", log.loss),
-                        ("train/ce_loss", log.ce),
-                        ("train/sim_loss", log.sim),
-                        ("train/cos", log.cos),
-                        ("train/lr", log.lr),
-                        ("train/grad_norm", log.grad_norm),
-                        ("train/tokens_per_s", log.tokens_per_s),
-                        ("train/token_acc", log.token_acc),
-                        ("train/answer_acc", log.answer_acc),
-                    ],
-                )?;
-                append_jsonl(&log_path, &log)?;
-            }
-            if main && cfg.logging_steps > 0 && state.global_step % cfg.logging_steps == 0 {
-                tracing::info!(
-                    "step {} loss {:.4} (ce {:.4}, sim {:.4}, cos {:.3}) lr {:.2e} grad norm {:.3} token acc {:.3} answer acc {:.3}",
-                    log.step, log.loss, log.ce, log.sim, log.cos, log.lr, log.grad_norm, log.token_acc, log.answer_acc
-                );
-                if let Some((q, t, p)) = &sample {
-                    tracing::info!("sample question: {q}\n  target:     {t}\n  prediction: {p}");
+            };
+            let ex = match item {
+                Ok(ex) => ex,
+                Err(Skipped { id, reason }) => {
+                    if epoch == 0 || !self.skipped.iter().any(|s| s.id == id) {
+                        tracing::warn!("skipping record {id}: {reason}");
+                        self.skipped.push(SkippedRecord { id, reason });
+                    }
+                    continue;
                 }
+            };
+            let loss = dift_loss(
+                &self.pipeline.model,
+                &params,
+                &self.latent,
+                &self.compress,
+                cfg.loss,
+                &ex,
+            )?;
+            let total = loss.total.to_scalar::<f32>()?;
+            clock.mark(0)?;
+            if !total.is_finite() {
+                self.state.nan_skipped += 1;
+                tracing::warn!(
+                    "non-finite loss on record {}; batch skipped ({} so far)",
+                    ex.id,
+                    self.state.nan_skipped
+                );
+                continue;
             }
-            last = Some(log);
-            let finished = state.global_step >= total_steps;
-            halted = !finished
-                && cfg
-                    .halt_after
-                    .is_some_and(|h| state.global_step - first_step >= h);
-            if main
-                && cfg
-                    .save_steps
-                    .is_some_and(|s| s > 0 && state.global_step % s == 0)
-                && !finished
-                && !halted
-            {
-                save_training_checkpoint(
-                    cfg,
-                    &weights_dir,
-                    &pipeline,
-                    &latent,
-                    &weights,
-                    &opt,
-                    &state,
-                )?;
+            let grads = loss.total.backward()?;
+            accumulate(
+                &mut acc,
+                backward_grads(&grads, self.checkpoint_grads.as_ref(), &self.vars)?,
+            )?;
+            drop(grads);
+            clock.mark(1)?;
+            let (th, tn) = loss.token_hits;
+            let (ah, an) = loss.answer_hits;
+            let parts = [
+                1.0,
+                total as f64,
+                loss.ce as f64,
+                loss.sim as f64,
+                loss.cos as f64,
+                ex.input_ids.len() as f64,
+                th as f64,
+                tn as f64,
+                ah as f64,
+                an as f64,
+            ];
+            for (s, v) in sums.values.iter_mut().zip(parts) {
+                *s += v;
             }
-            if finished || halted {
-                break 'epochs;
+            let decode = |ids: &[u32]| self.pipeline.tokenizer.decode(ids, false).unwrap_or_default();
+            self.sample = Some((
+                ex.question.clone(),
+                decode(&loss.targets),
+                decode(&loss.predicted),
+            ));
+        }
+        cfg.group.sum_f64(&mut sums.values)?;
+        let grads = cfg.group.sum_grads(acc.take(), &self.vars)?;
+        clock.report_passes(self.state.global_step + 1);
+        Ok(grads.map(|g| (g, sums)))
+    }
+
+    /// The optimiser step on the summed gradients (their mean over the examples used, clipped
+    /// inside the update); returns the step's log line.
+    fn optimise(
+        &mut self,
+        grads: &crate::optim::Grads,
+        sums: StepSums,
+        epoch: usize,
+    ) -> Result<StepLog> {
+        let mut clock = StepClock::new(&self.cfg.device);
+        let used = sums.used();
+        self.used_this_run += used;
+        self.window_tokens += sums.tokens();
+        self.tokens_total += sums.tokens();
+        self.state.examples_seen += used as u64;
+        self.state.tokens_seen += sums.tokens();
+        let mean = 1.0 / used.max(1) as f64;
+        let norm = grad_norm(grads)? * mean;
+        let lr = self.schedule.lr(self.state.global_step);
+        self.opt.step(
+            grads,
+            lr,
+            mean * clip_coefficient(norm, self.cfg.max_grad_norm),
+        )?;
+        clock.mark(2)?;
+        clock.report_optimiser(self.state.global_step + 1);
+        let v = &sums.values;
+        let n = used.max(1) as f64;
+        let secs = self.window_start.elapsed().as_secs_f64().max(1e-9);
+        let log = StepLog {
+            step: self.state.global_step + 1,
+            epoch,
+            loss: v[1] / n,
+            ce: v[2] / n,
+            sim: v[3] / n,
+            cos: v[4] / n,
+            lr,
+            grad_norm: norm,
+            tokens_per_s: self.window_tokens as f64 / secs,
+            token_acc: v[6] / v[7].max(1.0),
+            answer_acc: v[8] / v[9].max(1.0),
+        };
+        self.window_tokens = 0;
+        self.window_start = Instant::now();
+        Ok(log)
+    }
+
+    /// The step's line in the progress bar, TensorBoard, `train_log.jsonl` and the log.
+    fn record_step(&mut self, log: StepLog) -> Result<()> {
+        if let Some(b) = &self.bar {
+            b.set_position(self.state.global_step);
+            b.set_message(format!(
+                "loss {:.4} ce {:.4} sim {:.4}",
+                log.loss, log.ce, log.sim
+            ));
+        }
+        if let Some(tb) = self.tb.as_mut() {
+            tb.scalars(
+                self.state.global_step,
+                &[
+                    ("train/loss", log.loss),
+                    ("train/ce_loss", log.ce),
+                    ("train/sim_loss", log.sim),
+                    ("train/cos", log.cos),
+                    ("train/lr", log.lr),
+                    ("train/grad_norm", log.grad_norm),
+                    ("train/tokens_per_s", log.tokens_per_s),
+                    ("train/token_acc", log.token_acc),
+                    ("train/answer_acc", log.answer_acc),
+                ],
+            )?;
+            append_jsonl(&self.cfg.out.join("train_log.jsonl"), &log)?;
+        }
+        let logging = self.cfg.logging_steps;
+        if self.cfg.group.is_main() && logging > 0 && self.state.global_step % logging == 0 {
+            tracing::info!(
+                "step {} loss {:.4} (ce {:.4}, sim {:.4}, cos {:.3}) lr {:.2e} grad norm {:.3} token acc {:.3} answer acc {:.3}",
+                log.step, log.loss, log.ce, log.sim, log.cos, log.lr, log.grad_norm, log.token_acc, log.answer_acc
+            );
+            if let Some((q, t, p)) = &self.sample {
+                tracing::info!("sample question: {q}\n  target:     {t}\n  prediction: {p}");
             }
         }
-        state.epoch = epoch + 1;
-        state.position = 0;
+        self.last = Some(log);
+        Ok(())
     }
-    if halted && main {
-        // An interruption: keep what a crash would keep (the last saved checkpoint) and a
-        // checkpoint of this very step so the stop is resumable without loss.
+
+    /// Saves a checkpoint when one is due; true when the run ends here (the schedule is done,
+    /// or `halt_after` steps were taken).
+    fn after_step(&mut self) -> Result<bool> {
+        let cfg = self.cfg;
+        let step = self.state.global_step;
+        let finished = step >= self.total_steps;
+        self.halted = !finished && cfg.halt_after.is_some_and(|h| step - self.first_step >= h);
+        let due = cfg.save_steps.is_some_and(|s| s > 0 && step % s == 0);
+        if cfg.group.is_main() && due && !finished && !self.halted {
+            self.save_checkpoint()?;
+        }
+        Ok(finished || self.halted)
+    }
+
+    fn save_checkpoint(&self) -> Result<()> {
         save_training_checkpoint(
-            cfg,
-            &weights_dir,
-            &pipeline,
-            &latent,
-            &weights,
-            &opt,
-            &state,
-        )?;
-        tracing::info!(
-            "halted after {} steps at step {}",
-            state.global_step - first_step,
-            state.global_step
-        );
+            self.cfg,
+            &self.weights_dir,
+            &self.pipeline,
+            &self.latent,
+            &self.weights,
+            &self.opt,
+            &self.state,
+        )
     }
-    if let Some(b) = &bar {
-        b.finish();
+
+    /// After the last step: the checkpoint of a halt, the final model (what `fourd infer --model
+    /// OUT` loads) plus a resumable checkpoint when checkpoints were asked for, the skip list.
+    fn finish(self, started: Instant) -> Result<DiftSummary> {
+        let cfg = self.cfg;
+        let main = cfg.group.is_main();
+        if self.halted && main {
+            // An interruption: keep what a crash would keep (the last saved checkpoint) and a
+            // checkpoint of this very step so the stop is resumable without loss.
+            self.save_checkpoint()?;
+            tracing::info!(
+                "halted after {} steps at step {}",
+                self.state.global_step - self.first_step,
+                self.state.global_step
+            );
+        }
+        if let Some(b) = &self.bar {
+            b.finish();
+        }
+        if self.used_this_run == 0 && self.state.global_step > self.first_step {
+            return Err(nothing_to_train(&cfg.data, &self.skipped));
+        }
+        if !self.halted && main {
+            crate::checkpoint::write_model_files(
+                &cfg.out,
+                &self.weights_dir,
+                &self.pipeline.model.config.raw,
+                &self.latent,
+                &self.weights.tensors(),
+            )?;
+            if cfg.save_steps.is_some() {
+                self.save_checkpoint()?;
+            }
+        }
+        // Each rank reports the records of its own shard.
+        let skipped_path = cfg.out.join(if main {
+            "skipped.jsonl".to_string()
+        } else {
+            format!("skipped-rank{}.jsonl", cfg.group.rank())
+        });
+        let _ = std::fs::remove_file(&skipped_path);
+        for s in &self.skipped {
+            append_jsonl(&skipped_path, s)?;
+        }
+        let seconds = started.elapsed().as_secs_f64();
+        Ok(DiftSummary {
+            steps: self.state.global_step,
+            records: self.records.len(),
+            examples_used: self.used_this_run,
+            nan_skipped: self.state.nan_skipped,
+            skipped: self.skipped,
+            last: self.last,
+            seconds,
+            tokens_per_s: self.tokens_total as f64 / seconds.max(1e-9),
+            output: cfg.out.clone(),
+        })
     }
-    // Final model in the run folder itself (what `fourd infer --model OUT` loads), plus a
-    // resumable checkpoint when checkpoints were asked for.
-    let tensors = weights.tensors();
-    if !halted && main {
-        crate::checkpoint::write_model_files(
-            &cfg.out,
-            &weights_dir,
-            &pipeline.model.config.raw,
-            &latent,
-            &tensors,
-        )?;
+}
+
+/// Where a step's time goes, measured only with debug logging on (each mark synchronises the
+/// device, which normal runs must not do).
+struct StepClock<'d> {
+    device: &'d Device,
+    on: bool,
+    /// forward, backward, optimiser (seconds)
+    phase: [f64; 3],
+    at: Instant,
+}
+
+impl<'d> StepClock<'d> {
+    fn new(device: &'d Device) -> Self {
+        StepClock {
+            device,
+            on: tracing::enabled!(tracing::Level::DEBUG),
+            phase: [0.0; 3],
+            at: Instant::now(),
+        }
     }
-    if cfg.save_steps.is_some() && !halted && main {
-        save_training_checkpoint(
-            cfg,
-            &weights_dir,
-            &pipeline,
-            &latent,
-            &weights,
-            &opt,
-            &state,
-        )?;
+    fn mark(&mut self, k: usize) -> Result<()> {
+        if self.on {
+            self.device.synchronize()?;
+            self.phase[k] += self.at.elapsed().as_secs_f64();
+            self.at = Instant::now();
+        }
+        Ok(())
     }
-    // Each rank reports the records of its own shard.
-    let skipped_path = cfg.out.join(if main {
-        "skipped.jsonl".to_string()
-    } else {
-        format!("skipped-rank{rank}.jsonl")
-    });
-    let _ = std::fs::remove_file(&skipped_path);
-    for s in &skipped {
-        append_jsonl(&skipped_path, s)?;
+    fn report_passes(&self, step: u64) {
+        if self.on {
+            tracing::debug!(
+                "step {step}: forward {:.3} s, backward {:.3} s",
+                self.phase[0],
+                self.phase[1]
+            );
+        }
     }
-    let seconds = started.elapsed().as_secs_f64();
-    Ok(DiftSummary {
-        steps: state.global_step,
-        skipped,
-        nan_skipped: state.nan_skipped,
-        last,
-        seconds,
-        tokens_per_s: tokens_total as f64 / seconds.max(1e-9),
-        output: cfg.out.clone(),
-    })
+    fn report_optimiser(&self, step: u64) {
+        if self.on {
+            tracing::debug!(
+                "step {step}: gradient sync + clipping + optimiser {:.3} s",
+                self.phase[2]
+            );
+        }
+    }
+}
+
+/// The error of a run in which every record was skipped, with the first reasons.
+fn nothing_to_train(data: &Path, skipped: &[SkippedRecord]) -> TrainError {
+    TrainError::NothingToTrain {
+        path: data.to_path_buf(),
+        count: skipped.len(),
+        reasons: crate::dift_data::first_reasons(skipped.iter().map(|s| (&s.id, &s.reason))),
+    }
 }
 
 fn save_training_checkpoint(

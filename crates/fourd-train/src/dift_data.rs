@@ -11,91 +11,119 @@
 //!   included, so the model learns to open and close imagery) except the latent pads; the prompt
 //!   is never a target.
 //!
-//! Relative paths in a record resolve against the JSONL file's folder. A record that cannot be
+//! Relative paths in a record resolve by `fourd_records::paths` (the JSONL file's folder, or
+//! `--data-root`). A record that cannot be
 //! used (tag/image count mismatch, no `<answer>`, missing image, too long) is skipped with its id
 //! and the reason; training goes on.
 
-use std::io::BufRead;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{sync_channel, Receiver};
 use std::sync::Arc;
 
 use fourd_model::generation::LatentTokens;
-use fourd_model::inputs::{PromptInput, VideoFrames, FOUR_D_THINKER_SUFFIX};
-use fourd_model::processor::{load_image, VisualPatches};
+use fourd_model::inputs::{PromptInput, VideoFrames};
+use fourd_model::processor::{load_image, VisualPatches, DEFAULT_DECODE_PIXEL_CAP};
 use fourd_model::tokenizer::{Content, Message, LATENT_END, LATENT_PAD, LATENT_START};
 use fourd_model::Pipeline;
-use serde::Deserialize;
+use fourd_records::prompt::with_suffix;
+use fourd_records::PathRule;
 
 use crate::error::{Result, TrainError};
 
-/// The placeholder of a helper image inside `text_output`.
-pub const OUTPUT_IMAGE_TAG: &str = "<output_image>";
+pub use fourd_records::dift::OUTPUT_IMAGE_TAG;
+pub use fourd_records::DiftRecord;
+
 /// Pixel cap of the reference for both the frames and the helper images.
-pub const DIFT_MAX_PIXELS: usize = 256 * 28 * 28;
-
-/// One line of the DIFT JSONL.
-#[derive(Clone, Debug, Deserialize)]
-pub struct DiftRecord {
-    #[serde(default)]
-    pub id: Option<serde_json::Value>,
-    pub text_input: String,
-    pub text_output: String,
-    #[serde(default)]
-    pub image_input: Vec<String>,
-    #[serde(default)]
-    pub image_output: Vec<String>,
-}
-
-impl DiftRecord {
-    /// The record's id as text, or its line number when it has none.
-    pub fn display_id(&self, line: usize) -> String {
-        match &self.id {
-            Some(serde_json::Value::String(s)) => s.clone(),
-            Some(v) => v.to_string(),
-            None => format!("line {line}"),
-        }
-    }
-}
+pub const DIFT_MAX_PIXELS: usize = fourd_video::DEFAULT_MAX_PIXELS;
 
 /// A record and where it came from.
 #[derive(Clone, Debug)]
 pub struct LoadedRecord {
     pub record: DiftRecord,
     pub line: usize,
-    pub base_dir: PathBuf,
+    /// How the record's image paths resolve (see `fourd_records::paths`).
+    pub paths: PathRule,
 }
 
-/// Reads a DIFT JSONL file. Malformed lines are whole-file errors naming the line: a file that
-/// does not parse is a wrong file, not a bad record.
+/// Reads a DIFT JSONL file; its paths resolve against its folder.
 pub fn read_dift_jsonl(path: &Path) -> Result<Vec<LoadedRecord>> {
-    let file = std::fs::File::open(path).map_err(|e| TrainError::io(path, e))?;
-    let base_dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
-    let mut out = Vec::new();
-    for (i, line) in std::io::BufReader::new(file).lines().enumerate() {
-        let line = line.map_err(|e| TrainError::io(path, e))?;
-        if line.trim().is_empty() {
-            continue;
-        }
-        let record: DiftRecord = serde_json::from_str(&line).map_err(|e| TrainError::Record {
-            path: path.to_path_buf(),
-            line: i + 1,
-            msg: format!("not a DIFT record: {e}"),
-        })?;
-        out.push(LoadedRecord {
+    read_dift_records(path, None)
+}
+
+/// Reads a DIFT JSONL file whose relative paths resolve against `data_root` when given, else its
+/// folder. Malformed lines are whole-file errors naming the line: a file that does not parse is
+/// a wrong file, not a bad record.
+pub fn read_dift_records(path: &Path, data_root: Option<&Path>) -> Result<Vec<LoadedRecord>> {
+    let paths = PathRule::for_file(path, data_root);
+    Ok(fourd_records::dift::read_file(path)?
+        .into_iter()
+        .map(|(line, record)| LoadedRecord {
             record,
-            line: i + 1,
-            base_dir: base_dir.clone(),
+            line,
+            paths: paths.clone(),
+        })
+        .collect())
+}
+
+/// How many skip reasons an error lists.
+const REASONS_SHOWN: usize = 5;
+
+/// The first skip reasons, one `id: reason` per line.
+pub fn first_reasons<'a>(skips: impl Iterator<Item = (&'a String, &'a String)>) -> String {
+    skips
+        .take(REASONS_SHOWN)
+        .map(|(id, reason)| format!("  {id}: {reason}"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+impl LoadedRecord {
+    /// The first image of the record that does not exist, by the path rule.
+    pub fn missing_file(&self) -> Option<PathBuf> {
+        let r = &self.record;
+        r.image_input
+            .iter()
+            .chain(&r.image_output)
+            .map(|p| self.paths.resolve(p))
+            .find(|p| !p.is_file())
+    }
+}
+
+/// Checks that the records' images exist before any model is loaded: when none of the records
+/// has all its images (a moved folder, a wrong `--data-root`), there is nothing to train on and
+/// the error names the first missing files; when some lack images, a warning says how many.
+pub fn check_files(data: &Path, records: &[LoadedRecord]) -> Result<()> {
+    let missing: Vec<(String, String)> = records
+        .iter()
+        .filter_map(|r| {
+            r.missing_file().map(|p| {
+                (
+                    r.record.display_id(r.line),
+                    format!("{} not found", p.display()),
+                )
+            })
+        })
+        .collect();
+    if missing.len() == records.len() {
+        return Err(TrainError::NothingToTrain {
+            path: data.to_path_buf(),
+            count: missing.len(),
+            reasons: format!(
+                "{}\n(relative paths resolve against {}; give --data-root for files written relative to another folder)",
+                first_reasons(missing.iter().map(|(a, b)| (a, b))),
+                records[0].paths.base().display()
+            ),
         });
     }
-    if out.is_empty() {
-        return Err(TrainError::Record {
-            path: path.to_path_buf(),
-            line: 0,
-            msg: "no records".into(),
-        });
+    if let Some((id, reason)) = missing.first() {
+        tracing::warn!(
+            "{}: {} of {} record(s) lack an image and will be skipped (first: {id}: {reason})",
+            data.display(),
+            missing.len(),
+            records.len()
+        );
     }
-    Ok(out)
+    Ok(())
 }
 
 /// A record ready for the model (one sequence, no padding).
@@ -157,8 +185,9 @@ impl ExampleBuilder {
             ));
         }
         let load = |p: &str| -> std::result::Result<image::RgbImage, Skipped> {
-            let path = resolve(&rec.base_dir, p);
-            let img = load_image(&path, 1 << 28).map_err(|e| skip(e.to_string()))?;
+            let path = rec.paths.resolve(p);
+            let img =
+                load_image(&path, DEFAULT_DECODE_PIXEL_CAP).map_err(|e| skip(e.to_string()))?;
             Ok(fourd_video::resize_for_model(&img, self.max_pixels, 28))
         };
         let frames = r
@@ -195,7 +224,7 @@ impl ExampleBuilder {
         helpers: Vec<image::RgbImage>,
     ) -> Result<DiftExample> {
         let p = &self.pipeline;
-        let question = format!("{}{}", r.text_input, FOUR_D_THINKER_SUFFIX);
+        let question = with_suffix(&r.text_input, true);
         let block = format!(
             "{LATENT_START}{}{LATENT_END}",
             LATENT_PAD.repeat(self.latent.size)
@@ -310,15 +339,6 @@ impl ExampleBuilder {
             question: r.text_input.clone(),
             target: r.text_output.clone(),
         })
-    }
-}
-
-fn resolve(base: &Path, p: &str) -> PathBuf {
-    let path = PathBuf::from(p);
-    if path.is_absolute() {
-        path
-    } else {
-        base.join(path)
     }
 }
 

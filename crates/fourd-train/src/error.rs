@@ -20,8 +20,17 @@ pub enum TrainError {
     Checkpoint { path: PathBuf, msg: String },
     #[error("configuration: {0}")]
     Config(String),
+    /// A training file read in full whose every record was skipped: nothing to train on.
+    #[error("all {count} record(s) of {path} were skipped, nothing to train on; first reasons:\n{reasons}")]
+    NothingToTrain {
+        path: PathBuf,
+        count: usize,
+        reasons: String,
+    },
     #[error(transparent)]
     Model(#[from] fourd_model::ModelError),
+    #[error(transparent)]
+    Records(#[from] fourd_records::RecordError),
     #[error(transparent)]
     Candle(#[from] candle_core::Error),
 }

@@ -29,8 +29,9 @@ use crate::optim::{
     accumulate, backward_grads, clip_coefficient, grad_norm, AdamW, AdamWConfig, LinearSchedule,
 };
 use crate::rewards::{default_rewards, group_advantages, AnswerKey, Reward};
-use crate::rl_data::{load_rl_frames, read_rl_jsonl, rl_prompt, RlRecord};
+use crate::rl_data::{load_rl_frames, read_rl_jsonl, rl_prompt};
 use crate::tensorboard::EventWriter;
+use fourd_records::McQuestion;
 
 #[derive(Clone, Debug)]
 pub struct GrpoConfig {
@@ -38,6 +39,8 @@ pub struct GrpoConfig {
     /// Frozen reference for the KL term (default: the starting checkpoint).
     pub reference: Option<PathBuf>,
     pub data: PathBuf,
+    /// Where the data file's relative paths resolve (default: its folder; `fourd_records::paths`).
+    pub data_root: Option<PathBuf>,
     pub out: PathBuf,
     pub epochs: usize,
     pub max_steps: Option<u64>,
@@ -81,6 +84,7 @@ impl GrpoConfig {
             model,
             reference: None,
             data,
+            data_root: None,
             out,
             epochs: 1,
             max_steps: None,
@@ -167,402 +171,544 @@ pub fn train_grpo(cfg: &GrpoConfig) -> Result<GrpoSummary> {
         ));
     }
     std::fs::create_dir_all(&cfg.out).map_err(|e| TrainError::io(&cfg.out, e))?;
-    let resume_dir = cfg.resume.as_deref().map(resolve_resume).transpose()?;
-    let mut state = match &resume_dir {
-        Some(d) => read_state(d)?,
-        None => TrainerState {
-            global_step: 0,
-            epoch: 0,
-            position: 0,
-            seed: cfg.seed,
-            nan_skipped: 0,
-            examples_seen: 0,
-            tokens_seen: 0,
-        },
-    };
-    let weights_dir = resume_dir.clone().unwrap_or_else(|| cfg.model.clone());
-    let (mut pipe, weights) = load_trainable_with(
-        &weights_dir,
-        None,
-        state.seed,
-        cfg.dtype,
-        &cfg.device,
-        false,
-    )?;
-    let checkpoint_grads = cfg
-        .gradient_checkpointing
-        .then(fourd_model::text::CheckpointGrads::default);
-    pipe.model.text.grad_checkpoint = checkpoint_grads.clone();
-    let reference_dir = cfg.reference.clone().unwrap_or_else(|| cfg.model.clone());
-    let reference = if cfg.beta != 0.0 {
-        Some(Qwen25VL::load(&reference_dir, cfg.dtype, &cfg.device)?)
-    } else {
-        None
-    };
-    let latent = pipe.latent_tokens(None)?.ok_or_else(|| {
-        TrainError::Config(format!(
-            "{} has no latent tokens; 4DRL starts from a DIFT checkpoint",
-            weights_dir.display()
-        ))
-    })?;
-    let vars = weights.vars();
-    let mut opt = AdamW::new(vars.clone(), cfg.optim)?;
-    if let Some(d) = &resume_dir {
-        opt.load(&d.join("optimizer.safetensors"))?;
+    let mut trainer = GrpoTrainer::start(cfg)?;
+    trainer.train()?;
+    trainer.finish(started)
+}
+
+/// One rollout batch, ready for the policy passes: the completions that carry signal with their
+/// video features, reference and "old" log-probs, text masks, and counts over all ranks.
+struct PreparedBatch {
+    /// Indices into the sampled completions of the rows with an advantage.
+    active: Vec<usize>,
+    feats: Vec<Tensor>,
+    refs: Vec<Option<Vec<f32>>>,
+    olds: Vec<Vec<f32>>,
+    masks: Vec<Vec<bool>>,
+    /// Over all ranks: rows with an advantage, and their text tokens.
+    n_active: f64,
+    n_tokens: f64,
+}
+
+/// One GRPO run while it trains: policy, frozen reference, optimiser, prompts and schedule.
+struct GrpoTrainer<'a> {
+    cfg: &'a GrpoConfig,
+    state: TrainerState,
+    weights_dir: PathBuf,
+    pipe: Arc<Pipeline>,
+    weights: Arc<crate::params::TrainableWeights>,
+    vars: Vec<(String, candle_core::Var)>,
+    checkpoint_grads: Option<fourd_model::text::CheckpointGrads>,
+    reference: Option<Qwen25VL>,
+    latent: LatentTokens,
+    opt: AdamW,
+    records: Vec<McQuestion>,
+    schedule: LinearSchedule,
+    total_steps: u64,
+    /// Prompts per rank and epoch (every shard has the same length).
+    shard_len: usize,
+    tb: Option<EventWriter>,
+    bar: Option<indicatif::ProgressBar>,
+    summary: GrpoSummary,
+    first_step: u64,
+    halted: bool,
+}
+
+impl<'a> GrpoTrainer<'a> {
+    /// Loads the policy (fresh or resumed), the reference, the optimiser, the prompts and the
+    /// schedule.
+    fn start(cfg: &'a GrpoConfig) -> Result<Self> {
+        let resume_dir = cfg.resume.as_deref().map(resolve_resume).transpose()?;
+        let state = match &resume_dir {
+            Some(d) => read_state(d)?,
+            None => TrainerState {
+                global_step: 0,
+                epoch: 0,
+                position: 0,
+                seed: cfg.seed,
+                nan_skipped: 0,
+                examples_seen: 0,
+                tokens_seen: 0,
+            },
+        };
+        let weights_dir = resume_dir.clone().unwrap_or_else(|| cfg.model.clone());
+        let (mut pipe, weights) = load_trainable_with(
+            &weights_dir,
+            None,
+            state.seed,
+            cfg.dtype,
+            &cfg.device,
+            false,
+        )?;
+        let checkpoint_grads = cfg
+            .gradient_checkpointing
+            .then(fourd_model::text::CheckpointGrads::default);
+        pipe.model.text.grad_checkpoint = checkpoint_grads.clone();
+        let reference_dir = cfg.reference.clone().unwrap_or_else(|| cfg.model.clone());
+        let reference = if cfg.beta != 0.0 {
+            Some(Qwen25VL::load(&reference_dir, cfg.dtype, &cfg.device)?)
+        } else {
+            None
+        };
+        let latent = pipe.latent_tokens(None)?.ok_or_else(|| {
+            TrainError::Config(format!(
+                "{} has no latent tokens; 4DRL starts from a DIFT checkpoint",
+                weights_dir.display()
+            ))
+        })?;
+        let vars = weights.vars();
+        let mut opt = AdamW::new(vars.clone(), cfg.optim)?;
+        if let Some(d) = &resume_dir {
+            opt.load(&d.join("optimizer.safetensors"))?;
+        }
+        let records = read_rl_jsonl(&cfg.data, cfg.data_root.as_deref())?;
+        let group = &cfg.group;
+        group.check_same("the number of prompts", records.len() as u64)?;
+        group.check_same("the starting step", state.global_step)?;
+        // Sharded sampler: rank r takes every world_size-th prompt of the epoch order, the order
+        // wrapping round so that every shard has the same length (ranks must take the same
+        // number of steps).
+        let shard_len = records.len().div_ceil(group.world_size());
+        let per_step = cfg.prompts_per_step.max(1);
+        let steps_per_epoch = (shard_len.div_ceil(per_step) * cfg.num_iterations.max(1)) as u64;
+        let total_steps = cfg
+            .max_steps
+            .unwrap_or(steps_per_epoch * cfg.epochs as u64);
+        let main = group.is_main();
+        Ok(GrpoTrainer {
+            schedule: LinearSchedule {
+                peak: cfg.optim.lr,
+                warmup_steps: cfg.warmup_steps,
+                total_steps,
+            },
+            tb: main
+                .then(|| EventWriter::create(&cfg.out.join("runs")))
+                .transpose()?,
+            bar: (cfg.progress && main).then(|| indicatif::ProgressBar::new(total_steps)),
+            summary: GrpoSummary {
+                steps: 0,
+                rollouts: 0,
+                skipped_prompts: vec![],
+                zero_variance_groups: 0,
+                logs: vec![],
+                seconds: 0.0,
+                output: cfg.out.clone(),
+            },
+            first_step: state.global_step,
+            cfg,
+            state,
+            weights_dir,
+            pipe: Arc::new(pipe),
+            weights,
+            vars,
+            checkpoint_grads,
+            reference,
+            latent,
+            opt,
+            records,
+            total_steps,
+            shard_len,
+            halted: false,
+        })
     }
-    let records = read_rl_jsonl(&cfg.data)?;
-    let group = &cfg.group;
-    let main = group.is_main();
-    let (rank, world) = (group.rank(), group.world_size());
-    group.check_same("the number of prompts", records.len() as u64)?;
-    group.check_same("the starting step", state.global_step)?;
-    // Sharded sampler: rank r takes every world_size-th prompt of the epoch order, the order
-    // wrapping round so that every shard has the same length (ranks must take the same number
-    // of steps).
-    let shard_len = records.len().div_ceil(world);
-    let per_step = cfg.prompts_per_step.max(1);
-    let steps_per_epoch = (shard_len.div_ceil(per_step) * cfg.num_iterations.max(1)) as u64;
-    let total_steps = cfg.max_steps.unwrap_or(steps_per_epoch * cfg.epochs as u64);
-    let schedule = LinearSchedule {
-        peak: cfg.optim.lr,
-        warmup_steps: cfg.warmup_steps,
-        total_steps,
-    };
-    let params = pipe.rope_params();
-    let rewards = &cfg.rewards;
-    let obj = Objective {
-        epsilon: cfg.epsilon,
-        beta: cfg.beta,
-    };
-    let mut tb = if main {
-        Some(EventWriter::create(&cfg.out.join("runs"))?)
-    } else {
-        None
-    };
-    let log_path = cfg.out.join("train_log.jsonl");
-    let pipe = Arc::new(pipe);
-    let mut summary = GrpoSummary {
-        steps: 0,
-        rollouts: 0,
-        skipped_prompts: vec![],
-        zero_variance_groups: 0,
-        logs: vec![],
-        seconds: 0.0,
-        output: cfg.out.clone(),
-    };
-    let first_step = state.global_step;
-    let bar = if cfg.progress && main {
-        Some(indicatif::ProgressBar::new(total_steps))
-    } else {
-        None
-    };
-    let mut halted = false;
 
-    'epochs: for epoch in state.epoch..cfg.epochs.max(1) {
-        let full = epoch_order(records.len(), state.seed, epoch);
-        let order: Vec<usize> = if world == 1 || full.is_empty() {
-            full
-        } else {
-            (0..shard_len)
-                .map(|k| full[(rank + k * world) % full.len()])
-                .collect()
-        };
-        let mut position = if epoch == state.epoch {
-            state.position
-        } else {
-            0
-        };
-        while position < order.len() {
-            if state.global_step >= total_steps {
-                break 'epochs;
-            }
-            let batch: Vec<usize> =
-                order[position..(position + per_step).min(order.len())].to_vec();
-            position += batch.len();
-            // Rollouts, seeded by (seed, step, rank): a resumed run samples the same completions.
-            let rollout_seed = state
-                .seed
-                .wrapping_mul(0x9E37_79B9)
-                .wrapping_add(state.global_step * 7919 + rank as u64);
-            let (sampled, skipped) = rollouts(&pipe, &records, &batch, cfg, latent, rollout_seed)?;
-            // Rollout statistics, pooled over ranks (every rank computes the same numbers).
-            let mut counts = [sampled.len() as f64, skipped.len() as f64];
-            group.sum_f64(&mut counts)?;
-            summary.rollouts += counts[0] as u64;
-            for s in &skipped {
-                tracing::warn!("prompt {} skipped: {}", s.0, s.1);
-            }
-            let mut log = GrpoLog {
-                rollout: summary.rollouts,
-                skipped_prompts: counts[1] as usize,
-                ..Default::default()
-            };
-            summary.skipped_prompts.extend(skipped);
-            if counts[0] == 0.0 {
-                continue;
-            }
-            // Rewards and advantages (advantages are within a group, so within a rank).
-            let mut total_rewards = Vec::with_capacity(sampled.len());
-            let mut per_reward = vec![Vec::with_capacity(sampled.len()); rewards.len()];
-            for s in &sampled {
-                let rec = &records[s.record];
-                let key = AnswerKey {
-                    correct: &rec.correct,
-                    options: &rec.options,
-                };
-                let mut r = 0.0;
-                for (k, rw) in rewards.iter().enumerate() {
-                    let v = rw.score(&s.text, key);
-                    per_reward[k].push(v);
-                    r += rw.weight() * v;
-                }
-                total_rewards.push(r);
-            }
-            let adv = group_advantages(&total_rewards, cfg.num_generations);
-            let zero_groups = adv
-                .chunks(cfg.num_generations)
-                .filter(|g| g.iter().all(Option::is_none))
-                .count();
-            let (mean, std) = pooled_mean_std(group, &total_rewards)?;
-            log.reward = mean;
-            log.reward_std = std;
-            for (k, rw) in rewards.iter().enumerate() {
-                let (m, s) = pooled_mean_std(group, &per_reward[k])?;
-                log.rewards.push((rw.name().to_string(), m, s));
-                if rw.name() == "accuracy" {
-                    log.accuracy = m;
-                }
-                if rw.name() == "format" {
-                    log.format = m;
-                }
-            }
-            let lengths: Vec<f64> = sampled
-                .iter()
-                .map(|s| s.rollout.text_mask().iter().filter(|&&m| m).count() as f64)
-                .collect();
-            let segments: Vec<f64> = sampled.iter().map(|s| s.segments as f64).collect();
-            log.completion_length = pooled_mean_std(group, &lengths)?.0;
-            log.imagery_segments = pooled_mean_std(group, &segments)?.0;
-
-            // Rows that carry signal; video features per row (frozen tower, computed once).
-            let active: Vec<usize> = (0..sampled.len()).filter(|&i| adv[i].is_some()).collect();
-            let mut totals = [zero_groups as f64, active.len() as f64, 0.0];
-            let feats: Vec<Tensor> = active
-                .iter()
-                .map(|&i| {
-                    let v = &sampled[i].rollout.video;
-                    let px = ModelInputs::pixel_tensor(std::slice::from_ref(v), &cfg.device)?
-                        .expect("one video");
-                    Ok(pipe.model.encode_vision(&px, &[v.grid_thw])?.detach())
-                })
-                .collect::<Result<_>>()?;
-            let refs: Vec<Option<Vec<f32>>> = match &reference {
-                Some(m) => active
-                    .iter()
-                    .zip(&feats)
-                    .map(|(&i, f)| {
-                        Ok(Some(
-                            completion_logprobs(
-                                m,
-                                &params,
-                                &latent,
-                                &sampled[i].rollout,
-                                f,
-                                true,
-                                cfg.temperature,
-                            )?
-                            .to_vec1::<f32>()?,
-                        ))
-                    })
-                    .collect::<Result<_>>()?,
-                None => vec![None; active.len()],
-            };
-            let masks: Vec<Vec<bool>> = active
-                .iter()
-                .map(|&i| sampled[i].rollout.text_mask())
-                .collect();
-            // "Old" log-probs: the sampling-time ones, which the re-injected pass reproduces; with a
-            // temperature other than 1 the objective uses logits / T, so they are recomputed once
-            // (without a graph) under the sampling policy before any update.
-            let olds: Vec<Vec<f32>> = if (cfg.temperature - 1.0).abs() < 1e-12 {
-                active
-                    .iter()
-                    .map(|&i| {
-                        sampled[i]
-                            .rollout
-                            .sample_logprobs
-                            .iter()
-                            .map(|x| x.unwrap_or(0.0))
-                            .collect()
-                    })
-                    .collect()
+    /// The epochs from the starting position on: rollout batches until the schedule ends or
+    /// the run halts.
+    fn train(&mut self) -> Result<()> {
+        let cfg = self.cfg;
+        let (rank, world) = (cfg.group.rank(), cfg.group.world_size());
+        let per_step = cfg.prompts_per_step.max(1);
+        for epoch in self.state.epoch..cfg.epochs.max(1) {
+            let full = epoch_order(self.records.len(), self.state.seed, epoch);
+            let order: Vec<usize> = if world == 1 || full.is_empty() {
+                full
             } else {
-                active
-                    .iter()
-                    .zip(&feats)
-                    .map(|(&i, f)| {
-                        Ok(completion_logprobs(
-                            &pipe.model,
-                            &params,
-                            &latent,
-                            &sampled[i].rollout,
-                            f,
-                            true,
-                            cfg.temperature,
-                        )?
-                        .detach()
-                        .to_vec1::<f32>()?)
-                    })
-                    .collect::<Result<_>>()?
+                (0..self.shard_len)
+                    .map(|k| full[(rank + k * world) % full.len()])
+                    .collect()
             };
-            // The normaliser is over all ranks' completions, so summing the ranks' gradients
-            // gives exactly the single-process objective on the union of their rollouts.
-            totals[2] = masks
-                .iter()
-                .map(|m| m.iter().filter(|&&x| x).count())
-                .sum::<usize>() as f64;
-            group.sum_f64(&mut totals)?;
-            let [zero_groups, n_active, n_tokens] = totals;
-            summary.zero_variance_groups += zero_groups as u64;
-            log.zero_variance_groups = zero_groups as usize;
-            for _iteration in 0..cfg.num_iterations.max(1) {
-                if state.global_step >= total_steps || n_active == 0.0 {
-                    break;
+            let mut position = if epoch == self.state.epoch {
+                self.state.position
+            } else {
+                0
+            };
+            while position < order.len() {
+                if self.state.global_step >= self.total_steps {
+                    return Ok(());
                 }
-                let mut acc = None;
-                // loss, kl, clipped, ratio, tokens
-                let mut stats = [0f64; 5];
-                for (k, &i) in active.iter().enumerate() {
-                    let r = &sampled[i].rollout;
-                    let old = &olds[k];
-                    let logp = completion_logprobs(
-                        &pipe.model,
-                        &params,
-                        &latent,
-                        r,
-                        &feats[k],
-                        true,
-                        cfg.temperature,
-                    )?;
-                    let row_tokens = masks[k].iter().filter(|&&x| x).count();
-                    let normalizer = if cfg.per_sequence {
-                        row_tokens.max(1) as f64 * n_active
-                    } else {
-                        n_tokens.max(1.0)
-                    };
-                    let (term, st) = grpo_term(
-                        &logp,
-                        old,
-                        refs[k].as_deref(),
-                        &masks[k],
-                        adv[i].unwrap_or(0.0),
-                        obj,
-                        normalizer,
-                    )?;
-                    let value = term.to_scalar::<f32>()?;
-                    if !value.is_finite() {
-                        state.nan_skipped += 1;
-                        tracing::warn!(
-                            "non-finite loss on a completion; skipped ({} so far)",
-                            state.nan_skipped
-                        );
-                        continue;
-                    }
-                    for (s, v) in stats.iter_mut().zip([
-                        value as f64,
-                        st.kl_sum,
-                        st.clipped as f64,
-                        st.ratio_sum,
-                        st.tokens as f64,
-                    ]) {
-                        *s += v;
-                    }
-                    accumulate(
-                        &mut acc,
-                        backward_grads(&term.backward()?, checkpoint_grads.as_ref(), &vars)?,
-                    )?;
-                }
-                group.sum_f64(&mut stats)?;
-                let Some(grads) = group.sum_grads(acc, &vars)? else {
-                    break;
-                };
-                let [loss_sum, kl_sum, clipped, ratio_sum, toks] = stats;
-                let norm = grad_norm(&grads)?;
-                let lr = schedule.lr(state.global_step);
-                opt.step(&grads, lr, clip_coefficient(norm, cfg.max_grad_norm))?;
-                state.global_step += 1;
-                state.examples_seen += n_active as u64;
-                log.step = state.global_step;
-                log.loss = loss_sum;
-                log.kl = kl_sum / toks.max(1.0);
-                log.clip_fraction = clipped / toks.max(1.0);
-                log.ratio_mean = ratio_sum / toks.max(1.0);
-                log.lr = lr;
-                log.grad_norm = norm;
-                if let Some(tb) = tb.as_mut() {
-                    write_log(tb, &log_path, &log)?;
-                }
-                summary.logs.push(log.clone());
-                if let Some(b) = &bar {
-                    b.set_position(state.global_step);
-                    b.set_message(format!(
-                        "reward {:.3} acc {:.2} kl {:.4}",
-                        log.reward, log.accuracy, log.kl
-                    ));
-                }
-                if main && cfg.logging_steps > 0 && state.global_step % cfg.logging_steps == 0 {
-                    tracing::info!(
-                        "step {}: reward {:.3} (std {:.3}), accuracy {:.2}, format {:.2}, kl {:.5}, clip {:.3}, ratio {:.4}, length {:.1}, imagery {:.2}",
-                        log.step, log.reward, log.reward_std, log.accuracy, log.format, log.kl, log.clip_fraction, log.ratio_mean,
-                        log.completion_length, log.imagery_segments
-                    );
+                let batch = &order[position..(position + per_step).min(order.len())];
+                position += batch.len();
+                self.batch(batch)?;
+                self.state.epoch = epoch;
+                self.state.position = position;
+                if self.after_batch()? {
+                    return Ok(());
                 }
             }
-            if n_active == 0.0 {
-                // Nothing to learn from this batch: log the rollout statistics at the current step.
-                log.step = state.global_step;
-                if let Some(tb) = tb.as_mut() {
-                    write_log(tb, &log_path, &log)?;
-                }
-                summary.logs.push(log);
+            self.state.epoch = epoch + 1;
+            self.state.position = 0;
+        }
+        Ok(())
+    }
+
+    /// One rollout batch: sample, score, then `num_iterations` policy steps on it.
+    fn batch(&mut self, batch: &[usize]) -> Result<()> {
+        let cfg = self.cfg;
+        // Rollouts, seeded by (seed, step, rank): a resumed run samples the same completions.
+        let rollout_seed = self
+            .state
+            .seed
+            .wrapping_mul(0x9E37_79B9)
+            .wrapping_add(self.state.global_step * 7919 + cfg.group.rank() as u64);
+        let (sampled, skipped) = rollouts(
+            &self.pipe,
+            &self.records,
+            batch,
+            cfg,
+            self.latent,
+            rollout_seed,
+        )?;
+        // Rollout statistics, pooled over ranks (every rank computes the same numbers).
+        let mut counts = [sampled.len() as f64, skipped.len() as f64];
+        cfg.group.sum_f64(&mut counts)?;
+        self.summary.rollouts += counts[0] as u64;
+        for s in &skipped {
+            tracing::warn!("prompt {} skipped: {}", s.0, s.1);
+        }
+        let mut log = GrpoLog {
+            rollout: self.summary.rollouts,
+            skipped_prompts: counts[1] as usize,
+            ..Default::default()
+        };
+        self.summary.skipped_prompts.extend(skipped);
+        if counts[0] == 0.0 {
+            return Ok(());
+        }
+        let adv = self.score(&sampled, &mut log)?;
+        let prepared = self.prepare(&sampled, &adv, &mut log)?;
+        for _iteration in 0..cfg.num_iterations.max(1) {
+            if self.state.global_step >= self.total_steps || prepared.n_active == 0.0 {
+                break;
             }
-            state.epoch = epoch;
-            state.position = position;
-            let finished = state.global_step >= total_steps;
-            halted = !finished
-                && cfg
-                    .halt_after
-                    .is_some_and(|h| state.global_step - first_step >= h);
-            if main
-                && (cfg
-                    .save_steps
-                    .is_some_and(|s| s > 0 && state.global_step > 0 && state.global_step % s == 0)
-                    || halted)
-            {
-                save(cfg, &weights_dir, &pipe, &latent, &weights, &opt, &state)?;
-            }
-            if finished || halted {
-                break 'epochs;
+            if !self.policy_step(&sampled, &adv, &prepared, &mut log)? {
+                break;
             }
         }
-        state.epoch = epoch + 1;
-        state.position = 0;
+        if prepared.n_active == 0.0 {
+            // Nothing to learn from this batch: log the rollout statistics at the current step.
+            log.step = self.state.global_step;
+            if let Some(tb) = self.tb.as_mut() {
+                write_log(tb, &cfg.out.join("train_log.jsonl"), &log)?;
+            }
+            self.summary.logs.push(log);
+        }
+        Ok(())
     }
-    if let Some(b) = &bar {
-        b.finish();
+
+    /// Rewards and their statistics into `log`; returns the group-normalised advantages
+    /// (within a group, so within a rank).
+    fn score(&self, sampled: &[Sampled], log: &mut GrpoLog) -> Result<Vec<Option<f64>>> {
+        let (cfg, group, rewards) = (self.cfg, &self.cfg.group, &self.cfg.rewards);
+        let mut total_rewards = Vec::with_capacity(sampled.len());
+        let mut per_reward = vec![Vec::with_capacity(sampled.len()); rewards.len()];
+        for s in sampled {
+            let rec = &self.records[s.record];
+            let key = AnswerKey {
+                correct: &rec.answer,
+                options: &rec.options,
+            };
+            let mut r = 0.0;
+            for (k, rw) in rewards.iter().enumerate() {
+                let v = rw.score(&s.text, key);
+                per_reward[k].push(v);
+                r += rw.weight() * v;
+            }
+            total_rewards.push(r);
+        }
+        let adv = group_advantages(&total_rewards, cfg.num_generations);
+        let (mean, std) = pooled_mean_std(group, &total_rewards)?;
+        log.reward = mean;
+        log.reward_std = std;
+        for (k, rw) in rewards.iter().enumerate() {
+            let (m, s) = pooled_mean_std(group, &per_reward[k])?;
+            log.rewards.push((rw.name().to_string(), m, s));
+            if rw.name() == "accuracy" {
+                log.accuracy = m;
+            }
+            if rw.name() == "format" {
+                log.format = m;
+            }
+        }
+        let lengths: Vec<f64> = sampled
+            .iter()
+            .map(|s| s.rollout.text_mask().iter().filter(|&&m| m).count() as f64)
+            .collect();
+        let segments: Vec<f64> = sampled.iter().map(|s| s.segments as f64).collect();
+        log.completion_length = pooled_mean_std(group, &lengths)?.0;
+        log.imagery_segments = pooled_mean_std(group, &segments)?.0;
+        Ok(adv)
     }
-    if !halted && main {
-        write_model_files(
-            &cfg.out,
-            &weights_dir,
-            &pipe.model.config.raw,
-            &latent,
-            &weights.tensors(),
-        )?;
+
+    /// The rows that carry signal, with their video features (frozen tower, computed once),
+    /// reference log-probs, "old" log-probs and masks; zero-variance groups counted into `log`.
+    fn prepare(
+        &mut self,
+        sampled: &[Sampled],
+        adv: &[Option<f64>],
+        log: &mut GrpoLog,
+    ) -> Result<PreparedBatch> {
+        let cfg = self.cfg;
+        let params = self.pipe.rope_params();
+        let zero_groups = adv
+            .chunks(cfg.num_generations)
+            .filter(|g| g.iter().all(Option::is_none))
+            .count();
+        let active: Vec<usize> = (0..sampled.len()).filter(|&i| adv[i].is_some()).collect();
+        let feats: Vec<Tensor> = active
+            .iter()
+            .map(|&i| {
+                let v = &sampled[i].rollout.video;
+                let px = ModelInputs::pixel_tensor(std::slice::from_ref(v), &cfg.device)?
+                    .expect("one video");
+                Ok(self.pipe.model.encode_vision(&px, &[v.grid_thw])?.detach())
+            })
+            .collect::<Result<_>>()?;
+        let logprobs = |model: &Qwen25VL, i: usize, f: &Tensor| -> Result<Vec<f32>> {
+            Ok(completion_logprobs(
+                model,
+                &params,
+                &self.latent,
+                &sampled[i].rollout,
+                f,
+                true,
+                cfg.temperature,
+            )?
+            .detach()
+            .to_vec1::<f32>()?)
+        };
+        let refs: Vec<Option<Vec<f32>>> = match &self.reference {
+            Some(m) => active
+                .iter()
+                .zip(&feats)
+                .map(|(&i, f)| logprobs(m, i, f).map(Some))
+                .collect::<Result<_>>()?,
+            None => vec![None; active.len()],
+        };
+        let masks: Vec<Vec<bool>> = active
+            .iter()
+            .map(|&i| sampled[i].rollout.text_mask())
+            .collect();
+        // "Old" log-probs: the sampling-time ones, which the re-injected pass reproduces; with a
+        // temperature other than 1 the objective uses logits / T, so they are recomputed once
+        // (without a graph) under the sampling policy before any update.
+        let olds: Vec<Vec<f32>> = if (cfg.temperature - 1.0).abs() < 1e-12 {
+            active
+                .iter()
+                .map(|&i| {
+                    let lp = &sampled[i].rollout.sample_logprobs;
+                    lp.iter().map(|x| x.unwrap_or(0.0)).collect()
+                })
+                .collect()
+        } else {
+            active
+                .iter()
+                .zip(&feats)
+                .map(|(&i, f)| logprobs(&self.pipe.model, i, f))
+                .collect::<Result<_>>()?
+        };
+        // The normaliser is over all ranks' completions, so summing the ranks' gradients
+        // gives exactly the single-process objective on the union of their rollouts.
+        let tokens = masks
+            .iter()
+            .map(|m| m.iter().filter(|&&x| x).count())
+            .sum::<usize>();
+        let mut totals = [zero_groups as f64, active.len() as f64, tokens as f64];
+        cfg.group.sum_f64(&mut totals)?;
+        let [zero_groups, n_active, n_tokens] = totals;
+        self.summary.zero_variance_groups += zero_groups as u64;
+        log.zero_variance_groups = zero_groups as usize;
+        Ok(PreparedBatch {
+            active,
+            feats,
+            refs,
+            olds,
+            masks,
+            n_active,
+            n_tokens,
+        })
     }
-    summary.steps = state.global_step;
-    summary.seconds = started.elapsed().as_secs_f64();
-    Ok(summary)
+
+    /// One pass of the clipped objective over the batch and one optimiser step, logged; false
+    /// when no rank had a finite term (nothing to step on).
+    fn policy_step(
+        &mut self,
+        sampled: &[Sampled],
+        adv: &[Option<f64>],
+        b: &PreparedBatch,
+        log: &mut GrpoLog,
+    ) -> Result<bool> {
+        let cfg = self.cfg;
+        let params = self.pipe.rope_params();
+        let obj = Objective {
+            epsilon: cfg.epsilon,
+            beta: cfg.beta,
+        };
+        let mut acc = None;
+        // loss, kl, clipped, ratio, tokens
+        let mut stats = [0f64; 5];
+        for (k, &i) in b.active.iter().enumerate() {
+            let logp = completion_logprobs(
+                &self.pipe.model,
+                &params,
+                &self.latent,
+                &sampled[i].rollout,
+                &b.feats[k],
+                true,
+                cfg.temperature,
+            )?;
+            let row_tokens = b.masks[k].iter().filter(|&&x| x).count();
+            let normalizer = if cfg.per_sequence {
+                row_tokens.max(1) as f64 * b.n_active
+            } else {
+                b.n_tokens.max(1.0)
+            };
+            let (term, st) = grpo_term(
+                &logp,
+                &b.olds[k],
+                b.refs[k].as_deref(),
+                &b.masks[k],
+                adv[i].unwrap_or(0.0),
+                obj,
+                normalizer,
+            )?;
+            let value = term.to_scalar::<f32>()?;
+            if !value.is_finite() {
+                self.state.nan_skipped += 1;
+                tracing::warn!(
+                    "non-finite loss on a completion; skipped ({} so far)",
+                    self.state.nan_skipped
+                );
+                continue;
+            }
+            let parts = [
+                value as f64,
+                st.kl_sum,
+                st.clipped as f64,
+                st.ratio_sum,
+                st.tokens as f64,
+            ];
+            for (s, v) in stats.iter_mut().zip(parts) {
+                *s += v;
+            }
+            accumulate(
+                &mut acc,
+                backward_grads(
+                    &term.backward()?,
+                    self.checkpoint_grads.as_ref(),
+                    &self.vars,
+                )?,
+            )?;
+        }
+        cfg.group.sum_f64(&mut stats)?;
+        let Some(grads) = cfg.group.sum_grads(acc, &self.vars)? else {
+            return Ok(false);
+        };
+        let [loss_sum, kl_sum, clipped, ratio_sum, toks] = stats;
+        let norm = grad_norm(&grads)?;
+        let lr = self.schedule.lr(self.state.global_step);
+        self.opt
+            .step(&grads, lr, clip_coefficient(norm, cfg.max_grad_norm))?;
+        self.state.global_step += 1;
+        self.state.examples_seen += b.n_active as u64;
+        log.step = self.state.global_step;
+        log.loss = loss_sum;
+        log.kl = kl_sum / toks.max(1.0);
+        log.clip_fraction = clipped / toks.max(1.0);
+        log.ratio_mean = ratio_sum / toks.max(1.0);
+        log.lr = lr;
+        log.grad_norm = norm;
+        self.record_step(log)?;
+        Ok(true)
+    }
+
+    /// The step's line in TensorBoard, `train_log.jsonl`, the progress bar and the log.
+    fn record_step(&mut self, log: &GrpoLog) -> Result<()> {
+        let cfg = self.cfg;
+        if let Some(tb) = self.tb.as_mut() {
+            write_log(tb, &cfg.out.join("train_log.jsonl"), log)?;
+        }
+        self.summary.logs.push(log.clone());
+        if let Some(b) = &self.bar {
+            b.set_position(self.state.global_step);
+            b.set_message(format!(
+                "reward {:.3} acc {:.2} kl {:.4}",
+                log.reward, log.accuracy, log.kl
+            ));
+        }
+        let step = self.state.global_step;
+        if cfg.group.is_main() && cfg.logging_steps > 0 && step % cfg.logging_steps == 0 {
+            tracing::info!(
+                "step {}: reward {:.3} (std {:.3}), accuracy {:.2}, format {:.2}, kl {:.5}, clip {:.3}, ratio {:.4}, length {:.1}, imagery {:.2}",
+                log.step, log.reward, log.reward_std, log.accuracy, log.format, log.kl, log.clip_fraction, log.ratio_mean,
+                log.completion_length, log.imagery_segments
+            );
+        }
+        Ok(())
+    }
+
+    /// Saves a checkpoint when one is due or the run halts; true when the run ends here.
+    fn after_batch(&mut self) -> Result<bool> {
+        let cfg = self.cfg;
+        let step = self.state.global_step;
+        let finished = step >= self.total_steps;
+        self.halted = !finished && cfg.halt_after.is_some_and(|h| step - self.first_step >= h);
+        let due = cfg
+            .save_steps
+            .is_some_and(|s| s > 0 && step > 0 && step % s == 0);
+        if cfg.group.is_main() && (due || self.halted) {
+            save(
+                cfg,
+                &self.weights_dir,
+                &self.pipe,
+                &self.latent,
+                &self.weights,
+                &self.opt,
+                &self.state,
+            )?;
+        }
+        Ok(finished || self.halted)
+    }
+
+    /// After the last batch: a run whose every prompt was skipped is an error; otherwise the
+    /// final model (unless halted) and the summary.
+    fn finish(mut self, started: Instant) -> Result<GrpoSummary> {
+        let cfg = self.cfg;
+        if let Some(b) = &self.bar {
+            b.finish();
+        }
+        let skipped = &self.summary.skipped_prompts;
+        if self.summary.rollouts == 0 && !skipped.is_empty() {
+            return Err(TrainError::NothingToTrain {
+                path: cfg.data.clone(),
+                count: skipped.len(),
+                reasons: crate::dift_data::first_reasons(
+                    skipped.iter().map(|(id, reason)| (id, reason)),
+                ),
+            });
+        }
+        if !self.halted && cfg.group.is_main() {
+            write_model_files(
+                &cfg.out,
+                &self.weights_dir,
+                &self.pipe.model.config.raw,
+                &self.latent,
+                &self.weights.tensors(),
+            )?;
+        }
+        self.summary.steps = self.state.global_step;
+        self.summary.seconds = started.elapsed().as_secs_f64();
+        Ok(self.summary)
+    }
 }
 
 fn save(
@@ -670,7 +816,7 @@ fn mean_std(v: &[f64]) -> (f64, f64) {
 /// Generates `num_generations` completions for each readable prompt of `batch`.
 fn rollouts(
     pipe: &Pipeline,
-    records: &[RlRecord],
+    records: &[McQuestion],
     batch: &[usize],
     cfg: &GrpoConfig,
     latent: LatentTokens,
@@ -735,7 +881,7 @@ fn rollouts(
             )?)
         };
         let text = pipe.tokenizer.decode(&o.token_ids, false)?;
-        let text = fourd_eval::run::raw_text(&text);
+        let text = fourd_records::answer::reply_text(&text);
         tracing::debug!(
             "rollout {row} (prompt {}): {} tokens: {text:?}",
             records[owners[row]].id,

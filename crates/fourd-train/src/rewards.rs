@@ -1,7 +1,8 @@
 //! Outcome rewards of 4DRL. A [`Reward`] scores one completion's text (latent tokens kept, cut
 //! at the first end of turn) against the record's answer key.
 
-use fourd_eval::extract::{answer_span, letters_for, option_letter, option_named};
+use fourd_records::answer::{answer_span, option_letter, option_named};
+use fourd_records::letters::letters_for;
 
 /// What a completion is graded against.
 #[derive(Debug, Clone, Copy)]

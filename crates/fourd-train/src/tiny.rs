@@ -1,4 +1,4 @@
-//! Fresh tiny Qwen2.5-VL checkpoints for training from scratch (`fourd demo`, `fourd model init`):
+//! Fresh tiny Qwen2.5-VL checkpoints for training from scratch (`fourd demo` and the tests):
 //! a byte-level BPE tokenizer trained on the caller's corpus with the Qwen2.5-VL and 4DThinker
 //! special tokens, the Qwen2.5-VL chat template, a transformers 4.x `config.json` with the latent
 //! fields, a processor config, and random weights initialised as transformers does.
@@ -186,7 +186,7 @@ pub fn init_tiny_checkpoint(out: &Path, corpus: &[String], spec: &TinySpec) -> R
         &json!({
             "do_convert_rgb": true, "do_normalize": true, "do_rescale": true, "do_resize": true,
             "image_mean": [0.48145466, 0.4578275, 0.40821073], "image_std": [0.26862954, 0.26130258, 0.27577711],
-            "image_processor_type": "Qwen2VLImageProcessor", "max_pixels": 200704, "min_pixels": 3136,
+            "image_processor_type": "Qwen2VLImageProcessor", "max_pixels": fourd_video::DEFAULT_MAX_PIXELS, "min_pixels": 3136,
             "merge_size": 2, "patch_size": 14, "resample": 3, "rescale_factor": 1.0 / 255.0, "temporal_patch_size": 2
         }),
     )?;

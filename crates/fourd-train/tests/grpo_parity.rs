@@ -6,10 +6,11 @@ use std::path::PathBuf;
 use candle_core::{DType, Device, Tensor};
 use fourd_model::generation::{generate, GenerationConfig, Sampling, TokenKind};
 use fourd_model::inputs::ModelInputs;
+use fourd_records::{McQuestion, Media};
 use fourd_train::dift::load_trainable;
 use fourd_train::grpo_core::{completion_logprobs, grpo_term, Objective, Rollout};
 use fourd_train::optim::collect_grads;
-use fourd_train::rl_data::{rl_prompt, RlRecord};
+use fourd_train::rl_data::rl_prompt;
 
 fn fixtures() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures")
@@ -24,8 +25,9 @@ fn kind(k: i64) -> TokenKind {
     }
 }
 
-fn record(manifest: &serde_json::Value) -> RlRecord {
-    RlRecord {
+fn record(manifest: &serde_json::Value) -> McQuestion {
+    McQuestion {
+        index: 0,
         id: "fixture".into(),
         question: manifest["question"].as_str().unwrap().into(),
         options: manifest["options"]
@@ -34,19 +36,20 @@ fn record(manifest: &serde_json::Value) -> RlRecord {
             .iter()
             .map(|o| o.as_str().unwrap().to_string())
             .collect(),
-        correct: "B".into(),
-        frames: manifest["frames"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|p| fixtures().join("..").join("..").join(p.as_str().unwrap()))
-            .collect(),
-        video: None,
+        answer: "B".into(),
+        media: Media::Frames(
+            manifest["frames"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|p| fixtures().join("..").join("..").join(p.as_str().unwrap()))
+                .collect(),
+        ),
         task_type: "rel_dir".into(),
     }
 }
 
-fn frames(r: &RlRecord) -> Vec<image::RgbImage> {
+fn frames(r: &McQuestion) -> Vec<image::RgbImage> {
     fourd_train::rl_data::load_rl_frames(r, 16, 448).unwrap()
 }
 

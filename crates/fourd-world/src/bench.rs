@@ -40,6 +40,9 @@
 use std::path::Path;
 use std::sync::Arc;
 
+use fourd_records::letters::{letter, options_with_answer_at, LetterBalancer};
+use fourd_records::prompt::lettered;
+use fourd_records::{McQuestion, Media};
 use glam::DVec3;
 
 use crate::camera::CameraLabel;
@@ -64,26 +67,36 @@ pub const REL_PRED: [&str; 4] = [
     "To the right of it, and farther from the camera",
 ];
 
-/// Answer letters.
-pub const LETTERS: [char; 4] = ['A', 'B', 'C', 'D'];
-
-/// One question of the benchmark.
+/// One question of the benchmark with the truth behind it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct BenchQuestion {
-    pub video_id: String,
-    pub question: String,
-    /// `"A. label"` .. `"D. label"`.
-    pub options: Vec<String>,
-    /// The correct letter.
-    pub answer: char,
-    /// A DSR-Bench sub-task key (see the module docs).
-    pub task_type: &'static str,
+    /// The row `benchmark.parquet` holds: `media` is its `videoID`, options are `"A. label"` ..
+    /// `"D. label"`, `task_type` a DSR-Bench sub-task key (see the module docs).
+    pub mc: McQuestion,
     /// The correct option's label text (without the letter).
     pub label: String,
     /// The full clip's videoID (equal to `video_id` unless this is a prediction question).
     pub clip_id: String,
     /// Prediction questions: the video holds only the clip's first `K` frames.
     pub shown_frames: Option<usize>,
+}
+
+impl BenchQuestion {
+    /// The `videoID` of the question's video.
+    pub fn video_id(&self) -> &str {
+        match &self.mc.media {
+            Media::VideoId(id) => id,
+            _ => "",
+        }
+    }
+    /// The correct letter.
+    pub fn answer(&self) -> char {
+        self.mc.answer.chars().next().unwrap_or('?')
+    }
+    /// The DSR-Bench sub-task key.
+    pub fn task_type(&self) -> &str {
+        &self.mc.task_type
+    }
 }
 
 /// A question before its options are lettered.
@@ -455,34 +468,29 @@ pub fn build_benchmark(
         d.truncate(per_clip);
         chosen.extend(d.into_iter().map(|d| (id.clone(), d)));
     }
-    let mut perm = [0usize; 4];
+    let mut balancer = LetterBalancer::new();
     chosen
         .into_iter()
         .enumerate()
-        .map(|(i, (video_id, d))| {
-            if i % 4 == 0 {
-                perm = [0, 1, 2, 3];
-                shuffle(&mut rng, &mut perm);
-            }
-            let slot = perm[i % 4];
+        .map(|(index, (video_id, d))| {
+            let slot = balancer.next_slot(|_, perm| shuffle(&mut rng, perm));
             let mut others = d.others;
             shuffle(&mut rng, &mut others);
-            let mut labels: Vec<String> = others.into_iter().take(3).collect();
-            labels.insert(slot, d.correct.clone());
-            let options = labels
-                .iter()
-                .zip(LETTERS)
-                .map(|(l, c)| format!("{c}. {l}"))
-                .collect();
+            let labels = options_with_answer_at(slot, &d.correct, others.into_iter().take(3));
+            let shown_id = match d.shown_frames {
+                Some(k) => format!("{video_id}_first{k}"),
+                None => video_id.clone(),
+            };
             BenchQuestion {
-                video_id: match d.shown_frames {
-                    Some(k) => format!("{video_id}_first{k}"),
-                    None => video_id.clone(),
+                mc: McQuestion {
+                    index,
+                    id: shown_id.clone(),
+                    question: d.question,
+                    options: lettered(&labels),
+                    answer: letter(slot).to_string(),
+                    task_type: d.task_type.to_string(),
+                    media: Media::VideoId(shown_id),
                 },
-                question: d.question,
-                options,
-                answer: LETTERS[slot],
-                task_type: d.task_type,
                 label: d.correct,
                 clip_id: video_id,
                 shown_frames: d.shown_frames,
@@ -531,28 +539,28 @@ pub fn write_parquet(path: &Path, qs: &[BenchQuestion]) -> Result<()> {
     let flat = |f: &dyn Fn(&BenchQuestion) -> String| -> Vec<ByteArray> {
         qs.iter().map(|q| ba(&f(q))).collect()
     };
-    let answers: Vec<String> = qs.iter().map(|q| q.answer.to_string()).collect();
+    let answers: Vec<String> = qs.iter().map(|q| q.mc.answer.clone()).collect();
     type Column = (Vec<ByteArray>, Option<Vec<i16>>, Option<Vec<i16>>);
     let columns: Vec<Column> = vec![
-        (flat(&|q| q.video_id.clone()), None, None),
-        (flat(&|q| q.question.clone()), None, None),
+        (flat(&|q| q.video_id().to_string()), None, None),
+        (flat(&|q| q.mc.question.clone()), None, None),
         (
             qs.iter()
-                .flat_map(|q| q.options.iter().map(|o| ba(o)))
+                .flat_map(|q| q.mc.options.iter().map(|o| ba(o)))
                 .collect(),
             Some(
                 qs.iter()
-                    .flat_map(|q| vec![3i16; q.options.len()])
+                    .flat_map(|q| vec![3i16; q.mc.options.len()])
                     .collect(),
             ),
             Some(
                 qs.iter()
-                    .flat_map(|q| (0..q.options.len()).map(|k| if k == 0 { 0i16 } else { 1 }))
+                    .flat_map(|q| (0..q.mc.options.len()).map(|k| if k == 0 { 0i16 } else { 1 }))
                     .collect(),
             ),
         ),
         (answers.iter().map(|a| ba(a)).collect(), None, None),
-        (flat(&|q| q.task_type.to_string()), None, None),
+        (flat(&|q| q.task_type().to_string()), None, None),
     ];
     for (values, def, rep) in &columns {
         let mut col = rg.next_column().map_err(perr)?.ok_or_else(|| {
@@ -574,9 +582,9 @@ pub fn truth_jsonl(qs: &[BenchQuestion]) -> String {
     for (i, q) in qs.iter().enumerate() {
         let v = serde_json::json!({
             "index": i,
-            "videoID": q.video_id,
-            "type": q.task_type,
-            "answer": q.answer.to_string(),
+            "videoID": q.video_id(),
+            "type": q.task_type(),
+            "answer": q.mc.answer,
             "label": q.label,
             "shown_frames": q.shown_frames,
         });
@@ -590,6 +598,7 @@ pub fn truth_jsonl(qs: &[BenchQuestion]) -> String {
 mod tests {
     use super::*;
     use crate::generate::{random_clip, GenConfig};
+    use fourd_records::letters::index_of;
 
     fn truths(n: usize) -> Vec<(String, ClipTruth)> {
         let cfg = GenConfig {
@@ -616,11 +625,11 @@ mod tests {
         assert!(qs.len() >= 24, "{} questions", qs.len());
         let mut counts = [0usize; 4];
         for q in &qs {
-            assert_eq!(q.options.len(), 4);
-            let k = LETTERS.iter().position(|&c| c == q.answer).unwrap();
+            assert_eq!(q.mc.options.len(), 4);
+            let k = index_of(q.answer()).unwrap();
             counts[k] += 1;
-            assert_eq!(q.options[k], format!("{}. {}", q.answer, q.label));
-            let labels: Vec<&str> = q.options.iter().map(|o| &o[3..]).collect();
+            assert_eq!(q.mc.options[k], format!("{}. {}", q.answer(), q.label));
+            let labels: Vec<&str> = q.mc.options.iter().map(|o| &o[3..]).collect();
             for (i, l) in labels.iter().enumerate() {
                 assert!(!labels[i + 1..].contains(l), "duplicate option in {q:?}");
             }
@@ -670,7 +679,7 @@ mod tests {
             .map(|(id, _, t)| (id.clone(), t.clone()))
             .collect();
         let qs = build_benchmark(&pairs, 11, 8);
-        let mut types: Vec<&str> = qs.iter().map(|q| q.task_type).collect();
+        let mut types: Vec<&str> = qs.iter().map(|q| q.task_type()).collect();
         types.sort();
         types.dedup();
         assert_eq!(
@@ -689,7 +698,7 @@ mod tests {
         let mut counts = [0usize; 4];
         let mut checked = [0usize; 4];
         for q in &qs {
-            counts[LETTERS.iter().position(|&c| c == q.answer).unwrap()] += 1;
+            counts[index_of(q.answer()).unwrap()] += 1;
             let (_, clip, truth) = clips.iter().find(|(id, _, _)| *id == q.clip_id).unwrap();
             let poses = clip.poses();
             let traj = clip.object_trajectories();
@@ -698,11 +707,11 @@ mod tests {
                 let i = clip.scene.objects.iter().position(|o| o.name == n).unwrap();
                 (i, &clip.scene.objects[i])
             };
-            match q.task_type {
+            match q.task_type() {
                 "abs_spd_comp" => {
                     let (a, b) = (
-                        between(&q.question, "moving, the ", " or the "),
-                        between(&q.question, " or the ", "?"),
+                        between(&q.mc.question, "moving, the ", " or the "),
+                        between(&q.mc.question, " or the ", "?"),
                     );
                     // Speed from the generator's own motion parameters, not from the truth.
                     let speed = |n: &str| {
@@ -727,8 +736,8 @@ mod tests {
                 }
                 "rel_dis" => {
                     let (a, b) = (
-                        between(&q.question, "camera, the ", " or the "),
-                        between(&q.question, " or the ", ", at the first"),
+                        between(&q.mc.question, "camera, the ", " or the "),
+                        between(&q.mc.question, " or the ", ", at the first"),
                     );
                     let dist =
                         |n: &str, f: usize| (traj[f][by_name(n).0] - poses[f].center).length();
@@ -749,7 +758,7 @@ mod tests {
                         .iter()
                         .find(|o| {
                             o.first_bbox.is_some_and(|b| {
-                                q.question
+                                q.mc.question
                                     .contains(&format!("{} keeps", subject(truth, o, b)))
                             })
                         })
@@ -783,14 +792,14 @@ mod tests {
                             }
                         }
                     }
-                    assert_eq!(q.video_id, format!("{}_first{}", q.clip_id, k + 1));
+                    assert_eq!(q.video_id(), format!("{}_first{}", q.clip_id, k + 1));
                     checked[2] += 1;
                 }
                 "rel_dir_pred" => {
                     let k = q.shown_frames.unwrap() - 1;
                     let (a, b) = (
-                        between(&q.question, "where will the ", " be relative"),
-                        between(&q.question, "relative to the ", " at the end"),
+                        between(&q.mc.question, "where will the ", " be relative"),
+                        between(&q.mc.question, "relative to the ", " at the end"),
                     );
                     let cam = |n: &str| poses[k].world_to_cam(traj[last][by_name(n).0]);
                     let (pa, pb) = (cam(a), cam(b));

@@ -39,11 +39,13 @@
 
 pub mod bench;
 pub mod camera;
+pub mod demo_world;
 pub mod error;
 pub mod generate;
 pub mod motion;
 pub mod npy;
 pub mod scene;
+pub mod source;
 pub mod spatialvid;
 pub mod spatialvid_out;
 pub mod spec;
@@ -58,6 +60,10 @@ pub use generate::{
 pub use glam;
 pub use motion::{Direction, ObjectMotion, SpeedPattern};
 pub use scene::{render_frame, Clip, Frame, Object, Plane, Scene, Shape, Texture};
+pub use source::{
+    clip_seed, write_benchmark, write_spatialvid, ClipSource, FrameSize, SourcedClip,
+    WrittenBenchmark,
+};
 pub use spatialvid::{
     label_poses, label_poses_enhanced, merge_instructions, move_dist, relative_motion,
     EnhancedParams, LabelledStep, RelativeMotion, RuleParams,

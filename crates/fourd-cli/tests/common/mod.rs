@@ -12,6 +12,28 @@ pub fn fourd(args: &[&str]) -> std::process::Output {
         .unwrap()
 }
 
+/// Runs `fourd` in the folder `cwd`, as a user who types relative paths there.
+pub fn fourd_in(cwd: &std::path::Path, args: &[&str]) -> std::process::Output {
+    std::fs::create_dir_all(cwd).unwrap();
+    Command::new(env!("CARGO_BIN_EXE_fourd"))
+        .current_dir(cwd)
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+/// Panics with the command's output unless it succeeded; returns its stdout.
+pub fn ok(what: &str, o: &std::process::Output) -> String {
+    let stdout = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert!(
+        o.status.success(),
+        "{what} failed ({}):\n{stdout}\n{}",
+        o.status,
+        String::from_utf8_lossy(&o.stderr)
+    );
+    stdout
+}
+
 /// A fresh, empty temporary folder for one test.
 pub fn tmp(name: &str) -> PathBuf {
     let d = std::env::temp_dir().join(format!("fourd-cli-{name}-{}", std::process::id()));

@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use fourd_world::{random_clip, write_clip, ClipRow, GenConfig, SplitMix64};
+use fourd_world::{random_clip, write_clip, ClipRow, GenConfig};
 
 /// A fresh temporary folder for one test.
 pub fn tmp(name: &str) -> PathBuf {
@@ -25,8 +25,7 @@ pub fn synth(root: &Path, clips: usize, frames: usize, size: u32, seed: u64) {
     };
     let rows: Vec<ClipRow> = (0..clips)
         .map(|i| {
-            let s =
-                SplitMix64::new(seed ^ (i as u64).wrapping_mul(0xD1B5_4A32_D192_ED03)).next_u64();
+            let s = fourd_world::clip_seed(seed, i);
             let (clip, truth) = random_clip(s, &cfg).unwrap();
             write_clip(
                 root,
