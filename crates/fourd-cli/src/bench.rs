@@ -513,8 +513,7 @@ fn bench_train(a: BenchTrainArgs) -> Result<()> {
     let ours = timed.iter().map(|r| 1.0 / r).sum::<f64>();
     let ours = timed.len() as f64 / ours.max(1e-12);
     println!(
-        "fourd (candle {}, {:?}): {:.0} tokens/s over {} steps",
-        "0.11",
+        "fourd (candle 0.11, {:?}): {:.0} tokens/s over {} steps",
         cfg.device,
         ours,
         timed.len()

@@ -79,8 +79,9 @@ fn synth_writes_spatialvid_layout() {
                 rule.iter().find(|(k, _)| k == key).map(|(_, v)| v),
                 Some(&l)
             );
-            for t in a.parse::<usize>().unwrap()..b.parse().unwrap() {
-                step[t] = l.clone();
+            let (a, b): (usize, usize) = (a.parse().unwrap(), b.parse().unwrap());
+            for s in &mut step[a..b] {
+                *s = l.clone();
             }
         }
         for seg in truth["camera"].as_array().unwrap() {
@@ -90,9 +91,12 @@ fn synth_writes_spatialvid_layout() {
                 .iter()
                 .map(|x| x.as_str().unwrap().parse().unwrap())
                 .collect();
-            for t in seg["start"].as_u64().unwrap() as usize..seg["end"].as_u64().unwrap() as usize
-            {
-                assert_eq!(step[t], want, "{id} step {t}");
+            let (a, b) = (
+                seg["start"].as_u64().unwrap() as usize,
+                seg["end"].as_u64().unwrap() as usize,
+            );
+            for (t, s) in step.iter().enumerate().take(b).skip(a) {
+                assert_eq!(*s, want, "{id} step {t}");
             }
         }
         // dyn_masks.npz (SpatialVID's sparse layout) marks exactly the moving objects' pixels.

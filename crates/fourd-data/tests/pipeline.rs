@@ -160,7 +160,7 @@ fn outputs_check_clean_and_reruns_are_identical() {
             let out = v["text_output"].as_str().unwrap();
             let answer = out.rsplit("<answer>\n").next().unwrap();
             match marker {
-                None => assert!(!answer.get(1..3).is_some_and(|p| p == ". "), "{answer}"),
+                None => assert!(answer.get(1..3).is_none_or(|p| p != ". "), "{answer}"),
                 Some(m) => assert_eq!(out.matches(m).count(), 1, "{out}"),
             }
         }

@@ -267,8 +267,10 @@ fn generic_jsonl_with_column_mapping() {
 
 #[test]
 fn missing_column_is_a_clear_error() {
-    let mut cols = ColumnMap::default();
-    cols.answer = vec!["solution".into()];
+    let cols = ColumnMap {
+        answer: vec!["solution".into()],
+        ..ColumnMap::default()
+    };
     let e = benchmark::load(&root().join("dsr/benchmark.parquet"), &cols)
         .unwrap_err()
         .to_string();

@@ -371,7 +371,7 @@ impl Qwen25VlConfig {
             ));
         }
         let unit = vision.spatial_merge_size * vision.patch_size;
-        if vision.window_size % unit != 0 {
+        if !vision.window_size.is_multiple_of(unit) {
             return Err(vis.err(
                 "window_size",
                 &format!("must be a multiple of patch_size*spatial_merge_size = {unit}"),
@@ -419,7 +419,7 @@ pub struct PreprocessorConfig {
 }
 
 pub const CLIP_MEAN: [f32; 3] = [0.481_454_66, 0.457_827_5, 0.408_210_73];
-pub const CLIP_STD: [f32; 3] = [0.268_629_54, 0.261_302_58, 0.275_777_1];
+pub const CLIP_STD: [f32; 3] = [0.268_629_54, 0.261_302_6, 0.275_777_1];
 
 impl Default for PreprocessorConfig {
     /// transformers' class defaults, used when a checkpoint ships no preprocessor config.

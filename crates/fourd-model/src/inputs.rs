@@ -169,7 +169,7 @@ impl Processor {
                     None
                 };
                 match count {
-                    Some(c) => expanded.extend(std::iter::repeat(t).take(c)),
+                    Some(c) => expanded.extend(std::iter::repeat_n(t, c)),
                     None => expanded.push(t),
                 }
             }
@@ -185,7 +185,7 @@ impl Processor {
             let mut ids = vec![self.pad_id; pad];
             ids.extend(r);
             let mut mask = vec![0u8; pad];
-            mask.extend(std::iter::repeat(1).take(max_len - pad));
+            mask.extend(std::iter::repeat_n(1, max_len - pad));
             input_ids.push(ids);
             attention_mask.push(mask);
         }

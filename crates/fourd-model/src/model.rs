@@ -187,7 +187,7 @@ impl Qwen25VL {
     ) -> Result<TextOutput> {
         let (_, s, _) = embeds.dims3()?;
         let (cos, sin) = self.text.mrope.cos_sin(position_ids, &self.device)?;
-        let needs_mask = s > 1 || key_mask.iter().any(|r| r.iter().any(|&m| m == 0));
+        let needs_mask = s > 1 || key_mask.iter().any(|r| r.contains(&0));
         let mask = if needs_mask {
             Some(attention_mask(key_mask, s, &self.device)?)
         } else {

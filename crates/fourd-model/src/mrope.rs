@@ -185,8 +185,8 @@ pub fn batch_rope_index(
         let mut k = 0;
         for (j, &m) in row_mask.iter().enumerate() {
             if m != 0 {
-                for a in 0..3 {
-                    position_ids[a][row][j] = sp.positions[k][a];
+                for (axis, &p) in sp.positions[k].iter().enumerate() {
+                    position_ids[axis][row][j] = p;
                 }
                 k += 1;
             }
@@ -225,7 +225,7 @@ impl MRope {
     pub fn new(head_dim: usize, theta: f64, mrope_section: &[usize]) -> Self {
         let mut axis_of = Vec::with_capacity(head_dim / 2);
         for (axis, &n) in mrope_section.iter().enumerate() {
-            axis_of.extend(std::iter::repeat(axis % 3).take(n));
+            axis_of.extend(std::iter::repeat_n(axis % 3, n));
         }
         MRope {
             inv_freq: inv_freq(head_dim, theta),
@@ -244,6 +244,8 @@ impl MRope {
         let half = self.inv_freq.len();
         let mut cos = Vec::with_capacity(b * s * half);
         let mut sin = Vec::with_capacity(b * s * half);
+        // Row, position and frequency index three different arrays: indices read clearer here.
+        #[allow(clippy::needless_range_loop)]
         for row in 0..b {
             for j in 0..s {
                 for k in 0..half {
@@ -280,8 +282,8 @@ mod tests {
     #[test]
     fn worked_example_of_the_spec() {
         let mut ids = vec![0u32; 15];
-        ids.extend(std::iter::repeat(2).take(12));
-        ids.extend(std::iter::repeat(0).take(5));
+        ids.extend(std::iter::repeat_n(2, 12));
+        ids.extend(std::iter::repeat_n(0, 5));
         let sp = rope_index(
             &ids,
             &params(RopeIndexStyle::V4_50),

@@ -185,7 +185,7 @@ impl ImageProcessor {
             planes.push(chw);
         }
         let tp = c.temporal_patch_size;
-        while planes.len() % tp != 0 {
+        while !planes.len().is_multiple_of(tp) {
             let last = planes.last().cloned().expect("at least one frame");
             planes.push(last);
         }

@@ -86,8 +86,8 @@ fn main() -> Result<()> {
         // Within the check: tokens between a line's "." and its ":" are the copied label.
         let mut in_label = false;
         let mut line_start = false;
-        for i in start..end {
-            let p = pieces[i].trim();
+        for (i, piece) in pieces.iter().enumerate().take(end).skip(start) {
+            let p = piece.trim();
             let hit = usize::from(loss.predicted[i] == loss.targets[i]);
             if p == ":" {
                 in_label = false;
@@ -99,7 +99,7 @@ fn main() -> Result<()> {
             if p == "." && line_start {
                 in_label = true;
             }
-            line_start = is_letter(&pieces[i]);
+            line_start = is_letter(piece);
             if p == "yes" || p == "no" {
                 verdict.0 += hit;
                 verdict.1 += 1;

@@ -337,9 +337,7 @@ impl<'a> DiftTrainer<'a> {
         group.check_same("the starting step", state.global_step)?;
         let per_step = cfg.grad_accum.max(1) * group.world_size();
         let steps_per_epoch = records.len().div_ceil(per_step) as u64;
-        let total_steps = cfg
-            .max_steps
-            .unwrap_or(steps_per_epoch * cfg.epochs as u64);
+        let total_steps = cfg.max_steps.unwrap_or(steps_per_epoch * cfg.epochs as u64);
         let warmup = cfg
             .warmup_steps
             .unwrap_or((cfg.warmup_ratio * total_steps as f64).ceil() as u64);
@@ -526,7 +524,12 @@ impl<'a> DiftTrainer<'a> {
             for (s, v) in sums.values.iter_mut().zip(parts) {
                 *s += v;
             }
-            let decode = |ids: &[u32]| self.pipeline.tokenizer.decode(ids, false).unwrap_or_default();
+            let decode = |ids: &[u32]| {
+                self.pipeline
+                    .tokenizer
+                    .decode(ids, false)
+                    .unwrap_or_default()
+            };
             self.sample = Some((
                 ex.question.clone(),
                 decode(&loss.targets),
@@ -612,7 +615,8 @@ impl<'a> DiftTrainer<'a> {
             append_jsonl(&self.cfg.out.join("train_log.jsonl"), &log)?;
         }
         let logging = self.cfg.logging_steps;
-        if self.cfg.group.is_main() && logging > 0 && self.state.global_step % logging == 0 {
+        if self.cfg.group.is_main() && logging > 0 && self.state.global_step.is_multiple_of(logging)
+        {
             tracing::info!(
                 "step {} loss {:.4} (ce {:.4}, sim {:.4}, cos {:.3}) lr {:.2e} grad norm {:.3} token acc {:.3} answer acc {:.3}",
                 log.step, log.loss, log.ce, log.sim, log.cos, log.lr, log.grad_norm, log.token_acc, log.answer_acc
@@ -632,7 +636,9 @@ impl<'a> DiftTrainer<'a> {
         let step = self.state.global_step;
         let finished = step >= self.total_steps;
         self.halted = !finished && cfg.halt_after.is_some_and(|h| step - self.first_step >= h);
-        let due = cfg.save_steps.is_some_and(|s| s > 0 && step % s == 0);
+        let due = cfg
+            .save_steps
+            .is_some_and(|s| s > 0 && step.is_multiple_of(s));
         if cfg.group.is_main() && due && !finished && !self.halted {
             self.save_checkpoint()?;
         }

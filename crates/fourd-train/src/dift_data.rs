@@ -271,7 +271,7 @@ impl ExampleBuilder {
         let mut expanded = Vec::with_capacity(prompt_ids.len() + video.llm_tokens(merge));
         for &t in &prompt_ids {
             if t == p.processor.video_pad {
-                expanded.extend(std::iter::repeat(t).take(video.llm_tokens(merge)));
+                expanded.extend(std::iter::repeat_n(t, video.llm_tokens(merge)));
             } else {
                 expanded.push(t);
             }

@@ -301,7 +301,7 @@ impl TcpGroup {
 
     /// Sums fixed-size records over ranks: rank 0 adds the others' in rank order and sends the
     /// result back. `add` folds a received buffer into the running sum.
-    fn reduce_bytes(&self, mine: &mut Vec<u8>, add: impl Fn(&mut [u8], &[u8])) -> Result<()> {
+    fn reduce_bytes(&self, mine: &mut [u8], add: impl Fn(&mut [u8], &[u8])) -> Result<()> {
         let mut links = self
             .links
             .lock()

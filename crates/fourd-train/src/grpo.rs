@@ -145,11 +145,14 @@ pub struct GrpoLog {
     pub grad_norm: f64,
 }
 
+/// A prompt whose frames could not be read: its id and why.
+pub type SkippedPrompt = (String, String);
+
 #[derive(Clone, Debug, Serialize)]
 pub struct GrpoSummary {
     pub steps: u64,
     pub rollouts: u64,
-    pub skipped_prompts: Vec<(String, String)>,
+    pub skipped_prompts: Vec<SkippedPrompt>,
     pub zero_variance_groups: u64,
     pub logs: Vec<GrpoLog>,
     pub seconds: f64,
@@ -271,9 +274,7 @@ impl<'a> GrpoTrainer<'a> {
         let shard_len = records.len().div_ceil(group.world_size());
         let per_step = cfg.prompts_per_step.max(1);
         let steps_per_epoch = (shard_len.div_ceil(per_step) * cfg.num_iterations.max(1)) as u64;
-        let total_steps = cfg
-            .max_steps
-            .unwrap_or(steps_per_epoch * cfg.epochs as u64);
+        let total_steps = cfg.max_steps.unwrap_or(steps_per_epoch * cfg.epochs as u64);
         let main = group.is_main();
         Ok(GrpoTrainer {
             schedule: LinearSchedule {
@@ -646,7 +647,7 @@ impl<'a> GrpoTrainer<'a> {
             ));
         }
         let step = self.state.global_step;
-        if cfg.group.is_main() && cfg.logging_steps > 0 && step % cfg.logging_steps == 0 {
+        if cfg.group.is_main() && cfg.logging_steps > 0 && step.is_multiple_of(cfg.logging_steps) {
             tracing::info!(
                 "step {}: reward {:.3} (std {:.3}), accuracy {:.2}, format {:.2}, kl {:.5}, clip {:.3}, ratio {:.4}, length {:.1}, imagery {:.2}",
                 log.step, log.reward, log.reward_std, log.accuracy, log.format, log.kl, log.clip_fraction, log.ratio_mean,
@@ -664,7 +665,7 @@ impl<'a> GrpoTrainer<'a> {
         self.halted = !finished && cfg.halt_after.is_some_and(|h| step - self.first_step >= h);
         let due = cfg
             .save_steps
-            .is_some_and(|s| s > 0 && step > 0 && step % s == 0);
+            .is_some_and(|s| s > 0 && step > 0 && step.is_multiple_of(s));
         if cfg.group.is_main() && (due || self.halted) {
             save(
                 cfg,
@@ -821,7 +822,7 @@ fn rollouts(
     cfg: &GrpoConfig,
     latent: LatentTokens,
     seed: u64,
-) -> Result<(Vec<Sampled>, Vec<(String, String)>)> {
+) -> Result<(Vec<Sampled>, Vec<SkippedPrompt>)> {
     let mut prompts = Vec::new();
     let mut owners = Vec::new();
     let mut skipped = Vec::new();

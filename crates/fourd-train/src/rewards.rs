@@ -112,7 +112,7 @@ pub fn group_advantages(rewards: &[f64], g: usize) -> Vec<Option<f64>> {
         let mean = group.iter().sum::<f64>() / n;
         let all_equal = group.iter().all(|&r| (r - group[0]).abs() < 1e-12);
         if all_equal || group.len() < 2 {
-            out.extend(std::iter::repeat(None).take(group.len()));
+            out.extend(std::iter::repeat_n(None, group.len()));
             continue;
         }
         let var = group.iter().map(|r| (r - mean).powi(2)).sum::<f64>() / (n - 1.0);
@@ -216,6 +216,6 @@ mod tests {
         let std = ((0.16 + 0.36 + 0.36 + 0.16) / 3.0f64).sqrt();
         assert!((first[0] - (1.0 - mean) / (std + 1e-4)).abs() < 1e-12);
         assert!(first.iter().sum::<f64>().abs() < 1e-9);
-        assert!(a.iter().all(|x| x.map_or(true, f64::is_finite)));
+        assert!(a.iter().all(|x| x.is_none_or(f64::is_finite)));
     }
 }

@@ -96,7 +96,7 @@ fn put_varint(buf: &mut Vec<u8>, mut v: u64) {
 }
 
 fn put_varint_field(buf: &mut Vec<u8>, field: u32, v: u64) {
-    put_varint(buf, ((field as u64) << 3) | 0);
+    put_varint(buf, (field as u64) << 3);
     put_varint(buf, v);
 }
 

@@ -246,7 +246,7 @@ fn training_pass_reproduces_sampling_logprobs_only_with_reinjected_imagery() {
             let Some(end) = o.kinds.iter().position(|k| *k == TokenKind::LatentEnd) else {
                 continue;
             };
-            if !o.kinds[end + 1..].iter().any(|k| *k == TokenKind::Text) {
+            if !o.kinds[end + 1..].contains(&TokenKind::Text) {
                 continue;
             }
             let hidden = Tensor::cat(

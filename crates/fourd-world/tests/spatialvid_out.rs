@@ -180,13 +180,14 @@ fn writes_layout_and_is_deterministic() {
                 .iter()
                 .map(|l| l.as_str().unwrap().parse().unwrap())
                 .collect();
-            for t in s.parse::<usize>().unwrap()..e.parse().unwrap() {
-                per_step[t] = Some(labels.clone());
+            let (s, e): (usize, usize) = (s.parse().unwrap(), e.parse().unwrap());
+            for step in &mut per_step[s..e] {
+                *step = Some(labels.clone());
             }
         }
         for (s, e, labels) in &truth.camera {
-            for t in *s..*e {
-                assert_eq!(per_step[t].as_ref(), Some(labels), "seed {seed} step {t}");
+            for (t, step) in per_step.iter().enumerate().take(*e).skip(*s) {
+                assert_eq!(step.as_ref(), Some(labels), "seed {seed} step {t}");
             }
         }
         let caption: serde_json::Value = serde_json::from_slice(&read("caption.json")).unwrap();
