@@ -11,7 +11,7 @@ use fourd_model::generation::{generate, GenerationConfig, Sampling};
 use fourd_model::inputs::PromptInput;
 use fourd_model::processor::load_image;
 use fourd_model::tokenizer::{Content, Message};
-use fourd_model::Pipeline;
+use fourd_model::ModelBundle;
 use serde_json::Value;
 
 #[derive(Subcommand, Debug)]
@@ -96,13 +96,34 @@ pub struct BenchGenerateArgs {
     #[command(flatten)]
     pub common: BenchCommon,
     /// Comma-separated batch sizes.
-    #[arg(long, default_value = "1,8")]
-    pub batches: String,
+    #[arg(long, value_delimiter = ',', default_value = "1,8")]
+    pub batches: Vec<usize>,
     /// New tokens per sequence (imagery steps included).
     #[arg(long, default_value_t = 48)]
     pub tokens: usize,
     #[arg(long, default_value_t = 4)]
     pub latent_size: usize,
+}
+
+/// The random model the reference script builds.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ModelSize {
+    Tiny,
+    Small,
+    /// Qwen2.5-VL-3B's shape.
+    #[value(name = "3b")]
+    ThreeB,
+}
+
+impl ModelSize {
+    /// The name the reference scripts take.
+    fn name(self) -> &'static str {
+        match self {
+            ModelSize::Tiny => "tiny",
+            ModelSize::Small => "small",
+            ModelSize::ThreeB => "3b",
+        }
+    }
 }
 
 /// Options every benchmark shares: the reference side and where candle runs.
@@ -117,8 +138,8 @@ pub struct BenchCommon {
     pub python_bin: String,
     /// Model size the reference script builds: small, tiny, or 3b (Qwen2.5-VL-3B's shape, random
     /// weights).
-    #[arg(long, default_value = "small")]
-    pub size: String,
+    #[arg(long, value_enum, default_value_t = ModelSize::Small)]
+    pub size: ModelSize,
     /// Threads for PyTorch (candle's CPU backend uses all cores).
     #[arg(long, default_value_t = 2)]
     pub threads: usize,
@@ -139,7 +160,7 @@ impl BenchCommon {
             "--threads".into(),
             self.threads.to_string(),
             "--size".into(),
-            self.size.clone(),
+            self.size.name().into(),
             "--device".into(),
             self.device.to_string(),
             "--dtype".into(),
@@ -584,17 +605,16 @@ const PROMPT_WORDS: &str =
     "the red fox jumps over a blue circle while the camera moves to the left and the ball rolls";
 
 fn bench_generate(a: BenchGenerateArgs) -> Result<()> {
-    let batches: Vec<usize> = a
-        .batches
-        .split(',')
-        .map(|b| b.trim().parse::<usize>())
-        .collect::<std::result::Result<_, _>>()
-        .with_context(|| format!("--batches {}", a.batches))?;
+    let batches = a.batches.clone();
     let reference = if a.common.python {
         let mut args = a.common.script_args(&a.model);
         args.extend([
             "--batches".into(),
-            a.batches.clone(),
+            batches
+                .iter()
+                .map(usize::to_string)
+                .collect::<Vec<_>>()
+                .join(","),
             "--tokens".into(),
             a.tokens.to_string(),
             "--latent-size".into(),
@@ -609,7 +629,7 @@ fn bench_generate(a: BenchGenerateArgs) -> Result<()> {
         None
     };
     let device = a.common.device.open()?;
-    let pipe = Pipeline::load(&a.model, a.common.dtype, &device)?;
+    let pipe = ModelBundle::load(&a.model, a.common.dtype, &device)?;
     let latent = pipe.latent_tokens(Some(a.latent_size))?;
     let words: Vec<&str> = PROMPT_WORDS.split(' ').collect();
     println!(
@@ -722,7 +742,7 @@ fn bench_model(a: BenchModelArgs) -> Result<()> {
     };
 
     let device = a.common.device.open()?;
-    let pipe = Pipeline::load(&a.model, a.common.dtype, &device)?;
+    let pipe = ModelBundle::load(&a.model, a.common.dtype, &device)?;
     let image = load_image(&a.image, pipe.processor.image_processor.pixel_cap)?;
     let text = pipe.tokenizer.apply_chat_template(
         &[Message::new(

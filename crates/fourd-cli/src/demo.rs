@@ -23,7 +23,7 @@ use fourd_eval::compare::{paired, standard_errors_above_chance, Paired};
 use fourd_eval::report::{read_jsonl, ResultFiles, SampleResult};
 use fourd_eval::run::{evaluate, EvalConfig};
 use fourd_model::generation::{GenerationConfig, Sampling};
-use fourd_model::Pipeline;
+use fourd_model::ModelBundle;
 use fourd_records::prompt::FOUR_D_THINKER_SUFFIX;
 use fourd_train::tiny::{init_tiny_checkpoint, TinySpec};
 use fourd_train::{train_dift, DiftConfig, DiftSummary};
@@ -421,7 +421,7 @@ fn answer_questions(
     let out = dirs.eval(name);
     // The model may have been retrained since: its old answers are not its answers.
     let _ = std::fs::remove_dir_all(&out);
-    let pipe = Pipeline::load(model, DType::F32, &Device::Cpu)?;
+    let pipe = ModelBundle::load(model, DType::F32, &Device::Cpu)?;
     let cfg = EvalConfig {
         benchmark: questions.to_path_buf(),
         columns: Default::default(),

@@ -9,7 +9,7 @@ use fourd_eval::benchmark::ColumnMap;
 use fourd_eval::report::{merge, EvalSummary, ResultFiles};
 use fourd_eval::run::{evaluate, EvalConfig};
 use fourd_model::generation::{GenerationConfig, Sampling, SamplingOverrides};
-use fourd_model::{GenerationDefaults, Pipeline};
+use fourd_model::{GenerationDefaults, ModelBundle};
 use fourd_video::SamplingOptions;
 
 #[derive(Args, Debug)]
@@ -166,7 +166,7 @@ fn run_eval(a: EvalRunArgs) -> Result<()> {
     );
     for model in &a.model {
         let name = model_name(model);
-        let mut pipe = Pipeline::load(model, dtype, &device)
+        let mut pipe = ModelBundle::load(model, dtype, &device)
             .with_context(|| format!("loading {}", model.display()))?;
         pipe.model.config.rope_index = a.rope_index;
         let latent = pipe.latent_tokens(a.latent_size)?;

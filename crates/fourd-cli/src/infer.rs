@@ -9,7 +9,7 @@ use fourd_model::generation::{generate, GenerationConfig, Sampling, SamplingOver
 use fourd_model::inputs::{PromptInput, VideoFrames};
 use fourd_model::processor::{list_frames, load_image};
 use fourd_model::tokenizer::{Content, Message};
-use fourd_model::Pipeline;
+use fourd_model::ModelBundle;
 use serde_json::json;
 
 #[derive(Args, Debug)]
@@ -75,7 +75,7 @@ pub struct InferArgs {
 pub fn run(a: InferArgs) -> Result<()> {
     let dtype = a.dtype;
     let device = a.device.open()?;
-    let mut pipe = Pipeline::load(&a.model, dtype, &device)
+    let mut pipe = ModelBundle::load(&a.model, dtype, &device)
         .with_context(|| format!("loading {}", a.model.display()))?;
     pipe.model.config.rope_index = a.rope_index;
 

@@ -1,6 +1,6 @@
 //! `fourd synth`: random synthetic clips in the SpatialVID layout (see `fourd_world::spatialvid_out`);
-//! `fourd synth bench`: the same clips as a DSR-Bench-format multiple-choice benchmark
-//! (see `fourd_world::bench`). With `--spec FILE.json` (repeatable) the clips are described
+//! `fourd synth benchmark`: the same clips as a DSR-Bench-format multiple-choice benchmark
+//! (see `fourd_world::benchmark`). With `--spec FILE.json` (repeatable) the clips are described
 //! explicitly instead of drawn at random (format: `fourd_world::spec`, `docs/synth.md`).
 
 use std::path::PathBuf;
@@ -11,7 +11,7 @@ use clap::{Args, Parser, Subcommand};
 use fourd_world::{ClipSource, FrameSize, GenConfig};
 use indicatif::{ProgressBar, ProgressStyle};
 
-/// `fourd synth [--out DIR ...]` or `fourd synth bench --out DIR ...`. `Parser` (which also
+/// `fourd synth [--out DIR ...]` or `fourd synth benchmark --out DIR ...`. `Parser` (which also
 /// implements `Args`) so that `fourd demo` can build one from an argument list.
 #[derive(Parser, Debug)]
 #[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
@@ -26,11 +26,13 @@ pub struct SynthCmd {
 pub enum SynthSub {
     /// A DSR-Bench-format benchmark from synthetic clips: `videos/<videoID>.mp4`,
     /// `benchmark.parquet` (videoID, question, options, answer, type) and `truth.jsonl`.
-    Bench(BenchArgs),
+    /// (`bench` is the old name, kept so existing scripts run.)
+    #[command(alias = "bench")]
+    Benchmark(BenchmarkArgs),
 }
 
 #[derive(Args, Debug)]
-pub struct BenchArgs {
+pub struct BenchmarkArgs {
     #[command(flatten)]
     pub gen: SynthArgs,
     /// Most questions per clip (chosen at random among the clip's candidates).
@@ -41,7 +43,7 @@ pub struct BenchArgs {
 #[derive(Args, Debug)]
 pub struct SynthArgs {
     /// Output root: `videos/`, `annotations/` and `metadata.csv` are written under it
-    /// (`videos/`, `benchmark.parquet` and `truth.jsonl` for `fourd synth bench`).
+    /// (`videos/`, `benchmark.parquet` and `truth.jsonl` for `fourd synth benchmark`).
     #[arg(long, required = true)]
     pub out: Option<PathBuf>,
     /// Number of clips.
@@ -73,7 +75,7 @@ pub struct SynthArgs {
 
 pub fn run(c: SynthCmd) -> Result<()> {
     match c.sub {
-        Some(SynthSub::Bench(b)) => run_bench(b),
+        Some(SynthSub::Benchmark(b)) => run_benchmark(b),
         None => run_spatialvid(c.args),
     }
 }
@@ -153,13 +155,8 @@ fn run_spatialvid(a: SynthArgs) -> Result<()> {
     Ok(())
 }
 
-/// `fourd synth bench`: clip `i` (seed [`clip_seed`], or the `i`-th `--spec`) becomes
-/// `videos/<videoID>.mp4` (`synth_<i>` or the spec's id); the questions come from the clips' truth
-/// via [`fourd_world::bench::build_benchmark`] seeded with `--seed`, so a seed gives
-/// byte-identical `benchmark.parquet` and `truth.jsonl`. Prediction questions get a second video
-/// with only the clip's first frames, rendered again from the clip after the questions are
-/// chosen (keeping every clip's frames in memory instead would cost far more).
-fn run_bench(b: BenchArgs) -> Result<()> {
+/// `fourd synth benchmark` (see `fourd_world::write_benchmark`).
+fn run_benchmark(b: BenchmarkArgs) -> Result<()> {
     let a = &b.gen;
     if b.questions_per_clip == 0 {
         bail!("--questions-per-clip must be at least 1");

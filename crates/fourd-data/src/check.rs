@@ -104,28 +104,6 @@ impl CheckReport {
     }
 }
 
-/// Options of a DIFT `text_input`: the last four lines `A. ..` to `D. ..` after a blank line.
-fn dift_options(text: &str) -> std::result::Result<(String, Vec<String>), String> {
-    let (question, opts) = text
-        .rsplit_once("\n\n")
-        .ok_or("text_input has no blank line before the options")?;
-    let lines: Vec<&str> = opts.lines().collect();
-    if lines.len() != 4 {
-        return Err(format!(
-            "text_input has {} option lines, expected 4",
-            lines.len()
-        ));
-    }
-    let mut out = Vec::new();
-    for (l, letter) in lines.iter().zip(LETTERS) {
-        let body = l
-            .strip_prefix(&format!("{letter}. "))
-            .ok_or_else(|| format!("option line {l:?} does not start with \"{letter}. \""))?;
-        out.push(body.trim().to_string());
-    }
-    Ok((question.trim().to_string(), out))
-}
-
 /// One line under check: where errors go and how its paths resolve.
 struct LineCheck<'a> {
     report: &'a mut CheckReport,
@@ -155,37 +133,53 @@ impl LineCheck<'_> {
     /// The string list `key` of `v`, every path of which must resolve (by the rule training
     /// uses) to an existing file; returns how many paths it lists.
     fn paths(&mut self, v: &serde_json::Value, key: &str) -> usize {
-        let list = v
-            .get(key)
-            .and_then(|x| x.as_array())
-            .ok_or_else(|| format!("missing list field `{key}`"))
-            .and_then(|a| {
-                a.iter()
-                    .map(|p| {
-                        p.as_str()
-                            .ok_or_else(|| format!("`{key}` holds a non-string"))
-                    })
-                    .collect::<std::result::Result<Vec<&str>, String>>()
-            });
-        match list {
-            Ok(paths) => {
-                for p in &paths {
-                    self.report.images_checked += 1;
-                    let resolved = self.paths.resolve(p);
-                    if !resolved.is_file() {
-                        self.error(format!(
-                            "`{key}` path {p:?} does not exist (looked for {})",
-                            resolved.display()
-                        ));
-                    }
-                }
-                paths.len()
-            }
-            Err(e) => {
-                self.error(e);
-                0
+        let Some(list) = v.get(key).and_then(|x| x.as_array()) else {
+            self.error(format!("missing list field `{key}`"));
+            return 0;
+        };
+        let Some(paths) = list.iter().map(|p| p.as_str()).collect::<Option<Vec<&str>>>() else {
+            self.error(format!("`{key}` holds a non-string"));
+            return 0;
+        };
+        for p in &paths {
+            self.report.images_checked += 1;
+            let resolved = self.paths.resolve(p);
+            if !resolved.is_file() {
+                self.error(format!(
+                    "`{key}` path {p:?} does not exist (looked for {})",
+                    resolved.display()
+                ));
             }
         }
+        paths.len()
+    }
+
+    /// Options of a DIFT `text_input`: the last four lines `A. ..` to `D. ..` after a blank
+    /// line (`fourd_records::prompt::question_text`).
+    fn dift_options(&mut self, text: &str) -> Option<Vec<String>> {
+        let Some((_, opts)) = text.rsplit_once("\n\n") else {
+            self.error("text_input has no blank line before the options".into());
+            return None;
+        };
+        let lines: Vec<&str> = opts.lines().collect();
+        if lines.len() != 4 {
+            self.error(format!(
+                "text_input has {} option lines, expected 4",
+                lines.len()
+            ));
+            return None;
+        }
+        let mut out = Vec::new();
+        for (l, letter) in lines.iter().zip(LETTERS) {
+            let Some(body) = l.strip_prefix(&format!("{letter}. ")) else {
+                self.error(format!(
+                    "option line {l:?} does not start with \"{letter}. \""
+                ));
+                return None;
+            };
+            out.push(body.trim().to_string());
+        }
+        Some(out)
     }
 
     fn dift(&mut self, v: &serde_json::Value) -> Option<Asked> {
@@ -200,7 +194,7 @@ impl LineCheck<'_> {
             self.error("missing string fields `text_input`/`text_output`".into());
             return None;
         };
-        let options = dift_options(ti).map_err(|e| self.error(e)).ok()?.1;
+        let options = self.dift_options(ti)?;
         let (letter, label) = match validate(to, n_out) {
             Ok((Some(letter), label)) => (letter, label),
             // A label answer: its letter is the option it names.

@@ -237,7 +237,7 @@ mod option_check_tests {
             "I picture it at 0s and 7s: <output_image> and <output_image>. It tilts.",
             &opts,
             2,
-            &['A', 'B', 'C', 'D'],
+            &fourd_records::letters::LETTERS,
         );
         assert!(
             t.contains("It tilts.\nChecking each option against this:\nA. Tilt Down: no\nB. Dolly Out: no\nC. Pan Left and Tilt Up: yes\nD. Stay: no\n</think>"),

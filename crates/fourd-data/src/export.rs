@@ -88,16 +88,26 @@ pub enum ReplyForm {
 }
 
 impl std::str::FromStr for ReplyForm {
-    type Err = String;
-    fn from_str(s: &str) -> std::result::Result<Self, String> {
+    type Err = crate::error::DataError;
+    fn from_str(s: &str) -> Result<Self> {
         match s {
             "letter" => Ok(Self::Letter),
             "option-check" => Ok(Self::OptionCheck),
             "label" => Ok(Self::Label),
-            other => Err(format!(
+            other => Err(crate::error::DataError::Config(format!(
                 "unknown reply form {other:?} (letter, option-check, label)"
-            )),
+            ))),
         }
+    }
+}
+
+impl std::fmt::Display for ReplyForm {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Letter => "letter",
+            Self::OptionCheck => "option-check",
+            Self::Label => "label",
+        })
     }
 }
 

@@ -62,7 +62,7 @@ impl QuestionKind {
             Self::Speed => "speed",
         }
     }
-    /// DSR-Bench keys, as `fourd synth bench` files them (camera motion under `rel_dir`).
+    /// DSR-Bench keys, as `fourd synth benchmark` files them (camera motion under `rel_dir`).
     pub fn rl_type(self) -> &'static str {
         match self {
             Self::Camera => "rel_dir",

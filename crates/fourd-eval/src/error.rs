@@ -22,6 +22,8 @@ pub enum EvalError {
     Model(#[from] fourd_model::ModelError),
     #[error(transparent)]
     Record(#[from] fourd_records::RecordError),
+    #[error(transparent)]
+    Video(#[from] fourd_video::VideoError),
     #[error("chart: {0}")]
     Chart(String),
 }

@@ -10,7 +10,7 @@ use std::sync::{mpsc, Arc};
 use fourd_model::generation::{generate, GenerationConfig};
 use fourd_model::inputs::{PromptInput, VideoFrames};
 use fourd_model::tokenizer::{Content, Message};
-use fourd_model::Pipeline;
+use fourd_model::ModelBundle;
 use fourd_video::SamplingOptions;
 use image::RgbImage;
 use indicatif::{ProgressBar, ProgressStyle};
@@ -82,7 +82,8 @@ fn spawn_decoder(
         cfg.video.clone(),
     );
     std::thread::spawn(move || {
-        let mut last: Option<(Media, std::result::Result<Frames, String>)> = None;
+        // Several questions share a video: the last decoding (or its failure) is reused.
+        let mut last: Option<(Media, std::result::Result<Frames, Arc<EvalError>>)> = None;
         for r in records {
             let path = match &r.media {
                 Media::VideoId(id) => video_path(&root, id, &ext),
@@ -105,16 +106,17 @@ fn spawn_decoder(
                             Media::Frames(paths) => load_frames(paths, &opts),
                             _ => fourd_video::decode_video(&path, &opts)
                                 .map(|v| v.frames)
-                                .map_err(|e| e.to_string()),
+                                .map_err(EvalError::from),
                         }
-                        .map(Arc::new);
+                        .map(Arc::new)
+                        .map_err(Arc::new);
                         last = Some((r.media.clone(), res.clone()));
                         res
                     }
                 };
                 match decoded {
                     Ok(frames) => Prepared::Ready(r, path, frames),
-                    Err(e) => Prepared::Skip(r, e),
+                    Err(e) => Prepared::Skip(r, e.to_string()),
                 }
             };
             if tx.send(item).is_err() {
@@ -125,7 +127,7 @@ fn spawn_decoder(
 }
 
 /// Evaluates one checkpoint; returns the summary of everything in the output files.
-pub fn evaluate(pipe: &Pipeline, cfg: &EvalConfig) -> Result<EvalSummary> {
+pub fn evaluate(pipe: &ModelBundle, cfg: &EvalConfig) -> Result<EvalSummary> {
     let records = select_records(cfg)?;
     let total = records.len();
     let files = ResultFiles::new(&cfg.output);
@@ -215,7 +217,7 @@ pub fn evaluate(pipe: &Pipeline, cfg: &EvalConfig) -> Result<EvalSummary> {
 }
 
 fn prompt(
-    pipe: &Pipeline,
+    pipe: &ModelBundle,
     cfg: &EvalConfig,
     r: &McQuestion,
     frames: &Frames,
@@ -241,7 +243,7 @@ fn prompt(
 /// Answers a batch; if the batch fails, each sample alone; a sample that fails alone is scored as
 /// wrong with the error as its output, as the reference does.
 fn answer_batch(
-    pipe: &Pipeline,
+    pipe: &ModelBundle,
     cfg: &EvalConfig,
     batch: &[(McQuestion, PathBuf, Frames)],
 ) -> Vec<SampleResult> {
@@ -262,20 +264,16 @@ fn answer_batch(
             .map(|o| Ok(reply_text(&pipe.tokenizer.decode(&o.token_ids, false)?)))
             .collect()
     };
-    let raws: Vec<std::result::Result<String, String>> = match run(batch) {
+    let raws: Vec<Result<String>> = match run(batch) {
         Ok(r) => r.into_iter().map(Ok).collect(),
         Err(e) if batch.len() > 1 => {
             tracing::warn!("batch failed ({e}); retrying its samples one by one");
             batch
                 .iter()
-                .map(|it| {
-                    run(std::slice::from_ref(it))
-                        .map(|mut v| v.remove(0))
-                        .map_err(|e| e.to_string())
-                })
+                .map(|it| run(std::slice::from_ref(it)).map(|mut v| v.remove(0)))
                 .collect()
         }
-        Err(e) => vec![Err(e.to_string())],
+        Err(e) => vec![Err(e)],
     };
     batch
         .iter()
@@ -317,9 +315,9 @@ pub fn video_id(q: &McQuestion) -> String {
 fn load_frames(
     paths: &[PathBuf],
     opts: &SamplingOptions,
-) -> std::result::Result<Vec<RgbImage>, String> {
+) -> Result<Vec<RgbImage>> {
     if paths.is_empty() {
-        return Err("the record lists no frames".into());
+        return Err(EvalError::Input("the record lists no frames".into()));
     }
     let keep = fourd_video::sample_indices(paths.len(), 1.0, 1.0, opts.max_frames);
     keep.into_iter()
@@ -327,8 +325,7 @@ fn load_frames(
             let img = fourd_model::processor::load_image(
                 &paths[i],
                 fourd_model::processor::DEFAULT_DECODE_PIXEL_CAP,
-            )
-            .map_err(|e| e.to_string())?;
+            )?;
             Ok(fourd_video::resize_for_model(
                 &img,
                 opts.max_pixels,

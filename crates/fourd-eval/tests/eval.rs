@@ -12,7 +12,7 @@ use fourd_eval::report::{
 };
 use fourd_eval::run::{evaluate, EvalConfig};
 use fourd_model::generation::{GenerationConfig, Sampling};
-use fourd_model::Pipeline;
+use fourd_model::ModelBundle;
 use fourd_video::SamplingOptions;
 use serde_json::Value;
 
@@ -20,8 +20,8 @@ fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures")
 }
 
-fn pipeline() -> Pipeline {
-    Pipeline::load(&root().join("latent/model"), DType::F32, &Device::Cpu).unwrap()
+fn pipeline() -> ModelBundle {
+    ModelBundle::load(&root().join("latent/model"), DType::F32, &Device::Cpu).unwrap()
 }
 
 fn out_dir(name: &str) -> PathBuf {
@@ -35,7 +35,7 @@ fn json(s: fourd_eval::report::EvalSummary) -> Value {
     serde_json::to_value(s).unwrap()
 }
 
-fn config(pipe: &Pipeline, output: PathBuf) -> EvalConfig {
+fn config(pipe: &ModelBundle, output: PathBuf) -> EvalConfig {
     EvalConfig {
         benchmark: root().join("dsr/benchmark.parquet"),
         columns: ColumnMap::default(),

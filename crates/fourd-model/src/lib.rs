@@ -20,4 +20,4 @@ pub mod weights;
 pub use config::{GenerationDefaults, PreprocessorConfig, Qwen25VlConfig, RopeIndexStyle};
 pub use device::DeviceSpec;
 pub use error::{ModelError, Result};
-pub use model::{Pipeline, Qwen25VL};
+pub use model::{ModelBundle, Qwen25VL};

@@ -229,7 +229,7 @@ fn tensor_error(e: candle_core::Error) -> ModelError {
 }
 
 /// Everything needed to run a checkpoint folder: model, tokenizer, processor, generation defaults.
-pub struct Pipeline {
+pub struct ModelBundle {
     pub model: Qwen25VL,
     pub tokenizer: QwenTokenizer,
     pub processor: Processor,
@@ -237,7 +237,7 @@ pub struct Pipeline {
     pub dir: PathBuf,
 }
 
-impl Pipeline {
+impl ModelBundle {
     pub fn load(dir: &Path, dtype: DType, device: &Device) -> Result<Self> {
         Self::load_with(dir, |config| {
             Qwen25VL::new(
@@ -247,7 +247,7 @@ impl Pipeline {
         })
     }
 
-    /// Like [`Pipeline::load`], with the model built by `build` from the folder's config (the
+    /// Like [`ModelBundle::load`], with the model built by `build` from the folder's config (the
     /// trainer builds it over trainable weights or fresh ones).
     pub fn load_with(
         dir: &Path,
@@ -301,7 +301,7 @@ impl Pipeline {
             &tokenizer,
             generation.pad_token_id,
         )?;
-        Ok(Pipeline {
+        Ok(ModelBundle {
             model,
             tokenizer,
             processor,

@@ -10,7 +10,7 @@ use fourd_model::config::PreprocessorConfig;
 use fourd_model::inputs::PromptInput;
 use fourd_model::processor::{list_frames, load_image, ImageProcessor};
 use fourd_model::weights::parse_dtype;
-use fourd_model::Pipeline;
+use fourd_model::ModelBundle;
 
 fn copy_dir(from: &Path, to: &Path) {
     std::fs::create_dir_all(to).unwrap();
@@ -33,7 +33,7 @@ fn with_config(name: &str, edit: impl FnOnce(&mut serde_json::Value)) -> std::pa
 }
 
 fn load_err(dir: &Path) -> String {
-    match Pipeline::load(dir, DType::F32, &Device::Cpu) {
+    match ModelBundle::load(dir, DType::F32, &Device::Cpu) {
         Ok(_) => panic!("loading {} should fail", dir.display()),
         Err(e) => e.to_string(),
     }
@@ -157,7 +157,7 @@ fn not_an_image() {
 
 #[test]
 fn more_images_than_placeholders() {
-    let pipe = Pipeline::load(&fixtures().join("model-v5"), DType::F32, &Device::Cpu).unwrap();
+    let pipe = ModelBundle::load(&fixtures().join("model-v5"), DType::F32, &Device::Cpu).unwrap();
     let img = load_image(&fixtures().join("media/img_c.png"), u64::MAX).unwrap();
     let prompt = PromptInput {
         text: "<|im_start|>user\n<|vision_start|><|image_pad|><|vision_end|>Hi<|im_end|>\n".into(),

@@ -6,10 +6,10 @@ mod common;
 use candle_core::{DType, Device};
 use common::{fixtures, Case};
 use fourd_model::generation::{generate, FinishReason, GenerationConfig, Sampling, TokenKind};
-use fourd_model::Pipeline;
+use fourd_model::ModelBundle;
 
-fn pipeline() -> Pipeline {
-    Pipeline::load(&fixtures().join("model-v5"), DType::F32, &Device::Cpu).unwrap()
+fn pipeline() -> ModelBundle {
+    ModelBundle::load(&fixtures().join("model-v5"), DType::F32, &Device::Cpu).unwrap()
 }
 
 fn sampled(seed: u64) -> Sampling {

@@ -10,15 +10,15 @@ use common::{latent_fixtures, max_abs_diff, Case};
 use fourd_model::generation::{
     generate, GenerationConfig, LatentTokens, Sampling, SequenceOutput, TokenKind,
 };
-use fourd_model::Pipeline;
+use fourd_model::ModelBundle;
 
 const TOL: f32 = 1e-4;
 
-fn pipeline() -> Pipeline {
-    Pipeline::load(&latent_fixtures().join("model"), DType::F32, &Device::Cpu).unwrap()
+fn pipeline() -> ModelBundle {
+    ModelBundle::load(&latent_fixtures().join("model"), DType::F32, &Device::Cpu).unwrap()
 }
 
-fn latent(pipe: &Pipeline, size: usize) -> LatentTokens {
+fn latent(pipe: &ModelBundle, size: usize) -> LatentTokens {
     let s = &pipe.tokenizer.special;
     LatentTokens {
         pad: s.latent_pad.unwrap(),
@@ -28,7 +28,7 @@ fn latent(pipe: &Pipeline, size: usize) -> LatentTokens {
     }
 }
 
-fn run(pipe: &Pipeline, case: &Case, max_new_tokens: usize, size: usize) -> Vec<SequenceOutput> {
+fn run(pipe: &ModelBundle, case: &Case, max_new_tokens: usize, size: usize) -> Vec<SequenceOutput> {
     let prompts = case.prompts(&pipe.tokenizer);
     let inputs = pipe.processor.prepare(&pipe.tokenizer, &prompts).unwrap();
     let ids: Vec<Vec<i64>> = inputs

@@ -7,7 +7,7 @@ use candle_core::{DType, Device, IndexOp, Tensor};
 use common::{fixtures, max_abs_diff};
 use fourd_model::latent::add_latent_tokens;
 use fourd_model::weights::CheckpointWeights;
-use fourd_model::Pipeline;
+use fourd_model::ModelBundle;
 
 fn out_dir(name: &str) -> std::path::PathBuf {
     let d = std::env::temp_dir().join(format!("fourd-latent-{}-{name}", std::process::id()));
@@ -20,12 +20,12 @@ fn untied_checkpoint_grows_embeddings_and_head_with_the_mean() {
     let base = fixtures().join("model-v5");
     let out = out_dir("untied");
     let r = add_latent_tokens(&base, &out, 4).unwrap();
-    let before = Pipeline::load(&base, DType::F32, &Device::Cpu).unwrap();
+    let before = ModelBundle::load(&base, DType::F32, &Device::Cpu).unwrap();
     assert_eq!(r.pad as usize, before.tokenizer.vocab_len());
     assert_eq!((r.start, r.end), (r.pad + 1, r.pad + 2));
     assert_eq!(r.vocab_after, r.vocab_before.max(r.tokenizer_len));
 
-    let after = Pipeline::load(&out, DType::F32, &Device::Cpu).unwrap();
+    let after = ModelBundle::load(&out, DType::F32, &Device::Cpu).unwrap();
     let s = &after.tokenizer.special;
     assert_eq!(
         (s.latent_pad, s.latent_start, s.latent_end),
@@ -90,7 +90,7 @@ fn tied_bf16_checkpoint_stays_tied_and_bf16() {
         w1.stored_dtype("model.embed_tokens.weight"),
         Some(DType::BF16)
     );
-    let p = Pipeline::load(&out, DType::F32, &Device::Cpu).unwrap();
+    let p = ModelBundle::load(&out, DType::F32, &Device::Cpu).unwrap();
     assert_eq!(p.model.config.latent.latent_size, Some(8));
 }
 

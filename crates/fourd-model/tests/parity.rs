@@ -8,7 +8,7 @@ use candle_core::{DType, Device, IndexOp};
 use common::{max_abs_diff, Case};
 use fourd_model::generation::{generate, GenerationConfig, Sampling};
 use fourd_model::inputs::ModelInputs;
-use fourd_model::{Pipeline, RopeIndexStyle};
+use fourd_model::{ModelBundle, RopeIndexStyle};
 
 const TOL: f32 = 1e-4;
 
@@ -24,7 +24,7 @@ fn check_case_with(name: &str, model: Option<&str>) {
         _ => DType::F32,
     };
     let dir = model.map_or_else(|| case.model_dir(), |m| common::fixtures().join(m));
-    let mut pipe = Pipeline::load(&dir, dtype, &Device::Cpu).unwrap();
+    let mut pipe = ModelBundle::load(&dir, dtype, &Device::Cpu).unwrap();
     pipe.model.config.rope_index = case.meta["rope_index"]
         .as_str()
         .unwrap()
@@ -264,7 +264,7 @@ fn rope_rules_differ_on_long_videos() {
 fn half_precision_compute_is_close() {
     let case = Case::load("one_image");
     for dtype in [DType::BF16, DType::F16] {
-        let pipe = Pipeline::load(&case.model_dir(), dtype, &Device::Cpu).unwrap();
+        let pipe = ModelBundle::load(&case.model_dir(), dtype, &Device::Cpu).unwrap();
         let inputs = pipe
             .processor
             .prepare(&pipe.tokenizer, &case.prompts(&pipe.tokenizer))

@@ -1,5 +1,5 @@
 //! A multiple-choice question about a video: one type for a benchmark row (DSR-Bench's
-//! `benchmark.parquet`, `fourd synth bench`), a 4DRL training line, and what evaluation, GRPO
+//! `benchmark.parquet`, `fourd synth benchmark`), a 4DRL training line, and what evaluation, GRPO
 //! rollouts and the demo answer.
 
 use std::path::PathBuf;

@@ -14,7 +14,7 @@ use std::time::Instant;
 
 use candle_core::{DType, Device};
 use fourd_model::weights::CheckpointWeights;
-use fourd_model::{Pipeline, Qwen25VL};
+use fourd_model::{ModelBundle, Qwen25VL};
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use serde::Serialize;
@@ -162,7 +162,7 @@ pub fn load_trainable(
     seed: u64,
     dtype: DType,
     device: &Device,
-) -> Result<(Pipeline, Arc<TrainableWeights>)> {
+) -> Result<(ModelBundle, Arc<TrainableWeights>)> {
     load_trainable_with(dir, from_scratch, seed, dtype, device, false)
 }
 
@@ -173,7 +173,7 @@ pub fn load_trainable_with(
     dtype: DType,
     device: &Device,
     train_vision: bool,
-) -> Result<(Pipeline, Arc<TrainableWeights>)> {
+) -> Result<(ModelBundle, Arc<TrainableWeights>)> {
     let source = match from_scratch {
         Some(std) => WeightSource::Random { seed, std },
         None => WeightSource::Checkpoint(CheckpointWeights::open(dir)?),
@@ -187,7 +187,7 @@ pub fn load_trainable_with(
         },
     );
     let vb = weights.var_builder(dtype, device);
-    let pipeline = Pipeline::load_with(dir, |config| Qwen25VL::new(config, vb))?;
+    let pipeline = ModelBundle::load_with(dir, |config| Qwen25VL::new(config, vb))?;
     Ok((pipeline, weights))
 }
 
@@ -263,7 +263,7 @@ struct DiftTrainer<'a> {
     state: TrainerState,
     /// Where the weights came from (the model, or the checkpoint resumed from).
     weights_dir: PathBuf,
-    pipeline: Arc<Pipeline>,
+    pipeline: Arc<ModelBundle>,
     weights: Arc<TrainableWeights>,
     vars: Vec<(String, candle_core::Var)>,
     checkpoint_grads: Option<fourd_model::text::CheckpointGrads>,
@@ -773,7 +773,7 @@ fn nothing_to_train(data: &Path, skipped: &[SkippedRecord]) -> TrainError {
 fn save_training_checkpoint(
     cfg: &DiftConfig,
     source: &Path,
-    pipeline: &Pipeline,
+    pipeline: &ModelBundle,
     latent: &fourd_model::generation::LatentTokens,
     weights: &TrainableWeights,
     opt: &AdamW,

@@ -24,7 +24,7 @@ use fourd_model::generation::LatentTokens;
 use fourd_model::inputs::{PromptInput, VideoFrames};
 use fourd_model::processor::{load_image, VisualPatches, DEFAULT_DECODE_PIXEL_CAP};
 use fourd_model::tokenizer::{Content, Message, LATENT_END, LATENT_PAD, LATENT_START};
-use fourd_model::Pipeline;
+use fourd_model::ModelBundle;
 use fourd_records::prompt::with_suffix;
 use fourd_records::PathRule;
 
@@ -153,7 +153,7 @@ pub struct Skipped {
 }
 
 pub struct ExampleBuilder {
-    pub pipeline: Arc<Pipeline>,
+    pub pipeline: Arc<ModelBundle>,
     pub latent: LatentTokens,
     pub max_length: usize,
     pub max_pixels: usize,

@@ -32,6 +32,11 @@ pub enum TrainError {
     #[error(transparent)]
     Records(#[from] fourd_records::RecordError),
     #[error(transparent)]
+    Video(#[from] fourd_video::VideoError),
+    /// A question's frames cannot be had (no file named, none listed).
+    #[error("{0}")]
+    Frames(String),
+    #[error(transparent)]
     Candle(#[from] candle_core::Error),
 }
 

@@ -16,7 +16,7 @@ use std::time::Instant;
 use candle_core::{DType, Device, Tensor};
 use fourd_model::generation::{generate, GenerationConfig, LatentTokens, Sampling, TokenKind};
 use fourd_model::inputs::ModelInputs;
-use fourd_model::{Pipeline, Qwen25VL};
+use fourd_model::{ModelBundle, Qwen25VL};
 use serde::Serialize;
 
 use crate::checkpoint::{
@@ -198,7 +198,7 @@ struct GrpoTrainer<'a> {
     cfg: &'a GrpoConfig,
     state: TrainerState,
     weights_dir: PathBuf,
-    pipe: Arc<Pipeline>,
+    pipe: Arc<ModelBundle>,
     weights: Arc<crate::params::TrainableWeights>,
     vars: Vec<(String, candle_core::Var)>,
     checkpoint_grads: Option<fourd_model::text::CheckpointGrads>,
@@ -715,7 +715,7 @@ impl<'a> GrpoTrainer<'a> {
 fn save(
     cfg: &GrpoConfig,
     source: &std::path::Path,
-    pipe: &Pipeline,
+    pipe: &ModelBundle,
     latent: &LatentTokens,
     weights: &crate::params::TrainableWeights,
     opt: &AdamW,
@@ -816,7 +816,7 @@ fn mean_std(v: &[f64]) -> (f64, f64) {
 
 /// Generates `num_generations` completions for each readable prompt of `batch`.
 fn rollouts(
-    pipe: &Pipeline,
+    pipe: &ModelBundle,
     records: &[McQuestion],
     batch: &[usize],
     cfg: &GrpoConfig,
@@ -835,7 +835,7 @@ fn rollouts(
                     owners.push(i);
                 }
             }
-            Err(reason) => skipped.push((records[i].id.clone(), reason)),
+            Err(reason) => skipped.push((records[i].id.clone(), reason.to_string())),
         }
     }
     if prompts.is_empty() {

@@ -13,7 +13,7 @@ use fourd_model::tokenizer::{Content, Message, QwenTokenizer};
 use fourd_records::{McQuestion, Media, PathRule};
 use image::RgbImage;
 
-use crate::error::Result;
+use crate::error::{Result, TrainError};
 
 /// The questions of a 4DRL JSONL (`fourd_records::rl`), paths resolved against `data_root` when
 /// given, else the file's folder. Records without `Correct` or a video are dropped (as the
@@ -42,36 +42,33 @@ pub fn even_indices(n: usize, k: usize) -> Vec<usize> {
         .collect()
 }
 
-/// The record's frames, sampled and downscaled; an error message when they cannot be read.
-pub fn load_rl_frames(
-    r: &McQuestion,
-    max_frames: usize,
-    max_side: u32,
-) -> std::result::Result<Vec<RgbImage>, String> {
+/// The record's frames, sampled and downscaled; an error naming the file that cannot be read.
+pub fn load_rl_frames(r: &McQuestion, max_frames: usize, max_side: u32) -> Result<Vec<RgbImage>> {
     let frames: Vec<RgbImage> = match &r.media {
         Media::Frames(paths) => even_indices(paths.len(), max_frames)
             .into_iter()
-            .map(|i| load_image(&paths[i], DEFAULT_DECODE_PIXEL_CAP).map_err(|e| e.to_string()))
-            .collect::<std::result::Result<_, _>>()?,
+            .map(|i| load_image(&paths[i], DEFAULT_DECODE_PIXEL_CAP))
+            .collect::<fourd_model::Result<_>>()?,
         Media::Video(v) => {
-        let opts = fourd_video::SamplingOptions {
-            fps: 1.0,
-            max_frames: usize::MAX,
-            ..fourd_video::SamplingOptions::all_frames()
-        };
-        let decoded = fourd_video::decode_video(v, &opts).map_err(|e| e.to_string())?;
-        let all: Vec<RgbImage> = decoded.frames;
-        let keep = even_indices(all.len(), max_frames);
+            let opts = fourd_video::SamplingOptions {
+                fps: 1.0,
+                max_frames: usize::MAX,
+                ..fourd_video::SamplingOptions::all_frames()
+            };
+            let all: Vec<RgbImage> = fourd_video::decode_video(v, &opts)?.frames;
+            let keep = even_indices(all.len(), max_frames);
             keep.into_iter().map(|i| all[i].clone()).collect()
         }
         Media::VideoId(id) => {
-            return Err(format!(
-                "record names video {id:?} without a file (4DRL records give frame_paths or video_path)"
-            ))
+            return Err(TrainError::Frames(format!(
+                "record {} names video {id:?} without a file (4DRL records give frame_paths or \
+                 video_path)",
+                r.id
+            )))
         }
     };
     if frames.is_empty() {
-        return Err("no frames".into());
+        return Err(TrainError::Frames(format!("record {} has no frames", r.id)));
     }
     let (w0, h0) = (frames[0].width(), frames[0].height());
     Ok(frames

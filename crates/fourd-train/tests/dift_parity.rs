@@ -15,7 +15,7 @@ fn fixtures() -> PathBuf {
 
 /// The fixture model (untouched weights) and its DIFT record built into an example.
 fn fixture_example() -> (
-    Arc<fourd_model::Pipeline>,
+    Arc<fourd_model::ModelBundle>,
     fourd_model::generation::LatentTokens,
     fourd_train::dift_data::DiftExample,
 ) {
@@ -401,7 +401,7 @@ fn generation_is_unchanged_by_gradient_checkpointing() {
         stop_ids: vec![],
         latent,
     };
-    let run = |p: &fourd_model::Pipeline| {
+    let run = |p: &fourd_model::ModelBundle| {
         generate(&p.model, &inputs, &p.rope_params(), &cfg, |_, _, _| {}).unwrap()[0]
             .token_ids
             .clone()

@@ -214,7 +214,7 @@ fn checkpoint_loads_for_inference_and_logs_reach_tensorboard() {
     assert_eq!(ckpts, vec![2]);
     // The final folder is a complete checkpoint: config with latent fields, tokenizer, template.
     let out = dir.join("out");
-    let p = fourd_model::Pipeline::load(&out, DType::F32, &Device::Cpu).unwrap();
+    let p = fourd_model::ModelBundle::load(&out, DType::F32, &Device::Cpu).unwrap();
     assert_eq!(p.model.config.latent.latent_size, Some(4));
     assert!(p.latent_tokens(None).unwrap().is_some());
     // Its weights are the trained ones, not the source's.
@@ -265,7 +265,7 @@ fn a_fresh_tiny_checkpoint_loads_round_trips_text_and_trains() {
         ..Default::default()
     };
     fourd_train::tiny::init_tiny_checkpoint(&ckpt, &corpus, &spec).unwrap();
-    let p = fourd_model::Pipeline::load(&ckpt, DType::F32, &Device::Cpu).unwrap();
+    let p = fourd_model::ModelBundle::load(&ckpt, DType::F32, &Device::Cpu).unwrap();
     let text = "<|im_start|>assistant\n<think>The camera pans left.</think><answer>B. Pan Left</answer><|im_end|>";
     let ids = p.tokenizer.encode(text).unwrap();
     assert!(
@@ -422,7 +422,7 @@ fn sampling_never_picks_placeholders_or_latent_control_tokens_as_text() {
         ..Default::default()
     };
     fourd_train::tiny::init_tiny_checkpoint(&ckpt, &corpus, &spec).unwrap();
-    let p = fourd_model::Pipeline::load(&ckpt, DType::F32, &Device::Cpu).unwrap();
+    let p = fourd_model::ModelBundle::load(&ckpt, DType::F32, &Device::Cpu).unwrap();
     let lt = p.latent_tokens(None).unwrap().expect("latent tokens");
     let banned = [
         p.model.config.image_token_id.unwrap(),

@@ -6,7 +6,7 @@
 //! depth along the optical axis and instance ids; poses export as SpatialVID `poses.npy` rows.
 //! [`spatialvid`] implements SpatialVID's camera-labelling rule on such pose rows.
 //! [`spec`] builds a clip from a JSON scene spec (explicit camera segments and objects);
-//! [`spatialvid_out`] writes clips in SpatialVID's layout and [`mod@bench`] turns their truth into a
+//! [`spatialvid_out`] writes clips in SpatialVID's layout and [`benchmark`] turns their truth into a
 //! DSR-Bench-format benchmark.
 //!
 //! Conventions are documented in [`camera`] (world +Y up; camera x right, y down, z forward).
@@ -37,7 +37,7 @@
 //! # Ok::<(), WorldError>(())
 //! ```
 
-pub mod bench;
+pub mod benchmark;
 pub mod camera;
 pub mod demo_world;
 pub mod error;

@@ -1,5 +1,5 @@
 //! Where a synthetic data set's clips come from, and how a data set is written: the logic behind
-//! `fourd synth` and `fourd synth bench`, shared with `fourd demo` and the tests.
+//! `fourd synth` and `fourd synth benchmark`, shared with `fourd demo` and the tests.
 //!
 //! Clip `i` of a random data set is drawn with the seed [`clip_seed`]`(seed, i)`, so a data set is
 //! reproducible clip by clip and a test can regenerate any one clip without the others.
@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use rayon::prelude::*;
 
-use crate::bench::{build_benchmark, truth_jsonl, write_parquet, BenchQuestion};
+use crate::benchmark::{build_benchmark, truth_jsonl, write_parquet, BenchmarkQuestion};
 use crate::error::{Result, WorldError};
 use crate::generate::{random_clip, ClipTruth, GenConfig, SplitMix64};
 use crate::scene::Clip;
@@ -164,7 +164,7 @@ pub fn write_spatialvid(
 
 /// What [`write_benchmark`] wrote.
 pub struct WrittenBenchmark {
-    pub questions: Vec<BenchQuestion>,
+    pub questions: Vec<BenchmarkQuestion>,
     pub clips: usize,
     /// Videos holding only a clip's first frames, for the prediction questions.
     pub cut_videos: usize,
@@ -172,7 +172,7 @@ pub struct WrittenBenchmark {
     pub clip_shape: (usize, u32, u32, u32),
 }
 
-/// `fourd synth bench`: clip `i` ([`clip_seed`], or the `i`-th spec) becomes
+/// `fourd synth benchmark`: clip `i` ([`clip_seed`], or the `i`-th spec) becomes
 /// `videos/<videoID>.mp4` (`synth_<i>` or the spec's id); the questions come from the clips'
 /// truth via [`build_benchmark`] seeded with `seed`, so a seed gives byte-identical
 /// `benchmark.parquet` and `truth.jsonl`. Prediction questions get a second video with only the
@@ -226,7 +226,7 @@ pub fn write_benchmark(
 fn write_cut_videos(
     videos: &Path,
     clips: &[SourcedClip],
-    questions: &[BenchQuestion],
+    questions: &[BenchmarkQuestion],
 ) -> Result<usize> {
     // (videoID, clip index, frames shown)
     let mut cuts: Vec<(&str, usize, usize)> = Vec::new();

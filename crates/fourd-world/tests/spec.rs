@@ -1,6 +1,6 @@
 //! Scene specs: the documented example builds the clip it describes; bad specs name the field.
 
-use fourd_world::bench::view_direction;
+use fourd_world::benchmark::view_direction;
 use fourd_world::*;
 use serde_json::{json, Value};
 

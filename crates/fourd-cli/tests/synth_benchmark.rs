@@ -1,4 +1,4 @@
-//! `fourd synth bench`: a DSR-Bench-format benchmark from synthetic clips, loaded by the evaluator,
+//! `fourd synth benchmark`: a DSR-Bench-format benchmark from synthetic clips, loaded by the evaluator,
 //! answers against truth, balanced letters, byte-stable output, and `fourd eval` on it.
 
 mod common;
@@ -164,7 +164,7 @@ fn letters_balanced_over_many_questions() {
             )
         })
         .collect();
-    let qs = fourd_world::bench::build_benchmark(&clips, 9, 4);
+    let qs = fourd_world::benchmark::build_benchmark(&clips, 9, 4);
     assert!(qs.len() >= 40, "{} questions", qs.len());
     let mut counts = [0usize; 4];
     let mut types = std::collections::BTreeSet::new();

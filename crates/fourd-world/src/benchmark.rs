@@ -1,5 +1,5 @@
 //! A DSR-Bench-format multiple-choice benchmark built from synthetic ground truth
-//! (`fourd synth bench`).
+//! (`fourd synth benchmark`).
 //!
 //! Each clip's [`ClipTruth`] yields candidate questions; a seeded RNG picks up to `per_clip` of
 //! them, then the correct answers' letters are assigned in blocks of four (a random permutation of
@@ -23,7 +23,7 @@
 //! Pair questions are asked only about objects whose names are unique in the clip (so the
 //! options can name them) and that are both visible in the first frame. Prediction questions use a second video,
 //! `<videoID>_first<K>.mp4`, holding the first `K` = `N - max(2, N / 4)` frames of the clip
-//! ([`BenchQuestion::shown_frames`]); the answer comes from the full clip. The candidates of a
+//! ([`BenchmarkQuestion::shown_frames`]); the answer comes from the full clip. The candidates of a
 //! clip are shuffled and then interleaved by type, so the `per_clip` chosen cover as many types
 //! as possible.
 //!
@@ -69,7 +69,7 @@ pub const REL_PRED: [&str; 4] = [
 
 /// One question of the benchmark with the truth behind it.
 #[derive(Debug, Clone, PartialEq)]
-pub struct BenchQuestion {
+pub struct BenchmarkQuestion {
     /// The row `benchmark.parquet` holds: `media` is its `videoID`, options are `"A. label"` ..
     /// `"D. label"`, `task_type` a DSR-Bench sub-task key (see the module docs).
     pub mc: McQuestion,
@@ -81,7 +81,7 @@ pub struct BenchQuestion {
     pub shown_frames: Option<usize>,
 }
 
-impl BenchQuestion {
+impl BenchmarkQuestion {
     /// The `videoID` of the question's video.
     pub fn video_id(&self) -> &str {
         match &self.mc.media {
@@ -446,7 +446,7 @@ pub fn build_benchmark(
     clips: &[(String, ClipTruth)],
     seed: u64,
     per_clip: usize,
-) -> Vec<BenchQuestion> {
+) -> Vec<BenchmarkQuestion> {
     let mut rng = SplitMix64::new(seed ^ 0xB3C4_D5E6_F708_1920);
     let mut chosen: Vec<(String, Draft)> = Vec::new();
     for (id, truth) in clips {
@@ -481,7 +481,7 @@ pub fn build_benchmark(
                 Some(k) => format!("{video_id}_first{k}"),
                 None => video_id.clone(),
             };
-            BenchQuestion {
+            BenchmarkQuestion {
                 mc: McQuestion {
                     index,
                     id: shown_id.clone(),
@@ -513,7 +513,7 @@ pub const PARQUET_SCHEMA: &str = "message schema {
 }";
 
 /// Writes `benchmark.parquet` (one row group, uncompressed, fixed `created_by`: byte-stable).
-pub fn write_parquet(path: &Path, qs: &[BenchQuestion]) -> Result<()> {
+pub fn write_parquet(path: &Path, qs: &[BenchmarkQuestion]) -> Result<()> {
     use parquet::data_type::{ByteArray, ByteArrayType};
     use parquet::file::properties::WriterProperties;
     use parquet::file::writer::SerializedFileWriter;
@@ -526,7 +526,7 @@ pub fn write_parquet(path: &Path, qs: &[BenchQuestion]) -> Result<()> {
         Arc::new(parquet::schema::parser::parse_message_type(PARQUET_SCHEMA).map_err(perr)?);
     let props = Arc::new(
         WriterProperties::builder()
-            .set_created_by("fourd-world synth bench".to_string())
+            .set_created_by("fourd-world synth benchmark".to_string())
             .build(),
     );
     let file = std::fs::File::create(path).map_err(|e| WorldError::Io {
@@ -536,7 +536,7 @@ pub fn write_parquet(path: &Path, qs: &[BenchQuestion]) -> Result<()> {
     let mut w = SerializedFileWriter::new(file, schema, props).map_err(perr)?;
     let mut rg = w.next_row_group().map_err(perr)?;
     let ba = |s: &str| ByteArray::from(s);
-    let flat = |f: &dyn Fn(&BenchQuestion) -> String| -> Vec<ByteArray> {
+    let flat = |f: &dyn Fn(&BenchmarkQuestion) -> String| -> Vec<ByteArray> {
         qs.iter().map(|q| ba(&f(q))).collect()
     };
     let answers: Vec<String> = qs.iter().map(|q| q.mc.answer.clone()).collect();
@@ -577,7 +577,7 @@ pub fn write_parquet(path: &Path, qs: &[BenchQuestion]) -> Result<()> {
 }
 
 /// `truth.jsonl`: one line per question (`index`, `videoID`, `type`, `answer`, `label`).
-pub fn truth_jsonl(qs: &[BenchQuestion]) -> String {
+pub fn truth_jsonl(qs: &[BenchmarkQuestion]) -> String {
     let mut s = String::new();
     for (i, q) in qs.iter().enumerate() {
         let v = serde_json::json!({
