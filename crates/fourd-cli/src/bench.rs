@@ -6,12 +6,14 @@ use std::process::Command;
 use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
+use candle_core::{DType, Device, Tensor, Var};
 use clap::{Args, Subcommand};
 use fourd_model::generation::{generate, GenerationConfig, Sampling};
 use fourd_model::inputs::PromptInput;
 use fourd_model::processor::load_image;
 use fourd_model::tokenizer::{Content, Message};
 use fourd_model::ModelBundle;
+use fourd_train::optim::{clip_coefficient, grad_norm, AdamW, AdamWConfig, Grads};
 use serde_json::Value;
 
 #[derive(Subcommand, Debug)]
@@ -228,63 +230,120 @@ fn lm_shapes(a: &BenchOptimizerArgs) -> Vec<(String, Vec<usize>)> {
 }
 
 fn bench_optimizer(a: BenchOptimizerArgs) -> Result<()> {
-    use candle_core::{DType, Tensor, Var};
-    use fourd_train::optim::{clip_coefficient, grad_norm, AdamW, AdamWConfig, Grads};
-
     let device = a.device.open()?;
     let dtype = a.dtype;
     if !matches!(dtype, DType::F32 | DType::BF16) {
         bail!("bench optimizer: --dtype must be f32 or bf16 (f16 weights take the tensor-op update: there is no fused one to compare)");
     }
     let shapes = lm_shapes(&a);
-    let make = |shapes: &[(String, Vec<usize>)], scale: f64| -> Result<Vec<(String, Var)>> {
+    let random = RandomTensors {
+        device: &device,
+        dtype,
+    };
+    let cfg = AdamWConfig {
+        lr: 1e-4,
+        ..Default::default()
+    };
+    check_fused_update(&random, &shapes, cfg)?;
+    let times = time_optimizer(&random, &shapes, cfg, a.repeats)?;
+    print_optimizer_times(&a, &random, &shapes, &times);
+    Ok(())
+}
+
+/// Random parameters and gradients in the benchmark's dtype on its device: only their shapes
+/// matter.
+struct RandomTensors<'a> {
+    device: &'a Device,
+    dtype: DType,
+}
+
+impl RandomTensors<'_> {
+    /// One variable per `(name, shape)`, normal with standard deviation `scale`.
+    fn vars(&self, shapes: &[(String, Vec<usize>)], scale: f64) -> Result<Vec<(String, Var)>> {
         shapes
             .iter()
             .map(|(n, s)| {
                 Ok((
                     n.clone(),
                     Var::from_tensor(
-                        &(Tensor::randn(0f32, 1f32, s.as_slice(), &device)? * scale)?
-                            .to_dtype(dtype)?,
+                        &(Tensor::randn(0f32, 1f32, s.as_slice(), self.device)? * scale)?
+                            .to_dtype(self.dtype)?,
                     )?,
                 ))
             })
             .collect()
-    };
-    let cfg = AdamWConfig {
-        lr: 1e-4,
-        ..Default::default()
-    };
+    }
 
-    // 1. The fused update against the tensor-op one: three steps of one layer's tensors (plus a
-    //    norm) from the same start, then every saved state tensor compared.
+    /// A random gradient (standard deviation 1e-3) for every variable.
+    fn grads(&self, vars: &[(String, Var)]) -> Result<Grads> {
+        vars.iter()
+            .map(|(_, v)| {
+                Ok(Some(
+                    (Tensor::randn(0f32, 1f32, v.shape(), self.device)? * 1e-3)?
+                        .to_dtype(self.dtype)?,
+                ))
+            })
+            .collect::<Result<_>>()
+    }
+}
+
+/// Independent copies of `vars`, so two optimisers can start from the same values.
+fn copy_vars(vars: &[(String, Var)]) -> Result<Vec<(String, Var)>> {
+    vars.iter()
+        .map(|(n, v)| Ok((n.clone(), Var::from_tensor(&v.as_tensor().copy()?)?)))
+        .collect()
+}
+
+/// Phase 1, correctness: the fused update against the tensor-op one, three steps of one layer's
+/// tensors (plus a norm) from the same start, then every saved state tensor compared. Also checks
+/// the one-pass gradient norm against a float64 reduction. Fails when either differs.
+fn check_fused_update(
+    random: &RandomTensors,
+    shapes: &[(String, Vec<usize>)],
+    cfg: AdamWConfig,
+) -> Result<()> {
     let sample: Vec<(String, Vec<usize>)> = shapes
         .iter()
         .filter(|(n, _)| n.starts_with("model.layers.0.") || n == "model.norm.weight")
         .cloned()
         .collect();
-    let start = make(&sample, 0.02)?;
-    let copy = |vars: &[(String, Var)]| -> Result<Vec<(String, Var)>> {
-        vars.iter()
-            .map(|(n, v)| Ok((n.clone(), Var::from_tensor(&v.as_tensor().copy()?)?)))
-            .collect()
-    };
-    let (va, vb) = (copy(&start)?, copy(&start)?);
+    let start = random.vars(&sample, 0.02)?;
+    let (va, vb) = (copy_vars(&start)?, copy_vars(&start)?);
     let (mut fused, mut composed) = (AdamW::new(va.clone(), cfg)?, AdamW::new(vb, cfg)?);
     composed.fused = false;
+    let norm_error = step_both(random, &va, &mut fused, &mut composed)?;
+    println!("gradient norm vs a float64 reduction: relative difference {norm_error:.2e}");
+    if norm_error > 1e-5 {
+        bail!("the gradient norm differs from a float64 reduction by {norm_error:.2e}");
+    }
+    let worst = largest_state_difference(&fused, &composed)?;
+    // Float32 state after three steps: a few ulps apart where the GPU fuses multiply-adds.
+    println!("fused vs tensor-op AdamW, 3 steps, {} tensors on {:?}: largest difference {:.2e} of the tensor's largest value ({})",
+        sample.len(), random.device, worst.0, worst.1);
+    if worst.0 > 1e-5 {
+        bail!(
+            "the fused AdamW update differs from the tensor-op one by {:.2e} in `{}`",
+            worst.0,
+            worst.1
+        );
+    }
+    Ok(())
+}
+
+/// Three steps of both optimisers with the same random gradients (drawn for `vars`); returns
+/// the largest relative difference of the one-pass gradient norm from a float64 reduction with
+/// tensor ops.
+fn step_both(
+    random: &RandomTensors,
+    vars: &[(String, Var)],
+    fused: &mut AdamW,
+    composed: &mut AdamW,
+) -> Result<f64> {
     let mut norm_error = 0f64;
     for _ in 0..3 {
-        let grads: Grads = va
-            .iter()
-            .map(|(_, v)| {
-                Ok(Some(
-                    (Tensor::randn(0f32, 1f32, v.shape(), &device)? * 1e-3)?.to_dtype(dtype)?,
-                ))
-            })
-            .collect::<Result<_>>()?;
+        let grads = random.grads(vars)?;
         fused.step(&grads, 1e-3, 0.5)?;
         composed.step(&grads, 1e-3, 0.5)?;
-        // The one-pass norm against a float64 reduction with tensor ops.
         let mut want = 0f64;
         for g in grads.iter().flatten() {
             want += g
@@ -295,10 +354,13 @@ fn bench_optimizer(a: BenchOptimizerArgs) -> Result<()> {
         }
         norm_error = norm_error.max((grad_norm(&grads)? - want.sqrt()).abs() / want.sqrt());
     }
-    println!("gradient norm vs a float64 reduction: relative difference {norm_error:.2e}");
-    if norm_error > 1e-5 {
-        bail!("the gradient norm differs from a float64 reduction by {norm_error:.2e}");
-    }
+    Ok(norm_error)
+}
+
+/// Saves both optimisers' states to a temporary folder and reads them back, so what is compared
+/// is exactly what a checkpoint would hold; returns the largest difference of a state tensor,
+/// relative to that tensor's largest value, with the tensor's name.
+fn largest_state_difference(fused: &AdamW, composed: &AdamW) -> Result<(f64, String)> {
     let dir = std::env::temp_dir().join(format!("fourd-bench-optimizer-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
     let (pa, pb) = (
@@ -308,8 +370,8 @@ fn bench_optimizer(a: BenchOptimizerArgs) -> Result<()> {
     fused.save(&pa)?;
     composed.save(&pb)?;
     let (sa, sb) = (
-        candle_core::safetensors::load(&pa, &candle_core::Device::Cpu)?,
-        candle_core::safetensors::load(&pb, &candle_core::Device::Cpu)?,
+        candle_core::safetensors::load(&pa, &Device::Cpu)?,
+        candle_core::safetensors::load(&pb, &Device::Cpu)?,
     );
     let _ = std::fs::remove_dir_all(&dir);
     let mut worst = (0f64, String::new());
@@ -334,45 +396,28 @@ fn bench_optimizer(a: BenchOptimizerArgs) -> Result<()> {
             worst = (r, k.clone());
         }
     }
-    // Float32 state after three steps: a few ulps apart where the GPU fuses multiply-adds.
-    println!("fused vs tensor-op AdamW, 3 steps, {} tensors on {:?}: largest difference {:.2e} of the tensor's largest value ({})",
-        sample.len(), device, worst.0, worst.1);
-    if worst.0 > 1e-5 {
-        bail!(
-            "the fused AdamW update differs from the tensor-op one by {:.2e} in `{}`",
-            worst.0,
-            worst.1
-        );
-    }
-    drop((fused, composed, va, start, sa, sb));
+    Ok(worst)
+}
 
-    // 2. Timing on every parameter.
-    let vars = make(&shapes, 0.02)?;
-    let n: usize = shapes
-        .iter()
-        .map(|(_, s)| s.iter().product::<usize>())
-        .sum();
-    let grads: Grads = vars
-        .iter()
-        .map(|(_, v)| {
-            Ok(Some(
-                (Tensor::randn(0f32, 1f32, v.shape(), &device)? * 1e-3)?.to_dtype(dtype)?,
-            ))
-        })
-        .collect::<Result<_>>()?;
+/// Best-of-`repeats` seconds of the optimiser phase's parts.
+struct OptimizerTimes {
+    norm: f64,
+    fused: f64,
+    composed: f64,
+}
+
+/// Phase 2, timing on every parameter: the gradient norm, then the fused and the tensor-op
+/// AdamW step with the clip coefficient that norm gives.
+fn time_optimizer(
+    random: &RandomTensors,
+    shapes: &[(String, Vec<usize>)],
+    cfg: AdamWConfig,
+    repeats: usize,
+) -> Result<OptimizerTimes> {
+    let vars = random.vars(shapes, 0.02)?;
+    let grads = random.grads(&vars)?;
     let mut opt = AdamW::new(vars, cfg)?;
-    let time = |f: &mut dyn FnMut() -> Result<()>| -> Result<f64> {
-        f()?;
-        device.synchronize()?;
-        let mut best = f64::INFINITY;
-        for _ in 0..a.repeats.max(1) {
-            let s = Instant::now();
-            f()?;
-            device.synchronize()?;
-            best = best.min(s.elapsed().as_secs_f64());
-        }
-        Ok(best)
-    };
+    let time = |f: &mut dyn FnMut() -> Result<()>| best_time(random.device, repeats, f);
     let mut norm = 0.0;
     let t_norm = time(&mut || {
         norm = grad_norm(&grads)?;
@@ -383,35 +428,66 @@ fn bench_optimizer(a: BenchOptimizerArgs) -> Result<()> {
     let t_fused = time(&mut || Ok(opt.step(&grads, 1e-6, scale)?))?;
     opt.fused = false;
     let t_composed = time(&mut || Ok(opt.step(&grads, 1e-6, scale)?))?;
+    Ok(OptimizerTimes {
+        norm: t_norm,
+        fused: t_fused,
+        composed: t_composed,
+    })
+}
+
+/// Shortest of `repeats` (at least one) synchronised runs of `f`, after one warm-up run.
+fn best_time(device: &Device, repeats: usize, f: &mut dyn FnMut() -> Result<()>) -> Result<f64> {
+    f()?;
+    device.synchronize()?;
+    let mut best = f64::INFINITY;
+    for _ in 0..repeats.max(1) {
+        let s = Instant::now();
+        f()?;
+        device.synchronize()?;
+        best = best.min(s.elapsed().as_secs_f64());
+    }
+    Ok(best)
+}
+
+/// The timing table: milliseconds and parameters per second of each part, and the speed-up.
+fn print_optimizer_times(
+    a: &BenchOptimizerArgs,
+    random: &RandomTensors,
+    shapes: &[(String, Vec<usize>)],
+    t: &OptimizerTimes,
+) {
+    let n: usize = shapes
+        .iter()
+        .map(|(_, s)| s.iter().product::<usize>())
+        .sum();
     println!(
         "{} parameters in {} tensors ({} weights, float32 moments{}) on {:?}, best of {}:",
         n,
         shapes.len(),
         a.dtype.as_str(),
-        if dtype == DType::F32 {
+        if random.dtype == DType::F32 {
             ""
         } else {
             " and master weights"
         },
-        device,
+        random.device,
         a.repeats.max(1)
     );
-    println!("  gradient norm          {:>9.1} ms", t_norm * 1e3);
+    println!("  gradient norm          {:>9.1} ms", t.norm * 1e3);
     println!(
         "  AdamW, fused           {:>9.1} ms  ({:.1} G parameters/s)",
-        t_fused * 1e3,
-        n as f64 / t_fused / 1e9
+        t.fused * 1e3,
+        n as f64 / t.fused / 1e9
     );
     println!(
         "  AdamW, tensor ops      {:>9.1} ms  ({:.1} G parameters/s)",
-        t_composed * 1e3,
-        n as f64 / t_composed / 1e9
+        t.composed * 1e3,
+        n as f64 / t.composed / 1e9
     );
     println!(
         "  speed-up of the fused update: {:.1}x",
-        t_composed / t_fused
+        t.composed / t.fused
     );
-    Ok(())
 }
 
 fn bench_allreduce(a: BenchAllreduceArgs) -> Result<()> {

@@ -2,12 +2,13 @@
 //! options and letters need the whole run and happen at export (`export`).
 
 use rand::seq::IndexedRandom;
+use rand_chacha::ChaCha8Rng;
 
-use crate::camera::{format_labels, parse_labels};
+use crate::camera::{format_labels, parse_labels, CameraSegment};
 use crate::cot::{imagery_sentence, join_and};
 use crate::error::Result;
 use crate::ingest::IngestRecord;
-use crate::label::LabelRecord;
+use crate::label::{Imagery, LabelRecord};
 use crate::motion::ObjectMeasurement;
 use crate::questions::{templates, Candidate, QuestionKind};
 
@@ -169,178 +170,287 @@ pub fn clip_candidates(
     labels: &LabelRecord,
     opts: &QaOptions,
 ) -> Result<Vec<Candidate>> {
-    let mut rng = crate::fsio::clip_rng(opts.seed, &ingest.key, "qa");
-    let n = labels.frames;
+    let mut qa = ClipQa::new(ingest, labels, opts);
     let mut out = Vec::new();
-    let want = |k: QuestionKind| opts.kinds.contains(&k);
-    let scale = shown_scale(labels.width, labels.height);
-    let intro = format!(
-        "The video has {n} frames, one per second, from 0s to {}s.",
-        n - 1
-    );
-
-    if want(QuestionKind::Camera) {
+    if qa.want(QuestionKind::Camera) {
         for seg in &labels.camera.segments {
-            let parsed = parse_labels(&seg.labels)?;
-            let answer = format_labels(&parsed);
-            let t = templates(QuestionKind::Camera)
-                .choose(&mut rng)
-                .copied()
-                .unwrap_or_default();
-            let rel =
-                fourd_world::relative_motion(&ingest.poses[seg.start], &ingest.poses[seg.end]);
-            let [dx, dy, dz] = rel.translation.to_array();
-            let poses = format!(
-                "over the segment the view turns {:.1} degrees in yaw, {:.1} in pitch and {:.1} in roll, and the camera moves {}, {} and {}",
-                rel.yaw_deg,
-                rel.pitch_deg,
-                rel.roll_deg,
-                signed(dx, "right", "left", ""),
-                signed(dy, "down", "up", ""),
-                signed(dz, "forward", "backward", "")
-            );
-            let imagery = labels
-                .camera_imagery
-                .iter()
-                .find(|ci| ci.start == seg.start && ci.end == seg.end);
-            // Without a landmark (no depth) the reasoning rests on the poses alone and the question
-            // has no imagery: it goes to the 4DRL file only.
-            let (middle, image_output) = match imagery {
-                Some(ci) => (
-                    format!(
-                        "A camera move shows as the static background shifting, so I fix a textured static patch of the scene as a landmark. {} From the first to the last of these the landmark's centre shifts {} and {}, and its area changes by a factor of {:.2}. The camera poses agree: {poses}.",
-                        imagery_sentence("I picture the landmark, highlighted in red,", &ci.imagery.frames),
-                        signed(ci.landmark_shift_px[0] * scale.0, "to the right", "to the left", " px"),
-                        signed(ci.landmark_shift_px[1] * scale.1, "down", "up", " px"),
-                        ci.landmark_area_ratio
-                    ),
-                    ci.imagery.paths.clone(),
-                ),
-                None => (format!("The camera poses show that {poses}."), Vec::new()),
-            };
-            out.push(Candidate {
-                id: format!("{}#camera-{}-{}", ingest.key, seg.start, seg.end),
-                clip_key: ingest.key.clone(),
-                kind: QuestionKind::Camera,
-                question: fill(t, "", seg.start, seg.end, ""),
-                think: format!(
-                    "{intro} The question is about {}s to {}s. {middle} That means {}. So the camera motion is {answer}.",
-                    seg.start,
-                    seg.end,
-                    camera_reason(&parsed)
-                ),
-                answer,
-                image_input: ingest.frames.clone(),
-                image_output,
-                rewrite: None,
-            });
+            out.push(qa.camera_candidate(seg)?);
+        }
+    }
+    for m in &labels.objects {
+        qa.object_candidates(m, &mut out);
+    }
+    Ok(out)
+}
+
+/// What every question about one clip shares.
+struct ClipQa<'a> {
+    ingest: &'a IngestRecord,
+    labels: &'a LabelRecord,
+    opts: &'a QaOptions,
+    /// One stream per clip, drawn in a fixed order (camera segments, then each object's kinds),
+    /// so the same seed picks the same templates.
+    rng: ChaCha8Rng,
+    /// Source pixels to the pixels the model is shown.
+    scale: (f64, f64),
+    /// First sentence of every chain of thought.
+    intro: String,
+}
+
+impl<'a> ClipQa<'a> {
+    fn new(ingest: &'a IngestRecord, labels: &'a LabelRecord, opts: &'a QaOptions) -> Self {
+        let n = labels.frames;
+        ClipQa {
+            ingest,
+            labels,
+            opts,
+            rng: crate::fsio::clip_rng(opts.seed, &ingest.key, "qa"),
+            scale: shown_scale(labels.width, labels.height),
+            intro: format!(
+                "The video has {n} frames, one per second, from 0s to {}s.",
+                n - 1
+            ),
         }
     }
 
-    for m in &labels.objects {
-        let (Some(direction), Some(img)) = (&m.direction, labels.object_imagery.get(&m.track_id))
-        else {
-            continue;
-        };
-        let [a, b] = m.span;
-        let evidence = object_evidence(m, scale);
-        let sentence = imagery_sentence(
-            &format!("To follow it I picture the {} highlighted in red", m.name),
-            &img.frames,
+    fn want(&self, kind: QuestionKind) -> bool {
+        self.opts.kinds.contains(&kind)
+    }
+
+    /// Draws a question template of `kind`.
+    fn template(&mut self, kind: QuestionKind) -> &'static str {
+        templates(kind)
+            .choose(&mut self.rng)
+            .copied()
+            .unwrap_or_default()
+    }
+
+    /// The question about one camera segment; its reasoning cites the landmark imagery when the
+    /// segment has some, the relative pose always.
+    fn camera_candidate(&mut self, seg: &CameraSegment) -> Result<Candidate> {
+        let parsed = parse_labels(&seg.labels)?;
+        let answer = format_labels(&parsed);
+        let t = self.template(QuestionKind::Camera);
+        let poses = self.camera_poses(seg);
+        let (middle, image_output) = self.camera_evidence(seg, &poses);
+        Ok(Candidate {
+            id: format!("{}#camera-{}-{}", self.ingest.key, seg.start, seg.end),
+            clip_key: self.ingest.key.clone(),
+            kind: QuestionKind::Camera,
+            question: fill(t, "", seg.start, seg.end, ""),
+            think: format!(
+                "{} The question is about {}s to {}s. {middle} That means {}. So the camera motion is {answer}.",
+                self.intro,
+                seg.start,
+                seg.end,
+                camera_reason(&parsed)
+            ),
+            answer,
+            image_input: self.ingest.frames.clone(),
+            image_output,
+            rewrite: None,
+        })
+    }
+
+    /// The relative pose over the segment in words: rotation, then translation.
+    fn camera_poses(&self, seg: &CameraSegment) -> String {
+        let rel = fourd_world::relative_motion(
+            &self.ingest.poses[seg.start],
+            &self.ingest.poses[seg.end],
         );
-        let base = |kind: QuestionKind, answer: &str, question: String, conclusion: String| {
-            Candidate {
-            id: format!("{}#{}-obj{}", ingest.key, kind.as_str(), m.track_id),
-            clip_key: ingest.key.clone(),
+        let [dx, dy, dz] = rel.translation.to_array();
+        format!(
+            "over the segment the view turns {:.1} degrees in yaw, {:.1} in pitch and {:.1} in roll, and the camera moves {}, {} and {}",
+            rel.yaw_deg,
+            rel.pitch_deg,
+            rel.roll_deg,
+            signed(dx, "right", "left", ""),
+            signed(dy, "down", "up", ""),
+            signed(dz, "forward", "backward", "")
+        )
+    }
+
+    /// The middle of a camera chain of thought and the imagery it shows. Without a landmark (no
+    /// depth) the reasoning rests on the poses alone and the question has no imagery: it goes
+    /// to the 4DRL file only.
+    fn camera_evidence(&self, seg: &CameraSegment, poses: &str) -> (String, Vec<String>) {
+        let imagery = self
+            .labels
+            .camera_imagery
+            .iter()
+            .find(|ci| ci.start == seg.start && ci.end == seg.end);
+        let scale = self.scale;
+        match imagery {
+            Some(ci) => (
+                format!(
+                    "A camera move shows as the static background shifting, so I fix a textured static patch of the scene as a landmark. {} From the first to the last of these the landmark's centre shifts {} and {}, and its area changes by a factor of {:.2}. The camera poses agree: {poses}.",
+                    imagery_sentence("I picture the landmark, highlighted in red,", &ci.imagery.frames),
+                    signed(ci.landmark_shift_px[0] * scale.0, "to the right", "to the left", " px"),
+                    signed(ci.landmark_shift_px[1] * scale.1, "down", "up", " px"),
+                    ci.landmark_area_ratio
+                ),
+                ci.imagery.paths.clone(),
+            ),
+            None => (format!("The camera poses show that {poses}."), Vec::new()),
+        }
+    }
+
+    /// The questions about one object, in kind order: direction, box direction, distance,
+    /// speed. Objects without a direction or without imagery get none.
+    fn object_candidates(&mut self, m: &'a ObjectMeasurement, out: &mut Vec<Candidate>) {
+        let (Some(direction), Some(img)) =
+            (&m.direction, self.labels.object_imagery.get(&m.track_id))
+        else {
+            return;
+        };
+        let obj = ObjectStory {
+            m,
+            img,
+            evidence: object_evidence(m, self.scale),
+            sentence: imagery_sentence(
+                &format!("To follow it I picture the {} highlighted in red", m.name),
+                &img.frames,
+            ),
+        };
+        if self.want(QuestionKind::Direction) {
+            out.push(self.direction_candidate(&obj, direction));
+        }
+        if self.want(QuestionKind::BoxDirection) {
+            out.push(self.box_direction_candidate(&obj, direction));
+        }
+        if self.want(QuestionKind::Distance) {
+            out.extend(self.distance_candidate(&obj));
+        }
+        if self.want(QuestionKind::Speed) {
+            out.extend(self.speed_candidate(&obj));
+        }
+    }
+
+    /// A question about `obj` whose chain of thought is the shared story plus `conclusion`.
+    fn object_candidate(
+        &self,
+        obj: &ObjectStory,
+        kind: QuestionKind,
+        answer: &str,
+        question: String,
+        conclusion: String,
+    ) -> Candidate {
+        let m = obj.m;
+        let [a, b] = m.span;
+        Candidate {
+            id: format!("{}#{}-obj{}", self.ingest.key, kind.as_str(), m.track_id),
+            clip_key: self.ingest.key.clone(),
             kind,
             question,
             answer: answer.to_string(),
-            think: format!("{intro} The question is about the {} from {a}s to {b}s. {sentence} {evidence} {conclusion}", m.name),
-            image_input: ingest.frames.clone(),
-            image_output: img.paths.clone(),
+            think: format!(
+                "{} The question is about the {} from {a}s to {b}s. {} {} {conclusion}",
+                self.intro, m.name, obj.sentence, obj.evidence
+            ),
+            image_input: self.ingest.frames.clone(),
+            image_output: obj.img.paths.clone(),
             rewrite: None,
         }
-        };
-        if want(QuestionKind::Direction) {
-            let t = templates(QuestionKind::Direction)
-                .choose(&mut rng)
-                .copied()
-                .unwrap_or_default();
-            out.push(base(
-                QuestionKind::Direction,
-                direction,
-                fill(t, &m.name, a, b, ""),
-                format!(
-                    "So, as seen from the camera, the {} is {}.",
-                    m.name,
-                    direction.to_lowercase()
-                ),
-            ));
-        }
-        if want(QuestionKind::BoxDirection) {
-            let first = &m.observations[0];
-            let bx = model_box(first.bbox, labels.width, labels.height);
-            let bx_s = format!("[{},{},{},{}]", bx[0], bx[1], bx[2], bx[3]);
-            let t = templates(QuestionKind::BoxDirection)
-                .choose(&mut rng)
-                .copied()
-                .unwrap_or_default();
-            let mut c = base(
-                QuestionKind::BoxDirection,
-                direction,
-                fill(t, "", first.frame, b, &bx_s),
-                format!(
-                    "So, as seen from the camera, the object is {}.",
-                    direction.to_lowercase()
-                ),
-            );
-            c.think = c.think.replacen(
-                &format!("the {} from", m.name),
-                &format!(
-                    "the object in the box {bx_s} at {a}s, which is the {}, from",
-                    m.name
-                ),
-                1,
-            );
-            out.push(c);
-        }
-        if want(QuestionKind::Distance) {
-            if let Some(d) = &m.distance {
-                let t = templates(QuestionKind::Distance)
-                    .choose(&mut rng)
-                    .copied()
-                    .unwrap_or_default();
-                out.push(base(
-                    QuestionKind::Distance,
-                    d,
-                    fill(t, &m.name, a, b, ""),
-                    format!("So the best description of its distance to the camera is: {d}."),
-                ));
-            }
-        }
-        if want(QuestionKind::Speed) {
-            if let Some(s) = &m.speed {
-                let t = templates(QuestionKind::Speed)
-                    .choose(&mut rng)
-                    .copied()
-                    .unwrap_or_default();
-                let mut c = base(
-                    QuestionKind::Speed,
-                    s,
-                    fill(t, &m.name, a, b, ""),
-                    format!(
-                        "That profile matches {} best, so the answer is {s}.",
-                        s.to_lowercase()
-                    ),
-                );
-                c.think =
-                    c.think
-                        .replacen(&evidence, &format!("{evidence} {}", speed_evidence(m)), 1);
-                out.push(c);
-            }
-        }
     }
-    Ok(out)
+
+    /// Which way the named object moves, as seen from the camera.
+    fn direction_candidate(&mut self, obj: &ObjectStory, direction: &str) -> Candidate {
+        let m = obj.m;
+        let [a, b] = m.span;
+        let t = self.template(QuestionKind::Direction);
+        self.object_candidate(
+            obj,
+            QuestionKind::Direction,
+            direction,
+            fill(t, &m.name, a, b, ""),
+            format!(
+                "So, as seen from the camera, the {} is {}.",
+                m.name,
+                direction.to_lowercase()
+            ),
+        )
+    }
+
+    /// The direction question with the object given as its first box (in the shown frame's
+    /// pixels) instead of its name; the reasoning names it once, tied to the box.
+    fn box_direction_candidate(&mut self, obj: &ObjectStory, direction: &str) -> Candidate {
+        let m = obj.m;
+        let [a, b] = m.span;
+        let first = &m.observations[0];
+        let bx = model_box(first.bbox, self.labels.width, self.labels.height);
+        let bx_s = format!("[{},{},{},{}]", bx[0], bx[1], bx[2], bx[3]);
+        let t = self.template(QuestionKind::BoxDirection);
+        let mut c = self.object_candidate(
+            obj,
+            QuestionKind::BoxDirection,
+            direction,
+            fill(t, "", first.frame, b, &bx_s),
+            format!(
+                "So, as seen from the camera, the object is {}.",
+                direction.to_lowercase()
+            ),
+        );
+        c.think = c.think.replacen(
+            &format!("the {} from", m.name),
+            &format!(
+                "the object in the box {bx_s} at {a}s, which is the {}, from",
+                m.name
+            ),
+            1,
+        );
+        c
+    }
+
+    /// How the object's distance to the camera changes, when it was measured.
+    fn distance_candidate(&mut self, obj: &ObjectStory) -> Option<Candidate> {
+        let m = obj.m;
+        let [a, b] = m.span;
+        let d = m.distance.as_ref()?;
+        let t = self.template(QuestionKind::Distance);
+        Some(self.object_candidate(
+            obj,
+            QuestionKind::Distance,
+            d,
+            fill(t, &m.name, a, b, ""),
+            format!("So the best description of its distance to the camera is: {d}."),
+        ))
+    }
+
+    /// How the object's speed changes, when it was measured; the reasoning adds the per-third
+    /// speed profile after the shared evidence.
+    fn speed_candidate(&mut self, obj: &ObjectStory) -> Option<Candidate> {
+        let m = obj.m;
+        let [a, b] = m.span;
+        let s = m.speed.as_ref()?;
+        let t = self.template(QuestionKind::Speed);
+        let mut c = self.object_candidate(
+            obj,
+            QuestionKind::Speed,
+            s,
+            fill(t, &m.name, a, b, ""),
+            format!(
+                "That profile matches {} best, so the answer is {s}.",
+                s.to_lowercase()
+            ),
+        );
+        c.think = c.think.replacen(
+            &obj.evidence,
+            &format!("{} {}", obj.evidence, speed_evidence(m)),
+            1,
+        );
+        Some(c)
+    }
+}
+
+/// What every question about one object shares: its measurement, imagery, and the sentences
+/// of evidence its chains of thought quote.
+struct ObjectStory<'a> {
+    m: &'a ObjectMeasurement,
+    img: &'a Imagery,
+    /// Measured motion in the shown frame's pixels (`object_evidence`).
+    evidence: String,
+    /// How the imagery follows the object (`imagery_sentence`).
+    sentence: String,
 }
 
 #[cfg(test)]

@@ -212,8 +212,53 @@ impl Qwen25VlConfig {
         if !raw.is_object() {
             return Err(ModelError::config(path, "<root>", "expected a JSON object"));
         }
-        let null = Value::Null;
-        let text_obj = raw.get("text_config").unwrap_or(&null);
+        let views = ConfigViews::new(&raw, path)?;
+        views.check_supported()?;
+        let text = views.text_config()?;
+        let vision = views.vision_config(text.hidden_size)?;
+        let latent = views.latent_config()?;
+        let image_token_id = views.token_id("image_token_id")?;
+        let video_token_id = views.token_id("video_token_id")?;
+        let vision_start_token_id = views.token_id("vision_start_token_id")?;
+        let vision_end_token_id = views.token_id("vision_end_token_id")?;
+        let eos_token_id = views.top.ids("eos_token_id")?;
+        Ok(Qwen25VlConfig {
+            text,
+            vision,
+            image_token_id,
+            video_token_id,
+            vision_start_token_id,
+            vision_end_token_id,
+            eos_token_id,
+            latent,
+            rope_index: RopeIndexStyle::default(),
+            raw,
+            path: path.to_path_buf(),
+        })
+    }
+}
+
+/// Stands in for an absent `text_config` (4.x layout), so both layouts are searched alike.
+static NO_TEXT_CONFIG: Value = Value::Null;
+
+/// The views of one `config.json` that its fields are read through. 5.x keeps text fields in
+/// `text_config`, 4.x at the top level, so text and whole-model fields look in both, each family
+/// in the order its layout makes authoritative.
+struct ConfigViews<'a> {
+    path: &'a Path,
+    /// Language-model fields: `text_config` first, then the top level.
+    text: Fields<'a>,
+    /// Whole-model fields (token ids, tying, latent settings): top level first, then `text_config`.
+    top: Fields<'a>,
+    /// Vision-tower fields: `vision_config` only.
+    vis: Fields<'a>,
+    vision_obj: &'a Value,
+}
+
+impl<'a> ConfigViews<'a> {
+    /// Sets up the three views; fails when there is no `vision_config` (not a Qwen2.5-VL file).
+    fn new(raw: &'a Value, path: &'a Path) -> Result<Self> {
+        let text_obj = raw.get("text_config").unwrap_or(&NO_TEXT_CONFIG);
         let vision_obj = raw.get("vision_config").ok_or_else(|| {
             ModelError::config(
                 path,
@@ -221,39 +266,71 @@ impl Qwen25VlConfig {
                 "missing (is this a Qwen2.5-VL checkpoint?)",
             )
         })?;
-        // 5.x keeps text fields in `text_config`; 4.x at the top. Look in both, text_config first.
-        let text = Fields {
-            file: path,
-            scopes: vec![("text_config.", text_obj), ("", &raw)],
-        };
-        let top = Fields {
-            file: path,
-            scopes: vec![("", &raw), ("text_config.", text_obj)],
-        };
-        let vis = Fields {
-            file: path,
-            scopes: vec![("vision_config.", vision_obj)],
-        };
+        Ok(ConfigViews {
+            path,
+            text: Fields {
+                file: path,
+                scopes: vec![("text_config.", text_obj), ("", raw)],
+            },
+            top: Fields {
+                file: path,
+                scopes: vec![("", raw), ("text_config.", text_obj)],
+            },
+            vis: Fields {
+                file: path,
+                scopes: vec![("vision_config.", vision_obj)],
+            },
+            vision_obj,
+        })
+    }
 
-        if let Some(mt) = top.str_opt("model_type") {
+    /// Rejects other architectures and activations up front, before any size is read.
+    fn check_supported(&self) -> Result<()> {
+        if let Some(mt) = self.top.str_opt("model_type") {
             if mt != "qwen2_5_vl" {
                 return Err(ModelError::config(
-                    path,
+                    self.path,
                     "model_type",
                     format!("`{mt}` is not supported (expected qwen2_5_vl)"),
                 ));
             }
         }
-        if let Some(act) = text.str_opt("hidden_act") {
+        if let Some(act) = self.text.str_opt("hidden_act") {
             if act != "silu" {
                 return Err(ModelError::config(
-                    path,
+                    self.path,
                     "hidden_act",
                     format!("`{act}` is not supported (expected silu)"),
                 ));
             }
         }
+        Ok(())
+    }
 
+    /// The language model: attention shape and rotary settings first (they constrain each
+    /// other), then the remaining sizes.
+    fn text_config(&self) -> Result<TextConfig> {
+        let attn = self.text_attention()?;
+        let (rope_theta, mrope_section) = self.text_rope(attn.head_dim)?;
+        Ok(TextConfig {
+            vocab_size: self.text.usize("vocab_size")?,
+            hidden_size: attn.hidden_size,
+            intermediate_size: self.text.usize("intermediate_size")?,
+            num_hidden_layers: self.text.usize("num_hidden_layers")?,
+            num_attention_heads: attn.num_attention_heads,
+            num_key_value_heads: attn.num_key_value_heads,
+            head_dim: attn.head_dim,
+            rms_norm_eps: self.text.f64_or("rms_norm_eps", 1e-6)?,
+            rope_theta,
+            mrope_section,
+            tie_word_embeddings: self.top.bool_or("tie_word_embeddings", false)?,
+        })
+    }
+
+    /// Hidden size and head counts, with `head_dim` and the key-value heads defaulted as
+    /// transformers does; heads must split the hidden size and the key-value groups evenly.
+    fn text_attention(&self) -> Result<AttentionShape> {
+        let text = &self.text;
         let hidden_size = text.usize("hidden_size")?;
         let num_attention_heads = text.usize("num_attention_heads")?;
         if num_attention_heads == 0 || hidden_size % num_attention_heads != 0 {
@@ -268,46 +345,33 @@ impl Qwen25VlConfig {
         if num_key_value_heads == 0 || num_attention_heads % num_key_value_heads != 0 {
             return Err(text.err("num_key_value_heads", "must divide num_attention_heads"));
         }
+        Ok(AttentionShape {
+            hidden_size,
+            num_attention_heads,
+            num_key_value_heads,
+            head_dim,
+        })
+    }
 
-        // Rotary settings: 5.x `rope_parameters`, 4.x `rope_theta` + `rope_scaling`.
-        let rope_params = text.find("rope_parameters").map(|(_, v)| v);
-        let rope_scaling = text.find("rope_scaling").map(|(_, v)| v);
+    /// Rotary base and M-RoPE sections: 5.x `rope_parameters`, 4.x `rope_theta` + `rope_scaling`.
+    /// The sections must cover `head_dim / 2` in three parts (temporal, height, width).
+    fn text_rope(&self, head_dim: usize) -> Result<(f64, Vec<usize>)> {
+        let rope_params = self.text.find("rope_parameters").map(|(_, v)| v);
+        let rope_scaling = self.text.find("rope_scaling").map(|(_, v)| v);
         let rope_theta = match rope_params
             .and_then(|p| p.get("rope_theta"))
             .and_then(Value::as_f64)
         {
             Some(t) => t,
-            None => text.f64_or("rope_theta", 1_000_000.0)?,
+            None => self.text.f64_or("rope_theta", 1_000_000.0)?,
         };
         let section_value = rope_params
             .and_then(|p| p.get("mrope_section"))
             .or_else(|| rope_scaling.and_then(|p| p.get("mrope_section")));
-        let mrope_section = match section_value {
-            Some(v) => v
-                .as_array()
-                .and_then(|a| {
-                    a.iter()
-                        .map(|x| x.as_u64().map(|x| x as usize))
-                        .collect::<Option<Vec<_>>>()
-                })
-                .ok_or_else(|| {
-                    ModelError::config(
-                        path,
-                        "rope_scaling.mrope_section",
-                        format!("expected a list of integers, got {v}"),
-                    )
-                })?,
-            None => {
-                return Err(ModelError::config(
-                    path,
-                    "rope_scaling.mrope_section",
-                    "missing: Qwen2.5-VL needs M-RoPE sections",
-                ))
-            }
-        };
+        let mrope_section = parse_mrope_section(self.path, section_value)?;
         if mrope_section.len() != 3 || mrope_section.iter().sum::<usize>() * 2 != head_dim {
             return Err(ModelError::config(
-                path,
+                self.path,
                 "rope_scaling.mrope_section",
                 format!(
                     "{mrope_section:?} must have 3 entries summing to head_dim/2 = {}",
@@ -315,21 +379,13 @@ impl Qwen25VlConfig {
                 ),
             ));
         }
+        Ok((rope_theta, mrope_section))
+    }
 
-        let text_cfg = TextConfig {
-            vocab_size: text.usize("vocab_size")?,
-            hidden_size,
-            intermediate_size: text.usize("intermediate_size")?,
-            num_hidden_layers: text.usize("num_hidden_layers")?,
-            num_attention_heads,
-            num_key_value_heads,
-            head_dim,
-            rms_norm_eps: text.f64_or("rms_norm_eps", 1e-6)?,
-            rope_theta,
-            mrope_section,
-            tie_word_embeddings: top.bool_or("tie_word_embeddings", false)?,
-        };
-
+    /// The vision tower, defaults as in transformers, checked against the language model's
+    /// `text_hidden_size` (its output feeds the LLM) and against its own patch grid.
+    fn vision_config(&self, text_hidden_size: usize) -> Result<VisionConfig> {
+        let vis = &self.vis;
         let v_hidden = vis.usize("hidden_size")?;
         let v_heads = vis.usize("num_heads")?;
         if v_heads == 0 || v_hidden % v_heads != 0 || (v_hidden / v_heads) % 4 != 0 {
@@ -338,7 +394,8 @@ impl Qwen25VlConfig {
                 "hidden_size / num_heads must be a multiple of 4 (2-D rotary)",
             ));
         }
-        let vision_theta = vision_obj
+        let vision_theta = self
+            .vision_obj
             .get("rope_parameters")
             .and_then(|p| p.get("rope_theta"))
             .and_then(Value::as_f64)
@@ -361,12 +418,12 @@ impl Qwen25VlConfig {
             tokens_per_second: vis.f64_or("tokens_per_second", 4.0)?,
             rope_theta: vision_theta,
         };
-        if vision.out_hidden_size != text_cfg.hidden_size {
+        if vision.out_hidden_size != text_hidden_size {
             return Err(vis.err(
                 "out_hidden_size",
                 &format!(
                     "{} differs from the LLM hidden_size {}",
-                    vision.out_hidden_size, text_cfg.hidden_size
+                    vision.out_hidden_size, text_hidden_size
                 ),
             ));
         }
@@ -377,28 +434,56 @@ impl Qwen25VlConfig {
                 &format!("must be a multiple of patch_size*spatial_merge_size = {unit}"),
             ));
         }
+        Ok(vision)
+    }
 
-        let one = |key: &str| -> Result<Option<u32>> { Ok(top.opt_usize(key)?.map(|x| x as u32)) };
-        let latent = LatentConfig {
-            latent_size: top.opt_usize("latent_size")?,
-            latent_token_id: one("latent_token_id")?,
-            latent_start_id: one("latent_start_id")?,
-            latent_end_id: one("latent_end_id")?,
-            compress_strategy: top.str_opt("compress_strategy"),
-        };
-        Ok(Qwen25VlConfig {
-            text: text_cfg,
-            vision,
-            image_token_id: one("image_token_id")?,
-            video_token_id: one("video_token_id")?,
-            vision_start_token_id: one("vision_start_token_id")?,
-            vision_end_token_id: one("vision_end_token_id")?,
-            eos_token_id: top.ids("eos_token_id")?,
-            latent,
-            rope_index: RopeIndexStyle::default(),
-            raw,
-            path: path.to_path_buf(),
+    /// The fields the 4DThinker fork adds; all optional.
+    fn latent_config(&self) -> Result<LatentConfig> {
+        Ok(LatentConfig {
+            latent_size: self.top.opt_usize("latent_size")?,
+            latent_token_id: self.token_id("latent_token_id")?,
+            latent_start_id: self.token_id("latent_start_id")?,
+            latent_end_id: self.token_id("latent_end_id")?,
+            compress_strategy: self.top.str_opt("compress_strategy"),
         })
+    }
+
+    /// An optional single token id, a whole-model field.
+    fn token_id(&self, key: &str) -> Result<Option<u32>> {
+        Ok(self.top.opt_usize(key)?.map(|x| x as u32))
+    }
+}
+
+/// The language model's attention sizes, read and checked together.
+struct AttentionShape {
+    hidden_size: usize,
+    num_attention_heads: usize,
+    num_key_value_heads: usize,
+    head_dim: usize,
+}
+
+/// The M-RoPE sections as a list of integers; Qwen2.5-VL cannot run without them.
+fn parse_mrope_section(path: &Path, value: Option<&Value>) -> Result<Vec<usize>> {
+    match value {
+        Some(v) => v
+            .as_array()
+            .and_then(|a| {
+                a.iter()
+                    .map(|x| x.as_u64().map(|x| x as usize))
+                    .collect::<Option<Vec<_>>>()
+            })
+            .ok_or_else(|| {
+                ModelError::config(
+                    path,
+                    "rope_scaling.mrope_section",
+                    format!("expected a list of integers, got {v}"),
+                )
+            }),
+        None => Err(ModelError::config(
+            path,
+            "rope_scaling.mrope_section",
+            "missing: Qwen2.5-VL needs M-RoPE sections",
+        )),
     }
 }
 

@@ -219,89 +219,211 @@ impl Converter {
 pub fn decode_video(path: &Path, opts: &SamplingOptions) -> Result<SampledVideo, VideoError> {
     let mut ictx = open_input(path)?;
     let info = info_from_input(path, &ictx)?;
-    let decode_err = |msg: String| VideoError::Decode {
-        path: path.to_path_buf(),
-        msg,
-    };
-
     let wanted = sample_indices(info.frames, info.fps, opts.fps, opts.max_frames);
     if wanted.is_empty() {
         return Err(VideoError::Empty {
             path: path.to_path_buf(),
         });
     }
+    let (decoder, time_base) = open_decoder(path, &ictx, &info)?;
+    let sink = FrameSink {
+        path,
+        opts,
+        time_base,
+        fps: info.fps,
+        converter: Converter::new(),
+        out: SampledVideo {
+            frames: Vec::with_capacity(wanted.len()),
+            timestamps: Vec::with_capacity(wanted.len()),
+            indices: Vec::with_capacity(wanted.len()),
+            source_fps: info.fps,
+            source_frames: info.frames,
+            duration: info.duration,
+            width: info.width,
+            height: info.height,
+        },
+    };
+    let mut pass = DecodePass::new(decoder, wanted, sink);
+    let done = pass.run(&mut ictx, info.stream_index)?;
+    pass.finish(done, info.frames)
+}
 
+fn decode_err(path: &Path, msg: String) -> VideoError {
+    VideoError::Decode {
+        path: path.to_path_buf(),
+        msg,
+    }
+}
+
+/// Opens a decoder for the stream `info` describes; returns it with the stream's time base in
+/// seconds (`None` when the stream has no usable one).
+fn open_decoder(
+    path: &Path,
+    ictx: &ffmpeg::format::context::Input,
+    info: &VideoInfo,
+) -> Result<(ffmpeg::decoder::Video, Option<f64>), VideoError> {
     let stream = ictx
         .stream(info.stream_index)
         .expect("stream index from probe");
     let time_base = stream.time_base();
     let tb = rational_f64(time_base);
     let mut ctx = ffmpeg::codec::context::Context::from_parameters(stream.parameters())
-        .map_err(|e| decode_err(format!("bad codec parameters: {e}")))?;
+        .map_err(|e| decode_err(path, format!("bad codec parameters: {e}")))?;
     unsafe {
         let raw = ctx.as_mut_ptr();
         (*raw).pkt_timebase = time_base.into();
         // 0 = as many threads as cores; thread_type keeps FFmpeg's default (frame | slice).
         (*raw).thread_count = 0;
     }
-    let mut decoder = ctx.decoder().video().map_err(|e| {
-        decode_err(format!(
-            "cannot open a decoder for codec '{}': {e}",
-            info.codec
-        ))
+    let decoder = ctx.decoder().video().map_err(|e| {
+        decode_err(
+            path,
+            format!("cannot open a decoder for codec '{}': {e}", info.codec),
+        )
     })?;
+    Ok((decoder, tb))
+}
 
-    let mut out = SampledVideo {
-        frames: Vec::with_capacity(wanted.len()),
-        timestamps: Vec::with_capacity(wanted.len()),
-        indices: Vec::with_capacity(wanted.len()),
-        source_fps: info.fps,
-        source_frames: info.frames,
-        duration: info.duration,
-        width: info.width,
-        height: info.height,
-    };
-    let mut converter = Converter::new();
-    let mut next_wanted = 0usize; // position in `wanted`
-    let mut decoded = 0usize; // frames output so far
-    let mut decode_errors = 0usize;
-    let mut first_error: Option<String> = None;
-    let mut cur = VideoFrame::empty();
-    let mut last = VideoFrame::empty(); // most recent decoded frame, for the tail clamp
-    let mut last_kept = false;
+/// Where kept frames go: converted to RGB, resized for the model and stamped with their time.
+struct FrameSink<'a> {
+    path: &'a Path,
+    opts: &'a SamplingOptions,
+    /// Seconds per timestamp tick; without it a frame's time is `k / fps`.
+    time_base: Option<f64>,
+    fps: f64,
+    converter: Converter,
+    out: SampledVideo,
+}
 
-    let timestamp = |f: &VideoFrame, k: usize| -> f64 {
-        match (f.timestamp().or(f.pts()), tb) {
+impl FrameSink<'_> {
+    /// Appends `frame`, the `k`-th decoded frame, to the output.
+    fn keep(&mut self, frame: &VideoFrame, k: usize) -> Result<(), VideoError> {
+        let rgb = self.converter.convert(frame).map_err(|e| {
+            decode_err(
+                self.path,
+                format!("colour conversion of frame {k} failed: {e}"),
+            )
+        })?;
+        self.out
+            .frames
+            .push(resize_owned(rgb, self.opts.max_pixels, self.opts.factor));
+        self.out.timestamps.push(self.timestamp(frame, k));
+        self.out.indices.push(k);
+        Ok(())
+    }
+
+    /// Presentation time in seconds: the frame's best-effort timestamp, else `k / fps`.
+    fn timestamp(&self, f: &VideoFrame, k: usize) -> f64 {
+        match (f.timestamp().or(f.pts()), self.time_base) {
             (Some(t), Some(tb)) => t as f64 * tb,
-            _ => k as f64 / info.fps,
+            _ => k as f64 / self.fps,
         }
-    };
+    }
+}
 
-    // Drains decoded frames; returns Ok(true) once every wanted frame is in.
-    let mut drain = |decoder: &mut ffmpeg::decoder::Video,
-                     out: &mut SampledVideo,
-                     decode_errors: &mut usize,
-                     first_error: &mut Option<String>|
-     -> Result<bool, VideoError> {
+/// One sequential demux-and-decode pass that keeps the `wanted` frames (ascending indices in
+/// decoder output order) and tallies the errors it skips.
+struct DecodePass<'a> {
+    decoder: ffmpeg::decoder::Video,
+    wanted: Vec<usize>,
+    sink: FrameSink<'a>,
+    /// Position in `wanted` of the next frame to keep.
+    next_wanted: usize,
+    /// Frames output by the decoder so far.
+    decoded: usize,
+    decode_errors: usize,
+    first_error: Option<String>,
+    cur: VideoFrame,
+    /// Most recent decoded frame, for the tail clamp.
+    last: VideoFrame,
+    /// Whether `last` is already in the output.
+    last_kept: bool,
+}
+
+impl<'a> DecodePass<'a> {
+    fn new(decoder: ffmpeg::decoder::Video, wanted: Vec<usize>, sink: FrameSink<'a>) -> Self {
+        DecodePass {
+            decoder,
+            wanted,
+            sink,
+            next_wanted: 0,
+            decoded: 0,
+            decode_errors: 0,
+            first_error: None,
+            cur: VideoFrame::empty(),
+            last: VideoFrame::empty(),
+            last_kept: false,
+        }
+    }
+
+    /// Counts a skipped error; the first one is kept for the messages.
+    fn record_error(&mut self, e: impl std::fmt::Display) {
+        self.decode_errors += 1;
+        self.first_error.get_or_insert_with(|| e.to_string());
+    }
+
+    /// Feeds the packets of stream `index` to the decoder until every wanted frame is in, then
+    /// flushes the decoder if they are not. Returns whether every wanted frame was kept.
+    fn run(
+        &mut self,
+        ictx: &mut ffmpeg::format::context::Input,
+        index: usize,
+    ) -> Result<bool, VideoError> {
+        let mut packet = ffmpeg::Packet::empty();
+        let mut bad_reads = 0usize;
+        let mut done = false;
         loop {
-            match decoder.receive_frame(&mut cur) {
+            match packet.read(ictx) {
                 Ok(()) => {
-                    let k = decoded;
-                    decoded += 1;
-                    last_kept = false;
-                    if next_wanted < wanted.len() && wanted[next_wanted] == k {
-                        next_wanted += 1;
-                        let rgb = converter.convert(&cur).map_err(|e| {
-                            decode_err(format!("colour conversion of frame {k} failed: {e}"))
-                        })?;
-                        out.frames
-                            .push(resize_owned(rgb, opts.max_pixels, opts.factor));
-                        out.timestamps.push(timestamp(&cur, k));
-                        out.indices.push(k);
-                        last_kept = true;
+                    bad_reads = 0;
+                    if packet.stream() != index {
+                        continue;
                     }
-                    std::mem::swap(&mut cur, &mut last);
-                    if next_wanted == wanted.len() {
+                    if let Err(e) = self.decoder.send_packet(&packet) {
+                        self.record_error(e);
+                    }
+                    if self.drain()? {
+                        done = true;
+                        break;
+                    }
+                }
+                Err(ffmpeg::Error::Eof) => break,
+                Err(ffmpeg::Error::InvalidData) if bad_reads < 1000 => {
+                    bad_reads += 1;
+                    self.record_error("invalid data while demuxing");
+                }
+                Err(e) => {
+                    tracing::warn!("{}: demuxing stopped early: {e}", self.sink.path.display());
+                    self.first_error.get_or_insert_with(|| e.to_string());
+                    break;
+                }
+            }
+        }
+        if !done {
+            // Flush frames still buffered in the decoder (reordering, frame threads).
+            if self.decoder.send_eof().is_ok() {
+                done = self.drain()?;
+            }
+        }
+        Ok(done)
+    }
+
+    /// Takes every frame the decoder has ready, keeping the wanted ones; returns `Ok(true)` once
+    /// every wanted frame is in.
+    fn drain(&mut self) -> Result<bool, VideoError> {
+        loop {
+            match self.decoder.receive_frame(&mut self.cur) {
+                Ok(()) => {
+                    let k = self.decoded;
+                    self.decoded += 1;
+                    self.last_kept = false;
+                    if self.next_wanted < self.wanted.len() && self.wanted[self.next_wanted] == k {
+                        self.next_wanted += 1;
+                        self.sink.keep(&self.cur, k)?;
+                        self.last_kept = true;
+                    }
+                    std::mem::swap(&mut self.cur, &mut self.last);
+                    if self.next_wanted == self.wanted.len() {
                         return Ok(true);
                     }
                 }
@@ -310,93 +432,63 @@ pub fn decode_video(path: &Path, opts: &SamplingOptions) -> Result<SampledVideo,
                     return Ok(false)
                 }
                 Err(e) => {
-                    *decode_errors += 1;
-                    first_error.get_or_insert_with(|| e.to_string());
+                    self.record_error(e);
                     return Ok(false);
                 }
             }
         }
-    };
-
-    let mut packet = ffmpeg::Packet::empty();
-    let mut bad_reads = 0usize;
-    let mut done = false;
-    loop {
-        match packet.read(&mut ictx) {
-            Ok(()) => {
-                bad_reads = 0;
-                if packet.stream() != info.stream_index {
-                    continue;
-                }
-                if let Err(e) = decoder.send_packet(&packet) {
-                    decode_errors += 1;
-                    first_error.get_or_insert_with(|| e.to_string());
-                }
-                if drain(&mut decoder, &mut out, &mut decode_errors, &mut first_error)? {
-                    done = true;
-                    break;
-                }
-            }
-            Err(ffmpeg::Error::Eof) => break,
-            Err(ffmpeg::Error::InvalidData) if bad_reads < 1000 => {
-                bad_reads += 1;
-                decode_errors += 1;
-                first_error.get_or_insert_with(|| "invalid data while demuxing".to_string());
-            }
-            Err(e) => {
-                tracing::warn!("{}: demuxing stopped early: {e}", path.display());
-                first_error.get_or_insert_with(|| e.to_string());
-                break;
-            }
-        }
-    }
-    if !done {
-        // Flush frames still buffered in the decoder (reordering, frame threads).
-        if decoder.send_eof().is_ok() {
-            done = drain(&mut decoder, &mut out, &mut decode_errors, &mut first_error)?;
-        }
     }
 
-    if decoded == 0 {
-        return Err(match first_error {
-            Some(msg) => decode_err(format!(
-                "no frame could be decoded ({decode_errors} errors; first: {msg})"
-            )),
-            None => VideoError::Empty {
-                path: path.to_path_buf(),
-            },
-        });
+    /// Fails when no frame could be decoded. Otherwise, if the pass ended before every wanted
+    /// frame was kept (`!done`), clamps the rest to the last frame; then reports the skipped
+    /// errors and returns the frames.
+    fn finish(mut self, done: bool, header_frames: usize) -> Result<SampledVideo, VideoError> {
+        let path = self.sink.path;
+        if self.decoded == 0 {
+            return Err(match self.first_error {
+                Some(msg) => decode_err(
+                    path,
+                    format!(
+                        "no frame could be decoded ({} errors; first: {msg})",
+                        self.decode_errors
+                    ),
+                ),
+                None => VideoError::Empty {
+                    path: path.to_path_buf(),
+                },
+            });
+        }
+        if !done {
+            self.clamp_tail(header_frames)?;
+        }
+        if self.decode_errors > 0 {
+            tracing::warn!(
+                "{}: {} decode error(s) skipped (first: {})",
+                path.display(),
+                self.decode_errors,
+                self.first_error.as_deref().unwrap_or("?")
+            );
+        }
+        Ok(self.sink.out)
     }
-    if !done {
-        // Fewer frames than the header promised: apply min(index, n - 1) with the true count.
-        let missing = wanted.len() - next_wanted;
+
+    /// Fewer frames than the header promised: applies `min(index, n - 1)` with the true count,
+    /// i.e. the wanted frames past the end become the last decoded frame (once).
+    fn clamp_tail(&mut self, header_frames: usize) -> Result<(), VideoError> {
+        let missing = self.wanted.len() - self.next_wanted;
         tracing::warn!(
             "{}: header says {} frames but only {} decoded; {} wanted frame(s) past the end clamped to the last frame",
-            path.display(),
-            info.frames,
-            decoded,
+            self.sink.path.display(),
+            header_frames,
+            self.decoded,
             missing
         );
-        if !last_kept {
-            let k = decoded - 1;
-            let rgb = converter
-                .convert(&last)
-                .map_err(|e| decode_err(format!("colour conversion of frame {k} failed: {e}")))?;
-            out.frames
-                .push(resize_owned(rgb, opts.max_pixels, opts.factor));
-            out.timestamps.push(timestamp(&last, k));
-            out.indices.push(k);
+        if !self.last_kept {
+            let k = self.decoded - 1;
+            self.sink.keep(&self.last, k)?;
         }
+        Ok(())
     }
-    if decode_errors > 0 {
-        tracing::warn!(
-            "{}: {} decode error(s) skipped (first: {})",
-            path.display(),
-            decode_errors,
-            first_error.as_deref().unwrap_or("?")
-        );
-    }
-    Ok(out)
 }
 
 /// Writes `frames` (all the same size) as a video at `fps` frames per second, in the container
