@@ -115,6 +115,10 @@ pub struct PipelineArgs {
     /// Draw progress bars.
     #[arg(long)]
     pub progress: bool,
+    /// Process the input from scratch in an --out that holds another input's clips (they are
+    /// deleted) instead of stopping.
+    #[arg(long)]
+    pub overwrite: bool,
     #[command(flatten)]
     pub thresholds: ThresholdArgs,
 }
@@ -322,6 +326,7 @@ pub fn config(a: &PipelineArgs) -> Result<PipelineConfig> {
     cfg.balance_answers = !a.no_balance;
     cfg.reply = a.reply;
     cfg.progress = a.progress;
+    cfg.overwrite = a.overwrite;
     cfg.motion = a.thresholds.apply();
     Ok(cfg)
 }

@@ -266,20 +266,17 @@ pub fn run(a: DemoArgs) -> Result<()> {
     Ok(())
 }
 
-/// Phase 1: both sets of clips, from the demo's scene specs (kept under `specs/`). A set whose
-/// metadata table exists is reused.
+/// Phase 1: both sets of clips, from the demo's scene specs (kept under `specs/`). A set made
+/// from the same specs is reused; other settings render it again.
 fn render_worlds(a: &DemoArgs, dirs: &Layout) -> Result<()> {
     for (set, seed_offset) in SETS {
-        let world = dirs.world(set);
-        if world.join(fourd_world::source::METADATA_FILE).exists() {
-            continue;
-        }
         let clips = if set == "train" {
             a.train_clips
         } else {
             a.eval_clips
         };
         let specs_dir = dirs.specs(set);
+        let _ = std::fs::remove_dir_all(&specs_dir);
         std::fs::create_dir_all(&specs_dir)
             .with_context(|| format!("creating {}", specs_dir.display()))?;
         let mut paths = Vec::with_capacity(clips);
@@ -290,7 +287,17 @@ fn render_worlds(a: &DemoArgs, dirs: &Layout) -> Result<()> {
             paths.push(path);
         }
         let source = fourd_world::ClipSource::from_spec_files(&paths)?;
-        std::fs::create_dir_all(&world).with_context(|| format!("creating {}", world.display()))?;
+        let world = dirs.world(set);
+        let manifest = source.manifest("fourd demo world");
+        let job_file = world.join(fourd_world::source::JOB_FILE);
+        let rendered = world.join(fourd_world::source::METADATA_FILE).exists()
+            && fourd_job::manifest::read(&job_file).ok().flatten() == Some(manifest.clone());
+        if rendered {
+            continue;
+        }
+        // Clips of other settings go: a set never mixes two worlds.
+        let _ = std::fs::remove_dir_all(&world);
+        let _lock = fourd_world::source::open_output(&world, &manifest, true)?;
         let bar = indicatif::ProgressBar::new(source.len() as u64);
         fourd_world::write_spatialvid(&world, &source, || bar.inc(1))
             .with_context(|| format!("rendering the {set} clips"))?;
@@ -309,6 +316,8 @@ fn build_questions(a: &DemoArgs, dirs: &Layout) -> Result<DemoData> {
         pc.kinds = vec![fourd_data::QuestionKind::Camera];
         pc.reply = a.reply;
         pc.progress = true;
+        // The demo owns its folder: a world rendered again replaces the old one's questions.
+        pc.overwrite = true;
         let s = fourd_data::run_pipeline(&pc)
             .with_context(|| format!("data pipeline on the {set} clips"))?;
         if !s.failures.is_empty() {
@@ -444,6 +453,7 @@ fn answer_questions(
         },
         batch_size: 8,
         suffix: true,
+        overwrite: false,
         progress: true,
         title: name.to_string(),
     };

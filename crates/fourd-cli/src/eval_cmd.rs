@@ -47,7 +47,8 @@ pub struct EvalRunArgs {
     pub data_root: Option<PathBuf>,
     #[arg(long, default_value = "mp4")]
     pub video_ext: String,
-    /// Results go to OUTPUT_DIR/<checkpoint folder name>/dsr_eval[.shard-I-of-N].jsonl.
+    /// Results go to OUTPUT_DIR/<checkpoint folder name>-<model identity>/dsr_eval[.shard-I-of-N].jsonl
+    /// (the identity: a hash of the config and weights, so two checkpoints never share a folder).
     #[arg(long, default_value = "eval-results")]
     pub output_dir: PathBuf,
     /// Evaluate only shard I of N (1-based): rows whose index % N == I - 1.
@@ -107,6 +108,10 @@ pub struct EvalRunArgs {
     /// No progress bar.
     #[arg(long)]
     pub quiet: bool,
+    /// Replace results in the output folder that another benchmark or other settings made,
+    /// instead of stopping (the same inputs always resume).
+    #[arg(long)]
+    pub overwrite: bool,
 }
 
 fn parse_shard(s: &str) -> Result<(usize, usize)> {
@@ -141,16 +146,58 @@ pub fn run(a: EvalArgs) -> Result<()> {
 }
 
 fn run_eval(a: EvalRunArgs) -> Result<()> {
-    let shard = a.shard;
-    let dtype = a.dtype;
-    let device = a.device.open()?;
-    let columns = ColumnMap {
-        video: a.video_col.clone(),
-        question: a.question_col.clone(),
-        options: a.options_col.clone(),
-        answer: a.answer_col.clone(),
-        task_type: a.type_col.clone(),
+    // Everything is checked before the first model loads: flags, the benchmark, the videos.
+    let mut cfg = base_config(&a);
+    cfg.validate()?;
+    for model in &a.model {
+        if !model.join("config.json").is_file() {
+            bail!(
+                "--model {}: not a checkpoint folder (no config.json)",
+                model.display()
+            );
+        }
+    }
+    let records = fourd_eval::run::select_records(&cfg)?;
+    fourd_eval::run::check_media(&records, &cfg)?;
+    let file = match a.shard {
+        Some((i, n)) => format!("dsr_eval.shard-{i}-of-{n}.jsonl"),
+        None => "dsr_eval.jsonl".into(),
     };
+    for model in &a.model {
+        // Results go where the model's identity says: two checkpoints with one folder name
+        // never share a results folder.
+        let identity = fourd_job::identity::model_identity(model)?;
+        let name = format!(
+            "{}-{}",
+            model_name(model),
+            fourd_job::identity::short(&identity, 8)
+        );
+        let mut pipe = ModelBundle::load(model, a.dtype, &a.device.open()?)
+            .with_context(|| format!("loading {}", model.display()))?;
+        pipe.model.config.rope_index = a.rope_index;
+        cfg.generation.latent = pipe.latent_tokens(a.latent_size)?;
+        cfg.generation.stop_ids = pipe.stop_ids();
+        cfg.output = a.output_dir.join(&name).join(&file);
+        cfg.title = name.clone();
+        eprintln!(
+            "evaluating {} -> {} ({}; latent size {}; max {} new tokens)",
+            model.display(),
+            cfg.output.display(),
+            cfg.generation.sampling.describe(),
+            cfg.generation
+                .latent
+                .map_or("none".into(), |l| l.size.to_string()),
+            a.max_new_tokens
+        );
+        let summary = evaluate(&pipe, &cfg)?;
+        print_summary(&name, &summary, &ResultFiles::new(&cfg.output));
+    }
+    Ok(())
+}
+
+/// The evaluation settings of the flags; the model's own parts (stop tokens, latent tokens,
+/// output folder) are filled in per model.
+fn base_config(a: &EvalRunArgs) -> EvalConfig {
     // The reference's settings, not the checkpoint's generation_config.json (whose top_k=1 would
     // silently turn sampling into argmax); explicit flags only.
     let sampling = Sampling::resolve(
@@ -164,55 +211,39 @@ fn run_eval(a: EvalRunArgs) -> Result<()> {
             seed: Some(a.seed),
         },
     );
-    for model in &a.model {
-        let name = model_name(model);
-        let mut pipe = ModelBundle::load(model, dtype, &device)
-            .with_context(|| format!("loading {}", model.display()))?;
-        pipe.model.config.rope_index = a.rope_index;
-        let latent = pipe.latent_tokens(a.latent_size)?;
-        let file = match shard {
-            Some((i, n)) => format!("dsr_eval.shard-{i}-of-{n}.jsonl"),
-            None => "dsr_eval.jsonl".into(),
-        };
-        let output = a.output_dir.join(&name).join(file);
-        eprintln!(
-            "evaluating {} -> {} ({}; latent size {}; max {} new tokens)",
-            model.display(),
-            output.display(),
-            sampling.describe(),
-            latent.map_or("none".into(), |l| l.size.to_string()),
-            a.max_new_tokens
-        );
-        let cfg = EvalConfig {
-            benchmark: a.benchmark.clone(),
-            columns: columns.clone(),
-            data_root: a.data_root.clone(),
-            video_root: a.video_root.clone(),
-            video_ext: a.video_ext.clone(),
-            output,
-            shard,
-            max_samples: a.max_samples,
-            video: SamplingOptions {
-                fps: a.fps,
-                max_frames: a.max_frames,
-                max_pixels: a.max_pixels,
-                ..SamplingOptions::default()
-            },
-            generation: GenerationConfig {
-                max_new_tokens: a.max_new_tokens,
-                sampling: sampling.clone(),
-                stop_ids: pipe.stop_ids(),
-                latent,
-            },
-            batch_size: a.batch_size,
-            suffix: !a.no_suffix,
-            progress: !a.quiet,
-            title: name.clone(),
-        };
-        let summary = evaluate(&pipe, &cfg)?;
-        print_summary(&name, &summary, &ResultFiles::new(&cfg.output));
+    EvalConfig {
+        benchmark: a.benchmark.clone(),
+        columns: ColumnMap {
+            video: a.video_col.clone(),
+            question: a.question_col.clone(),
+            options: a.options_col.clone(),
+            answer: a.answer_col.clone(),
+            task_type: a.type_col.clone(),
+        },
+        data_root: a.data_root.clone(),
+        video_root: a.video_root.clone(),
+        video_ext: a.video_ext.clone(),
+        output: PathBuf::new(),
+        shard: a.shard,
+        max_samples: a.max_samples,
+        video: SamplingOptions {
+            fps: a.fps,
+            max_frames: a.max_frames,
+            max_pixels: a.max_pixels,
+            ..SamplingOptions::default()
+        },
+        generation: GenerationConfig {
+            max_new_tokens: a.max_new_tokens,
+            sampling,
+            stop_ids: vec![],
+            latent: None,
+        },
+        batch_size: a.batch_size,
+        suffix: !a.no_suffix,
+        overwrite: a.overwrite,
+        progress: !a.quiet,
+        title: String::new(),
     }
-    Ok(())
 }
 
 fn print_summary(name: &str, s: &EvalSummary, files: &ResultFiles) {

@@ -71,6 +71,10 @@ pub struct SynthArgs {
     /// fps and field of view then come from each spec (see docs/synth.md).
     #[arg(long, value_name = "FILE.json", conflicts_with_all = ["clips", "frames", "size", "fps", "max_objects", "hfov"])]
     pub spec: Vec<PathBuf>,
+    /// Write over an --out that holds a data set made with other settings (without it such a
+    /// folder is refused, so two data sets never mix).
+    #[arg(long)]
+    pub overwrite: bool,
 }
 
 pub fn run(c: SynthCmd) -> Result<()> {
@@ -81,7 +85,7 @@ pub fn run(c: SynthCmd) -> Result<()> {
 }
 
 /// Checks the common arguments; returns the clip source and the (created) output folder.
-fn prepare(a: &SynthArgs) -> Result<(ClipSource, PathBuf)> {
+fn source(a: &SynthArgs) -> Result<(ClipSource, PathBuf)> {
     let out = a.out.clone().context("--out is required")?;
     let source = if a.spec.is_empty() {
         if a.clips == 0 {
@@ -122,6 +126,18 @@ fn prepare(a: &SynthArgs) -> Result<(ClipSource, PathBuf)> {
     Ok((source, out))
 }
 
+/// The clip source, the output folder, and its lock for the whole job.
+fn prepare(
+    a: &SynthArgs,
+    job: fourd_job::JobManifest,
+) -> Result<(ClipSource, PathBuf, fourd_job::OutputLock)> {
+    let (source, out) = source(a)?;
+    let mut manifest = source.manifest(&job.job);
+    manifest.settings.extend(job.settings);
+    let lock = fourd_world::source::open_output(&out, &manifest, a.overwrite)?;
+    Ok((source, out, lock))
+}
+
 fn progress(n: usize) -> ProgressBar {
     let pb = ProgressBar::new(n as u64);
     pb.set_style(
@@ -133,7 +149,7 @@ fn progress(n: usize) -> ProgressBar {
 }
 
 fn run_spatialvid(a: SynthArgs) -> Result<()> {
-    let (source, out) = prepare(&a)?;
+    let (source, out, _lock) = prepare(&a, fourd_job::JobManifest::new("fourd synth"))?;
     let t0 = Instant::now();
     let pb = progress(source.len());
     let rows = fourd_world::write_spatialvid(&out, &source, || pb.inc(1))?;
@@ -161,7 +177,9 @@ fn run_benchmark(b: BenchmarkArgs) -> Result<()> {
     if b.questions_per_clip == 0 {
         bail!("--questions-per-clip must be at least 1");
     }
-    let (source, out) = prepare(a)?;
+    let job = fourd_job::JobManifest::new("fourd synth benchmark")
+        .setting("questions_per_clip", b.questions_per_clip);
+    let (source, out, _lock) = prepare(a, job)?;
     let t0 = Instant::now();
     let pb = progress(source.len());
     let written =

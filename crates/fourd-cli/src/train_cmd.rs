@@ -33,9 +33,14 @@ pub struct RunArgs {
     pub save_total_limit: Option<usize>,
     #[arg(long, default_value_t = 42)]
     pub seed: u64,
-    /// Resume from a checkpoint folder, or from the newest checkpoint of a run folder.
+    /// Resume from a checkpoint folder, or from the newest checkpoint of a run folder; the run
+    /// must have been started with the same model, data and settings.
     #[arg(long)]
     pub resume: Option<PathBuf>,
+    /// Start afresh in an --out that holds another run, deleting that run's checkpoints, log
+    /// and TensorBoard events (without it such a folder is refused).
+    #[arg(long, conflicts_with = "resume")]
+    pub overwrite: bool,
     /// Stop after this many steps as if interrupted (resumable with --resume).
     #[arg(long, hide = true)]
     pub halt_after: Option<u64>,
@@ -369,6 +374,7 @@ macro_rules! apply_run {
         $c.save_total_limit = $r.save_total_limit;
         $c.seed = $r.seed;
         $c.resume = $r.resume.clone();
+        $c.overwrite = $r.overwrite;
         $c.halt_after = $r.halt_after;
         $c.gradient_checkpointing = $r.gradient_checkpointing;
         $c.dtype = $run.dtype;

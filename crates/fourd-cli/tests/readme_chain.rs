@@ -91,7 +91,11 @@ fn synth_data_check_train_eval_with_relative_paths() {
         ],
     );
     assert!(eval.contains("skipped 0 of 3"), "{eval}");
-    assert!(cwd.join("results/run/dsr_eval.jsonl").exists());
+    assert!(std::fs::read_dir(cwd.join("results"))
+        .unwrap()
+        .flatten()
+        .any(|e| e.file_name().to_string_lossy().starts_with("run-")
+            && e.path().join("dsr_eval.jsonl").exists()));
 
     // The same file read from another folder: its relative paths no longer resolve. The check
     // fails, training fails before loading the model (and writes nothing); --data-root repairs

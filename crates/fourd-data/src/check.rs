@@ -137,7 +137,11 @@ impl LineCheck<'_> {
             self.error(format!("missing list field `{key}`"));
             return 0;
         };
-        let Some(paths) = list.iter().map(|p| p.as_str()).collect::<Option<Vec<&str>>>() else {
+        let Some(paths) = list
+            .iter()
+            .map(|p| p.as_str())
+            .collect::<Option<Vec<&str>>>()
+        else {
             self.error(format!("`{key}` holds a non-string"));
             return 0;
         };

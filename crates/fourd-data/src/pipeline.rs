@@ -105,6 +105,9 @@ pub struct PipelineConfig {
     pub rewriter: Option<std::sync::Arc<dyn Rewriter>>,
     /// Optional second opinion on object directions (recorded, compared, never the answer).
     pub judge: Option<std::sync::Arc<dyn crate::motion::DirectionJudge>>,
+    /// Process the input from scratch in an output folder that holds another input's clips
+    /// (deleting them) instead of stopping.
+    pub overwrite: bool,
 }
 
 impl std::fmt::Debug for PipelineConfig {
@@ -143,6 +146,7 @@ impl PipelineConfig {
             progress: false,
             rewriter: None,
             judge: None,
+            overwrite: false,
         }
     }
 
@@ -445,7 +449,7 @@ where
 }
 
 /// Stage 1 over the selected clips.
-pub fn run_ingest(cfg: &PipelineConfig) -> Result<StageSummary> {
+fn run_ingest_unlocked(cfg: &PipelineConfig) -> Result<StageSummary> {
     let clips = select_clips(cfg)?;
     std::fs::create_dir_all(&cfg.output).map_err(|e| DataError::io(&cfg.output, e))?;
     let move_dist = read_move_dist(&cfg.input)?;
@@ -468,7 +472,7 @@ fn read_stage<T: serde::de::DeserializeOwned>(
 }
 
 /// Stage 2 over the selected clips (needs ingest).
-pub fn run_label(cfg: &PipelineConfig) -> Result<StageSummary> {
+fn run_label_unlocked(cfg: &PipelineConfig) -> Result<StageSummary> {
     let clips = select_clips(cfg)?;
     let opts = cfg.label_options();
     run_clip_stage(cfg, &clips, Stage::Label, &opts.fingerprint(), |clip, _| {
@@ -484,7 +488,7 @@ struct CandidateFile {
 }
 
 /// Stage 3 over the selected clips (needs label).
-pub fn run_qa(cfg: &PipelineConfig) -> Result<StageSummary> {
+fn run_qa_unlocked(cfg: &PipelineConfig) -> Result<StageSummary> {
     let clips = select_clips(cfg)?;
     let opts = QaOptions {
         kinds: cfg.kinds.clone(),
@@ -517,7 +521,7 @@ pub struct ExportResult {
 
 /// Stage 4 (global and cheap, always recomputed): balancing, options, letters, the two JSONL
 /// files, `export_stats.json` and, when `truth.json` exists, `agreement.json`.
-pub fn run_export(cfg: &PipelineConfig) -> Result<ExportResult> {
+fn run_export_unlocked(cfg: &PipelineConfig) -> Result<ExportResult> {
     let t0 = Instant::now();
     let clips = select_clips(cfg)?;
     // A run killed while writing the JSONL files leaves their temporary copies here.
@@ -604,13 +608,85 @@ pub fn write_manifest(
     Ok(m)
 }
 
+/// Stage 1 over the selected clips.
+pub fn run_ingest(cfg: &PipelineConfig) -> Result<StageSummary> {
+    let _lock = open_output(cfg)?;
+    run_ingest_unlocked(cfg)
+}
+
+/// Stage 2 over the selected clips (needs ingest).
+pub fn run_label(cfg: &PipelineConfig) -> Result<StageSummary> {
+    let _lock = open_output(cfg)?;
+    run_label_unlocked(cfg)
+}
+
+/// Stage 3 over the selected clips (needs label).
+pub fn run_qa(cfg: &PipelineConfig) -> Result<StageSummary> {
+    let _lock = open_output(cfg)?;
+    run_qa_unlocked(cfg)
+}
+
+/// Stage 4: balancing, options, letters and the two JSONL files (see [`ExportResult`]).
+pub fn run_export(cfg: &PipelineConfig) -> Result<ExportResult> {
+    let _lock = open_output(cfg)?;
+    run_export_unlocked(cfg)
+}
+
+/// The job file of an output folder: which input its clips came from.
+pub const JOB_FILE: &str = "fourd_job.json";
+
+/// Locks the output folder for this job (one writer at a time) and checks that its clips came
+/// from this input. Settings need no such check: every clip stage records a fingerprint of
+/// the settings it ran with and is redone when they change. Clips are keyed by `group/clip`,
+/// though, so the clips of another input with the same keys would be taken for this input's:
+/// that stops, unless `overwrite` clears the earlier clips first.
+fn open_output(cfg: &PipelineConfig) -> Result<fourd_job::OutputLock> {
+    let job = |e: fourd_job::JobError| DataError::Config(e.to_string());
+    let lock = fourd_job::OutputLock::folder(&cfg.output, "fourd data").map_err(job)?;
+    let manifest = fourd_job::JobManifest::new("fourd data")
+        .input("clips", input_identity(cfg)?)
+        .setting("shard", cfg.shard);
+    let hint = "give --overwrite to process this input from scratch there (its clips are \
+                deleted), or another --out";
+    let start = manifest
+        .begin(&cfg.output.join(JOB_FILE), cfg.overwrite, hint)
+        .map_err(job)?;
+    let clips = cfg.output.join("clips");
+    if start == fourd_job::Start::Fresh && cfg.overwrite && clips.exists() {
+        std::fs::remove_dir_all(&clips).map_err(|e| DataError::io(&clips, e))?;
+    }
+    Ok(lock)
+}
+
+/// The input's identity: its metadata table (when it has one) and the keys of its clips.
+fn input_identity(cfg: &PipelineConfig) -> Result<String> {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    for name in ["metadata.csv", "SpatialVID_metadata.csv"] {
+        let p = cfg.input.join(name);
+        if p.is_file() {
+            h.update(std::fs::read(&p).map_err(|e| DataError::io(&p, e))?);
+        }
+    }
+    for c in discover(&cfg.input)? {
+        h.update(c.key().as_bytes());
+        h.update(b"\n");
+    }
+    Ok(h.finalize().iter().map(|b| format!("{b:02x}")).collect())
+}
+
 /// All four stages; see [`crate::run_pipeline`].
 pub fn run_all(cfg: &PipelineConfig) -> Result<RunSummary> {
+    let _lock = open_output(cfg)?;
     let mut summary = RunSummary::default();
-    summary.stages.insert("ingest".into(), run_ingest(cfg)?);
-    summary.stages.insert("label".into(), run_label(cfg)?);
-    summary.stages.insert("qa".into(), run_qa(cfg)?);
-    let e = run_export(cfg)?;
+    summary
+        .stages
+        .insert("ingest".into(), run_ingest_unlocked(cfg)?);
+    summary
+        .stages
+        .insert("label".into(), run_label_unlocked(cfg)?);
+    summary.stages.insert("qa".into(), run_qa_unlocked(cfg)?);
+    let e = run_export_unlocked(cfg)?;
     summary.stages.insert("export".into(), e.summary);
     summary.export = e.stats;
     summary.agreement = e.agreement;

@@ -59,6 +59,10 @@ pub struct ResultFiles {
     pub summary: PathBuf,
     pub table: PathBuf,
     pub chart: PathBuf,
+    /// What the run was started with (`fourd_job::JobManifest`).
+    pub job: PathBuf,
+    /// Held while a job writes these files.
+    pub lock: PathBuf,
 }
 
 impl ResultFiles {
@@ -71,6 +75,8 @@ impl ResultFiles {
             summary: with("_summary.json"),
             table: with("_summary.md"),
             chart: with("_subtasks.png"),
+            job: with("_job.json"),
+            lock: with(".lock"),
         }
     }
 }
@@ -339,10 +345,93 @@ pub fn write_reports(files: &ResultFiles, total: usize, title: &str) -> Result<E
 
 /// Combines shard result files into one. The same index scored differently in two shards is an
 /// error; a sample skipped in one shard but scored in another counts as scored.
+///
+/// Nothing is deleted: every shard must have been run with the same model, benchmark and
+/// settings (their manifests equal but for the shard), and results already in `out` are kept
+/// and merged in when their manifest agrees; when it does not, the merge stops. The merged
+/// files are written whole and renamed into place.
 pub fn merge(shards: &[PathBuf], out: &Path, total: usize, title: &str) -> Result<EvalSummary> {
+    let files = ResultFiles::new(out);
+    let job = |e: fourd_job::JobError| EvalError::Input(e.to_string());
+    let _lock =
+        fourd_job::OutputLock::at(&files.lock, &files.samples, "fourd eval merge").map_err(job)?;
+    let manifest = shards_manifest(shards)?;
+    let mut sources: Vec<PathBuf> = shards.to_vec();
+    if let Some(existing) = fourd_job::manifest::read(&files.job).map_err(job)? {
+        let differences = manifest.differences(&existing);
+        if !differences.is_empty() {
+            return Err(EvalError::Input(format!(
+                "{} holds results of another run than the shards:\n{}\nmerge into another \
+                 folder, or move those results away first",
+                files.samples.display(),
+                differences.join("\n")
+            )));
+        }
+        sources.push(files.samples.clone());
+    } else if files.samples.exists() {
+        return Err(EvalError::Input(format!(
+            "{} exists without a manifest ({}), so it cannot be told to be the same run as the \
+             shards; merge into another folder, or move it away first",
+            files.samples.display(),
+            files.job.display()
+        )));
+    }
+    let (results, skipped) = union_of(&sources)?;
+    let lines = |v: Vec<String>| v.concat();
+    let write = |path: &Path, text: String| {
+        fourd_job::files::write_atomic(path, text.as_bytes()).map_err(job)
+    };
+    write(
+        &files.samples,
+        lines(results.values().map(jsonl_line).collect::<Result<_>>()?),
+    )?;
+    write(
+        &files.skipped,
+        lines(skipped.values().map(jsonl_line).collect::<Result<_>>()?),
+    )?;
+    manifest.write(&files.job).map_err(job)?;
+    write_reports(&files, total, title)
+}
+
+/// The manifest the shards share, with the shard itself left out; an error when a shard has
+/// none or they differ.
+fn shards_manifest(shards: &[PathBuf]) -> Result<fourd_job::JobManifest> {
+    let job = |e: fourd_job::JobError| EvalError::Input(e.to_string());
+    let mut common: Option<fourd_job::JobManifest> = None;
+    for s in shards {
+        let path = ResultFiles::new(s).job;
+        let mut m = fourd_job::manifest::read(&path)
+            .map_err(job)?
+            .ok_or_else(|| {
+                EvalError::Input(format!(
+                    "{} has no manifest ({}): was it written by this version of fourd eval?",
+                    s.display(),
+                    path.display()
+                ))
+            })?;
+        m.settings.insert("shard".into(), serde_json::Value::Null);
+        match &common {
+            None => common = Some(m),
+            Some(c) if *c == m => {}
+            Some(c) => {
+                return Err(EvalError::Input(format!(
+                    "{} was run with other inputs than the first shard:\n{}",
+                    s.display(),
+                    m.differences(c).join("\n")
+                )))
+            }
+        }
+    }
+    common.ok_or_else(|| EvalError::Input("no shard files to merge".into()))
+}
+
+type Merged = (BTreeMap<usize, SampleResult>, BTreeMap<usize, Skipped>);
+
+/// Every scored and skipped sample of `sources`, by index.
+fn union_of(sources: &[PathBuf]) -> Result<Merged> {
     let mut results: BTreeMap<usize, SampleResult> = BTreeMap::new();
     let mut skipped: BTreeMap<usize, Skipped> = BTreeMap::new();
-    for s in shards {
+    for s in sources {
         let f = ResultFiles::new(s);
         for r in read_jsonl::<SampleResult>(&f.samples)? {
             if let Some(prev) = results.get(&r.index) {
@@ -361,21 +450,13 @@ pub fn merge(shards: &[PathBuf], out: &Path, total: usize, title: &str) -> Resul
         }
     }
     skipped.retain(|i, _| !results.contains_key(i));
-    let files = ResultFiles::new(out);
-    for p in [&files.samples, &files.skipped] {
-        if p.exists() {
-            std::fs::remove_file(p).map_err(|e| io(p, e))?;
-        }
-    }
-    let mut w = JsonlAppender::open(&files.samples)?;
-    for r in results.values() {
-        w.append(r)?;
-    }
-    let mut w = JsonlAppender::open(&files.skipped)?;
-    for k in skipped.values() {
-        w.append(k)?;
-    }
-    write_reports(&files, total, title)
+    Ok((results, skipped))
+}
+
+fn jsonl_line<T: Serialize>(v: &T) -> Result<String> {
+    serde_json::to_string(v)
+        .map(|l| l + "\n")
+        .map_err(|e| EvalError::Input(e.to_string()))
 }
 
 /// A line chart (PNG) of named series of `(x, y)` points, e.g. training curves.

@@ -4,7 +4,7 @@
 //! already there, so nothing is scored twice and a crash loses at most the batch in flight.
 
 use std::collections::HashSet;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{mpsc, Arc};
 
 use fourd_model::generation::{generate, GenerationConfig};
@@ -15,6 +15,8 @@ use fourd_video::SamplingOptions;
 use image::RgbImage;
 use indicatif::{ProgressBar, ProgressStyle};
 
+use fourd_job::identity::{file_digest, model_identity};
+use fourd_job::{JobManifest, OutputLock, Start};
 use fourd_records::answer::{extract_choice, reply_text};
 use fourd_records::{McQuestion, Media};
 
@@ -42,6 +44,8 @@ pub struct EvalConfig {
     pub batch_size: usize,
     /// Append the 4DThinker think/answer instruction (the reference always does).
     pub suffix: bool,
+    /// Replace results of a run with other inputs or settings instead of stopping.
+    pub overwrite: bool,
     pub progress: bool,
     pub title: String,
 }
@@ -126,36 +130,191 @@ fn spawn_decoder(
     })
 }
 
+impl EvalConfig {
+    /// Checks every setting before anything is loaded or decoded; errors name the flag.
+    pub fn validate(&self) -> Result<()> {
+        let bad = |msg: String| Err(EvalError::Input(msg));
+        let fps = self.video.fps;
+        if !(fps.is_finite() && fps > 0.0) {
+            return bad(format!("--fps must be a finite number > 0 (got {fps})"));
+        }
+        if self.batch_size == 0 {
+            return bad("--batch-size must be at least 1".into());
+        }
+        if self.generation.max_new_tokens == 0 {
+            return bad("--max-new-tokens must be at least 1".into());
+        }
+        if self.video.max_pixels < self.video.factor * self.video.factor {
+            return bad(format!(
+                "--max-pixels must be at least {} (one {}x{} patch)",
+                self.video.factor * self.video.factor,
+                self.video.factor,
+                self.video.factor
+            ));
+        }
+        self.generation.sampling.validate()?;
+        if !self.benchmark.is_file() {
+            return bad(format!(
+                "--benchmark {}: no such file",
+                self.benchmark.display()
+            ));
+        }
+        Ok(())
+    }
+
+    /// What a run is started with: the model's and the benchmark's identities and every
+    /// setting that changes results (not the batch size, threads or progress bar).
+    pub fn manifest(&self, model: &Path) -> Result<JobManifest> {
+        let job = |e: fourd_job::JobError| EvalError::Input(e.to_string());
+        let g = &self.generation;
+        Ok(JobManifest::new("fourd eval")
+            .input("model", model_identity(model).map_err(job)?)
+            .input("benchmark", file_digest(&self.benchmark).map_err(job)?)
+            .setting("columns", format!("{:?}", self.columns))
+            .setting("data_root", &self.data_root)
+            .setting("video_root", &self.video_root)
+            .setting("video_ext", &self.video_ext)
+            .setting("max_samples", self.max_samples)
+            .setting("shard", self.shard)
+            .setting("fps", self.video.fps)
+            .setting("max_frames", self.video.max_frames)
+            .setting("max_pixels", self.video.max_pixels)
+            .setting("decoding", g.sampling.describe())
+            .setting("max_new_tokens", g.max_new_tokens)
+            .setting("latent_size", g.latent.map(|l| l.size))
+            .setting("suffix", self.suffix))
+    }
+}
+
+/// Fails when not one question's video or frames exist (a wrong `--video-root` or
+/// `--data-root`): that is a mistake in the command, not an accuracy of 0 / 0.
+pub fn check_media(records: &[McQuestion], cfg: &EvalConfig) -> Result<()> {
+    let exists = |q: &McQuestion| match &q.media {
+        Media::VideoId(id) => video_path(&cfg.video_root, id, &cfg.video_ext).is_file(),
+        Media::Video(p) => p.is_file(),
+        Media::Frames(f) => f.first().is_some_and(|p| p.is_file()),
+    };
+    if records.is_empty() || records.iter().any(exists) {
+        return Ok(());
+    }
+    let first = &records[0];
+    let looked = match &first.media {
+        Media::VideoId(id) => video_path(&cfg.video_root, id, &cfg.video_ext),
+        Media::Video(p) => p.clone(),
+        Media::Frames(f) => f.first().cloned().unwrap_or_default(),
+    };
+    Err(EvalError::Input(format!(
+        "none of the {} questions of {} has its video (the first was looked for at {}); check \
+         --video-root, --video-ext or --data-root",
+        records.len(),
+        cfg.benchmark.display(),
+        looked.display()
+    )))
+}
+
 /// Evaluates one checkpoint; returns the summary of everything in the output files.
+///
+/// The output file is locked for the run (a second evaluation into it stops at once), and its
+/// manifest must match this run's: results of another model, benchmark or settings are never
+/// mixed in (`overwrite` replaces them).
 pub fn evaluate(pipe: &ModelBundle, cfg: &EvalConfig) -> Result<EvalSummary> {
+    cfg.validate()?;
     let records = select_records(cfg)?;
+    check_media(&records, cfg)?;
     let total = records.len();
     let files = ResultFiles::new(&cfg.output);
+    let _lock = open_results(pipe, cfg, &files)?;
+    let pending = pending_records(records, &files)?;
+    tracing::info!(
+        "{}: {total} rows, {} already scored, {} to evaluate; decoding: {}",
+        cfg.benchmark.display(),
+        total - pending.len(),
+        pending.len(),
+        cfg.generation.sampling.describe()
+    );
+    answer_pending(pipe, cfg, pending, &files)?;
+    write_reports(&files, total, &cfg.title)
+}
+
+/// Locks the output file and checks its manifest; with `overwrite` and other inputs, clears the
+/// earlier results.
+fn open_results(pipe: &ModelBundle, cfg: &EvalConfig, files: &ResultFiles) -> Result<OutputLock> {
+    let job = |e: fourd_job::JobError| EvalError::Input(e.to_string());
+    if let Some(dir) = files.samples.parent() {
+        std::fs::create_dir_all(dir).map_err(|e| crate::error::io(dir, e))?;
+    }
+    let lock = OutputLock::at(&files.lock, &files.samples, "fourd eval").map_err(job)?;
+    let hint = "give --overwrite to replace them, or another --output-dir (results of a model \
+                go to <output-dir>/<model folder name>-<model identity>/ already)";
+    let start = cfg
+        .manifest(&pipe.dir)?
+        .begin(&files.job, cfg.overwrite, hint)
+        .map_err(job)?;
+    if start == Start::Fresh {
+        for p in [&files.samples, &files.skipped] {
+            if p.exists() {
+                std::fs::remove_file(p).map_err(|e| crate::error::io(p, e))?;
+            }
+        }
+    }
+    Ok(lock)
+}
+
+/// The records not scored yet. Skipped samples are retried on every run (the video may have
+/// appeared, an inference error may have been passing): their old entries go.
+fn pending_records(records: Vec<McQuestion>, files: &ResultFiles) -> Result<Vec<McQuestion>> {
     let done: HashSet<usize> = read_jsonl::<SampleResult>(&files.samples)?
         .into_iter()
         .map(|r| r.index)
         .collect();
-    // Skipped samples are retried on every run (the video may have appeared); drop old entries.
-    let retried: Vec<Skipped> = read_jsonl(&files.skipped)?;
-    if !retried.is_empty() {
+    if files.skipped.exists() {
         std::fs::remove_file(&files.skipped).map_err(|e| crate::error::io(&files.skipped, e))?;
     }
-    let pending: Vec<McQuestion> = records
+    Ok(records
         .into_iter()
         .filter(|r| !done.contains(&r.index))
-        .collect();
-    tracing::info!(
-        "{}: {total} rows, {} already scored, {} to evaluate; decoding: {}",
-        cfg.benchmark.display(),
-        done.len(),
-        pending.len(),
-        cfg.generation.sampling.describe()
-    );
+        .collect())
+}
+
+/// Decodes on a background thread and answers in batches; every answer is appended (and
+/// flushed) as it comes, skips go to the skip list with their reason.
+fn answer_pending(
+    pipe: &ModelBundle,
+    cfg: &EvalConfig,
+    pending: Vec<McQuestion>,
+    files: &ResultFiles,
+) -> Result<()> {
     let mut samples = JsonlAppender::open(&files.samples)?;
     let mut skipped = JsonlAppender::open(&files.skipped)?;
+    let bar = progress_bar(cfg.progress, pending.len());
+    let (tx, rx) = mpsc::sync_channel(cfg.batch_size.max(1) * 2);
+    let decoder = spawn_decoder(pending, cfg, tx);
+    let mut tally = Tally::default();
+    let mut batch: Vec<(McQuestion, PathBuf, Frames)> = Vec::new();
+    for item in rx {
+        match item {
+            Prepared::Skip(r, reason) => {
+                skip(&mut skipped, r, reason)?;
+                bar.inc(1);
+            }
+            Prepared::Ready(r, p, f) => {
+                batch.push((r, p, f));
+                if batch.len() >= cfg.batch_size.max(1) {
+                    tally.flush(pipe, cfg, &mut batch, &mut samples, &mut skipped, &bar)?;
+                }
+            }
+        }
+    }
+    tally.flush(pipe, cfg, &mut batch, &mut samples, &mut skipped, &bar)?;
+    bar.finish_and_clear();
+    decoder
+        .join()
+        .map_err(|_| EvalError::Input("the video decoding thread panicked".into()))
+}
 
-    let bar = if cfg.progress {
-        ProgressBar::new(pending.len() as u64)
+fn progress_bar(show: bool, len: usize) -> ProgressBar {
+    let bar = if show {
+        ProgressBar::new(len as u64)
     } else {
         ProgressBar::hidden()
     };
@@ -165,55 +324,72 @@ pub fn evaluate(pipe: &ModelBundle, cfg: &EvalConfig) -> Result<EvalSummary> {
         )
         .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
-    let (tx, rx) = mpsc::sync_channel(cfg.batch_size.max(1) * 2);
-    let decoder = spawn_decoder(pending, cfg, tx);
-    let (mut correct, mut scored) = (0usize, 0usize);
-    let mut batch: Vec<(McQuestion, PathBuf, Frames)> = Vec::new();
-    let mut flush = |batch: &mut Vec<(McQuestion, PathBuf, Frames)>,
-                     samples: &mut JsonlAppender|
-     -> Result<()> {
+    bar
+}
+
+fn skip(skipped: &mut JsonlAppender, r: McQuestion, reason: String) -> Result<()> {
+    tracing::warn!("sample {} ({}): skipped: {reason}", r.index, video_id(&r));
+    skipped.append(&Skipped {
+        index: r.index,
+        video_id: video_id(&r),
+        subtask_type: r.task_type,
+        reason,
+    })
+}
+
+/// Answers so far, for the progress bar and to tell a broken setup from a bad sample.
+#[derive(Default)]
+struct Tally {
+    correct: usize,
+    scored: usize,
+    failed: usize,
+}
+
+impl Tally {
+    /// Answers the batch. A sample whose inference fails is not a result: it goes to the skip
+    /// list (retried on the next run); when nothing has been answered yet and a whole batch
+    /// fails, the setup is at fault and the run stops with the error.
+    fn flush(
+        &mut self,
+        pipe: &ModelBundle,
+        cfg: &EvalConfig,
+        batch: &mut Vec<(McQuestion, PathBuf, Frames)>,
+        samples: &mut JsonlAppender,
+        skipped: &mut JsonlAppender,
+        bar: &ProgressBar,
+    ) -> Result<()> {
         if batch.is_empty() {
             return Ok(());
         }
-        for r in answer_batch(pipe, cfg, batch) {
-            correct += r.hit as usize;
-            scored += 1;
-            samples.append(&r)?;
+        let mut answers = answer_batch(pipe, cfg, batch);
+        if self.scored == 0 && answers.iter().all(|a| a.is_err()) {
+            if let Some(Err(e)) = answers.drain(..).next() {
+                return Err(EvalError::Input(format!(
+                    "inference failed on the first samples, so no sample is scored: {e}"
+                )));
+            }
+        }
+        for ((q, _, _), answer) in batch.drain(..).zip(answers) {
+            match answer {
+                Ok(r) => {
+                    self.correct += r.hit as usize;
+                    self.scored += 1;
+                    samples.append(&r)?;
+                }
+                Err(e) => {
+                    self.failed += 1;
+                    skip(skipped, q, format!("inference failed: {e}"))?;
+                }
+            }
             bar.inc(1);
         }
         bar.set_message(format!(
-            "accuracy {:.1}% of {scored}",
-            100.0 * correct as f64 / scored.max(1) as f64
+            "accuracy {:.1}% of {}",
+            100.0 * self.correct as f64 / self.scored.max(1) as f64,
+            self.scored
         ));
-        batch.clear();
         Ok(())
-    };
-    for item in rx {
-        match item {
-            Prepared::Skip(r, reason) => {
-                tracing::warn!("sample {} ({}): skipped: {reason}", r.index, video_id(&r));
-                skipped.append(&Skipped {
-                    index: r.index,
-                    video_id: video_id(&r),
-                    subtask_type: r.task_type,
-                    reason,
-                })?;
-                bar.inc(1);
-            }
-            Prepared::Ready(r, p, f) => {
-                batch.push((r, p, f));
-                if batch.len() >= cfg.batch_size.max(1) {
-                    flush(&mut batch, &mut samples)?;
-                }
-            }
-        }
     }
-    flush(&mut batch, &mut samples)?;
-    bar.finish_and_clear();
-    decoder
-        .join()
-        .map_err(|_| EvalError::Input("the video decoding thread panicked".into()))?;
-    write_reports(&files, total, &cfg.title)
 }
 
 fn prompt(
@@ -240,13 +416,13 @@ fn prompt(
     })
 }
 
-/// Answers a batch; if the batch fails, each sample alone; a sample that fails alone is scored as
-/// wrong with the error as its output, as the reference does.
+/// Answers a batch; if the batch fails, each sample alone. A sample that fails alone gives its
+/// error (the reference scored it as wrong; here it is not a result).
 fn answer_batch(
     pipe: &ModelBundle,
     cfg: &EvalConfig,
     batch: &[(McQuestion, PathBuf, Frames)],
-) -> Vec<SampleResult> {
+) -> Vec<Result<SampleResult>> {
     let run = |items: &[(McQuestion, PathBuf, Frames)]| -> Result<Vec<String>> {
         let prompts = items
             .iter()
@@ -279,14 +455,11 @@ fn answer_batch(
         .iter()
         .zip(raws)
         .map(|((r, path, _), raw)| {
-            let (pred, raw) = match raw {
-                Ok(raw) => (extract_choice(&raw, &r.options), raw),
-                Err(e) => {
-                    tracing::warn!("sample {}: inference failed: {e}", r.index);
-                    (String::new(), format!("error: {e}"))
-                }
-            };
-            SampleResult {
+            let raw = raw.inspect_err(|e| {
+                tracing::warn!("sample {}: inference failed: {e}", r.index);
+            })?;
+            let pred = extract_choice(&raw, &r.options);
+            Ok(SampleResult {
                 index: r.index,
                 video_id: video_id(r),
                 video_path: path.display().to_string(),
@@ -297,7 +470,7 @@ fn answer_batch(
                 pred,
                 raw,
                 subtask_type: r.task_type.clone(),
-            }
+            })
         })
         .collect()
 }
@@ -312,10 +485,7 @@ pub fn video_id(q: &McQuestion) -> String {
 
 /// A video given as its frames: all of them, or `max_frames` evenly spaced (ends included), each
 /// read with the image reader's pixel cap and scaled to the model's frame size.
-fn load_frames(
-    paths: &[PathBuf],
-    opts: &SamplingOptions,
-) -> Result<Vec<RgbImage>> {
+fn load_frames(paths: &[PathBuf], opts: &SamplingOptions) -> Result<Vec<RgbImage>> {
     if paths.is_empty() {
         return Err(EvalError::Input("the record lists no frames".into()));
     }

@@ -54,6 +54,7 @@ fn config(pipe: &ModelBundle, output: PathBuf) -> EvalConfig {
         },
         batch_size: 1,
         suffix: true,
+        overwrite: false,
         progress: false,
         title: "test".into(),
     }

@@ -75,6 +75,35 @@ impl Sampling {
         }
     }
 
+    /// Checks the settings before any work: a temperature that is finite and at least 0, a
+    /// top-p in (0, 1], a repetition penalty above 0. A value out of range is an
+    /// error naming the flag, never a silent switch to greedy decoding.
+    pub fn validate(&self) -> Result<()> {
+        let bad = |flag: &str, want: &str, got: String| {
+            Err(ModelError::input(format!(
+                "--{flag} must be {want} (got {got})"
+            )))
+        };
+        if !(self.temperature.is_finite() && self.temperature >= 0.0) {
+            return bad(
+                "temperature",
+                "a finite number >= 0",
+                self.temperature.to_string(),
+            );
+        }
+        if let Some(p) = self.top_p {
+            if !(p > 0.0 && p <= 1.0) {
+                return bad("top-p", "in (0, 1]", p.to_string());
+            }
+        }
+        if let Some(r) = self.repetition_penalty {
+            if !(r.is_finite() && r > 0.0) {
+                return bad("repetition-penalty", "a finite number > 0", r.to_string());
+            }
+        }
+        Ok(())
+    }
+
     pub fn describe(&self) -> String {
         if self.greedy {
             let mut s = "greedy".to_string();

@@ -60,14 +60,27 @@ pub fn save_checkpoint(
     if tmp.exists() {
         std::fs::remove_dir_all(&tmp).map_err(|e| TrainError::io(&tmp, e))?;
     }
-    std::fs::create_dir_all(&tmp).map_err(|e| TrainError::io(&tmp, e))?;
-    write_model_files(&tmp, source_dir, config_raw, latent, tensors)?;
-    extra(&tmp)?;
+    let written = std::fs::create_dir_all(&tmp)
+        .map_err(|e| TrainError::io(&tmp, e))
+        .and_then(|()| write_model_files(&tmp, source_dir, config_raw, latent, tensors))
+        .and_then(|()| extra(&tmp))
+        .and_then(|()| readable(&tmp));
+    if let Err(e) = written {
+        // A failed write (a full disk) leaves no model-sized temporary folder behind.
+        let _ = std::fs::remove_dir_all(&tmp);
+        return Err(e);
+    }
     if dir.exists() {
         std::fs::remove_dir_all(dir).map_err(|e| TrainError::io(dir, e))?;
     }
     std::fs::rename(&tmp, dir).map_err(|e| TrainError::io(dir, e))?;
     Ok(())
+}
+
+/// Files 0644 and folders 0755, as Hugging Face tools write them (some writers go through
+/// 0600 temporary files), so other users of a shared cluster can read the model.
+fn readable(dir: &Path) -> Result<()> {
+    fourd_job::files::make_tree_readable(dir).map_err(|e| TrainError::Config(e.to_string()))
 }
 
 /// Writes weights, config and side files into `dir` (which must exist).
@@ -106,6 +119,10 @@ pub fn write_model_files(
             std::fs::copy(entry.path(), dir.join(&name))
                 .map_err(|e| TrainError::io(entry.path(), e))?;
         }
+    }
+    for name in ["model.safetensors", "config.json"] {
+        fourd_job::files::make_readable(&dir.join(name))
+            .map_err(|e| TrainError::Config(e.to_string()))?;
     }
     Ok(())
 }
@@ -153,4 +170,50 @@ pub fn rotate_checkpoints(out: &Path, limit: usize) -> Result<()> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_checkpoint_write_that_fails_leaves_nothing_behind() {
+        let root = std::env::temp_dir().join(format!("fourd-ckpt-fail-{}", std::process::id()));
+        let source = root.join("source");
+        std::fs::create_dir_all(&source).unwrap();
+        std::fs::write(source.join("tokenizer.json"), "{}").unwrap();
+        let latent = LatentTokens {
+            size: 1,
+            pad: 3,
+            start: 4,
+            end: 5,
+        };
+        let tensors = vec![(
+            "w".to_string(),
+            Tensor::zeros(4, candle_core::DType::F32, &Device::Cpu).unwrap(),
+        )];
+        let dir = root.join("run/checkpoint-3");
+        // The optimiser state fails to write, as on a full disk.
+        let e = save_checkpoint(&dir, &source, &serde_json::json!({}), &latent, &tensors, |_| {
+            Err(TrainError::Config("No space left on device".into()))
+        });
+        assert!(e.is_err());
+        let left: Vec<String> = std::fs::read_dir(root.join("run"))
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
+        assert!(left.is_empty(), "left behind: {left:?}");
+        // A write that succeeds is readable by everyone.
+        save_checkpoint(&dir, &source, &serde_json::json!({}), &latent, &tensors, |_| Ok(()))
+            .unwrap();
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode(&dir.join("model.safetensors")), 0o644);
+            assert_eq!(mode(&dir), 0o755);
+        }
+        std::fs::remove_dir_all(&root).unwrap();
+    }
 }

@@ -71,6 +71,8 @@ pub struct DiftConfig {
     /// it had been interrupted (the schedule still spans the whole run).
     pub halt_after: Option<u64>,
     pub workers: usize,
+    /// Start afresh in a run folder that holds another run, deleting that run's files.
+    pub overwrite: bool,
     pub dtype: DType,
     pub device: Device,
     pub progress: bool,
@@ -107,11 +109,89 @@ impl DiftConfig {
             gradient_checkpointing: false,
             halt_after: None,
             workers: 2,
+            overwrite: false,
             dtype: DType::F32,
             device: Device::Cpu,
             progress: true,
             group: ProcessGroup::single(),
         }
+    }
+}
+
+impl DiftConfig {
+    /// Checks the settings before anything is read or loaded; errors name the flag.
+    pub fn validate(&self) -> Result<()> {
+        let finite = |flag: &str, v: f64, min: f64| -> Result<()> {
+            if v.is_finite() && v >= min {
+                Ok(())
+            } else {
+                Err(TrainError::Config(format!(
+                    "--{flag} must be a finite number >= {min} (got {v})"
+                )))
+            }
+        };
+        finite("lr", self.optim.lr, 0.0)?;
+        finite("weight-decay", self.optim.weight_decay, 0.0)?;
+        finite("max-grad-norm", self.max_grad_norm, 0.0)?;
+        finite("ce-weight", self.loss.ce, 0.0)?;
+        finite("sim-weight", self.loss.sim, 0.0)?;
+        finite("answer-weight", self.loss.answer, 0.0)?;
+        if !(0.0..=1.0).contains(&self.warmup_ratio) {
+            return Err(TrainError::Config(format!(
+                "--warmup-ratio must be in [0, 1] (got {})",
+                self.warmup_ratio
+            )));
+        }
+        for (flag, v) in [
+            ("epochs", self.epochs),
+            ("grad-accum", self.grad_accum),
+            ("max-length", self.max_length),
+            ("workers", self.workers),
+        ] {
+            if v == 0 {
+                return Err(TrainError::Config(format!("--{flag} must be at least 1")));
+            }
+        }
+        if !self.data.is_file() {
+            return Err(TrainError::Config(format!(
+                "--data {}: no such file",
+                self.data.display()
+            )));
+        }
+        Ok(())
+    }
+
+    /// What a run is started with: the model's and the data's identities and every setting
+    /// that changes the trained weights (not threads, progress, logging or checkpoint spacing).
+    pub fn manifest(&self) -> Result<fourd_job::JobManifest> {
+        let job = |e: fourd_job::JobError| TrainError::Config(e.to_string());
+        Ok(fourd_job::JobManifest::new("fourd train dift")
+            .input(
+                "model",
+                fourd_job::identity::model_identity(&self.model).map_err(job)?,
+            )
+            .input(
+                "data",
+                fourd_job::identity::file_digest(&self.data).map_err(job)?,
+            )
+            .setting("data_root", &self.data_root)
+            .setting("epochs", self.epochs)
+            .setting("max_steps", self.max_steps)
+            .setting("optimizer", format!("{:?}", self.optim))
+            .setting("warmup_ratio", self.warmup_ratio)
+            .setting("warmup_steps", self.warmup_steps)
+            .setting("grad_accum", self.grad_accum)
+            .setting("world_size", self.group.world_size())
+            .setting("max_grad_norm", self.max_grad_norm)
+            .setting("loss", format!("{:?}", self.loss))
+            .setting("latent_size", self.latent_size)
+            .setting("compress", &self.compress)
+            .setting("max_length", self.max_length)
+            .setting("max_pixels", self.max_pixels)
+            .setting("seed", self.seed)
+            .setting("from_scratch", self.from_scratch)
+            .setting("train_vision", self.train_vision)
+            .setting("dtype", self.dtype.as_str()))
     }
 }
 
@@ -206,13 +286,34 @@ pub fn resolve_resume(path: &Path) -> Result<PathBuf> {
 
 pub fn train_dift(cfg: &DiftConfig) -> Result<DiftSummary> {
     let started = Instant::now();
+    cfg.validate()?;
     // The data first: a file whose images cannot be found fails before the model loads.
     let records = read_dift_records(&cfg.data, cfg.data_root.as_deref())?;
     check_files(&cfg.data, &records)?;
-    std::fs::create_dir_all(&cfg.out).map_err(|e| TrainError::io(&cfg.out, e))?;
+    // Rank 0 owns the run folder for the whole run.
+    let _lock = match cfg.group.is_main() {
+        true => Some(crate::run_folder::open(
+            &cfg.out,
+            &cfg.manifest()?,
+            cfg.resume.is_some(),
+            cfg.overwrite,
+        )?),
+        false => None,
+    };
     let mut trainer = DiftTrainer::start(cfg, records)?;
     trainer.train()?;
     trainer.finish(started)
+}
+
+/// The run's TensorBoard writer. A resumed run's logs continue from the checkpoint's step: the
+/// log file loses its later lines and TensorBoard is told of the restart (`crate::run_folder`).
+pub(crate) fn open_log(out: &Path, resumed_at: Option<u64>) -> Result<EventWriter> {
+    let mut tb = EventWriter::create(&out.join("runs"))?;
+    if let Some(step) = resumed_at {
+        crate::run_folder::truncate_log(out, step)?;
+        tb.restart_at(step + 1)?;
+    }
+    Ok(tb)
 }
 
 /// The state or the fresh start of a run: `--resume`'s checkpoint, or step 0.
@@ -332,6 +433,7 @@ impl<'a> DiftTrainer<'a> {
             opt.load(&d.join("optimizer.safetensors"))?;
             tracing::info!("resumed from {} at step {}", d.display(), state.global_step);
         }
+        let resumed_at = resume_dir.is_some().then_some(state.global_step);
         group.check_same("the number of trainable parameters", n_params as u64)?;
         group.check_same("the number of records", records.len() as u64)?;
         group.check_same("the starting step", state.global_step)?;
@@ -350,6 +452,10 @@ impl<'a> DiftTrainer<'a> {
             .clone()
             .unwrap_or_else(|| cfg.compress.clone());
         let main = group.is_main();
+        let tb = match main {
+            true => Some(open_log(&cfg.out, resumed_at)?),
+            false => None,
+        };
         Ok(DiftTrainer {
             builder: Arc::new(ExampleBuilder {
                 pipeline: pipeline.clone(),
@@ -363,9 +469,7 @@ impl<'a> DiftTrainer<'a> {
                 warmup_steps: warmup,
                 total_steps,
             },
-            tb: main
-                .then(|| EventWriter::create(&cfg.out.join("runs")))
-                .transpose()?,
+            tb,
             bar: progress_bar(cfg.progress && main, total_steps, state.global_step),
             first_step: state.global_step,
             cfg,

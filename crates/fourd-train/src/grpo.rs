@@ -72,6 +72,8 @@ pub struct GrpoConfig {
     pub dtype: DType,
     pub device: Device,
     pub progress: bool,
+    /// Start afresh in a run folder that holds another run, deleting that run's files.
+    pub overwrite: bool,
     /// Recompute decoder layers in the backward pass instead of keeping their activations.
     pub gradient_checkpointing: bool,
     /// Reward functions, summed with their weights (default: accuracy 1.0 + format 0.2).
@@ -118,6 +120,7 @@ impl GrpoConfig {
             device: Device::Cpu,
             progress: true,
             rewards: default_rewards(),
+            overwrite: false,
             gradient_checkpointing: false,
         }
     }
@@ -145,6 +148,108 @@ pub struct GrpoLog {
     pub grad_norm: f64,
 }
 
+impl GrpoConfig {
+    /// Checks the settings before anything is read or loaded; errors name the flag.
+    pub fn validate(&self) -> Result<()> {
+        if self.num_generations < 2 {
+            return Err(TrainError::Config(
+                "--num-generations must be at least 2 (advantages are relative within a group)"
+                    .into(),
+            ));
+        }
+        let finite = |flag: &str, v: f64, min: f64| -> Result<()> {
+            if v.is_finite() && v >= min {
+                Ok(())
+            } else {
+                Err(TrainError::Config(format!(
+                    "--{flag} must be a finite number >= {min} (got {v})"
+                )))
+            }
+        };
+        finite("lr", self.optim.lr, 0.0)?;
+        finite("weight-decay", self.optim.weight_decay, 0.0)?;
+        finite("max-grad-norm", self.max_grad_norm, 0.0)?;
+        finite("epsilon", self.epsilon, 0.0)?;
+        finite("beta", self.beta, 0.0)?;
+        if !(self.temperature.is_finite() && self.temperature > 0.0) {
+            return Err(TrainError::Config(format!(
+                "--temperature must be a finite number > 0 (got {}): rollouts sample",
+                self.temperature
+            )));
+        }
+        if let Some(p) = self.top_p {
+            if !(p > 0.0 && p <= 1.0) {
+                return Err(TrainError::Config(format!(
+                    "--top-p must be in (0, 1] (got {p})"
+                )));
+            }
+        }
+        for (flag, v) in [
+            ("epochs", self.epochs),
+            ("prompts-per-step", self.prompts_per_step),
+            ("num-iterations", self.num_iterations),
+            ("max-new-tokens", self.max_new_tokens),
+            ("max-frames", self.max_frames),
+        ] {
+            if v == 0 {
+                return Err(TrainError::Config(format!("--{flag} must be at least 1")));
+            }
+        }
+        if !self.data.is_file() {
+            return Err(TrainError::Config(format!(
+                "--data {}: no such file",
+                self.data.display()
+            )));
+        }
+        Ok(())
+    }
+
+    /// What a run is started with: model, reference and data identities and every setting that
+    /// changes the trained weights.
+    pub fn manifest(&self) -> Result<fourd_job::JobManifest> {
+        let job = |e: fourd_job::JobError| TrainError::Config(e.to_string());
+        let id = |p: &std::path::Path| fourd_job::identity::model_identity(p).map_err(job);
+        Ok(fourd_job::JobManifest::new("fourd train grpo")
+            .input("model", id(&self.model)?)
+            .input(
+                "reference",
+                id(self.reference.as_deref().unwrap_or(&self.model))?,
+            )
+            .input(
+                "data",
+                fourd_job::identity::file_digest(&self.data).map_err(job)?,
+            )
+            .setting("data_root", &self.data_root)
+            .setting("epochs", self.epochs)
+            .setting("max_steps", self.max_steps)
+            .setting("prompts_per_step", self.prompts_per_step)
+            .setting("num_generations", self.num_generations)
+            .setting("num_iterations", self.num_iterations)
+            .setting("temperature", self.temperature)
+            .setting("top_p", self.top_p)
+            .setting("top_k", self.top_k)
+            .setting("max_new_tokens", self.max_new_tokens)
+            .setting("epsilon", self.epsilon)
+            .setting("beta", self.beta)
+            .setting("per_sequence", self.per_sequence)
+            .setting("optimizer", format!("{:?}", self.optim))
+            .setting("warmup_steps", self.warmup_steps)
+            .setting("max_grad_norm", self.max_grad_norm)
+            .setting("max_frames", self.max_frames)
+            .setting("max_side", self.max_side)
+            .setting("world_size", self.group.world_size())
+            .setting("seed", self.seed)
+            .setting(
+                "rewards",
+                self.rewards
+                    .iter()
+                    .map(|r| format!("{}*{}", r.name(), r.weight()))
+                    .collect::<Vec<_>>(),
+            )
+            .setting("dtype", self.dtype.as_str()))
+    }
+}
+
 /// A prompt whose frames could not be read: its id and why.
 pub type SkippedPrompt = (String, String);
 
@@ -168,12 +273,17 @@ struct Sampled {
 
 pub fn train_grpo(cfg: &GrpoConfig) -> Result<GrpoSummary> {
     let started = Instant::now();
-    if cfg.num_generations < 2 {
-        return Err(TrainError::Config(
-            "--num-generations must be at least 2 (advantages are relative within a group)".into(),
-        ));
-    }
-    std::fs::create_dir_all(&cfg.out).map_err(|e| TrainError::io(&cfg.out, e))?;
+    cfg.validate()?;
+    // Rank 0 owns the run folder for the whole run.
+    let _lock = match cfg.group.is_main() {
+        true => Some(crate::run_folder::open(
+            &cfg.out,
+            &cfg.manifest()?,
+            cfg.resume.is_some(),
+            cfg.overwrite,
+        )?),
+        false => None,
+    };
     let mut trainer = GrpoTrainer::start(cfg)?;
     trainer.train()?;
     trainer.finish(started)
@@ -276,15 +386,18 @@ impl<'a> GrpoTrainer<'a> {
         let steps_per_epoch = (shard_len.div_ceil(per_step) * cfg.num_iterations.max(1)) as u64;
         let total_steps = cfg.max_steps.unwrap_or(steps_per_epoch * cfg.epochs as u64);
         let main = group.is_main();
+        let resumed_at = resume_dir.is_some().then_some(state.global_step);
+        let tb = match main {
+            true => Some(crate::dift::open_log(&cfg.out, resumed_at)?),
+            false => None,
+        };
         Ok(GrpoTrainer {
             schedule: LinearSchedule {
                 peak: cfg.optim.lr,
                 warmup_steps: cfg.warmup_steps,
                 total_steps,
             },
-            tb: main
-                .then(|| EventWriter::create(&cfg.out.join("runs")))
-                .transpose()?,
+            tb,
             bar: (cfg.progress && main).then(|| indicatif::ProgressBar::new(total_steps)),
             summary: GrpoSummary {
                 steps: 0,

@@ -19,6 +19,7 @@ mod optim_kernels;
 pub mod params;
 pub mod rewards;
 pub mod rl_data;
+pub mod run_folder;
 pub mod tensorboard;
 pub mod tiny;
 

@@ -3,13 +3,17 @@
 //! The format is a sequence of TFRecords (`u64` length, masked CRC32C of the length, payload,
 //! masked CRC32C of the payload) whose payloads are `tensorflow.Event` protobufs. Only the few
 //! fields scalars need are encoded, by hand: `Event{wall_time=1, step=2, file_version=3,
-//! summary=5}`, `Summary{value=1}`, `Summary.Value{tag=1, simple_value=2}`.
+//! summary=5, session_log=6}`, `Summary{value=1}`, `Summary.Value{tag=1, simple_value=2}`,
+//! `SessionLog{status=1}`.
 
 use std::fs::File;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use crate::error::{Result, TrainError};
+
+/// `SessionLog.SessionStatus.START`.
+const SESSION_START: u64 = 1;
 
 pub struct EventWriter {
     file: File,
@@ -42,6 +46,20 @@ impl EventWriter {
 
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// Marks a restart at `step` (TensorBoard's `SessionLog.START`): TensorBoard then drops the
+    /// points earlier files logged at `step` or later, so a resumed run's curves do not show
+    /// the steps it repeats twice.
+    pub fn restart_at(&mut self, step: u64) -> Result<()> {
+        let mut session_log = Vec::new();
+        put_varint_field(&mut session_log, 1, SESSION_START);
+        let mut ev = Vec::new();
+        put_double(&mut ev, 1, wall_time());
+        put_varint_field(&mut ev, 2, step);
+        put_bytes(&mut ev, 6, &session_log);
+        self.write_record(&ev)?;
+        self.file.flush().map_err(|e| TrainError::io(&self.path, e))
     }
 
     /// Logs scalars at `step` and flushes, so a crash loses nothing already logged.
@@ -120,6 +138,13 @@ fn put_bytes(buf: &mut Vec<u8>, field: u32, v: &[u8]) {
 /// tests and by `fourd` to summarise a run.
 pub fn read_scalars(path: &Path) -> Result<Vec<(u64, String, f32)>> {
     let data = std::fs::read(path).map_err(|e| TrainError::io(path, e))?;
+    let mut out = read_records(path, &data)?;
+    out.retain(|(_, tag, _)| tag != RESTART_TAG);
+    Ok(out)
+}
+
+/// Every scalar and restart marker of an event file's bytes, checking every CRC.
+fn read_records(path: &Path, data: &[u8]) -> Result<Vec<(u64, String, f32)>> {
     let bad = |m: &str| TrainError::checkpoint(path, format!("not a valid event file: {m}"));
     let mut out = Vec::new();
     let mut i = 0;
@@ -199,14 +224,58 @@ fn fields<'a>(b: &'a [u8], mut f: impl FnMut(u32, &'a [u8], u64)) -> Option<()> 
     Some(())
 }
 
+/// The scalars of a run folder's event files as TensorBoard shows them: files in the order they
+/// were written, and at each restart marker the earlier points from its step on dropped.
+pub fn read_run_scalars(dir: &Path) -> Result<Vec<(u64, String, f32)>> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map_err(|e| TrainError::io(dir, e))?
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| {
+            p.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with("events.out.tfevents."))
+        })
+        .collect();
+    // Names hold the creation second then the host and pid: order by the file's own start.
+    files.sort_by_key(|p| std::fs::metadata(p).and_then(|m| m.modified()).ok());
+    let mut out: Vec<(u64, String, f32)> = Vec::new();
+    for f in files {
+        let data = std::fs::read(&f).map_err(|e| TrainError::io(&f, e))?;
+        for (step, tag, value) in read_records(&f, &data)? {
+            if tag == RESTART_TAG {
+                out.retain(|(s, _, _)| *s < step);
+            } else {
+                out.push((step, tag, value));
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// How [`read_records`] reports a restart marker.
+const RESTART_TAG: &str = "\u{0}restart";
+
 fn parse_event(b: &[u8], out: &mut Vec<(u64, String, f32)>) -> Option<()> {
     let mut step = 0;
     let mut summary: Option<&[u8]> = None;
+    let mut session: Option<&[u8]> = None;
     fields(b, |f, s, v| match f {
         2 => step = v,
         5 => summary = Some(s),
+        6 => session = Some(s),
         _ => {}
     })?;
+    if let Some(sl) = session {
+        let mut status = 0;
+        fields(sl, |f, _, v| {
+            if f == 1 {
+                status = v;
+            }
+        })?;
+        if status == SESSION_START {
+            out.push((step, RESTART_TAG.to_string(), f32::NAN));
+        }
+    }
     if let Some(sm) = summary {
         let mut values = Vec::new();
         fields(sm, |f, s, _| {

@@ -72,7 +72,8 @@ pub enum ClipSource {
         clips: usize,
         fps: u32,
     },
-    Specs(Vec<(String, SceneSpec)>),
+    /// Specs with their ids, and the digest of each spec file.
+    Specs(Vec<(String, SceneSpec)>, Vec<String>),
 }
 
 impl ClipSource {
@@ -80,7 +81,14 @@ impl ClipSource {
     /// unique.
     pub fn from_spec_files(paths: &[PathBuf]) -> Result<Self> {
         let mut out: Vec<(String, SceneSpec)> = Vec::with_capacity(paths.len());
+        let mut digests = Vec::with_capacity(paths.len());
         for p in paths {
+            digests.push(
+                fourd_job::identity::file_digest(p).map_err(|e| WorldError::Read {
+                    path: p.clone(),
+                    msg: e.to_string(),
+                })?,
+            );
             let spec = load_scene_spec(p)?;
             let id = spec.id.clone().ok_or_else(|| WorldError::Read {
                 path: p.clone(),
@@ -94,13 +102,13 @@ impl ClipSource {
             }
             out.push((id, spec));
         }
-        Ok(ClipSource::Specs(out))
+        Ok(ClipSource::Specs(out, digests))
     }
 
     pub fn len(&self) -> usize {
         match self {
             Self::Random { clips, .. } => *clips,
-            Self::Specs(s) => s.len(),
+            Self::Specs(s, _) => s.len(),
         }
     }
 
@@ -120,7 +128,7 @@ impl ClipSource {
                     fps: *fps,
                 })
             }
-            Self::Specs(specs) => {
+            Self::Specs(specs, _) => {
                 let (id, spec) = &specs[i];
                 Ok(SourcedClip {
                     id: id.clone(),
@@ -132,6 +140,52 @@ impl ClipSource {
         }
     }
 }
+
+impl ClipSource {
+    /// What a data set is made from: the generator's settings, or the spec files.
+    pub fn manifest(&self, job: &str) -> fourd_job::JobManifest {
+        let m = fourd_job::JobManifest::new(job);
+        match self {
+            Self::Random {
+                cfg,
+                seed,
+                clips,
+                fps,
+            } => m
+                .setting("clips", clips)
+                .setting("frames", cfg.frames)
+                .setting("size", format!("{}x{}", cfg.width, cfg.height))
+                .setting("hfov", cfg.hfov_deg)
+                .setting("max_objects", cfg.max_objects)
+                .setting("fps", fps)
+                .setting("seed", seed),
+            Self::Specs(_, digests) => m.setting("specs", digests),
+        }
+    }
+}
+
+/// Takes the output folder for writing a data set: locks it (one writer at a time) and checks
+/// that what it holds was made with the same settings, so that two data sets never mix; with
+/// `overwrite`, a folder made otherwise is written over.
+pub fn open_output(
+    out: &Path,
+    manifest: &fourd_job::JobManifest,
+    overwrite: bool,
+) -> Result<fourd_job::OutputLock> {
+    let err = |e: fourd_job::JobError| WorldError::Io {
+        path: out.to_path_buf(),
+        msg: e.to_string(),
+    };
+    let lock = fourd_job::OutputLock::folder(out, &manifest.job).map_err(err)?;
+    let hint = "give --overwrite to write over it, or another --out";
+    manifest
+        .begin(&out.join(JOB_FILE), overwrite, hint)
+        .map_err(err)?;
+    Ok(lock)
+}
+
+/// The job file of a data set's folder.
+pub const JOB_FILE: &str = "fourd_job.json";
 
 /// Writes every clip of `source` under `out` in the SpatialVID layout (`clip_<i>` ids in
 /// `group_<i / GROUP_SIZE>` folders) and the metadata table; `done` is called once per written
