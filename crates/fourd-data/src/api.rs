@@ -10,12 +10,12 @@ use fourd_api::{ChatClient, ChatMessage, SegmentClient};
 use image::RgbImage;
 
 use crate::error::{DataError, Result};
-use crate::motion::JudgeError;
-use crate::pipeline::{RewriteError, Rewriter};
-use crate::questions::Candidate;
-use crate::segment::{
+use crate::masks::{
     disambiguate_names, fit_mask, Mask, SegmentInput, Segmenter, SegmenterChoice, TrackedObject,
 };
+use crate::object_motion::JudgeError;
+use crate::pipeline::{RewriteError, Rewriter};
+use crate::questions::Candidate;
 
 /// Words that describe motion; a name containing one could leak or contradict the answer
 /// (`preprocess.md` §15 item 14), so such names are refused.
@@ -304,7 +304,7 @@ pub struct ChatJudge {
     pub client: ChatClient,
 }
 
-impl crate::motion::DirectionJudge for ChatJudge {
+impl crate::object_motion::DirectionJudge for ChatJudge {
     fn name(&self) -> String {
         format!("chat:{}:{}", self.client.endpoint(), self.client.model())
     }

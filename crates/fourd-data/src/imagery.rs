@@ -13,8 +13,8 @@
 use fourd_world::glam::DVec3;
 use image::RgbImage;
 
-use crate::motion::{w2c, Pinhole};
-use crate::segment::Mask;
+use crate::masks::Mask;
+use crate::object_motion::{w2c, Pinhole};
 
 const RED: [f64; 3] = [255.0, 0.0, 0.0];
 

@@ -8,15 +8,15 @@ use image::RgbImage;
 use serde::{Deserialize, Serialize};
 
 use crate::arrays::{read_f32, read_file};
-use crate::camera::{camera_report, parse_labels, CameraReport, CameraRule};
+use crate::camera_labels::{camera_report, parse_labels, CameraReport, CameraRule};
 use crate::error::{DataError, Result};
 use crate::imagery::{landmark_masks, overlay, spread_keyframes};
 use crate::ingest::IngestRecord;
-use crate::motion::{
+use crate::masks::{Mask, SegmentInput, Segmenter, SegmenterChoice, TrackedObject};
+use crate::object_motion::{
     measure_object, ClipGeometry, DirectionJudge, MotionThresholds, ObjectMeasurement, Pinhole,
     SecondOpinion,
 };
-use crate::segment::{Mask, SegmentInput, Segmenter, SegmenterChoice, TrackedObject};
 
 /// Imagery of one object or camera segment: keyframes and their overlay files.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

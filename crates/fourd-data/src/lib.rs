@@ -17,7 +17,7 @@
 
 pub mod api;
 pub mod arrays;
-pub mod camera;
+pub mod camera_labels;
 pub mod check;
 pub mod cot;
 pub mod error;
@@ -26,27 +26,27 @@ pub mod fsio;
 pub mod imagery;
 pub mod ingest;
 pub mod label;
-pub mod motion;
+pub mod masks;
+pub mod object_motion;
 pub mod pipeline;
 pub mod qa;
 pub mod questions;
 pub mod rewrite;
-pub mod segment;
 pub mod truth;
 
-pub use camera::CameraRule;
+pub use camera_labels::CameraRule;
 pub use check::{check_file, CheckReport};
 pub use error::{DataError, Result};
 pub use export::{ReplyForm, DIFT_FILE, RL_FILE};
 /// The HTTP clients the `api` adapters use, re-exported for callers that configure them.
 pub use fourd_api;
-pub use motion::MotionThresholds;
+pub use masks::{Mask, Segmenter, SegmenterChoice, TrackedObject};
+pub use object_motion::MotionThresholds;
 pub use pipeline::{
     run_export, run_ingest, run_label, run_qa, PipelineConfig, Rewriter, RunSummary, Stage,
     StageSummary,
 };
 pub use questions::QuestionKind;
-pub use segment::{Mask, Segmenter, SegmenterChoice, TrackedObject};
 pub use truth::Agreement;
 
 /// Runs every stage over `cfg.input` and writes, in `cfg.output`:

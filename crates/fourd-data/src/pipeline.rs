@@ -29,16 +29,16 @@ use indicatif::{ProgressBar, ProgressStyle};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use crate::camera::CameraRule;
+use crate::camera_labels::CameraRule;
 use crate::error::{DataError, Result};
 use crate::export::{build_questions, write_outputs, ExportStats, ReplyForm, DIFT_FILE, RL_FILE};
 use crate::fsio::{read_json, remove_stale_temps, write_json};
 use crate::ingest::{discover, ingest_clip, read_move_dist, ClipRef, IngestOptions, IngestRecord};
 use crate::label::{label_clip, LabelOptions, LabelRecord};
-use crate::motion::MotionThresholds;
+use crate::masks::SegmenterChoice;
+use crate::object_motion::MotionThresholds;
 use crate::qa::{clip_candidates, QaOptions};
 use crate::questions::{Candidate, QuestionKind};
-use crate::segment::SegmenterChoice;
 use crate::truth::{clip_agreement, Agreement};
 
 /// `clips/<group>/<clip>` for a clip key `group/clip`.
@@ -104,7 +104,7 @@ pub struct PipelineConfig {
     pub progress: bool,
     pub rewriter: Option<std::sync::Arc<dyn Rewriter>>,
     /// Optional second opinion on object directions (recorded, compared, never the answer).
-    pub judge: Option<std::sync::Arc<dyn crate::motion::DirectionJudge>>,
+    pub judge: Option<std::sync::Arc<dyn crate::object_motion::DirectionJudge>>,
     /// Process the input from scratch in an output folder that holds another input's clips
     /// (deleting them) instead of stopping.
     pub overwrite: bool,

@@ -4,12 +4,12 @@
 use rand::seq::IndexedRandom;
 use rand_chacha::ChaCha8Rng;
 
-use crate::camera::{format_labels, parse_labels, CameraSegment};
+use crate::camera_labels::{format_labels, parse_labels, CameraSegment};
 use crate::cot::{imagery_sentence, join_and};
 use crate::error::Result;
 use crate::ingest::IngestRecord;
 use crate::label::{Imagery, LabelRecord};
-use crate::motion::ObjectMeasurement;
+use crate::object_motion::ObjectMeasurement;
 use crate::questions::{templates, Candidate, QuestionKind};
 
 /// Options of the question stage.

@@ -10,11 +10,11 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::arrays::{read_file, read_u16};
-use crate::camera::{parse_labels, step_agreement};
+use crate::camera_labels::{parse_labels, step_agreement};
 use crate::error::Result;
 use crate::ingest::IngestRecord;
 use crate::label::LabelRecord;
-use crate::motion::SecondOpinion;
+use crate::object_motion::SecondOpinion;
 
 /// `[agreeing, compared]` counters; `percent()` for printing.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
@@ -155,7 +155,7 @@ pub fn clip_agreement(ingest: &IngestRecord, labels: &LabelRecord) -> Result<Opt
     }
     sources.push(("used".into(), used));
     if let Some(instr) = &ingest.instructions {
-        let steps = crate::camera::instruction_steps(instr, n)?;
+        let steps = crate::camera_labels::instruction_steps(instr, n)?;
         sources.push((
             "instructions.json".into(),
             steps.into_iter().map(|s| s.unwrap_or_default()).collect(),

@@ -194,9 +194,14 @@ mod tests {
         )];
         let dir = root.join("run/checkpoint-3");
         // The optimiser state fails to write, as on a full disk.
-        let e = save_checkpoint(&dir, &source, &serde_json::json!({}), &latent, &tensors, |_| {
-            Err(TrainError::Config("No space left on device".into()))
-        });
+        let e = save_checkpoint(
+            &dir,
+            &source,
+            &serde_json::json!({}),
+            &latent,
+            &tensors,
+            |_| Err(TrainError::Config("No space left on device".into())),
+        );
         assert!(e.is_err());
         let left: Vec<String> = std::fs::read_dir(root.join("run"))
             .unwrap()
@@ -205,8 +210,15 @@ mod tests {
             .collect();
         assert!(left.is_empty(), "left behind: {left:?}");
         // A write that succeeds is readable by everyone.
-        save_checkpoint(&dir, &source, &serde_json::json!({}), &latent, &tensors, |_| Ok(()))
-            .unwrap();
+        save_checkpoint(
+            &dir,
+            &source,
+            &serde_json::json!({}),
+            &latent,
+            &tensors,
+            |_| Ok(()),
+        )
+        .unwrap();
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;

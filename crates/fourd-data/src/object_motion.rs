@@ -21,7 +21,7 @@ use fourd_world::glam::{DMat3, DQuat, DVec3};
 use fourd_world::{Direction, SpeedPattern};
 use serde::{Deserialize, Serialize};
 
-use crate::segment::{Mask, TrackedObject};
+use crate::masks::{Mask, TrackedObject};
 
 /// Thresholds of the measurement. Defaults are what the synthetic checks in `docs/data.md` use.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
