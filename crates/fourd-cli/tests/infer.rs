@@ -200,7 +200,11 @@ fn infer_bad_inputs_exit_with_clear_errors() {
     for (args, needle) in cases {
         let out = fourd(&args);
         let err = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(out.status.code(), Some(1), "{args:?}: {err}");
+        // 2: a flag value clap's typed parsers refuse (usage error); 1: an error found later.
+        assert!(
+            matches!(out.status.code(), Some(1) | Some(2)),
+            "{args:?}: {err}"
+        );
         assert!(err.contains(needle), "{args:?}: {err}");
         assert!(!err.contains("panicked"), "{args:?}: {err}");
     }
@@ -352,10 +356,11 @@ fn eval_shards_and_merge_from_the_command_line() {
         let o = common(&["--shard", shard]);
         assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     }
-    let o = fourd(&["eval", "merge", out_dir.join("model").to_str().unwrap()]);
+    let results = common::results_dir(&out_dir, &model);
+    let o = fourd(&["eval", "merge", results.to_str().unwrap()]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let merged: Value = serde_json::from_str(
-        &std::fs::read_to_string(out_dir.join("model/dsr_eval_summary.json")).unwrap(),
+        &std::fs::read_to_string(results.join("dsr_eval_summary.json")).unwrap(),
     )
     .unwrap();
     assert_eq!(merged["total"], 14);
@@ -365,8 +370,8 @@ fn eval_shards_and_merge_from_the_command_line() {
     );
     assert!(String::from_utf8_lossy(&o.stdout).contains("accuracy"));
     // Merging with a shard missing is refused.
-    std::fs::remove_file(out_dir.join("model/dsr_eval.shard-2-of-2.jsonl")).unwrap();
-    let o = fourd(&["eval", "merge", out_dir.join("model").to_str().unwrap()]);
+    std::fs::remove_file(results.join("dsr_eval.shard-2-of-2.jsonl")).unwrap();
+    let o = fourd(&["eval", "merge", results.to_str().unwrap()]);
     assert_eq!(o.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&o.stderr).contains("all are needed"));
 }
@@ -404,12 +409,13 @@ fn eval_several_models_one_after_another() {
     let refs: Vec<&str> = args.iter().map(String::as_str).collect();
     let o = fourd(&refs);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    for name in ["model-v5", "model"] {
+    for model in [&a, &b] {
+        let dir = common::results_dir(&out_dir, model);
         let s: Value = serde_json::from_str(
-            &std::fs::read_to_string(out_dir.join(name).join("dsr_eval_summary.json")).unwrap(),
+            &std::fs::read_to_string(dir.join("dsr_eval_summary.json")).unwrap(),
         )
         .unwrap();
-        assert_eq!(s["total"], 3, "{name}");
+        assert_eq!(s["total"], 3, "{}", dir.display());
     }
 }
 
@@ -425,7 +431,7 @@ fn eval_resumes_after_being_killed() {
         &out_dir,
         &["--max-new-tokens", "300", "--batch-size", "1"],
     );
-    let results = out_dir.join("model/dsr_eval.jsonl");
+    let results = common::results_dir(&out_dir, &model).join("dsr_eval.jsonl");
     let mut child = Command::new(env!("CARGO_BIN_EXE_fourd"))
         .args(&args)
         .stderr(std::process::Stdio::null())
@@ -471,7 +477,7 @@ fn eval_resumes_after_being_killed() {
     idx.dedup();
     assert_eq!(idx.len(), n, "a sample was scored twice");
     let s: Value = serde_json::from_str(
-        &std::fs::read_to_string(out_dir.join("model/dsr_eval_summary.json")).unwrap(),
+        &std::fs::read_to_string(results.with_file_name("dsr_eval_summary.json")).unwrap(),
     )
     .unwrap();
     assert_eq!(s["eval_count"].as_u64().unwrap() as usize, n);

@@ -65,10 +65,7 @@ fn eval_args<'a>(models: &[&'a str], bench: &'a str, out: &'a str, max: &'a str)
 
 /// The results folder of `model` under `out`: `<name>-<identity>`.
 fn results_of(cwd: &Path, out: &str, model: &str) -> PathBuf {
-    let id = fourd_job::identity::model_identity(&cwd.join(model)).unwrap();
-    let name = Path::new(model).file_name().unwrap().to_string_lossy();
-    cwd.join(out)
-        .join(format!("{name}-{}", fourd_job::identity::short(&id, 8)))
+    common::results_dir(&cwd.join(out), &cwd.join(model))
 }
 
 fn lines(p: &Path) -> usize {

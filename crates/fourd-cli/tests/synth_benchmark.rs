@@ -136,7 +136,10 @@ fn synth_bench_loads_matches_truth_and_evaluates() {
     ]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let s: Value = serde_json::from_str(
-        &std::fs::read_to_string(eval_dir.join("model/dsr_eval_summary.json")).unwrap(),
+        &std::fs::read_to_string(
+            common::results_dir(&eval_dir, &model).join("dsr_eval_summary.json"),
+        )
+        .unwrap(),
     )
     .unwrap();
     assert_eq!(

@@ -89,7 +89,14 @@ impl ClipSource {
                     msg: e.to_string(),
                 })?,
             );
-            let spec = load_scene_spec(p)?;
+            // The spec's own errors name the field; the file is named here.
+            let spec = load_scene_spec(p).map_err(|e| match e {
+                WorldError::Read { .. } => e,
+                other => WorldError::Read {
+                    path: p.clone(),
+                    msg: other.to_string(),
+                },
+            })?;
             let id = spec.id.clone().ok_or_else(|| WorldError::Read {
                 path: p.clone(),
                 msg: "the scene spec has no id and the file no stem".into(),

@@ -34,6 +34,15 @@ pub fn ok(what: &str, o: &std::process::Output) -> String {
     stdout
 }
 
+/// Where `fourd eval --output-dir out_dir` puts the results of `model`:
+/// `<model folder name>-<model identity>`.
+pub fn results_dir(out_dir: &std::path::Path, model: &std::path::Path) -> PathBuf {
+    let id = fourd_job::identity::model_identity(model).unwrap();
+    let name = model.canonicalize().unwrap();
+    let name = name.file_name().unwrap().to_string_lossy();
+    out_dir.join(format!("{name}-{}", fourd_job::identity::short(&id, 8)))
+}
+
 /// A fresh, empty temporary folder for one test.
 pub fn tmp(name: &str) -> PathBuf {
     let d = std::env::temp_dir().join(format!("fourd-cli-{name}-{}", std::process::id()));
