@@ -7,12 +7,7 @@
 //! the check and training alike, and `--data-root` repairs both.
 
 mod common;
-use common::{fourd_in, ok, tmp};
-use std::path::Path;
-
-fn fixture_model() -> std::path::PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/latent/model")
-}
+use common::{fixture_model, fourd_in, ok, tmp};
 
 /// The number in `text` just before `what` (`"42 record(s)"` -> 42).
 fn count_before(text: &str, what: &str) -> usize {

@@ -7,35 +7,14 @@
 //! of a resumed run, and checkpoint files other users cannot read.
 
 mod common;
-use common::{fourd_in, ok, tmp};
+use common::{fixture_model, fourd_in, ok, synthetic_dataset};
 use std::path::{Path, PathBuf};
-
-fn fixture_model() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/latent/model")
-}
 
 fn copy_dir(from: &Path, to: &Path) {
     std::fs::create_dir_all(to).unwrap();
     for e in std::fs::read_dir(from).unwrap().flatten() {
         std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
     }
-}
-
-/// A folder with `world/`, `data/dift.jsonl` and `data/4drl.jsonl`.
-fn dataset(name: &str) -> PathBuf {
-    let cwd = tmp(name);
-    let run = |what: &str, args: &[&str]| ok(what, &fourd_in(&cwd, args));
-    run(
-        "synth",
-        &[
-            "synth", "--out", "world", "--clips", "2", "--frames", "6", "--size", "64",
-        ],
-    );
-    run(
-        "data run",
-        &["data", "run", "--input", "world", "--out", "data"],
-    );
-    cwd
 }
 
 fn stderr(o: &std::process::Output) -> String {
@@ -74,7 +53,7 @@ fn lines(p: &Path) -> usize {
 
 #[test]
 fn evaluations_never_share_or_mix_results() {
-    let cwd = dataset("rerun-eval");
+    let cwd = synthetic_dataset("rerun-eval");
     let run = |what: &str, args: &[&str]| ok(what, &fourd_in(&cwd, args));
     let fixture = fixture_model();
     // Two checkpoints with one folder name: a copy of the model, and one trained a step on.
@@ -174,7 +153,7 @@ fn evaluations_never_share_or_mix_results() {
 
 #[test]
 fn bad_flag_values_stop_before_any_work() {
-    let cwd = dataset("rerun-flags");
+    let cwd = synthetic_dataset("rerun-flags");
     let fixture = fixture_model();
     let model = fixture.to_str().unwrap();
     // Case 5: each bad value is an error naming its flag, and writes no results.
@@ -252,7 +231,7 @@ fn train<'a>(model: &'a str, data: &'a str, out: &'a str, extra: &[&'a str]) -> 
 
 #[test]
 fn training_runs_never_mix() {
-    let cwd = dataset("rerun-train");
+    let cwd = synthetic_dataset("rerun-train");
     let run = |what: &str, args: &[&str]| ok(what, &fourd_in(&cwd, args));
     let fixture = fixture_model();
     let model = fixture.to_str().unwrap();
@@ -350,7 +329,7 @@ fn training_runs_never_mix() {
 
 #[test]
 fn data_sets_never_mix() {
-    let cwd = dataset("rerun-data");
+    let cwd = synthetic_dataset("rerun-data");
     let run = |what: &str, args: &[&str]| ok(what, &fourd_in(&cwd, args));
     // The same synth again is the same data set; other settings into it stop.
     run(

@@ -121,15 +121,7 @@ impl DiftConfig {
 impl DiftConfig {
     /// Checks the settings before anything is read or loaded; errors name the flag.
     pub fn validate(&self) -> Result<()> {
-        let finite = |flag: &str, v: f64, min: f64| -> Result<()> {
-            if v.is_finite() && v >= min {
-                Ok(())
-            } else {
-                Err(TrainError::Config(format!(
-                    "--{flag} must be a finite number >= {min} (got {v})"
-                )))
-            }
-        };
+        use crate::flags::{at_least_one, data_file, finite_at_least as finite};
         finite("lr", self.optim.lr, 0.0)?;
         finite("weight-decay", self.optim.weight_decay, 0.0)?;
         finite("max-grad-norm", self.max_grad_norm, 0.0)?;
@@ -142,23 +134,13 @@ impl DiftConfig {
                 self.warmup_ratio
             )));
         }
-        for (flag, v) in [
+        at_least_one(&[
             ("epochs", self.epochs),
             ("grad-accum", self.grad_accum),
             ("max-length", self.max_length),
             ("workers", self.workers),
-        ] {
-            if v == 0 {
-                return Err(TrainError::Config(format!("--{flag} must be at least 1")));
-            }
-        }
-        if !self.data.is_file() {
-            return Err(TrainError::Config(format!(
-                "--data {}: no such file",
-                self.data.display()
-            )));
-        }
-        Ok(())
+        ])?;
+        data_file(&self.data)
     }
 
     /// What a run is started with: the model's and the data's identities and every setting
@@ -316,26 +298,28 @@ pub(crate) fn open_log(out: &Path, resumed_at: Option<u64>) -> Result<EventWrite
     Ok(tb)
 }
 
-/// The state or the fresh start of a run: `--resume`'s checkpoint, or step 0.
-fn starting_state(cfg: &DiftConfig) -> Result<(TrainerState, Option<PathBuf>)> {
-    let resume_dir = cfg.resume.as_deref().map(resolve_resume).transpose()?;
+/// The state or the fresh start of a run: `--resume`'s checkpoint (and its folder), or step 0.
+pub(crate) fn starting_state(
+    resume: Option<&Path>,
+    seed: u64,
+) -> Result<(TrainerState, Option<PathBuf>)> {
+    let resume_dir = resume.map(resolve_resume).transpose()?;
     let state = match &resume_dir {
         Some(d) => read_state(d)?,
         None => TrainerState {
             global_step: 0,
             epoch: 0,
             position: 0,
-            seed: cfg.seed,
+            seed,
             nan_skipped: 0,
             examples_seen: 0,
             tokens_seen: 0,
         },
     };
-    if resume_dir.is_some() && state.seed != cfg.seed {
+    if resume_dir.is_some() && state.seed != seed {
         tracing::warn!(
-            "resuming with the checkpoint's seed {} (given {})",
+            "resuming with the checkpoint's seed {} (given {seed})",
             state.seed,
-            cfg.seed
         );
     }
     Ok((state, resume_dir))
@@ -394,7 +378,7 @@ impl<'a> DiftTrainer<'a> {
     /// Loads the model (fresh or resumed), the optimiser and the schedule.
     fn start(cfg: &'a DiftConfig, records: Vec<LoadedRecord>) -> Result<Self> {
         let group = &cfg.group;
-        let (state, resume_dir) = starting_state(cfg)?;
+        let (state, resume_dir) = starting_state(cfg.resume.as_deref(), cfg.seed)?;
         let (weights_dir, scratch) = match &resume_dir {
             Some(d) => (d.clone(), None),
             None => (cfg.model.clone(), cfg.from_scratch),

@@ -20,9 +20,9 @@ use fourd_model::{ModelBundle, Qwen25VL};
 use serde::Serialize;
 
 use crate::checkpoint::{
-    read_state, rotate_checkpoints, save_checkpoint, write_json, write_model_files, TrainerState,
+    rotate_checkpoints, save_checkpoint, write_json, write_model_files, TrainerState,
 };
-use crate::dift::{epoch_order, load_trainable_with, resolve_resume};
+use crate::dift::{epoch_order, load_trainable_with};
 use crate::error::{Result, TrainError};
 use crate::grpo_core::{completion_logprobs, grpo_term, Objective, Rollout};
 use crate::optim::{
@@ -157,15 +157,7 @@ impl GrpoConfig {
                     .into(),
             ));
         }
-        let finite = |flag: &str, v: f64, min: f64| -> Result<()> {
-            if v.is_finite() && v >= min {
-                Ok(())
-            } else {
-                Err(TrainError::Config(format!(
-                    "--{flag} must be a finite number >= {min} (got {v})"
-                )))
-            }
-        };
+        use crate::flags::{at_least_one, data_file, finite_at_least as finite};
         finite("lr", self.optim.lr, 0.0)?;
         finite("weight-decay", self.optim.weight_decay, 0.0)?;
         finite("max-grad-norm", self.max_grad_norm, 0.0)?;
@@ -184,24 +176,14 @@ impl GrpoConfig {
                 )));
             }
         }
-        for (flag, v) in [
+        at_least_one(&[
             ("epochs", self.epochs),
             ("prompts-per-step", self.prompts_per_step),
             ("num-iterations", self.num_iterations),
             ("max-new-tokens", self.max_new_tokens),
             ("max-frames", self.max_frames),
-        ] {
-            if v == 0 {
-                return Err(TrainError::Config(format!("--{flag} must be at least 1")));
-            }
-        }
-        if !self.data.is_file() {
-            return Err(TrainError::Config(format!(
-                "--data {}: no such file",
-                self.data.display()
-            )));
-        }
-        Ok(())
+        ])?;
+        data_file(&self.data)
     }
 
     /// What a run is started with: model, reference and data identities and every setting that
@@ -331,19 +313,7 @@ impl<'a> GrpoTrainer<'a> {
     /// Loads the policy (fresh or resumed), the reference, the optimiser, the prompts and the
     /// schedule.
     fn start(cfg: &'a GrpoConfig) -> Result<Self> {
-        let resume_dir = cfg.resume.as_deref().map(resolve_resume).transpose()?;
-        let state = match &resume_dir {
-            Some(d) => read_state(d)?,
-            None => TrainerState {
-                global_step: 0,
-                epoch: 0,
-                position: 0,
-                seed: cfg.seed,
-                nan_skipped: 0,
-                examples_seen: 0,
-                tokens_seen: 0,
-            },
-        };
+        let (state, resume_dir) = crate::dift::starting_state(cfg.resume.as_deref(), cfg.seed)?;
         let weights_dir = resume_dir.clone().unwrap_or_else(|| cfg.model.clone());
         let (mut pipe, weights) = load_trainable_with(
             &weights_dir,

@@ -11,6 +11,7 @@ pub mod dift;
 pub mod dift_data;
 pub mod dist;
 pub mod error;
+mod flags;
 pub mod grpo;
 pub mod grpo_core;
 pub mod loss;

@@ -43,6 +43,29 @@ pub fn results_dir(out_dir: &std::path::Path, model: &std::path::Path) -> PathBu
     out_dir.join(format!("{name}-{}", fourd_job::identity::short(&id, 8)))
 }
 
+/// The tiny checkpoint with latent tokens the training and evaluation tests start from.
+pub fn fixture_model() -> PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/latent/model")
+}
+
+/// A fresh folder `name` holding `world/` (2 synthetic clips) and the data pipeline's
+/// `data/dift.jsonl` and `data/4drl.jsonl`, made as a user types the commands there.
+pub fn synthetic_dataset(name: &str) -> PathBuf {
+    let cwd = tmp(name);
+    let run = |what: &str, args: &[&str]| ok(what, &fourd_in(&cwd, args));
+    run(
+        "synth",
+        &[
+            "synth", "--out", "world", "--clips", "2", "--frames", "6", "--size", "64",
+        ],
+    );
+    run(
+        "data run",
+        &["data", "run", "--input", "world", "--out", "data"],
+    );
+    cwd
+}
+
 /// A fresh, empty temporary folder for one test.
 pub fn tmp(name: &str) -> PathBuf {
     let d = std::env::temp_dir().join(format!("fourd-cli-{name}-{}", std::process::id()));
