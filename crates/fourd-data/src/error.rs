@@ -43,6 +43,9 @@ pub enum DataError {
     /// A record file could not be read or written.
     #[error(transparent)]
     Records(#[from] fourd_records::RecordError),
+    /// The output folder: its lock or its manifest.
+    #[error(transparent)]
+    Job(#[from] fourd_job::JobError),
 }
 
 impl DataError {

@@ -641,16 +641,13 @@ pub const JOB_FILE: &str = "fourd_job.json";
 /// though, so the clips of another input with the same keys would be taken for this input's:
 /// that stops, unless `overwrite` clears the earlier clips first.
 fn open_output(cfg: &PipelineConfig) -> Result<fourd_job::OutputLock> {
-    let job = |e: fourd_job::JobError| DataError::Config(e.to_string());
-    let lock = fourd_job::OutputLock::folder(&cfg.output, "fourd data").map_err(job)?;
+    let lock = fourd_job::OutputLock::folder(&cfg.output, "fourd data")?;
     let manifest = fourd_job::JobManifest::new("fourd data")
         .input("clips", input_identity(cfg)?)
         .setting("shard", cfg.shard);
     let hint = "give --overwrite to process this input from scratch there (its clips are \
                 deleted), or another --out";
-    let start = manifest
-        .begin(&cfg.output.join(JOB_FILE), cfg.overwrite, hint)
-        .map_err(job)?;
+    let start = manifest.begin(&cfg.output.join(JOB_FILE), cfg.overwrite, hint)?;
     let clips = cfg.output.join("clips");
     if start == fourd_job::Start::Fresh && cfg.overwrite && clips.exists() {
         std::fs::remove_dir_all(&clips).map_err(|e| DataError::io(&clips, e))?;

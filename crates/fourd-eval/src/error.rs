@@ -22,6 +22,9 @@ pub enum EvalError {
     Model(#[from] fourd_model::ModelError),
     #[error(transparent)]
     Record(#[from] fourd_records::RecordError),
+    /// The results file: its lock, its manifest, a file beside it.
+    #[error(transparent)]
+    Job(#[from] fourd_job::JobError),
     #[error(transparent)]
     Video(#[from] fourd_video::VideoError),
     #[error("chart: {0}")]

@@ -352,12 +352,10 @@ pub fn write_reports(files: &ResultFiles, total: usize, title: &str) -> Result<E
 /// files are written whole and renamed into place.
 pub fn merge(shards: &[PathBuf], out: &Path, total: usize, title: &str) -> Result<EvalSummary> {
     let files = ResultFiles::new(out);
-    let job = |e: fourd_job::JobError| EvalError::Input(e.to_string());
-    let _lock =
-        fourd_job::OutputLock::at(&files.lock, &files.samples, "fourd eval merge").map_err(job)?;
+    let _lock = fourd_job::OutputLock::at(&files.lock, &files.samples, "fourd eval merge")?;
     let manifest = shards_manifest(shards)?;
     let mut sources: Vec<PathBuf> = shards.to_vec();
-    if let Some(existing) = fourd_job::manifest::read(&files.job).map_err(job)? {
+    if let Some(existing) = fourd_job::manifest::read(&files.job)? {
         let differences = manifest.differences(&existing);
         if !differences.is_empty() {
             return Err(EvalError::Input(format!(
@@ -378,9 +376,7 @@ pub fn merge(shards: &[PathBuf], out: &Path, total: usize, title: &str) -> Resul
     }
     let (results, skipped) = union_of(&sources)?;
     let lines = |v: Vec<String>| v.concat();
-    let write = |path: &Path, text: String| {
-        fourd_job::files::write_atomic(path, text.as_bytes()).map_err(job)
-    };
+    let write = |path: &Path, text: String| fourd_job::files::write_atomic(path, text.as_bytes());
     write(
         &files.samples,
         lines(results.values().map(jsonl_line).collect::<Result<_>>()?),
@@ -389,26 +385,23 @@ pub fn merge(shards: &[PathBuf], out: &Path, total: usize, title: &str) -> Resul
         &files.skipped,
         lines(skipped.values().map(jsonl_line).collect::<Result<_>>()?),
     )?;
-    manifest.write(&files.job).map_err(job)?;
+    manifest.write(&files.job)?;
     write_reports(&files, total, title)
 }
 
 /// The manifest the shards share, with the shard itself left out; an error when a shard has
 /// none or they differ.
 fn shards_manifest(shards: &[PathBuf]) -> Result<fourd_job::JobManifest> {
-    let job = |e: fourd_job::JobError| EvalError::Input(e.to_string());
     let mut common: Option<fourd_job::JobManifest> = None;
     for s in shards {
         let path = ResultFiles::new(s).job;
-        let mut m = fourd_job::manifest::read(&path)
-            .map_err(job)?
-            .ok_or_else(|| {
-                EvalError::Input(format!(
-                    "{} has no manifest ({}): was it written by this version of fourd eval?",
-                    s.display(),
-                    path.display()
-                ))
-            })?;
+        let mut m = fourd_job::manifest::read(&path)?.ok_or_else(|| {
+            EvalError::Input(format!(
+                "{} has no manifest ({}): was it written by this version of fourd eval?",
+                s.display(),
+                path.display()
+            ))
+        })?;
         m.settings.insert("shard".into(), serde_json::Value::Null);
         match &common {
             None => common = Some(m),

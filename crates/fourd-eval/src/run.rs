@@ -165,11 +165,10 @@ impl EvalConfig {
     /// What a run is started with: the model's and the benchmark's identities and every
     /// setting that changes results (not the batch size, threads or progress bar).
     pub fn manifest(&self, model: &Path) -> Result<JobManifest> {
-        let job = |e: fourd_job::JobError| EvalError::Input(e.to_string());
         let g = &self.generation;
         Ok(JobManifest::new("fourd eval")
-            .input("model", model_identity(model).map_err(job)?)
-            .input("benchmark", file_digest(&self.benchmark).map_err(job)?)
+            .input("model", model_identity(model)?)
+            .input("benchmark", file_digest(&self.benchmark)?)
             .setting("columns", format!("{:?}", self.columns))
             .setting("data_root", &self.data_root)
             .setting("video_root", &self.video_root)
@@ -239,17 +238,15 @@ pub fn evaluate(pipe: &ModelBundle, cfg: &EvalConfig) -> Result<EvalSummary> {
 /// Locks the output file and checks its manifest; with `overwrite` and other inputs, clears the
 /// earlier results.
 fn open_results(pipe: &ModelBundle, cfg: &EvalConfig, files: &ResultFiles) -> Result<OutputLock> {
-    let job = |e: fourd_job::JobError| EvalError::Input(e.to_string());
     if let Some(dir) = files.samples.parent() {
         std::fs::create_dir_all(dir).map_err(|e| crate::error::io(dir, e))?;
     }
-    let lock = OutputLock::at(&files.lock, &files.samples, "fourd eval").map_err(job)?;
+    let lock = OutputLock::at(&files.lock, &files.samples, "fourd eval")?;
     let hint = "give --overwrite to replace them, or another --output-dir (results of a model \
                 go to <output-dir>/<model folder name>-<model identity>/ already)";
     let start = cfg
         .manifest(&pipe.dir)?
-        .begin(&files.job, cfg.overwrite, hint)
-        .map_err(job)?;
+        .begin(&files.job, cfg.overwrite, hint)?;
     if start == Start::Fresh {
         for p in [&files.samples, &files.skipped] {
             if p.exists() {

@@ -146,16 +146,9 @@ impl DiftConfig {
     /// What a run is started with: the model's and the data's identities and every setting
     /// that changes the trained weights (not threads, progress, logging or checkpoint spacing).
     pub fn manifest(&self) -> Result<fourd_job::JobManifest> {
-        let job = |e: fourd_job::JobError| TrainError::Config(e.to_string());
         Ok(fourd_job::JobManifest::new("fourd train dift")
-            .input(
-                "model",
-                fourd_job::identity::model_identity(&self.model).map_err(job)?,
-            )
-            .input(
-                "data",
-                fourd_job::identity::file_digest(&self.data).map_err(job)?,
-            )
+            .input("model", fourd_job::identity::model_identity(&self.model)?)
+            .input("data", fourd_job::identity::file_digest(&self.data)?)
             .setting("data_root", &self.data_root)
             .setting("epochs", self.epochs)
             .setting("max_steps", self.max_steps)

@@ -31,6 +31,9 @@ pub enum TrainError {
     Model(#[from] fourd_model::ModelError),
     #[error(transparent)]
     Records(#[from] fourd_records::RecordError),
+    /// The run folder: its lock, its manifest, a file in it.
+    #[error(transparent)]
+    Job(#[from] fourd_job::JobError),
     #[error(transparent)]
     Video(#[from] fourd_video::VideoError),
     /// A question's frames cannot be had (no file named, none listed).

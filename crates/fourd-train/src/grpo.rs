@@ -189,18 +189,14 @@ impl GrpoConfig {
     /// What a run is started with: model, reference and data identities and every setting that
     /// changes the trained weights.
     pub fn manifest(&self) -> Result<fourd_job::JobManifest> {
-        let job = |e: fourd_job::JobError| TrainError::Config(e.to_string());
-        let id = |p: &std::path::Path| fourd_job::identity::model_identity(p).map_err(job);
+        let id = |p: &std::path::Path| fourd_job::identity::model_identity(p);
         Ok(fourd_job::JobManifest::new("fourd train grpo")
             .input("model", id(&self.model)?)
             .input(
                 "reference",
                 id(self.reference.as_deref().unwrap_or(&self.model))?,
             )
-            .input(
-                "data",
-                fourd_job::identity::file_digest(&self.data).map_err(job)?,
-            )
+            .input("data", fourd_job::identity::file_digest(&self.data)?)
             .setting("data_root", &self.data_root)
             .setting("epochs", self.epochs)
             .setting("max_steps", self.max_steps)

@@ -33,7 +33,7 @@ const RUN_FILES: &[&str] = &[
 ];
 
 fn job_error(e: fourd_job::JobError) -> TrainError {
-    TrainError::Config(e.to_string())
+    TrainError::Job(e)
 }
 
 /// Opens `out` for a run: locks it, clears temporary leftovers, and checks `manifest` against
