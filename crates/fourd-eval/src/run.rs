@@ -2,6 +2,11 @@
 //! decoded video, since several questions share one) while the model answers earlier samples in
 //! batches. Every finished sample is appended to the JSONL and flushed; a rerun skips the indices
 //! already there, so nothing is scored twice and a crash loses at most the batch in flight.
+//!
+//! A rerun is the same run only when its manifest (model identity, benchmark digest, settings;
+//! `fourd_job`) equals the one beside the results; the results file is locked while a run
+//! writes it. Samples that cannot be answered (no video, an inference error) are not results:
+//! they are listed with their reason and retried by the next run.
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};

@@ -7,6 +7,11 @@
 //! r takes the r-th slice; so the data position alone (epoch, records consumed) restores the
 //! order on resume, nothing else is random, and N ranks with `grad_accum` a train as one process
 //! with `grad_accum` N*a.
+//!
+//! Phases: the settings are checked, the data read and its images found (a file with nothing to
+//! train on stops here), the run folder taken ([`crate::run_folder`]), the model loaded
+//! (`DiftTrainer::start`), the steps run (`DiftTrainer::train`), the outputs written
+//! (`DiftTrainer::finish`).
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
