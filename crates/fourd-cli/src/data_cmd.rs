@@ -331,6 +331,18 @@ pub fn config(a: &PipelineArgs) -> Result<PipelineConfig> {
     Ok(cfg)
 }
 
+/// A run that exported no question has nothing for training: an error, with the likely causes.
+fn nothing_written(questions: usize, cfg: &PipelineConfig) -> Result<()> {
+    if questions > 0 {
+        return Ok(());
+    }
+    bail!(
+        "no questions were written to {} (see manifest.json there for failed clips; with few \
+         clips the answer balancing can drop them all: try more clips or --no-balance)",
+        cfg.output.display()
+    )
+}
+
 fn print_stage(name: &str, s: &fourd_data::StageSummary) {
     println!(
         "{name:<7} {} clips: {} processed, {} already done, {} failed, {} skipped, {} blocked ({:.2} s)",
@@ -395,7 +407,7 @@ pub fn run(c: DataCommand) -> Result<()> {
             if let Some(ag) = &s.agreement {
                 print!("{}", ag.render());
             }
-            Ok(())
+            nothing_written(s.export.questions, &cfg)
         }
         DataCommand::Ingest(a) => {
             print_stage("ingest", &fourd_data::run_ingest(&config(&a)?)?);
@@ -410,7 +422,8 @@ pub fn run(c: DataCommand) -> Result<()> {
             Ok(())
         }
         DataCommand::Export(a) => {
-            let e = fourd_data::run_export(&config(&a)?)?;
+            let cfg = config(&a)?;
+            let e = fourd_data::run_export(&cfg)?;
             print_stage("export", &e.summary);
             println!(
                 "{} questions, {} DIFT records",
@@ -419,7 +432,7 @@ pub fn run(c: DataCommand) -> Result<()> {
             if let Some(ag) = e.agreement {
                 print!("{}", ag.render());
             }
-            Ok(())
+            nothing_written(e.stats.questions, &cfg)
         }
     }
 }

@@ -158,3 +158,22 @@ fn synth_data_check_train_eval_with_relative_paths() {
     );
     assert_eq!(count_before(&rooted, "example(s)"), 1, "{rooted}");
 }
+
+/// A data run that exports no question leaves nothing to train on: it fails and says why.
+#[test]
+fn a_data_run_without_questions_fails() {
+    let cwd = tmp("readme-no-questions");
+    ok(
+        "synth",
+        &fourd_in(
+            &cwd,
+            &[
+                "synth", "--out", "world", "--clips", "1", "--frames", "6", "--size", "64",
+            ],
+        ),
+    );
+    let o = fourd_in(&cwd, &["data", "run", "--input", "world", "--out", "data"]);
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("no questions were written"), "{err}");
+}
