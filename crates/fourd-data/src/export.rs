@@ -233,8 +233,9 @@ pub fn write_outputs(
         });
     }
     stats.dift_records = dift.len();
-    fourd_records::jsonl::write(&out_root.join(DIFT_FILE), &dift)?;
-    fourd_records::jsonl::write(&out_root.join(RL_FILE), &rl)?;
+    use fourd_records::jsonl::to_string;
+    crate::fsio::write_atomic(&out_root.join(DIFT_FILE), to_string(&dift).as_bytes())?;
+    crate::fsio::write_atomic(&out_root.join(RL_FILE), to_string(&rl).as_bytes())?;
     Ok(())
 }
 

@@ -1,7 +1,6 @@
 //! JSON lines: one record per line, blank lines ignored. A line that does not parse is an error
 //! naming the file and line: a file that does not parse is a wrong file, not a bad record.
 
-use std::io::Write;
 use std::path::Path;
 
 use serde::de::DeserializeOwned;
@@ -28,7 +27,7 @@ pub fn read<T: DeserializeOwned>(path: &Path, what: &str) -> Result<Vec<(usize, 
         .collect()
 }
 
-/// The records as JSON lines.
+/// The records as JSON lines (writers write them whole, through a temporary file).
 pub fn to_string<T: Serialize>(records: &[T]) -> String {
     let mut out = String::new();
     for r in records {
@@ -37,20 +36,4 @@ pub fn to_string<T: Serialize>(records: &[T]) -> String {
         out.push('\n');
     }
     out
-}
-
-/// Writes the records to `path` atomically (a temporary file beside it, then a rename), so a
-/// reader never sees half a file and a failed write leaves the old file in place.
-pub fn write<T: Serialize>(path: &Path, records: &[T]) -> Result<()> {
-    let tmp = path.with_extension(format!("jsonl.tmp-{}", std::process::id()));
-    let written = std::fs::File::create(&tmp)
-        .and_then(|mut f| {
-            f.write_all(to_string(records).as_bytes())?;
-            f.sync_all()
-        })
-        .and_then(|()| std::fs::rename(&tmp, path));
-    written.map_err(|e| {
-        let _ = std::fs::remove_file(&tmp);
-        RecordError::io(path, e)
-    })
 }

@@ -12,7 +12,7 @@
 //! - [`question`]: a multiple-choice question about a video (a benchmark row, a 4DRL line).
 //! - [`dift`] / [`rl`]: the two training files the data pipeline writes.
 //! - [`answer`]: which option a model's reply chose.
-//! - [`jsonl`]: reading and writing JSON lines, with errors naming the file and line.
+//! - [`jsonl`]: reading JSON lines with errors naming the file and line, and their text for writers.
 
 pub mod answer;
 pub mod dift;

@@ -127,7 +127,7 @@ mod tests {
             correct: String::new(),
             ..r.clone()
         };
-        crate::jsonl::write(&path, &[r, no_answer]).unwrap();
+        std::fs::write(&path, crate::jsonl::to_string(&[r, no_answer])).unwrap();
         let rule = PathRule::for_file(&path, None);
         let (qs, dropped) = read_questions(&path, &rule).unwrap();
         assert_eq!(dropped, vec!["q1"]);

@@ -41,6 +41,33 @@ pub struct TrainerState {
     pub tokens_seen: u64,
 }
 
+/// Where a run stands after an optimiser step: whether the schedule is done, whether the run
+/// halts here (`halt_after` steps taken in this process) and whether a checkpoint is due.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct StepOutcome {
+    pub finished: bool,
+    pub halted: bool,
+    pub checkpoint_due: bool,
+}
+
+impl StepOutcome {
+    /// After reaching `step` of `total_steps`, in a process that started at `first_step`.
+    pub fn at(
+        step: u64,
+        total_steps: u64,
+        first_step: u64,
+        halt_after: Option<u64>,
+        save_steps: Option<u64>,
+    ) -> Self {
+        let finished = step >= total_steps;
+        StepOutcome {
+            finished,
+            halted: !finished && halt_after.is_some_and(|h| step - first_step >= h),
+            checkpoint_due: save_steps.is_some_and(|s| s > 0 && step > 0 && step.is_multiple_of(s)),
+        }
+    }
+}
+
 /// Writes a full checkpoint to `dir` atomically.
 pub fn save_checkpoint(
     dir: &Path,

@@ -719,16 +719,19 @@ impl<'a> DiftTrainer<'a> {
     /// or `halt_after` steps were taken).
     fn after_step(&mut self) -> Result<bool> {
         let cfg = self.cfg;
-        let step = self.state.global_step;
-        let finished = step >= self.total_steps;
-        self.halted = !finished && cfg.halt_after.is_some_and(|h| step - self.first_step >= h);
-        let due = cfg
-            .save_steps
-            .is_some_and(|s| s > 0 && step.is_multiple_of(s));
-        if cfg.group.is_main() && due && !finished && !self.halted {
+        let at = crate::checkpoint::StepOutcome::at(
+            self.state.global_step,
+            self.total_steps,
+            self.first_step,
+            cfg.halt_after,
+            cfg.save_steps,
+        );
+        self.halted = at.halted;
+        // The last step's checkpoint (and a halt's) is written by `finish`.
+        if cfg.group.is_main() && at.checkpoint_due && !at.finished && !at.halted {
             self.save_checkpoint()?;
         }
-        Ok(finished || self.halted)
+        Ok(at.finished || at.halted)
     }
 
     fn save_checkpoint(&self) -> Result<()> {

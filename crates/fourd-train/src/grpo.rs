@@ -739,13 +739,15 @@ impl<'a> GrpoTrainer<'a> {
     /// Saves a checkpoint when one is due or the run halts; true when the run ends here.
     fn after_batch(&mut self) -> Result<bool> {
         let cfg = self.cfg;
-        let step = self.state.global_step;
-        let finished = step >= self.total_steps;
-        self.halted = !finished && cfg.halt_after.is_some_and(|h| step - self.first_step >= h);
-        let due = cfg
-            .save_steps
-            .is_some_and(|s| s > 0 && step > 0 && step.is_multiple_of(s));
-        if cfg.group.is_main() && (due || self.halted) {
+        let at = crate::checkpoint::StepOutcome::at(
+            self.state.global_step,
+            self.total_steps,
+            self.first_step,
+            cfg.halt_after,
+            cfg.save_steps,
+        );
+        self.halted = at.halted;
+        if cfg.group.is_main() && (at.checkpoint_due || at.halted) {
             save(
                 cfg,
                 &self.weights_dir,
@@ -756,7 +758,7 @@ impl<'a> GrpoTrainer<'a> {
                 &self.state,
             )?;
         }
-        Ok(finished || self.halted)
+        Ok(at.finished || at.halted)
     }
 
     /// After the last batch: a run whose every prompt was skipped is an error; otherwise the
