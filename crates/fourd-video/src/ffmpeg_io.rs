@@ -498,7 +498,12 @@ impl<'a> DecodePass<'a> {
 /// FFmpeg has it, otherwise FFmpeg's built-in MPEG-4 Part 2 (`mpeg4`, `qscale 2`). Pixel format
 /// yuv420p, or yuv444p for odd sizes with libx264 (the mpeg4 fallback needs even sizes). The
 /// codec and the muxer run with FFmpeg's `bitexact` flags and one thread, so the same frames
-/// give the same bytes with the same FFmpeg build. Returns the encoder's name.
+/// almost always give the same bytes with the same FFmpeg build, but not always: libx264 0.164
+/// (Debian 12, on an AVX-512 CPU) has been seen to encode a repeated clip inside one process a
+/// little differently (decoded frames 0.55 apart in mean absolute value, from frame 4 on),
+/// depending on what the process did before; the cause was not found (Valgrind, which cannot
+/// run AVX-512 code, reports no uninitialised reads). What is guaranteed is the pixels within
+/// the codec's loss, and that is what the tests pin. Returns the encoder's name.
 pub fn encode_video(
     path: &Path,
     frames: &[RgbImage],
