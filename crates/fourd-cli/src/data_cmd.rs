@@ -404,6 +404,12 @@ pub fn run(c: DataCommand) -> Result<()> {
                     );
                 }
             }
+            if s.clips_without_depth > 0 {
+                println!(
+                    "{} clip(s) without usable depth: no camera imagery (their camera questions are 4DRL-only), object motion measured in the image",
+                    s.clips_without_depth
+                );
+            }
             if let Some(ag) = &s.agreement {
                 print!("{}", ag.render());
             }

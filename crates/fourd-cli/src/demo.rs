@@ -43,6 +43,10 @@ pub struct DemoArgs {
     /// Frame side in pixels (square).
     #[arg(long, default_value_t = 112)]
     pub size: u32,
+    /// Files of the synthetic world: `synth` (ours) or `release` (exactly SpatialVID's released
+    /// files: depth archives, annotation every int(0.2·fps) frames), as `fourd synth --layout`.
+    #[arg(long, default_value = "synth")]
+    pub layout: fourd_world::Layout,
     #[arg(long, default_value_t = 6)]
     pub epochs: usize,
     /// Peak learning rate (a model trained from scratch; the reference's 1e-5 fine-tunes).
@@ -288,9 +292,12 @@ fn render_worlds(a: &DemoArgs, dirs: &Layout) -> Result<()> {
         }
         let source = fourd_world::ClipSource::from_spec_files(&paths)?;
         let world = dirs.world(set);
-        let manifest = source.manifest("fourd demo world");
+        let mut manifest = source.manifest("fourd demo world");
+        if a.layout != fourd_world::Layout::Synth {
+            manifest = manifest.setting("layout", a.layout.as_str());
+        }
         let job_file = world.join(fourd_world::source::JOB_FILE);
-        let rendered = world.join(fourd_world::source::METADATA_FILE).exists()
+        let rendered = world.join(a.layout.metadata_file()).exists()
             && fourd_job::manifest::read(&job_file).ok().flatten() == Some(manifest.clone());
         if rendered {
             continue;
@@ -299,7 +306,7 @@ fn render_worlds(a: &DemoArgs, dirs: &Layout) -> Result<()> {
         let _ = std::fs::remove_dir_all(&world);
         let _lock = fourd_world::source::open_output(&world, &manifest, true)?;
         let bar = indicatif::ProgressBar::new(source.len() as u64);
-        fourd_world::write_spatialvid(&world, &source, || bar.inc(1))
+        fourd_world::write_spatialvid_as(&world, &source, a.layout, || bar.inc(1))
             .with_context(|| format!("rendering the {set} clips"))?;
         bar.finish_and_clear();
     }
@@ -339,12 +346,17 @@ fn build_questions(a: &DemoArgs, dirs: &Layout) -> Result<DemoData> {
 
 /// The settings that decide the DIFT model: a finished model with the same key is reused.
 fn dift_key(a: &DemoArgs) -> serde_json::Value {
-    serde_json::json!({
+    let mut key = serde_json::json!({
         "train_clips": a.train_clips, "frames": a.frames, "size": a.size, "epochs": a.epochs,
         "lr": a.lr, "ce_weight": a.ce_weight, "sim_weight": a.sim_weight,
         "frozen_vision": a.frozen_vision, "answer_weight": a.answer_weight, "reply": a.reply,
         "grad_accum": a.grad_accum, "seed": a.seed, "layers": a.layers, "hidden": a.hidden,
-    })
+    });
+    // Only when not the default, so models trained before the flag existed are still reused.
+    if a.layout != fourd_world::Layout::Synth {
+        key["layout"] = a.layout.as_str().into();
+    }
+    key
 }
 
 const DIFT_DONE_FILE: &str = "demo_dift.json";
@@ -590,6 +602,7 @@ impl DemoReport {
             "heldout_reasoning_label_grpo": grpo.map(|g| g.scores.reasoning),
             "reasoning_label_chance": 1.0 / DEMO_MOTIONS.len() as f64,
             "chance": CHANCE, "total_seconds": self.total_seconds, "reply": a.reply,
+            "layout": a.layout.as_str(),
             "heldout_standard_errors_above_chance": standard_errors_above_chance(self.after.answer, CHANCE, self.heldout_questions()),
             "grpo_vs_dift": grpo.map(|g| &g.vs_dift),
         });

@@ -150,11 +150,8 @@ fn run_eval(a: EvalRunArgs) -> Result<()> {
     let mut cfg = base_config(&a);
     cfg.validate()?;
     for model in &a.model {
-        if !model.join("config.json").is_file() {
-            bail!(
-                "--model {}: not a checkpoint folder (no config.json)",
-                model.display()
-            );
+        if let Err(e) = fourd_model::model::config_file(model) {
+            bail!("--model {}: {e}", model.display());
         }
     }
     let records = fourd_eval::run::select_records(&cfg)?;

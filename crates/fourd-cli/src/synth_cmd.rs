@@ -20,6 +20,8 @@ pub struct SynthCmd {
     pub sub: Option<SynthSub>,
     #[command(flatten)]
     pub args: SynthArgs,
+    #[command(flatten)]
+    pub layout: LayoutArg,
 }
 
 #[derive(Subcommand, Debug)]
@@ -77,10 +79,21 @@ pub struct SynthArgs {
     pub overwrite: bool,
 }
 
+/// `fourd synth` (not `benchmark`): which files each clip gets.
+#[derive(Args, Debug)]
+pub struct LayoutArg {
+    /// `synth`: our layout (depth.npy in metres, instance ids, every frame annotated,
+    /// metadata.csv). `release`: exactly SpatialVID's released files (depth archives of
+    /// inverse depth, annotation every int(0.2·fps) frames, data/train/SpatialVID_HQ_metadata.csv),
+    /// so the pipeline's real-data readers run on synthetic clips (docs/synth.md).
+    #[arg(long, default_value = "synth")]
+    pub layout: fourd_world::Layout,
+}
+
 pub fn run(c: SynthCmd) -> Result<()> {
     match c.sub {
         Some(SynthSub::Benchmark(b)) => run_benchmark(b),
-        None => run_spatialvid(c.args),
+        None => run_spatialvid(c.args, c.layout.layout),
     }
 }
 
@@ -148,22 +161,28 @@ fn progress(n: usize) -> ProgressBar {
     pb
 }
 
-fn run_spatialvid(a: SynthArgs) -> Result<()> {
-    let (source, out, _lock) = prepare(&a, fourd_job::JobManifest::new("fourd synth"))?;
+fn run_spatialvid(a: SynthArgs, layout: fourd_world::Layout) -> Result<()> {
+    let mut job = fourd_job::JobManifest::new("fourd synth");
+    if layout != fourd_world::Layout::Synth {
+        // Only when not the default, so folders written before the flag existed stay valid.
+        job = job.setting("layout", layout.as_str());
+    }
+    let (source, out, _lock) = prepare(&a, job)?;
     let t0 = Instant::now();
     let pb = progress(source.len());
-    let rows = fourd_world::write_spatialvid(&out, &source, || pb.inc(1))?;
+    let rows = fourd_world::write_spatialvid_as(&out, &source, layout, || pb.inc(1))?;
     pb.finish_and_clear();
     let dt = t0.elapsed().as_secs_f64();
     let first = rows.first().context("no clips were written")?;
     println!(
-        "wrote {} clips ({} frames, {}x{}, {} fps, codec {}) to {} in {:.2} s ({:.0} ms/clip)",
+        "wrote {} clips ({} video frames, {}x{}, {} fps, codec {}, {} layout) to {} in {:.2} s ({:.0} ms/clip)",
         rows.len(),
         first.num_frames,
         first.width,
         first.height,
         first.fps,
         first.codec,
+        layout.as_str(),
         out.display(),
         dt,
         dt * 1e3 / rows.len() as f64

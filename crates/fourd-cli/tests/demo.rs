@@ -105,3 +105,50 @@ fn demo_rejects_an_unknown_reply_form() {
         "{stderr}"
     );
 }
+
+/// The same toy demo on a world written in SpatialVID's released layout (`--layout release`):
+/// depth archives instead of depth.npy, objects from the dynamic masks.
+#[test]
+fn demo_runs_on_the_released_layout() {
+    let cwd = tmp("demo-release");
+    let args = [
+        "demo",
+        "--out",
+        "demo-out",
+        "--layout",
+        "release",
+        "--train-clips",
+        "8",
+        "--eval-clips",
+        "4",
+        "--frames",
+        "4",
+        "--epochs",
+        "1",
+        "--grpo-prompts",
+        "2",
+        "--grpo-generations",
+        "2",
+        "--max-eval",
+        "4",
+    ];
+    let stdout = ok("demo", &fourd_in(&cwd, &args));
+    assert!(stdout.contains("held-out accuracy:"), "{stdout}");
+    let out = cwd.join("demo-out");
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("demo_report.json")).unwrap())
+            .unwrap();
+    assert_eq!(report["layout"], "release");
+    assert!(report["train_questions"].as_u64().unwrap() > 0);
+    let world = out.join("world/train");
+    assert!(world
+        .join("data/train/SpatialVID_HQ_metadata.csv")
+        .is_file());
+    assert!(world.join("depths").is_dir());
+    // Every training question is a camera question with imagery, which needs the depth.
+    let dift = std::fs::read_to_string(out.join("data/train/dift.jsonl")).unwrap();
+    for line in dift.lines() {
+        let r: serde_json::Value = serde_json::from_str(line).unwrap();
+        assert!(!r["image_output"].as_array().unwrap().is_empty(), "{line}");
+    }
+}

@@ -4,20 +4,8 @@
 //! `--data-root` every reader takes every record; without it, they stop and say so.
 
 mod common;
-use common::{fixture_model, fourd_in, ok, tmp};
+use common::{copy_tree, fixture_model, fourd_in, ok, tmp};
 use std::path::Path;
-
-fn copy_tree(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap().flatten() {
-        let target = to.join(e.file_name());
-        if e.path().is_dir() {
-            copy_tree(&e.path(), &target);
-        } else {
-            std::fs::copy(e.path(), target).unwrap();
-        }
-    }
-}
 
 #[test]
 fn the_released_jsonl_is_read_in_full_through_data_root() {

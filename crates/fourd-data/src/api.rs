@@ -320,7 +320,7 @@ impl crate::object_motion::DirectionJudge for ChatJudge {
             .collect();
         let mut msg = ChatMessage::user(format!(
             "These images are keyframes of a video at {}, with the {object} highlighted in red. Judge the direction the {object} itself moves as seen from the camera at the first keyframe, discounting the camera's own motion. Reply with exactly one of: {}.",
-            crate::cot::list_times(frames),
+            crate::cot::Timeline::positions(frames.iter().max().map_or(0, |m| m + 1)).list(frames),
             labels.join("; ")
         ));
         for o in overlays {

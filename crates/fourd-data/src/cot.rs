@@ -9,10 +9,41 @@
 /// The imagery tag DIFT replaces with latent tokens.
 pub const TAG: &str = "<output_image>";
 
-/// `"0s, 5s and 10s"`.
-pub fn list_times(frames: &[usize]) -> String {
-    let t: Vec<String> = frames.iter().map(|f| format!("{f}s")).collect();
-    join_and(&t)
+/// When each annotated frame was taken, and how text names that time.
+///
+/// The time of annotated frame `k` is its source video frame over the video's frame rate
+/// ([`crate::IngestRecord::seconds`]): SpatialVID annotates every `int(0.2·fps)`-th frame, so
+/// real clips step by about 0.2 s. 4DThinker instead read the annotated position as seconds
+/// (`preprocess.md` §2.2, §15 item 12), which on SpatialVID makes every time five times too
+/// large; positions are used only when the frame rate is unknown.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Timeline {
+    seconds: Vec<f64>,
+}
+
+impl Timeline {
+    pub fn new(seconds: Vec<f64>) -> Self {
+        Timeline { seconds }
+    }
+
+    /// Annotated position `k` read as `k` seconds (the reference's convention).
+    pub fn positions(n: usize) -> Self {
+        Timeline::new((0..n).map(|k| k as f64).collect())
+    }
+
+    /// `"2.4s"`: seconds to two decimals, trailing zeros dropped (`"3s"`, `"0.13s"`).
+    pub fn at(&self, frame: usize) -> String {
+        let t = self.seconds.get(frame).copied().unwrap_or(frame as f64);
+        let s = format!("{t:.2}");
+        let s = s.trim_end_matches('0').trim_end_matches('.');
+        format!("{s}s")
+    }
+
+    /// `"0s, 0.5s and 1s"`.
+    pub fn list(&self, frames: &[usize]) -> String {
+        let t: Vec<String> = frames.iter().map(|&f| self.at(f)).collect();
+        join_and(&t)
+    }
 }
 
 /// `"a, b and c"`.
@@ -24,11 +55,11 @@ pub fn join_and(items: &[String]) -> String {
     }
 }
 
-/// The one imagery sentence: `"{lead} at 0s, 5s and 10s: <output_image>, <output_image> and
+/// The one imagery sentence: `"{lead} at 0s, 1s and 2s: <output_image>, <output_image> and
 /// <output_image>."`.
-pub fn imagery_sentence(lead: &str, frames: &[usize]) -> String {
+pub fn imagery_sentence(lead: &str, timeline: &Timeline, frames: &[usize]) -> String {
     let tags: Vec<String> = frames.iter().map(|_| TAG.to_string()).collect();
-    format!("{lead} at {}: {}.", list_times(frames), join_and(&tags))
+    format!("{lead} at {}: {}.", timeline.list(frames), join_and(&tags))
 }
 
 /// The full `text_output`.
@@ -256,8 +287,17 @@ mod tests {
 
     #[test]
     fn structure_and_tags() {
-        let s = imagery_sentence("I picture the red box", &[0, 5, 9]);
+        let s = imagery_sentence(
+            "I picture the red box",
+            &Timeline::positions(10),
+            &[0, 5, 9],
+        );
         assert_eq!(s, "I picture the red box at 0s, 5s and 9s: <output_image>, <output_image> and <output_image>.");
+        // SpatialVID timing: every 6th frame of a 30 fps video, and 29.97 fps every 5th.
+        let real = Timeline::new((0..4).map(|k| (6 * k) as f64 / 30.0).collect());
+        assert_eq!(real.list(&[0, 1, 3]), "0s, 0.2s and 0.6s");
+        let ntsc = Timeline::new((0..3).map(|k| (5 * k) as f64 / 29.97).collect());
+        assert_eq!(ntsc.list(&[1, 2]), "0.17s and 0.33s");
         let ok = assemble(
             &format!("Setup. {s} It moves 3.5 px left. So Moving Left."),
             'C',

@@ -1,12 +1,15 @@
 //! Stage 1, ingest: finds SpatialVID-layout clips, reads and checks their annotations, and
 //! extracts the annotated frames (the `indexes.txt` frame numbers) from the video with FFmpeg.
 //!
-//! Layout read (`preprocess.md` §2.1; `fourd synth` writes the same plus `depth.npy`,
-//! `instance_ids.npy` and `truth.json`):
+//! Layout read (`preprocess.md` §2.1, `docs/spatialvid-release.md`; `fourd synth` writes the
+//! same plus `depth.npy`, `instance_ids.npy` and `truth.json`, or with `--layout release` exactly
+//! the released files):
 //! `videos/<group>/<clip>.mp4`, `annotations/<group>/<clip>/{indexes.txt, poses.npy,
-//! intrinsics.npy, instructions.json, caption.json, dyn_masks.npz, depth.npy}` and a metadata
-//! CSV (`metadata.csv` or `SpatialVID_metadata.csv`) whose `moveDist` column feeds the
-//! "enhanced" camera rule.
+//! intrinsics.npy, instructions.json, caption.json, dyn_masks.npz, depth.npy}`,
+//! `depths/<group>/<clip>.zip` (SpatialVID's released depth, [`fourd_world::depth_archive`]) and a
+//! metadata CSV ([`fourd_world::METADATA_FILES`]: ours, or SpatialVID's
+//! `data/train/SpatialVID_HQ_metadata.csv`) whose `fps` times the annotated frames and whose
+//! `moveDist` feeds the "enhanced" camera rule.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -24,6 +27,9 @@ pub struct ClipRef {
     pub clip: String,
     pub video: PathBuf,
     pub annotations: PathBuf,
+    /// `depths/<group>/<clip>.zip` (may not exist).
+    #[serde(default)]
+    pub depth_archive: PathBuf,
 }
 
 impl ClipRef {
@@ -52,10 +58,28 @@ fn name_of(p: &Path) -> String {
         .unwrap_or_default()
 }
 
-/// Every clip under `root`: the union of `videos/<group>/<clip>.mp4` files and
+/// The folder holding `videos/` and `annotations/`: `root`, or `root/SpatialVID` when only that
+/// has them (SpatialVID's archives unpack to `SpatialVID/<kind>/group_XXXX/`).
+pub fn dataset_root(root: &Path) -> PathBuf {
+    let has = |r: &Path| r.join("videos").is_dir() || r.join("annotations").is_dir();
+    let nested = root.join("SpatialVID");
+    if !has(root) && has(&nested) {
+        nested
+    } else {
+        root.to_path_buf()
+    }
+}
+
+/// macOS writes `._name` companions into archives it packs; they are not clips.
+fn is_resource_fork(p: &Path) -> bool {
+    name_of(p).starts_with("._")
+}
+
+/// Every clip under `root` (or `root/SpatialVID`, see [`dataset_root`]): the union of `videos/<group>/<clip>.mp4` files and
 /// `annotations/<group>/<clip>/` folders, sorted by group then clip. A clip with only one of
 /// the two is still listed, so that it fails with a clear reason instead of vanishing.
 pub fn discover(root: &Path) -> Result<Vec<ClipRef>> {
+    let root = &dataset_root(root);
     let videos = root.join("videos");
     let annotations = root.join("annotations");
     if !videos.is_dir() && !annotations.is_dir() {
@@ -68,7 +92,8 @@ pub fn discover(root: &Path) -> Result<Vec<ClipRef>> {
             .flatten()
         {
             let p = e.path();
-            if p.extension().is_some_and(|x| x.eq_ignore_ascii_case("mp4")) {
+            if p.extension().is_some_and(|x| x.eq_ignore_ascii_case("mp4")) && !is_resource_fork(&p)
+            {
                 let stem = p
                     .file_stem()
                     .map(|s| s.to_string_lossy().into_owned())
@@ -78,8 +103,8 @@ pub fn discover(root: &Path) -> Result<Vec<ClipRef>> {
         }
     }
     for g in sorted_dirs(&annotations) {
-        for c in sorted_dirs(&g) {
-            keys.insert((name_of(&g), name_of(&c)));
+        for c in sorted_dirs(&g).iter().filter(|c| !is_resource_fork(c)) {
+            keys.insert((name_of(&g), name_of(c)));
         }
     }
     Ok(keys
@@ -87,6 +112,7 @@ pub fn discover(root: &Path) -> Result<Vec<ClipRef>> {
         .map(|(group, clip)| ClipRef {
             video: videos.join(&group).join(format!("{clip}.mp4")),
             annotations: annotations.join(&group).join(&clip),
+            depth_archive: fourd_world::depth_archive::archive_path(root, &group, &clip),
             group,
             clip,
         })
@@ -114,44 +140,96 @@ fn split_csv_line(line: &str) -> Vec<String> {
     out
 }
 
-/// `moveDist` per clip id (the file stem of the `video path` column) from the metadata CSV at
-/// `root` (`metadata.csv`, else `SpatialVID_metadata.csv`); empty when there is none.
-pub fn read_move_dist(root: &Path) -> Result<BTreeMap<String, f64>> {
-    let Some(path) = ["metadata.csv", "SpatialVID_metadata.csv"]
+/// What the metadata CSV says about one clip.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct ClipMetadata {
+    /// `moveDist` (the enhanced camera rule's input).
+    pub move_dist: Option<f64>,
+    /// `fps`: the video's frame rate, which times the annotated frames.
+    pub fps: Option<f64>,
+}
+
+/// The metadata table under `root`: the first of [`fourd_world::METADATA_FILES`] that exists.
+pub fn metadata_path(root: &Path) -> Option<PathBuf> {
+    let root = dataset_root(root);
+    fourd_world::METADATA_FILES
         .iter()
         .map(|n| root.join(n))
         .find(|p| p.is_file())
-    else {
+}
+
+/// Per clip id, the metadata CSV's `moveDist` and `fps` (both optional columns); empty when
+/// there is no table. Rows are keyed by `id` (SpatialVID's clip id, the mp4 stem and the
+/// annotation folder), or by the stem of `video path` in a table without `id`.
+pub fn read_metadata(root: &Path) -> Result<BTreeMap<String, ClipMetadata>> {
+    let Some(path) = metadata_path(root) else {
         return Ok(BTreeMap::new());
     };
     let text = std::fs::read_to_string(&path).map_err(|e| DataError::io(&path, e))?;
     let mut lines = text.lines();
     let header = split_csv_line(lines.next().unwrap_or_default());
     let col = |name: &str| header.iter().position(|h| h.trim() == name);
-    let (Some(vcol), Some(mcol)) = (col("video path"), col("moveDist")) else {
-        tracing::warn!("{}: no `video path` and `moveDist` columns; the enhanced camera rule will estimate moveDist from the poses", path.display());
+    let (id_col, video_col) = (col("id"), col("video path"));
+    if id_col.is_none() && video_col.is_none() {
+        tracing::warn!(
+            "{}: neither an `id` nor a `video path` column; metadata ignored",
+            path.display()
+        );
         return Ok(BTreeMap::new());
-    };
+    }
+    let (move_col, fps_col) = (col("moveDist"), col("fps"));
     let mut out = BTreeMap::new();
     for (i, line) in lines.enumerate().filter(|(_, l)| !l.trim().is_empty()) {
+        let line_no = i + 2;
         let f = split_csv_line(line);
-        let (Some(v), Some(m)) = (f.get(vcol), f.get(mcol)) else {
+        if f.len() < header.len() {
             return Err(DataError::malformed(
                 &path,
-                format!("line {}: fewer columns than the header", i + 2),
+                format!(
+                    "line {line_no}: {} fields, the header has {}",
+                    f.len(),
+                    header.len()
+                ),
             ));
+        }
+        let key = match id_col {
+            Some(c) => f[c].trim().to_string(),
+            None => Path::new(f[video_col.unwrap_or_default()].trim())
+                .file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_default(),
         };
-        let stem = Path::new(v.trim())
-            .file_stem()
-            .map(|s| s.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        let value: f64 = m.trim().parse().map_err(|_| {
-            DataError::malformed(
+        let number = |c: Option<usize>, name: &str| -> Result<Option<f64>> {
+            let Some(c) = c else { return Ok(None) };
+            let v = f[c].trim();
+            if v.is_empty() {
+                return Ok(None);
+            }
+            v.parse::<f64>()
+                .ok()
+                .filter(|x| x.is_finite())
+                .map(Some)
+                .ok_or_else(|| {
+                    DataError::malformed(
+                        &path,
+                        format!("line {line_no}: {name} {v:?} is not a number"),
+                    )
+                })
+        };
+        let fps = number(fps_col, "fps")?;
+        if fps.is_some_and(|x| x <= 0.0) {
+            return Err(DataError::malformed(
                 &path,
-                format!("line {}: moveDist {m:?} is not a number", i + 2),
-            )
-        })?;
-        out.insert(stem, value);
+                format!("line {line_no}: fps must be positive"),
+            ));
+        }
+        out.insert(
+            key,
+            ClipMetadata {
+                move_dist: number(move_col, "moveDist")?,
+                fps,
+            },
+        );
     }
     Ok(out)
 }
@@ -268,6 +346,28 @@ pub struct IngestRecord {
     pub scene_summary: Option<String>,
     /// The metadata CSV's `moveDist`.
     pub move_dist: Option<f64>,
+    /// The video's frame rate: the metadata CSV's `fps`, else the video stream's. Annotated
+    /// frame `k` is at `source_indices[k] / fps` seconds ([`IngestRecord::seconds`]).
+    #[serde(default)]
+    pub fps: Option<f64>,
+    /// SpatialVID's depth archive for the clip, when there is one.
+    #[serde(default)]
+    pub depth_archive: Option<PathBuf>,
+}
+
+impl IngestRecord {
+    /// Time of each annotated frame in seconds (`source frame / fps`); the annotated position
+    /// (the reference's convention, `preprocess.md` §2.2) when the frame rate is unknown.
+    pub fn seconds(&self) -> Vec<f64> {
+        match self.fps {
+            Some(fps) if fps > 0.0 => self
+                .source_indices
+                .iter()
+                .map(|&i| i as f64 / fps)
+                .collect(),
+            _ => (0..self.source_indices.len()).map(|k| k as f64).collect(),
+        }
+    }
 }
 
 /// Options of the ingest stage.
@@ -293,7 +393,7 @@ fn read_intrinsics(path: &Path, frames: usize) -> Result<Option<Vec<[f64; 4]>>> 
 /// Reads and checks the annotations of `clip` (no video decoding): the cheap half of ingest.
 pub fn read_annotations(
     clip: &ClipRef,
-    move_dist: Option<f64>,
+    meta: ClipMetadata,
     opts: &IngestOptions,
 ) -> Result<(IngestRecord, Vec<(usize, usize)>)> {
     let ann = &clip.annotations;
@@ -370,7 +470,12 @@ pub fn read_annotations(
         intrinsics: read_intrinsics(&ann.join("intrinsics.npy"), n)?,
         instructions,
         scene_summary,
-        move_dist,
+        move_dist: meta.move_dist,
+        fps: meta.fps,
+        depth_archive: clip
+            .depth_archive
+            .is_file()
+            .then(|| clip.depth_archive.clone()),
     };
     Ok((record, indexes))
 }
@@ -409,6 +514,11 @@ fn covering_fps(info: &fourd_video::VideoInfo, wanted: &[usize]) -> f64 {
 /// picked out. The latter holds a whole clip in memory: fine for SpatialVID's 3-15 s clips,
 /// heavy for long videos with irregular annotation (a decode-by-index in fourd-video would fix it).
 pub fn extract_frames(video: &Path, wanted: &[usize]) -> Result<Vec<image::RgbImage>> {
+    Ok(extract_frames_with_rate(video, wanted)?.0)
+}
+
+/// [`extract_frames`], and the video's frame rate.
+fn extract_frames_with_rate(video: &Path, wanted: &[usize]) -> Result<(Vec<image::RgbImage>, f64)> {
     let info = fourd_video::probe(video)?;
     let opts = fourd_video::SamplingOptions {
         fps: covering_fps(&info, wanted),
@@ -423,7 +533,7 @@ pub fn extract_frames(video: &Path, wanted: &[usize]) -> Result<Vec<image::RgbIm
         .enumerate()
         .map(|(pos, &k)| (k, pos))
         .collect();
-    wanted
+    let frames = wanted
         .iter()
         .map(|k| {
             by_index
@@ -439,19 +549,23 @@ pub fn extract_frames(video: &Path, wanted: &[usize]) -> Result<Vec<image::RgbIm
                     )
                 })
         })
-        .collect()
+        .collect::<Result<_>>()?;
+    Ok((frames, info.fps))
 }
 
 /// The whole ingest of one clip: annotations, frames written as PNG under
 /// `<out>/clips/<group>/<clip>/frames/` (atomically, as one folder), and the record.
 pub fn ingest_clip(
     clip: &ClipRef,
-    move_dist: Option<f64>,
+    meta: ClipMetadata,
     opts: &IngestOptions,
     out_root: &Path,
 ) -> Result<IngestRecord> {
-    let (mut record, indexes) = read_annotations(clip, move_dist, opts)?;
-    let frames = extract_frames(&clip.video, &record.source_indices)?;
+    let (mut record, indexes) = read_annotations(clip, meta, opts)?;
+    let (frames, video_fps) = extract_frames_with_rate(&clip.video, &record.source_indices)?;
+    if record.fps.is_none() && video_fps.is_finite() && video_fps > 0.0 {
+        record.fps = Some(video_fps);
+    }
     let (w, h) = frames[0].dimensions();
     let rel_dir = crate::pipeline::clip_dir_rel(&record.key).join("frames");
     let mut files = Vec::with_capacity(frames.len());

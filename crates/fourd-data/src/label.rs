@@ -101,19 +101,33 @@ pub(crate) fn load_frames(record: &IngestRecord, out_root: &Path) -> Result<Vec<
         .collect()
 }
 
+/// The clip's depth at video resolution, `[N, H, W]` row-major: our `depth.npy` (metres), else
+/// SpatialVID's depth archive (inverse depth on the tracker's grid, non-metric, invalid values
+/// NaN; [`fourd_world::depth_archive`]). Depth is optional: a file that does not fit the clip
+/// is ignored with a warning, and the clip is measured in image space.
 fn load_depth(record: &IngestRecord, warnings: &mut Vec<String>) -> Result<Option<Vec<f32>>> {
     let path = record.annotations.join("depth.npy");
-    if !path.is_file() {
-        return Ok(None);
+    if path.is_file() {
+        return load_depth_npy(record, &path, warnings);
     }
-    let a = read_f32(&read_file(&path)?, &path)?;
+    match &record.depth_archive {
+        Some(archive) => load_depth_archive(record, archive, warnings),
+        None => Ok(None),
+    }
+}
+
+fn load_depth_npy(
+    record: &IngestRecord,
+    path: &Path,
+    warnings: &mut Vec<String>,
+) -> Result<Option<Vec<f32>>> {
+    let a = read_f32(&read_file(path)?, path)?;
     let want = [
         record.frames.len(),
         record.height as usize,
         record.width as usize,
     ];
     if a.shape != want {
-        // Depth is optional: a mismatch downgrades the clip to image-space measurement.
         warnings.push(format!(
             "{}: shape {:?}, expected {:?}; depth ignored",
             path.display(),
@@ -123,6 +137,56 @@ fn load_depth(record: &IngestRecord, warnings: &mut Vec<String>) -> Result<Optio
         return Ok(None);
     }
     Ok(Some(a.data))
+}
+
+fn load_depth_archive(
+    record: &IngestRecord,
+    path: &Path,
+    warnings: &mut Vec<String>,
+) -> Result<Option<Vec<f32>>> {
+    use fourd_world::depth_archive::{depth_at_video_size, read, TrackingGrid};
+    let frames = match read(path) {
+        Ok(f) => f,
+        Err(e) => {
+            warnings.push(format!("{e}; depth ignored"));
+            return Ok(None);
+        }
+    };
+    if frames.len() != record.frames.len() {
+        warnings.push(format!(
+            "{}: {} depth frames, indexes.txt lists {}; depth ignored",
+            path.display(),
+            frames.len(),
+            record.frames.len()
+        ));
+        return Ok(None);
+    }
+    let (w, h) = (record.width as usize, record.height as usize);
+    let mut grid = TrackingGrid::for_video(w, h);
+    let size = (frames[0].width, frames[0].height);
+    if size != grid.size {
+        // Not the tracker's grid for this video (another annotation setup): scale the archive
+        // over the whole frame, without the crop.
+        warnings.push(format!(
+            "{}: depth is {}x{}, the tracker's grid for {w}x{h} is {}x{}; scaled to the frame",
+            path.display(),
+            size.0,
+            size.1,
+            grid.size.0,
+            grid.size.1
+        ));
+        grid = TrackingGrid {
+            video: (w, h),
+            scaled: size,
+            size,
+        };
+    }
+    Ok(Some(
+        frames
+            .iter()
+            .flat_map(|f| depth_at_video_size(f, &grid))
+            .collect(),
+    ))
 }
 
 /// Labels one clip and writes its overlays (atomically, as one folder) under
@@ -150,7 +214,7 @@ pub fn label_clip(
         .as_ref()
         .map(|k| Pinhole::from_normalised(&k[0], w, h));
     if depth.is_some() && pinhole.is_none() {
-        warnings.push("depth.npy without intrinsics.npy: depth ignored".into());
+        warnings.push("depth without intrinsics.npy: depth ignored".into());
     }
     let still = camera_still(&camera, n)?;
     let geo = ClipGeometry {

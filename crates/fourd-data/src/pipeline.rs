@@ -33,7 +33,7 @@ use crate::camera_labels::CameraRule;
 use crate::error::{DataError, Result};
 use crate::export::{build_questions, write_outputs, ExportStats, ReplyForm, DIFT_FILE, RL_FILE};
 use crate::fsio::{read_json, remove_stale_temps, write_json};
-use crate::ingest::{discover, ingest_clip, read_move_dist, ClipRef, IngestOptions, IngestRecord};
+use crate::ingest::{discover, ingest_clip, read_metadata, ClipRef, IngestOptions, IngestRecord};
 use crate::label::{label_clip, LabelOptions, LabelRecord};
 use crate::masks::SegmenterChoice;
 use crate::object_motion::MotionThresholds;
@@ -256,6 +256,9 @@ pub struct RunSummary {
     pub agreement: Option<Agreement>,
     /// Camera agreement of every variant with `instructions.json`, `[equal, compared]` steps.
     pub camera_vs_instructions: BTreeMap<String, [usize; 2]>,
+    /// Labelled clips that had no usable depth (no `depth.npy`, no depth archive, or one that
+    /// did not fit): no camera imagery, so their camera questions go to the 4DRL file only.
+    pub clips_without_depth: usize,
 }
 
 fn clip_dir(cfg: &PipelineConfig, key: &str) -> PathBuf {
@@ -452,13 +455,14 @@ where
 fn run_ingest_unlocked(cfg: &PipelineConfig) -> Result<StageSummary> {
     let clips = select_clips(cfg)?;
     std::fs::create_dir_all(&cfg.output).map_err(|e| DataError::io(&cfg.output, e))?;
-    let move_dist = read_move_dist(&cfg.input)?;
+    let metadata = read_metadata(&cfg.input)?;
     let opts = IngestOptions {
         max_frames: cfg.max_frames,
     };
     let fp = format!("max_frames={}", cfg.max_frames);
     run_clip_stage(cfg, &clips, Stage::Ingest, &fp, |clip, _| {
-        let rec = ingest_clip(clip, move_dist.get(&clip.clip).copied(), &opts, &cfg.output)?;
+        let meta = metadata.get(&clip.clip).copied().unwrap_or_default();
+        let rec = ingest_clip(clip, meta, &opts, &cfg.output)?;
         serde_json::to_value(&rec).map_err(|e| DataError::Config(e.to_string()))
     })
 }
@@ -517,6 +521,8 @@ pub struct ExportResult {
     pub agreement: Option<Agreement>,
     /// Per camera rule: `[equal, compared]` unit steps against `instructions.json`.
     pub camera_vs_instructions: BTreeMap<String, [usize; 2]>,
+    /// See [`RunSummary::clips_without_depth`].
+    pub clips_without_depth: usize,
 }
 
 /// Stage 4 (global and cheap, always recomputed): balancing, options, letters, the two JSONL
@@ -529,6 +535,7 @@ fn run_export_unlocked(cfg: &PipelineConfig) -> Result<ExportResult> {
     let mut cands = Vec::new();
     let mut agreement: Option<Agreement> = None;
     let mut vs_instr: BTreeMap<String, [usize; 2]> = BTreeMap::new();
+    let mut without_depth = 0;
     let mut used = 0;
     for clip in &clips {
         let key = clip.key();
@@ -543,6 +550,7 @@ fn run_export_unlocked(cfg: &PipelineConfig) -> Result<ExportResult> {
         ) else {
             continue;
         };
+        without_depth += usize::from(!labels.has_depth);
         for (k, v) in &labels.camera.agreement_with_instructions {
             let e = vs_instr.entry(k.clone()).or_default();
             e[0] += v[0];
@@ -576,6 +584,7 @@ fn run_export_unlocked(cfg: &PipelineConfig) -> Result<ExportResult> {
         stats,
         agreement,
         camera_vs_instructions: vs_instr,
+        clips_without_depth: without_depth,
     })
 }
 
@@ -659,11 +668,8 @@ fn open_output(cfg: &PipelineConfig) -> Result<fourd_job::OutputLock> {
 fn input_identity(cfg: &PipelineConfig) -> Result<String> {
     use sha2::{Digest, Sha256};
     let mut h = Sha256::new();
-    for name in ["metadata.csv", "SpatialVID_metadata.csv"] {
-        let p = cfg.input.join(name);
-        if p.is_file() {
-            h.update(std::fs::read(&p).map_err(|e| DataError::io(&p, e))?);
-        }
+    if let Some(p) = crate::ingest::metadata_path(&cfg.input) {
+        h.update(std::fs::read(&p).map_err(|e| DataError::io(&p, e))?);
     }
     for c in discover(&cfg.input)? {
         h.update(c.key().as_bytes());
@@ -688,6 +694,7 @@ pub fn run_all(cfg: &PipelineConfig) -> Result<RunSummary> {
     summary.export = e.stats;
     summary.agreement = e.agreement;
     summary.camera_vs_instructions = e.camera_vs_instructions;
+    summary.clips_without_depth = e.clips_without_depth;
     summary.dift_path = cfg.output.join(DIFT_FILE);
     summary.rl_path = cfg.output.join(RL_FILE);
     let clips = select_clips(cfg)?;

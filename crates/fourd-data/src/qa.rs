@@ -5,7 +5,7 @@ use rand::seq::IndexedRandom;
 use rand_chacha::ChaCha8Rng;
 
 use crate::camera_labels::{format_labels, parse_labels, CameraSegment};
-use crate::cot::{imagery_sentence, join_and};
+use crate::cot::{imagery_sentence, join_and, Timeline};
 use crate::error::Result;
 use crate::ingest::IngestRecord;
 use crate::label::{Imagery, LabelRecord};
@@ -46,10 +46,10 @@ pub fn model_box(bbox: [u32; 4], width: u32, height: u32) -> [u32; 4] {
     ]
 }
 
-fn fill(t: &str, obj: &str, a: usize, b: usize, bx: &str) -> String {
+fn fill(t: &str, obj: &str, (a, b): (String, String), bx: &str) -> String {
     t.replace("{obj}", obj)
-        .replace("{a}", &a.to_string())
-        .replace("{b}", &b.to_string())
+        .replace("{a}", &a)
+        .replace("{b}", &b)
         .replace("{box}", bx)
 }
 
@@ -106,7 +106,7 @@ pub fn shown_scale(width: u32, height: u32) -> (f64, f64) {
     }
 }
 
-fn object_evidence(m: &ObjectMeasurement, (sx, sy): (f64, f64)) -> String {
+fn object_evidence(m: &ObjectMeasurement, (sx, sy): (f64, f64), timeline: &Timeline) -> String {
     let e = &m.evidence;
     // The measurement's endpoints (clean frames), not the first and last sightings.
     let at = |f: usize| {
@@ -117,13 +117,13 @@ fn object_evidence(m: &ObjectMeasurement, (sx, sy): (f64, f64)) -> String {
     };
     let (first, last) = (at(m.span[0]), at(m.span[1]));
     let mut s = format!(
-        "Its mask centre moves from ({:.0}, {:.0}) at {}s to ({:.0}, {:.0}) at {}s, {} and {}, and its area changes by a factor of {:.2}.",
+        "Its mask centre moves from ({:.0}, {:.0}) at {} to ({:.0}, {:.0}) at {}, {} and {}, and its area changes by a factor of {:.2}.",
         first.centroid[0] * sx,
         first.centroid[1] * sy,
-        first.frame,
+        timeline.at(first.frame),
         last.centroid[0] * sx,
         last.centroid[1] * sy,
-        last.frame,
+        timeline.at(last.frame),
         signed(e.centroid_shift_px[0] * sx, "to the right", "to the left", " px"),
         signed(e.centroid_shift_px[1] * sy, "down", "up", " px"),
         e.area_ratio
@@ -155,7 +155,7 @@ fn speed_evidence(m: &ObjectMeasurement) -> String {
     let third = (k / 3).max(1);
     let avg = |s: &[f64]| s.iter().sum::<f64>() / s.len().max(1) as f64;
     format!(
-        "Its displacement per second averages {:.3} in the first third, {:.3} in the middle and {:.3} in the last third (minimum {:.3}, maximum {:.3}).",
+        "Its displacement per frame step averages {:.3} in the first third, {:.3} in the middle and {:.3} in the last third (minimum {:.3}, maximum {:.3}).",
         avg(&v[..third]),
         avg(&v[third..k - third]),
         avg(&v[k - third..]),
@@ -195,11 +195,14 @@ struct ClipQa<'a> {
     scale: (f64, f64),
     /// First sentence of every chain of thought.
     intro: String,
+    /// Time of each annotated frame, as the text names it.
+    timeline: Timeline,
 }
 
 impl<'a> ClipQa<'a> {
     fn new(ingest: &'a IngestRecord, labels: &'a LabelRecord, opts: &'a QaOptions) -> Self {
         let n = labels.frames;
+        let timeline = Timeline::new(ingest.seconds());
         ClipQa {
             ingest,
             labels,
@@ -207,10 +210,17 @@ impl<'a> ClipQa<'a> {
             rng: crate::fsio::clip_rng(opts.seed, &ingest.key, "qa"),
             scale: shown_scale(labels.width, labels.height),
             intro: format!(
-                "The video has {n} frames, one per second, from 0s to {}s.",
-                n - 1
+                "The video has {n} frames, from {} to {}.",
+                timeline.at(0),
+                timeline.at(n - 1)
             ),
+            timeline,
         }
+    }
+
+    /// The times of annotated frames `a` and `b`, as text.
+    fn times(&self, a: usize, b: usize) -> (String, String) {
+        (self.timeline.at(a), self.timeline.at(b))
     }
 
     fn want(&self, kind: QuestionKind) -> bool {
@@ -237,12 +247,12 @@ impl<'a> ClipQa<'a> {
             id: format!("{}#camera-{}-{}", self.ingest.key, seg.start, seg.end),
             clip_key: self.ingest.key.clone(),
             kind: QuestionKind::Camera,
-            question: fill(t, "", seg.start, seg.end, ""),
+            question: fill(t, "", self.times(seg.start, seg.end), ""),
             think: format!(
-                "{} The question is about {}s to {}s. {middle} That means {}. So the camera motion is {answer}.",
+                "{} The question is about {} to {}. {middle} That means {}. So the camera motion is {answer}.",
                 self.intro,
-                seg.start,
-                seg.end,
+                self.timeline.at(seg.start),
+                self.timeline.at(seg.end),
                 camera_reason(&parsed)
             ),
             answer,
@@ -284,7 +294,7 @@ impl<'a> ClipQa<'a> {
             Some(ci) => (
                 format!(
                     "A camera move shows as the static background shifting, so I fix a textured static patch of the scene as a landmark. {} From the first to the last of these the landmark's centre shifts {} and {}, and its area changes by a factor of {:.2}. The camera poses agree: {poses}.",
-                    imagery_sentence("I picture the landmark, highlighted in red,", &ci.imagery.frames),
+                    imagery_sentence("I picture the landmark, highlighted in red,", &self.timeline, &ci.imagery.frames),
                     signed(ci.landmark_shift_px[0] * scale.0, "to the right", "to the left", " px"),
                     signed(ci.landmark_shift_px[1] * scale.1, "down", "up", " px"),
                     ci.landmark_area_ratio
@@ -306,9 +316,10 @@ impl<'a> ClipQa<'a> {
         let obj = ObjectStory {
             m,
             img,
-            evidence: object_evidence(m, self.scale),
+            evidence: object_evidence(m, self.scale, &self.timeline),
             sentence: imagery_sentence(
                 &format!("To follow it I picture the {} highlighted in red", m.name),
+                &self.timeline,
                 &img.frames,
             ),
         };
@@ -344,8 +355,13 @@ impl<'a> ClipQa<'a> {
             question,
             answer: answer.to_string(),
             think: format!(
-                "{} The question is about the {} from {a}s to {b}s. {} {} {conclusion}",
-                self.intro, m.name, obj.sentence, obj.evidence
+                "{} The question is about the {} from {} to {}. {} {} {conclusion}",
+                self.intro,
+                m.name,
+                self.timeline.at(a),
+                self.timeline.at(b),
+                obj.sentence,
+                obj.evidence
             ),
             image_input: self.ingest.frames.clone(),
             image_output: obj.img.paths.clone(),
@@ -362,7 +378,7 @@ impl<'a> ClipQa<'a> {
             obj,
             QuestionKind::Direction,
             direction,
-            fill(t, &m.name, a, b, ""),
+            fill(t, &m.name, self.times(a, b), ""),
             format!(
                 "So, as seen from the camera, the {} is {}.",
                 m.name,
@@ -384,7 +400,7 @@ impl<'a> ClipQa<'a> {
             obj,
             QuestionKind::BoxDirection,
             direction,
-            fill(t, "", first.frame, b, &bx_s),
+            fill(t, "", self.times(first.frame, b), &bx_s),
             format!(
                 "So, as seen from the camera, the object is {}.",
                 direction.to_lowercase()
@@ -393,7 +409,8 @@ impl<'a> ClipQa<'a> {
         c.think = c.think.replacen(
             &format!("the {} from", m.name),
             &format!(
-                "the object in the box {bx_s} at {a}s, which is the {}, from",
+                "the object in the box {bx_s} at {}, which is the {}, from",
+                self.timeline.at(a),
                 m.name
             ),
             1,
@@ -411,7 +428,7 @@ impl<'a> ClipQa<'a> {
             obj,
             QuestionKind::Distance,
             d,
-            fill(t, &m.name, a, b, ""),
+            fill(t, &m.name, self.times(a, b), ""),
             format!("So the best description of its distance to the camera is: {d}."),
         ))
     }
@@ -427,7 +444,7 @@ impl<'a> ClipQa<'a> {
             obj,
             QuestionKind::Speed,
             s,
-            fill(t, &m.name, a, b, ""),
+            fill(t, &m.name, self.times(a, b), ""),
             format!(
                 "That profile matches {} best, so the answer is {s}.",
                 s.to_lowercase()

@@ -89,32 +89,32 @@ impl std::str::FromStr for QuestionKind {
     }
 }
 
-/// Question wording templates; `{obj}`, `{a}`, `{b}` and `{box}` are filled in. Times are the
-/// frame positions read as seconds (DIFT shows the frames as a 1 fps video).
+/// Question wording templates; `{obj}`, `{a}`, `{b}` and `{box}` are filled in. `{a}` and `{b}`
+/// are times with their unit ("2.4s"), see [`crate::cot::Timeline`].
 pub fn templates(kind: QuestionKind) -> &'static [&'static str] {
     match kind {
         QuestionKind::Camera => &[
-            "How does the camera move from {a}s to {b}s?",
-            "Which camera movement happens between {a}s and {b}s?",
-            "From {a}s to {b}s, what is the motion of the camera?",
-            "Between {a}s and {b}s, how is the camera moving relative to the scene?",
+            "How does the camera move from {a} to {b}?",
+            "Which camera movement happens between {a} and {b}?",
+            "From {a} to {b}, what is the motion of the camera?",
+            "Between {a} and {b}, how is the camera moving relative to the scene?",
         ],
         QuestionKind::Direction => &[
-            "As seen from the camera, in which direction does the {obj} move between {a}s and {b}s?",
-            "From the camera's viewpoint, how does the {obj} move from {a}s to {b}s?",
-            "Between {a}s and {b}s, which way is the {obj} moving in the camera's view?",
+            "As seen from the camera, in which direction does the {obj} move between {a} and {b}?",
+            "From the camera's viewpoint, how does the {obj} move from {a} to {b}?",
+            "Between {a} and {b}, which way is the {obj} moving in the camera's view?",
         ],
         QuestionKind::BoxDirection => &[
-            "At {a}s an object lies inside the box {box} (pixel coordinates of the frames shown). As seen from the camera, in which direction does it move by {b}s?",
-            "Consider the object in the box {box} at {a}s (pixel coordinates of the frames shown). From the camera's viewpoint, where does it move between {a}s and {b}s?",
+            "At {a} an object lies inside the box {box} (pixel coordinates of the frames shown). As seen from the camera, in which direction does it move by {b}?",
+            "Consider the object in the box {box} at {a} (pixel coordinates of the frames shown). From the camera's viewpoint, where does it move between {a} and {b}?",
         ],
         QuestionKind::Distance => &[
-            "How does the distance between the {obj} and the camera change from {a}s to {b}s?",
-            "Between {a}s and {b}s, does the {obj} get closer to the camera, farther from it, or neither?",
+            "How does the distance between the {obj} and the camera change from {a} to {b}?",
+            "Between {a} and {b}, does the {obj} get closer to the camera, farther from it, or neither?",
         ],
         QuestionKind::Speed => &[
-            "How does the speed of the {obj} change between {a}s and {b}s?",
-            "From {a}s to {b}s, what best describes how fast the {obj} moves?",
+            "How does the speed of the {obj} change between {a} and {b}?",
+            "From {a} to {b}, what best describes how fast the {obj} moves?",
         ],
     }
 }

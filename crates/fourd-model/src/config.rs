@@ -2,6 +2,20 @@
 //! fields with `vision_config` nested; 5.x `text_config` + `vision_config`), plus
 //! `preprocessor_config.json` and `generation_config.json`. Sizes and ids are always read from the
 //! files: the class defaults of transformers do not match the released models.
+//!
+//! The 4DThinker checkpoints (`model/dift/checkpoints/`, `model/4drl/`) were written by the fork's
+//! transformers 4.50.0.dev0, so they have the 4.x layout as 4.50 saves it:
+//! - text fields at the top level, `rope_theta` beside them, and `rope_scaling` holding the M-RoPE
+//!   sections. 4.50 rewrites `{"type": "mrope"}` to `{"type": "default", "rope_type": "default"}`
+//!   when it loads a config, so saved checkpoints say `default`; only `mrope_section` is read;
+//! - `vision_config` with both `in_channels` and the older `in_chans` / `spatial_patch_size` (read:
+//!   `in_channels`, `patch_size`; the others are ignored, as transformers does);
+//! - `torch_dtype` (5.x says `dtype`): the dtype the weights were saved in, kept for reference; the
+//!   compute dtype is the caller's choice;
+//! - the fork's own attributes (`latent_*`, `compress_strategy`, `stage`, `ce_loss_weight`,
+//!   `sim_loss_weight`; see [`LatentConfig`]) at the top level;
+//! - `vocab_size` as `resize_token_embeddings(len(tokenizer))` left it (the tokenizer's length, so
+//!   it can be smaller than the base model's).
 
 use std::path::{Path, PathBuf};
 
@@ -25,7 +39,12 @@ impl<'a> Fields<'a> {
         })
     }
     fn err(&self, key: &str, msg: &str) -> ModelError {
-        let prefix = self.scopes.first().map(|s| s.0).unwrap_or("");
+        // Named where this file's layout keeps it: a 4.x (flat) file has no `text_config`.
+        let prefix = self
+            .scopes
+            .iter()
+            .find(|s| s.1.is_object())
+            .map_or("", |s| s.0);
         ModelError::config(self.file, format!("{prefix}{key}"), msg)
     }
     fn usize(&self, key: &str) -> Result<usize> {
@@ -44,9 +63,12 @@ impl<'a> Fields<'a> {
         }
     }
     fn f64_or(&self, key: &str, default: f64) -> Result<f64> {
+        Ok(self.opt_f64(key)?.unwrap_or(default))
+    }
+    fn opt_f64(&self, key: &str) -> Result<Option<f64>> {
         match self.find(key) {
-            None => Ok(default),
-            Some((name, v)) => v.as_f64().ok_or_else(|| {
+            None => Ok(None),
+            Some((name, v)) => v.as_f64().map(Some).ok_or_else(|| {
                 ModelError::config(self.file, name, format!("expected a number, got {v}"))
             }),
         }
@@ -176,7 +198,8 @@ impl VisionConfig {
     }
 }
 
-/// Fields the 4DThinker fork adds to checkpoints; absent in a base Qwen2.5-VL.
+/// Fields the 4DThinker fork adds to checkpoints (top-level attributes set by `dift/src/main.py`
+/// before training, so every saved config has them); absent in a base Qwen2.5-VL.
 #[derive(Clone, Debug, Default)]
 pub struct LatentConfig {
     pub latent_size: Option<usize>,
@@ -184,6 +207,12 @@ pub struct LatentConfig {
     pub latent_start_id: Option<u32>,
     pub latent_end_id: Option<u32>,
     pub compress_strategy: Option<String>,
+    /// DIFT's `--stage` (`"stage1"`); informational.
+    pub stage: Option<String>,
+    /// DIFT's loss weights (`--ce_loss_weight`, `--sim_loss_weight`); informational, training
+    /// takes its weights from its own flags.
+    pub ce_loss_weight: Option<f64>,
+    pub sim_loss_weight: Option<f64>,
 }
 
 #[derive(Clone, Debug)]
@@ -196,6 +225,8 @@ pub struct Qwen25VlConfig {
     pub vision_end_token_id: Option<u32>,
     pub eos_token_id: Vec<u32>,
     pub latent: LatentConfig,
+    /// `torch_dtype` (4.x) or `dtype` (5.x): what the weights were saved as, e.g. `"bfloat16"`.
+    pub torch_dtype: Option<String>,
     pub rope_index: RopeIndexStyle,
     /// The file as read, kept so that a checkpoint can be written back with its own fields.
     pub raw: Value,
@@ -222,6 +253,10 @@ impl Qwen25VlConfig {
         let vision_start_token_id = views.token_id("vision_start_token_id")?;
         let vision_end_token_id = views.token_id("vision_end_token_id")?;
         let eos_token_id = views.top.ids("eos_token_id")?;
+        let torch_dtype = views
+            .top
+            .str_opt("torch_dtype")
+            .or_else(|| views.top.str_opt("dtype"));
         Ok(Qwen25VlConfig {
             text,
             vision,
@@ -231,6 +266,7 @@ impl Qwen25VlConfig {
             vision_end_token_id,
             eos_token_id,
             latent,
+            torch_dtype,
             rope_index: RopeIndexStyle::default(),
             raw,
             path: path.to_path_buf(),
@@ -445,6 +481,9 @@ impl<'a> ConfigViews<'a> {
             latent_start_id: self.token_id("latent_start_id")?,
             latent_end_id: self.token_id("latent_end_id")?,
             compress_strategy: self.top.str_opt("compress_strategy"),
+            stage: self.top.str_opt("stage"),
+            ce_loss_weight: self.top.opt_f64("ce_loss_weight")?,
+            sim_loss_weight: self.top.opt_f64("sim_loss_weight")?,
         })
     }
 

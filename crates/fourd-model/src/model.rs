@@ -35,7 +35,7 @@ pub struct PrefillOutput {
 impl Qwen25VL {
     /// Loads `config.json` and the safetensors weights of a checkpoint folder.
     pub fn load(dir: &Path, dtype: DType, device: &Device) -> Result<Self> {
-        let config = Qwen25VlConfig::from_file(&dir.join("config.json"))?;
+        let config = Qwen25VlConfig::from_file(&config_file(dir)?)?;
         let weights = CheckpointWeights::open(dir)?;
         Self::new(config, weights.var_builder(dtype, device))
     }
@@ -228,6 +228,57 @@ fn tensor_error(e: candle_core::Error) -> ModelError {
     }
 }
 
+/// `dir/config.json`, or an error saying that `dir` is not a checkpoint folder. A released
+/// training output (`model/dift/` holding `checkpoints/`, or `checkpoints/` holding the Trainer's
+/// `checkpoint-N/` folders) is easy to point at one level too high, so the error lists the
+/// sub-folders that are checkpoints.
+pub fn config_file(dir: &Path) -> Result<PathBuf> {
+    let path = dir.join("config.json");
+    if path.is_file() {
+        return Ok(path);
+    }
+    let mut subs: Vec<(String, u64)> = std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| e.path().join("config.json").is_file())
+        .map(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            // checkpoint-500 before checkpoint-1000
+            let step = name
+                .rsplit('-')
+                .next()
+                .and_then(|n| n.parse().ok())
+                .unwrap_or(0);
+            (name, step)
+        })
+        .collect();
+    subs.sort_by_key(|(name, step)| {
+        let stem = name.trim_end_matches(|c: char| c.is_ascii_digit());
+        (stem.to_string(), *step, name.clone())
+    });
+    let msg = match subs.len() {
+        0 if !dir.is_dir() => "not found (no such model folder)".to_string(),
+        0 => "not found: not a checkpoint folder".to_string(),
+        n => {
+            let shown: Vec<String> = subs.iter().take(4).map(|(s, _)| format!("{s}/")).collect();
+            let more = if n > 4 {
+                format!(" and {} more", n - 4)
+            } else {
+                String::new()
+            };
+            format!(
+                "not found; the checkpoints are in its sub-folder(s) {}{more}: give one of those",
+                shown.join(", ")
+            )
+        }
+    };
+    Err(ModelError::io(
+        &path,
+        std::io::Error::new(std::io::ErrorKind::NotFound, msg),
+    ))
+}
+
 /// Everything needed to run a checkpoint folder: model, tokenizer, processor, generation defaults.
 pub struct ModelBundle {
     pub model: Qwen25VL,
@@ -259,7 +310,7 @@ impl ModelBundle {
                 std::io::Error::new(std::io::ErrorKind::NotFound, "model folder not found"),
             ));
         }
-        let model = build(Qwen25VlConfig::from_file(&dir.join("config.json"))?)?;
+        let model = build(Qwen25VlConfig::from_file(&config_file(dir)?)?)?;
         let tokenizer = QwenTokenizer::from_dir(dir)?;
         let pre = dir.join("preprocessor_config.json");
         let pre = if pre.exists() {

@@ -3,6 +3,11 @@
 //! transformers <= 4.51 names (`visual.*`, `model.layers.*`, `lm_head.weight`); `KeyLayout` maps
 //! those to what the files hold. Exposed to candle as a `VarBuilder` backend so the same model code
 //! also builds from a `VarMap` for training.
+//!
+//! The released 4DThinker checkpoints (transformers 4.50: legacy names, bf16,
+//! `model-0000N-of-0000M.safetensors` listed in the index's `weight_map`) load as they are; every
+//! tensor is converted from its stored dtype to the compute dtype the caller asks for. Other files
+//! in the folder (the Trainer's `optimizer.pt`, DeepSpeed's `global_stepN/`) are never opened.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};

@@ -2,7 +2,8 @@
 //!
 //! A checkpoint folder holds `model.safetensors` (every tensor under its transformers <= 4.51
 //! name, which both transformers 4.x and 5.x load), the source checkpoint's `config.json` with the
-//! latent fields filled in, its tokenizer / chat template / processor files, and, for resuming,
+//! latent fields filled in and its `torch_dtype` / `dtype` set to the stored dtype, its tokenizer /
+//! chat template / processor files (not the source's own Trainer state), and, for resuming,
 //! `optimizer.safetensors` plus `trainer_state.json`. Folders are written under a temporary name
 //! and renamed into place, so a crash never leaves a half-written checkpoint behind.
 
@@ -15,15 +16,26 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Result, TrainError};
 
-/// Files of the source checkpoint that are copied verbatim (tokenizer, template, processor).
+/// Files of the source checkpoint that are copied verbatim (tokenizer, template, processor,
+/// generation config). Not copied: the weights and their index (written anew), `config.json`
+/// (rewritten), run state, and what the Hugging Face Trainer and DeepSpeed leave in a released
+/// `checkpoint-N/` folder (`optimizer.pt`, `scheduler.pt`, `rng_state*.pth`, `training_args.bin`,
+/// `trainer_state.json`, `latest`, `zero_to_fp32.py`; folders such as `global_stepN/` are never
+/// copied). Those are torch pickles of the source's training, the optimizer alone twice the
+/// model's size, and say nothing true about the model trained from it.
 fn is_side_file(name: &str) -> bool {
     !(name.starts_with('.')
         || name.ends_with(".jsonl")
         || name.ends_with(".safetensors")
-        || name == "model.safetensors.index.json"
+        || name.ends_with(".pt")
+        || name.ends_with(".pth")
+        || name.ends_with(".bin")
+        || name.ends_with(".index.json")
         || name == "config.json"
         || name == "optimizer.safetensors"
         || name == "trainer_state.json"
+        || name == "latest"
+        || name == "zero_to_fp32.py"
         || name.starts_with("events.out"))
 }
 
@@ -136,6 +148,21 @@ pub fn write_model_files(
         obj.insert("latent_end_id".into(), latent.end.into());
         obj.entry("compress_strategy")
             .or_insert_with(|| "average".into());
+        // The dtype the weights are now stored in (a release says "bfloat16"; a run in f32
+        // writes f32): transformers' `torch_dtype="auto"` loads in it.
+        let stored = tensors.first().and_then(|(_, t)| match t.dtype() {
+            candle_core::DType::F32 => Some("float32"),
+            candle_core::DType::BF16 => Some("bfloat16"),
+            candle_core::DType::F16 => Some("float16"),
+            _ => None,
+        });
+        if let Some(stored) = stored {
+            for key in ["torch_dtype", "dtype"] {
+                if obj.contains_key(key) {
+                    obj.insert(key.into(), stored.into());
+                }
+            }
+        }
     }
     write_json(&dir.join("config.json"), &config)?;
     let rd = std::fs::read_dir(source_dir).map_err(|e| TrainError::io(source_dir, e))?;
@@ -202,6 +229,41 @@ pub fn rotate_checkpoints(out: &Path, limit: usize) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn trainer_leftovers_of_a_released_checkpoint_are_not_side_files() {
+        for f in [
+            "tokenizer.json",
+            "tokenizer_config.json",
+            "vocab.json",
+            "merges.txt",
+            "added_tokens.json",
+            "special_tokens_map.json",
+            "chat_template.json",
+            "chat_template.jinja",
+            "preprocessor_config.json",
+            "generation_config.json",
+        ] {
+            assert!(is_side_file(f), "{f}");
+        }
+        for f in [
+            "model-00001-of-00002.safetensors",
+            "model.safetensors.index.json",
+            "pytorch_model.bin.index.json",
+            "pytorch_model.bin",
+            "config.json",
+            "optimizer.pt",
+            "scheduler.pt",
+            "rng_state.pth",
+            "rng_state_3.pth",
+            "training_args.bin",
+            "trainer_state.json",
+            "latest",
+            "zero_to_fp32.py",
+        ] {
+            assert!(!is_side_file(f), "{f}");
+        }
+    }
 
     #[test]
     fn a_checkpoint_write_that_fails_leaves_nothing_behind() {

@@ -40,6 +40,7 @@
 pub mod benchmark;
 pub mod camera;
 pub mod demo_world;
+pub mod depth_archive;
 pub mod error;
 pub mod generate;
 pub mod motion;
@@ -61,15 +62,15 @@ pub use glam;
 pub use motion::{Direction, ObjectMotion, SpeedPattern};
 pub use scene::{render_frame, Clip, Frame, Object, Plane, Scene, Shape, Texture};
 pub use source::{
-    clip_seed, write_benchmark, write_spatialvid, ClipSource, FrameSize, SourcedClip,
-    WrittenBenchmark,
+    clip_seed, write_benchmark, write_spatialvid, write_spatialvid_as, ClipSource, FrameSize,
+    SourcedClip, WrittenBenchmark,
 };
 pub use spatialvid::{
     label_poses, label_poses_enhanced, merge_instructions, move_dist, relative_motion,
     EnhancedParams, LabelledStep, RelativeMotion, RuleParams,
 };
 pub use spatialvid_out::{
-    dist_level, instructions_from_poses, spatialvid_move_dist, write_clip, ClipRow,
-    INSTRUCTION_RULE,
+    annotation_interval, dist_level, instructions_from_poses, spatialvid_move_dist, write_clip,
+    write_clip_as, ClipRow, Layout, INSTRUCTION_RULE, METADATA_FILES,
 };
 pub use spec::{load_scene_spec, parse_scene_spec, SceneSpec};

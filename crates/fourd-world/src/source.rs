@@ -12,14 +12,14 @@ use crate::benchmark::{build_benchmark, truth_jsonl, write_parquet, BenchmarkQue
 use crate::error::{Result, WorldError};
 use crate::generate::{random_clip, ClipTruth, GenConfig, SplitMix64};
 use crate::scene::Clip;
-use crate::spatialvid_out::{write_clip, ClipRow};
+use crate::spatialvid_out::{write_clip_as, ClipRow, Layout};
 use crate::spec::{load_scene_spec, SceneSpec};
 
 /// Clips per `videos/<group>/` folder of a SpatialVID-layout data set.
 pub const GROUP_SIZE: usize = 1000;
 
 /// Name of the metadata table of a SpatialVID-layout data set.
-pub const METADATA_FILE: &str = "metadata.csv";
+pub const METADATA_FILE: &str = crate::spatialvid_out::METADATA_FILES[0];
 
 /// Seed of clip `i` of a random data set drawn with `seed`.
 pub fn clip_seed(seed: u64, i: usize) -> u64 {
@@ -202,12 +202,23 @@ pub fn write_spatialvid(
     source: &ClipSource,
     done: impl Fn() + Sync,
 ) -> Result<Vec<ClipRow>> {
+    write_spatialvid_as(out, source, Layout::Synth, done)
+}
+
+/// [`write_spatialvid`] in either [`Layout`] (the metadata table goes to
+/// [`Layout::metadata_file`]).
+pub fn write_spatialvid_as(
+    out: &Path,
+    source: &ClipSource,
+    layout: Layout,
+    done: impl Fn() + Sync,
+) -> Result<Vec<ClipRow>> {
     let rows: Vec<ClipRow> = (0..source.len())
         .into_par_iter()
         .map(|i| -> Result<ClipRow> {
             let c = source.clip(i, |i| format!("clip_{i:06}"))?;
             let group = format!("group_{:04}", i / GROUP_SIZE);
-            let row = write_clip(out, &group, &c.id, &c.clip, &c.truth, c.fps)?;
+            let row = write_clip_as(out, &group, &c.id, &c.clip, &c.truth, c.fps, layout)?;
             done();
             Ok(row)
         })
@@ -218,7 +229,10 @@ pub fn write_spatialvid(
         csv.push_str(&r.to_csv());
         csv.push('\n');
     }
-    let path = out.join(METADATA_FILE);
+    let path = out.join(layout.metadata_file());
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent).map_err(|e| io_error(parent, e))?;
+    }
     std::fs::write(&path, csv).map_err(|e| io_error(&path, e))?;
     Ok(rows)
 }

@@ -73,6 +73,71 @@ pub const INSTRUCTION_RULE: RuleParams = RuleParams {
     tau_r_deg: 0.5,
 };
 
+/// Which files a written clip has.
+///
+/// * `Synth` (default): the table above, every video frame annotated, metadata in
+///   `metadata.csv`.
+/// * `Release`: the files exactly as SpatialVID releases them (`docs/spatialvid-release.md`), so
+///   the synthetic world exercises the real readers: depth as `depths/<group>/<clip>.zip`
+///   ([`crate::depth_archive`]: inverse depth on the tracker's grid, float16), no `depth.npy` and
+///   no `instance_ids.npy` (objects then come from `dyn_masks.npz`, as on real data), every
+///   [`annotation_interval`]-th video frame annotated with `indexes.txt` headed
+///   `# total N indexes`, and the metadata in `data/train/SpatialVID_HQ_metadata.csv`. The
+///   in-between video frames repeat the last annotated one (the world is rendered at annotated
+///   frames only). `truth.json` is kept (ours, not SpatialVID's) so labels can be scored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Layout {
+    #[default]
+    Synth,
+    Release,
+}
+
+impl Layout {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Layout::Synth => "synth",
+            Layout::Release => "release",
+        }
+    }
+
+    /// The metadata table, relative to the root.
+    pub fn metadata_file(self) -> &'static str {
+        match self {
+            Layout::Synth => METADATA_FILES[0],
+            Layout::Release => METADATA_FILES[2],
+        }
+    }
+}
+
+impl std::str::FromStr for Layout {
+    type Err = WorldError;
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "synth" => Ok(Layout::Synth),
+            "release" => Ok(Layout::Release),
+            _ => Err(WorldError::InvalidParameter(format!(
+                "unknown layout {s:?} (expected synth or release)"
+            ))),
+        }
+    }
+}
+
+/// Where a metadata table may be, relative to the root, in the order readers look: ours, the
+/// old SpatialVID name, then the released ones (`utils/download_SpatialVID.py` l.42).
+pub const METADATA_FILES: [&str; 4] = [
+    "metadata.csv",
+    "SpatialVID_metadata.csv",
+    "data/train/SpatialVID_HQ_metadata.csv",
+    "data/train/SpatialVID_metadata.csv",
+];
+
+/// SpatialVID annotates every `int(0.2 * fps)`-th video frame (`scripts/annotation.sh` runs
+/// `utils/extract_frames.py --interval 0.2`, which sets `interval = int(0.2 * fps)`, l.60-64);
+/// at least 1.
+pub fn annotation_interval(fps: f64) -> usize {
+    ((0.2 * fps) as usize).max(1)
+}
+
 /// One row of the metadata CSV (column names as in SpatialVID's released CSV; see the module
 /// docs).
 #[derive(Debug, Clone, PartialEq)]
@@ -238,6 +303,19 @@ pub fn write_clip(
     truth: &ClipTruth,
     fps: u32,
 ) -> Result<ClipRow> {
+    write_clip_as(root, group, clip_id, clip, truth, fps, Layout::Synth)
+}
+
+/// [`write_clip`] in either [`Layout`].
+pub fn write_clip_as(
+    root: &Path,
+    group: &str,
+    clip_id: &str,
+    clip: &Clip,
+    truth: &ClipTruth,
+    fps: u32,
+    layout: Layout,
+) -> Result<ClipRow> {
     check_name("group", group)?;
     check_name("clip id", clip_id)?;
     if fps == 0 {
@@ -255,14 +333,33 @@ pub fn write_clip(
     mkdir(video_path.parent().expect("has a parent"))?;
     mkdir(&ann)?;
 
-    let codec = write_video(&video_path, &frames, fps)?;
-    let idx: String = (0..n).map(|i| format!("{i} {i}\n")).collect();
+    let interval = match layout {
+        Layout::Synth => 1,
+        Layout::Release => annotation_interval(fps as f64),
+    };
+    let video_frames = (n - 1) * interval + 1;
+    let rgb: Vec<&Frame> = (0..video_frames).map(|j| &frames[j / interval]).collect();
+    let codec = write_video(&video_path, &rgb, fps)?;
+    let mut idx = match layout {
+        Layout::Synth => String::new(),
+        Layout::Release => format!("# total {n} indexes\n"),
+    };
+    idx.extend((0..n).map(|i| format!("{i} {}\n", i * interval)));
     write(&ann.join("indexes.txt"), idx.as_bytes())?;
     let rows = write_poses(&ann, clip, n)?;
     write_intrinsics(&ann, &k, n)?;
     write_instructions(&ann, &rows)?;
     write_caption(&ann, truth)?;
-    let dynamic_ratio = write_masks_and_depth(&ann, &frames, truth, (k.width, k.height))?;
+    let size = (k.width, k.height);
+    let dynamic_ratio = write_masks(&ann, &frames, truth, size)?;
+    match layout {
+        Layout::Synth => write_depth_and_ids(&ann, &frames, size)?,
+        Layout::Release => write_depth_archive(
+            &crate::depth_archive::archive_path(root, group, clip_id),
+            &frames,
+            size,
+        )?,
+    }
     write_truth(&ann, truth, (n, k.width, k.height, fps))?;
 
     let move_dist = spatialvid_move_dist(&rows);
@@ -271,7 +368,7 @@ pub fn write_clip(
         group_id: group_id_of(group),
         video_path: video_rel,
         annotation_path: ann_rel,
-        num_frames: n,
+        num_frames: video_frames,
         fps,
         width: k.width,
         height: k.height,
@@ -284,7 +381,7 @@ pub fn write_clip(
 }
 
 /// Encodes the RGB frames as the clip's mp4; returns the encoder that wrote it.
-fn write_video(path: &Path, frames: &[Frame], fps: u32) -> Result<&'static str> {
+fn write_video(path: &Path, frames: &[&Frame], fps: u32) -> Result<&'static str> {
     let rgb: Vec<image::RgbImage> = frames.iter().map(|f| f.rgb.clone()).collect();
     fourd_video::encode_video(path, &rgb, fps).map_err(|e| WorldError::Io {
         path: path.to_path_buf(),
@@ -373,12 +470,7 @@ fn write_caption(ann: &Path, truth: &ClipTruth) -> Result<()> {
 
 /// Writes `dyn_masks.npz` (moving, non-Stationary objects), `instance_ids.npy` and
 /// `depth.npy`; returns upstream's `dynamicRatio` of the dynamic masks.
-fn write_masks_and_depth(
-    ann: &Path,
-    frames: &[Frame],
-    truth: &ClipTruth,
-    (w, h): (u32, u32),
-) -> Result<f64> {
+fn write_masks(ann: &Path, frames: &[Frame], truth: &ClipTruth, (w, h): (u32, u32)) -> Result<f64> {
     let n = frames.len();
     let moving: Vec<u16> = truth
         .objects
@@ -388,14 +480,9 @@ fn write_masks_and_depth(
         .collect();
     let px = (w * h) as usize;
     let mut dyn_mask = Vec::with_capacity(n * px);
-    let mut ids = Vec::with_capacity(n * px);
-    let mut depth = Vec::with_capacity(n * px);
     for f in frames {
         dyn_mask.extend(f.ids.iter().map(|i| moving.contains(i) as u8));
-        ids.extend_from_slice(&f.ids);
-        depth.extend_from_slice(&f.depth);
     }
-    let shape = [n, h as usize, w as usize];
     // Upstream's dynamicRatio looks at every 5th frame only.
     let sampled: Vec<&[u8]> = dyn_mask.chunks_exact(px.max(1)).step_by(5).collect();
     let dyn_count: usize = sampled
@@ -407,9 +494,49 @@ fn write_masks_and_depth(
         &ann.join("dyn_masks.npz"),
         &dyn_masks_npz_bytes(&dyn_mask, n, h as usize, w as usize),
     )?;
-    write(&ann.join("instance_ids.npy"), &npy_bytes(&shape, &ids))?;
-    write(&ann.join("depth.npy"), &npy_bytes(&shape, &depth))?;
     Ok(dyn_count as f64 / sampled_px.max(1) as f64)
+}
+
+/// Our layout's `depth.npy` (metres) and `instance_ids.npy`.
+fn write_depth_and_ids(ann: &Path, frames: &[Frame], (w, h): (u32, u32)) -> Result<()> {
+    let shape = [frames.len(), h as usize, w as usize];
+    let ids: Vec<u16> = frames.iter().flat_map(|f| f.ids.iter().copied()).collect();
+    let depth: Vec<f32> = frames
+        .iter()
+        .flat_map(|f| f.depth.iter().copied())
+        .collect();
+    write(&ann.join("instance_ids.npy"), &npy_bytes(&shape, &ids))?;
+    write(&ann.join("depth.npy"), &npy_bytes(&shape, &depth))
+}
+
+/// The released layout's depth: inverse depth on the tracker's grid (nearest video pixel),
+/// `Z = 0` (invalid) where nothing was hit.
+fn write_depth_archive(path: &Path, frames: &[Frame], (w, h): (u32, u32)) -> Result<()> {
+    use crate::depth_archive::{InverseDepth, TrackingGrid};
+    let grid = TrackingGrid::for_video(w as usize, h as usize);
+    let (gw, gh) = grid.size;
+    let inverse: Vec<InverseDepth> = frames
+        .iter()
+        .map(|f| InverseDepth {
+            width: gw,
+            height: gh,
+            z: (0..gw * gh)
+                .map(|i| {
+                    let (x, y) = grid.video_pixel(i % gw, i / gw);
+                    let d = f.depth[y * w as usize + x];
+                    if d.is_finite() && d > 0.0 {
+                        1.0 / d
+                    } else {
+                        0.0
+                    }
+                })
+                .collect(),
+        })
+        .collect();
+    crate::depth_archive::write(path, &inverse).map_err(|e| WorldError::Io {
+        path: path.to_path_buf(),
+        msg: e.to_string(),
+    })
 }
 
 /// Writes `truth.json`: every generated label, and the rule behind `instructions.json`.

@@ -66,6 +66,19 @@ pub fn synthetic_dataset(name: &str) -> PathBuf {
     cwd
 }
 
+/// Copies the folder `from` to `to` (created), recursively.
+pub fn copy_tree(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap().flatten() {
+        let target = to.join(e.file_name());
+        if e.path().is_dir() {
+            copy_tree(&e.path(), &target);
+        } else {
+            std::fs::copy(e.path(), target).unwrap();
+        }
+    }
+}
+
 /// A fresh, empty temporary folder for one test.
 pub fn tmp(name: &str) -> PathBuf {
     let d = std::env::temp_dir().join(format!("fourd-cli-{name}-{}", std::process::id()));
