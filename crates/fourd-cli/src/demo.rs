@@ -468,6 +468,7 @@ fn answer_questions(
         overwrite: false,
         progress: true,
         title: name.to_string(),
+        scoring: fourd_records::answer::Scoring::Strict,
     };
     let summary = evaluate(&pipe, &cfg)?;
     if let Some(s) = summary.skipped_samples.first() {

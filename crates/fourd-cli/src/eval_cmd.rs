@@ -10,6 +10,7 @@ use fourd_eval::report::{merge, EvalSummary, ResultFiles};
 use fourd_eval::run::{evaluate, EvalConfig};
 use fourd_model::generation::{GenerationConfig, Sampling, SamplingOverrides};
 use fourd_model::{GenerationDefaults, ModelBundle};
+use fourd_records::answer::Scoring;
 use fourd_video::SamplingOptions;
 
 #[derive(Args, Debug)]
@@ -27,6 +28,16 @@ pub enum EvalCommand {
     Merge {
         /// The checkpoint's result folder (holding dsr_eval.shard-I-of-N.jsonl files).
         dir: PathBuf,
+    },
+    /// Score saved results again from their stored replies, without a model: every sample line,
+    /// the summary, the table and the chart. DIR is a result folder (its dsr_eval.jsonl) or a
+    /// per-sample JSONL file, ours or the reference's own (dsr_eval_<time>.jsonl).
+    Rescore {
+        dir: PathBuf,
+        /// `strict` (ours) or `reference` (4DThinker's dsr_eval.py extraction, with which the
+        /// published DSR-Bench figures were computed).
+        #[arg(long, default_value = "strict")]
+        scoring: Scoring,
     },
 }
 
@@ -105,6 +116,12 @@ pub struct EvalRunArgs {
     pub answer_col: Vec<String>,
     #[arg(long, value_delimiter = ',', default_value = "type")]
     pub type_col: Vec<String>,
+    /// How replies are scored: `strict` (ours: a standalone option letter or one option's text)
+    /// or `reference` (4DThinker's dsr_eval.py: the first capital A-D anywhere; its published
+    /// figures use it). The summary, table and chart give both either way; `fourd eval rescore`
+    /// switches later without the model.
+    #[arg(long, default_value = "strict")]
+    pub scoring: Scoring,
     /// No progress bar.
     #[arg(long)]
     pub quiet: bool,
@@ -138,9 +155,10 @@ fn model_name(p: &Path) -> String {
 pub fn run(a: EvalArgs) -> Result<()> {
     match (a.command, a.run) {
         (Some(EvalCommand::Merge { dir }), _) => run_merge(&dir),
+        (Some(EvalCommand::Rescore { dir, scoring }), _) => run_rescore(&dir, scoring),
         (None, Some(r)) => run_eval(r),
         (None, None) => {
-            bail!("give --model, --benchmark and --video-root, or a subcommand (merge)")
+            bail!("give --model, --benchmark and --video-root, or a subcommand (merge, rescore)")
         }
     }
 }
@@ -240,19 +258,30 @@ fn base_config(a: &EvalRunArgs) -> EvalConfig {
         overwrite: a.overwrite,
         progress: !a.quiet,
         title: String::new(),
+        scoring: a.scoring,
     }
 }
 
 fn print_summary(name: &str, s: &EvalSummary, files: &ResultFiles) {
     println!(
-        "{name}: accuracy {:.2}% ({} / {}), macro {:.2}%, skipped {} of {}",
+        "{name}: accuracy {:.2}% ({} / {}), macro {:.2}%, skipped {} of {} ({} scoring)",
         s.accuracy * 100.0,
         s.correct,
         s.eval_count,
         s.subtask_macro_avg * 100.0,
         s.skipped,
-        s.total
+        s.total,
+        s.scoring
     );
+    for (mode, m) in s.by_scoring.iter().filter(|(m, _)| **m != s.scoring) {
+        println!(
+            "  {mode} scoring: accuracy {:.2}% ({} / {}), macro {:.2}%",
+            m.accuracy * 100.0,
+            m.correct,
+            s.eval_count,
+            m.subtask_macro_avg * 100.0
+        );
+    }
     println!(
         "  {}\n  {}\n  {}",
         files.summary.display(),
@@ -294,8 +323,9 @@ fn run_merge(dir: &Path) -> Result<()> {
             dir.display()
         );
     }
-    // Each shard's summary knows how many rows it was responsible for.
+    // Each shard's summary knows how many rows it was responsible for, and how it scored them.
     let mut total = 0;
+    let mut scoring = None;
     for (_, _, p) in &shards {
         let f = ResultFiles::new(p);
         let text = std::fs::read_to_string(&f.summary).with_context(|| {
@@ -308,10 +338,60 @@ fn run_merge(dir: &Path) -> Result<()> {
         let s: EvalSummary = serde_json::from_str(&text)
             .with_context(|| format!("{} is not an evaluation summary", f.summary.display()))?;
         total += s.total;
+        scoring.get_or_insert(s.scoring);
     }
     let paths: Vec<PathBuf> = shards.into_iter().map(|s| s.2).collect();
     let out = dir.join("dsr_eval.jsonl");
-    let summary = merge(&paths, &out, total, &model_name(dir))?;
+    let summary = merge(
+        &paths,
+        &out,
+        total,
+        &model_name(dir),
+        scoring.unwrap_or_default(),
+    )?;
     print_summary(&model_name(dir), &summary, &ResultFiles::new(&out));
+    Ok(())
+}
+
+/// `fourd eval rescore DIR --scoring MODE`.
+fn run_rescore(dir: &Path, scoring: Scoring) -> Result<()> {
+    let samples = if dir.is_dir() {
+        let ours = dir.join("dsr_eval.jsonl");
+        if ours.is_file() {
+            ours
+        } else {
+            // The reference's name: dsr_eval_<time>.jsonl (one run per file; the newest).
+            let mut found: Vec<PathBuf> = std::fs::read_dir(dir)
+                .with_context(|| format!("reading {}", dir.display()))?
+                .flatten()
+                .map(|e| e.path())
+                .filter(|p| {
+                    let n = p
+                        .file_name()
+                        .map(|n| n.to_string_lossy().into_owned())
+                        .unwrap_or_default();
+                    n.starts_with("dsr_eval")
+                        && n.ends_with(".jsonl")
+                        && !n.ends_with("_skipped.jsonl")
+                        && !n.contains(".shard-")
+                })
+                .collect();
+            found.sort();
+            found.pop().with_context(|| {
+                format!(
+                    "{}: no dsr_eval.jsonl or dsr_eval_<time>.jsonl to score",
+                    dir.display()
+                )
+            })?
+        }
+    } else {
+        dir.to_path_buf()
+    };
+    let name = samples
+        .parent()
+        .map(model_name)
+        .unwrap_or_else(|| "model".into());
+    let summary = fourd_eval::report::rescore(&samples, &name, scoring)?;
+    print_summary(&name, &summary, &ResultFiles::new(&samples));
     Ok(())
 }

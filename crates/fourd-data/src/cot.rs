@@ -39,6 +39,32 @@ impl Timeline {
         format!("{s}s")
     }
 
+    /// The time between consecutive frames when it is the same throughout (SpatialVID's fixed
+    /// extraction interval; our synthetic clips).
+    pub fn spacing(&self) -> Option<f64> {
+        let steps: Vec<f64> = self.seconds.windows(2).map(|w| w[1] - w[0]).collect();
+        let first = *steps.first()?;
+        steps
+            .iter()
+            .all(|s| (s - first).abs() <= 1e-9 * first.abs().max(1.0))
+            .then_some(first)
+    }
+
+    /// How often frames were taken, for the first sentence of a chain of thought: `"one per
+    /// second"` (the reference's wording, right when the spacing is 1 s), `"one every 0.2s"`, or
+    /// nothing when the spacing varies.
+    pub fn rate_phrase(&self) -> Option<String> {
+        let d = self.spacing()?;
+        if (d - 1.0).abs() < 1e-9 {
+            return Some("one per second".into());
+        }
+        let s = format!("{d:.2}");
+        Some(format!(
+            "one every {}s",
+            s.trim_end_matches('0').trim_end_matches('.')
+        ))
+    }
+
     /// `"0s, 0.5s and 1s"`.
     pub fn list(&self, frames: &[usize]) -> String {
         let t: Vec<String> = frames.iter().map(|&f| self.at(f)).collect();
@@ -296,6 +322,12 @@ mod tests {
         // SpatialVID timing: every 6th frame of a 30 fps video, and 29.97 fps every 5th.
         let real = Timeline::new((0..4).map(|k| (6 * k) as f64 / 30.0).collect());
         assert_eq!(real.list(&[0, 1, 3]), "0s, 0.2s and 0.6s");
+        assert_eq!(real.rate_phrase().as_deref(), Some("one every 0.2s"));
+        assert_eq!(
+            Timeline::positions(8).rate_phrase().as_deref(),
+            Some("one per second")
+        );
+        assert_eq!(Timeline::new(vec![0.0, 0.2, 0.6]).rate_phrase(), None);
         let ntsc = Timeline::new((0..3).map(|k| (5 * k) as f64 / 29.97).collect());
         assert_eq!(ntsc.list(&[1, 2]), "0.17s and 0.33s");
         let ok = assemble(

@@ -210,7 +210,10 @@ impl<'a> ClipQa<'a> {
             rng: crate::fsio::clip_rng(opts.seed, &ingest.key, "qa"),
             scale: shown_scale(labels.width, labels.height),
             intro: format!(
-                "The video has {n} frames, from {} to {}.",
+                "The video has {n} frames, {}from {} to {}.",
+                timeline
+                    .rate_phrase()
+                    .map_or(String::new(), |r| format!("{r}, ")),
                 timeline.at(0),
                 timeline.at(n - 1)
             ),

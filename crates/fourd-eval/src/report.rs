@@ -1,6 +1,12 @@
 //! Result files in the reference's schema: per-sample JSONL, `_summary.json` (overall and 13
 //! sub-task accuracies, macro average), plus a Markdown table and a PNG bar chart. Skipped samples
 //! (missing or undecodable video, no options) are listed with their reason in `_skipped.jsonl`.
+//!
+//! Scores are always derived from the stored replies (`raw`): the sample lines' `pred`, `answer`,
+//! `gt` and `hit` follow the run's [`Scoring`] mode, and the summary, table and chart also give
+//! the other mode, named, so a run reads both against our extraction and against the one the
+//! reference published with. [`rescore`] redoes every file from the replies alone, without a
+//! model, in either mode; it also reads the reference's own per-sample files.
 
 use std::collections::{BTreeMap, HashMap};
 use std::io::Write;
@@ -9,6 +15,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{io, EvalError, Result};
+use fourd_records::answer::{options_in_question, Scoring};
 
 /// The 13 DSR-Bench sub-tasks: parquet `type` key and the paper's column name, in order.
 pub const SUBTASKS: &[(&str, &str)] = &[
@@ -161,9 +168,19 @@ pub struct SkippedSample {
     pub reason: String,
 }
 
-/// `_summary.json`: the reference's schema, plus `skipped_samples` (index and reason). Sub-task
-/// maps are keyed by the paper's column names; an accuracy is `null` for a sub-task with no
-/// sample.
+/// The accuracies of one scoring mode (`_summary.json`'s `by_scoring`).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct ModeScores {
+    pub correct: usize,
+    pub accuracy: f64,
+    pub subtask_accuracy: BTreeMap<String, Option<f64>>,
+    pub subtask_macro_avg: f64,
+}
+
+/// `_summary.json`: the reference's schema, plus `skipped_samples` (index and reason), the
+/// scoring mode of the top-level figures (`scoring`) and every mode's figures (`by_scoring`).
+/// Sub-task maps are keyed by the paper's column names; an accuracy is `null` for a sub-task with
+/// no sample.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct EvalSummary {
     pub total: usize,
@@ -177,9 +194,50 @@ pub struct EvalSummary {
     pub subtask_macro_avg: f64,
     pub subtask_columns_order: Vec<String>,
     pub skipped_samples: Vec<SkippedSample>,
+    #[serde(default)]
+    pub scoring: Scoring,
+    #[serde(default)]
+    pub by_scoring: BTreeMap<Scoring, ModeScores>,
 }
 
-/// The summary of scored and skipped samples out of `total` rows.
+/// Scores `r` again from its reply under `scoring`: `gt` as the mode reads the truth, `pred` and
+/// `answer` from `raw` (options read back from `question`), `hit`.
+pub fn score_sample(r: &mut SampleResult, scoring: Scoring) {
+    let options = options_in_question(&r.question);
+    r.gt = scoring.truth(&r.gt);
+    r.pred = scoring.choice(&r.raw, &options);
+    r.answer = r.pred.clone();
+    r.hit = u8::from(scoring.hit(&r.pred, &r.gt));
+}
+
+/// The summary of `results` (scored under `scoring`) and skipped samples out of `total` rows,
+/// with every mode's figures in `by_scoring`.
+pub fn summarize_scored(
+    total: usize,
+    results: &[SampleResult],
+    skipped: &[Skipped],
+    scoring: Scoring,
+) -> EvalSummary {
+    let mut summary = summarize(total, results, skipped);
+    summary.scoring = scoring;
+    for mode in Scoring::ALL {
+        let mut rescored = results.to_vec();
+        rescored.iter_mut().for_each(|r| score_sample(r, mode));
+        let s = summarize(total, &rescored, skipped);
+        summary.by_scoring.insert(
+            mode,
+            ModeScores {
+                correct: s.correct,
+                accuracy: s.accuracy,
+                subtask_accuracy: s.subtask_accuracy,
+                subtask_macro_avg: s.subtask_macro_avg,
+            },
+        );
+    }
+    summary
+}
+
+/// The summary of scored and skipped samples out of `total` rows, from their `hit` as stored.
 pub fn summarize(total: usize, results: &[SampleResult], skipped: &[Skipped]) -> EvalSummary {
     let eval_count = results.len();
     let correct: usize = results.iter().map(|r| r.hit as usize).sum();
@@ -218,6 +276,8 @@ pub fn summarize(total: usize, results: &[SampleResult], skipped: &[Skipped]) ->
                 reason: s.reason.clone(),
             })
             .collect(),
+        scoring: Scoring::default(),
+        by_scoring: BTreeMap::new(),
     };
     let mut accs = Vec::new();
     for (key, col) in SUBTASKS {
@@ -241,25 +301,56 @@ impl EvalSummary {
     }
 }
 
-/// The sub-task table as Markdown: percentages with two decimals, N/A for empty categories.
+/// What each scoring mode is, for people reading a table.
+fn scoring_note(mode: Scoring) -> &'static str {
+    match mode {
+        Scoring::Strict => "ours: a standalone option letter, or the text of one option",
+        Scoring::Reference => {
+            "4DThinker's dsr_eval.py: the first capital A-D anywhere; the published DSR-Bench figures use it"
+        }
+    }
+}
+
+/// The sub-task table as Markdown: one row per scoring mode (the run's first), percentages with
+/// two decimals, N/A for empty categories.
 pub fn markdown_table(summary: &EvalSummary, title: &str) -> String {
-    let order = SUBTASKS.iter().map(|(_, c)| *c);
-    let mut head = String::from("|");
-    let mut sep = String::from("|");
-    let mut row = String::from("|");
-    for col in order {
+    let mut head = String::from("| scoring | Overall |");
+    let mut sep = String::from("| --- | ---: |");
+    for (_, col) in SUBTASKS {
         head += &format!(" {col} |");
         sep += " ---: |";
-        row += &match summary.subtask(col) {
-            Some(a) => format!(" {:.2} |", a * 100.0),
-            None => " N/A |".to_string(),
-        };
     }
     head += " Avg |";
     sep += " ---: |";
-    row += &format!(" {:.2} |", summary.subtask_macro_avg * 100.0);
+    let pct = |a: Option<f64>| a.map_or(" N/A |".to_string(), |a| format!(" {:.2} |", a * 100.0));
+    let mut modes: Vec<Scoring> = vec![summary.scoring];
+    modes.extend(Scoring::ALL.iter().filter(|m| **m != summary.scoring));
+    let mut rows = String::new();
+    let mut notes = String::new();
+    for mode in modes {
+        let Some(m) = summary.by_scoring.get(&mode) else {
+            continue;
+        };
+        rows += &format!("| {mode} |{}", pct(Some(m.accuracy)));
+        for (_, col) in SUBTASKS {
+            rows += &pct(m.subtask_accuracy.get(*col).copied().flatten());
+        }
+        rows += &pct(Some(m.subtask_macro_avg));
+        rows.push('\n');
+        notes += &format!("- `{mode}`: {}\n", scoring_note(mode));
+    }
+    if rows.is_empty() {
+        // A summary from before the scoring modes: its own figures only.
+        rows += &format!("| {} |{}", summary.scoring, pct(Some(summary.accuracy)));
+        for (_, col) in SUBTASKS {
+            rows += &pct(summary.subtask(col));
+        }
+        rows += &pct(Some(summary.subtask_macro_avg));
+        rows.push('\n');
+    }
     format!(
-        "## {title}\n\nOverall accuracy: {:.2}% ({} / {} evaluated; {} of {} rows skipped)\n\n{head}\n{sep}\n{row}\n",
+        "## {title}\n\nOverall accuracy ({} scoring): {:.2}% ({} / {} evaluated; {} of {} rows skipped)\n\n{head}\n{sep}\n{rows}\n{notes}",
+        summary.scoring,
         summary.accuracy * 100.0,
         summary.correct,
         summary.eval_count,
@@ -268,18 +359,37 @@ pub fn markdown_table(summary: &EvalSummary, title: &str) -> String {
     )
 }
 
-/// A bar chart of the sub-task accuracies (and their macro average) as PNG.
+/// A bar chart of the sub-task accuracies (and their macro average) as PNG: one bar per scoring
+/// mode in each category, the run's mode first.
 pub fn bar_chart(summary: &EvalSummary, title: &str, path: &Path) -> Result<()> {
     use plotters::prelude::*;
-    let mut bars: Vec<(String, f64)> = SUBTASKS
-        .iter()
-        .map(|(_, c)| (c.to_string(), summary.subtask(c).unwrap_or(0.0) * 100.0))
-        .collect();
-    bars.push(("Avg".into(), summary.subtask_macro_avg * 100.0));
+    let mut names: Vec<String> = SUBTASKS.iter().map(|(_, c)| c.to_string()).collect();
+    names.push("Avg".into());
+    let mut modes: Vec<(Scoring, Vec<f64>)> = Vec::new();
+    let mut order = vec![summary.scoring];
+    order.extend(Scoring::ALL.iter().filter(|m| **m != summary.scoring));
+    for mode in order {
+        if let Some(m) = summary.by_scoring.get(&mode) {
+            let mut v: Vec<f64> = SUBTASKS
+                .iter()
+                .map(|(_, c)| m.subtask_accuracy.get(*c).copied().flatten().unwrap_or(0.0) * 100.0)
+                .collect();
+            v.push(m.subtask_macro_avg * 100.0);
+            modes.push((mode, v));
+        }
+    }
+    if modes.is_empty() {
+        let mut v: Vec<f64> = SUBTASKS
+            .iter()
+            .map(|(_, c)| summary.subtask(c).unwrap_or(0.0) * 100.0)
+            .collect();
+        v.push(summary.subtask_macro_avg * 100.0);
+        modes.push((summary.scoring, v));
+    }
     let e = |x: String| EvalError::Chart(format!("{}: {x}", path.display()));
     let root = BitMapBackend::new(path, (1100, 520)).into_drawing_area();
     root.fill(&WHITE).map_err(|x| e(x.to_string()))?;
-    let n = bars.len();
+    let n = names.len();
     let mut chart = ChartBuilder::on(&root)
         .caption(title, ("sans-serif", 22))
         .margin(12)
@@ -287,7 +397,6 @@ pub fn bar_chart(summary: &EvalSummary, title: &str, path: &Path) -> Result<()> 
         .y_label_area_size(50)
         .build_cartesian_2d((0..n).into_segmented(), 0f64..100f64)
         .map_err(|x| e(x.to_string()))?;
-    let names: Vec<String> = bars.iter().map(|b| b.0.clone()).collect();
     chart
         .configure_mesh()
         .disable_x_mesh()
@@ -304,33 +413,60 @@ pub fn bar_chart(summary: &EvalSummary, title: &str, path: &Path) -> Result<()> 
         )
         .draw()
         .map_err(|x| e(x.to_string()))?;
+    // Bars of one category share its segment, split by pixel margins.
+    let segment = (chart.plotting_area().dim_in_pixel().0 as i32 / n as i32).max(4);
+    let inner = segment - 12;
+    let colors = [RGBColor(60, 110, 180), RGBColor(200, 80, 40)];
+    let m = modes.len() as i32;
+    for (k, (mode, values)) in modes.iter().enumerate() {
+        let k = k as i32;
+        let color = colors[k as usize % colors.len()];
+        let (left, right) = (6 + inner * k / m, 6 + inner * (m - k - 1) / m);
+        chart
+            .draw_series(values.iter().enumerate().map(move |(i, v)| {
+                let mut r = Rectangle::new(
+                    [
+                        (SegmentValue::Exact(i), 0.0),
+                        (SegmentValue::Exact(i + 1), *v),
+                    ],
+                    color.filled(),
+                );
+                r.set_margin(0, 0, left.max(0) as u32, right.max(0) as u32);
+                r
+            }))
+            .map_err(|x| e(x.to_string()))?
+            .label(format!("{mode} scoring"))
+            .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 12, y + 5)], color.filled()));
+    }
     chart
-        .draw_series(bars.iter().enumerate().map(|(i, (name, v))| {
-            let color = if name == "Avg" {
-                RGBColor(200, 80, 40)
-            } else {
-                RGBColor(60, 110, 180)
-            };
-            let mut r = Rectangle::new(
-                [
-                    (SegmentValue::Exact(i), 0.0),
-                    (SegmentValue::Exact(i + 1), *v),
-                ],
-                color.filled(),
-            );
-            r.set_margin(0, 0, 6, 6);
-            r
-        }))
+        .configure_series_labels()
+        .background_style(WHITE.mix(0.8))
+        .border_style(BLACK)
+        .draw()
         .map_err(|x| e(x.to_string()))?;
     root.present().map_err(|x| e(x.to_string()))?;
     Ok(())
 }
 
-/// Writes summary JSON, Markdown table and chart for the results on disk.
-pub fn write_reports(files: &ResultFiles, total: usize, title: &str) -> Result<EvalSummary> {
-    let results: Vec<SampleResult> = read_jsonl(&files.samples)?;
+/// Scores the results on disk under `scoring` (rewriting the sample lines whose score changes,
+/// whole and atomically) and writes summary JSON, Markdown table and chart. Everything comes
+/// from the stored replies, so a run and a later [`rescore`] in the same mode write the same
+/// files.
+pub fn write_reports(
+    files: &ResultFiles,
+    total: usize,
+    title: &str,
+    scoring: Scoring,
+) -> Result<EvalSummary> {
+    let stored: Vec<SampleResult> = read_jsonl(&files.samples)?;
+    let mut results = stored.clone();
+    results.iter_mut().for_each(|r| score_sample(r, scoring));
+    if results != stored {
+        let text: String = results.iter().map(jsonl_line).collect::<Result<_>>()?;
+        fourd_job::files::write_atomic(&files.samples, text.as_bytes())?;
+    }
     let skipped: Vec<Skipped> = read_jsonl(&files.skipped)?;
-    let summary = summarize(total, &results, &skipped);
+    let summary = summarize_scored(total, &results, &skipped, scoring);
     let text =
         serde_json::to_string_pretty(&summary).map_err(|e| EvalError::Input(e.to_string()))?;
     std::fs::write(&files.summary, text + "\n").map_err(|e| io(&files.summary, e))?;
@@ -350,7 +486,13 @@ pub fn write_reports(files: &ResultFiles, total: usize, title: &str) -> Result<E
 /// settings (their manifests equal but for the shard), and results already in `out` are kept
 /// and merged in when their manifest agrees; when it does not, the merge stops. The merged
 /// files are written whole and renamed into place.
-pub fn merge(shards: &[PathBuf], out: &Path, total: usize, title: &str) -> Result<EvalSummary> {
+pub fn merge(
+    shards: &[PathBuf],
+    out: &Path,
+    total: usize,
+    title: &str,
+    scoring: Scoring,
+) -> Result<EvalSummary> {
     let files = ResultFiles::new(out);
     let _lock = fourd_job::OutputLock::at(&files.lock, &files.samples, "fourd eval merge")?;
     let manifest = shards_manifest(shards)?;
@@ -386,7 +528,37 @@ pub fn merge(shards: &[PathBuf], out: &Path, total: usize, title: &str) -> Resul
         lines(skipped.values().map(jsonl_line).collect::<Result<_>>()?),
     )?;
     manifest.write(&files.job)?;
-    write_reports(&files, total, title)
+    write_reports(&files, total, title, scoring)
+}
+
+/// `fourd eval rescore`: scores the per-sample file `samples` again from its stored replies under
+/// `scoring` and rewrites it with its summary, table and chart; no model is loaded. `samples` may
+/// be ours or the reference's own `dsr_eval_<time>.jsonl` (same fields; its summary, when there
+/// is one, gives the row count). Holds the results' lock, so it never runs beside the evaluation
+/// that writes them.
+pub fn rescore(samples: &Path, title: &str, scoring: Scoring) -> Result<EvalSummary> {
+    let files = ResultFiles::new(samples);
+    if !files.samples.is_file() {
+        return Err(EvalError::Input(format!(
+            "{}: no per-sample results to score",
+            files.samples.display()
+        )));
+    }
+    let _lock = fourd_job::OutputLock::at(&files.lock, &files.samples, "fourd eval rescore")?;
+    let results: Vec<SampleResult> = read_jsonl(&files.samples)?;
+    let skipped: Vec<Skipped> = read_jsonl(&files.skipped)?;
+    if results.is_empty() {
+        return Err(EvalError::Input(format!(
+            "{}: no scored sample in it",
+            files.samples.display()
+        )));
+    }
+    let total = std::fs::read_to_string(&files.summary)
+        .ok()
+        .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+        .and_then(|v| v["total"].as_u64())
+        .map_or(results.len() + skipped.len(), |t| t as usize);
+    write_reports(&files, total, title, scoring)
 }
 
 /// The manifest the shards share, with the shard itself left out; an error when a shard has

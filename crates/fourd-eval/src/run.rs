@@ -22,7 +22,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 
 use fourd_job::identity::{file_digest, model_identity};
 use fourd_job::{JobManifest, OutputLock, Start};
-use fourd_records::answer::{extract_choice, reply_text};
+use fourd_records::answer::{reply_text, Scoring};
 use fourd_records::{McQuestion, Media};
 
 use crate::benchmark::{self, video_path, ColumnMap};
@@ -53,6 +53,9 @@ pub struct EvalConfig {
     pub overwrite: bool,
     pub progress: bool,
     pub title: String,
+    /// How replies are scored in the sample lines and the top-level figures (the summary always
+    /// has both modes).
+    pub scoring: Scoring,
 }
 
 /// The rows this run (or shard) is responsible for.
@@ -237,7 +240,7 @@ pub fn evaluate(pipe: &ModelBundle, cfg: &EvalConfig) -> Result<EvalSummary> {
         cfg.generation.sampling.describe()
     );
     answer_pending(pipe, cfg, pending, &files)?;
-    write_reports(&files, total, &cfg.title)
+    write_reports(&files, total, &cfg.title, cfg.scoring)
 }
 
 /// Locks the output file and checks its manifest; with `overwrite` and other inputs, clears the
@@ -460,19 +463,21 @@ fn answer_batch(
             let raw = raw.inspect_err(|e| {
                 tracing::warn!("sample {}: inference failed: {e}", r.index);
             })?;
-            let pred = extract_choice(&raw, &r.options);
-            Ok(SampleResult {
+            let mut sample = SampleResult {
                 index: r.index,
                 video_id: video_id(r),
                 video_path: path.display().to_string(),
                 question: r.text(),
-                hit: u8::from(!pred.is_empty() && pred == r.answer),
+                hit: 0,
                 gt: r.answer.clone(),
-                answer: pred.clone(),
-                pred,
+                answer: String::new(),
+                pred: String::new(),
                 raw,
                 subtask_type: r.task_type.clone(),
-            })
+            };
+            // The one scoring rule, the one `rescore` applies too.
+            crate::report::score_sample(&mut sample, cfg.scoring);
+            Ok(sample)
         })
         .collect()
 }

@@ -57,6 +57,7 @@ fn config(pipe: &ModelBundle, output: PathBuf) -> EvalConfig {
         overwrite: false,
         progress: false,
         title: "test".into(),
+        scoring: fourd_records::answer::Scoring::Strict,
     }
 }
 
@@ -218,7 +219,14 @@ fn shards_merge_to_the_unsharded_run() {
         total += s["total"].as_u64().unwrap() as usize;
         paths.push(c.output);
     }
-    let merged = merge(&paths, &dir.join("part/dsr_eval.jsonl"), total, "test").unwrap();
+    let merged = merge(
+        &paths,
+        &dir.join("part/dsr_eval.jsonl"),
+        total,
+        "test",
+        Default::default(),
+    )
+    .unwrap();
     assert_eq!(merged, whole);
     assert_eq!(
         by_index(&dir.join("part/dsr_eval.jsonl")),
