@@ -395,7 +395,8 @@ pub fn bar_chart(summary: &EvalSummary, title: &str, path: &Path) -> Result<()> 
         .margin(12)
         .x_label_area_size(90)
         .y_label_area_size(50)
-        .build_cartesian_2d((0..n).into_segmented(), 0f64..100f64)
+        // 0..=n-1: one segment per bar group.
+        .build_cartesian_2d((0..n - 1).into_segmented(), 0f64..115f64)
         .map_err(|x| e(x.to_string()))?;
     chart
         .configure_mesh()
@@ -438,8 +439,10 @@ pub fn bar_chart(summary: &EvalSummary, title: &str, path: &Path) -> Result<()> 
             .label(format!("{mode} scoring"))
             .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 12, y + 5)], color.filled()));
     }
+    // Above the bars: the y axis runs to 115% to leave it room.
     chart
         .configure_series_labels()
+        .position(SeriesLabelPosition::UpperMiddle)
         .background_style(WHITE.mix(0.8))
         .border_style(BLACK)
         .draw()
