@@ -46,9 +46,14 @@ pub struct EvalRunArgs {
     /// Checkpoint folder(s), evaluated one after another.
     #[arg(long, required = true, num_args = 1..)]
     pub model: Vec<PathBuf>,
-    /// Benchmark table (.parquet, .jsonl or .json), e.g. DSR-Bench's benchmark.parquet.
+    /// Benchmark table (.parquet, .jsonl, .json or .tsv), e.g. DSR-Bench's benchmark.parquet.
     #[arg(long)]
     pub benchmark: PathBuf,
+    /// The benchmark's layout: `auto` (by the file), `dsr` (DSR-Bench's parquet), `dsr-tsv`
+    /// (VLMEvalKit's DSRBench.tsv: `index`, `video` under --video-root, `options` list,
+    /// `task_type`). Other benchmarks: docs/benchmark-formats.md.
+    #[arg(long, default_value = "auto")]
+    pub format: fourd_eval::benchmark::BenchmarkFormat,
     /// Folder holding <video id>.<ext> (not needed for a 4DRL JSONL, whose records name their
     /// frames).
     #[arg(long, default_value = ".")]
@@ -228,13 +233,17 @@ fn base_config(a: &EvalRunArgs) -> EvalConfig {
     );
     EvalConfig {
         benchmark: a.benchmark.clone(),
-        columns: ColumnMap {
-            video: a.video_col.clone(),
-            question: a.question_col.clone(),
-            options: a.options_col.clone(),
-            answer: a.answer_col.clone(),
-            task_type: a.type_col.clone(),
-        },
+        columns: a.format.columns(
+            &a.benchmark,
+            ColumnMap {
+                video: a.video_col.clone(),
+                question: a.question_col.clone(),
+                options: a.options_col.clone(),
+                answer: a.answer_col.clone(),
+                task_type: a.type_col.clone(),
+                index: vec![],
+            },
+        ),
         data_root: a.data_root.clone(),
         video_root: a.video_root.clone(),
         video_ext: a.video_ext.clone(),

@@ -1,6 +1,8 @@
 //! Benchmark tables: DSR-Bench's `benchmark.parquet` (`videoID`/`video`, `question`,
-//! `options`/`candidates`, `answer`, `type`) or any parquet / JSONL / JSON table through a column
-//! mapping; and 4DRL JSONL files (`Question`, `A`-`D`, `Correct`, `frame_paths` or `video_path`),
+//! `options`/`candidates`, `answer`, `type`), VLMEvalKit's `DSRBench.tsv` ([`BenchmarkFormat`]:
+//! `index`, `video` as a path under `--video-root`, `question`, `options` as a list literal,
+//! `answer`, `task_type`; `docs/benchmark-formats.md` §4) or any parquet / JSONL / JSON / TSV
+//! table through a column mapping; and 4DRL JSONL files (`Question`, `A`-`D`, `Correct`, `frame_paths` or `video_path`),
 //! read by `fourd_records::rl` with its path rule. Options may be a list or a string holding a
 //! (JSON or Python-literal) list; the reference `eval`s such strings, we parse them. Every row
 //! becomes a [`McQuestion`].
@@ -19,6 +21,68 @@ fn is_rl_record(row: &serde_json::Map<String, Value>) -> bool {
         && (row.contains_key("frame_paths") || row.contains_key("video_path"))
 }
 
+/// Which benchmark layout a file has.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum BenchmarkFormat {
+    /// By the file: a 4DRL JSONL by its fields, `.tsv` as `DsrTsv`, anything else as `Dsr`.
+    #[default]
+    Auto,
+    /// DSR-Bench's own table (`benchmark.parquet`); rows numbered in file order.
+    Dsr,
+    /// VLMEvalKit's `DSRBench.tsv`: rows numbered by its `index` column, `task_type` for the
+    /// sub-task, `video` a path relative to the unpacked `raw_data/dsr-bench/` (`--video-root`).
+    DsrTsv,
+}
+
+impl BenchmarkFormat {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BenchmarkFormat::Auto => "auto",
+            BenchmarkFormat::Dsr => "dsr",
+            BenchmarkFormat::DsrTsv => "dsr-tsv",
+        }
+    }
+
+    /// The format of `path` itself (`Auto` resolved by the extension).
+    pub fn of(self, path: &Path) -> BenchmarkFormat {
+        match self {
+            BenchmarkFormat::Auto
+                if path
+                    .extension()
+                    .is_some_and(|e| e.eq_ignore_ascii_case("tsv")) =>
+            {
+                BenchmarkFormat::DsrTsv
+            }
+            BenchmarkFormat::Auto => BenchmarkFormat::Dsr,
+            f => f,
+        }
+    }
+
+    /// The column names this format adds to `cols`.
+    pub fn columns(self, path: &Path, mut cols: ColumnMap) -> ColumnMap {
+        if self.of(path) == BenchmarkFormat::DsrTsv {
+            cols.index.insert(0, "index".into());
+            cols.task_type.insert(0, "task_type".into());
+        }
+        cols
+    }
+}
+
+impl std::str::FromStr for BenchmarkFormat {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s {
+            "auto" => Ok(BenchmarkFormat::Auto),
+            "dsr" => Ok(BenchmarkFormat::Dsr),
+            "dsr-tsv" => Ok(BenchmarkFormat::DsrTsv),
+            _ => Err(format!(
+                "unknown benchmark format {s:?} (expected auto, dsr or dsr-tsv; others are not \
+                 read yet, see docs/benchmark-formats.md)"
+            )),
+        }
+    }
+}
+
 /// Which columns hold what. Each entry lists accepted names, first match wins.
 #[derive(Clone, Debug)]
 pub struct ColumnMap {
@@ -27,6 +91,8 @@ pub struct ColumnMap {
     pub options: Vec<String>,
     pub answer: Vec<String>,
     pub task_type: Vec<String>,
+    /// The row number results are keyed by (none: file order).
+    pub index: Vec<String>,
 }
 
 impl Default for ColumnMap {
@@ -39,6 +105,7 @@ impl Default for ColumnMap {
             options: v(&["options", "candidates"]),
             answer: v(&["answer"]),
             task_type: v(&["type"]),
+            index: vec![],
         }
     }
 }
@@ -91,9 +158,25 @@ pub fn load_from(
     let answer = pick(&cols.answer, "answer", true)?.expect("required");
     let options = pick(&cols.options, "options", false)?;
     let task_type = pick(&cols.task_type, "type", false)?;
+    let index_col = pick(&cols.index, "index", false)?;
     let mut out = Vec::with_capacity(rows.len());
-    for (index, row) in rows.iter().enumerate() {
+    let mut seen = std::collections::BTreeSet::new();
+    for (row_number, row) in rows.iter().enumerate() {
         let s = |name: &str| value_to_string(row.get(name).unwrap_or(&Value::Null));
+        let index = match &index_col {
+            None => row_number,
+            Some(c) => s(c).trim().parse::<usize>().map_err(|_| {
+                err(format!(
+                    "row {row_number}: {c} {:?} is not a row number",
+                    s(c)
+                ))
+            })?,
+        };
+        if !seen.insert(index) {
+            return Err(err(format!(
+                "row {row_number}: index {index} appears twice"
+            )));
+        }
         let options = match &options {
             Some(c) => parse_options(row.get(c.as_str()).unwrap_or(&Value::Null)),
             None => vec![],
@@ -160,6 +243,30 @@ fn read_rows(path: &Path) -> Result<Vec<serde_json::Map<String, Value>>> {
                 })
                 .collect()
         }
+        "tsv" => {
+            // pandas' `to_csv(sep="\t")`, as VLMEvalKit's TSVs are written: a header line, fields
+            // quoted with `"` when they hold a tab, a quote or a line break.
+            let mut reader = csv::ReaderBuilder::new()
+                .delimiter(b'\t')
+                .from_path(path)
+                .map_err(|e| err(format!("not a readable TSV file: {e}")))?;
+            let header = reader
+                .headers()
+                .map_err(|e| err(format!("header: {e}")))?
+                .clone();
+            reader
+                .records()
+                .enumerate()
+                .map(|(i, r)| {
+                    let r = r.map_err(|e| err(format!("row {i}: {e}")))?;
+                    Ok(header
+                        .iter()
+                        .zip(r.iter())
+                        .map(|(k, v)| (k.to_string(), Value::String(v.to_string())))
+                        .collect())
+                })
+                .collect()
+        }
         "json" => {
             let text = std::fs::read_to_string(path).map_err(|e| io(path, e))?;
             let v: Value =
@@ -180,7 +287,7 @@ fn read_rows(path: &Path) -> Result<Vec<serde_json::Map<String, Value>>> {
                 .collect()
         }
         _ => Err(err(
-            "unknown benchmark format (expected .parquet, .jsonl or .json)".into(),
+            "unknown benchmark format (expected .parquet, .jsonl, .json or .tsv)".into(),
         )),
     }
 }
@@ -242,9 +349,22 @@ fn parse_python_list(s: &str) -> Option<Vec<String>> {
 }
 
 /// `<video_root>/<video_id>.<ext>`.
+/// `root/<video id>.<ext>`; a video column that holds a file name or relative path with its
+/// extension already (VLMEvalKit's `videos/x.mp4`) is joined to `root` as it is.
 pub fn video_path(root: &Path, video_id: &str, ext: &str) -> PathBuf {
-    root.join(format!("{video_id}.{ext}"))
+    let has_ext = Path::new(video_id)
+        .extension()
+        .and_then(|e| e.to_str())
+        .is_some_and(|e| VIDEO_EXTENSIONS.contains(&e.to_ascii_lowercase().as_str()));
+    if has_ext {
+        root.join(video_id)
+    } else {
+        root.join(format!("{video_id}.{ext}"))
+    }
 }
+
+/// Extensions that mark a video column's value as a file name.
+const VIDEO_EXTENSIONS: &[&str] = &["mp4", "mkv", "webm", "avi", "mov"];
 
 #[cfg(test)]
 mod tests {

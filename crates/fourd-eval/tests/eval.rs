@@ -269,6 +269,7 @@ fn generic_jsonl_with_column_mapping() {
         options: vec!["candidates".into()],
         answer: vec!["gt".into()],
         task_type: vec!["category".into()],
+        index: vec![],
     };
     evaluate(&pipe, &generic).unwrap();
     assert_eq!(by_index(&dsr.output), by_index(&generic.output));
