@@ -2,7 +2,7 @@
 //! VLMEvalKit publishes it by tools/reference/make_dsr_tsv_fixture.py), run as a user types it.
 
 mod common;
-use common::{copy_tree, fixture_model, fourd_in, ok, results_dir, tmp};
+use common::{copy_tree, fixture_model, fourd_in, jsonl, ok, results_dir, tmp};
 use std::path::Path;
 
 #[test]
@@ -41,11 +41,7 @@ fn vlmevalkit_dsrbench_tsv_is_evaluated_by_its_own_index() {
     let out = ok("eval", &run(args("dsr-tsv")));
     assert!(out.contains("skipped 0 of 4"), "{out}");
     let dir = results_dir(&cwd.join("results"), &model);
-    let samples: Vec<serde_json::Value> = std::fs::read_to_string(dir.join("dsr_eval.jsonl"))
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let samples = jsonl(&dir.join("dsr_eval.jsonl"));
     let mut indices: Vec<u64> = samples
         .iter()
         .map(|s| s["index"].as_u64().unwrap())

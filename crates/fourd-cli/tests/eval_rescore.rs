@@ -4,19 +4,11 @@
 //! tools/reference/make_dsr_scoring_fixture.py) give the Python side's figures in `reference`.
 
 mod common;
-use common::{copy_tree, fixture_model, fourd_in, ok, results_dir, tmp};
+use common::{copy_tree, fixture_model, fourd_in, jsonl as lines, ok, results_dir, tmp};
 use std::path::Path;
 
 fn json(path: &Path) -> serde_json::Value {
     serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
-}
-
-fn lines(path: &Path) -> Vec<serde_json::Value> {
-    std::fs::read_to_string(path)
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
 }
 
 #[test]

@@ -4,20 +4,12 @@
 //! `fourd synth --layout release`, whose clips give the same questions as our own layout.
 
 mod common;
-use common::{copy_tree, fixture_model, fourd_in, ok, tmp};
+use common::{copy_tree, fixture_model, fourd_in, jsonl as records, ok, tmp};
 use std::collections::BTreeMap;
 use std::path::Path;
 
 fn fixture() -> std::path::PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/spatialvid_release")
-}
-
-fn records(path: &Path) -> Vec<serde_json::Value> {
-    std::fs::read_to_string(path)
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
 }
 
 fn expected() -> serde_json::Value {

@@ -66,6 +66,15 @@ pub fn synthetic_dataset(name: &str) -> PathBuf {
     cwd
 }
 
+/// The lines of a JSONL file as JSON values.
+pub fn jsonl(path: &std::path::Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(path)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
 /// Copies the folder `from` to `to` (created), recursively.
 pub fn copy_tree(from: &std::path::Path, to: &std::path::Path) {
     std::fs::create_dir_all(to).unwrap();
