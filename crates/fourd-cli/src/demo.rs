@@ -445,6 +445,7 @@ fn answer_questions(
     let pipe = ModelBundle::load(model, DType::F32, &Device::Cpu)?;
     let cfg = EvalConfig {
         benchmark: questions.to_path_buf(),
+        format: Default::default(),
         columns: Default::default(),
         data_root: None,
         video_root: PathBuf::new(),

@@ -233,6 +233,7 @@ fn base_config(a: &EvalRunArgs) -> EvalConfig {
     );
     EvalConfig {
         benchmark: a.benchmark.clone(),
+        format: a.format,
         columns: a.format.columns(
             &a.benchmark,
             ColumnMap {

@@ -78,7 +78,7 @@ fn vlmevalkit_dsrbench_tsv_is_evaluated_by_its_own_index() {
     let again = ok("eval auto", &run(args("auto")));
     assert!(again.contains("skipped 0 of 4"), "{again}");
     // An unknown format is a usage error; a repeated index names the row.
-    assert_eq!(run(args("vlm4d")).status.code(), Some(2));
+    assert_eq!(run(args("stibench")).status.code(), Some(2));
     let tsv = cwd.join("DSRBench/DSRBench.tsv");
     let text = std::fs::read_to_string(&tsv)
         .unwrap()
@@ -91,6 +91,147 @@ fn vlmevalkit_dsrbench_tsv_is_evaluated_by_its_own_index() {
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(
         err.contains("dup.tsv") && err.contains("index 1201 appears twice"),
+        "{err}"
+    );
+}
+
+/// VLM4D's question files (tests/fixtures/vlm4d, laid out as VLM4D publishes them by
+/// tools/reference/make_vlm4d_fixture.py): answers given as choice text (integers in counting
+/// rows), videos as URLs into the dataset, categories and the table of acc_final_statistics.py.
+#[test]
+fn vlm4d_question_files_are_read_with_their_categories() {
+    let cwd = tmp("eval-vlm4d");
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/vlm4d");
+    copy_tree(&fixture, &cwd.join("VLM4D"));
+    let expected: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(fixture.join("expected.json")).unwrap())
+            .unwrap();
+    let model = fixture_model();
+    for (file, out, columns) in [
+        (
+            "real_mc.json",
+            "results-real",
+            ["Real Ego-centric", "Real Exo-centric", "Real Overall"],
+        ),
+        (
+            "synthetic_mc.json",
+            "results-synthetic",
+            ["Synthetic Directional", "Synthetic FP", "Synthetic Overall"],
+        ),
+    ] {
+        let benchmark = format!("VLM4D/{file}");
+        let o = ok(
+            "eval",
+            &fourd_in(
+                &cwd,
+                &[
+                    "eval",
+                    "--model",
+                    model.to_str().unwrap(),
+                    "--benchmark",
+                    &benchmark,
+                    "--format",
+                    "vlm4d",
+                    "--video-root",
+                    "VLM4D/dataset",
+                    "--output-dir",
+                    out,
+                    "--max-new-tokens",
+                    "4",
+                    "--greedy",
+                    "--dtype",
+                    "f32",
+                    "--quiet",
+                ],
+            ),
+        );
+        let want = expected[file].as_object().unwrap();
+        assert!(o.contains(&format!("skipped 0 of {}", want.len())), "{o}");
+        let dir = results_dir(&cwd.join(out), &model);
+        let samples = jsonl(&dir.join("dsr_eval.jsonl"));
+        assert_eq!(samples.len(), want.len());
+        for (id, w) in want {
+            let n: u64 = id.rsplit('_').next().unwrap().parse().unwrap();
+            let s = samples.iter().find(|s| s["index"] == n).unwrap();
+            assert_eq!(s["subtask_type"], w["category"], "{file} {id}");
+            assert_eq!(s["gt"], w["letter"], "{file} {id}");
+        }
+        let summary: serde_json::Value = serde_json::from_str(
+            &std::fs::read_to_string(dir.join("dsr_eval_summary.json")).unwrap(),
+        )
+        .unwrap();
+        let order: Vec<&str> = summary["subtask_columns_order"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c.as_str().unwrap())
+            .collect();
+        assert_eq!(
+            order,
+            [
+                "Real Ego-centric",
+                "Real Exo-centric",
+                "Real Overall",
+                "Synthetic Directional",
+                "Synthetic FP",
+                "Synthetic Overall"
+            ]
+        );
+        // Every column a micro average over its categories' samples.
+        for col in columns {
+            let keys: Vec<&str> = match col {
+                "Real Overall" => vec!["real_ego", "real_exo"],
+                "Synthetic Overall" => vec!["synthetic_directional", "synthetic_fp"],
+                "Real Ego-centric" => vec!["real_ego"],
+                "Real Exo-centric" => vec!["real_exo"],
+                "Synthetic Directional" => vec!["synthetic_directional"],
+                _ => vec!["synthetic_fp"],
+            };
+            let mine: Vec<&serde_json::Value> = samples
+                .iter()
+                .filter(|s| keys.contains(&s["subtask_type"].as_str().unwrap()))
+                .collect();
+            assert_eq!(summary["subtask_total"][col], mine.len(), "{col}");
+            let hits: u64 = mine.iter().map(|s| s["hit"].as_u64().unwrap()).sum();
+            assert_eq!(summary["subtask_correct"][col], hits, "{col}");
+        }
+        let table = std::fs::read_to_string(dir.join("dsr_eval_summary.md")).unwrap();
+        assert!(
+            table.contains("| Real Overall |") && !table.contains("Avg"),
+            "{table}"
+        );
+    }
+    // The two files reuse ids: read together they would collide, and the reader says so.
+    let mut both: Vec<serde_json::Value> = Vec::new();
+    for f in ["real_mc.json", "synthetic_mc.json"] {
+        let v: Vec<serde_json::Value> =
+            serde_json::from_str(&std::fs::read_to_string(fixture.join(f)).unwrap()).unwrap();
+        both.extend(v);
+    }
+    both[3]["id"] = "validation_3".into();
+    std::fs::write(
+        cwd.join("VLM4D/both.json"),
+        serde_json::to_string(&both).unwrap(),
+    )
+    .unwrap();
+    let o = fourd_in(
+        &cwd,
+        &[
+            "eval",
+            "--model",
+            model.to_str().unwrap(),
+            "--benchmark",
+            "VLM4D/both.json",
+            "--video-root",
+            "VLM4D/dataset",
+            "--output-dir",
+            "results-both",
+        ],
+    );
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("both.json") && err.contains("appears twice"),
         "{err}"
     );
 }

@@ -32,6 +32,8 @@ pub enum BenchmarkFormat {
     /// VLMEvalKit's `DSRBench.tsv`: rows numbered by its `index` column, `task_type` for the
     /// sub-task, `video` a path relative to the unpacked `raw_data/dsr-bench/` (`--video-root`).
     DsrTsv,
+    /// VLM4D's `real_mc.json` / `synthetic_mc.json` ([`read_vlm4d`]).
+    Vlm4d,
 }
 
 impl BenchmarkFormat {
@@ -40,6 +42,7 @@ impl BenchmarkFormat {
             BenchmarkFormat::Auto => "auto",
             BenchmarkFormat::Dsr => "dsr",
             BenchmarkFormat::DsrTsv => "dsr-tsv",
+            BenchmarkFormat::Vlm4d => "vlm4d",
         }
     }
 
@@ -75,9 +78,10 @@ impl std::str::FromStr for BenchmarkFormat {
             "auto" => Ok(BenchmarkFormat::Auto),
             "dsr" => Ok(BenchmarkFormat::Dsr),
             "dsr-tsv" => Ok(BenchmarkFormat::DsrTsv),
+            "vlm4d" => Ok(BenchmarkFormat::Vlm4d),
             _ => Err(format!(
-                "unknown benchmark format {s:?} (expected auto, dsr or dsr-tsv; others are not \
-                 read yet, see docs/benchmark-formats.md)"
+                "unknown benchmark format {s:?} (expected auto, dsr, dsr-tsv or vlm4d; others \
+                 are not read yet, see docs/benchmark-formats.md)"
             )),
         }
     }
@@ -110,19 +114,30 @@ impl Default for ColumnMap {
     }
 }
 
-/// Loads a benchmark table by extension: `.parquet`, `.jsonl`, `.json`. 4DRL paths resolve
-/// against the file's folder.
+/// Loads a benchmark table by extension: `.parquet`, `.jsonl`, `.json`, `.tsv`. 4DRL paths
+/// resolve against the file's folder.
 pub fn load(path: &Path, cols: &ColumnMap) -> Result<Vec<McQuestion>> {
-    load_from(path, cols, None)
+    load_from(path, cols, None, BenchmarkFormat::Auto)
 }
 
-/// [`load`], with 4DRL paths resolved against `data_root` when given.
+/// A VLM4D row: `choices` is an object of options by letter, `answer` one of their texts.
+fn is_vlm4d_record(row: &serde_json::Map<String, Value>) -> bool {
+    row.get("choices").is_some_and(Value::is_object) && row.contains_key("answer")
+}
+
+/// [`load`], with 4DRL paths resolved against `data_root` when given, as `format` (`Auto`: by
+/// the file's content and extension).
 pub fn load_from(
     path: &Path,
     cols: &ColumnMap,
     data_root: Option<&Path>,
+    format: BenchmarkFormat,
 ) -> Result<Vec<McQuestion>> {
     let rows = read_rows(path)?;
+    let vlm4d = rows.first().is_some_and(is_vlm4d_record);
+    if format == BenchmarkFormat::Vlm4d || (format == BenchmarkFormat::Auto && vlm4d) {
+        return read_vlm4d(path, &rows);
+    }
     if rows.first().is_some_and(is_rl_record) {
         let rule = PathRule::for_file(path, data_root);
         let (questions, dropped) = fourd_records::rl::read_questions(path, &rule)?;
@@ -198,6 +213,80 @@ pub fn load_from(
                 .map(|c| s(c).trim().to_lowercase())
                 .unwrap_or_default(),
             media: Media::VideoId(s(&video).trim().to_string()),
+        });
+    }
+    Ok(out)
+}
+
+/// VLM4D's base URL: a row's `video` with it removed is the file's path in a copy of the
+/// Hugging Face dataset, which `--video-root` names (DSR_Suite's VLM4D script maps it so too).
+pub const VLM4D_VIDEO_BASE: &str = "https://huggingface.co/datasets/shijiezhou/VLM4D/resolve/main/";
+
+/// VLM4D (`docs/benchmark-formats.md` §1): `id` (`validation_<n>`, the row number), `video` (a
+/// URL under [`VLM4D_VIDEO_BASE`]), `question`, `choices` (`{"A": text, ...}`, texts sometimes
+/// integers) and `answer` (the right choice's *text*: its letter is the first choice equal to
+/// it). The category is `acc_final_statistics.py`'s: real videos (`videos_real/`) are
+/// exo-centric up to id 922 and ego-centric above; synthetic ones are "false positive" when the
+/// answer is "no" or starts with "no ", else directional.
+pub fn read_vlm4d(path: &Path, rows: &[serde_json::Map<String, Value>]) -> Result<Vec<McQuestion>> {
+    let err = |msg: String| EvalError::Benchmark {
+        path: path.to_path_buf(),
+        msg,
+    };
+    let mut out = Vec::with_capacity(rows.len());
+    let mut seen = std::collections::BTreeSet::new();
+    for (i, row) in rows.iter().enumerate() {
+        let field = |k: &str| row.get(k).map(value_to_string).unwrap_or_default();
+        let id = field("id");
+        let at = format!("record {i} ({id})");
+        let index: usize = id
+            .rsplit('_')
+            .next()
+            .and_then(|n| n.parse().ok())
+            .ok_or_else(|| err(format!("{at}: id is not `validation_<number>`")))?;
+        if !seen.insert(index) {
+            return Err(err(format!("{at}: id number {index} appears twice (real_mc.json and synthetic_mc.json reuse ids: evaluate them one file at a time)")));
+        }
+        let choices = row
+            .get("choices")
+            .and_then(Value::as_object)
+            .ok_or_else(|| err(format!("{at}: no `choices` object")))?;
+        let answer = field("answer");
+        let letter = choices
+            .iter()
+            .find(|(_, v)| value_to_string(v) == answer)
+            .map(|(k, _)| k.clone())
+            .ok_or_else(|| err(format!("{at}: answer {answer:?} is none of the choices")))?;
+        let video = field("video");
+        let relative = video
+            .strip_prefix(VLM4D_VIDEO_BASE)
+            .unwrap_or(&video)
+            .to_string();
+        let category = if relative.contains("videos_real/") {
+            if index <= 922 {
+                "real_exo"
+            } else {
+                "real_ego"
+            }
+        } else {
+            let a = answer.trim().to_lowercase();
+            if a == "no" || a.starts_with("no ") {
+                "synthetic_fp"
+            } else {
+                "synthetic_directional"
+            }
+        };
+        out.push(McQuestion {
+            index,
+            id,
+            question: field("question"),
+            options: choices
+                .iter()
+                .map(|(k, v)| format!("{k}. {}", value_to_string(v)))
+                .collect(),
+            answer: letter,
+            task_type: category.to_string(),
+            media: Media::VideoId(relative),
         });
     }
     Ok(out)

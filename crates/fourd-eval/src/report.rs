@@ -34,6 +34,80 @@ pub const SUBTASKS: &[(&str, &str)] = &[
     ("non_temp", "Non-Temp Based"),
 ];
 
+/// How a benchmark's results are tabulated: named columns, each counting the samples whose
+/// `subtask_type` is one of its keys, and the table's last column.
+#[derive(Debug, PartialEq)]
+pub struct CategoryTable {
+    pub columns: &'static [(&'static str, &'static [&'static str])],
+    /// `Some("Avg")`: the macro average over the non-empty one-key columns (DSR-Bench's paper
+    /// table). `None`: no such column (VLM4D reports micro averages only; its overall is the
+    /// accuracy).
+    pub average: Option<&'static str>,
+}
+
+/// DSR-Bench: the 13 sub-tasks, then their macro average ([`SUBTASKS`]).
+pub const DSR_TABLE: CategoryTable = CategoryTable {
+    columns: &[
+        ("Abs Dis", &["abs_dis"]),
+        ("Abs Dir", &["abs_dir"]),
+        ("Abs Ori", &["abs_ori"]),
+        ("Abs Spd", &["abs_spd"]),
+        ("Abs Spd Comp", &["abs_spd_comp"]),
+        ("Abs Dir Pred", &["abs_dir_pred"]),
+        ("Rel Dis", &["rel_dis"]),
+        ("Rel Dir", &["rel_dir"]),
+        ("Rel Ori", &["rel_ori"]),
+        ("Rel Spd", &["rel_spd"]),
+        ("Rel Spd Comp", &["rel_spd_comp"]),
+        ("Rel Dir Pred", &["rel_dir_pred"]),
+        ("Non-Temp Based", &["non_temp"]),
+    ],
+    average: Some("Avg"),
+};
+
+/// VLM4D's `acc_final_statistics.py` columns, every one a micro average
+/// (`docs/benchmark-formats.md` §1).
+pub const VLM4D_TABLE: CategoryTable = CategoryTable {
+    columns: &[
+        ("Real Ego-centric", &["real_ego"]),
+        ("Real Exo-centric", &["real_exo"]),
+        ("Real Overall", &["real_ego", "real_exo"]),
+        ("Synthetic Directional", &["synthetic_directional"]),
+        ("Synthetic FP", &["synthetic_fp"]),
+        (
+            "Synthetic Overall",
+            &["synthetic_directional", "synthetic_fp"],
+        ),
+    ],
+    average: None,
+};
+
+/// The table for these samples: VLM4D's when they carry its categories, else DSR-Bench's.
+pub fn category_table(results: &[SampleResult]) -> &'static CategoryTable {
+    let vlm4d = |k: &str| {
+        VLM4D_TABLE
+            .columns
+            .iter()
+            .any(|(_, keys)| keys.contains(&k))
+    };
+    if results.iter().any(|r| vlm4d(&r.subtask_type)) {
+        &VLM4D_TABLE
+    } else {
+        &DSR_TABLE
+    }
+}
+
+impl CategoryTable {
+    /// Column names, the average's last.
+    pub fn names(&self) -> Vec<String> {
+        self.columns
+            .iter()
+            .map(|(c, _)| c.to_string())
+            .chain(self.average.map(str::to_string))
+            .collect()
+    }
+}
+
 /// One evaluated sample (a JSONL line), field for field as the reference writes it.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct SampleResult {
@@ -237,17 +311,17 @@ pub fn summarize_scored(
     summary
 }
 
-/// The summary of scored and skipped samples out of `total` rows, from their `hit` as stored.
+/// The summary of scored and skipped samples out of `total` rows, from their `hit` as stored,
+/// tabulated by [`category_table`].
 pub fn summarize(total: usize, results: &[SampleResult], skipped: &[Skipped]) -> EvalSummary {
+    let table = category_table(results);
     let eval_count = results.len();
     let correct: usize = results.iter().map(|r| r.hit as usize).sum();
     let mut per: HashMap<&str, (usize, usize)> = HashMap::new();
     for r in results {
-        if let Some((key, _)) = SUBTASKS.iter().find(|(k, _)| *k == r.subtask_type) {
-            let e = per.entry(key).or_default();
-            e.0 += 1;
-            e.1 += r.hit as usize;
-        }
+        let e = per.entry(r.subtask_type.as_str()).or_default();
+        e.0 += 1;
+        e.1 += r.hit as usize;
     }
     let mut summary = EvalSummary {
         total,
@@ -263,11 +337,7 @@ pub fn summarize(total: usize, results: &[SampleResult], skipped: &[Skipped]) ->
         subtask_correct: BTreeMap::new(),
         subtask_total: BTreeMap::new(),
         subtask_macro_avg: 0.0,
-        subtask_columns_order: SUBTASKS
-            .iter()
-            .map(|(_, c)| c.to_string())
-            .chain(["Avg".to_string()])
-            .collect(),
+        subtask_columns_order: table.names(),
         skipped_samples: skipped
             .iter()
             .map(|s| SkippedSample {
@@ -280,10 +350,15 @@ pub fn summarize(total: usize, results: &[SampleResult], skipped: &[Skipped]) ->
         by_scoring: BTreeMap::new(),
     };
     let mut accs = Vec::new();
-    for (key, col) in SUBTASKS {
-        let (n, c) = per.get(key).copied().unwrap_or((0, 0));
+    for (col, keys) in table.columns {
+        let (n, c) = keys
+            .iter()
+            .filter_map(|k| per.get(k))
+            .fold((0, 0), |(n, c), (dn, dc)| (n + dn, c + dc));
         let a = (n > 0).then(|| c as f64 / n as f64);
-        accs.extend(a);
+        if keys.len() == 1 {
+            accs.extend(a);
+        }
         summary.subtask_accuracy.insert(col.to_string(), a);
         summary.subtask_correct.insert(col.to_string(), c);
         summary.subtask_total.insert(col.to_string(), n);
@@ -316,13 +391,19 @@ fn scoring_note(mode: Scoring) -> &'static str {
 pub fn markdown_table(summary: &EvalSummary, title: &str) -> String {
     let mut head = String::from("| scoring | Overall |");
     let mut sep = String::from("| --- | ---: |");
-    for (_, col) in SUBTASKS {
+    for col in &summary.subtask_columns_order {
         head += &format!(" {col} |");
         sep += " ---: |";
     }
-    head += " Avg |";
-    sep += " ---: |";
     let pct = |a: Option<f64>| a.map_or(" N/A |".to_string(), |a| format!(" {:.2} |", a * 100.0));
+    // A column's value in one mode's figures: the macro average under "Avg".
+    let cell = |accs: &BTreeMap<String, Option<f64>>, macro_avg: f64, col: &str| {
+        if col == "Avg" {
+            pct(Some(macro_avg))
+        } else {
+            pct(accs.get(col).copied().flatten())
+        }
+    };
     let mut modes: Vec<Scoring> = vec![summary.scoring];
     modes.extend(Scoring::ALL.iter().filter(|m| **m != summary.scoring));
     let mut rows = String::new();
@@ -332,20 +413,18 @@ pub fn markdown_table(summary: &EvalSummary, title: &str) -> String {
             continue;
         };
         rows += &format!("| {mode} |{}", pct(Some(m.accuracy)));
-        for (_, col) in SUBTASKS {
-            rows += &pct(m.subtask_accuracy.get(*col).copied().flatten());
+        for col in &summary.subtask_columns_order {
+            rows += &cell(&m.subtask_accuracy, m.subtask_macro_avg, col);
         }
-        rows += &pct(Some(m.subtask_macro_avg));
         rows.push('\n');
         notes += &format!("- `{mode}`: {}\n", scoring_note(mode));
     }
     if rows.is_empty() {
         // A summary from before the scoring modes: its own figures only.
         rows += &format!("| {} |{}", summary.scoring, pct(Some(summary.accuracy)));
-        for (_, col) in SUBTASKS {
-            rows += &pct(summary.subtask(col));
+        for col in &summary.subtask_columns_order {
+            rows += &cell(&summary.subtask_accuracy, summary.subtask_macro_avg, col);
         }
-        rows += &pct(Some(summary.subtask_macro_avg));
         rows.push('\n');
     }
     format!(
@@ -363,27 +442,26 @@ pub fn markdown_table(summary: &EvalSummary, title: &str) -> String {
 /// mode in each category, the run's mode first.
 pub fn bar_chart(summary: &EvalSummary, title: &str, path: &Path) -> Result<()> {
     use plotters::prelude::*;
-    let mut names: Vec<String> = SUBTASKS.iter().map(|(_, c)| c.to_string()).collect();
-    names.push("Avg".into());
+    let names: Vec<String> = summary.subtask_columns_order.clone();
+    let values = |accs: &BTreeMap<String, Option<f64>>, macro_avg: f64| -> Vec<f64> {
+        names
+            .iter()
+            .map(|c| match c.as_str() {
+                "Avg" => macro_avg * 100.0,
+                c => accs.get(c).copied().flatten().unwrap_or(0.0) * 100.0,
+            })
+            .collect()
+    };
     let mut modes: Vec<(Scoring, Vec<f64>)> = Vec::new();
     let mut order = vec![summary.scoring];
     order.extend(Scoring::ALL.iter().filter(|m| **m != summary.scoring));
     for mode in order {
         if let Some(m) = summary.by_scoring.get(&mode) {
-            let mut v: Vec<f64> = SUBTASKS
-                .iter()
-                .map(|(_, c)| m.subtask_accuracy.get(*c).copied().flatten().unwrap_or(0.0) * 100.0)
-                .collect();
-            v.push(m.subtask_macro_avg * 100.0);
-            modes.push((mode, v));
+            modes.push((mode, values(&m.subtask_accuracy, m.subtask_macro_avg)));
         }
     }
     if modes.is_empty() {
-        let mut v: Vec<f64> = SUBTASKS
-            .iter()
-            .map(|(_, c)| summary.subtask(c).unwrap_or(0.0) * 100.0)
-            .collect();
-        v.push(summary.subtask_macro_avg * 100.0);
+        let v = values(&summary.subtask_accuracy, summary.subtask_macro_avg);
         modes.push((summary.scoring, v));
     }
     let e = |x: String| EvalError::Chart(format!("{}: {x}", path.display()));

@@ -34,6 +34,8 @@ use crate::report::{
 #[derive(Clone, Debug)]
 pub struct EvalConfig {
     pub benchmark: PathBuf,
+    /// The benchmark's layout (`Auto`: by the file).
+    pub format: benchmark::BenchmarkFormat,
     pub columns: ColumnMap,
     /// Where relative frame and video paths of a 4DRL benchmark resolve (default: its folder).
     pub data_root: Option<PathBuf>,
@@ -60,7 +62,12 @@ pub struct EvalConfig {
 
 /// The rows this run (or shard) is responsible for.
 pub fn select_records(cfg: &EvalConfig) -> Result<Vec<McQuestion>> {
-    let mut records = benchmark::load_from(&cfg.benchmark, &cfg.columns, cfg.data_root.as_deref())?;
+    let mut records = benchmark::load_from(
+        &cfg.benchmark,
+        &cfg.columns,
+        cfg.data_root.as_deref(),
+        cfg.format,
+    )?;
     if let Some(m) = cfg.max_samples {
         records.truncate(m);
     }

@@ -37,6 +37,7 @@ fn json(s: fourd_eval::report::EvalSummary) -> Value {
 
 fn config(pipe: &ModelBundle, output: PathBuf) -> EvalConfig {
     EvalConfig {
+        format: Default::default(),
         benchmark: root().join("dsr/benchmark.parquet"),
         columns: ColumnMap::default(),
         data_root: None,
