@@ -115,8 +115,8 @@ pub fn depth_from_inverse(z: f32) -> f32 {
     }
 }
 
-/// Reads every frame of `path`, members in name order. `None` for a member that is not a
-/// readable single-channel image is an error: a half-read clip would shift every later frame.
+/// Reads every frame of `path`, members in name order. A member that is not a readable image
+/// with a `Z` channel is an error, not a gap: skipping it would shift every later frame.
 pub fn read(path: &Path) -> Result<Vec<InverseDepth>, DepthArchiveError> {
     let bytes = std::fs::read(path).map_err(|source| DepthArchiveError::Io {
         path: path.to_path_buf(),
