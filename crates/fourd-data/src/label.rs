@@ -181,10 +181,11 @@ fn load_depth_archive(
             size,
         };
     }
+    let map = grid.video_to_grid();
     Ok(Some(
         frames
             .iter()
-            .flat_map(|f| depth_at_video_size(f, &grid))
+            .flat_map(|f| depth_at_video_size(f, &map))
             .collect(),
     ))
 }

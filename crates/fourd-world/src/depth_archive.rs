@@ -98,6 +98,32 @@ impl TrackingGrid {
     }
 }
 
+impl TrackingGrid {
+    /// For each video pixel (row-major), the row-major index of its grid pixel
+    /// ([`Self::grid_pixel`]) in an image of [`Self::size`], or `None` where the crop removed it.
+    pub fn video_to_grid(&self) -> Vec<Option<usize>> {
+        let (w0, h0) = self.video;
+        (0..w0 * h0)
+            .map(|i| {
+                self.grid_pixel(i % w0, i / w0)
+                    .map(|(u, v)| v * self.size.0 + u)
+            })
+            .collect()
+    }
+
+    /// For each grid pixel (row-major), the row-major index of its video pixel
+    /// ([`Self::video_pixel`]).
+    pub fn grid_to_video(&self) -> Vec<usize> {
+        let (gw, gh) = self.size;
+        (0..gw * gh)
+            .map(|i| {
+                let (x, y) = self.video_pixel(i % gw, i / gw);
+                y * self.video.0 + x
+            })
+            .collect()
+    }
+}
+
 /// One frame of inverse depth on the tracking grid, row-major.
 #[derive(Debug, Clone, PartialEq)]
 pub struct InverseDepth {
@@ -240,20 +266,15 @@ fn encode_exr(frame: &InverseDepth) -> std::result::Result<Vec<u8>, String> {
 }
 
 /// Depth at video resolution from one archive frame: each video pixel takes its grid pixel's
-/// `1/Z` (nearest), NaN where the grid has none or `Z` is invalid.
-pub fn depth_at_video_size(frame: &InverseDepth, grid: &TrackingGrid) -> Vec<f32> {
-    let (w0, h0) = grid.video;
-    let mut out = vec![f32::NAN; w0 * h0];
-    for y in 0..h0 {
-        for x in 0..w0 {
-            if let Some((u, v)) = grid.grid_pixel(x, y) {
-                if u < frame.width && v < frame.height {
-                    out[y * w0 + x] = depth_from_inverse(frame.z[v * frame.width + u]);
-                }
-            }
-        }
-    }
-    out
+/// `1/Z` (nearest), NaN where the grid has none or `Z` is invalid. `map` is
+/// [`TrackingGrid::video_to_grid`], computed once per clip.
+pub fn depth_at_video_size(frame: &InverseDepth, map: &[Option<usize>]) -> Vec<f32> {
+    map.iter()
+        .map(|g| {
+            g.and_then(|i| frame.z.get(i))
+                .map_or(f32::NAN, |&z| depth_from_inverse(z))
+        })
+        .collect()
 }
 
 #[cfg(test)]

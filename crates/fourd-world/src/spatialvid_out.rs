@@ -515,15 +515,16 @@ fn write_depth_archive(path: &Path, frames: &[Frame], (w, h): (u32, u32)) -> Res
     use crate::depth_archive::{InverseDepth, TrackingGrid};
     let grid = TrackingGrid::for_video(w as usize, h as usize);
     let (gw, gh) = grid.size;
+    let map = grid.grid_to_video();
     let inverse: Vec<InverseDepth> = frames
         .iter()
         .map(|f| InverseDepth {
             width: gw,
             height: gh,
-            z: (0..gw * gh)
-                .map(|i| {
-                    let (x, y) = grid.video_pixel(i % gw, i / gw);
-                    let d = f.depth[y * w as usize + x];
+            z: map
+                .iter()
+                .map(|&i| {
+                    let d = f.depth[i];
                     if d.is_finite() && d > 0.0 {
                         1.0 / d
                     } else {
