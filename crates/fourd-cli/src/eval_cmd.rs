@@ -365,38 +365,7 @@ fn run_merge(dir: &Path) -> Result<()> {
 
 /// `fourd eval rescore DIR --scoring MODE`.
 fn run_rescore(dir: &Path, scoring: Scoring) -> Result<()> {
-    let samples = if dir.is_dir() {
-        let ours = dir.join("dsr_eval.jsonl");
-        if ours.is_file() {
-            ours
-        } else {
-            // The reference's name: dsr_eval_<time>.jsonl (one run per file; the newest).
-            let mut found: Vec<PathBuf> = std::fs::read_dir(dir)
-                .with_context(|| format!("reading {}", dir.display()))?
-                .flatten()
-                .map(|e| e.path())
-                .filter(|p| {
-                    let n = p
-                        .file_name()
-                        .map(|n| n.to_string_lossy().into_owned())
-                        .unwrap_or_default();
-                    n.starts_with("dsr_eval")
-                        && n.ends_with(".jsonl")
-                        && !n.ends_with("_skipped.jsonl")
-                        && !n.contains(".shard-")
-                })
-                .collect();
-            found.sort();
-            found.pop().with_context(|| {
-                format!(
-                    "{}: no dsr_eval.jsonl or dsr_eval_<time>.jsonl to score",
-                    dir.display()
-                )
-            })?
-        }
-    } else {
-        dir.to_path_buf()
-    };
+    let samples = fourd_eval::report::results_file(dir)?;
     let name = samples
         .parent()
         .map(model_name)

@@ -612,6 +612,41 @@ pub fn merge(
     write_reports(&files, total, title, scoring)
 }
 
+/// The per-sample results that `path` names: the file itself, or in a folder our
+/// `dsr_eval.jsonl`, else the newest of the reference's `dsr_eval_<time>.jsonl` (one run per
+/// file; shard and skip files are not results).
+pub fn results_file(path: &Path) -> Result<PathBuf> {
+    if !path.is_dir() {
+        return Ok(path.to_path_buf());
+    }
+    let ours = path.join("dsr_eval.jsonl");
+    if ours.is_file() {
+        return Ok(ours);
+    }
+    let mut found: Vec<PathBuf> = std::fs::read_dir(path)
+        .map_err(|e| io(path, e))?
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| {
+            let n = p
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            n.starts_with("dsr_eval")
+                && n.ends_with(".jsonl")
+                && !n.ends_with("_skipped.jsonl")
+                && !n.contains(".shard-")
+        })
+        .collect();
+    found.sort();
+    found.pop().ok_or_else(|| {
+        EvalError::Input(format!(
+            "{}: no dsr_eval.jsonl or dsr_eval_<time>.jsonl to score",
+            path.display()
+        ))
+    })
+}
+
 /// `fourd eval rescore`: scores the per-sample file `samples` again from its stored replies under
 /// `scoring` and rewrites it with its summary, table and chart; no model is loaded. `samples` may
 /// be ours or the reference's own `dsr_eval_<time>.jsonl` (same fields; its summary, when there
