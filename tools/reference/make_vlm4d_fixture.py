@@ -55,8 +55,9 @@ def category(file, row):
 
 
 def main():
-    shutil.rmtree(OUT, ignore_errors=True)
-    os.makedirs(OUT)
+    # Only this script's files: judge.json beside them is make_vlm4d_judge_fixture.py's.
+    shutil.rmtree(os.path.join(OUT, "dataset"), ignore_errors=True)
+    os.makedirs(OUT, exist_ok=True)
     expected = {}
     for i, (name, rows) in enumerate([("real_mc.json", REAL), ("synthetic_mc.json", SYNTHETIC)]):
         with open(os.path.join(OUT, name), "w") as f:

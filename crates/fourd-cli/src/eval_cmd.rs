@@ -34,8 +34,8 @@ pub enum EvalCommand {
     /// per-sample JSONL file, ours or the reference's own (dsr_eval_<time>.jsonl).
     Rescore {
         dir: PathBuf,
-        /// `strict` (ours) or `reference` (4DThinker's dsr_eval.py extraction, with which the
-        /// published DSR-Bench figures were computed).
+        /// `strict` (ours) or `reference` (the benchmark's own rule; on DSR-Bench 4DThinker's
+        /// dsr_eval.py extraction, with which the published figures were computed).
         #[arg(long, default_value = "strict")]
         scoring: Scoring,
     },
@@ -46,12 +46,16 @@ pub struct EvalRunArgs {
     /// Checkpoint folder(s), evaluated one after another.
     #[arg(long, required = true, num_args = 1..)]
     pub model: Vec<PathBuf>,
-    /// Benchmark table (.parquet, .jsonl, .json or .tsv), e.g. DSR-Bench's benchmark.parquet.
+    /// Benchmark table (.parquet, .jsonl, .json or .tsv), e.g. DSR-Bench's benchmark.parquet,
+    /// or a Dyn-Bench dataset folder.
     #[arg(long)]
     pub benchmark: PathBuf,
-    /// The benchmark's layout: `auto` (by the file), `dsr` (DSR-Bench's parquet), `dsr-tsv`
-    /// (VLMEvalKit's DSRBench.tsv: `index`, `video` under --video-root, `options` list,
-    /// `task_type`). Other benchmarks: docs/benchmark-formats.md.
+    /// The benchmark's layout, which also picks its scoring rule and table: `auto` (by the
+    /// file's fields and extension; a folder is Dyn-Bench), `dsr` (DSR-Bench's parquet),
+    /// `dsr-tsv` (VLMEvalKit's DSRBench.tsv), `vlm4d` (real_mc.json / synthetic_mc.json),
+    /// `vsibench` (VSI-Bench's parquet; --video-root holds <dataset>/<scene>.mp4), `stibench`
+    /// (STI-Bench's qa.parquet; only each question's time window is decoded), `dynbench`
+    /// (a Dyn-Bench dataset folder with multi_json/ and frames/). See docs/eval.md.
     #[arg(long, default_value = "auto")]
     pub format: fourd_eval::benchmark::BenchmarkFormat,
     /// Folder holding <video id>.<ext> (not needed for a 4DRL JSONL, whose records name their
@@ -121,9 +125,10 @@ pub struct EvalRunArgs {
     pub answer_col: Vec<String>,
     #[arg(long, value_delimiter = ',', default_value = "type")]
     pub type_col: Vec<String>,
-    /// How replies are scored: `strict` (ours: a standalone option letter or one option's text)
-    /// or `reference` (4DThinker's dsr_eval.py: the first capital A-D anywhere; its published
-    /// figures use it). The summary, table and chart give both either way; `fourd eval rescore`
+    /// How replies are scored: `strict` (ours: a standalone option letter or one option's text;
+    /// a number from the answer) or `reference` (the benchmark's own rule; on DSR-Bench
+    /// 4DThinker's dsr_eval.py, the first capital A-D anywhere, with which its figures were
+    /// published). The summary, table and chart give both either way; `fourd eval rescore`
     /// switches later without the model.
     #[arg(long, default_value = "strict")]
     pub scoring: Scoring,
@@ -177,7 +182,7 @@ fn run_eval(a: EvalRunArgs) -> Result<()> {
             bail!("--model {}: {e}", model.display());
         }
     }
-    let records = fourd_eval::run::select_records(&cfg)?;
+    let records = fourd_eval::run::select_records(&cfg)?.questions;
     fourd_eval::run::check_media(&records, &cfg)?;
     let file = match a.shard {
         Some((i, n)) => format!("dsr_eval.shard-{i}-of-{n}.jsonl"),

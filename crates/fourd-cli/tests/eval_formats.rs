@@ -78,7 +78,7 @@ fn vlmevalkit_dsrbench_tsv_is_evaluated_by_its_own_index() {
     let again = ok("eval auto", &run(args("auto")));
     assert!(again.contains("skipped 0 of 4"), "{again}");
     // An unknown format is a usage error; a repeated index names the row.
-    assert_eq!(run(args("stibench")).status.code(), Some(2));
+    assert_eq!(run(args("mmbench")).status.code(), Some(2));
     let tsv = cwd.join("DSRBench/DSRBench.tsv");
     let text = std::fs::read_to_string(&tsv)
         .unwrap()

@@ -15,7 +15,9 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{io, EvalError, Result};
+use crate::official::{self, Benchmark};
 use fourd_records::answer::{options_in_question, Scoring};
+use fourd_records::AnswerKind;
 
 /// The 13 DSR-Bench sub-tasks: parquet `type` key and the paper's column name, in order.
 pub const SUBTASKS: &[(&str, &str)] = &[
@@ -34,33 +36,54 @@ pub const SUBTASKS: &[(&str, &str)] = &[
     ("non_temp", "Non-Temp Based"),
 ];
 
-/// How a benchmark's results are tabulated: named columns, each counting the samples whose
-/// `subtask_type` is one of its keys, and the table's last column.
+/// How a results table's column counts its sub-task keys.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Combine {
+    /// Every sample of every key together (a micro average; a single key's column).
+    Pool,
+    /// The unweighted mean of each key's own figure (VSI-Bench's relative direction, whose three
+    /// difficulty levels count equally).
+    MeanOfKeys,
+}
+
+/// One column of a results table: its name, the `subtask_type` keys it counts, and how.
+pub type Column = (&'static str, &'static [&'static str], Combine);
+
+/// How a benchmark's results are tabulated: named columns over the samples' `subtask_type`, and
+/// the table's average column.
 #[derive(Debug, PartialEq)]
 pub struct CategoryTable {
-    pub columns: &'static [(&'static str, &'static [&'static str])],
-    /// `Some("Avg")`: the macro average over the non-empty one-key columns (DSR-Bench's paper
-    /// table). `None`: no such column (VLM4D reports micro averages only; its overall is the
-    /// accuracy).
+    pub columns: &'static [Column],
+    /// `Some("Avg")`: the unweighted mean of the non-empty categories (columns of one key, or
+    /// [`Combine::MeanOfKeys`]); pooled columns of several keys summarise others and are left
+    /// out. DSR-Bench's paper average, VSI-Bench's overall, Dyn-Bench's overall. `None`: no such
+    /// column (VLM4D and STI-Bench report micro averages, the table's Overall).
     pub average: Option<&'static str>,
+}
+
+/// A column of one key.
+macro_rules! one {
+    ($name:literal, $key:literal) => {
+        ($name, &[$key], Combine::Pool)
+    };
 }
 
 /// DSR-Bench: the 13 sub-tasks, then their macro average ([`SUBTASKS`]).
 pub const DSR_TABLE: CategoryTable = CategoryTable {
     columns: &[
-        ("Abs Dis", &["abs_dis"]),
-        ("Abs Dir", &["abs_dir"]),
-        ("Abs Ori", &["abs_ori"]),
-        ("Abs Spd", &["abs_spd"]),
-        ("Abs Spd Comp", &["abs_spd_comp"]),
-        ("Abs Dir Pred", &["abs_dir_pred"]),
-        ("Rel Dis", &["rel_dis"]),
-        ("Rel Dir", &["rel_dir"]),
-        ("Rel Ori", &["rel_ori"]),
-        ("Rel Spd", &["rel_spd"]),
-        ("Rel Spd Comp", &["rel_spd_comp"]),
-        ("Rel Dir Pred", &["rel_dir_pred"]),
-        ("Non-Temp Based", &["non_temp"]),
+        one!("Abs Dis", "abs_dis"),
+        one!("Abs Dir", "abs_dir"),
+        one!("Abs Ori", "abs_ori"),
+        one!("Abs Spd", "abs_spd"),
+        one!("Abs Spd Comp", "abs_spd_comp"),
+        one!("Abs Dir Pred", "abs_dir_pred"),
+        one!("Rel Dis", "rel_dis"),
+        one!("Rel Dir", "rel_dir"),
+        one!("Rel Ori", "rel_ori"),
+        one!("Rel Spd", "rel_spd"),
+        one!("Rel Spd Comp", "rel_spd_comp"),
+        one!("Rel Dir Pred", "rel_dir_pred"),
+        one!("Non-Temp Based", "non_temp"),
     ],
     average: Some("Avg"),
 };
@@ -69,32 +92,86 @@ pub const DSR_TABLE: CategoryTable = CategoryTable {
 /// (`docs/benchmark-formats.md` §1).
 pub const VLM4D_TABLE: CategoryTable = CategoryTable {
     columns: &[
-        ("Real Ego-centric", &["real_ego"]),
-        ("Real Exo-centric", &["real_exo"]),
-        ("Real Overall", &["real_ego", "real_exo"]),
-        ("Synthetic Directional", &["synthetic_directional"]),
-        ("Synthetic FP", &["synthetic_fp"]),
+        one!("Real Ego-centric", "real_ego"),
+        one!("Real Exo-centric", "real_exo"),
+        ("Real Overall", &["real_ego", "real_exo"], Combine::Pool),
+        one!("Synthetic Directional", "synthetic_directional"),
+        one!("Synthetic FP", "synthetic_fp"),
         (
             "Synthetic Overall",
             &["synthetic_directional", "synthetic_fp"],
+            Combine::Pool,
         ),
     ],
     average: None,
 };
 
-/// The table for these samples: VLM4D's when they carry its categories, else DSR-Bench's.
-pub fn category_table(results: &[SampleResult]) -> &'static CategoryTable {
-    let vlm4d = |k: &str| {
-        VLM4D_TABLE
-            .columns
-            .iter()
-            .any(|(_, keys)| keys.contains(&k))
-    };
-    if results.iter().any(|r| vlm4d(&r.subtask_type)) {
-        &VLM4D_TABLE
-    } else {
-        &DSR_TABLE
+/// VSI-Bench's table (thinking-in-space `vsibench_aggregate_results`): numerical-answer tasks
+/// (mean relative accuracy), then multiple-choice tasks (accuracy), the three relative-direction
+/// levels averaged unweighted, and the unweighted mean of the eight as the average.
+pub const VSIBENCH_TABLE: CategoryTable = CategoryTable {
+    columns: &[
+        one!("Obj. Count", "object_counting"),
+        one!("Abs. Dist.", "object_abs_distance"),
+        one!("Obj. Size", "object_size_estimation"),
+        one!("Room Size", "room_size_estimation"),
+        one!("Rel. Dist.", "object_rel_distance"),
+        (
+            "Rel. Dir.",
+            &[
+                "object_rel_direction_easy",
+                "object_rel_direction_medium",
+                "object_rel_direction_hard",
+            ],
+            Combine::MeanOfKeys,
+        ),
+        one!("Route Plan", "route_planning"),
+        one!("Appr. Order", "obj_appearance_order"),
+    ],
+    average: Some("Avg"),
+};
+
+/// STI-Bench's eight tasks in the paper's order (static, then dynamic understanding); its
+/// scripts report the micro average, the table's Overall.
+pub const STIBENCH_TABLE: CategoryTable = CategoryTable {
+    columns: &[
+        one!("Dim. Meas.", "Dimensional Measurement"),
+        one!("Spatial Relation", "Spatial Relation"),
+        one!("3D Video Grounding", "3D Video Grounding"),
+        one!("Disp. & P.L.", "Displacement & Path Length"),
+        one!("Speed & Acc.", "Speed & Acceleration"),
+        one!("Ego Orient.", "Ego-Centric Orientation"),
+        one!("Traj. Desc.", "Trajectory Description"),
+        one!("Pose Est.", "Pose Estimation"),
+    ],
+    average: None,
+};
+
+/// Dyn-Bench's QA categories (Thinking-in-Dynamics `eval.py`); its overall is their unweighted
+/// mean, the table's average.
+pub const DYNBENCH_TABLE: CategoryTable = CategoryTable {
+    columns: &[
+        one!("Inter-Object", "Inter-Object"),
+        one!("Camera-Object", "Camera-Object"),
+        one!("Object-Scene", "Object-Scene"),
+    ],
+    average: Some("Avg"),
+};
+
+/// The results table of `benchmark`.
+pub fn table_of(benchmark: Benchmark) -> &'static CategoryTable {
+    match benchmark {
+        Benchmark::Dsr => &DSR_TABLE,
+        Benchmark::Vlm4d => &VLM4D_TABLE,
+        Benchmark::VsiBench => &VSIBENCH_TABLE,
+        Benchmark::StiBench => &STIBENCH_TABLE,
+        Benchmark::DynBench => &DYNBENCH_TABLE,
     }
+}
+
+/// The table for these samples: their benchmark's (DSR-Bench's when there are none).
+pub fn category_table(results: &[SampleResult]) -> &'static CategoryTable {
+    table_of(results.first().map(|r| r.benchmark).unwrap_or_default())
 }
 
 impl CategoryTable {
@@ -102,7 +179,7 @@ impl CategoryTable {
     pub fn names(&self) -> Vec<String> {
         self.columns
             .iter()
-            .map(|(c, _)| c.to_string())
+            .map(|(c, _, _)| c.to_string())
             .chain(self.average.map(str::to_string))
             .collect()
     }
@@ -121,6 +198,38 @@ pub struct SampleResult {
     pub raw: String,
     pub hit: u8,
     pub subtask_type: String,
+    /// The benchmark whose rule scores the sample and whose table counts it. Not written for
+    /// DSR-Bench, so its lines keep the reference's schema (and the reference's own files read).
+    #[serde(default, skip_serializing_if = "Benchmark::is_dsr")]
+    pub benchmark: Benchmark,
+    /// `number` for a numerical question (not written for a choice).
+    #[serde(default, skip_serializing_if = "AnswerKind::is_choice")]
+    pub kind: AnswerKind,
+    /// A numerical answer's score in [0, 1] (its mean relative accuracy; `hit` is 1 only when it
+    /// is 1). Absent for a choice, whose score is `hit`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub score: Option<f64>,
+    /// The frames the model saw, for a question about part of the video.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub frames: Option<FramesUsed>,
+}
+
+impl SampleResult {
+    /// The sample's score in [0, 1]: [`Self::score`], else `hit`.
+    pub fn value(&self) -> f64 {
+        self.score.unwrap_or(f64::from(self.hit))
+    }
+}
+
+/// Which frames of a video answered a question about part of it.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct FramesUsed {
+    /// The question's window, seconds from the video's start.
+    pub window: [f64; 2],
+    /// Source frame indices (presentation order, from 0).
+    pub indices: Vec<usize>,
+    /// Their presentation times in seconds.
+    pub times: Vec<f64>,
 }
 
 /// A sample that could not be evaluated.
@@ -272,16 +381,22 @@ pub struct EvalSummary {
     pub scoring: Scoring,
     #[serde(default)]
     pub by_scoring: BTreeMap<Scoring, ModeScores>,
+    /// Whose rules and table these are.
+    #[serde(default)]
+    pub benchmark: Benchmark,
 }
 
-/// Scores `r` again from its reply under `scoring`: `gt` as the mode reads the truth, `pred` and
-/// `answer` from `raw` (options read back from `question`), `hit`.
+/// Scores `r` again from its reply under `scoring`, by its benchmark's rule
+/// ([`official::score`]): `gt` as the rule reads the truth, `pred` and `answer` from `raw`
+/// (options read back from `question`), `hit`, and `score` for a number.
 pub fn score_sample(r: &mut SampleResult, scoring: Scoring) {
     let options = options_in_question(&r.question);
-    r.gt = scoring.truth(&r.gt);
-    r.pred = scoring.choice(&r.raw, &options);
-    r.answer = r.pred.clone();
-    r.hit = u8::from(scoring.hit(&r.pred, &r.gt));
+    let s = official::score(r.benchmark, scoring, r.kind, &r.raw, &r.gt, &options);
+    r.gt = s.truth;
+    r.pred = s.pred.clone();
+    r.answer = s.pred;
+    r.hit = u8::from(s.score >= 1.0);
+    r.score = (r.kind == AnswerKind::Number).then_some(s.score);
 }
 
 /// The summary of `results` (scored under `scoring`) and skipped samples out of `total` rows,
@@ -317,11 +432,13 @@ pub fn summarize(total: usize, results: &[SampleResult], skipped: &[Skipped]) ->
     let table = category_table(results);
     let eval_count = results.len();
     let correct: usize = results.iter().map(|r| r.hit as usize).sum();
-    let mut per: HashMap<&str, (usize, usize)> = HashMap::new();
+    // Per key: samples, hits, sum of scores.
+    let mut per: HashMap<&str, (usize, usize, f64)> = HashMap::new();
     for r in results {
         let e = per.entry(r.subtask_type.as_str()).or_default();
         e.0 += 1;
         e.1 += r.hit as usize;
+        e.2 += r.value();
     }
     let mut summary = EvalSummary {
         total,
@@ -329,7 +446,7 @@ pub fn summarize(total: usize, results: &[SampleResult], skipped: &[Skipped]) ->
         skipped: skipped.len(),
         correct,
         accuracy: if eval_count > 0 {
-            correct as f64 / eval_count as f64
+            results.iter().map(SampleResult::value).sum::<f64>() / eval_count as f64
         } else {
             0.0
         },
@@ -348,23 +465,29 @@ pub fn summarize(total: usize, results: &[SampleResult], skipped: &[Skipped]) ->
             .collect(),
         scoring: Scoring::default(),
         by_scoring: BTreeMap::new(),
+        benchmark: results.first().map(|r| r.benchmark).unwrap_or_default(),
     };
-    let mut accs = Vec::new();
-    for (col, keys) in table.columns {
-        let (n, c) = keys
-            .iter()
-            .filter_map(|k| per.get(k))
-            .fold((0, 0), |(n, c), (dn, dc)| (n + dn, c + dc));
-        let a = (n > 0).then(|| c as f64 / n as f64);
-        if keys.len() == 1 {
-            accs.extend(a);
+    let mut categories = Vec::new();
+    for &(col, keys, combine) in table.columns {
+        let found: Vec<&(usize, usize, f64)> = keys.iter().filter_map(|k| per.get(k)).collect();
+        let n: usize = found.iter().map(|f| f.0).sum();
+        let c: usize = found.iter().map(|f| f.1).sum();
+        let a = match combine {
+            _ if n == 0 => None,
+            Combine::Pool => Some(found.iter().map(|f| f.2).sum::<f64>() / n as f64),
+            Combine::MeanOfKeys => {
+                Some(found.iter().map(|f| f.2 / f.0 as f64).sum::<f64>() / found.len() as f64)
+            }
+        };
+        if keys.len() == 1 || combine == Combine::MeanOfKeys {
+            categories.extend(a);
         }
         summary.subtask_accuracy.insert(col.to_string(), a);
         summary.subtask_correct.insert(col.to_string(), c);
         summary.subtask_total.insert(col.to_string(), n);
     }
-    if !accs.is_empty() {
-        summary.subtask_macro_avg = accs.iter().sum::<f64>() / accs.len() as f64;
+    if !categories.is_empty() {
+        summary.subtask_macro_avg = categories.iter().sum::<f64>() / categories.len() as f64;
     }
     summary
 }
@@ -376,13 +499,13 @@ impl EvalSummary {
     }
 }
 
-/// What each scoring mode is, for people reading a table.
-fn scoring_note(mode: Scoring) -> &'static str {
+/// What each scoring mode is on `benchmark`, for people reading a table.
+fn scoring_note(mode: Scoring, benchmark: Benchmark) -> &'static str {
     match mode {
-        Scoring::Strict => "ours: a standalone option letter, or the text of one option",
-        Scoring::Reference => {
-            "4DThinker's dsr_eval.py: the first capital A-D anywhere; the published DSR-Bench figures use it"
+        Scoring::Strict => {
+            "ours: a standalone option letter or the text of one option; for a number, the answer's first number"
         }
+        Scoring::Reference => benchmark.reference_rule(),
     }
 }
 
@@ -417,7 +540,7 @@ pub fn markdown_table(summary: &EvalSummary, title: &str) -> String {
             rows += &cell(&m.subtask_accuracy, m.subtask_macro_avg, col);
         }
         rows.push('\n');
-        notes += &format!("- `{mode}`: {}\n", scoring_note(mode));
+        notes += &format!("- `{mode}`: {}\n", scoring_note(mode, summary.benchmark));
     }
     if rows.is_empty() {
         // A summary from before the scoring modes: its own figures only.

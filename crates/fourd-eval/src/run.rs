@@ -16,19 +16,21 @@ use fourd_model::generation::{generate, GenerationConfig};
 use fourd_model::inputs::{PromptInput, VideoFrames};
 use fourd_model::tokenizer::{Content, Message};
 use fourd_model::ModelBundle;
-use fourd_video::SamplingOptions;
+use fourd_video::{SamplingOptions, TimeRange};
 use image::RgbImage;
 use indicatif::{ProgressBar, ProgressStyle};
 
-use fourd_job::identity::{file_digest, model_identity};
+use fourd_job::identity::{file_digest, model_identity, tree_digest};
 use fourd_job::{JobManifest, OutputLock, Start};
 use fourd_records::answer::{reply_text, Scoring};
-use fourd_records::{McQuestion, Media};
+use fourd_records::{AnswerKind, McQuestion, Media};
 
-use crate::benchmark::{self, video_path, ColumnMap};
+use crate::benchmark::{self, video_path, ColumnMap, Loaded};
 use crate::error::{EvalError, Result};
+use crate::official::Benchmark;
 use crate::report::{
-    read_jsonl, write_reports, EvalSummary, JsonlAppender, ResultFiles, SampleResult, Skipped,
+    read_jsonl, write_reports, EvalSummary, FramesUsed, JsonlAppender, ResultFiles, SampleResult,
+    Skipped,
 };
 
 #[derive(Clone, Debug)]
@@ -60,14 +62,15 @@ pub struct EvalConfig {
     pub scoring: Scoring,
 }
 
-/// The rows this run (or shard) is responsible for.
-pub fn select_records(cfg: &EvalConfig) -> Result<Vec<McQuestion>> {
-    let mut records = benchmark::load_from(
+/// The rows this run (or shard) is responsible for, and their benchmark.
+pub fn select_records(cfg: &EvalConfig) -> Result<Loaded> {
+    let mut loaded = benchmark::load_from(
         &cfg.benchmark,
         &cfg.columns,
         cfg.data_root.as_deref(),
         cfg.format,
     )?;
+    let records = &mut loaded.questions;
     if let Some(m) = cfg.max_samples {
         records.truncate(m);
     }
@@ -79,10 +82,17 @@ pub fn select_records(cfg: &EvalConfig) -> Result<Vec<McQuestion>> {
         }
         records.retain(|r| r.index % n == i - 1);
     }
-    Ok(records)
+    Ok(loaded)
 }
 
-type Frames = Arc<Vec<RgbImage>>;
+/// What the model is shown for a question: its frames, and for a question about part of the
+/// video, which ones they are.
+struct Shown {
+    frames: Vec<RgbImage>,
+    used: Option<FramesUsed>,
+}
+
+type Frames = Arc<Shown>;
 
 enum Prepared {
     Ready(McQuestion, PathBuf, Frames),
@@ -102,7 +112,10 @@ fn spawn_decoder(
     );
     std::thread::spawn(move || {
         // Several questions share a video: the last decoding (or its failure) is reused.
-        let mut last: Option<(Media, std::result::Result<Frames, Arc<EvalError>>)> = None;
+        // What was shown: the media and the window.
+        type Shows = (Media, Option<(f64, f64)>);
+        type Decoded = std::result::Result<Frames, Arc<EvalError>>;
+        let mut last: Option<(Shows, Decoded)> = None;
         for r in records {
             let path = match &r.media {
                 Media::VideoId(id) => video_path(&root, id, &ext),
@@ -115,21 +128,15 @@ fn spawn_decoder(
             };
             let item = if r.media == Media::VideoId(String::new()) {
                 Prepared::Skip(r, "no video id".into())
-            } else if r.options.is_empty() {
+            } else if r.options.is_empty() && r.kind == AnswerKind::Choice {
                 Prepared::Skip(r, "question has no options".into())
             } else {
+                let key = (r.media.clone(), r.window);
                 let decoded = match &last {
-                    Some((media, res)) if *media == r.media => res.clone(),
+                    Some((k, res)) if *k == key => res.clone(),
                     _ => {
-                        let res = match &r.media {
-                            Media::Frames(paths) => load_frames(paths, &opts),
-                            _ => fourd_video::decode_video(&path, &opts)
-                                .map(|v| v.frames)
-                                .map_err(EvalError::from),
-                        }
-                        .map(Arc::new)
-                        .map_err(Arc::new);
-                        last = Some((r.media.clone(), res.clone()));
+                        let res = show(&r, &path, &opts).map(Arc::new).map_err(Arc::new);
+                        last = Some((key, res.clone()));
                         res
                     }
                 };
@@ -142,6 +149,30 @@ fn spawn_decoder(
                 return; // the evaluator stopped
             }
         }
+    })
+}
+
+/// Decodes what question `r` shows: its frames, its video, or the part of the video it asks
+/// about (seeking to it).
+fn show(r: &McQuestion, path: &Path, opts: &SamplingOptions) -> Result<Shown> {
+    if let Media::Frames(paths) = &r.media {
+        return Ok(Shown {
+            frames: load_frames(paths, opts)?,
+            used: None,
+        });
+    }
+    let range = r
+        .window
+        .map(|(a, b)| TimeRange::new(a, b).map_err(EvalError::Input))
+        .transpose()?;
+    let video = fourd_video::decode_video_range(path, opts, range)?;
+    Ok(Shown {
+        used: r.window.map(|(a, b)| FramesUsed {
+            window: [a, b],
+            indices: video.indices.clone(),
+            times: video.timestamps.clone(),
+        }),
+        frames: video.frames,
     })
 }
 
@@ -168,9 +199,9 @@ impl EvalConfig {
             ));
         }
         self.generation.sampling.validate()?;
-        if !self.benchmark.is_file() {
+        if !self.benchmark.exists() {
             return bad(format!(
-                "--benchmark {}: no such file",
+                "--benchmark {}: no such file or folder",
                 self.benchmark.display()
             ));
         }
@@ -179,11 +210,23 @@ impl EvalConfig {
 
     /// What a run is started with: the model's and the benchmark's identities and every
     /// setting that changes results (not the batch size, threads or progress bar).
-    pub fn manifest(&self, model: &Path) -> Result<JobManifest> {
+    /// `benchmark`: whose questions the file turned out to hold (`--format auto` resolved).
+    pub fn manifest(&self, model: &Path, benchmark: Benchmark) -> Result<JobManifest> {
         let g = &self.generation;
-        Ok(JobManifest::new("fourd eval")
+        // A folder benchmark (Dyn-Bench) is its question files.
+        let questions = if self.benchmark.is_dir() {
+            tree_digest(&self.benchmark.join("multi_json"))?
+        } else {
+            file_digest(&self.benchmark)?
+        };
+        let mut manifest = JobManifest::new("fourd eval")
             .input("model", model_identity(model)?)
-            .input("benchmark", file_digest(&self.benchmark)?)
+            .input("benchmark", questions);
+        // Not for DSR-Bench, so runs from before other benchmarks were read still resume.
+        if benchmark != Benchmark::Dsr {
+            manifest = manifest.setting("format", benchmark);
+        }
+        Ok(manifest
             .setting("columns", format!("{:?}", self.columns))
             .setting("data_root", &self.data_root)
             .setting("video_root", &self.video_root)
@@ -203,12 +246,13 @@ impl EvalConfig {
 /// Fails when not one question's video or frames exist (a wrong `--video-root` or
 /// `--data-root`): that is a mistake in the command, not an accuracy of 0 / 0.
 pub fn check_media(records: &[McQuestion], cfg: &EvalConfig) -> Result<()> {
+    let no_media = |q: &McQuestion| matches!(&q.media, Media::Frames(f) if f.is_empty());
     let exists = |q: &McQuestion| match &q.media {
         Media::VideoId(id) => video_path(&cfg.video_root, id, &cfg.video_ext).is_file(),
         Media::Video(p) => p.is_file(),
         Media::Frames(f) => f.first().is_some_and(|p| p.is_file()),
     };
-    if records.is_empty() || records.iter().any(exists) {
+    if records.is_empty() || records.iter().any(|q| !no_media(q) && exists(q)) {
         return Ok(());
     }
     let first = &records[0];
@@ -233,11 +277,14 @@ pub fn check_media(records: &[McQuestion], cfg: &EvalConfig) -> Result<()> {
 /// mixed in (`overwrite` replaces them).
 pub fn evaluate(pipe: &ModelBundle, cfg: &EvalConfig) -> Result<EvalSummary> {
     cfg.validate()?;
-    let records = select_records(cfg)?;
+    let Loaded {
+        benchmark,
+        questions: records,
+    } = select_records(cfg)?;
     check_media(&records, cfg)?;
     let total = records.len();
     let files = ResultFiles::new(&cfg.output);
-    let _lock = open_results(pipe, cfg, &files)?;
+    let _lock = open_results(pipe, cfg, benchmark, &files)?;
     let pending = pending_records(records, &files)?;
     tracing::info!(
         "{}: {total} rows, {} already scored, {} to evaluate; decoding: {}",
@@ -246,13 +293,18 @@ pub fn evaluate(pipe: &ModelBundle, cfg: &EvalConfig) -> Result<EvalSummary> {
         pending.len(),
         cfg.generation.sampling.describe()
     );
-    answer_pending(pipe, cfg, pending, &files)?;
+    answer_pending(pipe, cfg, benchmark, pending, &files)?;
     write_reports(&files, total, &cfg.title, cfg.scoring)
 }
 
 /// Locks the output file and checks its manifest; with `overwrite` and other inputs, clears the
 /// earlier results.
-fn open_results(pipe: &ModelBundle, cfg: &EvalConfig, files: &ResultFiles) -> Result<OutputLock> {
+fn open_results(
+    pipe: &ModelBundle,
+    cfg: &EvalConfig,
+    benchmark: Benchmark,
+    files: &ResultFiles,
+) -> Result<OutputLock> {
     if let Some(dir) = files.samples.parent() {
         std::fs::create_dir_all(dir).map_err(|e| crate::error::io(dir, e))?;
     }
@@ -260,7 +312,7 @@ fn open_results(pipe: &ModelBundle, cfg: &EvalConfig, files: &ResultFiles) -> Re
     let hint = "give --overwrite to replace them, or another --output-dir (results of a model \
                 go to <output-dir>/<model folder name>-<model identity>/ already)";
     let start = cfg
-        .manifest(&pipe.dir)?
+        .manifest(&pipe.dir, benchmark)?
         .begin(&files.job, cfg.overwrite, hint)?;
     if start == Start::Fresh {
         for p in [&files.samples, &files.skipped] {
@@ -293,12 +345,20 @@ fn pending_records(records: Vec<McQuestion>, files: &ResultFiles) -> Result<Vec<
 fn answer_pending(
     pipe: &ModelBundle,
     cfg: &EvalConfig,
+    benchmark: Benchmark,
     pending: Vec<McQuestion>,
     files: &ResultFiles,
 ) -> Result<()> {
-    let mut samples = JsonlAppender::open(&files.samples)?;
-    let mut skipped = JsonlAppender::open(&files.skipped)?;
-    let bar = progress_bar(cfg.progress, pending.len());
+    let mut out = Outputs {
+        samples: JsonlAppender::open(&files.samples)?,
+        skipped: JsonlAppender::open(&files.skipped)?,
+        bar: progress_bar(cfg.progress, pending.len()),
+    };
+    let answerer = Answerer {
+        pipe,
+        cfg,
+        benchmark,
+    };
     let (tx, rx) = mpsc::sync_channel(cfg.batch_size.max(1) * 2);
     let decoder = spawn_decoder(pending, cfg, tx);
     let mut tally = Tally::default();
@@ -306,19 +366,19 @@ fn answer_pending(
     for item in rx {
         match item {
             Prepared::Skip(r, reason) => {
-                skip(&mut skipped, r, reason)?;
-                bar.inc(1);
+                skip(&mut out.skipped, r, reason)?;
+                out.bar.inc(1);
             }
             Prepared::Ready(r, p, f) => {
                 batch.push((r, p, f));
                 if batch.len() >= cfg.batch_size.max(1) {
-                    tally.flush(pipe, cfg, &mut batch, &mut samples, &mut skipped, &bar)?;
+                    tally.flush(&answerer, &mut batch, &mut out)?;
                 }
             }
         }
     }
-    tally.flush(pipe, cfg, &mut batch, &mut samples, &mut skipped, &bar)?;
-    bar.finish_and_clear();
+    tally.flush(&answerer, &mut batch, &mut out)?;
+    out.bar.finish_and_clear();
     decoder
         .join()
         .map_err(|_| EvalError::Input("the video decoding thread panicked".into()))
@@ -357,23 +417,34 @@ struct Tally {
     failed: usize,
 }
 
+/// What answers a batch: the model, the settings, and whose rules score the samples.
+struct Answerer<'a> {
+    pipe: &'a ModelBundle,
+    cfg: &'a EvalConfig,
+    benchmark: Benchmark,
+}
+
+/// Where answers go: the sample and skip files, and the progress bar.
+struct Outputs {
+    samples: JsonlAppender,
+    skipped: JsonlAppender,
+    bar: ProgressBar,
+}
+
 impl Tally {
     /// Answers the batch. A sample whose inference fails is not a result: it goes to the skip
     /// list (retried on the next run); when nothing has been answered yet and a whole batch
     /// fails, the setup is at fault and the run stops with the error.
     fn flush(
         &mut self,
-        pipe: &ModelBundle,
-        cfg: &EvalConfig,
+        answerer: &Answerer,
         batch: &mut Vec<(McQuestion, PathBuf, Frames)>,
-        samples: &mut JsonlAppender,
-        skipped: &mut JsonlAppender,
-        bar: &ProgressBar,
+        out: &mut Outputs,
     ) -> Result<()> {
         if batch.is_empty() {
             return Ok(());
         }
-        let mut answers = answer_batch(pipe, cfg, batch);
+        let mut answers = answer_batch(answerer, batch);
         if self.scored == 0 && answers.iter().all(|a| a.is_err()) {
             if let Some(Err(e)) = answers.drain(..).next() {
                 return Err(EvalError::Input(format!(
@@ -386,16 +457,16 @@ impl Tally {
                 Ok(r) => {
                     self.correct += r.hit as usize;
                     self.scored += 1;
-                    samples.append(&r)?;
+                    out.samples.append(&r)?;
                 }
                 Err(e) => {
                     self.failed += 1;
-                    skip(skipped, q, format!("inference failed: {e}"))?;
+                    skip(&mut out.skipped, q, format!("inference failed: {e}"))?;
                 }
             }
-            bar.inc(1);
+            out.bar.inc(1);
         }
-        bar.set_message(format!(
+        out.bar.set_message(format!(
             "accuracy {:.1}% of {}",
             100.0 * self.correct as f64 / self.scored.max(1) as f64,
             self.scored
@@ -422,7 +493,7 @@ fn prompt(
         text: rendered,
         images: vec![],
         videos: vec![VideoFrames {
-            frames: frames.as_ref().clone(),
+            frames: frames.frames.clone(),
             fps: cfg.video.fps,
         }],
     })
@@ -431,10 +502,14 @@ fn prompt(
 /// Answers a batch; if the batch fails, each sample alone. A sample that fails alone gives its
 /// error (the reference scored it as wrong; here it is not a result).
 fn answer_batch(
-    pipe: &ModelBundle,
-    cfg: &EvalConfig,
+    answerer: &Answerer,
     batch: &[(McQuestion, PathBuf, Frames)],
 ) -> Vec<Result<SampleResult>> {
+    let Answerer {
+        pipe,
+        cfg,
+        benchmark,
+    } = *answerer;
     let run = |items: &[(McQuestion, PathBuf, Frames)]| -> Result<Vec<String>> {
         let prompts = items
             .iter()
@@ -466,7 +541,7 @@ fn answer_batch(
     batch
         .iter()
         .zip(raws)
-        .map(|((r, path, _), raw)| {
+        .map(|((r, path, shown), raw)| {
             let raw = raw.inspect_err(|e| {
                 tracing::warn!("sample {}: inference failed: {e}", r.index);
             })?;
@@ -481,6 +556,10 @@ fn answer_batch(
                 pred: String::new(),
                 raw,
                 subtask_type: r.task_type.clone(),
+                benchmark,
+                kind: r.kind,
+                score: None,
+                frames: shown.used.clone(),
             };
             // The one scoring rule, the one `rescore` applies too.
             crate::report::score_sample(&mut sample, cfg.scoring);

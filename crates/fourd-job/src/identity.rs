@@ -32,6 +32,36 @@ pub fn file_digest(path: &Path) -> Result<String> {
     Ok(hex(&h.finalize()))
 }
 
+/// Hex SHA-256 over every file under `dir` (its path relative to `dir` and its
+/// [`file_digest`]), in sorted path order: the identity of a benchmark given as a folder of
+/// question files. Names count, modification times do not.
+pub fn tree_digest(dir: &Path) -> Result<String> {
+    let mut files = Vec::new();
+    let mut pending = vec![dir.to_path_buf()];
+    while let Some(d) = pending.pop() {
+        for entry in std::fs::read_dir(&d).map_err(|e| JobError::io(&d, e))? {
+            let path = entry.map_err(|e| JobError::io(&d, e))?.path();
+            if path.is_dir() {
+                pending.push(path);
+            } else {
+                files.push(path);
+            }
+        }
+    }
+    let relative = |p: &Path| {
+        p.strip_prefix(dir)
+            .unwrap_or(p)
+            .to_string_lossy()
+            .replace('\\', "/")
+    };
+    files.sort_by_key(|p| relative(p));
+    let mut h = Sha256::new();
+    for f in &files {
+        h.update(format!("{}\0{}\n", relative(f), file_digest(f)?));
+    }
+    Ok(hex(&h.finalize()))
+}
+
 /// The identity of a model folder (see the module docs).
 pub fn model_identity(dir: &Path) -> Result<String> {
     let mut h = Sha256::new();
@@ -87,6 +117,23 @@ pub fn short(identity: &str, n: usize) -> &str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_folder_is_identified_by_its_files_names_and_bytes() {
+        let dir = std::env::temp_dir().join(format!("fourd-tree-digest-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(dir.join("a/b")).unwrap();
+        std::fs::write(dir.join("a/b/q.json"), "[1]").unwrap();
+        std::fs::write(dir.join("top.json"), "[]").unwrap();
+        let first = tree_digest(&dir).unwrap();
+        assert_eq!(tree_digest(&dir).unwrap(), first);
+        std::fs::write(dir.join("a/b/q.json"), "[2]").unwrap();
+        let changed = tree_digest(&dir).unwrap();
+        assert_ne!(changed, first);
+        std::fs::rename(dir.join("a/b/q.json"), dir.join("a/b/r.json")).unwrap();
+        assert_ne!(tree_digest(&dir).unwrap(), changed);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 
     fn model(dir: &Path, config: &str, weights: &[u8]) {
         std::fs::create_dir_all(dir).unwrap();

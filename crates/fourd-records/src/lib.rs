@@ -27,5 +27,5 @@ pub mod rl;
 pub use dift::DiftRecord;
 pub use error::{RecordError, Result};
 pub use paths::PathRule;
-pub use question::{McQuestion, Media};
+pub use question::{AnswerKind, McQuestion, Media};
 pub use rl::RlRecord;

@@ -31,6 +31,24 @@ impl Media {
     }
 }
 
+/// What a question's answer is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AnswerKind {
+    /// One of the options, by letter.
+    #[default]
+    Choice,
+    /// A number (VSI-Bench's numerical-answer questions), scored by closeness.
+    Number,
+}
+
+impl AnswerKind {
+    pub fn is_choice(&self) -> bool {
+        *self == AnswerKind::Choice
+    }
+}
+
+/// A question about a video: multiple-choice (every benchmark) or numerical (VSI-Bench).
 #[derive(Clone, Debug, PartialEq)]
 pub struct McQuestion {
     /// Position in its file (row or line order, from 0); evaluation results are keyed by it.
@@ -40,8 +58,13 @@ pub struct McQuestion {
     pub question: String,
     /// The option lines as the prompt shows them (`A. Pan Left`), in letter order.
     pub options: Vec<String>,
-    /// The correct letter, upper case; empty when the file gives none.
+    /// The correct letter, upper case (a number's text for [`AnswerKind::Number`]); empty when
+    /// the file gives none.
     pub answer: String,
+    pub kind: AnswerKind,
+    /// The part of the video the question is about, in seconds from its start (STI-Bench's
+    /// `time_start`, `time_end`); `None`: all of it.
+    pub window: Option<(f64, f64)>,
     /// The sub-task key (DSR-Bench `type`, the 4DRL `Type`).
     pub task_type: String,
     pub media: Media,
@@ -80,6 +103,8 @@ mod tests {
             question: "How?".into(),
             options: crate::prompt::lettered(&["Pan Left".into(), "Stay".into()]),
             answer: "B".into(),
+            kind: AnswerKind::Choice,
+            window: None,
             task_type: "rel_dir".into(),
             media: Media::VideoId("v".into()),
         };

@@ -86,6 +86,8 @@ impl RlRecord {
             question: self.question.trim().to_string(),
             options,
             answer,
+            kind: crate::question::AnswerKind::Choice,
+            window: None,
             task_type: self.task_type.trim().to_string(),
             media,
         })

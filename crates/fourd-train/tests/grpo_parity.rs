@@ -37,6 +37,8 @@ fn record(manifest: &serde_json::Value) -> McQuestion {
             .map(|o| o.as_str().unwrap().to_string())
             .collect(),
         answer: "B".into(),
+        kind: fourd_records::AnswerKind::Choice,
+        window: None,
         media: Media::Frames(
             manifest["frames"]
                 .as_array()

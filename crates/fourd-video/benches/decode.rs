@@ -7,7 +7,10 @@
 //!
 //! Rows: fps=1 (the evaluation setting) and all frames (fps = source fps, no cap). Ours is timed
 //! twice: the evaluation path (RGB + `resize_for_model`) and decode + RGB only (no resize), which
-//! is what the CLI command does (`-f rawvideo -pix_fmt rgb24`). Best of `REPS` runs each.
+//! is what the CLI command does (`-f rawvideo -pix_fmt rgb24`). Then a time window (the last
+//! fifth of the video at fps=1, as an STI-Bench question asks): ours seeking to the key frame
+//! before it, ours decoding from the start, and the CLI with input seeking (`-ss`/`-to` before
+//! `-i`). Best of `REPS` runs each.
 
 #[path = "../tests/common/mod.rs"]
 mod common;
@@ -17,7 +20,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use fourd_video::{decode_video, probe, SamplingOptions};
+use fourd_video::{decode_video, decode_video_range, probe, SamplingOptions, TimeRange};
 
 const REPS: usize = 3;
 
@@ -34,8 +37,22 @@ fn best<F: FnMut() -> usize>(mut f: F) -> (Duration, usize) {
 
 /// Run the ffmpeg CLI, read its raw RGB output, return the number of frames.
 fn ffmpeg_cli(path: &Path, vf: Option<&str>, frame_bytes: usize) -> usize {
+    ffmpeg_cli_window(path, None, vf, frame_bytes)
+}
+
+/// [`ffmpeg_cli`] on `window` (seconds) alone, seeking the input to its start.
+fn ffmpeg_cli_window(
+    path: &Path,
+    window: Option<(f64, f64)>,
+    vf: Option<&str>,
+    frame_bytes: usize,
+) -> usize {
     let mut cmd = Command::new("ffmpeg");
-    cmd.args(["-v", "error", "-nostdin", "-i"]).arg(path);
+    cmd.args(["-v", "error", "-nostdin"]);
+    if let Some((a, b)) = window {
+        cmd.args(["-ss", &a.to_string(), "-to", &b.to_string()]);
+    }
+    cmd.arg("-i").arg(path);
     if let Some(vf) = vf {
         cmd.args(["-vf", vf]);
     }
@@ -146,4 +163,59 @@ fn main() {
             cli / ours_eval
         );
     }
+    window_rows(&path, info.duration, frame_bytes, &row);
+}
+
+/// The CLI decoding from the start and keeping `window` (output seeking), at fps=1.
+fn ffmpeg_cli_output_seek(path: &Path, (a, b): (f64, f64), frame_bytes: usize) -> usize {
+    let out = Command::new("ffmpeg")
+        .args(["-v", "error", "-nostdin", "-i"])
+        .arg(path)
+        .args(["-ss", &a.to_string(), "-to", &b.to_string()])
+        .args(["-vf", "fps=1", "-f", "rawvideo", "-pix_fmt", "rgb24", "-"])
+        .output()
+        .expect("ffmpeg on PATH");
+    assert!(out.status.success(), "ffmpeg failed on {}", path.display());
+    out.stdout.len() / frame_bytes
+}
+
+/// The last fifth of the video at fps=1: seeking, from the start, and the CLI.
+fn window_rows(
+    path: &Path,
+    duration: f64,
+    frame_bytes: usize,
+    row: &dyn Fn(&str, (Duration, usize)) -> f64,
+) {
+    let (a, b) = (duration * 0.8, duration);
+    let range = TimeRange::new(a, b).expect("a valid window");
+    let opts = SamplingOptions::default();
+    let seek = decode_video_range(path, &opts, Some(range)).unwrap_or_else(|e| panic!("{e}"));
+    println!(
+        "window {a:.2}-{b:.2} s: frames {:?}, {} decoded",
+        seek.indices, seek.frames_decoded
+    );
+    let ours = row(
+        "ours window, seeking (RGB + resize)",
+        best(|| {
+            decode_video_range(path, &opts, Some(range))
+                .unwrap_or_else(|e| panic!("{e}"))
+                .frames
+                .len()
+        }),
+    );
+    // From the start: the CLI's output seeking (`-ss`/`-to` after `-i`) decodes everything before
+    // the window and drops it.
+    let from_start = row(
+        "ffmpeg CLI -i then -ss/-to (from the start)",
+        best(|| ffmpeg_cli_output_seek(path, (a, b), frame_bytes)),
+    );
+    let cli = row(
+        "ffmpeg CLI -ss/-to -vf fps=1 rgb24",
+        best(|| ffmpeg_cli_window(path, Some((a, b)), Some("fps=1"), frame_bytes)),
+    );
+    println!(
+        "  window: ours is {:.1}x the speed of decoding from the start, {:.2}x the seeking CLI's",
+        from_start / ours,
+        cli / ours
+    );
 }

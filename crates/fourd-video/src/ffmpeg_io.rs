@@ -12,8 +12,8 @@ use ffmpeg_next as ffmpeg;
 use image::RgbImage;
 
 use crate::{
-    resize_owned, sample_indices, FrameCountSource, SampledVideo, SamplingOptions, VideoError,
-    VideoInfo,
+    resize_owned, sample_indices_in, FrameCountSource, SampledVideo, SamplingOptions, TimeRange,
+    VideoError, VideoInfo,
 };
 
 static INIT: Once = Once::new();
@@ -217,15 +217,46 @@ impl Converter {
 /// `k`-th frame the decoder outputs, i.e. presentation order, as in decord. A corrupt packet is
 /// skipped (and counted); the call fails only if no frame at all can be decoded.
 pub fn decode_video(path: &Path, opts: &SamplingOptions) -> Result<SampledVideo, VideoError> {
+    decode_video_range(path, opts, None)
+}
+
+/// [`decode_video`] for the frames of `range` alone ([`sample_indices_in`]). When the range
+/// starts after the first frame, the demuxer seeks to the key frame at or before it, so only
+/// that group of pictures and the range are decoded; frame indices then come from the frames'
+/// timestamps (`(pts × time base − stream start) × f_v`, rounded). A file that cannot seek, or
+/// whose stream has no time base, is decoded from the start instead (with a warning).
+pub fn decode_video_range(
+    path: &Path,
+    opts: &SamplingOptions,
+    range: Option<TimeRange>,
+) -> Result<SampledVideo, VideoError> {
     let mut ictx = open_input(path)?;
     let info = info_from_input(path, &ictx)?;
-    let wanted = sample_indices(info.frames, info.fps, opts.fps, opts.max_frames);
+    let wanted = sample_indices_in(info.frames, info.fps, range, opts.fps, opts.max_frames);
     if wanted.is_empty() {
         return Err(VideoError::Empty {
             path: path.to_path_buf(),
         });
     }
     let (decoder, time_base) = open_decoder(path, &ictx, &info)?;
+    let indexing = match (wanted[0], time_base) {
+        (0, _) => FrameIndexing::Counted,
+        (first, Some(tb)) => match seek_before(path, &mut ictx, &info, tb, first) {
+            Some(indexing) => indexing,
+            None => {
+                // A failed seek may leave the demuxer anywhere: start over.
+                ictx = open_input(path)?;
+                FrameIndexing::Counted
+            }
+        },
+        (_, None) => {
+            tracing::warn!(
+                "{}: the stream has no time base, so it is decoded from the start",
+                path.display()
+            );
+            FrameIndexing::Counted
+        }
+    };
     let sink = FrameSink {
         path,
         opts,
@@ -236,6 +267,7 @@ pub fn decode_video(path: &Path, opts: &SamplingOptions) -> Result<SampledVideo,
             frames: Vec::with_capacity(wanted.len()),
             timestamps: Vec::with_capacity(wanted.len()),
             indices: Vec::with_capacity(wanted.len()),
+            frames_decoded: 0,
             source_fps: info.fps,
             source_frames: info.frames,
             duration: info.duration,
@@ -243,9 +275,78 @@ pub fn decode_video(path: &Path, opts: &SamplingOptions) -> Result<SampledVideo,
             height: info.height,
         },
     };
-    let mut pass = DecodePass::new(decoder, wanted, sink);
+    let mut pass = DecodePass::new(decoder, wanted, sink, indexing);
     let done = pass.run(&mut ictx, info.stream_index)?;
     pass.finish(done, info.frames)
+}
+
+/// How a decoded frame's index in the video is known.
+#[derive(Clone, Copy, Debug)]
+enum FrameIndexing {
+    /// Decoding started at the first frame: the `k`-th frame out is frame `k`.
+    Counted,
+    /// Decoding started at a key frame inside the video: from the frame's timestamp.
+    FromTimestamp {
+        /// Seconds per timestamp tick.
+        time_base: f64,
+        /// The stream's start time in seconds (frame 0's timestamp).
+        start: f64,
+        fps: f64,
+    },
+}
+
+impl FrameIndexing {
+    /// The index of `frame`, the `n`-th out of the decoder, following `previous` (the last
+    /// frame's index, if any).
+    fn index_of(&self, frame: &VideoFrame, n: usize, previous: Option<usize>) -> usize {
+        match *self {
+            FrameIndexing::Counted => n,
+            FrameIndexing::FromTimestamp {
+                time_base,
+                start,
+                fps,
+            } => match frame.timestamp().or(frame.pts()) {
+                Some(t) => ((t as f64 * time_base - start) * fps).round().max(0.0) as usize,
+                // A frame without a timestamp follows the one before it.
+                None => previous.map_or(0, |p| p + 1),
+            },
+        }
+    }
+}
+
+/// Seeks `ictx` to the key frame at or before frame `first`; returns how decoded frames are then
+/// indexed, or `None` (with a warning) when the seek fails.
+fn seek_before(
+    path: &Path,
+    ictx: &mut ffmpeg::format::context::Input,
+    info: &VideoInfo,
+    time_base: f64,
+    first: usize,
+) -> Option<FrameIndexing> {
+    let stream = ictx
+        .stream(info.stream_index)
+        .expect("stream index from probe");
+    let start = match stream.start_time() {
+        t if t == ffmpeg::ffi::AV_NOPTS_VALUE => 0.0,
+        t => t as f64 * time_base,
+    };
+    let seconds = start + first as f64 / info.fps;
+    let target = (seconds * f64::from(ffmpeg::ffi::AV_TIME_BASE)).floor() as i64;
+    // `..target`: the latest key frame at or before the target (avformat's max_ts is inclusive).
+    match ictx.seek(target, ..target) {
+        Ok(()) => Some(FrameIndexing::FromTimestamp {
+            time_base,
+            start,
+            fps: info.fps,
+        }),
+        Err(e) => {
+            tracing::warn!(
+                "{}: cannot seek to {seconds:.3} s ({e}), so it is decoded from the start",
+                path.display()
+            );
+            None
+        }
+    }
 }
 
 fn decode_err(path: &Path, msg: String) -> VideoError {
@@ -331,6 +432,9 @@ struct DecodePass<'a> {
     next_wanted: usize,
     /// Frames output by the decoder so far.
     decoded: usize,
+    indexing: FrameIndexing,
+    /// Index of the most recent decoded frame.
+    last_index: Option<usize>,
     decode_errors: usize,
     first_error: Option<String>,
     cur: VideoFrame,
@@ -341,13 +445,20 @@ struct DecodePass<'a> {
 }
 
 impl<'a> DecodePass<'a> {
-    fn new(decoder: ffmpeg::decoder::Video, wanted: Vec<usize>, sink: FrameSink<'a>) -> Self {
+    fn new(
+        decoder: ffmpeg::decoder::Video,
+        wanted: Vec<usize>,
+        sink: FrameSink<'a>,
+        indexing: FrameIndexing,
+    ) -> Self {
         DecodePass {
             decoder,
             wanted,
             sink,
             next_wanted: 0,
             decoded: 0,
+            indexing,
+            last_index: None,
             decode_errors: 0,
             first_error: None,
             cur: VideoFrame::empty(),
@@ -414,13 +525,21 @@ impl<'a> DecodePass<'a> {
         loop {
             match self.decoder.receive_frame(&mut self.cur) {
                 Ok(()) => {
-                    let k = self.decoded;
+                    let k = self
+                        .indexing
+                        .index_of(&self.cur, self.decoded, self.last_index);
                     self.decoded += 1;
+                    self.last_index = Some(k);
                     self.last_kept = false;
-                    if self.next_wanted < self.wanted.len() && self.wanted[self.next_wanted] == k {
+                    // Counted, every wanted index comes up exactly; from timestamps, one the
+                    // stream skips over takes the next frame shown (kept once).
+                    while self.next_wanted < self.wanted.len() && self.wanted[self.next_wanted] <= k
+                    {
                         self.next_wanted += 1;
-                        self.sink.keep(&self.cur, k)?;
-                        self.last_kept = true;
+                        if !self.last_kept {
+                            self.sink.keep(&self.cur, k)?;
+                            self.last_kept = true;
+                        }
                     }
                     std::mem::swap(&mut self.cur, &mut self.last);
                     if self.next_wanted == self.wanted.len() {
@@ -461,6 +580,7 @@ impl<'a> DecodePass<'a> {
         if !done {
             self.clamp_tail(header_frames)?;
         }
+        self.sink.out.frames_decoded = self.decoded;
         if self.decode_errors > 0 {
             tracing::warn!(
                 "{}: {} decode error(s) skipped (first: {})",
@@ -484,7 +604,7 @@ impl<'a> DecodePass<'a> {
             missing
         );
         if !self.last_kept {
-            let k = self.decoded - 1;
+            let k = self.last_index.unwrap_or(self.decoded - 1);
             self.sink.keep(&self.last, k)?;
         }
         Ok(())

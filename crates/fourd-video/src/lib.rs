@@ -12,9 +12,15 @@
 //! 3. **Frame size** ([`resize_for_model`]): `task.py`'s `resize_video_frame`: frames above
 //!    200,704 px are scaled to fit, each side floored to a multiple of 28, Lanczos.
 //!
-//! Decoding uses FFmpeg's libraries through `ffmpeg-next`: the file is read once, front to back
-//! (no seeking), every frame is decoded (a video decoder has to), and only the kept frames are
-//! converted to RGB with swscale.
+//! Decoding uses FFmpeg's libraries through `ffmpeg-next`: the file is read once, front to back,
+//! every frame is decoded (a video decoder has to), and only the kept frames are converted to RGB
+//! with swscale.
+//!
+//! A question about part of a video (STI-Bench's `time_start`..`time_end`) is answered from that
+//! part alone ([`TimeRange`], [`sample_indices_in`]): the same rule applied to the frames inside
+//! the range, counted from its first frame. Decoding then seeks to the key frame before the range
+//! instead of decoding from the start ([`decode_video_range`]); the reference tools have no
+//! equivalent (STI-Bench's scripts cut the range out with their own frame sampler).
 //!
 //! Where this differs from the Python path, on purpose:
 //! * Frames are not written to JPEG and read back (the reference saves `frame_%04d.jpg` with PIL
@@ -38,11 +44,11 @@ use image::RgbImage;
 #[cfg(feature = "ffmpeg")]
 mod ffmpeg_io;
 #[cfg(feature = "ffmpeg")]
-pub use ffmpeg_io::{decode_video, encode_video, probe};
+pub use ffmpeg_io::{decode_video, decode_video_range, encode_video, probe};
 #[cfg(not(feature = "ffmpeg"))]
 mod no_ffmpeg;
 #[cfg(not(feature = "ffmpeg"))]
-pub use no_ffmpeg::{decode_video, encode_video, probe};
+pub use no_ffmpeg::{decode_video, decode_video_range, encode_video, probe};
 
 /// `256 × 28 × 28`: the reference's `VIDEO_MAX_PIXELS` / `MAX_PIXELS`.
 pub const DEFAULT_MAX_PIXELS: usize = 256 * 28 * 28;
@@ -162,6 +168,9 @@ pub struct SampledVideo {
     pub timestamps: Vec<f64>,
     /// Source frame index (presentation order, from 0) of each kept frame.
     pub indices: Vec<usize>,
+    /// Frames the decoder produced to get these: fewer than the last index + 1 when decoding
+    /// started at a key frame inside the video ([`decode_video_range`]).
+    pub frames_decoded: usize,
     /// Average frame rate of the source (`f_v`).
     pub source_fps: f64,
     /// Frame count of the source used for sampling (`n`).
@@ -209,6 +218,76 @@ pub fn sample_indices(n_frames: usize, source_fps: f64, fps: f64, max_frames: us
     linspace_trunc(indices.len() - 1, max_frames)
         .into_iter()
         .map(|p| indices[p])
+        .collect()
+}
+
+/// A stretch of a video, in seconds from its first frame: a question's time window.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct TimeRange {
+    pub start: f64,
+    pub end: f64,
+}
+
+/// Frames whose start time is this close to a range's edge count as on it (the edges are given in
+/// seconds with a few decimals; `k / fps` rarely equals them exactly in floating point).
+const EDGE_TOLERANCE_FRAMES: f64 = 1e-6;
+
+impl TimeRange {
+    /// A range with `0 <= start <= end`, both finite; the error says what is wrong.
+    pub fn new(start: f64, end: f64) -> Result<TimeRange, String> {
+        if !(start.is_finite() && end.is_finite()) {
+            return Err(format!("time range {start}..{end} is not finite"));
+        }
+        if start < 0.0 || end < start {
+            return Err(format!(
+                "time range {start}..{end}: expected 0 <= start <= end"
+            ));
+        }
+        Ok(TimeRange { start, end })
+    }
+
+    /// The source frames the range covers: those whose start time `k / f_v` lies in
+    /// `[start, end]`, clamped to the video. A range shorter than one frame gives the frame
+    /// showing `start`. `source_fps` that is not finite or `<= 0` is treated as 30, as in
+    /// [`sample_indices`]; `n_frames` must be > 0.
+    pub fn frames(&self, n_frames: usize, source_fps: f64) -> std::ops::RangeInclusive<usize> {
+        let f_v = if source_fps.is_finite() && source_fps > 0.0 {
+            source_fps
+        } else {
+            30.0
+        };
+        let last_frame = n_frames.saturating_sub(1);
+        let at = |t: f64| t * f_v;
+        let first =
+            ((at(self.start) - EDGE_TOLERANCE_FRAMES).ceil().max(0.0) as usize).min(last_frame);
+        let last =
+            ((at(self.end) + EDGE_TOLERANCE_FRAMES).floor().max(0.0) as usize).min(last_frame);
+        if last < first {
+            let showing = (at(self.start).floor().max(0.0) as usize).min(last_frame);
+            return showing..=showing;
+        }
+        first..=last
+    }
+}
+
+/// [`sample_indices`] over the frames of `range` (the whole video when `None`): the rule applied
+/// to the range's frames as if they were a video of their own, then shifted back to source
+/// indices.
+pub fn sample_indices_in(
+    n_frames: usize,
+    source_fps: f64,
+    range: Option<TimeRange>,
+    fps: f64,
+    max_frames: usize,
+) -> Vec<usize> {
+    let Some(range) = range.filter(|_| n_frames > 0) else {
+        return sample_indices(n_frames, source_fps, fps, max_frames);
+    };
+    let frames = range.frames(n_frames, source_fps);
+    let first = *frames.start();
+    sample_indices(frames.count(), source_fps, fps, max_frames)
+        .into_iter()
+        .map(|i| first + i)
         .collect()
 }
 
@@ -331,6 +410,31 @@ mod tests {
         assert_eq!(linspace_trunc(3, 4), vec![0, 1, 2, 3]);
         // np.linspace(0, 99, 3).astype(int) == [0, 49, 99]
         assert_eq!(linspace_trunc(99, 3), vec![0, 49, 99]);
+    }
+
+    #[test]
+    fn a_time_range_is_sampled_as_a_video_of_its_own() {
+        let r = |a, b| TimeRange::new(a, b).unwrap();
+        // 8 s at 4 fps: 5 s..7 s is frames 20..=28, sampled at 1 fps from frame 20.
+        assert_eq!(r(5.0, 7.0).frames(32, 4.0), 20..=28);
+        assert_eq!(
+            sample_indices_in(32, 4.0, Some(r(5.0, 7.0)), 1.0, 50),
+            vec![20, 24]
+        );
+        // Edges given with decimals that k / fps misses by rounding still include the frame.
+        assert_eq!(r(0.1 + 0.2, 0.9).frames(100, 10.0), 3..=9);
+        // Past the end: clamped; shorter than a frame: the frame showing the start.
+        assert_eq!(r(6.0, 60.0).frames(32, 4.0), 24..=31);
+        assert_eq!(r(5.1, 5.2).frames(32, 4.0), 20..=20);
+        assert_eq!(r(100.0, 200.0).frames(32, 4.0), 31..=31);
+        // No range: the whole video, as sample_indices.
+        assert_eq!(
+            sample_indices_in(45, 10.0, None, 1.0, 50),
+            vec![0, 10, 20, 30]
+        );
+        assert!(TimeRange::new(2.0, 1.0).is_err());
+        assert!(TimeRange::new(-1.0, 1.0).is_err());
+        assert!(TimeRange::new(0.0, f64::NAN).is_err());
     }
 
     #[test]

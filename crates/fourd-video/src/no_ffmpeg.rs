@@ -5,7 +5,7 @@ use std::path::Path;
 
 use image::RgbImage;
 
-use crate::{SampledVideo, SamplingOptions, VideoError, VideoInfo};
+use crate::{SampledVideo, SamplingOptions, TimeRange, VideoError, VideoInfo};
 
 fn unavailable(path: &Path) -> VideoError {
     if path.exists() {
@@ -24,6 +24,14 @@ pub fn probe(path: &Path) -> Result<VideoInfo, VideoError> {
 }
 
 pub fn decode_video(path: &Path, _opts: &SamplingOptions) -> Result<SampledVideo, VideoError> {
+    Err(unavailable(path))
+}
+
+pub fn decode_video_range(
+    path: &Path,
+    _opts: &SamplingOptions,
+    _range: Option<TimeRange>,
+) -> Result<SampledVideo, VideoError> {
     Err(unavailable(path))
 }
 

@@ -5,8 +5,8 @@ mod common;
 
 use common::{ffprobe_pts, make_video, read_index, Spec, TempDir};
 use fourd_video::{
-    decode_video, probe, resize_for_model, sample_indices, FrameCountSource, SamplingOptions,
-    VideoError,
+    decode_video, decode_video_range, probe, resize_for_model, sample_indices, FrameCountSource,
+    SamplingOptions, TimeRange, VideoError,
 };
 use image::RgbImage;
 
@@ -320,4 +320,43 @@ fn audio_only_file_has_no_video_stream() {
     let err = decode_video(&path, &SamplingOptions::default()).unwrap_err();
     assert!(matches!(err, VideoError::NoVideoStream { .. }), "{err:?}");
     assert!(err.to_string().contains("sound.mp4"), "{err}");
+}
+
+/// A time window is decoded from the key frame before it: the same frames (by their drawn index
+/// and ffprobe's timestamps) as the rule gives on the window, and far fewer frames decoded than
+/// decoding from the start would take.
+#[test]
+fn a_window_seeks_to_its_key_frame_and_keeps_its_frames() {
+    let dir = TempDir::new("window");
+    for (name, b_frames) in [("plain.mp4", 0), ("bframes.mp4", 2)] {
+        let path = dir.join(name);
+        let mut spec = Spec::new(64, 48, 10, 100);
+        spec.max_b_frames = b_frames;
+        make_video(&path, &spec);
+        let range = TimeRange::new(5.0, 7.0).unwrap();
+        let v = decode_video_range(&path, &SamplingOptions::default(), Some(range)).unwrap();
+        // Frames 50..=70 are 2.1 s of video: two frames at 1 fps, as the rule gives on a video.
+        assert_eq!(v.indices, vec![50, 60], "{name}");
+        check_against_ffprobe(&path, &v);
+        // The key frames are every 12 frames: decoding starts at frame 48, not 0.
+        assert!(
+            v.frames_decoded <= 61 - 48 + 2 * b_frames,
+            "{name}: decoded {} frames",
+            v.frames_decoded
+        );
+        // The whole video decodes from frame 0; the same frames at the same indices.
+        let whole = decode_video(&path, &SamplingOptions::all_frames()).unwrap();
+        assert_eq!(whole.frames_decoded, 100);
+        for (frame, &k) in v.frames.iter().zip(&v.indices) {
+            assert_eq!(frame, &whole.frames[k], "{name}: frame {k}");
+        }
+        // A window from the start does not seek; one past the end keeps the last frame.
+        let from_start = TimeRange::new(0.0, 2.0).unwrap();
+        let v = decode_video_range(&path, &SamplingOptions::default(), Some(from_start)).unwrap();
+        assert_eq!(v.indices, vec![0, 10]);
+        let past = TimeRange::new(20.0, 30.0).unwrap();
+        let v = decode_video_range(&path, &SamplingOptions::default(), Some(past)).unwrap();
+        assert_eq!(v.indices, vec![99]);
+        assert_eq!(read_index(&v.frames[0]), 99);
+    }
 }

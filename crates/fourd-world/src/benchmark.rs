@@ -488,6 +488,8 @@ pub fn build_benchmark(
                     question: d.question,
                     options: lettered(&labels),
                     answer: letter(slot).to_string(),
+                    kind: fourd_records::AnswerKind::Choice,
+                    window: None,
                     task_type: d.task_type.to_string(),
                     media: Media::VideoId(shown_id),
                 },
