@@ -199,13 +199,9 @@ impl ChatClient {
                 return Ok(content);
             }
         }
-        let body = json!({ "model": self.model, "messages": messages });
-        let body = serde_json::to_vec(&body).map_err(|e| ApiError::InvalidInput {
-            url: self.url.clone(),
-            problem: format!("cannot serialise request: {e}"),
-        })?;
-        let reply = self.poster.post_json(&self.url, &body)?;
-        let content = parse_chat_reply(&self.url, &reply)?;
+        let content = self
+            .send(messages, &serde_json::Map::new())?
+            .require_content(&self.url)?;
         if let (Some(cache), Some(key)) = (&self.cache, &key) {
             // A cache that cannot be written costs a repeated request later, not this answer.
             if let Err(e) = cache.put(key, &self.url, &self.model, &content) {
@@ -213,6 +209,69 @@ impl ChatClient {
             }
         }
         Ok(content)
+    }
+}
+
+impl ChatClient {
+    /// [`ChatClient::chat`] with more request fields merged into the body (`temperature`,
+    /// `max_tokens`, `response_format`, ...; they cannot replace `model` or `messages`), returning
+    /// how the reply ended as well as its text. Never cached: callers that keep the replies (an
+    /// evaluation's judge verdicts) store them themselves.
+    pub fn chat_with(
+        &self,
+        messages: &[ChatMessage],
+        fields: &serde_json::Map<String, Value>,
+    ) -> Result<ChatReply, ApiError> {
+        if messages.is_empty() {
+            return Err(ApiError::InvalidInput {
+                url: self.url.clone(),
+                problem: "no messages".into(),
+            });
+        }
+        let messages = messages_json(&self.url, messages)?;
+        self.send(messages, fields)
+    }
+
+    fn send(
+        &self,
+        messages: Value,
+        fields: &serde_json::Map<String, Value>,
+    ) -> Result<ChatReply, ApiError> {
+        let mut body = fields.clone();
+        body.insert("model".into(), Value::String(self.model.clone()));
+        body.insert("messages".into(), messages);
+        let body = serde_json::to_vec(&body).map_err(|e| ApiError::InvalidInput {
+            url: self.url.clone(),
+            problem: format!("cannot serialise request: {e}"),
+        })?;
+        let reply = self.poster.post_json(&self.url, &body)?;
+        parse_chat_reply(&self.url, &reply)
+    }
+}
+
+/// A chat reply: `choices[0].message.content` (`None` when null, as with a refusal), its
+/// `finish_reason` and `refusal`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChatReply {
+    pub content: Option<String>,
+    pub finish_reason: Option<String>,
+    pub refusal: Option<String>,
+}
+
+impl ChatReply {
+    /// The text, or an error naming the field when the reply has none.
+    fn require_content(self, url: &str) -> Result<String, ApiError> {
+        self.content.ok_or_else(|| {
+            let reason = self
+                .finish_reason
+                .map(|r| format!(" (finish_reason: {r})"))
+                .unwrap_or_default();
+            ApiError::MalformedReply {
+                url: url.to_string(),
+                field: "choices[0].message.content".into(),
+                problem: format!("is null instead of a string{reason}"),
+            }
+        })
     }
 }
 
@@ -254,9 +313,9 @@ fn messages_json(url: &str, messages: &[ChatMessage]) -> Result<Value, ApiError>
     Ok(Value::Array(out))
 }
 
-/// `choices[0].message.content` of a chat-completions reply. `content` given as an array of
-/// `{"type": "text", "text": ...}` parts is joined.
-fn parse_chat_reply(url: &str, body: &[u8]) -> Result<String, ApiError> {
+/// `choices[0]` of a chat-completions reply. `content` given as an array of
+/// `{"type": "text", "text": ...}` parts is joined; a null one is `None`.
+fn parse_chat_reply(url: &str, body: &[u8]) -> Result<ChatReply, ApiError> {
     let malformed = |field: &str, problem: String| ApiError::MalformedReply {
         url: url.to_string(),
         field: field.to_string(),
@@ -286,8 +345,15 @@ fn parse_chat_reply(url: &str, body: &[u8]) -> Result<String, ApiError> {
     let content = message
         .get("content")
         .ok_or_else(|| malformed("choices[0].message.content", "is missing".into()))?;
+    let text = |field: &Value| field.as_str().map(str::to_string);
+    let reply = |content: Option<String>| ChatReply {
+        content,
+        finish_reason: first.get("finish_reason").and_then(text),
+        refusal: message.get("refusal").and_then(text),
+    };
     match content {
-        Value::String(s) => Ok(s.clone()),
+        Value::Null => Ok(reply(None)),
+        Value::String(s) => Ok(reply(Some(s.clone()))),
         Value::Array(parts) => {
             let mut text = String::new();
             for (i, p) in parts.iter().enumerate() {
@@ -301,7 +367,7 @@ fn parse_chat_reply(url: &str, body: &[u8]) -> Result<String, ApiError> {
                     }
                 }
             }
-            Ok(text)
+            Ok(reply(Some(text)))
         }
         other => {
             let reason = first
@@ -335,9 +401,15 @@ mod tests {
     #[test]
     fn reply_fields() {
         let ok = br#"{"choices":[{"message":{"role":"assistant","content":"hi"}}]}"#;
-        assert_eq!(parse_chat_reply("u", ok).unwrap(), "hi");
+        let text = |body: &[u8]| parse_chat_reply("u", body).and_then(|r| r.require_content("u"));
+        assert_eq!(text(ok).unwrap(), "hi");
         let parts = br#"{"choices":[{"message":{"content":[{"type":"text","text":"a"},{"type":"text","text":"b"}]}}]}"#;
-        assert_eq!(parse_chat_reply("u", parts).unwrap(), "ab");
+        assert_eq!(text(parts).unwrap(), "ab");
+        // A refusal: no text, and what the reply says instead.
+        let refused =
+            br#"{"choices":[{"message":{"content":null,"refusal":"no"},"finish_reason":"stop"}]}"#;
+        let r = parse_chat_reply("u", refused).unwrap();
+        assert_eq!((r.content, r.refusal.as_deref()), (None, Some("no")));
         let cases: [(&[u8], &str); 6] = [
             (br#"{"id":"x"}"#, "`choices` is missing"),
             (br#"{"choices":{}}"#, "`choices` is not an array"),
@@ -353,7 +425,9 @@ mod tests {
             ),
         ];
         for (body, want) in cases {
-            let e = parse_chat_reply("http://x/chat/completions", body)
+            let url = "http://x/chat/completions";
+            let e = parse_chat_reply(url, body)
+                .and_then(|r| r.require_content(url))
                 .unwrap_err()
                 .to_string();
             assert!(e.contains(want), "{e:?} lacks {want:?}");

@@ -18,7 +18,7 @@ mod http;
 mod segment;
 pub mod testing;
 
-pub use chat::{ApiConfig, ChatClient, ChatContent, ChatMessage, API_KEY_ENV};
+pub use chat::{ApiConfig, ChatClient, ChatContent, ChatMessage, ChatReply, API_KEY_ENV};
 pub use error::ApiError;
 pub use http::{MAX_BACKOFF, MAX_RETRY_AFTER};
 pub use segment::{SegmentClient, SegmentConfig};

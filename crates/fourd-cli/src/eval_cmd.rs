@@ -39,6 +39,32 @@ pub enum EvalCommand {
         #[arg(long, default_value = "strict")]
         scoring: Scoring,
     },
+    /// Ask an LLM judge (any OpenAI-compatible API) for a verdict on each saved reply, with
+    /// VLM4D's official judge request (its prompt, settings and answer schema); the verdicts are
+    /// stored in the sample lines, and the summary, table and chart gain a `judge` row (scored by
+    /// the judge once every sample has a verdict). Resumable: samples judged by this model are
+    /// kept.
+    Judge(JudgeArgs),
+}
+
+/// `fourd eval judge`: an OpenAI-compatible judge's verdicts on saved results.
+#[derive(Args, Debug)]
+pub struct JudgeArgs {
+    /// A result folder (its dsr_eval.jsonl) or a per-sample JSONL file.
+    pub dir: PathBuf,
+    /// The judge's OpenAI-compatible API, everything before /chat/completions. The key is read
+    /// from OPENAI_API_KEY.
+    #[arg(long, default_value = "https://api.openai.com/v1")]
+    pub endpoint: String,
+    /// The judge model (VLM4D's paper: o4-mini).
+    #[arg(long, default_value = fourd_eval::judge::PAPER_JUDGE)]
+    pub judge_model: String,
+    /// Requests in flight at once.
+    #[arg(long, default_value_t = 4)]
+    pub jobs: usize,
+    /// Seconds one request may take.
+    #[arg(long, default_value_t = 600)]
+    pub timeout: u64,
 }
 
 #[derive(Args, Debug)]
@@ -166,9 +192,13 @@ pub fn run(a: EvalArgs) -> Result<()> {
     match (a.command, a.run) {
         (Some(EvalCommand::Merge { dir }), _) => run_merge(&dir),
         (Some(EvalCommand::Rescore { dir, scoring }), _) => run_rescore(&dir, scoring),
+        (Some(EvalCommand::Judge(a)), _) => run_judge(&a),
         (None, Some(r)) => run_eval(r),
         (None, None) => {
-            bail!("give --model, --benchmark and --video-root, or a subcommand (merge, rescore)")
+            bail!(
+                "give --model, --benchmark and --video-root, or a subcommand (merge, rescore, \
+                 judge)"
+            )
         }
     }
 }
@@ -377,5 +407,41 @@ fn run_rescore(dir: &Path, scoring: Scoring) -> Result<()> {
         .unwrap_or_else(|| "model".into());
     let summary = fourd_eval::report::rescore(&samples, &name, scoring)?;
     print_summary(&name, &summary, &ResultFiles::new(&samples));
+    Ok(())
+}
+
+/// `fourd eval judge DIR`.
+fn run_judge(a: &JudgeArgs) -> Result<()> {
+    if a.jobs == 0 {
+        bail!("--jobs must be at least 1");
+    }
+    let samples = fourd_eval::report::results_file(&a.dir)?;
+    let name = samples
+        .parent()
+        .map(model_name)
+        .unwrap_or_else(|| "model".into());
+    let mut cfg = fourd_api::ApiConfig::new(a.endpoint.clone(), a.judge_model.clone());
+    cfg.timeout = std::time::Duration::from_secs(a.timeout);
+    let client = fourd_api::ChatClient::new(cfg).context("--endpoint / --judge-model")?;
+    let run = fourd_eval::judge::judge(&samples, &client, a.jobs, &name)?;
+    println!(
+        "{name}: {} judged by {}, {} already judged, {} left unjudged",
+        run.judged,
+        a.judge_model,
+        run.kept,
+        run.unjudged.len()
+    );
+    for (index, why) in run.unjudged.iter().take(5) {
+        println!("  sample {index}: {why}");
+    }
+    let summary = fourd_eval::report::read_summary(&ResultFiles::new(&samples).summary)
+        .context("the summary was not written")?;
+    print_summary(&name, &summary, &ResultFiles::new(&samples));
+    if !run.unjudged.is_empty() {
+        bail!(
+            "{} sample(s) left unjudged; run `fourd eval judge` again to retry them",
+            run.unjudged.len()
+        );
+    }
     Ok(())
 }

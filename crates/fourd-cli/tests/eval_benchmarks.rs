@@ -228,7 +228,7 @@ fn stibench_questions_see_only_their_window() {
     let (dir, samples) = eval_all(
         &cwd,
         "STI-Bench/qa.parquet",
-        "stibench",
+        "auto",
         "STI-Bench/videos",
         rows.len(),
     );
@@ -345,4 +345,75 @@ fn dynbench_folders_are_evaluated_from_their_frames() {
     assert!(!o.status.success());
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(err.contains("benchmark"), "{err}");
+}
+
+/// `fourd eval judge` on a finished VLM4D run, against a loopback OpenAI-compatible judge: every
+/// sample gets a verdict in its line, and the figures become the judge's.
+#[test]
+fn vlm4d_results_are_judged_through_an_openai_compatible_api() {
+    let (cwd, expected) = setup("eval-judge", "vlm4d", "VLM4D");
+    let n = expected["real_mc.json"].as_object().unwrap().len();
+    let (dir, _) = eval_all(&cwd, "VLM4D/real_mc.json", "vlm4d", "VLM4D/dataset", n);
+    let server = fourd_api::testing::MockChatServer::fixed(
+        "{\"extracted_answer\": \"B: left\", \"correct\": true}",
+    )
+    .unwrap();
+    let rel = dir
+        .strip_prefix(&cwd)
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .to_string();
+    let out = ok(
+        "judge",
+        &fourd_in(
+            &cwd,
+            &[
+                "eval",
+                "judge",
+                &rel,
+                "--endpoint",
+                &server.base_url(),
+                "--jobs",
+                "2",
+            ],
+        ),
+    );
+    assert!(out.contains(&format!("{n} judged by o4-mini")), "{out}");
+    assert_eq!(server.request_count(), n);
+    let samples = jsonl(&dir.join("dsr_eval.jsonl"));
+    assert!(samples.iter().all(|s| s["judge"]["correct"] == true));
+    let s = summary(&dir);
+    assert_eq!(s["scoring"], "judge");
+    assert_eq!(s["accuracy"], 1.0);
+    let table = std::fs::read_to_string(dir.join("dsr_eval_summary.md")).unwrap();
+    assert!(table.contains("| judge |"), "{table}");
+    // Again: nothing to ask.
+    let again = ok(
+        "judge again",
+        &fourd_in(
+            &cwd,
+            &["eval", "judge", &rel, "--endpoint", &server.base_url()],
+        ),
+    );
+    assert!(
+        again.contains(&format!("0 judged by o4-mini, {n} already judged")),
+        "{again}"
+    );
+    assert_eq!(server.request_count(), n);
+    // A run cannot be scored by a judge before it has verdicts.
+    let o = fourd_in(
+        &cwd,
+        &[
+            "eval",
+            "--model",
+            "m",
+            "--benchmark",
+            "VLM4D/real_mc.json",
+            "--scoring",
+            "judge",
+        ],
+    );
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("fourd eval judge"));
 }

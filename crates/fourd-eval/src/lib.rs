@@ -7,6 +7,7 @@
 pub mod benchmark;
 pub mod compare;
 pub mod error;
+pub mod judge;
 pub mod official;
 pub mod report;
 pub mod run;

@@ -90,6 +90,13 @@ pub fn score(
     match scoring {
         Scoring::Strict => strict(kind, raw, truth, options),
         Scoring::Reference => reference(benchmark, kind, raw, truth),
+        // A judge's verdict is stored with the sample, not derived from the reply
+        // (`report::score_sample` applies it); without one nothing scores.
+        Scoring::Judge => Scored {
+            truth: truth.trim().to_string(),
+            pred: String::new(),
+            score: 0.0,
+        },
     }
 }
 

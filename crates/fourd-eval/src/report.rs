@@ -15,6 +15,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{io, EvalError, Result};
+use crate::judge::JudgeVerdict;
 use crate::official::{self, Benchmark};
 use fourd_records::answer::{options_in_question, Scoring};
 use fourd_records::AnswerKind;
@@ -212,6 +213,9 @@ pub struct SampleResult {
     /// The frames the model saw, for a question about part of the video.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub frames: Option<FramesUsed>,
+    /// An LLM judge's verdict on the reply (`fourd eval judge`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub judge: Option<JudgeVerdict>,
 }
 
 impl SampleResult {
@@ -390,6 +394,18 @@ pub struct EvalSummary {
 /// ([`official::score`]): `gt` as the rule reads the truth, `pred` and `answer` from `raw`
 /// (options read back from `question`), `hit`, and `score` for a number.
 pub fn score_sample(r: &mut SampleResult, scoring: Scoring) {
+    if scoring == Scoring::Judge {
+        // The judge's verdict, not a rule over the reply.
+        let verdict = r.judge.as_ref();
+        r.gt = r.gt.trim().to_string();
+        r.pred = verdict
+            .map(|v| v.extracted_answer.clone())
+            .unwrap_or_default();
+        r.answer = r.pred.clone();
+        r.hit = u8::from(verdict.is_some_and(|v| v.correct));
+        r.score = None;
+        return;
+    }
     let options = options_in_question(&r.question);
     let s = official::score(r.benchmark, scoring, r.kind, &r.raw, &r.gt, &options);
     r.gt = s.truth;
@@ -409,7 +425,11 @@ pub fn summarize_scored(
 ) -> EvalSummary {
     let mut summary = summarize(total, results, skipped);
     summary.scoring = scoring;
+    let judged = !results.is_empty() && results.iter().all(|r| r.judge.is_some());
     for mode in Scoring::ALL {
+        if mode == Scoring::Judge && !judged {
+            continue;
+        }
         let mut rescored = results.to_vec();
         rescored.iter_mut().for_each(|r| score_sample(r, mode));
         let s = summarize(total, &rescored, skipped);
@@ -506,6 +526,9 @@ fn scoring_note(mode: Scoring, benchmark: Benchmark) -> &'static str {
             "ours: a standalone option letter or the text of one option; for a number, the answer's first number"
         }
         Scoring::Reference => benchmark.reference_rule(),
+        Scoring::Judge => {
+            "an LLM judge's verdicts (fourd eval judge; VLM4D's official scoring, with o4-mini in the paper)"
+        }
     }
 }
 
@@ -792,12 +815,27 @@ pub fn rescore(samples: &Path, title: &str, scoring: Scoring) -> Result<EvalSumm
             files.samples.display()
         )));
     }
+    if scoring == Scoring::Judge {
+        if let Some(r) = results.iter().find(|r| r.judge.is_none()) {
+            return Err(EvalError::Input(format!(
+                "{}: sample {} has no judge verdict; run `fourd eval judge` on it first",
+                files.samples.display(),
+                r.index
+            )));
+        }
+    }
     let total = std::fs::read_to_string(&files.summary)
         .ok()
         .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
         .and_then(|v| v["total"].as_u64())
         .map_or(results.len() + skipped.len(), |t| t as usize);
     write_reports(&files, total, title, scoring)
+}
+
+/// The summary at `path`, when there is a readable one.
+pub fn read_summary(path: &Path) -> Option<EvalSummary> {
+    let text = std::fs::read_to_string(path).ok()?;
+    serde_json::from_str(&text).ok()
 }
 
 /// The manifest the shards share, with the shard itself left out; an error when a shard has

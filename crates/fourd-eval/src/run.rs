@@ -199,6 +199,13 @@ impl EvalConfig {
             ));
         }
         self.generation.sampling.validate()?;
+        if self.scoring == Scoring::Judge {
+            return bad(
+                "--scoring judge: a judge's verdicts come after the run; run `fourd eval judge \
+                 DIR` on its results"
+                    .into(),
+            );
+        }
         if !self.benchmark.exists() {
             return bad(format!(
                 "--benchmark {}: no such file or folder",
@@ -560,6 +567,7 @@ fn answer_batch(
                 kind: r.kind,
                 score: None,
                 frames: shown.used.clone(),
+                judge: None,
             };
             // The one scoring rule, the one `rescore` applies too.
             crate::report::score_sample(&mut sample, cfg.scoring);

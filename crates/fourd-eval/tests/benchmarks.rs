@@ -52,6 +52,7 @@ fn answered(q: &McQuestion, benchmark: Benchmark, reply: &str) -> SampleResult {
         kind: q.kind,
         score: (q.kind == AnswerKind::Number).then_some(s.score),
         frames: None,
+        judge: None,
     }
 }
 

@@ -117,14 +117,17 @@ pub fn extract_choice(raw: &str, options: &[String]) -> String {
     found.map(String::from).unwrap_or_default()
 }
 
-/// How a reply is scored.
+/// How a reply is scored (`fourd_eval::official` applies each mode on every benchmark).
 ///
 /// * `Strict` (ours, the default): [`extract_choice`], a standalone letter or the text of one
 ///   option; an empty prediction never scores.
-/// * `Reference`: exactly 4DThinker's `evaluation/dsr_eval.py` ([`reference_choice`],
-///   [`reference_truth`]), bugs included: the first capital A-D anywhere, so "Dolly In" reads as
-///   D and a reply without a letter takes the first capital of its reasoning. The published
-///   DSR-Bench figures (DIFT 31.07%, 4DRL 34.18%) were computed this way.
+/// * `Reference`: the benchmark's own rule; on DSR-Bench exactly 4DThinker's
+///   `evaluation/dsr_eval.py` ([`reference_choice`], [`reference_truth`]), bugs included: the
+///   first capital A-D anywhere, so "Dolly In" reads as D and a reply without a letter takes the
+///   first capital of its reasoning. The published DSR-Bench figures (DIFT 31.07%, 4DRL 34.18%)
+///   were computed this way.
+/// * `Judge`: an LLM judge's verdicts, stored with the results by `fourd eval judge` (VLM4D's
+///   official scoring); not a rule over the reply.
 #[derive(
     Debug,
     Clone,
@@ -142,40 +145,17 @@ pub enum Scoring {
     #[default]
     Strict,
     Reference,
+    Judge,
 }
 
 impl Scoring {
-    pub const ALL: [Scoring; 2] = [Scoring::Strict, Scoring::Reference];
+    pub const ALL: [Scoring; 3] = [Scoring::Strict, Scoring::Reference, Scoring::Judge];
 
     pub fn as_str(self) -> &'static str {
         match self {
             Scoring::Strict => "strict",
             Scoring::Reference => "reference",
-        }
-    }
-
-    /// The predicted letter ("" when none) of `raw`, for a question with `options`.
-    pub fn choice(self, raw: &str, options: &[String]) -> String {
-        match self {
-            Scoring::Strict => extract_choice(raw, options),
-            Scoring::Reference => reference_choice(raw),
-        }
-    }
-
-    /// The ground truth as this mode compares it.
-    pub fn truth(self, answer: &str) -> String {
-        match self {
-            Scoring::Strict => answer.trim().to_string(),
-            Scoring::Reference => reference_truth(answer),
-        }
-    }
-
-    /// Whether `pred` scores against `gt` (both as this mode made them).
-    pub fn hit(self, pred: &str, gt: &str) -> bool {
-        match self {
-            Scoring::Strict => !pred.is_empty() && pred == gt,
-            // dsr_eval.py: `pred == gt`, so an empty prediction scores on an empty truth.
-            Scoring::Reference => pred == gt,
+            Scoring::Judge => "judge",
         }
     }
 }
@@ -192,8 +172,9 @@ impl std::str::FromStr for Scoring {
         match s {
             "strict" => Ok(Scoring::Strict),
             "reference" => Ok(Scoring::Reference),
+            "judge" => Ok(Scoring::Judge),
             _ => Err(format!(
-                "unknown scoring {s:?} (expected strict or reference)"
+                "unknown scoring {s:?} (expected strict, reference or judge)"
             )),
         }
     }
@@ -356,29 +337,19 @@ mod tests {
             );
             assert_eq!(pred, c["pred"].as_str().unwrap(), "{}", c["what"]);
             assert_eq!(gt, c["gt"].as_str().unwrap(), "{}", c["what"]);
-            assert_eq!(
-                Scoring::Reference.hit(&pred, &gt),
-                c["hit"].as_u64().unwrap() == 1,
-                "{}",
-                c["what"]
-            );
+            // dsr_eval.py's `pred == gt`: an empty prediction scores on an empty truth.
+            assert_eq!(pred == gt, c["hit"].as_u64().unwrap() == 1, "{}", c["what"]);
         }
         // The two modes part on an option named by its text.
         let options: Vec<String> = ["A. Pan Left", "B. Truck Right", "C. Stay", "D. Dolly In"]
             .map(String::from)
             .to_vec();
+        assert_eq!(reference_choice("<answer>Truck Right</answer>"), "");
         assert_eq!(
-            Scoring::Reference.choice("<answer>Truck Right</answer>", &options),
-            ""
-        );
-        assert_eq!(
-            Scoring::Strict.choice("<answer>Truck Right</answer>", &options),
+            extract_choice("<answer>Truck Right</answer>", &options),
             "B"
         );
-        assert_eq!(
-            Scoring::Reference.choice("<answer>Dolly In</answer>", &options),
-            "D"
-        );
+        assert_eq!(reference_choice("<answer>Dolly In</answer>"), "D");
     }
 
     #[test]
