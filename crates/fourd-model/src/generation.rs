@@ -15,6 +15,7 @@ use crate::error::{ModelError, Result};
 use crate::inputs::ModelInputs;
 use crate::model::Qwen25VL;
 use crate::mrope::RopeIndexParams;
+use crate::text::KvCache;
 
 /// How the next token is chosen. Applied in transformers' order: repetition penalty,
 /// temperature, top-k, top-p.
@@ -239,7 +240,8 @@ impl SeqState {
 }
 
 /// Runs generation for a prepared batch. `on_token(row, id, kind)` is called as ids are produced
-/// (for streaming to a terminal).
+/// (for streaming to a terminal). The batch's rows all start together and run to their end: a
+/// [`DecodeBatch`] that no sequence joins later.
 pub fn generate(
     model: &Qwen25VL,
     inputs: &ModelInputs,
@@ -247,19 +249,275 @@ pub fn generate(
     cfg: &GenerationConfig,
     mut on_token: impl FnMut(usize, u32, TokenKind),
 ) -> Result<Vec<SequenceOutput>> {
-    if let Some(l) = cfg.latent {
-        if l.size == 0 {
-            return Err(ModelError::input("latent_size must be at least 1"));
+    let b = inputs.batch_size();
+    let mut batch = DecodeBatch::new(model);
+    let mut outs: Vec<Option<SequenceOutput>> = vec![None; b];
+    let requests = (0..b).map(|row| (row as SeqId, cfg.clone())).collect();
+    for (id, out) in batch.admit(inputs, params, requests)? {
+        outs[id as usize] = Some(out);
+    }
+    while !batch.is_empty() {
+        for (id, out) in batch.step(|id, token, kind| on_token(id as usize, token, kind))? {
+            outs[id as usize] = Some(out);
         }
     }
-    let b = inputs.batch_size();
-    let mut cache = model.new_cache();
-    let prefill = model.prefill(inputs, params, &mut cache, true)?;
-    let mut states: Vec<SeqState> = (0..b)
-        .map(|row| SeqState {
+    outs.into_iter()
+        .map(|o| o.ok_or_else(|| ModelError::input("a sequence never finished")))
+        .collect()
+}
+
+/// The caller's name for a sequence of a [`DecodeBatch`].
+pub type SeqId = u64;
+
+/// A sequence decoding in a [`DecodeBatch`]: its settings and its state.
+struct Running {
+    id: SeqId,
+    cfg: GenerationConfig,
+    /// Ids its text steps never pick (see [`DecodeBatch::admit`]).
+    suppress: Vec<u32>,
+    state: SeqState,
+}
+
+/// Sequences decoding together, one token each per [`DecodeBatch::step`]. New sequences join
+/// between steps ([`DecodeBatch::admit`]: prefilled on their own, then merged into the running
+/// cache, left-padded to a common length); finished or cancelled ones leave at once. Every
+/// sequence keeps its own settings, sampling state and latent-imagery phase, so a sequence
+/// decodes the same tokens whoever it shares the batch with (up to floating-point reassociation in
+/// batched kernels).
+///
+/// Rows are kept in cache order: `rows[i]` is row `i` of the cache and of the pending `logits`
+/// and `hidden` (the outputs of each row's last forward position, from which its next token is
+/// chosen).
+pub struct DecodeBatch<'m> {
+    model: &'m Qwen25VL,
+    cache: KvCache,
+    rows: Vec<Running>,
+    logits: Option<Tensor>,
+    hidden: Option<Tensor>,
+}
+
+impl<'m> DecodeBatch<'m> {
+    pub fn new(model: &'m Qwen25VL) -> Self {
+        DecodeBatch {
+            model,
+            cache: model.new_cache(),
+            rows: Vec::new(),
+            logits: None,
+            hidden: None,
+        }
+    }
+
+    /// Sequences decoding now.
+    pub fn len(&self) -> usize {
+        self.rows.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.rows.is_empty()
+    }
+
+    /// The ids of the sequences decoding now, in batch order.
+    pub fn ids(&self) -> Vec<SeqId> {
+        self.rows.iter().map(|r| r.id).collect()
+    }
+
+    /// Prefills the prompts of `inputs` (one row per request, in order) and adds them to the
+    /// batch, each with its id and settings. Returns the sequences that are finished at once
+    /// (`max_new_tokens == 0`). Row `r` of `inputs` samples with seed `seed + r`, as a batch of
+    /// [`generate`] does.
+    pub fn admit(
+        &mut self,
+        inputs: &ModelInputs,
+        params: &RopeIndexParams,
+        requests: Vec<(SeqId, GenerationConfig)>,
+    ) -> Result<Vec<(SeqId, SequenceOutput)>> {
+        if requests.len() != inputs.batch_size() {
+            return Err(ModelError::input(format!(
+                "{} requests for {} prompts",
+                requests.len(),
+                inputs.batch_size()
+            )));
+        }
+        if requests
+            .iter()
+            .any(|(_, c)| c.latent.is_some_and(|l| l.size == 0))
+        {
+            return Err(ModelError::input("latent_size must be at least 1"));
+        }
+        let model = self.model;
+        let mut cache = model.new_cache();
+        let prefill = model.prefill(inputs, params, &mut cache, true)?;
+        let mut logits = prefill.output.logits.narrow(1, 0, 1)?.squeeze(1)?;
+        let mut hidden = last_hidden(&prefill.output.hidden)?;
+        let mut finished = Vec::new();
+        let mut joining = Vec::new();
+        for (row, (id, cfg)) in requests.into_iter().enumerate() {
+            let state = SeqState::new(inputs, row, prefill.positions.next_position[row], &cfg);
+            if state.done {
+                finished.push((id, state.out));
+                continue;
+            }
+            // Ids that a text step never picks: an image or video placeholder has no pixels
+            // to go with it, and the latent pad and end tokens are written by the imagery
+            // engine only. Sampled (transformers does not stop it), such a token makes the
+            // sequence unreadable when it is fed back (GRPO's training pass, a follow-up
+            // turn). Log-probabilities stay those of the full distribution, as the training
+            // pass computes them.
+            let suppress = [model.config.image_token_id, model.config.video_token_id]
+                .into_iter()
+                .flatten()
+                .chain(cfg.latent.iter().flat_map(|l| [l.pad, l.end]))
+                .collect();
+            joining.push((
+                row,
+                Running {
+                    id,
+                    cfg,
+                    suppress,
+                    state,
+                },
+            ));
+        }
+        if joining.is_empty() {
+            return Ok(finished);
+        }
+        if joining.len() < inputs.batch_size() {
+            let keep = row_tensor(&joining.iter().map(|(r, _)| *r).collect::<Vec<_>>(), model)?;
+            cache.select_rows(&keep)?;
+            logits = logits.index_select(&keep, 0)?;
+            hidden = hidden.index_select(&keep, 0)?;
+        }
+        let (pad_running, pad_joining) = self.cache.append_rows(cache)?;
+        let pad = |mask: &mut Vec<u8>, n: usize| {
+            mask.splice(0..0, std::iter::repeat_n(0, n));
+        };
+        for r in &mut self.rows {
+            pad(&mut r.state.key_mask, pad_running);
+        }
+        for (_, r) in &mut joining {
+            pad(&mut r.state.key_mask, pad_joining);
+        }
+        self.logits = Some(match self.logits.take() {
+            Some(l) => Tensor::cat(&[&l, &logits], 0)?,
+            None => logits,
+        });
+        self.hidden = Some(match self.hidden.take() {
+            Some(h) => Tensor::cat(&[&h, &hidden], 0)?,
+            None => hidden,
+        });
+        self.rows.extend(joining.into_iter().map(|(_, r)| r));
+        Ok(finished)
+    }
+
+    /// One token for every sequence: each chooses from its pending logits (or takes a latent
+    /// step), `on_token(id, token, kind)` hears of it, finished sequences leave, and the rest
+    /// run one forward position. Returns the sequences that finished.
+    pub fn step(
+        &mut self,
+        mut on_token: impl FnMut(SeqId, u32, TokenKind),
+    ) -> Result<Vec<(SeqId, SequenceOutput)>> {
+        let (Some(logits), Some(hidden)) = (&self.logits, &self.hidden) else {
+            return Ok(Vec::new());
+        };
+        let logit_rows = logits.to_vec2::<f32>()?;
+        for (slot, run) in self.rows.iter_mut().enumerate() {
+            let h = hidden.get(slot)?.unsqueeze(0)?;
+            let id = run.id;
+            let mut emit = |token, kind| on_token(id, token, kind);
+            let st = &mut run.state;
+            step_state(st, &logit_rows[slot], h, &run.cfg, &run.suppress, &mut emit)?;
+            if st.out.token_ids.len() >= run.cfg.max_new_tokens && !st.done {
+                st.done = true;
+                st.out.finish_reason = FinishReason::Length;
+            }
+            if st.done {
+                st.close_segment()?;
+            }
+        }
+        let finished = self.remove(|r| r.state.done)?;
+        if !self.rows.is_empty() {
+            self.forward()?;
+        }
+        Ok(finished)
+    }
+
+    /// Takes sequence `id` out of the batch (a client that went away); its output so far, or
+    /// `None` when it is not in the batch.
+    pub fn cancel(&mut self, id: SeqId) -> Result<Option<SequenceOutput>> {
+        Ok(self.remove(|r| r.id == id)?.pop().map(|(_, out)| out))
+    }
+
+    /// Removes the rows `leaving` picks from the batch, its cache and pending outputs.
+    fn remove(
+        &mut self,
+        leaving: impl Fn(&Running) -> bool,
+    ) -> Result<Vec<(SeqId, SequenceOutput)>> {
+        if !self.rows.iter().any(&leaving) {
+            return Ok(Vec::new());
+        }
+        let (gone, stay): (Vec<(usize, Running)>, Vec<(usize, Running)>) =
+            std::mem::take(&mut self.rows)
+                .into_iter()
+                .enumerate()
+                .partition(|(_, r)| leaving(r));
+        if stay.is_empty() {
+            self.cache.clear();
+            self.logits = None;
+            self.hidden = None;
+        } else {
+            let keep = row_tensor(
+                &stay.iter().map(|(i, _)| *i).collect::<Vec<_>>(),
+                self.model,
+            )?;
+            self.cache.select_rows(&keep)?;
+            self.logits = self
+                .logits
+                .take()
+                .map(|l| l.index_select(&keep, 0))
+                .transpose()?;
+            self.hidden = self
+                .hidden
+                .take()
+                .map(|h| h.index_select(&keep, 0))
+                .transpose()?;
+        }
+        self.rows = stay.into_iter().map(|(_, r)| r).collect();
+        Ok(gone.into_iter().map(|(_, r)| (r.id, r.state.out)).collect())
+    }
+
+    /// One forward position for every row: token embeddings or fed-back hidden states in, the
+    /// next pending logits and hidden states out.
+    fn forward(&mut self) -> Result<()> {
+        let model = self.model;
+        let mut inputs = Vec::with_capacity(self.rows.len());
+        for r in &mut self.rows {
+            let st = &mut r.state;
+            inputs.push(match &st.next {
+                NextInput::Token(id) => model.text.embed(&Tensor::new(&[*id], &model.device)?)?,
+                NextInput::Hidden(h) => h.to_dtype(model.dtype())?,
+            });
+            st.key_mask.push(1);
+        }
+        let embeds = Tensor::cat(&inputs, 0)?.unsqueeze(1)?;
+        let positions: Vec<i64> = self.rows.iter().map(|r| r.state.position).collect();
+        let key_mask: Vec<Vec<u8>> = self.rows.iter().map(|r| r.state.key_mask.clone()).collect();
+        let out = model.step(&embeds, &positions, &key_mask, &mut self.cache)?;
+        for r in &mut self.rows {
+            r.state.position += 1;
+        }
+        self.logits = Some(out.logits.squeeze(1)?);
+        self.hidden = Some(last_hidden(&out.hidden)?);
+        Ok(())
+    }
+}
+
+impl SeqState {
+    /// The state of row `row` of a prefilled batch, whose next position is `position`.
+    fn new(inputs: &ModelInputs, row: usize, position: i64, cfg: &GenerationConfig) -> Self {
+        SeqState {
             phase: Phase::Text,
             next: NextInput::Token(0),
-            position: prefill.positions.next_position[row],
+            position,
             key_mask: inputs.attention_mask[row].clone(),
             history: inputs.input_ids[row]
                 .iter()
@@ -277,85 +535,8 @@ pub fn generate(
             segment_hidden: vec![],
             rng: StdRng::seed_from_u64(cfg.sampling.seed.wrapping_add(row as u64)),
             done: cfg.max_new_tokens == 0,
-        })
-        .collect();
-    // Ids that a text step never picks: an image or video placeholder has no pixels to go with
-    // it, and the latent pad and end tokens are written by the imagery engine only. Sampled
-    // (transformers does not stop it), such a token makes the sequence unreadable when it is
-    // fed back (GRPO's training pass, a follow-up turn). Log-probabilities stay those of the
-    // full distribution, as the training pass computes them.
-    let suppress: Vec<u32> = [model.config.image_token_id, model.config.video_token_id]
-        .into_iter()
-        .flatten()
-        .chain(cfg.latent.iter().flat_map(|l| [l.pad, l.end]))
-        .collect();
-    // Rows still generating, in cache order.
-    let mut active: Vec<usize> = (0..b).filter(|&r| !states[r].done).collect();
-    if active.is_empty() {
-        return Ok(states.into_iter().map(|s| s.out).collect());
+        }
     }
-    let mut logits = prefill.output.logits.narrow(1, 0, 1)?.squeeze(1)?;
-    let mut hidden = last_hidden(&prefill.output.hidden)?;
-    if active.len() < b {
-        cache.select_rows(&row_tensor(&active, model)?)?;
-        let keep = row_tensor(&active, model)?;
-        logits = logits.index_select(&keep, 0)?;
-        hidden = hidden.index_select(&keep, 0)?;
-    }
-    while !active.is_empty() {
-        let logit_rows = logits.to_vec2::<f32>()?;
-        for (slot, &row) in active.iter().enumerate() {
-            let st = &mut states[row];
-            let h = hidden.get(slot)?.unsqueeze(0)?;
-            step_state(st, &logit_rows[slot], h, cfg, &suppress, row, &mut on_token)?;
-            if st.out.token_ids.len() >= cfg.max_new_tokens && !st.done {
-                st.done = true;
-                st.out.finish_reason = FinishReason::Length;
-            }
-            if st.done {
-                st.close_segment()?;
-            }
-        }
-        let still: Vec<usize> = active
-            .iter()
-            .copied()
-            .filter(|&r| !states[r].done)
-            .collect();
-        if still.is_empty() {
-            break;
-        }
-        if still.len() < active.len() {
-            let keep: Vec<usize> = active
-                .iter()
-                .enumerate()
-                .filter(|(_, r)| !states[**r].done)
-                .map(|(i, _)| i)
-                .collect();
-            cache.select_rows(&row_tensor(&keep, model)?)?;
-        }
-        active = still;
-        // Inputs of the next step: token embeddings or fed-back hidden states.
-        let mut rows = Vec::with_capacity(active.len());
-        for &r in &active {
-            let st = &mut states[r];
-            let e = match &st.next {
-                NextInput::Token(id) => model.text.embed(&Tensor::new(&[*id], &model.device)?)?,
-                NextInput::Hidden(h) => h.to_dtype(model.dtype())?,
-            };
-            rows.push(e);
-            st.key_mask.push(1);
-        }
-        let embeds = Tensor::cat(&rows, 0)?.unsqueeze(1)?;
-        let positions: Vec<i64> = active.iter().map(|&r| states[r].position).collect();
-        let key_mask: Vec<Vec<u8>> = active.iter().map(|&r| states[r].key_mask.clone()).collect();
-        let out = model.step(&embeds, &positions, &key_mask, &mut cache)?;
-        for &r in &active {
-            states[r].position += 1;
-        }
-        logits = out.logits.squeeze(1)?;
-        hidden = last_hidden(&out.hidden)?;
-    }
-    Ok(states.into_iter().map(|s| s.out).collect())
 }
 
 fn last_hidden(hidden: &Tensor) -> Result<Tensor> {
@@ -375,8 +556,7 @@ fn step_state(
     hidden: Tensor,
     cfg: &GenerationConfig,
     suppress: &[u32],
-    row: usize,
-    on_token: &mut impl FnMut(usize, u32, TokenKind),
+    on_token: &mut impl FnMut(u32, TokenKind),
 ) -> Result<()> {
     match (&st.phase, cfg.latent) {
         (Phase::Latent { steps }, Some(lt)) => {
@@ -385,13 +565,13 @@ fn step_state(
                 // A latent step: the position's input is this hidden state.
                 st.segment_hidden.push(hidden.clone());
                 st.push(lt.pad, TokenKind::LatentPad, None);
-                on_token(row, lt.pad, TokenKind::LatentPad);
+                on_token(lt.pad, TokenKind::LatentPad);
                 st.next = NextInput::Hidden(hidden);
                 st.phase = Phase::Latent { steps: steps + 1 };
             } else {
                 st.close_segment()?;
                 st.push(lt.end, TokenKind::LatentEnd, None);
-                on_token(row, lt.end, TokenKind::LatentEnd);
+                on_token(lt.end, TokenKind::LatentEnd);
                 st.next = NextInput::Token(lt.end);
                 st.phase = Phase::Text;
             }
@@ -404,7 +584,7 @@ fn step_state(
                 _ => TokenKind::Text,
             };
             st.push(id, kind, Some(lp));
-            on_token(row, id, kind);
+            on_token(id, kind);
             if cfg.stop_ids.contains(&id) {
                 st.done = true;
                 st.out.finish_reason = FinishReason::Stop;

@@ -38,6 +38,38 @@ impl KvCache {
         }
         Ok(())
     }
+
+    /// Appends the rows of `other` after this cache's (new sequences join a running batch this
+    /// way). The shorter side is left-padded with zero positions, which the callers' key masks
+    /// must mask; positions are per row, so padding moves no rotary angle. Returns how many
+    /// positions went in front of this cache's rows and of `other`'s. An empty cache becomes
+    /// `other`.
+    pub fn append_rows(&mut self, other: KvCache) -> Result<(usize, usize)> {
+        if self.layers.iter().all(Option::is_none) {
+            *self = other;
+            return Ok((0, 0));
+        }
+        let (mine, theirs) = (self.seq_len(), other.seq_len());
+        let len = mine.max(theirs);
+        let pad = |t: &Tensor, n: usize| -> Result<Tensor> {
+            if n == 0 {
+                return Ok(t.clone());
+            }
+            let mut dims = t.dims().to_vec();
+            dims[2] = n;
+            Tensor::cat(&[&Tensor::zeros(dims, t.dtype(), t.device())?, t], 2)
+        };
+        for (a, b) in self.layers.iter_mut().zip(other.layers) {
+            match (a.as_mut(), b) {
+                (Some((k, v)), Some((k2, v2))) => {
+                    *k = Tensor::cat(&[pad(k, len - mine)?, pad(&k2, len - theirs)?], 0)?;
+                    *v = Tensor::cat(&[pad(v, len - mine)?, pad(&v2, len - theirs)?], 0)?;
+                }
+                _ => candle_core::bail!("append_rows: the caches cover different layers"),
+            }
+        }
+        Ok((len - mine, len - theirs))
+    }
 }
 
 #[derive(Clone)]

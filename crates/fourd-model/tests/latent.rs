@@ -245,3 +245,84 @@ fn sampling_with_latents_is_seeded() {
         assert!(seg.len == 4 || seg.start + seg.len == a.token_ids.len());
     }
 }
+
+/// Continuous batching: sequences that join a running batch between steps (left-padded to the
+/// running cache, or padding it), and one that leaves early, decode exactly what each decodes
+/// alone, imagery included.
+#[test]
+fn sequences_joining_and_leaving_a_running_batch_decode_as_alone() {
+    use fourd_model::generation::DecodeBatch;
+    let pipe = pipeline();
+    let case = Case::load_from(&latent_fixtures(), "batch_two_l4");
+    let size = case.meta["latent_size"].as_u64().unwrap() as usize;
+    let t = case.meta["max_new_tokens"].as_u64().unwrap() as usize;
+    let cfg = GenerationConfig {
+        max_new_tokens: t,
+        sampling: Sampling::default(),
+        stop_ids: vec![],
+        latent: Some(latent(&pipe, size)),
+    };
+    let prompts = case.prompts(&pipe.tokenizer);
+    let inputs: Vec<_> = prompts
+        .iter()
+        .map(|p| {
+            pipe.processor
+                .prepare(&pipe.tokenizer, std::slice::from_ref(p))
+                .unwrap()
+        })
+        .collect();
+    let params = pipe.rope_params();
+    let alone: Vec<SequenceOutput> = inputs
+        .iter()
+        .map(|i| {
+            generate(&pipe.model, i, &params, &cfg, |_, _, _| {})
+                .unwrap()
+                .remove(0)
+        })
+        .collect();
+    // Sequence 10 (prompt 0) starts alone; 11 (prompt 1) joins after one step, 12 (prompt 0
+    // again) after seven, when the running cache is longer than its prompt; 13 (prompt 1)
+    // joins after two steps and is cancelled after four more.
+    let mut batch = DecodeBatch::new(&pipe.model);
+    let mut done: std::collections::BTreeMap<u64, SequenceOutput> = Default::default();
+    let mut streamed: std::collections::BTreeMap<u64, Vec<u32>> = Default::default();
+    let join = |batch: &mut DecodeBatch, id: u64, prompt: usize| {
+        assert!(batch
+            .admit(&inputs[prompt], &params, vec![(id, cfg.clone())])
+            .unwrap()
+            .is_empty());
+    };
+    join(&mut batch, 10, 0);
+    let mut step = 0;
+    while !batch.is_empty() {
+        match step {
+            1 => join(&mut batch, 11, 1),
+            2 => join(&mut batch, 13, 1),
+            6 => {
+                let cut = batch.cancel(13).unwrap().expect("13 is running");
+                assert_eq!(cut.token_ids, alone[1].token_ids[..cut.token_ids.len()]);
+                assert!(batch.cancel(13).unwrap().is_none());
+            }
+            7 => join(&mut batch, 12, 0),
+            _ => {}
+        }
+        for (id, out) in batch
+            .step(|id, token, _| streamed.entry(id).or_default().push(token))
+            .unwrap()
+        {
+            done.insert(id, out);
+        }
+        step += 1;
+    }
+    assert_eq!(done.keys().copied().collect::<Vec<_>>(), vec![10, 11, 12]);
+    for (id, prompt) in [(10, 0), (11, 1), (12, 0)] {
+        let (got, want) = (&done[&id], &alone[prompt]);
+        assert_eq!(got.token_ids, want.token_ids, "sequence {id}");
+        assert_eq!(streamed[&id], want.token_ids, "sequence {id} as streamed");
+        assert_eq!(got.latent_segments.len(), want.latent_segments.len());
+        for (a, b) in got.latent_segments.iter().zip(&want.latent_segments) {
+            assert_eq!(a.start, b.start);
+            assert!(max_abs_diff(&a.hidden, &b.hidden) < 1e-5, "sequence {id}");
+        }
+    }
+}
