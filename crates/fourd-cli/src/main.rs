@@ -6,6 +6,7 @@ mod demo;
 mod eval_cmd;
 mod infer;
 mod model_cmd;
+mod serve_cmd;
 mod synth_cmd;
 mod train_cmd;
 
@@ -45,6 +46,9 @@ pub(crate) enum Command {
     /// Training: DIFT, then 4DRL (GRPO).
     #[command(subcommand)]
     Train(train_cmd::TrainCommand),
+    /// Serve a checkpoint over an OpenAI-compatible HTTP API, with latent imagery and continuous
+    /// batching.
+    Serve(serve_cmd::ServeArgs),
 }
 
 fn main() {
@@ -66,6 +70,7 @@ fn main() {
         Command::Data(c) => data_cmd::run(c),
         Command::Train(c) => train_cmd::run(c),
         Command::Demo(a) => demo::run(a),
+        Command::Serve(a) => serve_cmd::run(a),
     };
     if let Err(e) = result {
         eprintln!("error: {e:#}");

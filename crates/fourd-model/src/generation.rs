@@ -257,7 +257,7 @@ pub fn generate(
         outs[id as usize] = Some(out);
     }
     while !batch.is_empty() {
-        for (id, out) in batch.step(|id, token, kind| on_token(id as usize, token, kind))? {
+        for (id, out) in batch.step(|id, token, kind, _| on_token(id as usize, token, kind))? {
             outs[id as usize] = Some(out);
         }
     }
@@ -410,11 +410,12 @@ impl<'m> DecodeBatch<'m> {
     }
 
     /// One token for every sequence: each chooses from its pending logits (or takes a latent
-    /// step), `on_token(id, token, kind)` hears of it, finished sequences leave, and the rest
-    /// run one forward position. Returns the sequences that finished.
+    /// step), `on_token(id, token, kind, logprob)` hears of it (the log-probability of a sampled
+    /// token; `None` for latent steps), finished sequences leave, and the rest run one forward
+    /// position. Returns the sequences that finished.
     pub fn step(
         &mut self,
-        mut on_token: impl FnMut(SeqId, u32, TokenKind),
+        mut on_token: impl FnMut(SeqId, u32, TokenKind, Option<f32>),
     ) -> Result<Vec<(SeqId, SequenceOutput)>> {
         let (Some(logits), Some(hidden)) = (&self.logits, &self.hidden) else {
             return Ok(Vec::new());
@@ -423,7 +424,7 @@ impl<'m> DecodeBatch<'m> {
         for (slot, run) in self.rows.iter_mut().enumerate() {
             let h = hidden.get(slot)?.unsqueeze(0)?;
             let id = run.id;
-            let mut emit = |token, kind| on_token(id, token, kind);
+            let mut emit = |token, kind, logprob| on_token(id, token, kind, logprob);
             let st = &mut run.state;
             step_state(st, &logit_rows[slot], h, &run.cfg, &run.suppress, &mut emit)?;
             if st.out.token_ids.len() >= run.cfg.max_new_tokens && !st.done {
@@ -455,11 +456,12 @@ impl<'m> DecodeBatch<'m> {
         if !self.rows.iter().any(&leaving) {
             return Ok(Vec::new());
         }
-        let (gone, stay): (Vec<(usize, Running)>, Vec<(usize, Running)>) =
-            std::mem::take(&mut self.rows)
-                .into_iter()
-                .enumerate()
-                .partition(|(_, r)| leaving(r));
+        // (row in the cache, sequence)
+        type Rows = Vec<(usize, Running)>;
+        let (gone, stay): (Rows, Rows) = std::mem::take(&mut self.rows)
+            .into_iter()
+            .enumerate()
+            .partition(|(_, r)| leaving(r));
         if stay.is_empty() {
             self.cache.clear();
             self.logits = None;
@@ -556,7 +558,7 @@ fn step_state(
     hidden: Tensor,
     cfg: &GenerationConfig,
     suppress: &[u32],
-    on_token: &mut impl FnMut(u32, TokenKind),
+    on_token: &mut impl FnMut(u32, TokenKind, Option<f32>),
 ) -> Result<()> {
     match (&st.phase, cfg.latent) {
         (Phase::Latent { steps }, Some(lt)) => {
@@ -565,13 +567,13 @@ fn step_state(
                 // A latent step: the position's input is this hidden state.
                 st.segment_hidden.push(hidden.clone());
                 st.push(lt.pad, TokenKind::LatentPad, None);
-                on_token(lt.pad, TokenKind::LatentPad);
+                on_token(lt.pad, TokenKind::LatentPad, None);
                 st.next = NextInput::Hidden(hidden);
                 st.phase = Phase::Latent { steps: steps + 1 };
             } else {
                 st.close_segment()?;
                 st.push(lt.end, TokenKind::LatentEnd, None);
-                on_token(lt.end, TokenKind::LatentEnd);
+                on_token(lt.end, TokenKind::LatentEnd, None);
                 st.next = NextInput::Token(lt.end);
                 st.phase = Phase::Text;
             }
@@ -584,7 +586,7 @@ fn step_state(
                 _ => TokenKind::Text,
             };
             st.push(id, kind, Some(lp));
-            on_token(id, kind);
+            on_token(id, kind, Some(lp));
             if cfg.stop_ids.contains(&id) {
                 st.done = true;
                 st.out.finish_reason = FinishReason::Stop;
