@@ -31,6 +31,34 @@ pub enum BenchCommand {
     /// The optimiser phase of a training step (gradient norm, AdamW) on a language model's
     /// parameter shapes: checks that the fused update equals the tensor-op one, then times both.
     Optimizer(BenchOptimizerArgs),
+    /// `fourd serve` under load, on this machine: generated tokens/s, time to first token and
+    /// latency (p50, p99) at several numbers of concurrent clients, against one at a time.
+    Serve(BenchServeArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct BenchServeArgs {
+    /// Checkpoint to serve (default: the tiny random latent-token checkpoint of the tests).
+    #[arg(long, default_value = "tests/fixtures/latent/model")]
+    pub model: PathBuf,
+    #[arg(long, default_value = "cpu")]
+    pub device: fourd_model::DeviceSpec,
+    #[arg(long, default_value = "f32", value_parser = fourd_model::weights::parse_dtype)]
+    pub dtype: candle_core::DType,
+    /// Comma-separated numbers of concurrent clients; 1 is the same requests one at a time.
+    #[arg(long, value_delimiter = ',', default_value = "1,4,16")]
+    pub clients: Vec<usize>,
+    /// Requests per run.
+    #[arg(long, default_value_t = 48)]
+    pub requests: usize,
+    /// Generated tokens per request (imagery steps included).
+    #[arg(long, default_value_t = 64)]
+    pub tokens: usize,
+    #[arg(long, default_value_t = 4)]
+    pub latent_size: usize,
+    /// Seconds a run may take at most (requests not sent by then are left out).
+    #[arg(long, default_value_t = 300)]
+    pub seconds: u64,
 }
 
 /// Parameter shapes of a Qwen2-style language model; the defaults are Qwen2.5-VL-3B's (untied
@@ -195,6 +223,7 @@ pub fn run(cmd: BenchCommand) -> Result<()> {
         BenchCommand::Train(a) => bench_train(a),
         BenchCommand::Allreduce(a) => bench_allreduce(a),
         BenchCommand::Optimizer(a) => bench_optimizer(a),
+        BenchCommand::Serve(a) => bench_serve(a),
     }
 }
 
@@ -917,5 +946,98 @@ fn bench_model(a: BenchModelArgs) -> Result<()> {
             ref_ids == generated
         );
     }
+    Ok(())
+}
+
+/// `fourd bench serve`: starts the server on a loopback port, then runs the same requests with
+/// each number of clients.
+fn bench_serve(a: BenchServeArgs) -> Result<()> {
+    if a.clients.is_empty() || a.clients.contains(&0) || a.requests == 0 || a.tokens == 0 {
+        bail!("--clients, --requests and --tokens must be at least 1");
+    }
+    let max_clients = a.clients.iter().copied().max().unwrap_or(1);
+    let cfg = fourd_serve::ServeConfig {
+        model: a.model.clone(),
+        served_name: "bench".into(),
+        dtype: a.dtype,
+        device: a.device,
+        rope_index: fourd_model::RopeIndexStyle::default(),
+        limits: fourd_serve::engine::EngineLimits {
+            max_batch: max_clients,
+            max_model_len: 32_768,
+            latent_size: Some(a.latent_size),
+        },
+        max_model_len: None,
+        max_queue: max_clients * 4,
+        max_body_bytes: 1 << 20,
+        api_key: None,
+        media: fourd_serve::MediaPolicy::default(),
+        shutdown_timeout: std::time::Duration::from_secs(5),
+    };
+    let server = fourd_serve::start(cfg, "127.0.0.1:0".parse()?, None)
+        .map_err(|e| anyhow::anyhow!("{e}"))
+        .with_context(|| format!("serving {}", a.model.display()))?;
+    // Greedy requests of a fixed length (no stop token: `ignore_eos` is not OpenAI's, so the
+    // prompts differ and the limit is what ends most answers).
+    let words: Vec<&str> = PROMPT_WORDS.split(' ').collect();
+    let bodies: Vec<String> = (0..a.requests)
+        .map(|i| {
+            let question = words[..(4 + i % 12).min(words.len())].join(" ");
+            serde_json::json!({
+                "messages": [{"role": "user", "content": question}],
+                "temperature": 0,
+                "max_tokens": a.tokens,
+                "stream": true,
+                "stream_options": {"include_usage": true},
+            })
+            .to_string()
+        })
+        .collect();
+    println!(
+        "serving {} on {} ({}, {}), {} requests of up to {} tokens per run, latent size {}",
+        a.model.display(),
+        a.device,
+        a.dtype.as_str(),
+        server.addr,
+        a.requests,
+        a.tokens,
+        a.latent_size
+    );
+    println!(
+        "{:>7} {:>9} {:>8} {:>10} {:>7} {:>10} {:>10} {:>10} {:>10}",
+        "clients",
+        "requests",
+        "tokens",
+        "tokens/s",
+        "x one",
+        "ttft p50",
+        "ttft p99",
+        "e2e p50",
+        "e2e p99"
+    );
+    let limit = std::time::Duration::from_secs(a.seconds);
+    let mut one = None;
+    for &clients in &a.clients {
+        let r = fourd_serve::load::run(server.addr, &bodies, clients, a.requests, limit)
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        let tps = r.tokens_per_second();
+        if clients == 1 {
+            one = Some(tps);
+        }
+        let q = fourd_serve::load::quantile;
+        println!(
+            "{:>7} {:>9} {:>8} {:>10.1} {:>7} {:>9.3}s {:>9.3}s {:>9.3}s {:>9.3}s",
+            clients,
+            r.requests,
+            r.tokens,
+            tps,
+            one.map_or("-".into(), |o| format!("{:.2}", tps / o)),
+            q(&r.ttft, 0.5),
+            q(&r.ttft, 0.99),
+            q(&r.latency, 0.5),
+            q(&r.latency, 0.99),
+        );
+    }
+    server.stop()?;
     Ok(())
 }

@@ -100,12 +100,22 @@ pub fn run(a: ServeArgs) -> Result<()> {
     };
     let (signal_tx, signal_rx) = tokio::sync::oneshot::channel();
     std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_current_thread()
+        match tokio::runtime::Builder::new_current_thread()
             .enable_all()
-            .build();
-        if let Ok(rt) = rt {
-            rt.block_on(shutdown_signal());
-            let _ = signal_tx.send(());
+            .build()
+        {
+            Ok(rt) => {
+                rt.block_on(shutdown_signal());
+                let _ = signal_tx.send(());
+            }
+            Err(e) => {
+                // Without signal handling the server runs until killed; it must not stop now.
+                tracing::warn!("no Ctrl-C / SIGTERM handling ({e}): stop the server by killing it");
+                let _keep = signal_tx;
+                loop {
+                    std::thread::park();
+                }
+            }
         }
     });
     let server = fourd_serve::start(cfg, SocketAddr::new(a.host, a.port), Some(signal_rx))
@@ -120,9 +130,15 @@ pub fn run(a: ServeArgs) -> Result<()> {
     Ok(())
 }
 
-/// Ctrl-C, or SIGTERM on Unix.
+/// Ctrl-C, or SIGTERM on Unix. A handler that cannot be installed never fires (the server
+/// keeps running) rather than firing at once.
 async fn shutdown_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
+    let ctrl_c = async {
+        if let Err(e) = tokio::signal::ctrl_c().await {
+            tracing::warn!("no Ctrl-C handling: {e}");
+            std::future::pending::<()>().await;
+        }
+    };
     #[cfg(unix)]
     {
         let mut term =

@@ -46,6 +46,8 @@ pub enum Event {
     /// The prompt's length in tokens and the settings the request runs with.
     Started {
         prompt_tokens: usize,
+        /// How many choices follow (`n`).
+        choices: usize,
         settings: Value,
     },
     /// New text of choice `index`, with the log-probabilities of its tokens when asked for.
@@ -90,6 +92,8 @@ struct Choice {
     sent: String,
     sent_chars: usize,
     latent_steps: usize,
+    /// Inside an imagery segment (after `<|latent_start|>`, before its end).
+    imagining: bool,
     generated: usize,
     last_token: Option<Instant>,
 }
@@ -319,7 +323,17 @@ fn admit(
         )));
     }
     let room = limits.max_model_len - prompt_tokens;
-    let max_new_tokens = req.max_tokens.map_or(room, |m| m.min(room));
+    if let Some(m) = req.max_tokens.filter(|&m| m > room) {
+        return Err(fail(ApiError::invalid(
+            "max_tokens",
+            format!(
+                "the context is {} tokens (--max-model-len); {prompt_tokens} in the messages leave \
+                 {room} for the completion, not {m}",
+                limits.max_model_len
+            ),
+        )));
+    }
+    let max_new_tokens = req.max_tokens.unwrap_or(room);
     let mut overrides = req.sampling.clone();
     // An unseeded sampled request gets its own seed, as OpenAI's are not reproducible.
     overrides.seed.get_or_insert_with(fresh_seed);
@@ -333,13 +347,15 @@ fn admit(
         stop_ids: bundle.stop_ids(),
         latent,
     };
+    // Greedy decoding uses no temperature, top-p, top-k or seed: they are shown as null.
+    let sampled = |v: Value| if sampling.greedy { Value::Null } else { v };
     let settings = json!({
         "greedy": sampling.greedy,
-        "temperature": sampling.temperature,
-        "top_p": sampling.top_p,
-        "top_k": sampling.top_k,
+        "temperature": sampled(json!(sampling.temperature)),
+        "top_p": sampled(json!(sampling.top_p)),
+        "top_k": sampled(json!(sampling.top_k)),
         "repetition_penalty": sampling.repetition_penalty,
-        "seed": sampling.seed,
+        "seed": sampled(json!(sampling.seed)),
         "max_tokens": max_new_tokens,
         "latent_size": latent.map(|l| l.size),
     });
@@ -353,6 +369,7 @@ fn admit(
     })?;
     let _ = events.send(Event::Started {
         prompt_tokens,
+        choices: req.n,
         settings,
     });
     let choices = ids
@@ -371,6 +388,7 @@ fn admit(
                     sent: String::new(),
                     sent_chars: 0,
                     latent_steps: 0,
+                    imagining: false,
                     generated: 0,
                     last_token: None,
                 },
@@ -430,6 +448,7 @@ fn on_token(
     match kind {
         TokenKind::LatentStart => {
             c.latent_steps = 0;
+            c.imagining = true;
             false
         }
         TokenKind::LatentPad => {
@@ -437,6 +456,7 @@ fn on_token(
             false
         }
         TokenKind::LatentEnd => {
+            c.imagining = false;
             let _ = r.events.send(Event::Imagery {
                 index: c.index,
                 text_offset: c.sent_chars,
@@ -550,14 +570,27 @@ fn finish(
             }
         }
     }
+    if c.imagining && c.latent_steps > 0 {
+        // A segment the token limit cut: reported with the steps it took.
+        let _ = r.events.send(Event::Imagery {
+            index: c.index,
+            text_offset: c.sent_chars,
+            length: c.latent_steps,
+        });
+    }
+    // Counted before the last event goes out, so a client that reads /metrics after its answer
+    // finds it counted.
+    r.open_choices -= 1;
+    let last = r.open_choices == 0;
+    if last {
+        metrics.count("success");
+    }
     let _ = r.events.send(Event::Finished {
         index: c.index,
         finish_reason: reason,
         completion_tokens: c.generated,
     });
-    r.open_choices -= 1;
-    if r.open_choices == 0 {
+    if last {
         requests.remove(&c.job);
-        metrics.count("success");
     }
 }

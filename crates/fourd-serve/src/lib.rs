@@ -16,6 +16,7 @@
 
 pub mod engine;
 pub mod error;
+pub mod load;
 pub mod metrics;
 pub mod request;
 pub mod response;
@@ -221,9 +222,11 @@ fn router(app: Arc<App>) -> Router {
     Router::new()
         .route("/v1/chat/completions", post(chat_completions))
         .route("/v1/models", get(models))
+        .route("/v1/models/{id}", get(model_by_id))
         .route("/health", get(|| async { "ok" }))
         .route("/metrics", get(metrics_text))
-        .layer(DefaultBodyLimit::max(limit))
+        // The chat handler reads its body itself, within --max-body-bytes.
+        .layer(DefaultBodyLimit::max(limit.saturating_add(1)))
         .with_state(app)
 }
 
@@ -260,6 +263,26 @@ async fn models(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
     .into_response()
 }
 
+async fn model_by_id(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    axum::extract::Path(id): axum::extract::Path<String>,
+) -> Response {
+    if let Err(e) = authorized(&app, &headers) {
+        return e.into_response();
+    }
+    if id != app.served_name {
+        return ApiError::unknown_model(&id, &app.served_name).into_response();
+    }
+    axum::Json(serde_json::json!({
+        "id": app.served_name,
+        "object": "model",
+        "created": app.created,
+        "owned_by": "fourd",
+    }))
+    .into_response()
+}
+
 async fn metrics_text(State(app): State<Arc<App>>) -> Response {
     (
         [("content-type", "text/plain; version=0.0.4")],
@@ -271,7 +294,7 @@ async fn metrics_text(State(app): State<Arc<App>>) -> Response {
 async fn chat_completions(
     State(app): State<Arc<App>>,
     headers: HeaderMap,
-    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
+    body: axum::body::Body,
 ) -> Response {
     match accept(&app, &headers, body).await {
         Ok((events, stream, include_usage, logprobs)) => {
@@ -299,6 +322,31 @@ async fn chat_completions(
     }
 }
 
+/// The request body, at most `--max-body-bytes`: a larger announced `Content-Length` is refused
+/// before anything is read, a larger body as soon as it passes the limit.
+async fn read_body(
+    limit: usize,
+    headers: &HeaderMap,
+    body: axum::body::Body,
+) -> Result<Bytes, ApiError> {
+    let announced = headers
+        .get("content-length")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    if announced.is_some_and(|n| n > limit) {
+        return Err(ApiError::too_large(limit));
+    }
+    axum::body::to_bytes(body, limit).await.map_err(|e| {
+        let too_large = std::error::Error::source(&e)
+            .is_some_and(|s| s.is::<http_body_util::LengthLimitError>());
+        if too_large {
+            ApiError::too_large(limit)
+        } else {
+            ApiError::bad_request(format!("cannot read the request body: {e}"))
+        }
+    })
+}
+
 fn fresh_id() -> u128 {
     use std::sync::atomic::AtomicU64;
     static NEXT: AtomicU64 = AtomicU64::new(0);
@@ -320,16 +368,10 @@ type Accepted = (
 async fn accept(
     app: &Arc<App>,
     headers: &HeaderMap,
-    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
+    body: axum::body::Body,
 ) -> Result<Accepted, ApiError> {
     authorized(app, headers)?;
-    let body = body.map_err(|e| {
-        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            ApiError::too_large(app.max_body_bytes)
-        } else {
-            ApiError::bad_request(format!("cannot read the request body: {e}"))
-        }
-    })?;
+    let body = read_body(app.max_body_bytes, headers, body).await?;
     let json: serde_json::Value = serde_json::from_slice(&body)
         .map_err(|e| ApiError::bad_request(format!("the body is not valid JSON: {e}")))?;
     if let Some(name) = json.get("model").and_then(serde_json::Value::as_str) {
@@ -365,4 +407,22 @@ async fn accept(
         return Err(ApiError::shutting_down());
     }
     Ok((rx, stream, include_usage, logprobs))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn bodies_over_the_limit_are_413_announced_or_not() {
+        let body = || axum::body::Body::from("x".repeat(2048));
+        let none = HeaderMap::new();
+        let e = read_body(1024, &none, body()).await.unwrap_err();
+        assert_eq!(e.status, StatusCode::PAYLOAD_TOO_LARGE);
+        let mut announced = HeaderMap::new();
+        announced.insert("content-length", "2048".parse().unwrap());
+        let e = read_body(1024, &announced, body()).await.unwrap_err();
+        assert_eq!(e.status, StatusCode::PAYLOAD_TOO_LARGE);
+        assert_eq!(read_body(4096, &none, body()).await.unwrap().len(), 2048);
+    }
 }

@@ -106,7 +106,14 @@ fn opt_str(v: Option<&Value>, field: &str) -> Result<Option<String>, ApiError> {
     }
 }
 
-const ROLES: &[&str] = &["system", "user", "assistant"];
+/// Roles, and the chat template's name for each: OpenAI's newer `developer` is a system
+/// message, as vLLM reads it.
+const ROLES: &[(&str, &str)] = &[
+    ("system", "system"),
+    ("developer", "system"),
+    ("user", "user"),
+    ("assistant", "assistant"),
+];
 
 fn parse_message(
     m: &Value,
@@ -119,12 +126,12 @@ fn parse_message(
         .get("role")
         .and_then(Value::as_str)
         .ok_or_else(|| ApiError::invalid(format!("{at}.role"), "each message needs a `role`"))?;
-    if !ROLES.contains(&role) {
+    let Some(&(_, role)) = ROLES.iter().find(|(r, _)| *r == role) else {
         return Err(ApiError::invalid(
             format!("{at}.role"),
-            format!("unknown role `{role}` (expected system, user or assistant)"),
+            format!("unknown role `{role}` (expected system, developer, user or assistant)"),
         ));
-    }
+    };
     let content = match m.get("content") {
         Some(Value::String(s)) => vec![Content::Text(s.clone())],
         Some(Value::Array(parts)) => {
@@ -435,6 +442,27 @@ fn parse_sampling(
     }
     if let Some(seed) = int("seed")? {
         s.seed = Some(seed as u64);
+    }
+    // Tools and structured output are not served: refused rather than silently ignored.
+    for k in ["tools", "functions"] {
+        if obj
+            .get(k)
+            .and_then(Value::as_array)
+            .is_some_and(|a| !a.is_empty())
+        {
+            return Err(ApiError::invalid(
+                k,
+                format!("`{k}` is not supported by this server"),
+            ));
+        }
+    }
+    if let Some(f) = obj.get("response_format") {
+        if f.get("type").and_then(Value::as_str) != Some("text") {
+            return Err(ApiError::invalid(
+                "response_format",
+                "only `{\"type\": \"text\"}` is supported",
+            ));
+        }
     }
     for k in ["frequency_penalty", "presence_penalty"] {
         if num(k)?.is_some_and(|v| v != 0.0) {

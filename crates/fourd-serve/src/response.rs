@@ -47,6 +47,7 @@ pub async fn collect(mut events: UnboundedReceiver<Event>, shape: Shape) -> Resp
             Event::Started {
                 prompt_tokens: p,
                 settings: s,
+                ..
             } => {
                 prompt_tokens = p;
                 settings = s;
@@ -163,16 +164,20 @@ pub fn stream(
         let out = match st.events.recv().await {
             Some(Event::Started {
                 prompt_tokens,
+                choices,
                 settings,
             }) => {
                 st.prompt_tokens = prompt_tokens;
                 st.settings = settings.clone();
+                let roles: Vec<Value> = (0..choices)
+                    .map(|i| json!({"index": i, "delta": {"role": "assistant", "content": ""}, "finish_reason": null}))
+                    .collect();
                 let mut c = json!({
                     "id": st.shape.id,
                     "object": "chat.completion.chunk",
                     "created": st.shape.created,
                     "model": st.shape.model,
-                    "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": null}],
+                    "choices": roles,
                 });
                 c["fourd"] = json!({"settings": settings});
                 SseEvent::default().data(c.to_string())

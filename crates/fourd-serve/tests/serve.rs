@@ -443,13 +443,49 @@ fn errors_have_openais_shape_and_status() {
         404,
         Some("model"),
     );
+    check(
+        &request(&hi, json!({"max_tokens": 1000})),
+        key,
+        400,
+        Some("max_tokens"),
+    );
+    check(
+        &request(&hi, json!({"tools": [{"type": "function"}]})),
+        key,
+        400,
+        Some("tools"),
+    );
+    check(
+        &request(&hi, json!({"response_format": {"type": "json_object"}})),
+        key,
+        400,
+        Some("response_format"),
+    );
+    // OpenAI's newer `developer` role is a system message.
+    let dev =
+        json!([{"role": "developer", "content": "Be brief."}, {"role": "user", "content": "Hi"}]);
+    assert_eq!(
+        post(addr, &request(&dev, json!({"max_tokens": 2})), key).0,
+        200
+    );
     let long = json!([{"role": "user", "content": "word ".repeat(80)}]);
     check(&request(&long, json!({})), key, 400, Some("messages"));
-    let big = request(
-        &json!([{"role": "user", "content": "x".repeat(2 << 20)}]),
-        json!({}),
-    );
-    check(&big, key, 413, None);
+    // A body over the limit is refused from its Content-Length, before it is read: the client
+    // announces 2 MiB and sends a little of it.
+    {
+        use std::io::Write;
+        let mut conn = std::net::TcpStream::connect(addr).unwrap();
+        write!(
+            conn,
+            "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer sesame\r\n\
+             Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{{\"messages\": [",
+            2 << 20
+        )
+        .unwrap();
+        let mut reply = String::new();
+        BufReader::new(conn).read_line(&mut reply).unwrap();
+        assert!(reply.starts_with("HTTP/1.1 413"), "{reply}");
+    }
     // A bad request never disturbs the others.
     assert_eq!(post(addr, &ok, Some("sesame")).0, 200);
     // A full queue: 503 with Retry-After.
@@ -471,6 +507,8 @@ fn errors_have_openais_shape_and_status() {
     let (s, models) = get("/v1/models");
     assert_eq!(s, 200);
     assert!(models.contains("\"tiny\""));
+    assert_eq!(get("/v1/models/tiny").0, 200);
+    assert_eq!(get("/v1/models/other").0, 404);
     assert_eq!(get("/health").0, 200);
     let (s, metrics) = get("/metrics");
     assert_eq!(s, 200);
@@ -485,7 +523,7 @@ fn errors_have_openais_shape_and_status() {
     ] {
         assert!(metrics.contains(name), "{name} missing from /metrics");
     }
-    assert!(metrics.contains("outcome=\"success\"} 2"), "{metrics}");
+    assert!(metrics.contains("outcome=\"success\"} 3"), "{metrics}");
 }
 
 /// Stopping lets in-flight requests run for the shutdown timeout, then drops them and returns.
