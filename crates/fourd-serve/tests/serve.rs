@@ -94,18 +94,28 @@ fn png_data_url() -> String {
     )
 }
 
-/// The conversations the tests ask: text only, and an image with a question.
-fn conversations() -> Vec<(Value, Vec<Message>, bool)> {
+/// What a conversation shows besides text.
+#[derive(Clone, Copy, PartialEq)]
+enum Shown {
+    Nothing,
+    Image,
+    /// The fixture image as a video of 4 frames at 2 fps.
+    Frames,
+}
+
+/// The conversations the tests ask: text only, an image with a question, a video given as
+/// frames, and several turns.
+fn conversations() -> Vec<(Value, Vec<Message>, Shown)> {
+    let text = |t: &str| vec![Content::Text(t.into())];
+    let frames: Vec<String> = (0..4).map(|_| png_data_url()).collect();
     vec![
         (
             json!([{"role": "user", "content": "How many objects are there in the image?"}]),
             vec![Message::new(
                 "user",
-                vec![Content::Text(
-                    "How many objects are there in the image?".into(),
-                )],
+                text("How many objects are there in the image?"),
             )],
-            false,
+            Shown::Nothing,
         ),
         (
             json!([
@@ -116,13 +126,42 @@ fn conversations() -> Vec<(Value, Vec<Message>, bool)> {
                 ]}
             ]),
             vec![
-                Message::new("system", vec![Content::Text("You are terse.".into())]),
+                Message::new("system", text("You are terse.")),
                 Message::new(
                     "user",
                     vec![Content::Image, Content::Text("Is the square red?".into())],
                 ),
             ],
-            true,
+            Shown::Image,
+        ),
+        (
+            json!([{"role": "user", "content": [
+                {"type": "video", "video": frames, "fps": 2},
+                {"type": "text", "text": "Does the camera move?"}
+            ]}]),
+            vec![Message::new(
+                "user",
+                vec![
+                    Content::Video,
+                    Content::Text("Does the camera move?".into()),
+                ],
+            )],
+            Shown::Frames,
+        ),
+        (
+            json!([
+                {"role": "system", "content": "You count things."},
+                {"role": "user", "content": "How many circles?"},
+                {"role": "assistant", "content": "Two."},
+                {"role": "user", "content": "And squares?"}
+            ]),
+            vec![
+                Message::new("system", text("You count things.")),
+                Message::new("user", text("How many circles?")),
+                Message::new("assistant", text("Two.")),
+                Message::new("user", text("And squares?")),
+            ],
+            Shown::Nothing,
         ),
     ]
 }
@@ -132,7 +171,7 @@ fn conversations() -> Vec<(Value, Vec<Message>, bool)> {
 fn expected(
     bundle: &ModelBundle,
     messages: &[Message],
-    image: bool,
+    shown: Shown,
 ) -> (String, Vec<(usize, usize)>) {
     let mut prompt = PromptInput {
         text: bundle
@@ -141,10 +180,14 @@ fn expected(
             .unwrap(),
         ..Default::default()
     };
-    if image {
-        prompt
-            .images
-            .push(fourd_model::processor::load_image(&image_path(), u64::MAX).unwrap());
+    let image = || fourd_model::processor::load_image(&image_path(), u64::MAX).unwrap();
+    match shown {
+        Shown::Nothing => {}
+        Shown::Image => prompt.images.push(image()),
+        Shown::Frames => prompt.videos.push(fourd_model::inputs::VideoFrames {
+            frames: (0..4).map(|_| image()).collect(),
+            fps: 2.0,
+        }),
     }
     let inputs = bundle
         .processor
@@ -168,14 +211,21 @@ fn expected(
     let stop = bundle.stop_ids();
     let mut text_ids = Vec::new();
     let mut segments = Vec::new();
+    // Each segment with the latent steps it took: all of them, or fewer when the token limit cut
+    // it (the engine's `latent_segments` say so too).
+    let offset = |ids: &[u32]| bundle.tokenizer.decode(ids, true).unwrap().chars().count();
+    for seg in &out.latent_segments {
+        let before: Vec<u32> = out.token_ids[..seg.start]
+            .iter()
+            .zip(&out.kinds)
+            .filter(|(id, k)| **k == TokenKind::Text && !stop.contains(id))
+            .map(|(&id, _)| id)
+            .collect();
+        segments.push((offset(&before), seg.len));
+    }
     for (&id, kind) in out.token_ids.iter().zip(&out.kinds) {
-        match kind {
-            TokenKind::Text if !stop.contains(&id) => text_ids.push(id),
-            TokenKind::LatentEnd => {
-                let so_far = bundle.tokenizer.decode(&text_ids, true).unwrap();
-                segments.push((so_far.chars().count(), LATENT));
-            }
-            _ => {}
+        if *kind == TokenKind::Text && !stop.contains(&id) {
+            text_ids.push(id);
         }
     }
     (bundle.tokenizer.decode(&text_ids, true).unwrap(), segments)
@@ -236,8 +286,10 @@ fn greedy_answers_are_the_engines_token_for_token_streamed_or_not() {
     let bundle = ModelBundle::load(&model_dir(), DType::F32, &Device::Cpu).unwrap();
     let server = start(config());
     let mut saw_imagery = false;
-    for (json_messages, messages, image) in conversations() {
-        let (want_text, want_segments) = expected(&bundle, &messages, image);
+    let mut first_text = None;
+    for (json_messages, messages, shown) in conversations() {
+        let (want_text, want_segments) = expected(&bundle, &messages, shown);
+        first_text.get_or_insert(want_text.clone());
         saw_imagery |= !want_segments.is_empty();
         let (status, _, v) = post(server.addr, &request(&json_messages, json!({})), None);
         assert_eq!(status, 200, "{v}");
@@ -287,6 +339,35 @@ fn greedy_answers_are_the_engines_token_for_token_streamed_or_not() {
         saw_imagery,
         "the fixture conversations should imagine at least once"
     );
+
+    // A stop string: the text ends before it, streamed or not, and no piece of it is sent.
+    let full = first_text.unwrap();
+    let chars: Vec<char> = full.chars().collect();
+    assert!(chars.len() >= 4, "{full:?} is too short to stop inside");
+    let stop: String = chars[chars.len() / 2..chars.len() / 2 + 2].iter().collect();
+    let cut = &full[..full.find(&stop).unwrap()];
+    let (json_messages, _, _) = conversations().remove(0);
+    let body = request(
+        &json_messages,
+        json!({"stop": [stop.clone(), "never-seen"]}),
+    );
+    let (status, _, v) = post(server.addr, &body, None);
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(
+        v["choices"][0]["message"]["content"], cut,
+        "stop {stop:?} in {full:?}"
+    );
+    assert_eq!(v["choices"][0]["finish_reason"], "stop");
+    let body = request(&json_messages, json!({"stop": stop, "stream": true}));
+    let streamed: String = stream(server.addr, &body)
+        .iter()
+        .filter_map(|c| {
+            c["choices"][0]["delta"]["content"]
+                .as_str()
+                .map(str::to_string)
+        })
+        .collect();
+    assert_eq!(streamed, cut);
 }
 
 #[test]
