@@ -55,29 +55,19 @@ pub struct InferArgs {
     pub repetition_penalty: Option<f64>,
     #[arg(long)]
     pub seed: Option<u64>,
-    /// Compute dtype: f32, bf16 or f16.
-    #[arg(long, default_value = "f32", value_parser = fourd_model::weights::parse_dtype)]
-    pub dtype: candle_core::DType,
-    /// cpu, or cuda / cuda:N (needs a build with --features cuda).
-    #[arg(long, default_value = "cpu")]
-    pub device: fourd_model::DeviceSpec,
-    /// M-RoPE index rule: v4.50 (what the checkpoints were trained with) or v5 (transformers 5.x).
-    #[arg(long, default_value = "v4.50")]
-    pub rope_index: fourd_model::RopeIndexStyle,
-    /// Latent steps per imagery segment (default: the checkpoint's `latent_size`).
-    #[arg(long)]
-    pub latent_size: Option<usize>,
+    #[command(flatten)]
+    pub run: crate::model_args::RunModelArgs,
     /// Print one JSON object instead of streaming text.
     #[arg(long)]
     pub json: bool,
 }
 
 pub fn run(a: InferArgs) -> Result<()> {
-    let dtype = a.dtype;
-    let device = a.device.open()?;
+    let dtype = a.run.dtype;
+    let device = a.run.device.open()?;
     let mut pipe = ModelBundle::load(&a.model, dtype, &device)
         .with_context(|| format!("loading {}", a.model.display()))?;
-    pipe.model.config.rope_index = a.rope_index;
+    pipe.model.config.rope_index = a.run.rope_index;
 
     let mut content = Vec::new();
     let mut prompt = PromptInput::default();
@@ -139,7 +129,7 @@ pub fn run(a: InferArgs) -> Result<()> {
         },
     );
     tracing::info!("decoding: {}", sampling.describe());
-    let latent = pipe.latent_tokens(a.latent_size)?;
+    let latent = pipe.latent_tokens(a.run.latent_size)?;
     let cfg = GenerationConfig {
         max_new_tokens: a.max_new_tokens,
         sampling,

@@ -5,6 +5,7 @@ mod data_cmd;
 mod demo;
 mod eval_cmd;
 mod infer;
+mod model_args;
 mod model_cmd;
 mod serve_cmd;
 mod synth_cmd;

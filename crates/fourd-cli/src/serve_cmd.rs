@@ -18,17 +18,8 @@ pub struct ServeArgs {
     pub host: IpAddr,
     #[arg(long, default_value_t = 8000)]
     pub port: u16,
-    /// Compute dtype: f32, bf16 or f16.
-    #[arg(long, default_value = "f32", value_parser = fourd_model::weights::parse_dtype)]
-    pub dtype: candle_core::DType,
-    /// cpu, or cuda / cuda:N (needs a build with --features cuda).
-    #[arg(long, default_value = "cpu")]
-    pub device: fourd_model::DeviceSpec,
-    #[arg(long, default_value = "v4.50")]
-    pub rope_index: fourd_model::RopeIndexStyle,
-    /// Latent steps per imagery segment (default: the checkpoint's `latent_size`).
-    #[arg(long)]
-    pub latent_size: Option<usize>,
+    #[command(flatten)]
+    pub run: crate::model_args::RunModelArgs,
     /// Sequences decoding at once (a request with `n` choices takes `n`).
     #[arg(long, default_value_t = 16)]
     pub max_batch: usize,
@@ -75,13 +66,13 @@ pub fn run(a: ServeArgs) -> Result<()> {
     let cfg = ServeConfig {
         model: a.model.clone(),
         served_name: served_name.clone(),
-        dtype: a.dtype,
-        device: a.device,
-        rope_index: a.rope_index,
+        dtype: a.run.dtype,
+        device: a.run.device,
+        rope_index: a.run.rope_index,
         limits: EngineLimits {
             max_batch: a.max_batch,
             max_model_len: 32_768,
-            latent_size: a.latent_size,
+            latent_size: a.run.latent_size,
         },
         max_model_len: a.max_model_len,
         max_queue: a.max_queue,
