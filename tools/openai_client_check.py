@@ -18,9 +18,11 @@ the exit status is 1 when any check fails.
  6. n/seed        n=2, temperature 1, seed 5: two choices, the same again with the same seed.
  7. errors        the package's exception classes and statuses: unknown model -> NotFoundError
                   (404); temperature 5 -> BadRequestError (400) naming `temperature`; unknown
-                  role -> 400; top_logprobs 2 -> 400. Then, on a server started with
+                  role -> 400; top_logprobs 21 -> 400 (over OpenAI's 20). Then, on a server started with
                   `--api-key`: a wrong key -> AuthenticationError (401), the right key works.
- 8. logprobs      logprobs=True: one finite log-probability per text token.
+ 8. logprobs      logprobs=True, top_logprobs=2: one finite log-probability per text token,
+                  whose bytes make up the content, each with 2 alternatives (greedy: the
+                  first is the token itself).
 
 The tiny random checkpoint answers gibberish; only shapes, consistency and determinism are
 checked, never the answers' sense.
@@ -531,7 +533,7 @@ class Checker:
     def error_top_logprobs(self) -> str:
         return self._expect_error(openai.BadRequestError, 400, "top_logprobs",
                                   model=self.name, messages=user(PROMPT), logprobs=True,
-                                  top_logprobs=2, max_tokens=4)
+                                  top_logprobs=21, max_tokens=4)
 
     def auth(self, base_url: str) -> str:
         import httpx
@@ -573,7 +575,7 @@ class Checker:
     # 8
     def logprobs(self) -> str:
         base = self.baseline_resp()
-        r = self.greedy(logprobs=True)
+        r = self.greedy(logprobs=True, top_logprobs=2)
         c = r.choices[0]
         content = c.message.content
         expect(content == base.choices[0].message.content,
@@ -590,8 +592,12 @@ class Checker:
             expect(t.bytes is None or (isinstance(t.bytes, list)
                                        and all(isinstance(b, int) for b in t.bytes)),
                    f"entry {i}: bytes {t.bytes!r}")
-            expect(isinstance(t.top_logprobs, list), f"entry {i}: top_logprobs {t.top_logprobs!r}")
-        joined = "".join(t.token for t in entries)
+            expect(isinstance(t.top_logprobs, list) and len(t.top_logprobs) == 2,
+                   f"entry {i}: top_logprobs {t.top_logprobs!r}")
+            expect(t.top_logprobs[0].bytes == t.bytes
+                   and abs(t.top_logprobs[0].logprob - t.logprob) < 1e-5,
+                   f"entry {i}: greedy, the first alternative should be the token itself")
+        joined = bytes(b for t in entries for b in (t.bytes or [])).decode("utf-8", "replace")
         expect(joined == content,
                f"the {len(entries)} tokens join to {short(joined)}, not the content "
                f"{short(content)}: not one entry per text token")

@@ -257,7 +257,7 @@ pub fn generate(
         outs[id as usize] = Some(out);
     }
     while !batch.is_empty() {
-        for (id, out) in batch.step(|id, token, kind, _| on_token(id as usize, token, kind))? {
+        for (id, out) in batch.step(|id, e| on_token(id as usize, e.token, e.kind))? {
             outs[id as usize] = Some(out);
         }
     }
@@ -275,7 +275,22 @@ struct Running {
     cfg: GenerationConfig,
     /// Ids its text steps never pick (see [`DecodeBatch::admit`]).
     suppress: Vec<u32>,
+    /// How many of the most likely alternatives each sampled token reports
+    /// ([`DecodeBatch::set_top_logprobs`]).
+    top_logprobs: usize,
     state: SeqState,
+}
+
+/// One token a [`DecodeBatch::step`] produced for a sequence.
+#[derive(Clone, Copy, Debug)]
+pub struct Emitted<'a> {
+    pub token: u32,
+    pub kind: TokenKind,
+    /// Its log-probability under the model's distribution; `None` for latent steps.
+    pub logprob: Option<f32>,
+    /// The most likely ids and their log-probabilities, most likely first, when the sequence
+    /// asked for them and the token was sampled; empty otherwise.
+    pub top: &'a [(u32, f32)],
 }
 
 /// Sequences decoding together, one token each per [`DecodeBatch::step`]. New sequences join
@@ -374,6 +389,7 @@ impl<'m> DecodeBatch<'m> {
                     id,
                     cfg,
                     suppress,
+                    top_logprobs: 0,
                     state,
                 },
             ));
@@ -409,13 +425,25 @@ impl<'m> DecodeBatch<'m> {
         Ok(finished)
     }
 
+    /// Makes sequence `id` report, with each token it samples, the `k` most likely ids and
+    /// their log-probabilities (OpenAI's `top_logprobs`); 0 stops it. Returns whether `id` is in
+    /// the batch.
+    pub fn set_top_logprobs(&mut self, id: SeqId, k: usize) -> bool {
+        match self.rows.iter_mut().find(|r| r.id == id) {
+            Some(r) => {
+                r.top_logprobs = k;
+                true
+            }
+            None => false,
+        }
+    }
+
     /// One token for every sequence: each chooses from its pending logits (or takes a latent
-    /// step), `on_token(id, token, kind, logprob)` hears of it (the log-probability of a sampled
-    /// token; `None` for latent steps), finished sequences leave, and the rest run one forward
-    /// position. Returns the sequences that finished.
+    /// step), `on_token(id, emitted)` hears of it, finished sequences leave, and the rest run one
+    /// forward position. Returns the sequences that finished.
     pub fn step(
         &mut self,
-        mut on_token: impl FnMut(SeqId, u32, TokenKind, Option<f32>),
+        mut on_token: impl FnMut(SeqId, Emitted),
     ) -> Result<Vec<(SeqId, SequenceOutput)>> {
         let (Some(logits), Some(hidden)) = (&self.logits, &self.hidden) else {
             return Ok(Vec::new());
@@ -424,7 +452,19 @@ impl<'m> DecodeBatch<'m> {
         for (slot, run) in self.rows.iter_mut().enumerate() {
             let h = hidden.get(slot)?.unsqueeze(0)?;
             let id = run.id;
-            let mut emit = |token, kind, logprob| on_token(id, token, kind, logprob);
+            let top = top_logprobs(&logit_rows[slot], run.top_logprobs);
+            let mut emit = |token, kind, logprob: Option<f32>| {
+                let top: &[(u32, f32)] = if logprob.is_some() { &top } else { &[] };
+                on_token(
+                    id,
+                    Emitted {
+                        token,
+                        kind,
+                        logprob,
+                        top,
+                    },
+                )
+            };
             let st = &mut run.state;
             step_state(st, &logit_rows[slot], h, &run.cfg, &run.suppress, &mut emit)?;
             if st.out.token_ids.len() >= run.cfg.max_new_tokens && !st.done {
@@ -600,15 +640,41 @@ fn step_state(
     Ok(())
 }
 
+/// The `k` most likely ids of a row of logits and their log-probabilities (of the unprocessed
+/// distribution, as [`SequenceOutput::logprobs`]), most likely first; ties by lower id.
+pub fn top_logprobs(logits: &[f32], k: usize) -> Vec<(u32, f32)> {
+    if k == 0 || logits.is_empty() {
+        return Vec::new();
+    }
+    let mut order: Vec<u32> = (0..logits.len() as u32).collect();
+    let k = k.min(order.len());
+    let by_logit = |a: &u32, b: &u32| {
+        logits[*b as usize]
+            .total_cmp(&logits[*a as usize])
+            .then(a.cmp(b))
+    };
+    order.select_nth_unstable_by(k - 1, by_logit);
+    order.truncate(k);
+    order.sort_by(by_logit);
+    let lse = log_sum_exp(logits);
+    order
+        .into_iter()
+        .map(|id| (id, logits[id as usize] - lse))
+        .collect()
+}
+
 fn log_prob(logits: &[f32], id: u32) -> f32 {
+    logits[id as usize] - log_sum_exp(logits)
+}
+
+fn log_sum_exp(logits: &[f32]) -> f32 {
     let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-    let lse = logits
+    logits
         .iter()
         .map(|&l| ((l - max) as f64).exp())
         .sum::<f64>()
         .ln() as f32
-        + max;
-    logits[id as usize] - lse
+        + max
 }
 
 /// Picks the next token id from one row of logits.
@@ -693,4 +759,24 @@ fn argmax(l: &[f32]) -> u32 {
         }
     }
     best as u32
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn top_logprobs_are_the_most_likely_ids_in_order() {
+        let logits = [0.5f32, 2.0, -1.0, 2.0, 1.0];
+        let top = top_logprobs(&logits, 3);
+        let ids: Vec<u32> = top.iter().map(|t| t.0).collect();
+        assert_eq!(ids, vec![1, 3, 4]);
+        for (id, lp) in &top {
+            assert!((lp - log_prob(&logits, *id)).abs() < 1e-6);
+        }
+        let total: f32 = (0..5).map(|i| log_prob(&logits, i).exp()).sum();
+        assert!((total - 1.0).abs() < 1e-5);
+        assert!(top_logprobs(&logits, 0).is_empty());
+        assert_eq!(top_logprobs(&logits, 9).len(), 5);
+    }
 }

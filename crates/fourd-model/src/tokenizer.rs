@@ -135,6 +135,26 @@ impl QwenTokenizer {
         Ok(enc.get_ids().to_vec())
     }
 
+    /// The bytes token `id` stands for, as OpenAI's `logprobs` give them: a byte-level BPE
+    /// piece mapped back through GPT-2's byte alphabet (so a piece holding part of a multi-byte
+    /// character gives just those bytes), an added token as its UTF-8 text. `None` for an
+    /// unknown id.
+    pub fn token_bytes(&self, id: u32) -> Option<Vec<u8>> {
+        if let Some(added) = self.inner.get_added_vocabulary().simple_id_to_token(id) {
+            return Some(added.into_bytes());
+        }
+        let piece = self.inner.id_to_token(id)?;
+        let mut out = Vec::with_capacity(piece.len());
+        for c in piece.chars() {
+            match byte_of_char(c) {
+                Some(b) => out.push(b),
+                // Not a byte-level piece (another tokenizer family): its own text.
+                None => out.extend_from_slice(c.to_string().as_bytes()),
+            }
+        }
+        Some(out)
+    }
+
     pub fn decode(&self, ids: &[u32], skip_special: bool) -> Result<String> {
         self.inner
             .decode(ids, skip_special)
@@ -233,4 +253,45 @@ fn find_chat_template(dir: &Path) -> Result<Option<String>> {
         };
     }
     Ok(None)
+}
+
+/// GPT-2's byte-level alphabet read backwards: the byte a piece's character stands for. Bytes
+/// that are printable in Latin-1 (`!`..`~`, `¡`..`¬`, `®`..`ÿ`) stand for themselves; the other
+/// 68 are the characters from U+0100 on, in byte order.
+fn byte_of_char(c: char) -> Option<u8> {
+    let printable = |b: u32| {
+        (0x21..=0x7E).contains(&b) || (0xA1..=0xAC).contains(&b) || (0xAE..=0xFF).contains(&b)
+    };
+    let n = c as u32;
+    if n < 0x100 {
+        return printable(n).then_some(n as u8);
+    }
+    let k = (n - 0x100) as usize;
+    (0u32..0x100)
+        .filter(|&b| !printable(b))
+        .nth(k)
+        .map(|b| b as u8)
+}
+
+#[cfg(test)]
+mod byte_tests {
+    use super::byte_of_char;
+
+    #[test]
+    fn the_byte_level_alphabet_reads_back() {
+        assert_eq!(byte_of_char('a'), Some(b'a'));
+        assert_eq!(byte_of_char('\u{120}'), Some(b' ')); // Ġ
+        assert_eq!(byte_of_char('\u{10A}'), Some(b'\n')); // Ċ
+        assert_eq!(byte_of_char('\u{100}'), Some(0));
+        assert_eq!(byte_of_char('\u{143}'), Some(0xAD)); // the last of the 68
+        assert_eq!(byte_of_char('\u{144}'), None);
+        assert_eq!(byte_of_char(' '), None); // a space is never a byte-level character
+                                             // All 256 bytes, each once.
+        let mut seen: Vec<u8> = (0..0x144u32)
+            .filter_map(char::from_u32)
+            .filter_map(byte_of_char)
+            .collect();
+        seen.sort();
+        assert_eq!(seen, (0..=255).collect::<Vec<u8>>());
+    }
 }

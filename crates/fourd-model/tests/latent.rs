@@ -307,7 +307,7 @@ fn sequences_joining_and_leaving_a_running_batch_decode_as_alone() {
             _ => {}
         }
         for (id, out) in batch
-            .step(|id, token, _, _| streamed.entry(id).or_default().push(token))
+            .step(|id, e| streamed.entry(id).or_default().push(e.token))
             .unwrap()
         {
             done.insert(id, out);

@@ -10,7 +10,8 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use fourd_model::generation::{
-    DecodeBatch, FinishReason, GenerationConfig, Sampling, SeqId, SequenceOutput, TokenKind,
+    DecodeBatch, Emitted, FinishReason, GenerationConfig, Sampling, SeqId, SequenceOutput,
+    TokenKind,
 };
 use fourd_model::inputs::PromptInput;
 use fourd_model::ModelBundle;
@@ -71,13 +72,39 @@ pub enum Event {
     Failed(ApiError),
 }
 
-/// A sampled text token and its log-probability under the model's distribution.
+/// A sampled text token and its log-probability under the model's distribution, as OpenAI's
+/// `logprobs.content` entries: the token's text (`bytes:\\x..` when its bytes are not UTF-8 on
+/// their own), its bytes, and the most likely alternatives when asked for.
 #[derive(Clone, Debug, serde::Serialize)]
 pub struct TokenLogprob {
     pub token: String,
     pub logprob: f32,
     pub bytes: Vec<u8>,
-    pub top_logprobs: Vec<Value>,
+    pub top_logprobs: Vec<TopLogprob>,
+}
+
+/// One alternative of a [`TokenLogprob`].
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct TopLogprob {
+    pub token: String,
+    pub logprob: f32,
+    pub bytes: Vec<u8>,
+}
+
+/// A token's bytes and OpenAI's text for them.
+fn token_text(bundle: &ModelBundle, id: u32) -> (String, Vec<u8>) {
+    let bytes = bundle.tokenizer.token_bytes(id).unwrap_or_default();
+    let text = match std::str::from_utf8(&bytes) {
+        Ok(t) => t.to_string(),
+        Err(_) => format!(
+            "bytes:{}",
+            bytes
+                .iter()
+                .map(|b| format!("\\x{b:02x}"))
+                .collect::<String>()
+        ),
+    };
+    (text, bytes)
 }
 
 /// One choice being decoded: where its events go and what of its text was sent.
@@ -179,8 +206,10 @@ pub fn run(bundle: ModelBundle, limits: EngineLimits, jobs: Receiver<Job>, metri
             continue;
         }
         metrics.running.store(batch.len() as i64, Ordering::Relaxed);
-        let mut produced: Vec<(SeqId, u32, TokenKind, Option<f32>)> = Vec::new();
-        let finished = batch.step(|id, token, kind, lp| produced.push((id, token, kind, lp)));
+        type Produced = (SeqId, u32, TokenKind, Option<f32>, Vec<(u32, f32)>);
+        let mut produced: Vec<Produced> = Vec::new();
+        let finished = batch
+            .step(|id, e: Emitted| produced.push((id, e.token, e.kind, e.logprob, e.top.to_vec())));
         let finished = match finished {
             Ok(f) => f,
             Err(e) => {
@@ -200,12 +229,13 @@ pub fn run(bundle: ModelBundle, limits: EngineLimits, jobs: Receiver<Job>, metri
             }
         };
         let mut stopped: Vec<SeqId> = Vec::new();
-        for (id, token, kind, logprob) in produced {
+        for (id, token, kind, logprob, top) in produced {
             if let Some(c) = choices.get_mut(&id) {
                 let r = requests
                     .get_mut(&c.job)
                     .expect("a choice's request is open");
-                if on_token(&bundle, c, r, token, kind, logprob, &metrics) {
+                let lp = (logprob, top.as_slice());
+                if on_token(&bundle, c, r, token, kind, lp, &metrics) {
                     stopped.push(id);
                 }
             }
@@ -367,6 +397,9 @@ fn admit(
             "the model failed on the prompt: {e}"
         )))
     })?;
+    for &id in &ids {
+        batch.set_top_logprobs(id, req.top_logprobs);
+    }
     let _ = events.send(Event::Started {
         prompt_tokens,
         choices: req.n,
@@ -427,7 +460,7 @@ fn on_token(
     r: &mut Request,
     token: u32,
     kind: TokenKind,
-    logprob: Option<f32>,
+    logprob: (Option<f32>, &[(u32, f32)]),
     metrics: &Metrics,
 ) -> bool {
     let now = Instant::now();
@@ -480,18 +513,29 @@ fn text_delta(
     c: &mut Choice,
     r: &mut Request,
     token: u32,
-    logprob: Option<f32>,
+    (logprob, top): (Option<f32>, &[(u32, f32)]),
 ) -> bool {
     let Ok(full) = bundle.tokenizer.decode(&c.text_ids, true) else {
         return false;
     };
     let logprobs = if c.logprobs {
-        let piece = bundle.tokenizer.decode(&[token], true).unwrap_or_default();
+        let (text, bytes) = token_text(bundle, token);
+        let top_logprobs = top
+            .iter()
+            .map(|&(id, lp)| {
+                let (token, bytes) = token_text(bundle, id);
+                TopLogprob {
+                    token,
+                    logprob: lp,
+                    bytes,
+                }
+            })
+            .collect();
         vec![TokenLogprob {
-            bytes: piece.as_bytes().to_vec(),
-            token: piece,
+            token: text,
+            bytes,
             logprob: logprob.unwrap_or(f32::NAN),
-            top_logprobs: vec![],
+            top_logprobs,
         }]
     } else {
         vec![]

@@ -47,6 +47,8 @@ impl Default for MediaPolicy {
 
 /// Most choices one request may ask for.
 pub const MAX_N: usize = 16;
+/// Most alternatives per token (OpenAI's limit).
+pub const MAX_TOP_LOGPROBS: usize = 20;
 /// Most stop strings (OpenAI's limit).
 pub const MAX_STOP: usize = 4;
 
@@ -65,6 +67,8 @@ pub struct ChatRequest {
     /// `stream_options.include_usage`: a last chunk with the usage.
     pub include_usage: bool,
     pub logprobs: bool,
+    /// Alternatives per token (`top_logprobs`, with `logprobs`).
+    pub top_logprobs: usize,
 }
 
 /// Reads `body` (parsed JSON) into a [`ChatRequest`], decoding its media under `policy`.
@@ -519,11 +523,20 @@ fn parse_sampling(
         .and_then(Value::as_bool)
         .unwrap_or(false);
     req.logprobs = flag("logprobs")?;
-    if int("top_logprobs")?.is_some_and(|k| k != 0) {
-        return Err(ApiError::invalid(
-            "top_logprobs",
-            "`top_logprobs` is not supported: each token's own log-probability is given with `logprobs: true`",
-        ));
+    if let Some(k) = int("top_logprobs")? {
+        if !(0..=MAX_TOP_LOGPROBS as i64).contains(&k) {
+            return Err(ApiError::invalid(
+                "top_logprobs",
+                format!("`top_logprobs` must be in 0..={MAX_TOP_LOGPROBS}"),
+            ));
+        }
+        if k > 0 && !req.logprobs {
+            return Err(ApiError::invalid(
+                "top_logprobs",
+                "`top_logprobs` needs `logprobs: true`",
+            ));
+        }
+        req.top_logprobs = k as usize;
     }
     Ok(())
 }

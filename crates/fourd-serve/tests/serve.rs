@@ -340,6 +340,38 @@ fn greedy_answers_are_the_engines_token_for_token_streamed_or_not() {
         "the fixture conversations should imagine at least once"
     );
 
+    // Log-probabilities: one entry per text token, whose bytes make up the content; greedy, each
+    // token is the first of its alternatives.
+    let (json_messages, _, _) = conversations().remove(0);
+    let body = request(&json_messages, json!({"logprobs": true, "top_logprobs": 3}));
+    let (status, _, v) = post(server.addr, &body, None);
+    assert_eq!(status, 200, "{v}");
+    let entries = v["choices"][0]["logprobs"]["content"].as_array().unwrap();
+    assert!(!entries.is_empty());
+    let mut bytes = Vec::new();
+    for e in entries {
+        bytes.extend(
+            e["bytes"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|b| b.as_u64().unwrap() as u8),
+        );
+        let top = e["top_logprobs"].as_array().unwrap();
+        assert_eq!(top.len(), 3);
+        assert_eq!(top[0]["bytes"], e["bytes"]);
+        assert!(
+            (top[0]["logprob"].as_f64().unwrap() - e["logprob"].as_f64().unwrap()).abs() < 1e-6
+        );
+        assert!(top[1]["logprob"].as_f64().unwrap() <= top[0]["logprob"].as_f64().unwrap());
+    }
+    // The tiny random model emits stray bytes: the content shows them as U+FFFD, as a lossy
+    // reading of the bytes does.
+    assert_eq!(
+        String::from_utf8_lossy(&bytes),
+        v["choices"][0]["message"]["content"].as_str().unwrap()
+    );
+
     // A stop string: the text ends before it, streamed or not, and no piece of it is sent.
     let full = first_text.unwrap();
     let chars: Vec<char> = full.chars().collect();
@@ -513,7 +545,7 @@ fn errors_have_openais_shape_and_status() {
     check(&request(&hi, json!({"top_p": 0})), key, 400, Some("top_p"));
     check(&request(&hi, json!({"n": 0})), key, 400, Some("n"));
     check(
-        &request(&hi, json!({"top_logprobs": 3})),
+        &request(&hi, json!({"logprobs": true, "top_logprobs": 21})),
         key,
         400,
         Some("top_logprobs"),
