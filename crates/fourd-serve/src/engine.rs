@@ -141,10 +141,14 @@ pub fn run(bundle: ModelBundle, limits: EngineLimits, jobs: Receiver<Job>, metri
     let mut requests: HashMap<usize, Request> = HashMap::new();
     let (mut next_seq, mut next_job): (SeqId, usize) = (0, 0);
     let mut open = true;
+    // A request taken from the queue that did not fit yet (its `n` choices over the room left).
+    let mut waiting: Option<Job> = None;
     loop {
         // Admit waiting requests while there is room; wait for one when idle.
-        while open && batch.len() < limits.max_batch {
-            let job = if batch.is_empty() {
+        while (open || waiting.is_some()) && batch.len() < limits.max_batch {
+            let job = if let Some(j) = waiting.take() {
+                j
+            } else if batch.is_empty() {
                 match jobs.recv() {
                     Ok(j) => j,
                     Err(_) => {
@@ -162,6 +166,12 @@ pub fn run(bundle: ModelBundle, limits: EngineLimits, jobs: Receiver<Job>, metri
                     }
                 }
             };
+            if !batch.is_empty() && batch.len() + job.request.n > limits.max_batch {
+                // Its choices join together once the batch has room for all of them (alone, a
+                // request may take more than --max-batch: it is never refused for its `n`).
+                waiting = Some(job);
+                break;
+            }
             metrics.queued.fetch_sub(1, Ordering::Relaxed);
             if job.events.is_closed() {
                 metrics.count("cancelled");

@@ -678,3 +678,31 @@ fn stopping_waits_for_in_flight_requests_at_most_the_timeout() {
     // The long answer was cut, not completed.
     assert!(!client.join().unwrap());
 }
+
+/// A request whose `n` choices do not fit the room left waits for it, then joins whole; one with
+/// more choices than `--max-batch` runs alone. Both answer as they would with the server to
+/// themselves.
+#[test]
+fn choices_join_the_batch_together() {
+    let mut cfg = config();
+    cfg.limits.max_batch = 2;
+    let server = start(cfg);
+    let addr = server.addr;
+    let body = |n: usize, tokens: usize| {
+        request(
+            &json!([{"role": "user", "content": "Name three colours."}]),
+            json!({"temperature": 1.0, "seed": 3, "n": n, "max_tokens": tokens}),
+        )
+    };
+    let alone: Vec<Value> = [2, 3]
+        .iter()
+        .map(|&n| post(addr, &body(n, 20), None).2["choices"].clone())
+        .collect();
+    let long = std::thread::spawn(move || post(addr, &body(1, 300), None).0);
+    std::thread::sleep(Duration::from_millis(20));
+    let two = std::thread::spawn(move || post(addr, &body(2, 20), None).2["choices"].clone());
+    let three = std::thread::spawn(move || post(addr, &body(3, 20), None).2["choices"].clone());
+    assert_eq!(two.join().unwrap(), alone[0]);
+    assert_eq!(three.join().unwrap(), alone[1]);
+    assert_eq!(long.join().unwrap(), 200);
+}
