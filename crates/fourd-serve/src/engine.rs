@@ -115,6 +115,8 @@ struct Choice {
     logprobs: bool,
     stop_ids: Vec<u32>,
     text_ids: Vec<u32>,
+    /// The text decoded so far ([`Detokenizer`]).
+    text: Detokenizer,
     /// The text sent so far (bytes), and in characters.
     sent: String,
     sent_chars: usize,
@@ -123,6 +125,46 @@ struct Choice {
     imagining: bool,
     generated: usize,
     last_token: Option<Instant>,
+}
+
+/// Incremental detokenization, as vLLM and TGI do it: each step decodes only the ids from
+/// `prefix` on, and the text new since the ids up to `read` is appended to `decoded` once it no
+/// longer ends in an unfinished character. Decoding the whole text at every token would cost
+/// time quadratic in its length, on the model's thread.
+#[derive(Default)]
+struct Detokenizer {
+    decoded: String,
+    prefix: usize,
+    read: usize,
+}
+
+impl Detokenizer {
+    /// Appends what the ids after `read` add to the text, when they end on a whole character.
+    fn advance(&mut self, bundle: &ModelBundle, ids: &[u32]) {
+        if let Some(new) = self.new_text(bundle, ids) {
+            if !new.ends_with('\u{FFFD}') {
+                self.decoded.push_str(&new);
+                self.prefix = self.read;
+                self.read = ids.len();
+            }
+        }
+    }
+
+    /// Appends the rest, unfinished characters included (as U+FFFD, as a whole decode gives them).
+    fn finish(&mut self, bundle: &ModelBundle, ids: &[u32]) {
+        if let Some(new) = self.new_text(bundle, ids) {
+            self.decoded.push_str(&new);
+            self.prefix = ids.len();
+            self.read = ids.len();
+        }
+    }
+
+    fn new_text(&self, bundle: &ModelBundle, ids: &[u32]) -> Option<String> {
+        let decode = |ids: &[u32]| bundle.tokenizer.decode(ids, true).ok();
+        let before = decode(&ids[self.prefix..self.read])?;
+        let now = decode(&ids[self.prefix..])?;
+        now.get(before.len()..).map(str::to_string)
+    }
 }
 
 struct Request {
@@ -188,14 +230,10 @@ pub fn run(bundle: ModelBundle, limits: EngineLimits, jobs: Receiver<Job>, metri
                 id,
                 &mut next_seq,
             ) {
-                Ok((request, new)) if request.prompt_tokens > 0 => {
+                Ok((request, new)) => {
                     metrics
                         .prompt_tokens
                         .fetch_add(request.prompt_tokens as u64, Ordering::Relaxed);
-                    requests.insert(id, request);
-                    choices.extend(new);
-                }
-                Ok((request, new)) => {
                     requests.insert(id, request);
                     choices.extend(new);
                 }
@@ -428,6 +466,7 @@ fn admit(
                     logprobs: req.logprobs,
                     stop_ids: cfg.stop_ids.clone(),
                     text_ids: vec![],
+                    text: Detokenizer::default(),
                     sent: String::new(),
                     sent_chars: 0,
                     latent_steps: 0,
@@ -445,10 +484,9 @@ fn admit(
         open_choices: req.n,
         first_token: false,
     };
-    // max_tokens can leave nothing to generate only through a full context; such choices are
-    // done at once.
-    debug_assert!(instant.is_empty() || max_new_tokens == 0);
-    let _ = instant;
+    // Nothing finishes at admission: the prompt is shorter than the context and `max_tokens` is at
+    // least 1, so every choice has a token to generate.
+    debug_assert!(instant.is_empty());
     Ok((request, choices))
 }
 
@@ -525,9 +563,8 @@ fn text_delta(
     token: u32,
     (logprob, top): (Option<f32>, &[(u32, f32)]),
 ) -> bool {
-    let Ok(full) = bundle.tokenizer.decode(&c.text_ids, true) else {
-        return false;
-    };
+    c.text.advance(bundle, &c.text_ids);
+    let full = c.text.decoded.as_str();
     let logprobs = if c.logprobs {
         let (text, bytes) = token_text(bundle, token);
         let top_logprobs = top
@@ -550,13 +587,14 @@ fn text_delta(
     } else {
         vec![]
     };
-    let (end, stopped) = match c.stop.iter().filter_map(|s| full.find(s.as_str())).min() {
-        Some(at) => (at, true),
+    // A stop string cannot start inside the text sent (the tail that may begin one is held
+    // back), so only the rest is searched.
+    let unsent = &full[c.sent.len()..];
+    let (end, stopped) = match c.stop.iter().filter_map(|s| unsent.find(s.as_str())).min() {
+        Some(at) => (c.sent.len() + at, true),
         None => {
-            let mut end = full.len();
-            if full.ends_with('\u{FFFD}') {
-                end = full.trim_end_matches('\u{FFFD}').len();
-            }
+            // (The decoded text never ends in an unfinished character: see `Detokenizer`.)
+            let end = full.len();
             // Hold back a tail that a stop string starts with.
             let held = c
                 .stop
@@ -573,7 +611,7 @@ fn text_delta(
             (end - held, false)
         }
     };
-    if end > c.sent.len() && full.is_char_boundary(end) && full.starts_with(&c.sent) {
+    if end > c.sent.len() && full.is_char_boundary(end) {
         let delta = full[c.sent.len()..end].to_string();
         c.sent_chars += delta.chars().count();
         c.sent.push_str(&delta);
@@ -611,17 +649,18 @@ fn finish(
         return;
     };
     if !by_stop_string {
-        // Text held back for a stop string that never came is sent now.
-        if let Ok(full) = bundle.tokenizer.decode(&c.text_ids, true) {
-            if full.len() > c.sent.len() && full.starts_with(&c.sent) {
-                let delta = full[c.sent.len()..].to_string();
-                c.sent_chars += delta.chars().count();
-                let _ = r.events.send(Event::Delta {
-                    index: c.index,
-                    text: delta,
-                    logprobs: vec![],
-                });
-            }
+        // Text held back (for a stop string that never came, or an unfinished character) is
+        // sent now.
+        c.text.finish(bundle, &c.text_ids);
+        let full = &c.text.decoded;
+        if full.len() > c.sent.len() {
+            let delta = full[c.sent.len()..].to_string();
+            c.sent_chars += delta.chars().count();
+            let _ = r.events.send(Event::Delta {
+                index: c.index,
+                text: delta,
+                logprobs: vec![],
+            });
         }
     }
     if c.imagining && c.latent_steps > 0 {
