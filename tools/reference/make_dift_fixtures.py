@@ -76,10 +76,30 @@ def write_media() -> dict:
     return {"frames": frames, "helpers": helpers}
 
 
+def lora_model(model, adapter):
+    """The model with the PEFT adapter in `adapter` injected, its adapter parameters trainable."""
+    from peft import PeftModel
+    return PeftModel.from_pretrained(model, adapter, is_trainable=True).get_base_model()
+
+
+def adapter_grad_name(name: str) -> str:
+    """A PEFT parameter name (`model.language_model.layers.0.mlp.up_proj.lora_A.default.weight`)
+    in fourd's adapter naming (transformers <= 4.51 paths, no adapter name)."""
+    name = name.replace(".default", "")
+    if name.startswith("model.language_model."):
+        return "model." + name[len("model.language_model."):]
+    return name
+
+
 def main() -> None:
+    global OUT
     ap = argparse.ArgumentParser()
     ap.add_argument("--tf450", default="/tmp/tf450")
+    ap.add_argument("--lora", help="a PEFT adapter folder: the model runs with it, and the gradients "
+                    "written are the adapter's (make_lora_fixtures.py passes this)")
+    ap.add_argument("--out", default=str(OUT))
     args = ap.parse_args()
+    OUT = Path(args.out)
     tf450 = Q.TF450(Path(args.tf450))
     if OUT.exists():
         shutil.rmtree(OUT)
@@ -98,6 +118,8 @@ def main() -> None:
     tok = AutoTokenizer.from_pretrained(MODEL)
     processor = L.build_processor(tok)
     model = Qwen2_5_VLForConditionalGeneration.from_pretrained(MODEL, dtype=torch.float32).eval()
+    if args.lora:
+        model = lora_model(model, args.lora)
     cfg = model.config
     Lsize = cfg.latent_size
     pad, start, end = cfg.latent_token_id, cfg.latent_start_id, cfg.latent_end_id
@@ -149,13 +171,14 @@ def main() -> None:
     tensors = {"input_ids": ids[0].to(torch.int64), "labels": labels[0].to(torch.int64)}
     n_grads = 0
     for name, p in model.named_parameters():
-        if "visual" in name:
+        if "visual" in name or not p.requires_grad:
             continue
-        key = Q.v5_to_v4_key(name)
+        key = adapter_grad_name(name) if args.lora else Q.v5_to_v4_key(name)
         tensors["grad." + key] = p.grad.detach().clone().contiguous()
         n_grads += 1
     save_file(tensors, OUT / "expected.safetensors")
     manifest = {
+        "adapter": args.lora,
         "generator": "tools/reference/make_dift_fixtures.py",
         "transformers_version": transformers.__version__,
         "torch_version": torch.__version__,

@@ -58,10 +58,18 @@ QUESTION = "Which way does the camera move?"
 OPTIONS = ["A. Pan Left", "B. Pan Right", "C. Tilt Up", "D. Stay"]
 
 
+lora_model, adapter_grad_name = D.lora_model, D.adapter_grad_name
+
+
 def main() -> None:
+    global OUT
     ap = argparse.ArgumentParser()
     ap.add_argument("--tf450", default="/tmp/tf450")
+    ap.add_argument("--lora", help="a PEFT adapter folder: the model runs with it, and the gradients "
+                    "written are the adapter's (make_lora_fixtures.py passes this)")
+    ap.add_argument("--out", default=str(OUT))
     args = ap.parse_args()
+    OUT = Path(args.out)
     tf450 = Q.TF450(Path(args.tf450))
     if OUT.exists():
         shutil.rmtree(OUT)
@@ -69,6 +77,8 @@ def main() -> None:
     tok = AutoTokenizer.from_pretrained(MODEL)
     processor = L.build_processor(tok)
     model = Qwen2_5_VLForConditionalGeneration.from_pretrained(MODEL, dtype=torch.float32).eval()
+    if args.lora:
+        model = lora_model(model, args.lora)
     cfg = model.config
     pad, start, end = cfg.latent_token_id, cfg.latent_start_id, cfg.latent_end_id
     im_end = tok.convert_tokens_to_ids("<|im_end|>")
@@ -139,12 +149,14 @@ def main() -> None:
     }
     n_grads = 0
     for name, p in model.named_parameters():
-        if "visual" in name:
+        if "visual" in name or not p.requires_grad:
             continue
-        tensors["grad." + Q.v5_to_v4_key(name)] = p.grad.detach().clone().contiguous()
+        key = adapter_grad_name(name) if args.lora else Q.v5_to_v4_key(name)
+        tensors["grad." + key] = p.grad.detach().clone().contiguous()
         n_grads += 1
     save_file(tensors, OUT / "expected.safetensors")
     manifest = {
+        "adapter": args.lora,
         "generator": "tools/reference/make_grpo_fixtures.py",
         "transformers_version": transformers.__version__,
         "torch_version": torch.__version__,

@@ -69,6 +69,12 @@ fn check_request(out: &Path, latent_size: usize) -> Result<()> {
     if latent_size == 0 {
         return Err(ModelError::input("latent_size must be at least 1"));
     }
+    check_empty_output(out)
+}
+
+/// Refuses an output folder that exists and holds anything, so a previous result is never
+/// overwritten.
+pub(crate) fn check_empty_output(out: &Path) -> Result<()> {
     if out.exists()
         && std::fs::read_dir(out)
             .map_err(|e| ModelError::io(out, e))?
@@ -253,7 +259,7 @@ fn grown_weights(base: &Path, vocab_after: usize, tied: bool) -> Result<HashMap<
 }
 
 /// Creates the output folder and writes all weights as one `model.safetensors`.
-fn save_weights(out: &Path, tensors: &HashMap<String, Tensor>) -> Result<()> {
+pub(crate) fn save_weights(out: &Path, tensors: &HashMap<String, Tensor>) -> Result<()> {
     std::fs::create_dir_all(out).map_err(|e| ModelError::io(out, e))?;
     let st_path = out.join("model.safetensors");
     candle_core::safetensors::save(tensors, &st_path).map_err(|e| ModelError::Safetensors {
@@ -286,7 +292,7 @@ fn write_config(
 }
 
 /// Copies the [`PASSTHROUGH`] files the base has.
-fn copy_passthrough(base: &Path, out: &Path) -> Result<()> {
+pub(crate) fn copy_passthrough(base: &Path, out: &Path) -> Result<()> {
     for f in PASSTHROUGH {
         let src = base.join(f);
         if src.exists() {

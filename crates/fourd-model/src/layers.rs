@@ -1,7 +1,9 @@
 //! Small building blocks shared by the vision tower and the LLM.
 
 use candle_core::{DType, Module, Result, Tensor, D};
-use candle_nn::{Linear, VarBuilder};
+use candle_nn::VarBuilder;
+
+use crate::lora::LoraLinear;
 
 /// RMSNorm as transformers computes it: normalise in float32, cast back, then scale.
 #[derive(Clone, Debug)]
@@ -40,47 +42,44 @@ impl RmsNorm {
     }
 }
 
-pub fn linear(in_dim: usize, out_dim: usize, bias: bool, vb: VarBuilder) -> Result<Linear> {
-    if bias {
-        candle_nn::linear(in_dim, out_dim, vb)
+/// A linear layer named by its path in the checkpoint (adapters find it by that name).
+pub fn linear(in_dim: usize, out_dim: usize, bias: bool, vb: VarBuilder) -> Result<LoraLinear> {
+    let name = vb.prefix();
+    let base = if bias {
+        candle_nn::linear(in_dim, out_dim, vb)?
     } else {
-        candle_nn::linear_no_bias(in_dim, out_dim, vb)
-    }
+        candle_nn::linear_no_bias(in_dim, out_dim, vb)?
+    };
+    Ok(LoraLinear::new(name, base))
 }
 
 /// `down(silu(gate(x)) * up(x))`: the gated MLP of both towers (biases in the vision tower only).
 #[derive(Clone, Debug)]
 pub struct GatedMlp {
-    gate_proj: Linear,
-    up_proj: Linear,
-    down_proj: Linear,
-}
-
-/// A linear layer over detached weights (shares storage; builds no autograd graph).
-pub fn detached_linear(l: &Linear) -> Linear {
-    Linear::new(l.weight().detach(), l.bias().map(Tensor::detach))
-}
-
-/// Weight and bias of a linear layer.
-pub fn linear_params(l: &Linear) -> Vec<Tensor> {
-    let mut v = vec![l.weight().clone()];
-    v.extend(l.bias().cloned());
-    v
+    gate_proj: LoraLinear,
+    up_proj: LoraLinear,
+    down_proj: LoraLinear,
 }
 
 impl GatedMlp {
     pub fn detached(&self) -> Self {
         GatedMlp {
-            gate_proj: detached_linear(&self.gate_proj),
-            up_proj: detached_linear(&self.up_proj),
-            down_proj: detached_linear(&self.down_proj),
+            gate_proj: self.gate_proj.detached(),
+            up_proj: self.up_proj.detached(),
+            down_proj: self.down_proj.detached(),
         }
     }
     pub fn params(&self) -> Vec<Tensor> {
         [&self.gate_proj, &self.up_proj, &self.down_proj]
             .into_iter()
-            .flat_map(linear_params)
+            .flat_map(LoraLinear::params)
             .collect()
+    }
+    pub fn linears(&self) -> [&LoraLinear; 3] {
+        [&self.gate_proj, &self.up_proj, &self.down_proj]
+    }
+    pub fn linears_mut(&mut self) -> [&mut LoraLinear; 3] {
+        [&mut self.gate_proj, &mut self.up_proj, &mut self.down_proj]
     }
     pub fn new(hidden: usize, intermediate: usize, bias: bool, vb: VarBuilder) -> Result<Self> {
         Ok(GatedMlp {

@@ -16,6 +16,7 @@ use crate::tokenizer::QwenTokenizer;
 use crate::vision::VisionTower;
 use crate::weights::CheckpointWeights;
 
+#[derive(Clone)]
 pub struct Qwen25VL {
     pub config: Qwen25VlConfig,
     pub visual: VisionTower,
@@ -55,6 +56,92 @@ impl Qwen25VL {
 
     pub fn dtype(&self) -> DType {
         self.text.dtype()
+    }
+
+    /// Every linear layer (vision tower, decoder, `lm_head`), each named by its checkpoint path.
+    pub fn linears(&self) -> Vec<&crate::lora::LoraLinear> {
+        let mut v = self.visual.linears();
+        v.extend(self.text.linears());
+        v
+    }
+
+    /// Puts `adapter` on the model (replacing any other): each update on the linear layer of
+    /// its name, the token rows on the embedding and `lm_head`. Fails, changing nothing, when
+    /// an update names no layer or does not fit it.
+    pub fn set_adapter(
+        &mut self,
+        adapter: &crate::lora::Adapter,
+        dropout: Option<crate::lora::LoraDropout>,
+    ) -> Result<()> {
+        let mut unused: std::collections::BTreeSet<&String> = adapter.modules.keys().collect();
+        for lin in self.linears() {
+            if let Some(u) = adapter.modules.get(&*lin.name) {
+                let (out_dim, in_dim) = lin.base.weight().dims2()?;
+                if u.a.dims2()?.1 != in_dim || u.b.dims2()?.0 != out_dim {
+                    return Err(ModelError::Tensor {
+                        name: lin.name.to_string(),
+                        msg: format!(
+                            "the adapter's lora_A {:?} / lora_B {:?} do not fit its weight [{out_dim}, {in_dim}]",
+                            u.a.dims(),
+                            u.b.dims()
+                        ),
+                    });
+                }
+                unused.remove(&lin.name.to_string());
+            }
+        }
+        if let Some(name) = unused.into_iter().next() {
+            return Err(ModelError::Tensor {
+                name: name.clone(),
+                msg: "the adapter updates it, but the model has no such linear layer".into(),
+            });
+        }
+        let hidden = self.config.text.hidden_size;
+        let vocab = self.config.text.vocab_size;
+        for rows in [&adapter.embed_rows, &adapter.lm_head_rows].into_iter().flatten() {
+            if rows.values.dims2()? != (rows.ids.len(), hidden) {
+                return Err(ModelError::input(format!(
+                    "the adapter's token rows have shape {:?}, expected [{}, {hidden}]",
+                    rows.values.dims(),
+                    rows.ids.len()
+                )));
+            }
+            if let Some(id) = rows.ids.iter().find(|&&id| id as usize >= vocab) {
+                return Err(ModelError::input(format!(
+                    "the adapter trains token {id}, past the model's vocabulary of {vocab}"
+                )));
+            }
+        }
+        if adapter.lm_head_rows.is_some() && self.config.text.tie_word_embeddings {
+            return Err(ModelError::input(
+                "the adapter has lm_head token rows of its own, but this model ties lm_head to the embeddings",
+            ));
+        }
+        for lin in self.visual.linears_mut().into_iter().chain(self.text.linears_mut()) {
+            lin.lora = adapter.modules.get(&*lin.name).cloned();
+            lin.dropout = lin.lora.as_ref().and(dropout.clone());
+        }
+        self.text.embed_rows = adapter.embed_rows.clone();
+        self.text.lm_head_rows = adapter.lm_head_rows.clone();
+        Ok(())
+    }
+
+    /// The model without its adapter: the base, sharing its weights (no copy). GRPO's reference
+    /// model when the policy trains an adapter.
+    pub fn without_adapter(&self) -> Self {
+        let mut base = self.clone();
+        for lin in base
+            .visual
+            .linears_mut()
+            .into_iter()
+            .chain(base.text.linears_mut())
+        {
+            lin.lora = None;
+            lin.dropout = None;
+        }
+        base.text.embed_rows = None;
+        base.text.lm_head_rows = None;
+        base
     }
 
     pub fn rope_params(&self, tokenizer: &QwenTokenizer) -> RopeIndexParams {
@@ -237,6 +324,21 @@ pub fn config_file(dir: &Path) -> Result<PathBuf> {
     if path.is_file() {
         return Ok(path);
     }
+    if crate::peft::is_adapter_dir(dir) {
+        let base = crate::error::read_json(&dir.join(crate::peft::CONFIG_FILE))
+            .ok()
+            .and_then(|v| v["base_model_name_or_path"].as_str().map(str::to_string))
+            .unwrap_or_else(|| "the base model".into());
+        return Err(ModelError::config(
+            &path,
+            "(file)",
+            format!(
+                "not found: {} is a LoRA adapter; pass its base as the model and the folder as the adapter (--model {base} --adapter {})",
+                dir.display(),
+                dir.display()
+            ),
+        ));
+    }
     let mut subs: Vec<(String, u64)> = std::fs::read_dir(dir)
         .into_iter()
         .flatten()
@@ -359,6 +461,13 @@ impl ModelBundle {
             generation,
             dir: dir.to_path_buf(),
         })
+    }
+
+    /// Puts the PEFT adapter in `dir` on the model (float32 updates, as PEFT runs them by
+    /// default, whatever the model's dtype).
+    pub fn attach_adapter(&mut self, dir: &Path) -> Result<()> {
+        let adapter = crate::peft::read_adapter(dir, DType::F32, &self.model.device)?;
+        self.model.set_adapter(&adapter, None)
     }
 
     pub fn rope_params(&self) -> RopeIndexParams {

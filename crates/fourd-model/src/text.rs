@@ -5,7 +5,8 @@ use candle_core::{DType, Module, Result, Tensor};
 use candle_nn::{Embedding, Linear, VarBuilder};
 
 use crate::config::TextConfig;
-use crate::layers::{detached_linear, linear, linear_params, GatedMlp, RmsNorm};
+use crate::layers::{linear, GatedMlp, RmsNorm};
+use crate::lora::{LoraLinear, TokenRows};
 use crate::mrope::MRope;
 
 /// Keys and values of every layer, `[batch, kv_heads, seq, head_dim]`, before the GQA repeat.
@@ -74,10 +75,10 @@ impl KvCache {
 
 #[derive(Clone)]
 struct Attention {
-    q_proj: Linear,
-    k_proj: Linear,
-    v_proj: Linear,
-    o_proj: Linear,
+    q_proj: LoraLinear,
+    k_proj: LoraLinear,
+    v_proj: LoraLinear,
+    o_proj: LoraLinear,
     num_heads: usize,
     num_kv_heads: usize,
     head_dim: usize,
@@ -144,18 +145,29 @@ struct DecoderLayer {
 impl Attention {
     fn detached(&self) -> Self {
         Attention {
-            q_proj: detached_linear(&self.q_proj),
-            k_proj: detached_linear(&self.k_proj),
-            v_proj: detached_linear(&self.v_proj),
-            o_proj: detached_linear(&self.o_proj),
+            q_proj: self.q_proj.detached(),
+            k_proj: self.k_proj.detached(),
+            v_proj: self.v_proj.detached(),
+            o_proj: self.o_proj.detached(),
             ..*self
         }
     }
     fn params(&self) -> Vec<Tensor> {
         [&self.q_proj, &self.k_proj, &self.v_proj, &self.o_proj]
             .into_iter()
-            .flat_map(linear_params)
+            .flat_map(LoraLinear::params)
             .collect()
+    }
+    fn linears(&self) -> [&LoraLinear; 4] {
+        [&self.q_proj, &self.k_proj, &self.v_proj, &self.o_proj]
+    }
+    fn linears_mut(&mut self) -> [&mut LoraLinear; 4] {
+        [
+            &mut self.q_proj,
+            &mut self.k_proj,
+            &mut self.v_proj,
+            &mut self.o_proj,
+        ]
     }
 }
 
@@ -289,11 +301,15 @@ pub struct TextOutput {
     pub hidden: Tensor,
 }
 
+#[derive(Clone)]
 pub struct TextModel {
     embed_tokens: Embedding,
     layers: Vec<DecoderLayer>,
     norm: RmsNorm,
-    lm_head: Linear,
+    lm_head: LoraLinear,
+    /// An adapter's token rows of the embedding table and of `lm_head` (tied: the same rows).
+    pub embed_rows: Option<TokenRows>,
+    pub lm_head_rows: Option<TokenRows>,
     pub mrope: MRope,
     pub cfg: TextConfig,
     /// When set, decoder layers whose input takes part in autograd are recomputed in the
@@ -332,15 +348,20 @@ impl TextModel {
         }
         let norm = RmsNorm::new(h, cfg.rms_norm_eps, m.pp("norm"))?;
         let lm_head = if cfg.tie_word_embeddings {
-            Linear::new(embed_tokens.embeddings().clone(), None)
+            LoraLinear::new(
+                "lm_head".into(),
+                Linear::new(embed_tokens.embeddings().clone(), None),
+            )
         } else {
-            candle_nn::linear_no_bias(h, cfg.vocab_size, vb.pp("lm_head"))?
+            linear(h, cfg.vocab_size, false, vb.pp("lm_head"))?
         };
         Ok(TextModel {
             embed_tokens,
             layers,
             norm,
             lm_head,
+            embed_rows: None,
+            lm_head_rows: None,
             mrope: MRope::new(hd, cfg.rope_theta, &cfg.mrope_section),
             cfg: cfg.clone(),
             grad_checkpoint: None,
@@ -348,7 +369,50 @@ impl TextModel {
     }
 
     pub fn embed(&self, ids: &Tensor) -> Result<Tensor> {
-        self.embed_tokens.forward(ids)
+        let base = self.embed_tokens.forward(ids)?;
+        match &self.embed_rows {
+            Some(rows) => crate::lora::embed_with_rows(&base, ids, rows),
+            None => Ok(base),
+        }
+    }
+
+    /// The embedding table (the base's rows, without an adapter's).
+    pub fn embedding_table(&self) -> &Tensor {
+        self.embed_tokens.embeddings()
+    }
+
+    /// `lm_head`'s weight (the embedding table when tied).
+    pub fn lm_head_weight(&self) -> &Tensor {
+        self.lm_head.base.weight()
+    }
+
+    /// Every linear layer of the decoder, then `lm_head`.
+    pub fn linears(&self) -> Vec<&LoraLinear> {
+        let mut v = Vec::new();
+        for l in &self.layers {
+            v.extend(l.self_attn.linears());
+            v.extend(l.mlp.linears());
+        }
+        v.push(&self.lm_head);
+        v
+    }
+
+    pub fn linears_mut(&mut self) -> Vec<&mut LoraLinear> {
+        let mut v = Vec::new();
+        for l in &mut self.layers {
+            v.extend(l.self_attn.linears_mut());
+            v.extend(l.mlp.linears_mut());
+        }
+        v.push(&mut self.lm_head);
+        v
+    }
+
+    /// The rows `lm_head` uses: its own, or the embedding's when tied (PEFT ties them).
+    fn head_rows(&self) -> Option<&TokenRows> {
+        match self.cfg.tie_word_embeddings {
+            true => self.embed_rows.as_ref(),
+            false => self.lm_head_rows.as_ref(),
+        }
     }
 
     pub fn dtype(&self) -> DType {
@@ -408,7 +472,16 @@ impl TextModel {
         } else {
             hidden.clone()
         };
-        let logits = self.lm_head.forward(&for_logits)?.to_dtype(DType::F32)?;
+        let mut logits = self.lm_head.forward(&for_logits)?;
+        if let Some(rows) = self.head_rows() {
+            logits = crate::lora::logits_with_rows(
+                &logits,
+                &for_logits,
+                self.lm_head.base.weight(),
+                rows,
+            )?;
+        }
+        let logits = logits.to_dtype(DType::F32)?;
         Ok(TextOutput { logits, hidden })
     }
 }

@@ -2,10 +2,11 @@
 //! full-attention blocks (both confined to one temporal slice), and the 2x2 patch merger.
 
 use candle_core::{DType, Device, IndexOp, Module, Result, Tensor};
-use candle_nn::{Linear, VarBuilder};
+use candle_nn::VarBuilder;
 
 use crate::config::VisionConfig;
 use crate::layers::{attention, linear, GatedMlp, RmsNorm};
+use crate::lora::LoraLinear;
 use crate::mrope::inv_freq;
 
 /// Window partition of a batch of grids.
@@ -95,9 +96,10 @@ pub fn rotary_angles(grids: &[[usize; 3]], cfg: &VisionConfig) -> Vec<Vec<f32>> 
     out
 }
 
+#[derive(Clone)]
 struct VisionAttention {
-    qkv: Linear,
-    proj: Linear,
+    qkv: LoraLinear,
+    proj: LoraLinear,
     num_heads: usize,
     head_dim: usize,
 }
@@ -164,6 +166,7 @@ impl VisionAttention {
     }
 }
 
+#[derive(Clone)]
 struct VisionBlock {
     norm1: RmsNorm,
     norm2: RmsNorm,
@@ -187,10 +190,11 @@ impl VisionBlock {
 }
 
 /// RMSNorm per patch, then each 2x2 group of patches concatenated and projected to the LLM width.
+#[derive(Clone)]
 struct PatchMerger {
     ln_q: RmsNorm,
-    fc1: Linear,
-    fc2: Linear,
+    fc1: LoraLinear,
+    fc2: LoraLinear,
     group: usize,
 }
 
@@ -205,6 +209,7 @@ impl PatchMerger {
     }
 }
 
+#[derive(Clone)]
 pub struct VisionTower {
     patch_embed: Tensor,
     blocks: Vec<VisionBlock>,
@@ -256,6 +261,27 @@ impl VisionTower {
 
     pub fn dtype(&self) -> DType {
         self.patch_embed.dtype()
+    }
+
+    /// Every linear layer, in checkpoint order.
+    pub fn linears(&self) -> Vec<&LoraLinear> {
+        let mut v = Vec::new();
+        for b in &self.blocks {
+            v.extend([&b.attn.qkv, &b.attn.proj]);
+            v.extend(b.mlp.linears());
+        }
+        v.extend([&self.merger.fc1, &self.merger.fc2]);
+        v
+    }
+
+    pub fn linears_mut(&mut self) -> Vec<&mut LoraLinear> {
+        let mut v = Vec::new();
+        for b in &mut self.blocks {
+            v.extend([&mut b.attn.qkv, &mut b.attn.proj]);
+            v.extend(b.mlp.linears_mut());
+        }
+        v.extend([&mut self.merger.fc1, &mut self.merger.fc2]);
+        v
     }
 
     pub fn device(&self) -> &Device {

@@ -45,6 +45,19 @@ impl KeyLayout {
     }
 }
 
+impl KeyLayout {
+    /// The canonical (legacy) name of a name stored in either layout.
+    pub fn canonical_name(stored: &str) -> String {
+        if let Some(rest) = stored.strip_prefix("model.visual.") {
+            format!("visual.{rest}")
+        } else if let Some(rest) = stored.strip_prefix("model.language_model.") {
+            format!("model.{rest}")
+        } else {
+            stored.to_string()
+        }
+    }
+}
+
 /// The safetensors files of one checkpoint, memory-mapped.
 pub struct CheckpointWeights {
     files: Vec<(PathBuf, MmapedSafetensors)>,
