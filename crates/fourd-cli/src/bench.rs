@@ -958,6 +958,7 @@ fn bench_serve(a: BenchServeArgs) -> Result<()> {
     let max_clients = a.clients.iter().copied().max().unwrap_or(1);
     let cfg = fourd_serve::ServeConfig {
         model: a.model.clone(),
+        adapter: None,
         served_name: "bench".into(),
         dtype: a.dtype,
         device: a.device,

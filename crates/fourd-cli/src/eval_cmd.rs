@@ -72,6 +72,10 @@ pub struct EvalRunArgs {
     /// Checkpoint folder(s), evaluated one after another.
     #[arg(long, required = true, num_args = 1..)]
     pub model: Vec<PathBuf>,
+    /// A LoRA adapter folder in PEFT's format, run on --model (one model); results go under
+    /// the adapter's name.
+    #[arg(long)]
+    pub adapter: Option<PathBuf>,
     /// Benchmark table (.parquet, .jsonl, .json or .tsv), e.g. DSR-Bench's benchmark.parquet,
     /// or a Dyn-Bench dataset folder.
     #[arg(long)]
@@ -212,6 +216,18 @@ fn run_eval(a: EvalRunArgs) -> Result<()> {
             bail!("--model {}: {e}", model.display());
         }
     }
+    if let Some(dir) = &a.adapter {
+        if a.model.len() > 1 {
+            bail!("--adapter runs on one --model; {} were given", a.model.len());
+        }
+        if !fourd_model::peft::is_adapter_dir(dir) {
+            bail!(
+                "--adapter {}: no {} (not a PEFT adapter folder)",
+                dir.display(),
+                fourd_model::peft::CONFIG_FILE
+            );
+        }
+    }
     let records = fourd_eval::run::select_records(&cfg)?.questions;
     fourd_eval::run::check_media(&records, &cfg)?;
     let file = match a.shard {
@@ -221,14 +237,19 @@ fn run_eval(a: EvalRunArgs) -> Result<()> {
     for model in &a.model {
         // Results go where the model's identity says: two checkpoints with one folder name
         // never share a results folder.
-        let identity = fourd_job::identity::model_identity(model)?;
+        let identity =
+            fourd_job::identity::model_with_adapter_identity(model, a.adapter.as_deref())?;
         let name = format!(
             "{}-{}",
-            model_name(model),
+            model_name(a.adapter.as_ref().unwrap_or(model)),
             fourd_job::identity::short(&identity, 8)
         );
         let mut pipe = ModelBundle::load(model, a.dtype, &a.device.open()?)
             .with_context(|| format!("loading {}", model.display()))?;
+        if let Some(dir) = &a.adapter {
+            pipe.attach_adapter(dir)
+                .with_context(|| format!("--adapter {}", dir.display()))?;
+        }
         pipe.model.config.rope_index = a.rope_index;
         cfg.generation.latent = pipe.latent_tokens(a.latent_size)?;
         cfg.generation.stop_ids = pipe.stop_ids();

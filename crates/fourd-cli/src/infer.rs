@@ -67,6 +67,10 @@ pub fn run(a: InferArgs) -> Result<()> {
     let device = a.run.device.open()?;
     let mut pipe = ModelBundle::load(&a.model, dtype, &device)
         .with_context(|| format!("loading {}", a.model.display()))?;
+    if let Some(dir) = &a.run.adapter {
+        pipe.attach_adapter(dir)
+            .with_context(|| format!("--adapter {}", dir.display()))?;
+    }
     pipe.model.config.rope_index = a.run.rope_index;
 
     let mut content = Vec::new();

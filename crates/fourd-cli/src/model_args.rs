@@ -17,4 +17,9 @@ pub struct RunModelArgs {
     /// Latent steps per imagery segment (default: the checkpoint's `latent_size`).
     #[arg(long)]
     pub latent_size: Option<usize>,
+    /// A LoRA adapter folder in PEFT's format (`adapter_config.json` +
+    /// `adapter_model.safetensors`, as `fourd train --lora-rank` and PEFT write it), run on
+    /// --model.
+    #[arg(long)]
+    pub adapter: Option<std::path::PathBuf>,
 }

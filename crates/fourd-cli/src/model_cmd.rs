@@ -10,6 +10,22 @@ use fourd_model::latent::add_latent_tokens;
 pub enum ModelCommand {
     /// Add <|latent_pad|>, <|latent_start|>, <|latent_end|> to a base checkpoint for DIFT.
     AddLatentTokens(AddLatentArgs),
+    /// Merge a LoRA adapter (PEFT's format) into its base: a plain checkpoint that loads
+    /// anywhere the base does, without PEFT.
+    MergeLora(MergeLoraArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct MergeLoraArgs {
+    /// The base checkpoint the adapter was trained on.
+    #[arg(long)]
+    pub model: PathBuf,
+    /// The adapter folder (adapter_config.json + adapter_model.safetensors).
+    #[arg(long)]
+    pub adapter: PathBuf,
+    /// New checkpoint folder (must not exist or be empty).
+    #[arg(long)]
+    pub out: PathBuf,
 }
 
 #[derive(Args, Debug)]
@@ -34,6 +50,25 @@ pub fn run(cmd: ModelCommand) -> Result<()> {
             println!(
                 "wrote {}: <|latent_pad|>={} <|latent_start|>={} <|latent_end|>={}, vocab {} -> {} (tokenizer {}), latent_size {}",
                 a.out.display(), r.pad, r.start, r.end, r.vocab_before, r.vocab_after, r.tokenizer_len, a.latent_size
+            );
+            Ok(())
+        }
+        ModelCommand::MergeLora(a) => {
+            let r = fourd_model::peft::merge_checkpoint(&a.model, &a.adapter, &a.out)
+                .with_context(|| {
+                    format!(
+                        "merging {} into {} as {}",
+                        a.adapter.display(),
+                        a.model.display(),
+                        a.out.display()
+                    )
+                })?;
+            println!(
+                "wrote {}: {} layers merged, {} token rows replaced, {} tensors",
+                a.out.display(),
+                r.merged_layers,
+                r.replaced_rows,
+                r.tensors
             );
             Ok(())
         }

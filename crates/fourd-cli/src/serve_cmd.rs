@@ -57,14 +57,25 @@ pub fn run(a: ServeArgs) -> Result<()> {
             bail!("--allowed-media-dir {}: no such folder", dir.display());
         }
     }
+    // Served under the adapter's name when there is one (what was trained), else the model's.
     let served_name = a
-        .model
+        .run
+        .adapter
+        .as_ref()
+        .unwrap_or(&a.model)
         .canonicalize()
         .ok()
         .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
-        .with_context(|| format!("--model {}: no such folder", a.model.display()))?;
+        .with_context(|| {
+            let (flag, dir) = match &a.run.adapter {
+                Some(d) => ("--adapter", d),
+                None => ("--model", &a.model),
+            };
+            format!("{flag} {}: no such folder", dir.display())
+        })?;
     let cfg = ServeConfig {
         model: a.model.clone(),
+        adapter: a.run.adapter.clone(),
         served_name: served_name.clone(),
         dtype: a.run.dtype,
         device: a.run.device,

@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
-use clap::{Args, Subcommand};
+use clap::{Args, Subcommand, ValueEnum};
 use fourd_train::{train_dift, train_grpo, DiftConfig, GrpoConfig};
 
 #[derive(Subcommand, Debug)]
@@ -60,6 +60,68 @@ pub struct RunArgs {
     /// launcher (torchrun, Slurm) sets RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR, MASTER_PORT instead.
     #[arg(long, visible_alias = "gpus", default_value_t = 1)]
     pub nproc: usize,
+    #[command(flatten)]
+    pub lora: LoraArgs,
+}
+
+/// LoRA: train a low-rank adapter (and the latent tokens' rows) on the frozen model instead of
+/// every weight; the run writes PEFT's adapter folder.
+#[derive(Args, Debug)]
+pub struct LoraArgs {
+    /// Train a LoRA adapter of this rank (PEFT's `r`) instead of the whole language model.
+    #[arg(long)]
+    pub lora_rank: Option<usize>,
+    /// LoRA alpha: updates are scaled by alpha / rank (default: 2 x rank).
+    #[arg(long, requires = "lora_rank")]
+    pub lora_alpha: Option<f64>,
+    /// Dropout on the adapters' inputs while training.
+    #[arg(long, default_value_t = 0.0, requires = "lora_rank")]
+    pub lora_dropout: f64,
+    /// Projections of the language model that get adapters, by PEFT's module names (comma
+    /// separated; default: the attention and MLP projections).
+    #[arg(long, value_enum, value_delimiter = ',', requires = "lora_rank")]
+    pub lora_targets: Vec<LoraTarget>,
+}
+
+/// PEFT's module names of the language model's linear layers.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LoraTarget {
+    #[value(name = "q_proj")]
+    QProj,
+    #[value(name = "k_proj")]
+    KProj,
+    #[value(name = "v_proj")]
+    VProj,
+    #[value(name = "o_proj")]
+    OProj,
+    #[value(name = "gate_proj")]
+    GateProj,
+    #[value(name = "up_proj")]
+    UpProj,
+    #[value(name = "down_proj")]
+    DownProj,
+    #[value(name = "lm_head")]
+    LmHead,
+}
+
+impl LoraArgs {
+    fn settings(&self) -> Option<fourd_model::lora::LoraSettings> {
+        let rank = self.lora_rank?;
+        let mut s = fourd_model::lora::LoraSettings::new(
+            rank,
+            self.lora_alpha.unwrap_or(2.0 * rank as f64),
+        );
+        s.dropout = self.lora_dropout;
+        if !self.lora_targets.is_empty() {
+            s.targets = self
+                .lora_targets
+                .iter()
+                .filter_map(|t| t.to_possible_value())
+                .map(|v| v.get_name().to_string())
+                .collect();
+        }
+        Some(s)
+    }
 }
 
 #[derive(Args, Debug)]
@@ -381,6 +443,7 @@ macro_rules! apply_run {
         $c.device = $run.device;
         $c.progress = !$r.no_progress;
         $c.group = $run.group.clone();
+        $c.lora = $r.lora.settings();
     }};
 }
 

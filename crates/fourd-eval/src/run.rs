@@ -218,7 +218,12 @@ impl EvalConfig {
     /// What a run is started with: the model's and the benchmark's identities and every
     /// setting that changes results (not the batch size, threads or progress bar).
     /// `benchmark`: whose questions the file turned out to hold (`--format auto` resolved).
-    pub fn manifest(&self, model: &Path, benchmark: Benchmark) -> Result<JobManifest> {
+    pub fn manifest(
+        &self,
+        model: &Path,
+        adapter: Option<&Path>,
+        benchmark: Benchmark,
+    ) -> Result<JobManifest> {
         let g = &self.generation;
         // A folder benchmark (Dyn-Bench) is its question files.
         let questions = if self.benchmark.is_dir() {
@@ -226,9 +231,11 @@ impl EvalConfig {
         } else {
             file_digest(&self.benchmark)?
         };
-        let mut manifest = JobManifest::new("fourd eval")
-            .input("model", model_identity(model)?)
-            .input("benchmark", questions);
+        let mut manifest = JobManifest::new("fourd eval").input("model", model_identity(model)?);
+        if let Some(adapter) = adapter {
+            manifest = manifest.input("adapter", model_identity(adapter)?);
+        }
+        let mut manifest = manifest.input("benchmark", questions);
         // Not for DSR-Bench, so runs from before other benchmarks were read still resume.
         if benchmark != Benchmark::Dsr {
             manifest = manifest.setting("format", benchmark);
@@ -319,7 +326,7 @@ fn open_results(
     let hint = "give --overwrite to replace them, or another --output-dir (results of a model \
                 go to <output-dir>/<model folder name>-<model identity>/ already)";
     let start = cfg
-        .manifest(&pipe.dir, benchmark)?
+        .manifest(&pipe.dir, pipe.adapter.as_deref(), benchmark)?
         .begin(&files.job, cfg.overwrite, hint)?;
     if start == Start::Fresh {
         for p in [&files.samples, &files.skipped] {

@@ -62,10 +62,16 @@ pub fn tree_digest(dir: &Path) -> Result<String> {
     Ok(hex(&h.finalize()))
 }
 
-/// The identity of a model folder (see the module docs).
+/// The identity of a model folder (see the module docs); of a PEFT adapter folder, its
+/// `adapter_config.json` and weights the same way.
 pub fn model_identity(dir: &Path) -> Result<String> {
     let mut h = Sha256::new();
-    let config = dir.join("config.json");
+    let adapter = dir.join("adapter_config.json");
+    let config = if !dir.join("config.json").exists() && adapter.is_file() {
+        adapter
+    } else {
+        dir.join("config.json")
+    };
     h.update(std::fs::read(&config).map_err(|e| JobError::io(&config, e))?);
     let mut weights: Vec<_> = std::fs::read_dir(dir)
         .map_err(|e| JobError::io(dir, e))?
@@ -103,6 +109,20 @@ fn sample(path: &Path, h: &mut Sha256) -> Result<()> {
         h.update(&buf);
     }
     Ok(())
+}
+
+/// The identity of a model run with an adapter: both identities hashed together (a model alone
+/// keeps its own identity, so results made before adapters existed still match).
+pub fn model_with_adapter_identity(model: &Path, adapter: Option<&Path>) -> Result<String> {
+    let base = model_identity(model)?;
+    let Some(adapter) = adapter else {
+        return Ok(base);
+    };
+    let mut h = Sha256::new();
+    h.update(base.as_bytes());
+    h.update(b"\0adapter\0");
+    h.update(model_identity(adapter)?.as_bytes());
+    Ok(hex(&h.finalize()))
 }
 
 fn hex(bytes: &[u8]) -> String {

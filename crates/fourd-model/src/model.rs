@@ -388,6 +388,8 @@ pub struct ModelBundle {
     pub processor: Processor,
     pub generation: GenerationDefaults,
     pub dir: PathBuf,
+    /// The PEFT adapter folder the model runs with, if any ([`ModelBundle::attach_adapter`]).
+    pub adapter: Option<PathBuf>,
 }
 
 impl ModelBundle {
@@ -460,6 +462,7 @@ impl ModelBundle {
             processor,
             generation,
             dir: dir.to_path_buf(),
+            adapter: None,
         })
     }
 
@@ -467,7 +470,9 @@ impl ModelBundle {
     /// default, whatever the model's dtype).
     pub fn attach_adapter(&mut self, dir: &Path) -> Result<()> {
         let adapter = crate::peft::read_adapter(dir, DType::F32, &self.model.device)?;
-        self.model.set_adapter(&adapter, None)
+        self.model.set_adapter(&adapter, None)?;
+        self.adapter = Some(dir.to_path_buf());
+        Ok(())
     }
 
     pub fn rope_params(&self) -> RopeIndexParams {

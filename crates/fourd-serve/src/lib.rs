@@ -43,6 +43,8 @@ pub use request::MediaPolicy;
 #[derive(Clone, Debug)]
 pub struct ServeConfig {
     pub model: PathBuf,
+    /// A PEFT LoRA adapter run on `model`.
+    pub adapter: Option<PathBuf>,
     /// The name clients use (`model` in requests and `/v1/models`): the folder's name.
     pub served_name: String,
     pub dtype: candle_core::DType,
@@ -135,6 +137,9 @@ pub fn start(
 ) -> Result<RunningServer, Box<dyn std::error::Error + Send + Sync>> {
     let device = cfg.device.open()?;
     let mut bundle = ModelBundle::load(&cfg.model, cfg.dtype, &device)?;
+    if let Some(dir) = &cfg.adapter {
+        bundle.attach_adapter(dir)?;
+    }
     bundle.model.config.rope_index = cfg.rope_index;
     let mut limits = cfg.limits.clone();
     limits.max_model_len = cfg

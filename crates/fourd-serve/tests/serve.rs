@@ -33,6 +33,7 @@ fn image_path() -> PathBuf {
 fn config() -> ServeConfig {
     ServeConfig {
         model: model_dir(),
+        adapter: None,
         served_name: "tiny".into(),
         dtype: DType::F32,
         device: fourd_model::DeviceSpec::Cpu,

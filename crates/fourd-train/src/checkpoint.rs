@@ -32,6 +32,7 @@ fn is_side_file(name: &str) -> bool {
         || name.ends_with(".bin")
         || name.ends_with(".index.json")
         || name == "config.json"
+        || name == "adapter_config.json"
         || name == "optimizer.safetensors"
         || name == "trainer_state.json"
         || name == "latest"
@@ -80,15 +81,9 @@ impl StepOutcome {
     }
 }
 
-/// Writes a full checkpoint to `dir` atomically.
-pub fn save_checkpoint(
-    dir: &Path,
-    source_dir: &Path,
-    config_raw: &serde_json::Value,
-    latent: &LatentTokens,
-    tensors: &[(String, Tensor)],
-    extra: impl FnOnce(&Path) -> Result<()>,
-) -> Result<()> {
+/// Writes a checkpoint to `dir` atomically: `write` fills a temporary folder (the model or
+/// adapter, optimiser state, trainer state), which is renamed into place.
+pub fn save_checkpoint(dir: &Path, write: impl FnOnce(&Path) -> Result<()>) -> Result<()> {
     let parent = dir.parent().unwrap_or(Path::new("."));
     std::fs::create_dir_all(parent).map_err(|e| TrainError::io(parent, e))?;
     let name = dir
@@ -101,8 +96,7 @@ pub fn save_checkpoint(
     }
     let written = std::fs::create_dir_all(&tmp)
         .map_err(|e| TrainError::io(&tmp, e))
-        .and_then(|()| write_model_files(&tmp, source_dir, config_raw, latent, tensors))
-        .and_then(|()| extra(&tmp))
+        .and_then(|()| write(&tmp))
         .and_then(|()| readable(&tmp));
     if let Err(e) = written {
         // A failed write (a full disk) leaves no model-sized temporary folder behind.
@@ -165,6 +159,17 @@ pub fn write_model_files(
         }
     }
     write_json(&dir.join("config.json"), &config)?;
+    copy_side_files(source_dir, dir)?;
+    for name in ["model.safetensors", "config.json"] {
+        fourd_job::files::make_readable(&dir.join(name))
+            .map_err(|e| TrainError::Config(e.to_string()))?;
+    }
+    Ok(())
+}
+
+/// Copies the tokenizer, chat template, processor and generation files of `source_dir` into
+/// `dir` (see [`is_side_file`]).
+pub fn copy_side_files(source_dir: &Path, dir: &Path) -> Result<()> {
     let rd = std::fs::read_dir(source_dir).map_err(|e| TrainError::io(source_dir, e))?;
     for entry in rd {
         let entry = entry.map_err(|e| TrainError::io(source_dir, e))?;
@@ -173,10 +178,6 @@ pub fn write_model_files(
             std::fs::copy(entry.path(), dir.join(&name))
                 .map_err(|e| TrainError::io(entry.path(), e))?;
         }
-    }
-    for name in ["model.safetensors", "config.json"] {
-        fourd_job::files::make_readable(&dir.join(name))
-            .map_err(|e| TrainError::Config(e.to_string()))?;
     }
     Ok(())
 }
@@ -283,14 +284,13 @@ mod tests {
         )];
         let dir = root.join("run/checkpoint-3");
         // The optimiser state fails to write, as on a full disk.
-        let e = save_checkpoint(
-            &dir,
-            &source,
-            &serde_json::json!({}),
-            &latent,
-            &tensors,
-            |_| Err(TrainError::Config("No space left on device".into())),
-        );
+        let model = |tmp: &Path| {
+            write_model_files(tmp, &source, &serde_json::json!({}), &latent, &tensors)
+        };
+        let e = save_checkpoint(&dir, |tmp| {
+            model(tmp)?;
+            Err(TrainError::Config("No space left on device".into()))
+        });
         assert!(e.is_err());
         let left: Vec<String> = std::fs::read_dir(root.join("run"))
             .unwrap()
@@ -299,15 +299,7 @@ mod tests {
             .collect();
         assert!(left.is_empty(), "left behind: {left:?}");
         // A write that succeeds is readable by everyone.
-        save_checkpoint(
-            &dir,
-            &source,
-            &serde_json::json!({}),
-            &latent,
-            &tensors,
-            |_| Ok(()),
-        )
-        .unwrap();
+        save_checkpoint(&dir, model).unwrap();
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;

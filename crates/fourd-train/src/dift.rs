@@ -83,6 +83,9 @@ pub struct DiftConfig {
     pub progress: bool,
     /// The data-parallel group (one process by default); rank 0 writes all outputs.
     pub group: ProcessGroup,
+    /// Train a LoRA adapter (and the latent tokens' rows) on the frozen model instead of the
+    /// whole language model.
+    pub lora: Option<fourd_model::lora::LoraSettings>,
 }
 
 impl DiftConfig {
@@ -119,6 +122,7 @@ impl DiftConfig {
             device: Device::Cpu,
             progress: true,
             group: ProcessGroup::single(),
+            lora: None,
         }
     }
 }
@@ -145,6 +149,12 @@ impl DiftConfig {
             ("max-length", self.max_length),
             ("workers", self.workers),
         ])?;
+        crate::trainable::check_lora_flags(
+            self.lora.as_ref(),
+            self.gradient_checkpointing,
+            self.from_scratch.is_some(),
+            self.train_vision,
+        )?;
         data_file(&self.data)
     }
 
@@ -171,6 +181,7 @@ impl DiftConfig {
             .setting("seed", self.seed)
             .setting("from_scratch", self.from_scratch)
             .setting("train_vision", self.train_vision)
+            .setting("lora", self.lora.as_ref().map(|l| format!("{l:?}")))
             .setting("dtype", self.dtype.as_str()))
     }
 }
@@ -344,10 +355,9 @@ impl StepSums {
 struct DiftTrainer<'a> {
     cfg: &'a DiftConfig,
     state: TrainerState,
-    /// Where the weights came from (the model, or the checkpoint resumed from).
-    weights_dir: PathBuf,
+    /// The model and what of it trains.
+    model: crate::trainable::TrainingModel,
     pipeline: Arc<ModelBundle>,
-    weights: Arc<TrainableWeights>,
     vars: Vec<(String, candle_core::Var)>,
     checkpoint_grads: Option<fourd_model::text::CheckpointGrads>,
     latent: fourd_model::generation::LatentTokens,
@@ -377,37 +387,36 @@ impl<'a> DiftTrainer<'a> {
     fn start(cfg: &'a DiftConfig, records: Vec<LoadedRecord>) -> Result<Self> {
         let group = &cfg.group;
         let (state, resume_dir) = starting_state(cfg.resume.as_deref(), cfg.seed)?;
-        let (weights_dir, scratch) = match &resume_dir {
-            Some(d) => (d.clone(), None),
-            None => (cfg.model.clone(), cfg.from_scratch),
-        };
-        let (mut pipeline, weights) = load_trainable_with(
-            &weights_dir,
-            scratch,
-            state.seed,
-            cfg.dtype,
-            &cfg.device,
-            cfg.train_vision,
-        )?;
-        let checkpoint_grads = cfg
-            .gradient_checkpointing
-            .then(fourd_model::text::CheckpointGrads::default);
-        pipeline.model.text.grad_checkpoint = checkpoint_grads.clone();
+        let model = crate::trainable::load(&crate::trainable::LoadSpec {
+            model: &cfg.model,
+            resume: resume_dir.as_deref(),
+            from_scratch: cfg.from_scratch,
+            seed: state.seed,
+            dtype: cfg.dtype,
+            device: &cfg.device,
+            train_vision: cfg.train_vision,
+            lora: cfg.lora.as_ref(),
+            gradient_checkpointing: cfg.gradient_checkpointing,
+        })?;
+        let pipeline = model.bundle.clone();
+        let checkpoint_grads = model.checkpoint_grads.clone();
         let latent = pipeline.latent_tokens(cfg.latent_size)?.ok_or_else(|| {
             TrainError::Config(format!(
                 "the tokenizer of {} has no latent tokens; add them with `fourd model add-latent-tokens`",
-                weights_dir.display()
+                model.weights_dir.display()
             ))
         })?;
-        let vars = weights.vars();
-        let n_params: usize = vars.iter().map(|(_, v)| v.elem_count()).sum();
+        // DIFT only trains: dropout (if any) stays on.
+        model.set_dropout(true);
+        let vars = model.vars.clone();
+        let n_params = model.parameter_count();
         tracing::info!(
-            "{} trainable tensors, {n_params} parameters; vision tower {}",
+            "{} trainable tensors, {n_params} parameters; {}",
             vars.len(),
-            if cfg.train_vision {
-                "trained"
-            } else {
-                "frozen"
+            match (model.is_adapter(), cfg.train_vision) {
+                (true, _) => "a LoRA adapter on the frozen model",
+                (false, true) => "vision tower trained",
+                (false, false) => "vision tower frozen",
             }
         );
         let mut opt = AdamW::new(vars.clone(), cfg.optim)?;
@@ -425,7 +434,6 @@ impl<'a> DiftTrainer<'a> {
         let warmup = cfg
             .warmup_steps
             .unwrap_or((cfg.warmup_ratio * total_steps as f64).ceil() as u64);
-        let pipeline = Arc::new(pipeline);
         let compress = pipeline
             .model
             .config
@@ -456,9 +464,8 @@ impl<'a> DiftTrainer<'a> {
             first_step: state.global_step,
             cfg,
             state,
-            weights_dir,
+            model,
             pipeline,
-            weights,
             vars,
             checkpoint_grads,
             latent,
@@ -735,15 +742,7 @@ impl<'a> DiftTrainer<'a> {
     }
 
     fn save_checkpoint(&self) -> Result<()> {
-        save_training_checkpoint(
-            self.cfg,
-            &self.weights_dir,
-            &self.pipeline,
-            &self.latent,
-            &self.weights,
-            &self.opt,
-            &self.state,
-        )
+        save_training_checkpoint(self.cfg, &self.model, &self.latent, &self.opt, &self.state)
     }
 
     /// After the last step: the checkpoint of a halt, the final model (what `fourd infer --model
@@ -768,13 +767,7 @@ impl<'a> DiftTrainer<'a> {
             return Err(nothing_to_train(&cfg.data, &self.skipped));
         }
         if !self.halted && main {
-            crate::checkpoint::write_model_files(
-                &cfg.out,
-                &self.weights_dir,
-                &self.pipeline.model.config.raw,
-                &self.latent,
-                &self.weights.tensors(),
-            )?;
+            self.model.write(&cfg.out, &self.latent)?;
             if cfg.save_steps.is_some() {
                 self.save_checkpoint()?;
             }
@@ -861,25 +854,17 @@ fn nothing_to_train(data: &Path, skipped: &[SkippedRecord]) -> TrainError {
 
 fn save_training_checkpoint(
     cfg: &DiftConfig,
-    source: &Path,
-    pipeline: &ModelBundle,
+    model: &crate::trainable::TrainingModel,
     latent: &fourd_model::generation::LatentTokens,
-    weights: &TrainableWeights,
     opt: &AdamW,
     state: &TrainerState,
 ) -> Result<()> {
     let dir = cfg.out.join(format!("checkpoint-{}", state.global_step));
-    save_checkpoint(
-        &dir,
-        source,
-        &pipeline.model.config.raw,
-        latent,
-        &weights.tensors(),
-        |tmp| {
-            opt.save(&tmp.join("optimizer.safetensors"))?;
-            write_json(&tmp.join("trainer_state.json"), state)
-        },
-    )?;
+    save_checkpoint(&dir, |tmp| {
+        model.write(tmp, latent)?;
+        opt.save(&tmp.join("optimizer.safetensors"))?;
+        write_json(&tmp.join("trainer_state.json"), state)
+    })?;
     tracing::info!("saved {}", dir.display());
     if let Some(limit) = cfg.save_total_limit {
         rotate_checkpoints(&cfg.out, limit.max(1))?;

@@ -20,9 +20,9 @@ use fourd_model::{ModelBundle, Qwen25VL};
 use serde::Serialize;
 
 use crate::checkpoint::{
-    rotate_checkpoints, save_checkpoint, write_json, write_model_files, TrainerState,
+    rotate_checkpoints, save_checkpoint, write_json, TrainerState,
 };
-use crate::dift::{epoch_order, load_trainable_with};
+use crate::dift::epoch_order;
 use crate::error::{Result, TrainError};
 use crate::grpo_core::{completion_logprobs, grpo_term, Objective, Rollout};
 use crate::optim::{
@@ -78,6 +78,9 @@ pub struct GrpoConfig {
     pub gradient_checkpointing: bool,
     /// Reward functions, summed with their weights (default: accuracy 1.0 + format 0.2).
     pub rewards: Vec<Arc<dyn Reward>>,
+    /// Train a LoRA adapter on the frozen `model`; the KL reference is then that model itself
+    /// (the policy without its adapter, sharing its weights) unless `reference` says otherwise.
+    pub lora: Option<fourd_model::lora::LoraSettings>,
 }
 
 impl GrpoConfig {
@@ -122,6 +125,7 @@ impl GrpoConfig {
             rewards: default_rewards(),
             overwrite: false,
             gradient_checkpointing: false,
+            lora: None,
         }
     }
 }
@@ -183,6 +187,12 @@ impl GrpoConfig {
             ("max-new-tokens", self.max_new_tokens),
             ("max-frames", self.max_frames),
         ])?;
+        crate::trainable::check_lora_flags(
+            self.lora.as_ref(),
+            self.gradient_checkpointing,
+            false,
+            false,
+        )?;
         data_file(&self.data)
     }
 
@@ -214,6 +224,7 @@ impl GrpoConfig {
             .setting("warmup_steps", self.warmup_steps)
             .setting("max_grad_norm", self.max_grad_norm)
             .setting("max_frames", self.max_frames)
+            .setting("lora", self.lora.as_ref().map(|l| format!("{l:?}")))
             .setting("max_side", self.max_side)
             .setting("world_size", self.group.world_size())
             .setting("seed", self.seed)
@@ -285,9 +296,9 @@ struct PreparedBatch {
 struct GrpoTrainer<'a> {
     cfg: &'a GrpoConfig,
     state: TrainerState,
-    weights_dir: PathBuf,
+    /// The policy and what of it trains.
+    model: crate::trainable::TrainingModel,
     pipe: Arc<ModelBundle>,
-    weights: Arc<crate::params::TrainableWeights>,
     vars: Vec<(String, candle_core::Var)>,
     checkpoint_grads: Option<fourd_model::text::CheckpointGrads>,
     reference: Option<Qwen25VL>,
@@ -310,24 +321,29 @@ impl<'a> GrpoTrainer<'a> {
     /// schedule.
     fn start(cfg: &'a GrpoConfig) -> Result<Self> {
         let (state, resume_dir) = crate::dift::starting_state(cfg.resume.as_deref(), cfg.seed)?;
-        let weights_dir = resume_dir.clone().unwrap_or_else(|| cfg.model.clone());
-        let (mut pipe, weights) = load_trainable_with(
-            &weights_dir,
-            None,
-            state.seed,
-            cfg.dtype,
-            &cfg.device,
-            false,
-        )?;
-        let checkpoint_grads = cfg
-            .gradient_checkpointing
-            .then(fourd_model::text::CheckpointGrads::default);
-        pipe.model.text.grad_checkpoint = checkpoint_grads.clone();
-        let reference_dir = cfg.reference.clone().unwrap_or_else(|| cfg.model.clone());
-        let reference = if cfg.beta != 0.0 {
-            Some(Qwen25VL::load(&reference_dir, cfg.dtype, &cfg.device)?)
-        } else {
-            None
+        let model = crate::trainable::load(&crate::trainable::LoadSpec {
+            model: &cfg.model,
+            resume: resume_dir.as_deref(),
+            from_scratch: None,
+            seed: state.seed,
+            dtype: cfg.dtype,
+            device: &cfg.device,
+            train_vision: false,
+            lora: cfg.lora.as_ref(),
+            gradient_checkpointing: cfg.gradient_checkpointing,
+        })?;
+        let weights_dir = model.weights_dir.clone();
+        let pipe = model.bundle.clone();
+        let checkpoint_grads = model.checkpoint_grads.clone();
+        let reference = match (&cfg.reference, model.is_adapter()) {
+            _ if cfg.beta == 0.0 => None,
+            // The frozen starting model is the policy without its adapter: no second copy.
+            (None, true) => Some(pipe.model.without_adapter()),
+            (given, _) => Some(Qwen25VL::load(
+                given.as_deref().unwrap_or(&cfg.model),
+                cfg.dtype,
+                &cfg.device,
+            )?),
         };
         let latent = pipe.latent_tokens(None)?.ok_or_else(|| {
             TrainError::Config(format!(
@@ -335,7 +351,7 @@ impl<'a> GrpoTrainer<'a> {
                 weights_dir.display()
             ))
         })?;
-        let vars = weights.vars();
+        let vars = model.vars.clone();
         let mut opt = AdamW::new(vars.clone(), cfg.optim)?;
         if let Some(d) = &resume_dir {
             opt.load(&d.join("optimizer.safetensors"))?;
@@ -377,9 +393,8 @@ impl<'a> GrpoTrainer<'a> {
             first_step: state.global_step,
             cfg,
             state,
-            weights_dir,
-            pipe: Arc::new(pipe),
-            weights,
+            model,
+            pipe,
             vars,
             checkpoint_grads,
             reference,
@@ -618,24 +633,19 @@ impl<'a> GrpoTrainer<'a> {
         })
     }
 
-    /// One pass of the clipped objective over the batch and one optimiser step, logged; false
-    /// when no rank had a finite term (nothing to step on).
-    fn policy_step(
+    /// The forward and backward passes of one policy step: gradients into `acc`, statistics
+    /// (loss, kl, clipped, ratio, tokens) into `stats`.
+    fn policy_passes(
         &mut self,
         sampled: &[Sampled],
         adv: &[Option<f64>],
         b: &PreparedBatch,
-        log: &mut GrpoLog,
-    ) -> Result<bool> {
+        obj: Objective,
+        acc: &mut Option<crate::optim::Grads>,
+        stats: &mut [f64; 5],
+    ) -> Result<()> {
         let cfg = self.cfg;
         let params = self.pipe.rope_params();
-        let obj = Objective {
-            epsilon: cfg.epsilon,
-            beta: cfg.beta,
-        };
-        let mut acc = None;
-        // loss, kl, clipped, ratio, tokens
-        let mut stats = [0f64; 5];
         for (k, &i) in b.active.iter().enumerate() {
             let logp = completion_logprobs(
                 &self.pipe.model,
@@ -681,7 +691,7 @@ impl<'a> GrpoTrainer<'a> {
                 *s += v;
             }
             accumulate(
-                &mut acc,
+                acc,
                 backward_grads(
                     &term.backward()?,
                     self.checkpoint_grads.as_ref(),
@@ -689,6 +699,31 @@ impl<'a> GrpoTrainer<'a> {
                 )?,
             )?;
         }
+        Ok(())
+    }
+
+    /// One pass of the clipped objective over the batch and one optimiser step, logged; false
+    /// when no rank had a finite term (nothing to step on).
+    fn policy_step(
+        &mut self,
+        sampled: &[Sampled],
+        adv: &[Option<f64>],
+        b: &PreparedBatch,
+        log: &mut GrpoLog,
+    ) -> Result<bool> {
+        let cfg = self.cfg;
+        let obj = Objective {
+            epsilon: cfg.epsilon,
+            beta: cfg.beta,
+        };
+        let mut acc = None;
+        // loss, kl, clipped, ratio, tokens
+        let mut stats = [0f64; 5];
+        // LoRA dropout in the training passes only (rollouts and the reference never drop).
+        self.model.set_dropout(true);
+        let passes = self.policy_passes(sampled, adv, b, obj, &mut acc, &mut stats);
+        self.model.set_dropout(false);
+        passes?;
         cfg.group.sum_f64(&mut stats)?;
         let Some(grads) = cfg.group.sum_grads(acc, &self.vars)? else {
             return Ok(false);
@@ -748,15 +783,7 @@ impl<'a> GrpoTrainer<'a> {
         );
         self.halted = at.halted;
         if cfg.group.is_main() && (at.checkpoint_due || at.halted) {
-            save(
-                cfg,
-                &self.weights_dir,
-                &self.pipe,
-                &self.latent,
-                &self.weights,
-                &self.opt,
-                &self.state,
-            )?;
+            save(cfg, &self.model, &self.latent, &self.opt, &self.state)?;
         }
         Ok(at.finished || at.halted)
     }
@@ -779,13 +806,7 @@ impl<'a> GrpoTrainer<'a> {
             });
         }
         if !self.halted && cfg.group.is_main() {
-            write_model_files(
-                &cfg.out,
-                &self.weights_dir,
-                &self.pipe.model.config.raw,
-                &self.latent,
-                &self.weights.tensors(),
-            )?;
+            self.model.write(&cfg.out, &self.latent)?;
         }
         self.summary.steps = self.state.global_step;
         self.summary.seconds = started.elapsed().as_secs_f64();
@@ -795,25 +816,17 @@ impl<'a> GrpoTrainer<'a> {
 
 fn save(
     cfg: &GrpoConfig,
-    source: &std::path::Path,
-    pipe: &ModelBundle,
+    model: &crate::trainable::TrainingModel,
     latent: &LatentTokens,
-    weights: &crate::params::TrainableWeights,
     opt: &AdamW,
     state: &TrainerState,
 ) -> Result<()> {
     let dir = cfg.out.join(format!("checkpoint-{}", state.global_step));
-    save_checkpoint(
-        &dir,
-        source,
-        &pipe.model.config.raw,
-        latent,
-        &weights.tensors(),
-        |tmp| {
-            opt.save(&tmp.join("optimizer.safetensors"))?;
-            write_json(&tmp.join("trainer_state.json"), state)
-        },
-    )?;
+    save_checkpoint(&dir, |tmp| {
+        model.write(tmp, latent)?;
+        opt.save(&tmp.join("optimizer.safetensors"))?;
+        write_json(&tmp.join("trainer_state.json"), state)
+    })?;
     if let Some(limit) = cfg.save_total_limit {
         rotate_checkpoints(&cfg.out, limit.max(1))?;
     }

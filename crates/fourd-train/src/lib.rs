@@ -23,6 +23,7 @@ pub mod rl_data;
 pub mod run_folder;
 pub mod tensorboard;
 pub mod tiny;
+pub mod trainable;
 
 pub use dift::{train_dift, DiftConfig, DiftSummary};
 pub use dist::ProcessGroup;

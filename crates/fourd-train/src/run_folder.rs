@@ -30,6 +30,8 @@ const RUN_FILES: &[&str] = &[
     "skipped.jsonl",
     "model.safetensors",
     "config.json",
+    "adapter_model.safetensors",
+    "adapter_config.json",
 ];
 
 fn job_error(e: fourd_job::JobError) -> TrainError {
@@ -76,7 +78,7 @@ fn holds_a_run(out: &Path) -> Option<String> {
             checkpoints.len()
         ));
     }
-    ["model.safetensors", "train_log.jsonl", JOB_FILE]
+    ["model.safetensors", "adapter_model.safetensors", "train_log.jsonl", JOB_FILE]
         .iter()
         .find(|f| out.join(f).exists())
         .map(|f| f.to_string())

@@ -48,21 +48,74 @@ fn fixture_example() -> (
 
 #[test]
 fn loss_and_every_gradient_match_pytorch() {
+    check_against_pytorch("dift", false);
+}
+
+/// With a LoRA adapter peft wrote (non-zero B, moved token rows): the loss, and the gradient of
+/// every adapter tensor, against peft + PyTorch (tools/reference/make_lora_fixtures.py).
+#[test]
+fn lora_loss_and_every_gradient_match_pytorch() {
+    check_against_pytorch("lora/dift", true);
+}
+
+/// The model with its trained tensors: every language-model weight, or the fixture's adapter
+/// (loaded the way `--resume` loads an adapter checkpoint).
+fn trainable_model(lora: bool) -> (fourd_model::ModelBundle, Vec<(String, candle_core::Var)>) {
+    let (pipe, vars, _) = trainable_model_with(lora, false);
+    (pipe, vars)
+}
+
+type Checkpointing = Option<fourd_model::text::CheckpointGrads>;
+
+fn trainable_model_with(
+    lora: bool,
+    checkpointing: bool,
+) -> (
+    fourd_model::ModelBundle,
+    Vec<(String, candle_core::Var)>,
+    Checkpointing,
+) {
+    let root = fixtures();
+    if !lora {
+        let (mut pipe, weights) = load_trainable(
+            &root.join("latent/model"),
+            None,
+            0,
+            DType::F32,
+            &Device::Cpu,
+        )
+        .unwrap();
+        let ck = checkpointing.then(fourd_model::text::CheckpointGrads::default);
+        pipe.model.text.grad_checkpoint = ck.clone();
+        return (pipe, weights.vars(), ck);
+    }
+    let settings = fourd_model::lora::LoraSettings::new(4, 8.0);
+    let m = fourd_train::trainable::load(&fourd_train::trainable::LoadSpec {
+        model: &root.join("latent/model"),
+        resume: Some(&root.join("lora/adapter")),
+        from_scratch: None,
+        seed: 0,
+        dtype: DType::F32,
+        device: &Device::Cpu,
+        train_vision: false,
+        lora: Some(&settings),
+        gradient_checkpointing: checkpointing,
+    })
+    .unwrap();
+    let (vars, ck) = (m.vars.clone(), m.checkpoint_grads.clone());
+    let pipe = std::sync::Arc::try_unwrap(m.bundle).ok().expect("one owner");
+    (pipe, vars, ck)
+}
+
+fn check_against_pytorch(fixture: &str, lora: bool) {
     let root = fixtures();
     let manifest: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(root.join("dift/manifest.json")).unwrap())
+        serde_json::from_str(&std::fs::read_to_string(root.join(fixture).join("manifest.json")).unwrap())
             .unwrap();
     let expected =
-        candle_core::safetensors::load(root.join("dift/expected.safetensors"), &Device::Cpu)
+        candle_core::safetensors::load(root.join(fixture).join("expected.safetensors"), &Device::Cpu)
             .unwrap();
-    let (pipeline, weights) = load_trainable(
-        &root.join("latent/model"),
-        None,
-        0,
-        DType::F32,
-        &Device::Cpu,
-    )
-    .unwrap();
+    let (pipeline, vars) = trainable_model(lora);
     let latent = pipeline
         .latent_tokens(None)
         .unwrap()
@@ -118,7 +171,6 @@ fn loss_and_every_gradient_match_pytorch() {
     }
     assert_eq!(loss.latent_tokens, 8);
 
-    let vars = weights.vars();
     let grads = collect_grads(&loss.total.backward().unwrap(), &vars);
     let mut checked = 0;
     let mut worst = 0f64;
@@ -162,20 +214,21 @@ fn loss_and_every_gradient_match_pytorch() {
 
 #[test]
 fn gradient_checkpointing_gives_the_same_gradients() {
+    check_checkpointing("dift", false);
+}
+
+#[test]
+fn gradient_checkpointing_gives_the_same_adapter_gradients() {
+    check_checkpointing("lora/dift", true);
+}
+
+fn check_checkpointing(fixture: &str, lora: bool) {
     let root = fixtures();
     let expected =
-        candle_core::safetensors::load(root.join("dift/expected.safetensors"), &Device::Cpu)
+        candle_core::safetensors::load(root.join(fixture).join("expected.safetensors"), &Device::Cpu)
             .unwrap();
-    let (mut pipeline, weights) = load_trainable(
-        &root.join("latent/model"),
-        None,
-        0,
-        DType::F32,
-        &Device::Cpu,
-    )
-    .unwrap();
-    let ck = fourd_model::text::CheckpointGrads::default();
-    pipeline.model.text.grad_checkpoint = Some(ck.clone());
+    let (pipeline, vars, ck) = trainable_model_with(lora, true);
+    let ck = ck.expect("checkpointing on");
     let latent = pipeline
         .latent_tokens(None)
         .unwrap()
@@ -199,14 +252,12 @@ fn gradient_checkpointing_gives_the_same_gradients() {
         &ex,
     )
     .unwrap();
-    let vars = weights.vars();
     let store = loss.total.backward().unwrap();
     // Layer parameters get no gradient from the outer pass: they come from the recomputation.
     let plain = collect_grads(&store, &vars);
     let layer_params = vars
         .iter()
-        .zip(&plain)
-        .filter(|((n, _), _)| n.starts_with("model.layers."))
+        .filter(|(n, _)| n.starts_with("model.layers."))
         .count();
     assert!(layer_params > 0);
     assert!(vars

@@ -57,20 +57,57 @@ fn frames(r: &McQuestion) -> Vec<image::RgbImage> {
 
 #[test]
 fn objective_and_every_gradient_match_pytorch() {
+    check_against_pytorch("grpo", false);
+}
+
+/// With a LoRA adapter peft wrote (non-zero B, moved token rows): the loss, and the gradient of
+/// every adapter tensor, against peft + PyTorch (tools/reference/make_lora_fixtures.py).
+#[test]
+fn lora_objective_and_every_gradient_match_pytorch() {
+    check_against_pytorch("lora/grpo", true);
+}
+
+/// The model with its trained tensors: every language-model weight, or the fixture's adapter
+/// (loaded the way `--resume` loads an adapter checkpoint).
+fn trainable_model(lora: bool) -> (fourd_model::ModelBundle, Vec<(String, candle_core::Var)>) {
+    let root = fixtures();
+    if !lora {
+        let (pipe, weights) = load_trainable(
+            &root.join("latent/model"),
+            None,
+            0,
+            DType::F32,
+            &Device::Cpu,
+        )
+        .unwrap();
+        return (pipe, weights.vars());
+    }
+    let settings = fourd_model::lora::LoraSettings::new(4, 8.0);
+    let m = fourd_train::trainable::load(&fourd_train::trainable::LoadSpec {
+        model: &root.join("latent/model"),
+        resume: Some(&root.join("lora/adapter")),
+        from_scratch: None,
+        seed: 0,
+        dtype: DType::F32,
+        device: &Device::Cpu,
+        train_vision: false,
+        lora: Some(&settings),
+        gradient_checkpointing: false,
+    })
+    .unwrap();
+    let vars = m.vars.clone();
+    let pipe = std::sync::Arc::try_unwrap(m.bundle).ok().expect("one owner");
+    (pipe, vars)
+}
+
+fn check_against_pytorch(fixture: &str, lora: bool) {
     let root = fixtures();
     let manifest: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(root.join("grpo/manifest.json")).unwrap())
+        serde_json::from_str(&std::fs::read_to_string(root.join(fixture).join("manifest.json")).unwrap())
             .unwrap();
-    let ex = candle_core::safetensors::load(root.join("grpo/expected.safetensors"), &Device::Cpu)
+    let ex = candle_core::safetensors::load(root.join(fixture).join("expected.safetensors"), &Device::Cpu)
         .unwrap();
-    let (pipe, weights) = load_trainable(
-        &root.join("latent/model"),
-        None,
-        0,
-        DType::F32,
-        &Device::Cpu,
-    )
-    .unwrap();
+    let (pipe, vars) = trainable_model(lora);
     let latent = pipe.latent_tokens(None).unwrap().unwrap();
     let rec = record(&manifest);
     let prompt = rl_prompt(&pipe.tokenizer, &rec, frames(&rec)).unwrap();
@@ -173,7 +210,6 @@ fn objective_and_every_gradient_match_pytorch() {
     assert_eq!(clipped as u64, manifest["clipped_tokens"].as_u64().unwrap());
     assert!(clipped > 0, "the fixture exercises clipping");
 
-    let vars = weights.vars();
     let grads = collect_grads(&total.backward().unwrap(), &vars);
     let mut worst = 0f64;
     for ((name, _), g) in vars.iter().zip(&grads) {
