@@ -218,7 +218,10 @@ fn run_eval(a: EvalRunArgs) -> Result<()> {
     }
     if let Some(dir) = &a.adapter {
         if a.model.len() > 1 {
-            bail!("--adapter runs on one --model; {} were given", a.model.len());
+            bail!(
+                "--adapter runs on one --model; {} were given",
+                a.model.len()
+            );
         }
         if !fourd_model::peft::is_adapter_dir(dir) {
             bail!(

@@ -4,9 +4,8 @@
 //! with exit status 0.
 
 mod common;
-use common::{copy_tree, fixture_model, fourd_in, ok, tmp};
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
+use common::{copy_tree, fixture_model, fourd_in, ok, start_serve, tmp};
+use std::process::Command;
 
 #[test]
 fn served_greedy_answers_equal_fourd_infer_and_sigterm_stops_cleanly() {
@@ -34,31 +33,8 @@ fn served_greedy_answers_equal_fourd_infer_and_sigterm_stops_cleanly() {
     );
     let infer: serde_json::Value = serde_json::from_str(infer.trim()).unwrap();
 
-    let mut child = Command::new(env!("CARGO_BIN_EXE_fourd"))
-        .current_dir(&cwd)
-        .args([
-            "serve",
-            "--model",
-            "ckpt",
-            "--port",
-            "0",
-            "--latent-size",
-            "4",
-        ])
-        .stderr(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    let base = loop {
-        let line = lines
-            .next()
-            .expect("fourd serve exited before serving")
-            .unwrap();
-        if let Some(rest) = line.split("serving ckpt at ").nth(1) {
-            break rest.split_whitespace().next().unwrap().to_string();
-        }
-    };
+    let (mut child, base, lines) =
+        start_serve(&cwd, &["--model", "ckpt", "--latent-size", "4"], "ckpt");
     let mut cfg = fourd_api::ApiConfig::new(base, "ckpt");
     cfg.max_retries = 0;
     let client = fourd_api::ChatClient::new(cfg).unwrap();

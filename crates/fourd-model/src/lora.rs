@@ -25,7 +25,14 @@ use crate::error::{ModelError, Result};
 
 /// PEFT's module names of the language model's projections: what `--lora-targets` may name.
 pub const LANGUAGE_MODEL_TARGETS: [&str; 8] = [
-    "q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj", "lm_head",
+    "q_proj",
+    "k_proj",
+    "v_proj",
+    "o_proj",
+    "gate_proj",
+    "up_proj",
+    "down_proj",
+    "lm_head",
 ];
 
 /// The default targets: every attention and MLP projection of the language model (not
@@ -254,7 +261,10 @@ impl Adapter {
                 },
             );
         }
-        let rows = |r: &Option<TokenRows>, key: &str, f: &mut dyn FnMut(&str, &Tensor) -> Result<Tensor>| -> Result<Option<TokenRows>> {
+        let rows = |r: &Option<TokenRows>,
+                    key: &str,
+                    f: &mut dyn FnMut(&str, &Tensor) -> Result<Tensor>|
+         -> Result<Option<TokenRows>> {
             r.as_ref()
                 .map(|r| {
                     Ok(TokenRows {

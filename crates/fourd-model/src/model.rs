@@ -98,7 +98,10 @@ impl Qwen25VL {
         }
         let hidden = self.config.text.hidden_size;
         let vocab = self.config.text.vocab_size;
-        for rows in [&adapter.embed_rows, &adapter.lm_head_rows].into_iter().flatten() {
+        for rows in [&adapter.embed_rows, &adapter.lm_head_rows]
+            .into_iter()
+            .flatten()
+        {
             if rows.values.dims2()? != (rows.ids.len(), hidden) {
                 return Err(ModelError::input(format!(
                     "the adapter's token rows have shape {:?}, expected [{}, {hidden}]",
@@ -117,7 +120,12 @@ impl Qwen25VL {
                 "the adapter has lm_head token rows of its own, but this model ties lm_head to the embeddings",
             ));
         }
-        for lin in self.visual.linears_mut().into_iter().chain(self.text.linears_mut()) {
+        for lin in self
+            .visual
+            .linears_mut()
+            .into_iter()
+            .chain(self.text.linears_mut())
+        {
             lin.lora = adapter.modules.get(&*lin.name).cloned();
             lin.dropout = lin.lora.as_ref().and(dropout.clone());
         }

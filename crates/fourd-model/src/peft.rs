@@ -20,7 +20,9 @@ use candle_core::{DType, Device, Tensor};
 use serde_json::{json, Value};
 
 use crate::error::{read_json, ModelError, Result};
-use crate::lora::{lora_scale, Adapter, LoraSettings, LowRank, TokenRows, EMBED_ROWS, LM_HEAD_ROWS};
+use crate::lora::{
+    lora_scale, Adapter, LoraSettings, LowRank, TokenRows, EMBED_ROWS, LM_HEAD_ROWS,
+};
 use crate::weights::KeyLayout;
 
 pub const CONFIG_FILE: &str = "adapter_config.json";
@@ -73,9 +75,9 @@ pub fn read_adapter(dir: &Path, dtype: DType, device: &Device) -> Result<Adapter
             name: key.clone(),
             msg: format!("in {}: {msg}", weights_path.display()),
         };
-        let path = key
-            .strip_prefix(PREFIX)
-            .ok_or_else(|| bad("does not start with `base_model.model.` (not a PEFT adapter key)"))?;
+        let path = key.strip_prefix(PREFIX).ok_or_else(|| {
+            bad("does not start with `base_model.model.` (not a PEFT adapter key)")
+        })?;
         let canonical = KeyLayout::canonical_name(path);
         let t = t.to_dtype(dtype)?;
         if let Some(module) = lora_module(&canonical, "lora_A") {
@@ -121,26 +123,31 @@ pub fn read_adapter(dir: &Path, dtype: DType, device: &Device) -> Result<Adapter
             msg: format!("missing from {} (it has lora_B)", weights_path.display()),
         });
     }
-    let rows = |values: Option<Tensor>, ids: Option<Vec<u32>>, what: &str| -> Result<Option<TokenRows>> {
-        match (values, ids) {
-            (None, _) => Ok(None),
-            (Some(values), Some(ids)) => {
-                if values.dim(0)? != ids.len() {
-                    return Err(ModelError::config(
-                        &cfg_path,
-                        "trainable_token_indices",
-                        format!("lists {} ids for {what}, its rows number {}", ids.len(), values.dim(0)?),
-                    ));
+    let rows =
+        |values: Option<Tensor>, ids: Option<Vec<u32>>, what: &str| -> Result<Option<TokenRows>> {
+            match (values, ids) {
+                (None, _) => Ok(None),
+                (Some(values), Some(ids)) => {
+                    if values.dim(0)? != ids.len() {
+                        return Err(ModelError::config(
+                            &cfg_path,
+                            "trainable_token_indices",
+                            format!(
+                                "lists {} ids for {what}, its rows number {}",
+                                ids.len(),
+                                values.dim(0)?
+                            ),
+                        ));
+                    }
+                    Ok(Some(TokenRows { ids, values }))
                 }
-                Ok(Some(TokenRows { ids, values }))
+                (Some(_), None) => Err(ModelError::config(
+                    &cfg_path,
+                    "trainable_token_indices",
+                    format!("the weights have token rows for {what} but no ids are listed for it"),
+                )),
             }
-            (Some(_), None) => Err(ModelError::config(
-                &cfg_path,
-                "trainable_token_indices",
-                format!("the weights have token rows for {what} but no ids are listed for it"),
-            )),
-        }
-    };
+        };
     let settings = LoraSettings {
         rank: header.rank,
         alpha: header.alpha,
@@ -195,7 +202,10 @@ impl AdapterConfig {
         }
         for (k, why) in [
             ("use_dora", "DoRA is not supported"),
-            ("fan_in_fan_out", "only for GPT-2's Conv1D layers, which Qwen2.5-VL has none of"),
+            (
+                "fan_in_fan_out",
+                "only for GPT-2's Conv1D layers, which Qwen2.5-VL has none of",
+            ),
             ("lora_bias", "LoRA biases are not supported"),
         ] {
             if field(k).and_then(Value::as_bool) == Some(true) {
@@ -204,7 +214,10 @@ impl AdapterConfig {
         }
         if let Some(b) = field("bias").and_then(Value::as_str) {
             if b != "none" {
-                return Err(bad("bias", &format!("is {b:?}; only \"none\" is supported")));
+                return Err(bad(
+                    "bias",
+                    &format!("is {b:?}; only \"none\" is supported"),
+                ));
             }
         }
         if field("modules_to_save").is_some_and(|m| m.as_array().is_none_or(|a| !a.is_empty())) {
@@ -215,7 +228,8 @@ impl AdapterConfig {
         }
         let rank = field("r")
             .and_then(Value::as_u64)
-            .ok_or_else(|| bad("r", "missing or not a positive integer"))? as usize;
+            .ok_or_else(|| bad("r", "missing or not a positive integer"))?
+            as usize;
         let alpha = field("lora_alpha")
             .and_then(Value::as_f64)
             .ok_or_else(|| bad("lora_alpha", "missing or not a number"))?;
@@ -242,7 +256,12 @@ impl AdapterConfig {
         let ids = |x: &Value, what: &str| -> Result<Vec<u32>> {
             x.as_array()
                 .and_then(|a| a.iter().map(|i| i.as_u64().map(|i| i as u32)).collect())
-                .ok_or_else(|| bad("trainable_token_indices", &format!("{what}: expected a list of token ids")))
+                .ok_or_else(|| {
+                    bad(
+                        "trainable_token_indices",
+                        &format!("{what}: expected a list of token ids"),
+                    )
+                })
         };
         let (embed_ids, head_ids) = match field("trainable_token_indices") {
             None => (None, None),
@@ -264,13 +283,20 @@ impl AdapterConfig {
                 }
                 (e, h)
             }
-            Some(_) => return Err(bad("trainable_token_indices", "expected a list or an object")),
+            Some(_) => {
+                return Err(bad(
+                    "trainable_token_indices",
+                    "expected a list or an object",
+                ))
+            }
         };
         Ok(AdapterConfig {
             rank,
             alpha,
             dropout: field("lora_dropout").and_then(Value::as_f64).unwrap_or(0.0),
-            use_rslora: field("use_rslora").and_then(Value::as_bool).unwrap_or(false),
+            use_rslora: field("use_rslora")
+                .and_then(Value::as_bool)
+                .unwrap_or(false),
             targets,
             alpha_pattern,
             embed_ids,

@@ -115,7 +115,10 @@ fn vision_tower_adapters_and_rslora_match_peft() {
         .expect("vision");
     let d = max_abs(&feats, &c["vision_adapter"]);
     assert!(d < TOL, "vision features differ by {d}");
-    let d = max_abs(&logits(&m, &ids(&c, "input_ids")), &c["logits_vision_adapter"]);
+    let d = max_abs(
+        &logits(&m, &ids(&c, "input_ids")),
+        &c["logits_vision_adapter"],
+    );
     assert!(d < TOL, "logits differ by {d}");
 }
 
@@ -139,8 +142,9 @@ fn our_writer_round_trips_what_peft_wrote() {
     let dir = tempdir("roundtrip");
     write_adapter(&dir, &a, Path::new("tests/fixtures/latent/model")).expect("write");
     // Every tensor under the same key, bit for bit.
-    let theirs = candle_core::safetensors::load(src.join("adapter_model.safetensors"), &Device::Cpu)
-        .expect("theirs");
+    let theirs =
+        candle_core::safetensors::load(src.join("adapter_model.safetensors"), &Device::Cpu)
+            .expect("theirs");
     let ours = candle_core::safetensors::load(dir.join("adapter_model.safetensors"), &Device::Cpu)
         .expect("ours");
     let mut keys: Vec<_> = theirs.keys().collect();
@@ -174,17 +178,26 @@ fn merged_equals_unmerged_and_peft_merge() {
     assert_eq!(done.replaced_rows, 6);
     let merged = Qwen25VL::load(&out, DType::F32, &Device::Cpu).expect("merged loads");
     let d = max_abs(&logits(&merged, &ids(&c, "input_ids")), &c["logits_merged"]);
-    assert!(d < TOL, "merged logits differ from peft's merged model by {d}");
-    let d = max_abs(&logits(&merged, &ids(&c, "input_ids")), &c["logits_adapter"]);
+    assert!(
+        d < TOL,
+        "merged logits differ from peft's merged model by {d}"
+    );
+    let d = max_abs(
+        &logits(&merged, &ids(&c, "input_ids")),
+        &c["logits_adapter"],
+    );
     assert!(d < TOL, "merged differs from unmerged by {d}");
     // Tensor by tensor against merge_and_unload's checkpoint.
     let peft_merged =
-        fourd_model::weights::CheckpointWeights::open(&fixtures().join("lora/merged")).expect("peft");
+        fourd_model::weights::CheckpointWeights::open(&fixtures().join("lora/merged"))
+            .expect("peft");
     let ours = fourd_model::weights::CheckpointWeights::open(&out).expect("ours");
     let mut worst = 0f32;
     for name in ours.tensor_names() {
         let canonical = fourd_model::weights::KeyLayout::canonical_name(name);
-        let a = ours.load(&canonical, None, DType::F32, &Device::Cpu).expect("a");
+        let a = ours
+            .load(&canonical, None, DType::F32, &Device::Cpu)
+            .expect("a");
         let b = peft_merged
             .load(&canonical, None, DType::F32, &Device::Cpu)
             .expect("b");
@@ -242,7 +255,9 @@ fn adapters_this_reader_cannot_take_are_refused_by_name() {
     assert!(e.contains("peft_type") && e.contains("IA3"), "{e}");
     let e = case("bias", &|c| c["bias"] = "all".into());
     assert!(e.contains("`bias`"), "{e}");
-    let e = case("no-ids", &|c| c["trainable_token_indices"] = serde_json::Value::Null);
+    let e = case("no-ids", &|c| {
+        c["trainable_token_indices"] = serde_json::Value::Null
+    });
     assert!(e.contains("trainable_token_indices"), "{e}");
 
     // A model folder given as an adapter, and an adapter given as a model.
@@ -254,17 +269,28 @@ fn adapters_this_reader_cannot_take_are_refused_by_name() {
         .err()
         .expect("an adapter is not a model")
         .to_string();
-    assert!(e.contains("is a LoRA adapter") && e.contains("--adapter"), "{e}");
+    assert!(
+        e.contains("is a LoRA adapter") && e.contains("--adapter"),
+        "{e}"
+    );
 
     // An adapter for another model: the first layer it names that this model lacks.
     let mut m = load("qwen25vl/model-tied-bf16");
-    let a = read_adapter(&fixtures().join("lora/adapter-vision"), DType::F32, &Device::Cpu)
-        .expect("adapter");
+    let a = read_adapter(
+        &fixtures().join("lora/adapter-vision"),
+        DType::F32,
+        &Device::Cpu,
+    )
+    .expect("adapter");
     let mut bigger = a.clone();
-    bigger
-        .modules
-        .insert("model.layers.99.self_attn.q_proj".into(), a.modules.values().next().expect("one").clone());
-    let e = m.set_adapter(&bigger, None).expect_err("no layer 99").to_string();
+    bigger.modules.insert(
+        "model.layers.99.self_attn.q_proj".into(),
+        a.modules.values().next().expect("one").clone(),
+    );
+    let e = m
+        .set_adapter(&bigger, None)
+        .expect_err("no layer 99")
+        .to_string();
     assert!(e.contains("model.layers.99.self_attn.q_proj"), "{e}");
 }
 

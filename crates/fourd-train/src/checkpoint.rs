@@ -284,9 +284,8 @@ mod tests {
         )];
         let dir = root.join("run/checkpoint-3");
         // The optimiser state fails to write, as on a full disk.
-        let model = |tmp: &Path| {
-            write_model_files(tmp, &source, &serde_json::json!({}), &latent, &tensors)
-        };
+        let model =
+            |tmp: &Path| write_model_files(tmp, &source, &serde_json::json!({}), &latent, &tensors);
         let e = save_checkpoint(&dir, |tmp| {
             model(tmp)?;
             Err(TrainError::Config("No space left on device".into()))

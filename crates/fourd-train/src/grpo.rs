@@ -19,9 +19,7 @@ use fourd_model::inputs::ModelInputs;
 use fourd_model::{ModelBundle, Qwen25VL};
 use serde::Serialize;
 
-use crate::checkpoint::{
-    rotate_checkpoints, save_checkpoint, write_json, TrainerState,
-};
+use crate::checkpoint::{rotate_checkpoints, save_checkpoint, write_json, TrainerState};
 use crate::dift::epoch_order;
 use crate::error::{Result, TrainError};
 use crate::grpo_core::{completion_logprobs, grpo_term, Objective, Rollout};

@@ -78,10 +78,15 @@ fn holds_a_run(out: &Path) -> Option<String> {
             checkpoints.len()
         ));
     }
-    ["model.safetensors", "adapter_model.safetensors", "train_log.jsonl", JOB_FILE]
-        .iter()
-        .find(|f| out.join(f).exists())
-        .map(|f| f.to_string())
+    [
+        "model.safetensors",
+        "adapter_model.safetensors",
+        "train_log.jsonl",
+        JOB_FILE,
+    ]
+    .iter()
+    .find(|f| out.join(f).exists())
+    .map(|f| f.to_string())
 }
 
 /// Deletes an earlier run's files (only those a run writes; nothing else in the folder).

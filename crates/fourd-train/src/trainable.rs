@@ -69,7 +69,8 @@ pub fn check_lora_flags(
     train_vision: bool,
 ) -> Result<()> {
     let Some(s) = lora else { return Ok(()) };
-    s.validate().map_err(|e| TrainError::Config(e.to_string()))?;
+    s.validate()
+        .map_err(|e| TrainError::Config(e.to_string()))?;
     let refuse = |why: &str| Err(TrainError::Config(why.to_string()));
     if from_scratch {
         return refuse("--from-scratch and --lora-rank: an adapter on random weights learns nothing a full run would not; train without LoRA");

@@ -103,18 +103,23 @@ fn trainable_model_with(
     })
     .unwrap();
     let (vars, ck) = (m.vars.clone(), m.checkpoint_grads.clone());
-    let pipe = std::sync::Arc::try_unwrap(m.bundle).ok().expect("one owner");
+    let pipe = std::sync::Arc::try_unwrap(m.bundle)
+        .ok()
+        .expect("one owner");
     (pipe, vars, ck)
 }
 
 fn check_against_pytorch(fixture: &str, lora: bool) {
     let root = fixtures();
-    let manifest: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(root.join(fixture).join("manifest.json")).unwrap())
-            .unwrap();
-    let expected =
-        candle_core::safetensors::load(root.join(fixture).join("expected.safetensors"), &Device::Cpu)
-            .unwrap();
+    let manifest: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(root.join(fixture).join("manifest.json")).unwrap(),
+    )
+    .unwrap();
+    let expected = candle_core::safetensors::load(
+        root.join(fixture).join("expected.safetensors"),
+        &Device::Cpu,
+    )
+    .unwrap();
     let (pipeline, vars) = trainable_model(lora);
     let latent = pipeline
         .latent_tokens(None)
@@ -224,9 +229,11 @@ fn gradient_checkpointing_gives_the_same_adapter_gradients() {
 
 fn check_checkpointing(fixture: &str, lora: bool) {
     let root = fixtures();
-    let expected =
-        candle_core::safetensors::load(root.join(fixture).join("expected.safetensors"), &Device::Cpu)
-            .unwrap();
+    let expected = candle_core::safetensors::load(
+        root.join(fixture).join("expected.safetensors"),
+        &Device::Cpu,
+    )
+    .unwrap();
     let (pipeline, vars, ck) = trainable_model_with(lora, true);
     let ck = ck.expect("checkpointing on");
     let latent = pipeline

@@ -96,17 +96,23 @@ fn trainable_model(lora: bool) -> (fourd_model::ModelBundle, Vec<(String, candle
     })
     .unwrap();
     let vars = m.vars.clone();
-    let pipe = std::sync::Arc::try_unwrap(m.bundle).ok().expect("one owner");
+    let pipe = std::sync::Arc::try_unwrap(m.bundle)
+        .ok()
+        .expect("one owner");
     (pipe, vars)
 }
 
 fn check_against_pytorch(fixture: &str, lora: bool) {
     let root = fixtures();
-    let manifest: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(root.join(fixture).join("manifest.json")).unwrap())
-            .unwrap();
-    let ex = candle_core::safetensors::load(root.join(fixture).join("expected.safetensors"), &Device::Cpu)
-        .unwrap();
+    let manifest: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(root.join(fixture).join("manifest.json")).unwrap(),
+    )
+    .unwrap();
+    let ex = candle_core::safetensors::load(
+        root.join(fixture).join("expected.safetensors"),
+        &Device::Cpu,
+    )
+    .unwrap();
     let (pipe, vars) = trainable_model(lora);
     let latent = pipe.latent_tokens(None).unwrap().unwrap();
     let rec = record(&manifest);

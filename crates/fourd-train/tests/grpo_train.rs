@@ -275,3 +275,51 @@ fn two_ranks_shard_the_prompts_and_agree_on_every_update() {
         "rank 0 wrote the model"
     );
 }
+
+/// GRPO training a LoRA adapter: the reference is the base without the adapter (no second copy),
+/// so the KL term is zero before the first update and grows after it, while the base weights
+/// never change.
+#[test]
+fn grpo_with_a_lora_adapter_steps_against_the_frozen_base() {
+    let dir = tmp("lora");
+    let mut c = config(&dir);
+    c.rewards = vec![Arc::new(OddLength)];
+    c.optim.lr = 1e-2;
+    c.lora = Some(fourd_model::lora::LoraSettings::new(4, 8.0));
+    let s = train_grpo(&c).unwrap();
+    let stepped: Vec<_> = s.logs.iter().filter(|l| l.grad_norm > 0.0).collect();
+    assert!(stepped.len() >= 2, "some group had signal");
+    assert!(
+        (stepped[0].ratio_mean - 1.0).abs() < 1e-4,
+        "ratio on the first pass {}",
+        stepped[0].ratio_mean
+    );
+    assert!(
+        stepped[0].kl.abs() < 1e-5,
+        "policy equals the reference before any update: kl {}",
+        stepped[0].kl
+    );
+    assert!(
+        stepped[1].kl > 0.0,
+        "the reference did not move with the policy"
+    );
+    assert!(!dir.join("out/model.safetensors").exists());
+    let adapter = candle_core::safetensors::load(
+        dir.join("out/adapter_model.safetensors"),
+        &candle_core::Device::Cpu,
+    )
+    .unwrap();
+    let moved = adapter
+        .iter()
+        .filter(|(k, _)| k.contains("lora_B"))
+        .map(|(_, t)| {
+            t.abs()
+                .unwrap()
+                .max_all()
+                .unwrap()
+                .to_scalar::<f32>()
+                .unwrap()
+        })
+        .fold(0f32, f32::max);
+    assert!(moved > 0.0, "the adapter trained");
+}

@@ -94,3 +94,39 @@ pub fn tmp(name: &str) -> PathBuf {
     let _ = std::fs::remove_dir_all(&d);
     d
 }
+
+/// `fourd serve ARGS --port 0` started in `cwd`: the child, the address it printed for
+/// `served` ("serving <served> at <url>") and the rest of its stderr.
+#[allow(dead_code)]
+pub fn start_serve(
+    cwd: &std::path::Path,
+    args: &[&str],
+    served: &str,
+) -> (
+    std::process::Child,
+    String,
+    std::io::Lines<std::io::BufReader<std::process::ChildStderr>>,
+) {
+    use std::io::BufRead;
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_fourd"))
+        .current_dir(cwd)
+        .arg("serve")
+        .args(args)
+        .args(["--port", "0"])
+        .stderr(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufReader::new(child.stderr.take().unwrap()).lines();
+    let marker = format!("serving {served} at ");
+    let base = loop {
+        let line = lines
+            .next()
+            .expect("fourd serve exited before serving")
+            .unwrap();
+        if let Some(rest) = line.split(&marker).nth(1) {
+            break rest.split_whitespace().next().unwrap().to_string();
+        }
+    };
+    (child, base, lines)
+}
