@@ -34,6 +34,48 @@ pub enum BenchCommand {
     /// `fourd serve` under load, on this machine: generated tokens/s, time to first token and
     /// latency (p50, p99) at several numbers of concurrent clients, against one at a time.
     Serve(BenchServeArgs),
+    /// Bytes per rank a training run holds, by category (weights, gradients, master weights,
+    /// moments, reduction buffers, activations), from the model's real parameter shapes: full
+    /// fine-tuning or LoRA, replicated or ZeRO-sharded, and whether it fits a GPU.
+    Memory(BenchMemoryArgs),
+}
+
+/// The released sizes `bench memory` knows.
+#[derive(clap::ValueEnum, Clone, Copy, Debug)]
+pub enum ReleasedSize {
+    #[value(name = "3b")]
+    B3,
+    #[value(name = "7b")]
+    B7,
+}
+
+#[derive(Args, Debug)]
+pub struct BenchMemoryArgs {
+    /// Qwen2.5-VL-3B- or 7B-Instruct's shapes.
+    #[arg(long, value_enum, required_unless_present = "model", conflicts_with = "model")]
+    pub size: Option<ReleasedSize>,
+    /// Or a checkpoint folder whose config.json gives the shapes.
+    #[arg(long)]
+    pub model: Option<PathBuf>,
+    /// Data-parallel ranks.
+    #[arg(long, default_value_t = 1)]
+    pub world: usize,
+    /// ZeRO stage (1 or 2) over the ranks.
+    #[arg(long)]
+    pub zero: Option<fourd_train::zero::ZeroStage>,
+    /// Train a LoRA adapter of this rank (the default targets) instead of every weight.
+    #[arg(long)]
+    pub lora_rank: Option<usize>,
+    #[arg(long)]
+    pub gradient_checkpointing: bool,
+    #[arg(long, default_value = "bf16", value_parser = fourd_model::weights::parse_dtype)]
+    pub dtype: candle_core::DType,
+    /// Tokens of the sequence whose activations are counted (batch 1).
+    #[arg(long, default_value_t = 4096)]
+    pub seq_len: usize,
+    /// The GPU's memory, in GB (10^9 bytes), for the "fits" line.
+    #[arg(long, default_value_t = 80.0)]
+    pub gpu_gb: f64,
 }
 
 #[derive(Args, Debug)]
@@ -224,7 +266,84 @@ pub fn run(cmd: BenchCommand) -> Result<()> {
         BenchCommand::Allreduce(a) => bench_allreduce(a),
         BenchCommand::Optimizer(a) => bench_optimizer(a),
         BenchCommand::Serve(a) => bench_serve(a),
+        BenchCommand::Memory(a) => bench_memory(a),
     }
+}
+
+fn bench_memory(a: BenchMemoryArgs) -> Result<()> {
+    use fourd_train::memory::{estimate, released_config, MemorySetup};
+    let (cfg, what) = match (&a.size, &a.model) {
+        (Some(size), _) => {
+            let name = match size {
+                ReleasedSize::B3 => "3b",
+                ReleasedSize::B7 => "7b",
+            };
+            let text = released_config(name).context("a released size")?;
+            let raw: serde_json::Value = serde_json::from_str(text)?;
+            let cfg = fourd_model::Qwen25VlConfig::from_value(raw, std::path::Path::new(name))?;
+            (cfg, format!("Qwen2.5-VL-{}", name.to_uppercase()))
+        }
+        (None, Some(dir)) => {
+            let path = fourd_model::model::config_file(dir)?;
+            (
+                fourd_model::Qwen25VlConfig::from_file(&path)?,
+                dir.display().to_string(),
+            )
+        }
+        (None, None) => bail!("give --size or --model"),
+    };
+    if a.world == 0 {
+        bail!("--world must be at least 1");
+    }
+    if a.lora_rank == Some(0) {
+        bail!("--lora-rank must be at least 1");
+    }
+    let setup = MemorySetup {
+        world: a.world,
+        zero: a.zero,
+        lora_rank: a.lora_rank,
+        gradient_checkpointing: a.gradient_checkpointing,
+        dtype: a.dtype,
+        seq_len: a.seq_len,
+    };
+    let e = estimate(&cfg, &setup);
+    let gib = |b: u64| b as f64 / (1u64 << 30) as f64;
+    println!(
+        "{what}: {} parameters, {} trained ({}); {} rank(s){}, {}, {} tokens{}",
+        e.parameters,
+        e.trained,
+        match a.lora_rank {
+            Some(r) => format!("LoRA rank {r}"),
+            None => "full fine-tuning".into(),
+        },
+        a.world,
+        match a.zero {
+            Some(z) => format!(", ZeRO-{}", if z == fourd_train::zero::ZeroStage::One { 1 } else { 2 }),
+            None => String::new(),
+        },
+        a.dtype.as_str(),
+        a.seq_len,
+        if a.gradient_checkpointing {
+            ", gradient checkpointing"
+        } else {
+            ""
+        }
+    );
+    println!("per rank:");
+    for (name, bytes) in &e.categories {
+        println!("  {name:<32} {:>9.2} GiB", gib(*bytes));
+    }
+    let total = e.total();
+    println!("  {:<32} {:>9.2} GiB", "total", gib(total));
+    let limit = a.gpu_gb * 1e9;
+    println!(
+        "fits a {} GB GPU: {} ({:.1} GB of {:.0} GB)",
+        a.gpu_gb,
+        if (total as f64) <= limit { "yes" } else { "no" },
+        total as f64 / 1e9,
+        a.gpu_gb
+    );
+    Ok(())
 }
 
 /// Names and shapes of the trainable language-model parameters for `bench optimizer`.

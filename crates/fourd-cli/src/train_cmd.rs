@@ -62,6 +62,11 @@ pub struct RunArgs {
     pub nproc: usize,
     #[command(flatten)]
     pub lora: LoraArgs,
+    /// Shard the optimiser state over the ranks (ZeRO): 1 shards the float32 master weights
+    /// and AdamW moments, 2 also the accumulated gradients. Checkpoints stay resumable on any
+    /// number of ranks, sharded or not.
+    #[arg(long)]
+    pub zero: Option<fourd_train::zero::ZeroStage>,
 }
 
 /// LoRA: train a low-rank adapter (and the latent tokens' rows) on the frozen model instead of
@@ -444,6 +449,7 @@ macro_rules! apply_run {
         $c.progress = !$r.no_progress;
         $c.group = $run.group.clone();
         $c.lora = $r.lora.settings();
+        $c.zero = $r.zero;
     }};
 }
 

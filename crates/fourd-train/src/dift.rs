@@ -34,9 +34,8 @@ use crate::dift_data::{
 use crate::dist::ProcessGroup;
 use crate::error::{Result, TrainError};
 use crate::loss::{dift_loss, LossWeights};
-use crate::optim::{
-    accumulate, backward_grads, clip_coefficient, grad_norm, AdamW, AdamWConfig, LinearSchedule,
-};
+use crate::optim::{backward_grads, AdamWConfig, LinearSchedule};
+use crate::zero::{Optimizer, StepGradients, SummedGradients, ZeroStage};
 use crate::params::{everything_trains, language_model_trains, TrainableWeights, WeightSource};
 use crate::tensorboard::EventWriter;
 
@@ -86,6 +85,8 @@ pub struct DiftConfig {
     /// Train a LoRA adapter (and the latent tokens' rows) on the frozen model instead of the
     /// whole language model.
     pub lora: Option<fourd_model::lora::LoraSettings>,
+    /// Shard the optimiser state (and, at stage 2, the accumulated gradients) over the group.
+    pub zero: Option<ZeroStage>,
 }
 
 impl DiftConfig {
@@ -123,6 +124,7 @@ impl DiftConfig {
             progress: true,
             group: ProcessGroup::single(),
             lora: None,
+            zero: None,
         }
     }
 }
@@ -170,8 +172,12 @@ impl DiftConfig {
             .setting("optimizer", format!("{:?}", self.optim))
             .setting("warmup_ratio", self.warmup_ratio)
             .setting("warmup_steps", self.warmup_steps)
-            .setting("grad_accum", self.grad_accum)
-            .setting("world_size", self.group.world_size())
+            // The records of a step depend on their number only (see the module docs), so a run
+            // may resume on another number of ranks with the same total.
+            .setting(
+                "examples_per_step",
+                self.grad_accum * self.group.world_size(),
+            )
             .setting("max_grad_norm", self.max_grad_norm)
             .setting("loss", format!("{:?}", self.loss))
             .setting("latent_size", self.latent_size)
@@ -362,7 +368,7 @@ struct DiftTrainer<'a> {
     checkpoint_grads: Option<fourd_model::text::CheckpointGrads>,
     latent: fourd_model::generation::LatentTokens,
     compress: String,
-    opt: AdamW,
+    opt: Optimizer,
     records: Arc<Vec<LoadedRecord>>,
     builder: Arc<ExampleBuilder>,
     schedule: LinearSchedule,
@@ -419,7 +425,7 @@ impl<'a> DiftTrainer<'a> {
                 (false, false) => "vision tower frozen",
             }
         );
-        let mut opt = AdamW::new(vars.clone(), cfg.optim)?;
+        let mut opt = Optimizer::new(vars.clone(), cfg.optim, cfg.zero, group)?;
         if let Some(d) = &resume_dir {
             opt.load(&d.join("optimizer.safetensors"))?;
             tracing::info!("resumed from {} at step {}", d.display(), state.global_step);
@@ -550,96 +556,117 @@ impl<'a> DiftTrainer<'a> {
         prefetch: &mut Prefetcher,
         count: usize,
         epoch: usize,
-    ) -> Result<Option<(crate::optim::Grads, StepSums)>> {
+    ) -> Result<Option<(SummedGradients, StepSums)>> {
         let cfg = self.cfg;
-        let params = self.pipeline.rope_params();
         let mut sums = StepSums::default();
-        let mut acc = None;
+        let mut acc = StepGradients::default();
         // Where a step's time goes (forward, backward), with `RUST_LOG=...=debug`: the device is
         // synchronised at each mark only then, so normal runs keep queueing.
         let mut clock = StepClock::new(&cfg.device);
-        for _ in 0..count {
-            let Some((_, item)) = prefetch.next() else {
-                return Err(TrainError::Config(
-                    "the record loader stopped early (a worker thread failed)".into(),
-                ));
+        // ZeRO-2 reduces after every micro-batch, a collective: every rank takes the same
+        // number of slots, empty ones where it has fewer records (the epoch's last step).
+        let slots = match self.opt.reduces_per_micro_batch() {
+            true => cfg.grad_accum.max(1),
+            false => count,
+        };
+        for slot in 0..slots {
+            let local = match slot < count {
+                true => self.micro_batch(prefetch, epoch, &mut sums, &mut clock)?,
+                false => None,
             };
-            let ex = match item {
-                Ok(ex) => ex,
-                Err(Skipped { id, reason }) => {
-                    if epoch == 0 || !self.skipped.iter().any(|s| s.id == id) {
-                        tracing::warn!("skipping record {id}: {reason}");
-                        self.skipped.push(SkippedRecord { id, reason });
-                    }
-                    continue;
-                }
-            };
-            let loss = dift_loss(
-                &self.pipeline.model,
-                &params,
-                &self.latent,
-                &self.compress,
-                cfg.loss,
-                &ex,
-            )?;
-            let total = loss.total.to_scalar::<f32>()?;
-            clock.mark(0)?;
-            if !total.is_finite() {
-                self.state.nan_skipped += 1;
-                tracing::warn!(
-                    "non-finite loss on record {}; batch skipped ({} so far)",
-                    ex.id,
-                    self.state.nan_skipped
-                );
-                continue;
-            }
-            let grads = loss.total.backward()?;
-            accumulate(
-                &mut acc,
-                backward_grads(&grads, self.checkpoint_grads.as_ref(), &self.vars)?,
-            )?;
-            drop(grads);
-            clock.mark(1)?;
-            let (th, tn) = loss.token_hits;
-            let (ah, an) = loss.answer_hits;
-            let parts = [
-                1.0,
-                total as f64,
-                loss.ce as f64,
-                loss.sim as f64,
-                loss.cos as f64,
-                ex.input_ids.len() as f64,
-                th as f64,
-                tn as f64,
-                ah as f64,
-                an as f64,
-            ];
-            for (s, v) in sums.values.iter_mut().zip(parts) {
-                *s += v;
-            }
-            let decode = |ids: &[u32]| {
-                self.pipeline
-                    .tokenizer
-                    .decode(ids, false)
-                    .unwrap_or_default()
-            };
-            self.sample = Some((
-                ex.question.clone(),
-                decode(&loss.targets),
-                decode(&loss.predicted),
-            ));
+            self.opt.accumulate(&mut acc, local)?;
         }
         cfg.group.sum_f64(&mut sums.values)?;
-        let grads = cfg.group.sum_grads(acc.take(), &self.vars)?;
+        let grads = self.opt.sum(acc)?;
         clock.report_passes(self.state.global_step + 1);
         Ok(grads.map(|g| (g, sums)))
+    }
+
+    /// One example's forward and backward pass: its gradients (`None` when the record was
+    /// skipped or its loss was not finite), its figures added to `sums`.
+    fn micro_batch(
+        &mut self,
+        prefetch: &mut Prefetcher,
+        epoch: usize,
+        sums: &mut StepSums,
+        clock: &mut StepClock,
+    ) -> Result<Option<crate::optim::Grads>> {
+        let cfg = self.cfg;
+        let params = self.pipeline.rope_params();
+        let Some((_, item)) = prefetch.next() else {
+            return Err(TrainError::Config(
+                "the record loader stopped early (a worker thread failed)".into(),
+            ));
+        };
+        let ex = match item {
+            Ok(ex) => ex,
+            Err(Skipped { id, reason }) => {
+                if epoch == 0 || !self.skipped.iter().any(|s| s.id == id) {
+                    tracing::warn!("skipping record {id}: {reason}");
+                    self.skipped.push(SkippedRecord { id, reason });
+                }
+                return Ok(None);
+            }
+        };
+        let loss = dift_loss(
+            &self.pipeline.model,
+            &params,
+            &self.latent,
+            &self.compress,
+            cfg.loss,
+            &ex,
+        )?;
+        let total = loss.total.to_scalar::<f32>()?;
+        clock.mark(0)?;
+        if !total.is_finite() {
+            self.state.nan_skipped += 1;
+            tracing::warn!(
+                "non-finite loss on record {}; batch skipped ({} so far)",
+                ex.id,
+                self.state.nan_skipped
+            );
+            return Ok(None);
+        }
+        let store = loss.total.backward()?;
+        let grads = backward_grads(&store, self.checkpoint_grads.as_ref(), &self.vars)?;
+        drop(store);
+        clock.mark(1)?;
+        let (th, tn) = loss.token_hits;
+        let (ah, an) = loss.answer_hits;
+        let parts = [
+            1.0,
+            total as f64,
+            loss.ce as f64,
+            loss.sim as f64,
+            loss.cos as f64,
+            ex.input_ids.len() as f64,
+            th as f64,
+            tn as f64,
+            ah as f64,
+            an as f64,
+        ];
+        for (s, v) in sums.values.iter_mut().zip(parts) {
+            *s += v;
+        }
+        let decode = |ids: &[u32]| {
+            self.pipeline
+                .tokenizer
+                .decode(ids, false)
+                .unwrap_or_default()
+        };
+        self.sample = Some((
+            ex.question.clone(),
+            decode(&loss.targets),
+            decode(&loss.predicted),
+        ));
+        Ok(Some(grads))
     }
 
     /// The optimiser step on the summed gradients (their mean over the examples used, clipped
     /// inside the update); returns the step's log line.
     fn optimise(
         &mut self,
-        grads: &crate::optim::Grads,
+        grads: &SummedGradients,
         sums: StepSums,
         epoch: usize,
     ) -> Result<StepLog> {
@@ -651,13 +678,10 @@ impl<'a> DiftTrainer<'a> {
         self.state.examples_seen += used as u64;
         self.state.tokens_seen += sums.tokens();
         let mean = 1.0 / used.max(1) as f64;
-        let norm = grad_norm(grads)? * mean;
+        let norm = self.opt.grad_norm(grads)? * mean;
         let lr = self.schedule.lr(self.state.global_step);
-        self.opt.step(
-            grads,
-            lr,
-            mean * clip_coefficient(norm, self.cfg.max_grad_norm),
-        )?;
+        self.opt
+            .step(grads, lr, mean, norm, self.cfg.max_grad_norm)?;
         clock.mark(2)?;
         clock.report_optimiser(self.state.global_step + 1);
         let v = &sums.values;
@@ -734,13 +758,15 @@ impl<'a> DiftTrainer<'a> {
             cfg.save_steps,
         );
         self.halted = at.halted;
-        // The last step's checkpoint (and a halt's) is written by `finish`.
-        if cfg.group.is_main() && at.checkpoint_due && !at.finished && !at.halted {
+        // The last step's checkpoint (and a halt's) is written by `finish`. Every rank takes
+        // part: a sharded optimiser's state is gathered first.
+        if at.checkpoint_due && !at.finished && !at.halted {
             self.save_checkpoint()?;
         }
         Ok(at.finished || at.halted)
     }
 
+    /// Writes `checkpoint-<step>/` (rank 0); every rank calls it (see [`Optimizer::save`]).
     fn save_checkpoint(&self) -> Result<()> {
         save_training_checkpoint(self.cfg, &self.model, &self.latent, &self.opt, &self.state)
     }
@@ -750,7 +776,7 @@ impl<'a> DiftTrainer<'a> {
     fn finish(self, started: Instant) -> Result<DiftSummary> {
         let cfg = self.cfg;
         let main = cfg.group.is_main();
-        if self.halted && main {
+        if self.halted {
             // An interruption: keep what a crash would keep (the last saved checkpoint) and a
             // checkpoint of this very step so the stop is resumable without loss.
             self.save_checkpoint()?;
@@ -768,9 +794,9 @@ impl<'a> DiftTrainer<'a> {
         }
         if !self.halted && main {
             self.model.write(&cfg.out, &self.latent)?;
-            if cfg.save_steps.is_some() {
-                self.save_checkpoint()?;
-            }
+        }
+        if !self.halted && cfg.save_steps.is_some() {
+            self.save_checkpoint()?;
         }
         // Each rank reports the records of its own shard.
         let skipped_path = cfg.out.join(if main {
@@ -856,13 +882,16 @@ fn save_training_checkpoint(
     cfg: &DiftConfig,
     model: &crate::trainable::TrainingModel,
     latent: &fourd_model::generation::LatentTokens,
-    opt: &AdamW,
+    opt: &Optimizer,
     state: &TrainerState,
 ) -> Result<()> {
+    let Some(opt_state) = opt.state_for_save(cfg.group.is_main())? else {
+        return Ok(());
+    };
     let dir = cfg.out.join(format!("checkpoint-{}", state.global_step));
     save_checkpoint(&dir, |tmp| {
         model.write(tmp, latent)?;
-        opt.save(&tmp.join("optimizer.safetensors"))?;
+        crate::optim::save_state(&opt_state, &tmp.join("optimizer.safetensors"))?;
         write_json(&tmp.join("trainer_state.json"), state)
     })?;
     tracing::info!("saved {}", dir.display());

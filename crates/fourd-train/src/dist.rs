@@ -26,6 +26,31 @@ pub trait Collective: Send + Sync {
     /// Element-wise sum over ranks of a float32 tensor (one flat buffer per step). The default
     /// goes through host memory; NCCL keeps it on the device.
     fn all_reduce_tensor(&self, t: &Tensor) -> Result<Tensor>;
+
+    /// The sum over ranks of a flat float32 tensor of `world_size * chunk` elements, of which
+    /// this rank receives its `chunk` (rank r: elements `r*chunk..(r+1)*chunk`). ZeRO's gradient
+    /// reduction. The default sums everything everywhere and keeps the chunk.
+    fn reduce_scatter_tensor(&self, t: &Tensor) -> Result<Tensor> {
+        let chunk = t.elem_count() / self.world_size();
+        Ok(self
+            .all_reduce_tensor(t)?
+            .narrow(0, self.rank() * chunk, chunk)?)
+    }
+
+    /// Every rank's flat float32 chunk (all of one length), concatenated in rank order, on every
+    /// rank. ZeRO's parameter broadcast. The default sums zero-padded copies.
+    fn all_gather_tensor(&self, t: &Tensor) -> Result<Tensor> {
+        let (n, world) = (t.elem_count(), self.world_size());
+        let mut parts = Vec::with_capacity(world);
+        for r in 0..world {
+            parts.push(if r == self.rank() {
+                t.to_dtype(DType::F32)?.flatten_all()?
+            } else {
+                Tensor::zeros(n, DType::F32, t.device())?
+            });
+        }
+        self.all_reduce_tensor(&Tensor::cat(&parts, 0)?)
+    }
 }
 
 /// The process group a trainer runs in (one process when alone).
@@ -98,6 +123,19 @@ impl ProcessGroup {
             )));
         }
         Ok(())
+    }
+
+    /// The collective itself, when there are other ranks.
+    pub fn collective(&self) -> Option<&Arc<dyn Collective>> {
+        self.0.as_ref()
+    }
+
+    /// Each rank's `count`, on every rank (rank order).
+    pub fn counts(&self, count: usize) -> Result<Vec<usize>> {
+        let mut v = vec![0f64; self.world_size()];
+        v[self.rank()] = count as f64;
+        self.sum_f64(&mut v)?;
+        Ok(v.into_iter().map(|c| c as usize).collect())
     }
 
     /// Sums the gradients of `vars` over ranks. A rank that used no record passes `None`; a
@@ -362,6 +400,91 @@ impl Collective for TcpGroup {
         self.sum_floats(&mut host)?;
         Ok(Tensor::from_vec(host, t.shape(), t.device())?)
     }
+
+    fn reduce_scatter_tensor(&self, t: &Tensor) -> Result<Tensor> {
+        let host = t.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?;
+        let mine = self.reduce_scatter_f32(&host)?;
+        let n = mine.len();
+        Ok(Tensor::from_vec(mine, n, t.device())?)
+    }
+
+    fn all_gather_tensor(&self, t: &Tensor) -> Result<Tensor> {
+        let host = t.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?;
+        let all = self.all_gather_f32(&host)?;
+        let n = all.len();
+        Ok(Tensor::from_vec(all, n, t.device())?)
+    }
+}
+
+fn f32_bytes(v: &[f32]) -> Vec<u8> {
+    v.iter().flat_map(|x| x.to_le_bytes()).collect()
+}
+
+fn bytes_f32(b: &[u8]) -> Vec<f32> {
+    b.chunks_exact(4)
+        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+        .collect()
+}
+
+impl TcpGroup {
+    /// Reduce-scatter through rank 0: it adds every rank's buffer in rank order (the same bits
+    /// as [`TcpGroup::sum_floats`]) and sends each rank only its chunk.
+    fn reduce_scatter_f32(&self, full: &[f32]) -> Result<Vec<f32>> {
+        let chunk = full.len() / self.world_size;
+        let mut links = self
+            .links
+            .lock()
+            .map_err(|_| TrainError::Config("a collective panicked".into()))?;
+        if self.rank == 0 {
+            let mut sum = full.to_vec();
+            let mut buf = vec![0u8; full.len() * 4];
+            for (k, s) in links.iter_mut().enumerate() {
+                read_frame(s, &mut buf).map_err(|e| self.lost(k + 1, e))?;
+                for (a, b) in sum.iter_mut().zip(bytes_f32(&buf)) {
+                    *a += b;
+                }
+            }
+            for (k, s) in links.iter_mut().enumerate() {
+                let part = &sum[(k + 1) * chunk..(k + 2) * chunk];
+                write_frame(s, &f32_bytes(part)).map_err(|e| self.lost(k + 1, e))?;
+            }
+            sum.truncate(chunk);
+            Ok(sum)
+        } else {
+            let s = &mut links[0];
+            write_frame(s, &f32_bytes(full)).map_err(|e| self.lost(0, e))?;
+            let mut buf = vec![0u8; chunk * 4];
+            read_frame(s, &mut buf).map_err(|e| self.lost(0, e))?;
+            Ok(bytes_f32(&buf))
+        }
+    }
+
+    /// All-gather through rank 0: it collects the chunks in rank order and sends the whole.
+    fn all_gather_f32(&self, mine: &[f32]) -> Result<Vec<f32>> {
+        let total = mine.len() * self.world_size;
+        let mut links = self
+            .links
+            .lock()
+            .map_err(|_| TrainError::Config("a collective panicked".into()))?;
+        if self.rank == 0 {
+            let mut all = f32_bytes(mine);
+            let mut buf = vec![0u8; mine.len() * 4];
+            for (k, s) in links.iter_mut().enumerate() {
+                read_frame(s, &mut buf).map_err(|e| self.lost(k + 1, e))?;
+                all.extend_from_slice(&buf);
+            }
+            for (k, s) in links.iter_mut().enumerate() {
+                write_frame(s, &all).map_err(|e| self.lost(k + 1, e))?;
+            }
+            Ok(bytes_f32(&all))
+        } else {
+            let s = &mut links[0];
+            write_frame(s, &f32_bytes(mine)).map_err(|e| self.lost(0, e))?;
+            let mut buf = vec![0u8; total * 4];
+            read_frame(s, &mut buf).map_err(|e| self.lost(0, e))?;
+            Ok(bytes_f32(&buf))
+        }
+    }
 }
 
 /// Floats as they travel: little-endian bytes.
@@ -573,6 +696,82 @@ pub mod nccl {
         }
     }
 
+    struct ReduceScatterSum<'a>(&'a SharedComm, usize);
+
+    impl CustomOp1 for ReduceScatterSum<'_> {
+        fn name(&self) -> &'static str {
+            "nccl-reduce-scatter-sum"
+        }
+
+        fn cpu_fwd(
+            &self,
+            _: &candle_core::CpuStorage,
+            _: &Layout,
+        ) -> candle_core::Result<(candle_core::CpuStorage, Shape)> {
+            candle_core::bail!("NCCL reduce-scatter needs a CUDA tensor")
+        }
+
+        fn cuda_fwd(
+            &self,
+            s: &CudaStorage,
+            l: &Layout,
+        ) -> candle_core::Result<(CudaStorage, Shape)> {
+            let (start, end) = l.contiguous_offsets().ok_or_else(|| {
+                candle_core::Error::Msg("reduce-scatter of a strided tensor".into())
+            })?;
+            let chunk = (end - start) / self.1;
+            let src = s.as_cuda_slice::<f32>()?.slice(start..end);
+            let dev = s.device().clone();
+            let mut dst = dev.alloc_zeros::<f32>(chunk)?;
+            let comm = self
+                .0
+                 .0
+                .lock()
+                .map_err(|_| candle_core::Error::Msg("NCCL communicator poisoned".into()))?;
+            comm.reduce_scatter(&src, &mut dst, &ReduceOp::Sum)
+                .map_err(|e| candle_core::Error::Msg(format!("NCCL reduce-scatter: {e:?}")))?;
+            Ok((CudaStorage::wrap_cuda_slice(dst, dev), Shape::from(chunk)))
+        }
+    }
+
+    struct AllGather<'a>(&'a SharedComm, usize);
+
+    impl CustomOp1 for AllGather<'_> {
+        fn name(&self) -> &'static str {
+            "nccl-all-gather"
+        }
+
+        fn cpu_fwd(
+            &self,
+            _: &candle_core::CpuStorage,
+            _: &Layout,
+        ) -> candle_core::Result<(candle_core::CpuStorage, Shape)> {
+            candle_core::bail!("NCCL all-gather needs a CUDA tensor")
+        }
+
+        fn cuda_fwd(
+            &self,
+            s: &CudaStorage,
+            l: &Layout,
+        ) -> candle_core::Result<(CudaStorage, Shape)> {
+            let (start, end) = l
+                .contiguous_offsets()
+                .ok_or_else(|| candle_core::Error::Msg("all-gather of a strided tensor".into()))?;
+            let total = (end - start) * self.1;
+            let src = s.as_cuda_slice::<f32>()?.slice(start..end);
+            let dev = s.device().clone();
+            let mut dst = dev.alloc_zeros::<f32>(total)?;
+            let comm = self
+                .0
+                 .0
+                .lock()
+                .map_err(|_| candle_core::Error::Msg("NCCL communicator poisoned".into()))?;
+            comm.all_gather(&src, &mut dst)
+                .map_err(|e| candle_core::Error::Msg(format!("NCCL all-gather: {e:?}")))?;
+            Ok((CudaStorage::wrap_cuda_slice(dst, dev), Shape::from(total)))
+        }
+    }
+
     impl Collective for NcclGroup {
         fn rank(&self) -> usize {
             self.tcp.rank()
@@ -589,6 +788,17 @@ pub mod nccl {
         fn all_reduce_tensor(&self, t: &Tensor) -> Result<Tensor> {
             let t = t.to_dtype(candle_core::DType::F32)?.contiguous()?;
             Ok(t.apply_op1_no_bwd(&AllReduceSum(&self.comm))?)
+        }
+
+        fn reduce_scatter_tensor(&self, t: &Tensor) -> Result<Tensor> {
+            let t = t.to_dtype(candle_core::DType::F32)?.flatten_all()?.contiguous()?;
+            let op = ReduceScatterSum(&self.comm, self.world_size());
+            Ok(t.apply_op1_no_bwd(&op)?)
+        }
+
+        fn all_gather_tensor(&self, t: &Tensor) -> Result<Tensor> {
+            let t = t.to_dtype(candle_core::DType::F32)?.flatten_all()?.contiguous()?;
+            Ok(t.apply_op1_no_bwd(&AllGather(&self.comm, self.world_size()))?)
         }
     }
 }
@@ -614,6 +824,32 @@ pub fn connect(rv: &Rendezvous, device: &candle_core::Device) -> Result<Arc<dyn 
     Ok(Arc::new(TcpGroup::connect(rv)?))
 }
 
+/// `world` TCP groups on this machine, one per would-be rank (for tests).
+#[cfg(test)]
+pub(crate) fn test_groups(world: usize) -> Vec<TcpGroup> {
+    let port = TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .unwrap_or(29512);
+    let master = format!("127.0.0.1:{port}");
+    let handles: Vec<_> = (0..world)
+        .map(|rank| {
+            let rv = Rendezvous {
+                rank,
+                world_size: world,
+                local_rank: rank,
+                master: master.clone(),
+                timeout: Duration::from_secs(20),
+            };
+            std::thread::spawn(move || TcpGroup::connect(&rv))
+        })
+        .collect();
+    handles
+        .into_iter()
+        .map(|h| h.join().expect("thread").expect("connect"))
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -626,23 +862,7 @@ mod tests {
     }
 
     fn groups(world: usize) -> Vec<TcpGroup> {
-        let master = format!("127.0.0.1:{}", free_port());
-        let handles: Vec<_> = (0..world)
-            .map(|rank| {
-                let rv = Rendezvous {
-                    rank,
-                    world_size: world,
-                    local_rank: rank,
-                    master: master.clone(),
-                    timeout: Duration::from_secs(20),
-                };
-                std::thread::spawn(move || TcpGroup::connect(&rv))
-            })
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| h.join().expect("thread").expect("connect"))
-            .collect()
+        test_groups(world)
     }
 
     #[test]
@@ -742,6 +962,34 @@ mod tests {
                 vec![1.0; 4]
             );
             assert!(g[2].is_none(), "no rank had a gradient for w2");
+        }
+    }
+
+    /// Reduce-scatter and all-gather over 3 ranks: each rank's chunk of the sum, and every
+    /// chunk on every rank.
+    #[test]
+    fn reduce_scatter_and_all_gather() {
+        let handles: Vec<_> = groups(3)
+            .into_iter()
+            .map(|g| {
+                std::thread::spawn(move || {
+                    let r = g.rank() as f32;
+                    let dev = candle_core::Device::Cpu;
+                    let full: Vec<f32> = (0..6).map(|i| i as f32 + 10.0 * r).collect();
+                    let t = Tensor::new(full.as_slice(), &dev).expect("t");
+                    let mine = g.reduce_scatter_tensor(&t).expect("rs").to_vec1::<f32>().expect("v");
+                    let chunk = Tensor::new(&[r, r + 0.5], &dev).expect("c");
+                    let all = g.all_gather_tensor(&chunk).expect("ag").to_vec1::<f32>().expect("v");
+                    (g.rank(), mine, all)
+                })
+            })
+            .collect();
+        for h in handles {
+            let (rank, mine, all) = h.join().expect("rank");
+            // Sum over ranks of i + 10 r is 3 i + 30; rank r gets elements 2r, 2r + 1.
+            let want: Vec<f32> = (2 * rank..2 * rank + 2).map(|i| 3.0 * i as f32 + 30.0).collect();
+            assert_eq!(mine, want);
+            assert_eq!(all, vec![0.0, 0.5, 1.0, 1.5, 2.0, 2.5]);
         }
     }
 

@@ -24,7 +24,7 @@ use crate::dift::epoch_order;
 use crate::error::{Result, TrainError};
 use crate::grpo_core::{completion_logprobs, grpo_term, Objective, Rollout};
 use crate::optim::{
-    accumulate, backward_grads, clip_coefficient, grad_norm, AdamW, AdamWConfig, LinearSchedule,
+    backward_grads, AdamWConfig, LinearSchedule,
 };
 use crate::rewards::{default_rewards, group_advantages, AnswerKey, Reward};
 use crate::rl_data::{load_rl_frames, read_rl_jsonl, rl_prompt};
@@ -79,6 +79,8 @@ pub struct GrpoConfig {
     /// Train a LoRA adapter on the frozen `model`; the KL reference is then that model itself
     /// (the policy without its adapter, sharing its weights) unless `reference` says otherwise.
     pub lora: Option<fourd_model::lora::LoraSettings>,
+    /// Shard the optimiser state (and, at stage 2, the accumulated gradients) over the group.
+    pub zero: Option<crate::zero::ZeroStage>,
 }
 
 impl GrpoConfig {
@@ -124,6 +126,7 @@ impl GrpoConfig {
             overwrite: false,
             gradient_checkpointing: false,
             lora: None,
+            zero: None,
         }
     }
 }
@@ -301,7 +304,7 @@ struct GrpoTrainer<'a> {
     checkpoint_grads: Option<fourd_model::text::CheckpointGrads>,
     reference: Option<Qwen25VL>,
     latent: LatentTokens,
-    opt: AdamW,
+    opt: crate::zero::Optimizer,
     records: Vec<McQuestion>,
     schedule: LinearSchedule,
     total_steps: u64,
@@ -350,7 +353,7 @@ impl<'a> GrpoTrainer<'a> {
             ))
         })?;
         let vars = model.vars.clone();
-        let mut opt = AdamW::new(vars.clone(), cfg.optim)?;
+        let mut opt = crate::zero::Optimizer::new(vars.clone(), cfg.optim, cfg.zero, &cfg.group)?;
         if let Some(d) = &resume_dir {
             opt.load(&d.join("optimizer.safetensors"))?;
         }
@@ -639,11 +642,19 @@ impl<'a> GrpoTrainer<'a> {
         adv: &[Option<f64>],
         b: &PreparedBatch,
         obj: Objective,
-        acc: &mut Option<crate::optim::Grads>,
+        acc: &mut crate::zero::StepGradients,
         stats: &mut [f64; 5],
     ) -> Result<()> {
         let cfg = self.cfg;
         let params = self.pipe.rope_params();
+        // ZeRO-2 reduces after every pass, a collective: every rank takes as many slots as the
+        // rank with the most rows, empty ones past its own.
+        if self.opt.reduces_per_micro_batch() {
+            let most = cfg.group.counts(b.active.len())?.into_iter().max().unwrap_or(0);
+            for _ in b.active.len()..most {
+                self.opt.accumulate(acc, None)?;
+            }
+        }
         for (k, &i) in b.active.iter().enumerate() {
             let logp = completion_logprobs(
                 &self.pipe.model,
@@ -676,6 +687,7 @@ impl<'a> GrpoTrainer<'a> {
                     "non-finite loss on a completion; skipped ({} so far)",
                     self.state.nan_skipped
                 );
+                self.opt.accumulate(acc, None)?;
                 continue;
             }
             let parts = [
@@ -688,14 +700,12 @@ impl<'a> GrpoTrainer<'a> {
             for (s, v) in stats.iter_mut().zip(parts) {
                 *s += v;
             }
-            accumulate(
-                acc,
-                backward_grads(
-                    &term.backward()?,
-                    self.checkpoint_grads.as_ref(),
-                    &self.vars,
-                )?,
+            let grads = backward_grads(
+                &term.backward()?,
+                self.checkpoint_grads.as_ref(),
+                &self.vars,
             )?;
+            self.opt.accumulate(acc, Some(grads))?;
         }
         Ok(())
     }
@@ -714,7 +724,7 @@ impl<'a> GrpoTrainer<'a> {
             epsilon: cfg.epsilon,
             beta: cfg.beta,
         };
-        let mut acc = None;
+        let mut acc = crate::zero::StepGradients::default();
         // loss, kl, clipped, ratio, tokens
         let mut stats = [0f64; 5];
         // LoRA dropout in the training passes only (rollouts and the reference never drop).
@@ -723,14 +733,14 @@ impl<'a> GrpoTrainer<'a> {
         self.model.set_dropout(false);
         passes?;
         cfg.group.sum_f64(&mut stats)?;
-        let Some(grads) = cfg.group.sum_grads(acc, &self.vars)? else {
+        let Some(grads) = self.opt.sum(acc)? else {
             return Ok(false);
         };
         let [loss_sum, kl_sum, clipped, ratio_sum, toks] = stats;
-        let norm = grad_norm(&grads)?;
+        let norm = self.opt.grad_norm(&grads)?;
         let lr = self.schedule.lr(self.state.global_step);
         self.opt
-            .step(&grads, lr, clip_coefficient(norm, cfg.max_grad_norm))?;
+            .step(&grads, lr, 1.0, norm, cfg.max_grad_norm)?;
         self.state.global_step += 1;
         self.state.examples_seen += b.n_active as u64;
         log.step = self.state.global_step;
@@ -780,7 +790,8 @@ impl<'a> GrpoTrainer<'a> {
             cfg.save_steps,
         );
         self.halted = at.halted;
-        if cfg.group.is_main() && (at.checkpoint_due || at.halted) {
+        // Every rank takes part: a sharded optimiser's state is gathered first.
+        if at.checkpoint_due || at.halted {
             save(cfg, &self.model, &self.latent, &self.opt, &self.state)?;
         }
         Ok(at.finished || at.halted)
@@ -816,13 +827,16 @@ fn save(
     cfg: &GrpoConfig,
     model: &crate::trainable::TrainingModel,
     latent: &LatentTokens,
-    opt: &AdamW,
+    opt: &crate::zero::Optimizer,
     state: &TrainerState,
 ) -> Result<()> {
+    let Some(opt_state) = opt.state_for_save(cfg.group.is_main())? else {
+        return Ok(());
+    };
     let dir = cfg.out.join(format!("checkpoint-{}", state.global_step));
     save_checkpoint(&dir, |tmp| {
         model.write(tmp, latent)?;
-        opt.save(&tmp.join("optimizer.safetensors"))?;
+        crate::optim::save_state(&opt_state, &tmp.join("optimizer.safetensors"))?;
         write_json(&tmp.join("trainer_state.json"), state)
     })?;
     if let Some(limit) = cfg.save_total_limit {

@@ -15,6 +15,7 @@ mod flags;
 pub mod grpo;
 pub mod grpo_core;
 pub mod loss;
+pub mod memory;
 pub mod optim;
 mod optim_kernels;
 pub mod params;
@@ -24,6 +25,7 @@ pub mod run_folder;
 pub mod tensorboard;
 pub mod tiny;
 pub mod trainable;
+pub mod zero;
 
 pub use dift::{train_dift, DiftConfig, DiftSummary};
 pub use dist::ProcessGroup;

@@ -62,30 +62,12 @@ impl Slot {
         lr: f64,
         grad_scale: f64,
     ) -> Result<()> {
-        let bc1 = 1.0 - c.beta1.powi(step as i32);
-        let bc2 = 1.0 - c.beta2.powi(step as i32);
-        // Nothing below may record a graph: the moments and master weights live across steps,
-        // and a recorded graph would keep every step's temporaries (see `collect_grads`).
-        let g = g.detach().to_dtype(DType::F32)?;
-        let g = if grad_scale != 1.0 {
-            (g * grad_scale)?
-        } else {
-            g
-        };
-        self.m = ((&self.m * c.beta1)? + (&g * (1.0 - c.beta1))?)?;
-        self.v = ((&self.v * c.beta2)? + (g.sqr()? * (1.0 - c.beta2))?)?;
         let p = match &self.master {
             Some(m) => m.clone(),
             None => self.var.as_tensor().detach().to_dtype(DType::F32)?,
         };
-        let p = if self.decay {
-            (p * (1.0 - lr * c.weight_decay))?
-        } else {
-            p
-        };
-        let denom = ((&self.v / bc2)?.sqrt()? + c.eps)?;
-        let update = ((&self.m / bc1)? / denom)?;
-        let p = (p - (update * lr)?)?;
+        let (m, v, p) = composed_update(c, step, g, lr, grad_scale, self.decay, &self.m, &self.v, p)?;
+        (self.m, self.v) = (m, v);
         if self.master.is_some() {
             self.var.set(&p.to_dtype(self.var.dtype())?)?;
             self.master = Some(p);
@@ -94,6 +76,43 @@ impl Slot {
         }
         Ok(())
     }
+}
+
+/// One AdamW update in candle's tensor ops: the new `(m, v, p)` from float32 moments `m`, `v`,
+/// weights `p` and gradient `g` (any float dtype; multiplied by `grad_scale` first).
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn composed_update(
+    c: &AdamWConfig,
+    step: u64,
+    g: &Tensor,
+    lr: f64,
+    grad_scale: f64,
+    decay: bool,
+    m: &Tensor,
+    v: &Tensor,
+    p: Tensor,
+) -> Result<(Tensor, Tensor, Tensor)> {
+    let bc1 = 1.0 - c.beta1.powi(step as i32);
+    let bc2 = 1.0 - c.beta2.powi(step as i32);
+    // Nothing below may record a graph: the moments and master weights live across steps,
+    // and a recorded graph would keep every step's temporaries (see `collect_grads`).
+    let g = g.detach().to_dtype(DType::F32)?;
+    let g = if grad_scale != 1.0 {
+        (g * grad_scale)?
+    } else {
+        g
+    };
+    let m = ((m * c.beta1)? + (&g * (1.0 - c.beta1))?)?;
+    let v = ((v * c.beta2)? + (g.sqr()? * (1.0 - c.beta2))?)?;
+    let p = if decay {
+        (p * (1.0 - lr * c.weight_decay))?
+    } else {
+        p
+    };
+    let denom = ((&v / bc2)?.sqrt()? + c.eps)?;
+    let update = ((&m / bc1)? / denom)?;
+    let p = (p - (update * lr)?)?;
+    Ok((m, v, p))
 }
 
 pub struct AdamW {
@@ -159,8 +178,22 @@ impl AdamW {
         Ok(())
     }
 
+    /// The variables it updates, by name, in order.
+    pub fn vars(&self) -> Vec<(String, Var)> {
+        self.slots
+            .iter()
+            .map(|s| (s.name.clone(), s.var.clone()))
+            .collect()
+    }
+
     /// Writes moments and step to a safetensors file (`m.<name>`, `v.<name>`, `step`).
     pub fn save(&self, path: &Path) -> Result<()> {
+        save_state(&self.state()?, path)
+    }
+
+    /// The state as it is saved: `m.<name>`, `v.<name>`, `master.<name>` (half-precision
+    /// parameters only) and `step`, on the CPU.
+    pub fn state(&self) -> Result<HashMap<String, Tensor>> {
         let mut map: HashMap<String, Tensor> = HashMap::new();
         for s in &self.slots {
             map.insert(format!("m.{}", s.name), s.m.to_device(&Device::Cpu)?);
@@ -173,8 +206,7 @@ impl AdamW {
             "step".into(),
             Tensor::new(&[self.step as i64], &Device::Cpu)?,
         );
-        candle_core::safetensors::save(&map, path)
-            .map_err(|e| TrainError::checkpoint(path, e.to_string()))
+        Ok(map)
     }
 
     pub fn load(&mut self, path: &Path) -> Result<()> {
@@ -213,6 +245,12 @@ impl AdamW {
         self.step = get("step")?.to_vec1::<i64>()?.first().copied().unwrap_or(0) as u64;
         Ok(())
     }
+}
+
+/// Writes optimiser state ([`AdamW::state`]'s layout) to a safetensors file.
+pub fn save_state(map: &HashMap<String, Tensor>, path: &Path) -> Result<()> {
+    candle_core::safetensors::save(map, path)
+        .map_err(|e| TrainError::checkpoint(path, e.to_string()))
 }
 
 /// Learning-rate schedule of `get_linear_schedule_with_warmup`: the rate for optimiser step
@@ -297,7 +335,7 @@ const REDUCE_COLS: usize = 4096;
 /// and bf16; otherwise tensor ops reduce in two stages, because candle's CUDA reduction runs one
 /// thread block per output element and a single `sum_all` over a 311M-element embedding would run
 /// on one of the GPU's 132 SMs.
-fn sum_of_squares(t: &Tensor) -> Result<Tensor> {
+pub(crate) fn sum_of_squares(t: &Tensor) -> Result<Tensor> {
     if SumOfSquares::handles(t) {
         return Ok(t.detach().apply_op1_no_bwd(&SumOfSquares)?.sum_all()?);
     }
