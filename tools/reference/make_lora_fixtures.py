@@ -37,8 +37,13 @@ import subprocess
 import sys
 from pathlib import Path
 
-import torch
-from safetensors.torch import load_file, save_file
+# peft keeps a list `target_modules` as a set, which it writes in hash order: fix the seed so that
+# two runs write the same file.
+if os.environ.get("PYTHONHASHSEED") != "0":
+    os.execve(sys.executable, [sys.executable, *sys.argv], {**os.environ, "PYTHONHASHSEED": "0"})
+
+import torch  # noqa: E402
+from safetensors.torch import load_file, save_file  # noqa: E402
 
 torch.set_num_threads(1)
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
