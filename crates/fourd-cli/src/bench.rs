@@ -52,7 +52,12 @@ pub enum ReleasedSize {
 #[derive(Args, Debug)]
 pub struct BenchMemoryArgs {
     /// Qwen2.5-VL-3B- or 7B-Instruct's shapes.
-    #[arg(long, value_enum, required_unless_present = "model", conflicts_with = "model")]
+    #[arg(
+        long,
+        value_enum,
+        required_unless_present = "model",
+        conflicts_with = "model"
+    )]
     pub size: Option<ReleasedSize>,
     /// Or a checkpoint folder whose config.json gives the shapes.
     #[arg(long)]
@@ -318,7 +323,14 @@ fn bench_memory(a: BenchMemoryArgs) -> Result<()> {
         },
         a.world,
         match a.zero {
-            Some(z) => format!(", ZeRO-{}", if z == fourd_train::zero::ZeroStage::One { 1 } else { 2 }),
+            Some(z) => format!(
+                ", ZeRO-{}",
+                if z == fourd_train::zero::ZeroStage::One {
+                    1
+                } else {
+                    2
+                }
+            ),
             None => String::new(),
         },
         a.dtype.as_str(),

@@ -17,7 +17,9 @@ fn dataset(dir: &Path) -> PathBuf {
         v.as_array()
             .unwrap()
             .iter()
-            .map(|p| serde_json::Value::String(root.join(p.as_str().unwrap()).display().to_string()))
+            .map(|p| {
+                serde_json::Value::String(root.join(p.as_str().unwrap()).display().to_string())
+            })
             .collect()
     };
     let mut out = String::new();
@@ -44,8 +46,21 @@ fn dataset(dir: &Path) -> PathBuf {
 fn train(cwd: &Path, out: &str, extra: &[&str]) -> String {
     let model = fixture_model();
     let mut args = vec![
-        "train", "dift", "--model", model.to_str().unwrap(), "--data", "data.jsonl", "--out", out,
-        "--lr", "1e-3", "--warmup-steps", "0", "--epochs", "2", "--no-progress",
+        "train",
+        "dift",
+        "--model",
+        model.to_str().unwrap(),
+        "--data",
+        "data.jsonl",
+        "--out",
+        out,
+        "--lr",
+        "1e-3",
+        "--warmup-steps",
+        "0",
+        "--epochs",
+        "2",
+        "--no-progress",
     ];
     args.extend_from_slice(extra);
     ok(out, &fourd_in(cwd, &args))
@@ -80,9 +95,18 @@ fn zero_1_and_2_over_2_and_3_ranks_train_as_one_process() {
     train(&cwd, "single", &["--grad-accum", "6"]);
     let moved = diff(&cwd.join("single"), &fixture_model());
     assert!(moved > 1e-4, "training changed the weights ({moved})");
-    for (stage, ranks, accum) in [("1", "2", "3"), ("2", "2", "3"), ("1", "3", "2"), ("2", "3", "2")] {
+    for (stage, ranks, accum) in [
+        ("1", "2", "3"),
+        ("2", "2", "3"),
+        ("1", "3", "2"),
+        ("2", "3", "2"),
+    ] {
         let out = format!("zero{stage}-{ranks}");
-        train(&cwd, &out, &["--zero", stage, "--nproc", ranks, "--grad-accum", accum]);
+        train(
+            &cwd,
+            &out,
+            &["--zero", stage, "--nproc", ranks, "--grad-accum", accum],
+        );
         let d = diff(&cwd.join("single"), &cwd.join(&out));
         println!("ZeRO-{stage} over {ranks} rank processes vs 1 process: max |weight diff| {d:e}");
         assert!(d <= 1e-5, "ZeRO-{stage} over {ranks} ranks differs by {d}");
@@ -95,21 +119,37 @@ fn a_zero_run_saved_on_3_ranks_resumes_on_2_and_on_1() {
     dataset(&cwd);
     let three = ["--zero", "2", "--nproc", "3", "--grad-accum", "2"];
     train(&cwd, "whole", &three);
-    assert!(diff(&cwd.join("whole"), &fixture_model()) > 1e-4, "the run trained");
+    assert!(
+        diff(&cwd.join("whole"), &fixture_model()) > 1e-4,
+        "the run trained"
+    );
     let mut halted = three.to_vec();
     halted.extend(["--save-steps", "1", "--halt-after", "1"]);
     train(&cwd, "halted", &halted);
     let ckpt = cwd.join("halted/checkpoint-1");
     assert!(ckpt.join("optimizer.safetensors").exists());
     // The state is saved whole, in the unsharded layout: every tensor's moments in one file.
-    let state = candle_core::safetensors::load(ckpt.join("optimizer.safetensors"), &candle_core::Device::Cpu).unwrap();
+    let state = candle_core::safetensors::load(
+        ckpt.join("optimizer.safetensors"),
+        &candle_core::Device::Cpu,
+    )
+    .unwrap();
     let model = weights(&fixture_model());
-    for name in model.keys().filter(|k| !k.starts_with("visual.") && !k.starts_with("model.visual.")) {
+    for name in model
+        .keys()
+        .filter(|k| !k.starts_with("visual.") && !k.starts_with("model.visual."))
+    {
         let canonical = name.replace("model.language_model.", "model.");
-        assert!(state.contains_key(&format!("m.{canonical}")), "m.{canonical} missing");
+        assert!(
+            state.contains_key(&format!("m.{canonical}")),
+            "m.{canonical} missing"
+        );
     }
     for (name, extra) in [
-        ("on-2", vec!["--zero", "2", "--nproc", "2", "--grad-accum", "3"]),
+        (
+            "on-2",
+            vec!["--zero", "2", "--nproc", "2", "--grad-accum", "3"],
+        ),
         ("on-1", vec!["--grad-accum", "6"]),
     ] {
         copy_tree(&cwd.join("halted"), &cwd.join(name));
@@ -117,7 +157,9 @@ fn a_zero_run_saved_on_3_ranks_resumes_on_2_and_on_1() {
         args.extend(["--save-steps", "1", "--resume", name]);
         train(&cwd, name, &args);
         let d = diff(&cwd.join("whole"), &cwd.join(name));
-        println!("saved on 3 ranks (ZeRO-2), resumed {name}: max |weight diff| vs uninterrupted {d:e}");
+        println!(
+            "saved on 3 ranks (ZeRO-2), resumed {name}: max |weight diff| vs uninterrupted {d:e}"
+        );
         assert!(d <= 1e-5, "resumed {name} differs by {d}");
     }
     // Another number of examples per step is another run.
@@ -126,9 +168,25 @@ fn a_zero_run_saved_on_3_ranks_resumes_on_2_and_on_1() {
     let o = fourd_in(
         &cwd,
         &[
-            "train", "dift", "--model", model.to_str().unwrap(), "--data", "data.jsonl", "--out",
-            "other", "--lr", "1e-3", "--warmup-steps", "0", "--epochs", "2", "--no-progress",
-            "--grad-accum", "2", "--resume", "other",
+            "train",
+            "dift",
+            "--model",
+            model.to_str().unwrap(),
+            "--data",
+            "data.jsonl",
+            "--out",
+            "other",
+            "--lr",
+            "1e-3",
+            "--warmup-steps",
+            "0",
+            "--epochs",
+            "2",
+            "--no-progress",
+            "--grad-accum",
+            "2",
+            "--resume",
+            "other",
         ],
     );
     assert!(!o.status.success());
@@ -149,13 +207,25 @@ fn a_lora_adapter_trains_the_same_under_zero_2() {
     sharded.extend(["--grad-accum", "3", "--nproc", "2", "--zero", "2"]);
     train(&cwd, "sharded", &sharded);
     let load = |d: &str| {
-        candle_core::safetensors::load(cwd.join(d).join("adapter_model.safetensors"), &candle_core::Device::Cpu)
-            .unwrap()
+        candle_core::safetensors::load(
+            cwd.join(d).join("adapter_model.safetensors"),
+            &candle_core::Device::Cpu,
+        )
+        .unwrap()
     };
     let (a, b) = (load("single"), load("sharded"));
     let d = a
         .iter()
-        .map(|(k, t)| (t - &b[k]).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap())
+        .map(|(k, t)| {
+            (t - &b[k])
+                .unwrap()
+                .abs()
+                .unwrap()
+                .max_all()
+                .unwrap()
+                .to_scalar::<f32>()
+                .unwrap()
+        })
         .fold(0f32, f32::max);
     println!("LoRA, ZeRO-2 over 2 ranks vs 1 process: max |adapter diff| {d:e}");
     assert!(d <= 1e-5, "differs by {d}");
@@ -171,15 +241,38 @@ fn bench_memory_accounts_per_rank() {
         let mut a = vec!["bench", "memory"];
         a.extend_from_slice(args);
         let out = ok("bench memory", &fourd_in(&cwd, &a));
-        for cat in ["weights", "gradients", "AdamW moments", "activations", "fits a 80 GB GPU"] {
+        for cat in [
+            "weights",
+            "gradients",
+            "AdamW moments",
+            "activations",
+            "fits a 80 GB GPU",
+        ] {
             assert!(out.contains(cat), "{cat} missing: {out}");
         }
-        let line = out.lines().find(|l| l.trim_start().starts_with("total")).unwrap();
+        let line = out
+            .lines()
+            .find(|l| l.trim_start().starts_with("total"))
+            .unwrap();
         line.split_whitespace().nth(1).unwrap().parse().unwrap()
     };
     let full = total(&["--size", "7b", "--gradient-checkpointing"]);
-    let zero2 = total(&["--size", "7b", "--world", "8", "--zero", "2", "--gradient-checkpointing"]);
-    let lora = total(&["--size", "7b", "--lora-rank", "16", "--gradient-checkpointing"]);
+    let zero2 = total(&[
+        "--size",
+        "7b",
+        "--world",
+        "8",
+        "--zero",
+        "2",
+        "--gradient-checkpointing",
+    ]);
+    let lora = total(&[
+        "--size",
+        "7b",
+        "--lora-rank",
+        "16",
+        "--gradient-checkpointing",
+    ]);
     assert!(zero2 < full && lora < zero2, "{full} {zero2} {lora}");
     // A checkpoint folder's own shapes.
     let model = fixture_model();

@@ -35,9 +35,9 @@ use crate::dist::ProcessGroup;
 use crate::error::{Result, TrainError};
 use crate::loss::{dift_loss, LossWeights};
 use crate::optim::{backward_grads, AdamWConfig, LinearSchedule};
-use crate::zero::{Optimizer, StepGradients, SummedGradients, ZeroStage};
 use crate::params::{everything_trains, language_model_trains, TrainableWeights, WeightSource};
 use crate::tensorboard::EventWriter;
+use crate::zero::{Optimizer, StepGradients, SummedGradients, ZeroStage};
 
 #[derive(Clone, Debug)]
 pub struct DiftConfig {

@@ -791,13 +791,19 @@ pub mod nccl {
         }
 
         fn reduce_scatter_tensor(&self, t: &Tensor) -> Result<Tensor> {
-            let t = t.to_dtype(candle_core::DType::F32)?.flatten_all()?.contiguous()?;
+            let t = t
+                .to_dtype(candle_core::DType::F32)?
+                .flatten_all()?
+                .contiguous()?;
             let op = ReduceScatterSum(&self.comm, self.world_size());
             Ok(t.apply_op1_no_bwd(&op)?)
         }
 
         fn all_gather_tensor(&self, t: &Tensor) -> Result<Tensor> {
-            let t = t.to_dtype(candle_core::DType::F32)?.flatten_all()?.contiguous()?;
+            let t = t
+                .to_dtype(candle_core::DType::F32)?
+                .flatten_all()?
+                .contiguous()?;
             Ok(t.apply_op1_no_bwd(&AllGather(&self.comm, self.world_size()))?)
         }
     }
@@ -977,9 +983,17 @@ mod tests {
                     let dev = candle_core::Device::Cpu;
                     let full: Vec<f32> = (0..6).map(|i| i as f32 + 10.0 * r).collect();
                     let t = Tensor::new(full.as_slice(), &dev).expect("t");
-                    let mine = g.reduce_scatter_tensor(&t).expect("rs").to_vec1::<f32>().expect("v");
+                    let mine = g
+                        .reduce_scatter_tensor(&t)
+                        .expect("rs")
+                        .to_vec1::<f32>()
+                        .expect("v");
                     let chunk = Tensor::new(&[r, r + 0.5], &dev).expect("c");
-                    let all = g.all_gather_tensor(&chunk).expect("ag").to_vec1::<f32>().expect("v");
+                    let all = g
+                        .all_gather_tensor(&chunk)
+                        .expect("ag")
+                        .to_vec1::<f32>()
+                        .expect("v");
                     (g.rank(), mine, all)
                 })
             })
@@ -987,7 +1001,9 @@ mod tests {
         for h in handles {
             let (rank, mine, all) = h.join().expect("rank");
             // Sum over ranks of i + 10 r is 3 i + 30; rank r gets elements 2r, 2r + 1.
-            let want: Vec<f32> = (2 * rank..2 * rank + 2).map(|i| 3.0 * i as f32 + 30.0).collect();
+            let want: Vec<f32> = (2 * rank..2 * rank + 2)
+                .map(|i| 3.0 * i as f32 + 30.0)
+                .collect();
             assert_eq!(mine, want);
             assert_eq!(all, vec![0.0, 0.5, 1.0, 1.5, 2.0, 2.5]);
         }

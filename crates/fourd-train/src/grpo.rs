@@ -23,9 +23,7 @@ use crate::checkpoint::{rotate_checkpoints, save_checkpoint, write_json, Trainer
 use crate::dift::epoch_order;
 use crate::error::{Result, TrainError};
 use crate::grpo_core::{completion_logprobs, grpo_term, Objective, Rollout};
-use crate::optim::{
-    backward_grads, AdamWConfig, LinearSchedule,
-};
+use crate::optim::{backward_grads, AdamWConfig, LinearSchedule};
 use crate::rewards::{default_rewards, group_advantages, AnswerKey, Reward};
 use crate::rl_data::{load_rl_frames, read_rl_jsonl, rl_prompt};
 use crate::tensorboard::EventWriter;
@@ -650,7 +648,12 @@ impl<'a> GrpoTrainer<'a> {
         // ZeRO-2 reduces after every pass, a collective: every rank takes as many slots as the
         // rank with the most rows, empty ones past its own.
         if self.opt.reduces_per_micro_batch() {
-            let most = cfg.group.counts(b.active.len())?.into_iter().max().unwrap_or(0);
+            let most = cfg
+                .group
+                .counts(b.active.len())?
+                .into_iter()
+                .max()
+                .unwrap_or(0);
             for _ in b.active.len()..most {
                 self.opt.accumulate(acc, None)?;
             }
@@ -739,8 +742,7 @@ impl<'a> GrpoTrainer<'a> {
         let [loss_sum, kl_sum, clipped, ratio_sum, toks] = stats;
         let norm = self.opt.grad_norm(&grads)?;
         let lr = self.schedule.lr(self.state.global_step);
-        self.opt
-            .step(&grads, lr, 1.0, norm, cfg.max_grad_norm)?;
+        self.opt.step(&grads, lr, 1.0, norm, cfg.max_grad_norm)?;
         self.state.global_step += 1;
         self.state.examples_seen += b.n_active as u64;
         log.step = self.state.global_step;

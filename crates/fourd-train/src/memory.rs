@@ -65,14 +65,29 @@ fn vision_shapes(v: &VisionConfig) -> Vec<(String, Vec<usize>)> {
         out.push((format!("{p}.norm2.weight"), vec![h]));
         linear(&mut out, format!("{p}.attn.qkv"), 3 * h, h);
         linear(&mut out, format!("{p}.attn.proj"), h, h);
-        linear(&mut out, format!("{p}.mlp.gate_proj"), v.intermediate_size, h);
+        linear(
+            &mut out,
+            format!("{p}.mlp.gate_proj"),
+            v.intermediate_size,
+            h,
+        );
         linear(&mut out, format!("{p}.mlp.up_proj"), v.intermediate_size, h);
-        linear(&mut out, format!("{p}.mlp.down_proj"), h, v.intermediate_size);
+        linear(
+            &mut out,
+            format!("{p}.mlp.down_proj"),
+            h,
+            v.intermediate_size,
+        );
     }
     let merged = h * v.spatial_merge_size * v.spatial_merge_size;
     out.push(("visual.merger.ln_q.weight".into(), vec![h]));
     linear(&mut out, "visual.merger.mlp.0".into(), merged, merged);
-    linear(&mut out, "visual.merger.mlp.2".into(), v.out_hidden_size, merged);
+    linear(
+        &mut out,
+        "visual.merger.mlp.2".into(),
+        v.out_hidden_size,
+        merged,
+    );
     out
 }
 
@@ -191,7 +206,12 @@ pub fn estimate(cfg: &Qwen25VlConfig, s: &MemorySetup) -> MemoryEstimate {
         (_, Some(_)) => bucket * 4 + bucket.div_ceil(world) * 4 + largest * 4,
     };
     let frozen = parameters as u64 - if s.lora_rank.is_some() { 0 } else { tr };
-    let weights = frozen * b + if s.lora_rank.is_some() { tr * 4 } else { tr * b };
+    let weights = frozen * b
+        + if s.lora_rank.is_some() {
+            tr * 4
+        } else {
+            tr * b
+        };
     MemoryEstimate {
         parameters,
         trained,

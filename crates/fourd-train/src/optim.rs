@@ -66,7 +66,8 @@ impl Slot {
             Some(m) => m.clone(),
             None => self.var.as_tensor().detach().to_dtype(DType::F32)?,
         };
-        let (m, v, p) = composed_update(c, step, g, lr, grad_scale, self.decay, &self.m, &self.v, p)?;
+        let (m, v, p) =
+            composed_update(c, step, g, lr, grad_scale, self.decay, &self.m, &self.v, p)?;
         (self.m, self.v) = (m, v);
         if self.master.is_some() {
             self.var.set(&p.to_dtype(self.var.dtype())?)?;

@@ -350,7 +350,11 @@ impl ShardedAdamW {
             at = p.shard_start + p.len;
         }
         if self.layout.shard > at {
-            parts.push(Tensor::zeros(self.layout.shard - at, DType::F32, &self.device)?);
+            parts.push(Tensor::zeros(
+                self.layout.shard - at,
+                DType::F32,
+                &self.device,
+            )?);
         }
         Ok(Tensor::cat(&parts, 0)?)
     }
@@ -535,7 +539,10 @@ impl Optimizer {
                     (ZeroStage::Two, None) => s.reduce(None)?,
                     (ZeroStage::One, _) => s.reduce(acc.local.as_ref())?,
                 };
-                Ok(g.present.iter().any(|&p| p).then_some(SummedGradients::Shard(g)))
+                Ok(g.present
+                    .iter()
+                    .any(|&p| p)
+                    .then_some(SummedGradients::Shard(g)))
             }
         }
     }
@@ -615,16 +622,21 @@ mod tests {
 
     fn vars(dev: &Device) -> Vec<(String, Var)> {
         // Sizes that straddle buckets of 4 in every way; one without decay.
-        [("a.weight", 7), ("b.bias", 5), ("c.weight", 13), ("d.weight", 1)]
-            .iter()
-            .map(|(n, k)| {
-                let init: Vec<f32> = (0..*k).map(|i| 0.1 * i as f32 - 0.3).collect();
-                (
-                    n.to_string(),
-                    Var::from_tensor(&Tensor::new(init.as_slice(), dev).unwrap()).unwrap(),
-                )
-            })
-            .collect()
+        [
+            ("a.weight", 7),
+            ("b.bias", 5),
+            ("c.weight", 13),
+            ("d.weight", 1),
+        ]
+        .iter()
+        .map(|(n, k)| {
+            let init: Vec<f32> = (0..*k).map(|i| 0.1 * i as f32 - 0.3).collect();
+            (
+                n.to_string(),
+                Var::from_tensor(&Tensor::new(init.as_slice(), dev).unwrap()).unwrap(),
+            )
+        })
+        .collect()
     }
 
     fn grads(rank: usize, step: usize, vars: &[(String, Var)]) -> Grads {
@@ -683,7 +695,8 @@ mod tests {
                         );
                         for step in 0..3 {
                             let mut acc = StepGradients::default();
-                            o.accumulate(&mut acc, Some(grads(rank, step, &vs))).unwrap();
+                            o.accumulate(&mut acc, Some(grads(rank, step, &vs)))
+                                .unwrap();
                             let g = o.sum(acc).unwrap().unwrap();
                             let norm = o.grad_norm(&g).unwrap() * 0.5;
                             o.step(&g, cfg.lr, 0.5, norm, 1.0).unwrap();
@@ -701,8 +714,20 @@ mod tests {
                 let (got, state) = h.join().unwrap();
                 assert_eq!(got, want, "{stage:?}");
                 for (k, t) in &want_state {
-                    let a = t.flatten_all().unwrap().to_dtype(DType::F64).unwrap().to_vec1::<f64>().unwrap();
-                    let b = state[k].flatten_all().unwrap().to_dtype(DType::F64).unwrap().to_vec1::<f64>().unwrap();
+                    let a = t
+                        .flatten_all()
+                        .unwrap()
+                        .to_dtype(DType::F64)
+                        .unwrap()
+                        .to_vec1::<f64>()
+                        .unwrap();
+                    let b = state[k]
+                        .flatten_all()
+                        .unwrap()
+                        .to_dtype(DType::F64)
+                        .unwrap()
+                        .to_vec1::<f64>()
+                        .unwrap();
                     assert_eq!(a, b, "{stage:?} {k}");
                 }
             }
