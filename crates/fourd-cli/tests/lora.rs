@@ -13,31 +13,24 @@ fn tensors(path: &Path) -> std::collections::HashMap<String, candle_core::Tensor
     candle_core::safetensors::load(path, &candle_core::Device::Cpu).unwrap()
 }
 
-fn max_abs(a: &candle_core::Tensor, b: &candle_core::Tensor) -> f32 {
-    (a - b)
-        .unwrap()
-        .abs()
-        .unwrap()
-        .max_all()
-        .unwrap()
-        .to_scalar::<f32>()
-        .unwrap()
-}
+use common::max_abs_diff as max_abs;
 
 /// The largest difference between two adapters, tensor by tensor (the same keys).
 fn adapter_diff(a: &Path, b: &Path) -> f32 {
-    let (a, b) = (
-        tensors(&a.join("adapter_model.safetensors")),
-        tensors(&b.join("adapter_model.safetensors")),
+    let file = |d: &Path| d.join("adapter_model.safetensors");
+    assert_eq!(
+        {
+            let mut k: Vec<_> = tensors(&file(a)).into_keys().collect();
+            k.sort();
+            k
+        },
+        {
+            let mut k: Vec<_> = tensors(&file(b)).into_keys().collect();
+            k.sort();
+            k
+        }
     );
-    let mut ka: Vec<_> = a.keys().collect();
-    let mut kb: Vec<_> = b.keys().collect();
-    ka.sort();
-    kb.sort();
-    assert_eq!(ka, kb);
-    a.iter()
-        .map(|(k, t)| max_abs(t, &b[k]))
-        .fold(0f32, f32::max)
+    common::file_diff(&file(a), &file(b))
 }
 
 fn answer(out: &str) -> String {
@@ -209,32 +202,8 @@ fn dift_lora_then_infer_merge_and_eval_as_a_user_types_them() {
     assert!(names.iter().any(|n| n.starts_with("lora-")), "{names:?}");
 }
 
-/// Four copies of the DIFT fixture record (absolute media paths).
 fn fixture_dataset(dir: &Path) -> PathBuf {
-    let root = fixture_model().join("../../dift");
-    let line = std::fs::read_to_string(root.join("record.jsonl")).unwrap();
-    let rec: serde_json::Value = serde_json::from_str(line.trim()).unwrap();
-    let abs = |v: &serde_json::Value| -> serde_json::Value {
-        v.as_array()
-            .unwrap()
-            .iter()
-            .map(|p| {
-                serde_json::Value::String(root.join(p.as_str().unwrap()).display().to_string())
-            })
-            .collect()
-    };
-    let mut out = String::new();
-    for i in 0..4 {
-        let mut r = rec.clone();
-        r["id"] = format!("rec-{i}").into();
-        r["image_input"] = abs(&rec["image_input"]);
-        r["image_output"] = abs(&rec["image_output"]);
-        out += &(r.to_string() + "\n");
-    }
-    std::fs::create_dir_all(dir).unwrap();
-    let path = dir.join("data.jsonl");
-    std::fs::write(&path, out).unwrap();
-    path
+    common::fixture_dift_dataset(dir, 4)
 }
 
 fn train_lora(cwd: &Path, out: &str, extra: &[&str]) -> std::process::Output {

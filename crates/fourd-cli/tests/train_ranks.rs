@@ -10,39 +10,9 @@ fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures")
 }
 
-/// Four copies of the DIFT fixture record (absolute media paths), alternating answers.
+/// Four copies of the DIFT fixture record, alternating answers.
 fn dataset(dir: &Path) -> PathBuf {
-    let root = fixtures().join("dift");
-    let line = std::fs::read_to_string(root.join("record.jsonl")).unwrap();
-    let rec: serde_json::Value = serde_json::from_str(line.trim()).unwrap();
-    let abs = |v: &serde_json::Value| -> serde_json::Value {
-        v.as_array()
-            .unwrap()
-            .iter()
-            .map(|p| {
-                serde_json::Value::String(root.join(p.as_str().unwrap()).display().to_string())
-            })
-            .collect()
-    };
-    let mut out = String::new();
-    for i in 0..4 {
-        let mut r = rec.clone();
-        r["id"] = format!("rec-{i}").into();
-        r["image_input"] = abs(&rec["image_input"]);
-        r["image_output"] = abs(&rec["image_output"]);
-        if i % 2 == 1 {
-            r["text_output"] = rec["text_output"]
-                .as_str()
-                .unwrap()
-                .replace("Pan Right", "Pan Left")
-                .into();
-        }
-        out += &(r.to_string() + "\n");
-    }
-    std::fs::create_dir_all(dir).unwrap();
-    let path = dir.join("data.jsonl");
-    std::fs::write(&path, out).unwrap();
-    path
+    common::fixture_dift_dataset(dir, 4)
 }
 
 fn train(data: &Path, out: &Path, extra: &[&str]) -> std::process::Output {
@@ -97,34 +67,14 @@ fn two_rank_processes_equal_one_process_with_twice_the_accumulation() {
     let (a, b) = (weights(&dir.join("single")), weights(&dir.join("ranks")));
     let diff = a
         .iter()
-        .map(|(k, t)| {
-            (t - &b[k])
-                .unwrap()
-                .abs()
-                .unwrap()
-                .max_all()
-                .unwrap()
-                .to_scalar::<f32>()
-                .unwrap()
-        })
+        .map(|(k, t)| common::max_abs_diff(t, &b[k]))
         .fold(0f32, f32::max);
     println!("max abs weight difference, 2 rank processes vs 1 process: {diff:e}");
     assert!(diff <= 1e-5, "2 processes differ from 1 by {diff}");
     let start = weights(&fixtures().join("latent/model"));
     let moved = a
         .iter()
-        .filter_map(|(k, t)| {
-            start.get(k).map(|s| {
-                (t - s)
-                    .unwrap()
-                    .abs()
-                    .unwrap()
-                    .max_all()
-                    .unwrap()
-                    .to_scalar::<f32>()
-                    .unwrap()
-            })
-        })
+        .filter_map(|(k, t)| start.get(k).map(|s| common::max_abs_diff(t, s)))
         .fold(0f32, f32::max);
     assert!(moved > 1e-4, "training changed the weights ({moved})");
 }

@@ -8,39 +8,8 @@ use std::path::{Path, PathBuf};
 
 use common::{copy_tree, fixture_model, fourd_in, ok, tmp};
 
-/// Six copies of the DIFT fixture record (absolute media paths), alternating answers.
 fn dataset(dir: &Path) -> PathBuf {
-    let root = fixture_model().join("../../dift");
-    let line = std::fs::read_to_string(root.join("record.jsonl")).unwrap();
-    let rec: serde_json::Value = serde_json::from_str(line.trim()).unwrap();
-    let abs = |v: &serde_json::Value| -> serde_json::Value {
-        v.as_array()
-            .unwrap()
-            .iter()
-            .map(|p| {
-                serde_json::Value::String(root.join(p.as_str().unwrap()).display().to_string())
-            })
-            .collect()
-    };
-    let mut out = String::new();
-    for i in 0..6 {
-        let mut r = rec.clone();
-        r["id"] = format!("rec-{i}").into();
-        r["image_input"] = abs(&rec["image_input"]);
-        r["image_output"] = abs(&rec["image_output"]);
-        if i % 2 == 1 {
-            r["text_output"] = rec["text_output"]
-                .as_str()
-                .unwrap()
-                .replace("Pan Right", "Pan Left")
-                .into();
-        }
-        out += &(r.to_string() + "\n");
-    }
-    std::fs::create_dir_all(dir).unwrap();
-    let path = dir.join("data.jsonl");
-    std::fs::write(&path, out).unwrap();
-    path
+    common::fixture_dift_dataset(dir, 6)
 }
 
 fn train(cwd: &Path, out: &str, extra: &[&str]) -> String {
@@ -66,26 +35,9 @@ fn train(cwd: &Path, out: &str, extra: &[&str]) -> String {
     ok(out, &fourd_in(cwd, &args))
 }
 
-fn weights(dir: &Path) -> std::collections::HashMap<String, candle_core::Tensor> {
-    candle_core::safetensors::load(dir.join("model.safetensors"), &candle_core::Device::Cpu)
-        .unwrap()
-}
-
 /// The largest absolute difference between two models' weights.
 fn diff(a: &Path, b: &Path) -> f32 {
-    let (a, b) = (weights(a), weights(b));
-    a.iter()
-        .map(|(k, t)| {
-            (t - &b[k])
-                .unwrap()
-                .abs()
-                .unwrap()
-                .max_all()
-                .unwrap()
-                .to_scalar::<f32>()
-                .unwrap()
-        })
-        .fold(0f32, f32::max)
+    common::file_diff(&a.join("model.safetensors"), &b.join("model.safetensors"))
 }
 
 #[test]
@@ -134,7 +86,11 @@ fn a_zero_run_saved_on_3_ranks_resumes_on_2_and_on_1() {
         &candle_core::Device::Cpu,
     )
     .unwrap();
-    let model = weights(&fixture_model());
+    let model = candle_core::safetensors::load(
+        fixture_model().join("model.safetensors"),
+        &candle_core::Device::Cpu,
+    )
+    .unwrap();
     for name in model
         .keys()
         .filter(|k| !k.starts_with("visual.") && !k.starts_with("model.visual."))
@@ -206,27 +162,8 @@ fn a_lora_adapter_trains_the_same_under_zero_2() {
     let mut sharded = lora.to_vec();
     sharded.extend(["--grad-accum", "3", "--nproc", "2", "--zero", "2"]);
     train(&cwd, "sharded", &sharded);
-    let load = |d: &str| {
-        candle_core::safetensors::load(
-            cwd.join(d).join("adapter_model.safetensors"),
-            &candle_core::Device::Cpu,
-        )
-        .unwrap()
-    };
-    let (a, b) = (load("single"), load("sharded"));
-    let d = a
-        .iter()
-        .map(|(k, t)| {
-            (t - &b[k])
-                .unwrap()
-                .abs()
-                .unwrap()
-                .max_all()
-                .unwrap()
-                .to_scalar::<f32>()
-                .unwrap()
-        })
-        .fold(0f32, f32::max);
+    let adapter = |d: &str| cwd.join(d).join("adapter_model.safetensors");
+    let d = common::file_diff(&adapter("single"), &adapter("sharded"));
     println!("LoRA, ZeRO-2 over 2 ranks vs 1 process: max |adapter diff| {d:e}");
     assert!(d <= 1e-5, "differs by {d}");
 }

@@ -37,15 +37,7 @@ pub const LANGUAGE_MODEL_TARGETS: [&str; 8] = [
 
 /// The default targets: every attention and MLP projection of the language model (not
 /// `lm_head`, whose rows the token rows already train where it matters).
-pub const DEFAULT_TARGETS: [&str; 7] = [
-    "q_proj",
-    "k_proj",
-    "v_proj",
-    "o_proj",
-    "gate_proj",
-    "up_proj",
-    "down_proj",
-];
+pub const DEFAULT_TARGETS: &[&str] = LANGUAGE_MODEL_TARGETS.split_at(7).0;
 
 /// The shape of a new adapter: rank, alpha, dropout and which projections it adapts.
 #[derive(Clone, Debug, PartialEq)]

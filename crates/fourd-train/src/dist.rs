@@ -659,48 +659,25 @@ pub mod nccl {
         }
     }
 
-    struct AllReduceSum<'a>(&'a SharedComm);
-
-    impl CustomOp1 for AllReduceSum<'_> {
-        fn name(&self) -> &'static str {
-            "nccl-all-reduce-sum"
-        }
-
-        fn cpu_fwd(
-            &self,
-            _: &candle_core::CpuStorage,
-            _: &Layout,
-        ) -> candle_core::Result<(candle_core::CpuStorage, Shape)> {
-            candle_core::bail!("NCCL all-reduce needs a CUDA tensor")
-        }
-
-        fn cuda_fwd(
-            &self,
-            s: &CudaStorage,
-            l: &Layout,
-        ) -> candle_core::Result<(CudaStorage, Shape)> {
-            let (start, end) = l
-                .contiguous_offsets()
-                .ok_or_else(|| candle_core::Error::Msg("all-reduce of a strided tensor".into()))?;
-            let src = s.as_cuda_slice::<f32>()?.slice(start..end);
-            let dev = s.device().clone();
-            let mut dst = dev.alloc_zeros::<f32>(end - start)?;
-            let comm = self
-                .0
-                 .0
-                .lock()
-                .map_err(|_| candle_core::Error::Msg("NCCL communicator poisoned".into()))?;
-            comm.all_reduce(&src, &mut dst, &ReduceOp::Sum)
-                .map_err(|e| candle_core::Error::Msg(format!("NCCL all-reduce: {e:?}")))?;
-            Ok((CudaStorage::wrap_cuda_slice(dst, dev), l.shape().clone()))
-        }
+    /// Which NCCL collective a [`NcclOp`] runs (the world size where the output's length
+    /// depends on it).
+    #[derive(Clone, Copy)]
+    enum NcclKind {
+        AllReduceSum,
+        ReduceScatterSum(usize),
+        AllGather(usize),
     }
 
-    struct ReduceScatterSum<'a>(&'a SharedComm, usize);
+    /// One NCCL collective on a contiguous float32 CUDA tensor, as a candle op.
+    struct NcclOp<'a>(&'a SharedComm, NcclKind);
 
-    impl CustomOp1 for ReduceScatterSum<'_> {
+    impl CustomOp1 for NcclOp<'_> {
         fn name(&self) -> &'static str {
-            "nccl-reduce-scatter-sum"
+            match self.1 {
+                NcclKind::AllReduceSum => "nccl-all-reduce-sum",
+                NcclKind::ReduceScatterSum(_) => "nccl-reduce-scatter-sum",
+                NcclKind::AllGather(_) => "nccl-all-gather",
+            }
         }
 
         fn cpu_fwd(
@@ -708,7 +685,7 @@ pub mod nccl {
             _: &candle_core::CpuStorage,
             _: &Layout,
         ) -> candle_core::Result<(candle_core::CpuStorage, Shape)> {
-            candle_core::bail!("NCCL reduce-scatter needs a CUDA tensor")
+            candle_core::bail!("{} needs a CUDA tensor", self.name())
         }
 
         fn cuda_fwd(
@@ -717,58 +694,42 @@ pub mod nccl {
             l: &Layout,
         ) -> candle_core::Result<(CudaStorage, Shape)> {
             let (start, end) = l.contiguous_offsets().ok_or_else(|| {
-                candle_core::Error::Msg("reduce-scatter of a strided tensor".into())
+                candle_core::Error::Msg(format!("{} of a strided tensor", self.name()))
             })?;
-            let chunk = (end - start) / self.1;
+            let n = end - start;
+            let out_len = match self.1 {
+                NcclKind::AllReduceSum => n,
+                NcclKind::ReduceScatterSum(world) => n / world,
+                NcclKind::AllGather(world) => n * world,
+            };
             let src = s.as_cuda_slice::<f32>()?.slice(start..end);
             let dev = s.device().clone();
-            let mut dst = dev.alloc_zeros::<f32>(chunk)?;
+            let mut dst = dev.alloc_zeros::<f32>(out_len)?;
             let comm = self
                 .0
                  .0
                 .lock()
                 .map_err(|_| candle_core::Error::Msg("NCCL communicator poisoned".into()))?;
-            comm.reduce_scatter(&src, &mut dst, &ReduceOp::Sum)
-                .map_err(|e| candle_core::Error::Msg(format!("NCCL reduce-scatter: {e:?}")))?;
-            Ok((CudaStorage::wrap_cuda_slice(dst, dev), Shape::from(chunk)))
+            let done = match self.1 {
+                NcclKind::AllReduceSum => comm.all_reduce(&src, &mut dst, &ReduceOp::Sum),
+                NcclKind::ReduceScatterSum(_) => {
+                    comm.reduce_scatter(&src, &mut dst, &ReduceOp::Sum)
+                }
+                NcclKind::AllGather(_) => comm.all_gather(&src, &mut dst),
+            };
+            done.map_err(|e| candle_core::Error::Msg(format!("{}: {e:?}", self.name())))?;
+            let shape = match self.1 {
+                NcclKind::AllReduceSum => l.shape().clone(),
+                _ => Shape::from(out_len),
+            };
+            Ok((CudaStorage::wrap_cuda_slice(dst, dev), shape))
         }
     }
 
-    struct AllGather<'a>(&'a SharedComm, usize);
-
-    impl CustomOp1 for AllGather<'_> {
-        fn name(&self) -> &'static str {
-            "nccl-all-gather"
-        }
-
-        fn cpu_fwd(
-            &self,
-            _: &candle_core::CpuStorage,
-            _: &Layout,
-        ) -> candle_core::Result<(candle_core::CpuStorage, Shape)> {
-            candle_core::bail!("NCCL all-gather needs a CUDA tensor")
-        }
-
-        fn cuda_fwd(
-            &self,
-            s: &CudaStorage,
-            l: &Layout,
-        ) -> candle_core::Result<(CudaStorage, Shape)> {
-            let (start, end) = l
-                .contiguous_offsets()
-                .ok_or_else(|| candle_core::Error::Msg("all-gather of a strided tensor".into()))?;
-            let total = (end - start) * self.1;
-            let src = s.as_cuda_slice::<f32>()?.slice(start..end);
-            let dev = s.device().clone();
-            let mut dst = dev.alloc_zeros::<f32>(total)?;
-            let comm = self
-                .0
-                 .0
-                .lock()
-                .map_err(|_| candle_core::Error::Msg("NCCL communicator poisoned".into()))?;
-            comm.all_gather(&src, &mut dst)
-                .map_err(|e| candle_core::Error::Msg(format!("NCCL all-gather: {e:?}")))?;
-            Ok((CudaStorage::wrap_cuda_slice(dst, dev), Shape::from(total)))
+    impl NcclGroup {
+        fn run(&self, t: &Tensor, kind: NcclKind) -> Result<Tensor> {
+            let t = t.to_dtype(candle_core::DType::F32)?.contiguous()?;
+            Ok(t.apply_op1_no_bwd(&NcclOp(&self.comm, kind))?)
         }
     }
 

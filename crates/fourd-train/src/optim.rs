@@ -211,12 +211,8 @@ impl AdamW {
     }
 
     pub fn load(&mut self, path: &Path) -> Result<()> {
-        let map = candle_core::safetensors::load(path, &Device::Cpu)
-            .map_err(|e| TrainError::checkpoint(path, e.to_string()))?;
-        let get = |k: &str| {
-            map.get(k)
-                .ok_or_else(|| TrainError::checkpoint(path, format!("optimizer state lacks `{k}`")))
-        };
+        let state = StateFile::read(path)?;
+        let (map, get) = (&state.map, |k: &str| state.get(k));
         for s in &mut self.slots {
             let device = s.var.device().clone();
             for (key, dst) in [
@@ -243,8 +239,38 @@ impl AdamW {
                 }
             }
         }
-        self.step = get("step")?.to_vec1::<i64>()?.first().copied().unwrap_or(0) as u64;
+        self.step = state.step()?;
         Ok(())
+    }
+}
+
+/// An optimiser state file ([`AdamW::state`]'s layout) as read for `--resume`; errors name
+/// the file and the missing key.
+pub(crate) struct StateFile<'p> {
+    pub path: &'p Path,
+    pub map: HashMap<String, Tensor>,
+}
+
+impl<'p> StateFile<'p> {
+    pub fn read(path: &'p Path) -> Result<Self> {
+        let map = candle_core::safetensors::load(path, &Device::Cpu)
+            .map_err(|e| TrainError::checkpoint(path, e.to_string()))?;
+        Ok(StateFile { path, map })
+    }
+
+    pub fn get(&self, k: &str) -> Result<&Tensor> {
+        self.map.get(k).ok_or_else(|| {
+            TrainError::checkpoint(self.path, format!("optimizer state lacks `{k}`"))
+        })
+    }
+
+    pub fn step(&self) -> Result<u64> {
+        Ok(self
+            .get("step")?
+            .to_vec1::<i64>()?
+            .first()
+            .copied()
+            .unwrap_or(0) as u64)
     }
 }
 

@@ -422,12 +422,8 @@ impl ShardedAdamW {
     /// Takes this rank's pieces of a consolidated state file (saved by any world size, sharded
     /// or not).
     pub fn load(&mut self, path: &Path) -> Result<()> {
-        let map = candle_core::safetensors::load(path, &Device::Cpu)
-            .map_err(|e| TrainError::checkpoint(path, e.to_string()))?;
-        let get = |k: &str| {
-            map.get(k)
-                .ok_or_else(|| TrainError::checkpoint(path, format!("optimizer state lacks `{k}`")))
-        };
+        let state = crate::optim::StateFile::read(path)?;
+        let (map, get) = (&state.map, |k: &str| state.get(k));
         for p in &mut self.pieces {
             let (name, var) = &self.vars[p.var];
             let piece = |t: &Tensor, key: &str| -> Result<Tensor> {
@@ -455,7 +451,7 @@ impl ShardedAdamW {
                 p.master = piece(t, &master_key)?;
             }
         }
-        self.step = get("step")?.to_vec1::<i64>()?.first().copied().unwrap_or(0) as u64;
+        self.step = state.step()?;
         Ok(())
     }
 }

@@ -1,6 +1,5 @@
 //! DIFT loss and gradients against PyTorch (tools/reference/make_dift_fixtures.py).
 
-use std::path::PathBuf;
 use std::sync::Arc;
 
 use candle_core::{DType, Device};
@@ -8,10 +7,6 @@ use fourd_train::dift::load_trainable;
 use fourd_train::dift_data::{read_dift_jsonl, ExampleBuilder, DIFT_MAX_PIXELS};
 use fourd_train::loss::{dift_loss, LossWeights};
 use fourd_train::optim::collect_grads;
-
-fn fixtures() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures")
-}
 
 /// The fixture model (untouched weights) and its DIFT record built into an example.
 fn fixture_example() -> (
@@ -58,56 +53,10 @@ fn lora_loss_and_every_gradient_match_pytorch() {
     check_against_pytorch("lora/dift", true);
 }
 
-/// The model with its trained tensors: every language-model weight, or the fixture's adapter
-/// (loaded the way `--resume` loads an adapter checkpoint).
-fn trainable_model(lora: bool) -> (fourd_model::ModelBundle, Vec<(String, candle_core::Var)>) {
-    let (pipe, vars, _) = trainable_model_with(lora, false);
-    (pipe, vars)
-}
+mod common;
 
-type Checkpointing = Option<fourd_model::text::CheckpointGrads>;
-
-fn trainable_model_with(
-    lora: bool,
-    checkpointing: bool,
-) -> (
-    fourd_model::ModelBundle,
-    Vec<(String, candle_core::Var)>,
-    Checkpointing,
-) {
-    let root = fixtures();
-    if !lora {
-        let (mut pipe, weights) = load_trainable(
-            &root.join("latent/model"),
-            None,
-            0,
-            DType::F32,
-            &Device::Cpu,
-        )
-        .unwrap();
-        let ck = checkpointing.then(fourd_model::text::CheckpointGrads::default);
-        pipe.model.text.grad_checkpoint = ck.clone();
-        return (pipe, weights.vars(), ck);
-    }
-    let settings = fourd_model::lora::LoraSettings::new(4, 8.0);
-    let m = fourd_train::trainable::load(&fourd_train::trainable::LoadSpec {
-        model: &root.join("latent/model"),
-        resume: Some(&root.join("lora/adapter")),
-        from_scratch: None,
-        seed: 0,
-        dtype: DType::F32,
-        device: &Device::Cpu,
-        train_vision: false,
-        lora: Some(&settings),
-        gradient_checkpointing: checkpointing,
-    })
-    .unwrap();
-    let (vars, ck) = (m.vars.clone(), m.checkpoint_grads.clone());
-    let pipe = std::sync::Arc::try_unwrap(m.bundle)
-        .ok()
-        .expect("one owner");
-    (pipe, vars, ck)
-}
+use common::fixtures;
+use common::{trainable_model, trainable_model_with};
 
 fn check_against_pytorch(fixture: &str, lora: bool) {
     let root = fixtures();

@@ -1,8 +1,6 @@
 //! The 4DRL objective against PyTorch (tools/reference/make_grpo_fixtures.py), and re-injection:
 //! the training pass reproduces sampling-time log-probs only when imagery is re-injected.
 
-use std::path::PathBuf;
-
 use candle_core::{DType, Device, Tensor};
 use fourd_model::generation::{generate, GenerationConfig, Sampling, TokenKind};
 use fourd_model::inputs::ModelInputs;
@@ -11,10 +9,6 @@ use fourd_train::dift::load_trainable;
 use fourd_train::grpo_core::{completion_logprobs, grpo_term, Objective, Rollout};
 use fourd_train::optim::collect_grads;
 use fourd_train::rl_data::rl_prompt;
-
-fn fixtures() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures")
-}
 
 fn kind(k: i64) -> TokenKind {
     match k {
@@ -67,40 +61,10 @@ fn lora_objective_and_every_gradient_match_pytorch() {
     check_against_pytorch("lora/grpo", true);
 }
 
-/// The model with its trained tensors: every language-model weight, or the fixture's adapter
-/// (loaded the way `--resume` loads an adapter checkpoint).
-fn trainable_model(lora: bool) -> (fourd_model::ModelBundle, Vec<(String, candle_core::Var)>) {
-    let root = fixtures();
-    if !lora {
-        let (pipe, weights) = load_trainable(
-            &root.join("latent/model"),
-            None,
-            0,
-            DType::F32,
-            &Device::Cpu,
-        )
-        .unwrap();
-        return (pipe, weights.vars());
-    }
-    let settings = fourd_model::lora::LoraSettings::new(4, 8.0);
-    let m = fourd_train::trainable::load(&fourd_train::trainable::LoadSpec {
-        model: &root.join("latent/model"),
-        resume: Some(&root.join("lora/adapter")),
-        from_scratch: None,
-        seed: 0,
-        dtype: DType::F32,
-        device: &Device::Cpu,
-        train_vision: false,
-        lora: Some(&settings),
-        gradient_checkpointing: false,
-    })
-    .unwrap();
-    let vars = m.vars.clone();
-    let pipe = std::sync::Arc::try_unwrap(m.bundle)
-        .ok()
-        .expect("one owner");
-    (pipe, vars)
-}
+mod common;
+
+use common::fixtures;
+use common::trainable_model;
 
 fn check_against_pytorch(fixture: &str, lora: bool) {
     let root = fixtures();

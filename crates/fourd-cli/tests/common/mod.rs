@@ -130,3 +130,67 @@ pub fn start_serve(
     };
     (child, base, lines)
 }
+
+/// `n` copies of the DIFT fixture record in `dir/data.jsonl` (absolute media paths, ids
+/// `rec-<i>`), the odd ones answering "Pan Left" instead of "Pan Right".
+#[allow(dead_code)]
+pub fn fixture_dift_dataset(dir: &std::path::Path, n: usize) -> PathBuf {
+    let root = fixture_model().join("../../dift");
+    let line = std::fs::read_to_string(root.join("record.jsonl")).unwrap();
+    let rec: serde_json::Value = serde_json::from_str(line.trim()).unwrap();
+    let abs = |v: &serde_json::Value| -> serde_json::Value {
+        v.as_array()
+            .unwrap()
+            .iter()
+            .map(|p| {
+                serde_json::Value::String(root.join(p.as_str().unwrap()).display().to_string())
+            })
+            .collect()
+    };
+    let mut out = String::new();
+    for i in 0..n {
+        let mut r = rec.clone();
+        r["id"] = format!("rec-{i}").into();
+        r["image_input"] = abs(&rec["image_input"]);
+        r["image_output"] = abs(&rec["image_output"]);
+        if i % 2 == 1 {
+            r["text_output"] = rec["text_output"]
+                .as_str()
+                .unwrap()
+                .replace("Pan Right", "Pan Left")
+                .into();
+        }
+        out += &(r.to_string() + "\n");
+    }
+    std::fs::create_dir_all(dir).unwrap();
+    let path = dir.join("data.jsonl");
+    std::fs::write(&path, out).unwrap();
+    path
+}
+
+/// The largest absolute difference between two tensors.
+#[allow(dead_code)]
+pub fn max_abs_diff(a: &candle_core::Tensor, b: &candle_core::Tensor) -> f32 {
+    (a - b)
+        .unwrap()
+        .abs()
+        .unwrap()
+        .max_all()
+        .unwrap()
+        .to_scalar::<f32>()
+        .unwrap()
+}
+
+/// The largest absolute difference between two safetensors files with the same keys (those of
+/// `a` that `b` lacks panic).
+#[allow(dead_code)]
+pub fn file_diff(a: &std::path::Path, b: &std::path::Path) -> f32 {
+    let load = |p: &std::path::Path| {
+        candle_core::safetensors::load(p, &candle_core::Device::Cpu)
+            .unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+    };
+    let (a, b) = (load(a), load(b));
+    a.iter()
+        .map(|(k, t)| max_abs_diff(t, b.get(k).unwrap_or_else(|| panic!("{k} missing"))))
+        .fold(0f32, f32::max)
+}
