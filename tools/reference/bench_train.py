@@ -42,6 +42,8 @@ def main():
     ap.add_argument("--size", default="small", choices=SIZES)
     add_device_args(ap)
     ap.add_argument("--gradient-checkpointing", action="store_true")
+    ap.add_argument("--lora-rank", type=int, help="train a peft LoRA adapter of this rank (alpha 2r, the "
+                    "language model's projections, the latent tokens' rows) instead of every weight")
     ap.add_argument("--tf450", default="/tmp/tf450")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
@@ -73,6 +75,13 @@ def main():
     himg = processor.image_processor(images=helpers, return_tensors="pt")
     for p in model.model.visual.parameters():
         p.requires_grad_(False)
+    if a.lora_rank:
+        from peft import LoraConfig, get_peft_model
+        rows = [cfg.latent_token_id, cfg.latent_start_id, cfg.latent_end_id]
+        targets = r"^(?!(?:model\.)?visual\.)(?:.*\.)?(?:q_proj|k_proj|v_proj|o_proj|gate_proj|up_proj|down_proj)$"
+        tokens = rows if cfg.tie_word_embeddings else {"embed_tokens": rows, "lm_head": rows}
+        model = get_peft_model(model, LoraConfig(r=a.lora_rank, lora_alpha=2 * a.lora_rank, target_modules=targets,
+                                                 trainable_token_indices=tokens)).get_base_model()
     params = [p for p in model.parameters() if p.requires_grad]
     fused = dict(fused=True) if a.device.startswith("cuda") else {}
     opt = torch.optim.AdamW(params, lr=1e-5, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.01, **fused)
@@ -142,6 +151,7 @@ def main():
     peak = torch.cuda.max_memory_allocated() / 2**30 if dev.startswith("cuda") else None
     print(json.dumps({"stack": f"transformers {transformers.__version__} / torch {torch.__version__}", "threads": a.threads,
                       "device": dev, "dtype": a.dtype, "gradient_checkpointing": a.gradient_checkpointing,
+                      "lora_rank": a.lora_rank, "trained_parameters": sum(p.numel() for p in params),
                       "seq_len": n, "steps": a.steps, "seconds": dt, "tokens_per_s": n * a.steps / dt,
                       "peak_gib": peak, "last_loss": loss, "phases_s": phases, "model_dir": str(out)}))
 

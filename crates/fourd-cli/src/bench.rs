@@ -162,6 +162,10 @@ pub struct BenchTrainArgs {
     /// Recompute decoder layers in the backward pass (both stacks).
     #[arg(long)]
     pub gradient_checkpointing: bool,
+    /// Train a LoRA adapter of this rank (alpha 2r, the default targets and the latent tokens'
+    /// rows) instead of every weight, on both stacks (peft on the Python side).
+    #[arg(long)]
+    pub lora_rank: Option<usize>,
 }
 
 #[derive(Args, Debug)]
@@ -706,6 +710,9 @@ fn bench_train(a: BenchTrainArgs) -> Result<()> {
         if a.gradient_checkpointing {
             args.push("--gradient-checkpointing".into());
         }
+        if let Some(r) = a.lora_rank {
+            args.extend(["--lora-rank".into(), r.to_string()]);
+        }
         Some(run_reference(
             &a.common.python_bin,
             "tools/reference/bench_train.py",
@@ -754,6 +761,9 @@ fn bench_train(a: BenchTrainArgs) -> Result<()> {
     cfg.logging_steps = 0;
     cfg.max_length = 1 << 20;
     cfg.gradient_checkpointing = a.gradient_checkpointing;
+    cfg.lora = a
+        .lora_rank
+        .map(|r| fourd_model::lora::LoraSettings::new(r, 2.0 * r as f64));
     let s = fourd_train::train_dift(&cfg)?;
     let log = std::fs::read_to_string(dir.join("out/train_log.jsonl"))?;
     let rates: Vec<f64> = log

@@ -78,8 +78,26 @@ pub fn softmax_last_dim(x: &Tensor) -> Result<Tensor> {
     )
 }
 
+/// `x Wᵀ + b` through a frozen linear layer (a weight outside autograd, as LoRA's base): the
+/// gradient flows to `x` only. candle's matmul backward forms the weight's gradient whether or
+/// not anything needs it: a weight-sized matmul and buffer per layer and step, for nothing.
+pub fn frozen_linear(x: &Tensor, layer: &candle_nn::Linear) -> Result<Tensor> {
+    use candle_core::Module;
+    let y = layer.forward(&x.detach())?;
+    if !x.track_op() {
+        return Ok(y);
+    }
+    x.apply_op2_arc(
+        &y.detach(),
+        std::sync::Arc::new(Box::new(AttachGrad(Backward::FrozenLinear {
+            w: layer.weight().detach(),
+        }))),
+    )
+}
+
 enum Backward {
     Rope { cos: Tensor, sin: Tensor },
+    FrozenLinear { w: Tensor },
     RmsNormInput { w: Tensor, eps: f64 },
     RmsNormWeight { x: Tensor, eps: f64 },
     Softmax,
@@ -141,6 +159,7 @@ impl CustomOp2 for AttachGrad {
         let d = match &self.0 {
             // A rotation by theta per pair; its transpose rotates by -theta.
             Backward::Rope { cos, sin } => candle_nn::rotary_emb::rope(&g, cos, &sin.neg()?)?,
+            Backward::FrozenLinear { w } => g.broadcast_matmul(w)?,
             Backward::Softmax => {
                 let gy = (&g * res)?;
                 (gy.clone() - res.broadcast_mul(&gy.sum_keepdim(D::Minus1)?)?)?

@@ -359,7 +359,11 @@ impl LoraLinear {
 
 impl Module for LoraLinear {
     fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
-        let y = self.base.forward(x)?;
+        // A frozen weight (LoRA's base) under autograd: only the input's gradient is formed.
+        let y = match x.track_op() && !self.base.weight().track_op() {
+            true => crate::grad_ops::frozen_linear(x, &self.base)?,
+            false => self.base.forward(x)?,
+        };
         let Some(l) = &self.lora else { return Ok(y) };
         let mut xin = x.to_dtype(l.a.dtype())?;
         if let Some(d) = &self.dropout {
@@ -368,7 +372,8 @@ impl Module for LoraLinear {
             }
         }
         let down = Linear::new(l.a.clone(), None).forward(&xin)?;
-        let up = (Linear::new(l.b.clone(), None).forward(&down)? * l.scale)?;
+        // The scale goes on B ([out, r]), not on the output ([tokens, out]): one small multiply.
+        let up = Linear::new((&l.b * l.scale)?, None).forward(&down)?;
         (y.to_dtype(up.dtype())? + up)?.to_dtype(y.dtype())
     }
 }

@@ -118,3 +118,50 @@ fn forward_values_equal_the_fused_kernels_and_inference_adds_no_graph() {
         .unwrap();
     assert_eq!(d, 0.0);
 }
+
+/// A frozen weight gets no gradient (none is formed) and the input's gradient is the plain
+/// linear layer's, which also checks it against finite differences.
+#[test]
+fn frozen_linear_passes_the_input_gradient_only() {
+    let w = randn(&[5, 4], 11);
+    let b = randn(&[5], 12);
+    let (w32, b32) = (
+        w.to_dtype(DType::F32).unwrap(),
+        b.to_dtype(DType::F32).unwrap(),
+    );
+    let layer = candle_nn::Linear::new(w32.clone(), Some(b32));
+    let f = |xs: &[Tensor]| -> Tensor {
+        let lin = candle_nn::Linear::new(xs[1].clone(), Some(xs[2].clone()));
+        grad_ops::frozen_linear(&xs[0], &lin).unwrap()
+    };
+    let x = randn(&[2, 3, 4], 13);
+    let err = check(&f, &[x.clone(), w.clone(), b.clone()], 0, 14);
+    assert!(err < 1e-6, "relative error {err}");
+    let xv = Var::from_tensor(&x.to_dtype(DType::F32).unwrap()).unwrap();
+    let frozen = grad_ops::frozen_linear(xv.as_tensor(), &layer).unwrap();
+    let plain = candle_core::Module::forward(&layer, xv.as_tensor()).unwrap();
+    let diff = (&frozen - &plain)
+        .unwrap()
+        .abs()
+        .unwrap()
+        .max_all()
+        .unwrap()
+        .to_scalar::<f32>()
+        .unwrap();
+    assert_eq!(diff, 0.0, "same values");
+    let g = frozen.sum_all().unwrap().backward().unwrap();
+    assert!(
+        g.get(&w32).is_none(),
+        "no gradient is formed for the frozen weight"
+    );
+    let gp = plain.sum_all().unwrap().backward().unwrap();
+    let dx = (g.get(xv.as_tensor()).unwrap() - gp.get(xv.as_tensor()).unwrap())
+        .unwrap()
+        .abs()
+        .unwrap()
+        .max_all()
+        .unwrap()
+        .to_scalar::<f32>()
+        .unwrap();
+    assert!(dx < 1e-6, "input gradients differ by {dx}");
+}
