@@ -747,25 +747,18 @@ pub mod nccl {
         }
 
         fn all_reduce_tensor(&self, t: &Tensor) -> Result<Tensor> {
-            let t = t.to_dtype(candle_core::DType::F32)?.contiguous()?;
-            Ok(t.apply_op1_no_bwd(&AllReduceSum(&self.comm))?)
+            self.run(t, NcclKind::AllReduceSum)
         }
 
         fn reduce_scatter_tensor(&self, t: &Tensor) -> Result<Tensor> {
-            let t = t
-                .to_dtype(candle_core::DType::F32)?
-                .flatten_all()?
-                .contiguous()?;
-            let op = ReduceScatterSum(&self.comm, self.world_size());
-            Ok(t.apply_op1_no_bwd(&op)?)
+            self.run(
+                &t.flatten_all()?,
+                NcclKind::ReduceScatterSum(self.world_size()),
+            )
         }
 
         fn all_gather_tensor(&self, t: &Tensor) -> Result<Tensor> {
-            let t = t
-                .to_dtype(candle_core::DType::F32)?
-                .flatten_all()?
-                .contiguous()?;
-            Ok(t.apply_op1_no_bwd(&AllGather(&self.comm, self.world_size()))?)
+            self.run(&t.flatten_all()?, NcclKind::AllGather(self.world_size()))
         }
     }
 }
