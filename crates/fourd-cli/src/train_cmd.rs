@@ -282,7 +282,7 @@ pub fn run(cmd: TrainCommand) -> Result<()> {
                 s.records,
                 a.data.display()
             );
-            println!("checkpoint: {}", s.output.display());
+            print_output(&s.output, &a.model, a.run.lora.lora_rank.is_some());
             // Skips go on the last line, where a user looks, not only into a file.
             if !s.skipped.is_empty() || s.nan_skipped > 0 {
                 let first = s.skipped.first().map_or(String::new(), |k| {
@@ -310,7 +310,7 @@ pub fn run(cmd: TrainCommand) -> Result<()> {
                 "{} steps over {} rollouts in {:.1} s: mean reward {:.3}, accuracy {:.3}; {} flat group(s), {} prompt(s) skipped",
                 s.steps, s.rollouts, s.seconds, reward, acc, s.zero_variance_groups, s.skipped_prompts.len()
             );
-            println!("checkpoint: {}", s.output.display());
+            print_output(&s.output, &a.model, a.run.lora.lora_rank.is_some());
             if let Some((id, reason)) = s.skipped_prompts.first() {
                 println!(
                     "warning: {} prompt(s) skipped; first: {id}: {reason}",
@@ -394,6 +394,19 @@ fn launch(nproc: usize) -> Result<()> {
 
 /// The shared options, parsed: dtype and device resolved, the process group joined when a
 /// launcher started this process as one rank of several.
+/// Where the trained model is, and for an adapter how to run it.
+fn print_output(out: &std::path::Path, model: &std::path::Path, adapter: bool) {
+    match adapter {
+        true => println!(
+            "checkpoint: {} (a LoRA adapter in PEFT's format: --model {} --adapter {})",
+            out.display(),
+            model.display(),
+            out.display()
+        ),
+        false => println!("checkpoint: {}", out.display()),
+    }
+}
+
 struct Run {
     dtype: candle_core::DType,
     device: candle_core::Device,

@@ -387,6 +387,24 @@ fn lora_flags_that_do_not_go_together_are_refused_by_name() {
     );
     assert!(!o.status.success());
     assert!(String::from_utf8_lossy(&o.stderr).contains("--lora-rank"));
+    // An adapter folder as the starting model: merge it first.
+    let adapter = fixture_model().join("../../lora/adapter");
+    let o = fourd_in(
+        &cwd,
+        &[
+            "train",
+            "dift",
+            "--model",
+            adapter.to_str().unwrap(),
+            "--data",
+            "data.jsonl",
+            "--out",
+            "z",
+        ],
+    );
+    assert!(!o.status.success());
+    let e = String::from_utf8_lossy(&o.stderr);
+    assert!(e.contains("merge-lora"), "{e}");
 }
 
 /// `fourd serve --adapter`: served under the adapter's name, answering as `fourd infer

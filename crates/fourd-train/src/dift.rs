@@ -157,6 +157,7 @@ impl DiftConfig {
             self.from_scratch.is_some(),
             self.train_vision,
         )?;
+        crate::trainable::check_model_folder(&self.model)?;
         data_file(&self.data)
     }
 

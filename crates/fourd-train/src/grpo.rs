@@ -192,6 +192,7 @@ impl GrpoConfig {
             false,
             false,
         )?;
+        crate::trainable::check_model_folder(&self.model)?;
         data_file(&self.data)
     }
 

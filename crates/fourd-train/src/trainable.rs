@@ -61,6 +61,19 @@ pub struct TrainingModel {
     trained: Trained,
 }
 
+/// A run starts from a model folder, not an adapter: training on top of an adapter means merging
+/// it first (its base is in its config).
+pub fn check_model_folder(model: &Path) -> Result<()> {
+    if fourd_model::peft::is_adapter_dir(model) && !model.join("config.json").exists() {
+        return Err(TrainError::Config(format!(
+            "--model {}: a LoRA adapter, not a model; merge it into its base first (fourd model merge-lora --model BASE --adapter {} --out MERGED) and train from MERGED",
+            model.display(),
+            model.display()
+        )));
+    }
+    Ok(())
+}
+
 /// Checks a LoRA run's flags against the others before anything loads; errors name the flags.
 pub fn check_lora_flags(
     lora: Option<&LoraSettings>,

@@ -179,9 +179,21 @@ fn flat_groups_give_no_gradient_and_are_counted() {
 
 #[test]
 fn interrupted_grpo_resumes_to_the_same_weights() {
-    let dir = tmp("resume");
+    check_resume("resume", None, "model.safetensors");
+}
+
+/// The same with a LoRA adapter: the adapter and its optimiser state resume.
+#[test]
+fn interrupted_grpo_resumes_to_the_same_adapter() {
+    let lora = fourd_model::lora::LoraSettings::new(4, 8.0);
+    check_resume("resume-lora", Some(lora), "adapter_model.safetensors");
+}
+
+fn check_resume(name: &str, lora: Option<fourd_model::lora::LoraSettings>, file: &str) {
+    let dir = tmp(name);
     let mut straight = config(&dir);
     straight.rewards = vec![Arc::new(OddLength)];
+    straight.lora = lora;
     straight.out = dir.join("straight");
     let a = train_grpo(&straight).unwrap();
     let mut first = straight.clone();
@@ -194,8 +206,7 @@ fn interrupted_grpo_resumes_to_the_same_weights() {
     let b = train_grpo(&second).unwrap();
     assert_eq!(a.steps, b.steps);
     let load = |p: PathBuf| {
-        candle_core::safetensors::load(p.join("model.safetensors"), &candle_core::Device::Cpu)
-            .unwrap()
+        candle_core::safetensors::load(p.join(file), &candle_core::Device::Cpu).unwrap()
     };
     let (wa, wb) = (load(dir.join("straight")), load(dir.join("resumed")));
     let d = wa
