@@ -52,7 +52,32 @@ pub(crate) enum Command {
     Serve(serve_cmd::ServeArgs),
 }
 
+/// glibc's allocator gives blocks over 128 KiB their own mappings and returns them to the kernel
+/// when freed, so every step's tensors came from fresh pages that the kernel zeroes on first
+/// touch: a fifth of a CPU training step (docs/performance.md). Blocks up to 32 MiB (glibc's
+/// ceiling for this setting) now come from the heap, and freed memory stays there for reuse.
+/// A user's own `GLIBC_TUNABLES` or `MALLOC_*_` settings are left alone.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn keep_freed_memory() {
+    let user_set = std::env::var("GLIBC_TUNABLES").is_ok_and(|t| t.contains("malloc"))
+        || std::env::vars().any(|(k, _)| k.starts_with("MALLOC_") && k.ends_with('_'));
+    if user_set {
+        return;
+    }
+    // SAFETY: mallopt only sets allocator parameters; it is called once, before any thread
+    // starts.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 32 << 20);
+        libc::mallopt(libc::M_TRIM_THRESHOLD, i32::MAX);
+        libc::mallopt(libc::M_TOP_PAD, 64 << 20);
+    }
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+fn keep_freed_memory() {}
+
 fn main() {
+    keep_freed_memory();
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
