@@ -362,35 +362,18 @@ fn bench_memory(a: BenchMemoryArgs) -> Result<()> {
     Ok(())
 }
 
-/// Names and shapes of the trainable language-model parameters for `bench optimizer`.
+/// Names and shapes of the trainable language-model parameters for `bench optimizer` (an
+/// untied `lm_head`, query width = hidden size, as in Qwen2.5-VL).
 fn lm_shapes(a: &BenchOptimizerArgs) -> Vec<(String, Vec<usize>)> {
-    let (h, f, kv) = (a.hidden_size, a.intermediate_size, a.kv_size);
-    let mut shapes = vec![(
-        "model.embed_tokens.weight".to_string(),
-        vec![a.vocab_size, h],
-    )];
-    for l in 0..a.layers {
-        let p = format!("model.layers.{l}");
-        for (name, shape) in [
-            ("self_attn.q_proj.weight", vec![h, h]),
-            ("self_attn.q_proj.bias", vec![h]),
-            ("self_attn.k_proj.weight", vec![kv, h]),
-            ("self_attn.k_proj.bias", vec![kv]),
-            ("self_attn.v_proj.weight", vec![kv, h]),
-            ("self_attn.v_proj.bias", vec![kv]),
-            ("self_attn.o_proj.weight", vec![h, h]),
-            ("mlp.gate_proj.weight", vec![f, h]),
-            ("mlp.up_proj.weight", vec![f, h]),
-            ("mlp.down_proj.weight", vec![h, f]),
-            ("input_layernorm.weight", vec![h]),
-            ("post_attention_layernorm.weight", vec![h]),
-        ] {
-            shapes.push((format!("{p}.{name}"), shape));
-        }
-    }
-    shapes.push(("model.norm.weight".into(), vec![h]));
-    shapes.push(("lm_head.weight".into(), vec![a.vocab_size, h]));
-    shapes
+    fourd_train::memory::language_model_shapes(&fourd_train::memory::LanguageModelSizes {
+        vocab: a.vocab_size,
+        hidden: a.hidden_size,
+        intermediate: a.intermediate_size,
+        layers: a.layers,
+        q: a.hidden_size,
+        kv: a.kv_size,
+        tied: false,
+    })
 }
 
 fn bench_optimizer(a: BenchOptimizerArgs) -> Result<()> {

@@ -130,8 +130,7 @@ fn dift_lora_then_infer_merge_and_eval_as_a_user_types_them() {
             "4",
         ],
     );
-    assert!(!wrong.status.success());
-    let err = String::from_utf8_lossy(&wrong.stderr);
+    let err = common::fails("infer --model <adapter folder>", &wrong);
     assert!(
         err.contains("is a LoRA adapter") && err.contains("--adapter"),
         "{err}"
@@ -279,8 +278,7 @@ fn a_halted_lora_run_resumes_to_the_uninterrupted_adapter() {
             "0.1",
         ],
     );
-    assert!(!other.status.success());
-    let err = String::from_utf8_lossy(&other.stderr);
+    let err = common::fails("a resume with other LoRA settings", &other);
     assert!(err.contains("lora"), "{err}");
 }
 
@@ -351,11 +349,7 @@ fn grpo_with_lora_writes_an_adapter() {
 fn lora_flags_that_do_not_go_together_are_refused_by_name() {
     let cwd = tmp("lora-flags");
     fixture_dataset(&cwd);
-    let err = |extra: &[&str]| {
-        let o = train_lora(&cwd, "x", extra);
-        assert!(!o.status.success(), "{extra:?} was accepted");
-        String::from_utf8_lossy(&o.stderr).into_owned()
-    };
+    let err = |extra: &[&str]| common::fails(&format!("{extra:?}"), &train_lora(&cwd, "x", extra));
     let e = err(&["--lora-dropout", "0.1", "--gradient-checkpointing"]);
     assert!(
         e.contains("--lora-dropout") && e.contains("--gradient-checkpointing"),
@@ -385,8 +379,7 @@ fn lora_flags_that_do_not_go_together_are_refused_by_name() {
             "8",
         ],
     );
-    assert!(!o.status.success());
-    assert!(String::from_utf8_lossy(&o.stderr).contains("--lora-rank"));
+    assert!(common::fails("--lora-alpha without --lora-rank", &o).contains("--lora-rank"));
     // An adapter folder as the starting model: merge it first.
     let adapter = fixture_model().join("../../lora/adapter");
     let o = fourd_in(
@@ -402,8 +395,7 @@ fn lora_flags_that_do_not_go_together_are_refused_by_name() {
             "z",
         ],
     );
-    assert!(!o.status.success());
-    let e = String::from_utf8_lossy(&o.stderr);
+    let e = common::fails("train --model <adapter folder>", &o);
     assert!(e.contains("merge-lora"), "{e}");
 }
 

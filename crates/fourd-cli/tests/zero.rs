@@ -145,8 +145,7 @@ fn a_zero_run_saved_on_3_ranks_resumes_on_2_and_on_1() {
             "other",
         ],
     );
-    assert!(!o.status.success());
-    let err = String::from_utf8_lossy(&o.stderr);
+    let err = common::fails("a resume with another examples-per-step", &o);
     assert!(err.contains("examples_per_step"), "{err}");
 }
 
@@ -215,5 +214,5 @@ fn bench_memory_accounts_per_rank() {
     let model = fixture_model();
     total(&["--model", model.to_str().unwrap(), "--dtype", "f32"]);
     let bad = fourd_in(&cwd, &["bench", "memory", "--size", "13b"]);
-    assert!(!bad.status.success());
+    common::fails("bench memory --size 13b", &bad);
 }

@@ -273,14 +273,6 @@ impl Adapter {
             modules,
         })
     }
-
-    /// Trainable parameters in the adapter.
-    pub fn parameter_count(&self) -> usize {
-        self.named_tensors()
-            .iter()
-            .map(|(_, t)| t.elem_count())
-            .sum()
-    }
 }
 
 /// Names of the token rows among [`Adapter::named_tensors`].

@@ -92,13 +92,36 @@ fn vision_shapes(v: &VisionConfig) -> Vec<(String, Vec<usize>)> {
 }
 
 fn text_shapes(t: &TextConfig) -> Vec<(String, Vec<usize>)> {
-    let (h, hd) = (t.hidden_size, t.head_dim);
-    let (q, kv) = (t.num_attention_heads * hd, t.num_key_value_heads * hd);
-    let mut out = vec![(
-        "model.embed_tokens.weight".to_string(),
-        vec![t.vocab_size, h],
-    )];
-    for l in 0..t.num_hidden_layers {
+    language_model_shapes(&LanguageModelSizes {
+        vocab: t.vocab_size,
+        hidden: t.hidden_size,
+        intermediate: t.intermediate_size,
+        layers: t.num_hidden_layers,
+        q: t.num_attention_heads * t.head_dim,
+        kv: t.num_key_value_heads * t.head_dim,
+        tied: t.tie_word_embeddings,
+    })
+}
+
+/// The sizes that set the language model's parameter shapes.
+#[derive(Clone, Copy, Debug)]
+pub struct LanguageModelSizes {
+    pub vocab: usize,
+    pub hidden: usize,
+    pub intermediate: usize,
+    pub layers: usize,
+    /// Query projection width (heads x head size).
+    pub q: usize,
+    /// Key / value projection width (KV heads x head size).
+    pub kv: usize,
+    pub tied: bool,
+}
+
+/// Every language-model tensor (canonical names) with its shape.
+pub fn language_model_shapes(s: &LanguageModelSizes) -> Vec<(String, Vec<usize>)> {
+    let (h, q, kv) = (s.hidden, s.q, s.kv);
+    let mut out = vec![("model.embed_tokens.weight".to_string(), vec![s.vocab, h])];
+    for l in 0..s.layers {
         let p = format!("model.layers.{l}");
         out.push((format!("{p}.input_layernorm.weight"), vec![h]));
         out.push((format!("{p}.post_attention_layernorm.weight"), vec![h]));
@@ -107,9 +130,9 @@ fn text_shapes(t: &TextConfig) -> Vec<(String, Vec<usize>)> {
             ("self_attn.k_proj", kv, h, true),
             ("self_attn.v_proj", kv, h, true),
             ("self_attn.o_proj", h, q, false),
-            ("mlp.gate_proj", t.intermediate_size, h, false),
-            ("mlp.up_proj", t.intermediate_size, h, false),
-            ("mlp.down_proj", h, t.intermediate_size, false),
+            ("mlp.gate_proj", s.intermediate, h, false),
+            ("mlp.up_proj", s.intermediate, h, false),
+            ("mlp.down_proj", h, s.intermediate, false),
         ] {
             out.push((format!("{p}.{name}.weight"), vec![o, i]));
             if bias {
@@ -118,8 +141,8 @@ fn text_shapes(t: &TextConfig) -> Vec<(String, Vec<usize>)> {
         }
     }
     out.push(("model.norm.weight".into(), vec![h]));
-    if !t.tie_word_embeddings {
-        out.push(("lm_head.weight".into(), vec![t.vocab_size, h]));
+    if !s.tied {
+        out.push(("lm_head.weight".into(), vec![s.vocab, h]));
     }
     out
 }

@@ -31,8 +31,8 @@ use candle_core::{DType, Device, Tensor, Var};
 use crate::dist::ProcessGroup;
 use crate::error::{Result, TrainError};
 use crate::optim::{
-    accumulate, clip_coefficient, composed_update, decays, grad_norm, save_state, sum_of_squares,
-    AdamW, AdamWConfig, Grads,
+    accumulate, clip_coefficient, composed_update, decays, grad_norm, sum_of_squares, AdamW,
+    AdamWConfig, Grads,
 };
 use crate::optim_kernels::{Buffers, Hyper};
 
@@ -242,11 +242,6 @@ impl ShardedAdamW {
             group,
             device,
         })
-    }
-
-    /// Elements of optimiser state this rank holds per kind (master, m, v).
-    pub fn shard_len(&self) -> usize {
-        self.pieces.iter().map(|p| p.len).sum()
     }
 
     fn reduce_scatter(&self, flat: &Tensor) -> Result<Tensor> {
@@ -582,26 +577,10 @@ impl Optimizer {
         }
     }
 
-    /// Saves the state to `path` (see [`Optimizer::state_for_save`]).
-    pub fn save(&self, path: &Path, main: bool) -> Result<()> {
-        match self.state_for_save(main)? {
-            Some(state) => save_state(&state, path),
-            None => Ok(()),
-        }
-    }
-
     pub fn load(&mut self, path: &Path) -> Result<()> {
         match self {
             Optimizer::Replicated(opt, _) => opt.load(path),
             Optimizer::Sharded(s) => s.load(path),
-        }
-    }
-
-    /// Optimiser steps taken.
-    pub fn steps(&self) -> u64 {
-        match self {
-            Optimizer::Replicated(opt, _) => opt.step,
-            Optimizer::Sharded(s) => s.step,
         }
     }
 

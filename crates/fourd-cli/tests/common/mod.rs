@@ -194,3 +194,14 @@ pub fn file_diff(a: &std::path::Path, b: &std::path::Path) -> f32 {
         .map(|(k, t)| max_abs_diff(t, b.get(k).unwrap_or_else(|| panic!("{k} missing"))))
         .fold(0f32, f32::max)
 }
+
+/// The stderr of a command that must fail (`what` names it when it does not).
+#[allow(dead_code)]
+pub fn fails(what: &str, o: &std::process::Output) -> String {
+    assert!(
+        !o.status.success(),
+        "{what} was accepted: {}",
+        String::from_utf8_lossy(&o.stdout)
+    );
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
