@@ -3,6 +3,18 @@
 use candle_core::{DType, Device, Tensor, Var};
 use fourd_model::grad_ops;
 
+/// The largest absolute difference between two float32 tensors.
+fn max_abs(a: &Tensor, b: &Tensor) -> f32 {
+    (a - b)
+        .unwrap()
+        .abs()
+        .unwrap()
+        .max_all()
+        .unwrap()
+        .to_scalar::<f32>()
+        .unwrap()
+}
+
 fn randn(shape: &[usize], seed: u64) -> Tensor {
     // Deterministic pseudo-random values without an RNG dependency.
     let n: usize = shape.iter().product();
@@ -99,23 +111,9 @@ fn forward_values_equal_the_fused_kernels_and_inference_adds_no_graph() {
     let var = Var::from_tensor(&x).unwrap();
     let tracked = grad_ops::rope(var.as_tensor(), &cos, &sin).unwrap();
     assert!(tracked.track_op());
-    let d = (tracked - &plain)
-        .unwrap()
-        .abs()
-        .unwrap()
-        .max_all()
-        .unwrap()
-        .to_scalar::<f32>()
-        .unwrap();
+    let d = max_abs(&tracked, &plain);
     assert_eq!(d, 0.0);
-    let d = (ours - plain)
-        .unwrap()
-        .abs()
-        .unwrap()
-        .max_all()
-        .unwrap()
-        .to_scalar::<f32>()
-        .unwrap();
+    let d = max_abs(&ours, &plain);
     assert_eq!(d, 0.0);
 }
 
@@ -140,14 +138,7 @@ fn frozen_linear_passes_the_input_gradient_only() {
     let xv = Var::from_tensor(&x.to_dtype(DType::F32).unwrap()).unwrap();
     let frozen = grad_ops::frozen_linear(xv.as_tensor(), &layer).unwrap();
     let plain = candle_core::Module::forward(&layer, xv.as_tensor()).unwrap();
-    let diff = (&frozen - &plain)
-        .unwrap()
-        .abs()
-        .unwrap()
-        .max_all()
-        .unwrap()
-        .to_scalar::<f32>()
-        .unwrap();
+    let diff = max_abs(&frozen, &plain);
     assert_eq!(diff, 0.0, "same values");
     let g = frozen.sum_all().unwrap().backward().unwrap();
     assert!(
