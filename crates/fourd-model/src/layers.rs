@@ -97,21 +97,9 @@ impl Module for GatedMlp {
     }
 }
 
-/// softmax(q k^T * scale + mask) v with the softmax in float32. `q`, `k`, `v`: `[..., L, D]`.
-/// `mask`, when given, is additive float32 and broadcasts against the scores.
-pub fn attention(
-    q: &Tensor,
-    k: &Tensor,
-    v: &Tensor,
-    mask: Option<&Tensor>,
-    scale: f64,
-) -> Result<Tensor> {
-    let dtype = q.dtype();
-    let scores = (q.matmul(&k.t()?)? * scale)?.to_dtype(DType::F32)?;
-    let scores = match mask {
-        Some(m) => scores.broadcast_add(m)?,
-        None => scores,
-    };
-    let probs = crate::grad_ops::softmax_last_dim(&scores)?.to_dtype(dtype)?;
-    probs.matmul(v)
+/// softmax(q k^T * scale) v with the softmax in float32. `q`, `k`, `v`: `[..., L, D]`.
+pub fn attention(q: &Tensor, k: &Tensor, v: &Tensor, scale: f64) -> Result<Tensor> {
+    let scores = q.matmul(&k.t()?)?;
+    let probs = crate::attention_softmax::attention_softmax(&scores, None, scale)?;
+    probs.to_dtype(q.dtype())?.matmul(v)
 }

@@ -1,6 +1,7 @@
 //! Qwen2.5-VL on candle, read top-down like the paper's model: configuration, processor, vision
 //! tower, M-RoPE language model, generation.
 
+pub mod attention_softmax;
 pub mod config;
 pub mod device;
 pub mod error;

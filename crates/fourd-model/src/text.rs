@@ -4,6 +4,7 @@
 use candle_core::{DType, Module, Result, Tensor};
 use candle_nn::{Embedding, Linear, VarBuilder};
 
+use crate::attention_softmax::attention_softmax;
 use crate::config::TextConfig;
 use crate::layers::{linear, GatedMlp, RmsNorm};
 use crate::lora::{LoraLinear, TokenRows};
@@ -109,21 +110,12 @@ impl Attention {
             None => (k, v),
         };
         *cache = Some((k.clone(), v.clone()));
-        let t = k.dim(2)?;
         // GQA without copying keys: query heads of one group share a KV head, so fold the group
-        // into the query length.
+        // into the query length (the mask's row for query row i is i % s).
         let rep = self.num_heads / self.num_kv_heads;
         let q = q.reshape((b, self.num_kv_heads, rep * s, self.head_dim))?;
         let scale = 1.0 / (self.head_dim as f64).sqrt();
-        let scores = (q.matmul(&k.t()?)? * scale)?.to_dtype(DType::F32)?;
-        let scores = match mask {
-            Some(m) => scores
-                .reshape((b, self.num_kv_heads, rep, s, t))?
-                .broadcast_add(&m.unsqueeze(2)?)?
-                .reshape((b, self.num_kv_heads, rep * s, t))?,
-            None => scores,
-        };
-        let probs = crate::grad_ops::softmax_last_dim(&scores)?.to_dtype(v.dtype())?;
+        let probs = attention_softmax(&q.matmul(&k.t()?)?, mask, scale)?.to_dtype(v.dtype())?;
         let o = probs
             .matmul(&v)?
             .reshape((b, self.num_heads, s, self.head_dim))?;

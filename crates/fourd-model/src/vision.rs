@@ -149,7 +149,7 @@ impl VisionAttention {
                         .transpose(0, 1)?
                         .contiguous()
                 };
-                let o = attention(&seg(&q)?, &seg(&k)?, &seg(&v)?, None, scale)?;
+                let o = attention(&seg(&q)?, &seg(&k)?, &seg(&v)?, scale)?;
                 outs.push(o.transpose(0, 1)?.reshape((
                     self.num_heads,
                     count * len,

@@ -156,3 +156,87 @@ fn frozen_linear_passes_the_input_gradient_only() {
         .unwrap();
     assert!(dx < 1e-6, "input gradients differ by {dx}");
 }
+
+/// A causal mask `[b, 1, s, t]` (`t - s` cached keys) with the first key of batch item 1 padded.
+fn causal_mask(b: usize, s: usize, t: usize, dtype: DType) -> Tensor {
+    let mut data = Vec::new();
+    for bi in 0..b {
+        for i in 0..s {
+            for j in 0..t {
+                let visible = j <= t - s + i && !(bi == 1 && j == 0);
+                data.push(if visible { 0f64 } else { f32::MIN as f64 });
+            }
+        }
+    }
+    Tensor::from_vec(data, (b, 1, s, t), &Device::Cpu)
+        .unwrap()
+        .to_dtype(dtype)
+        .unwrap()
+}
+
+/// The same softmax from candle's own ops: scale, the mask broadcast over the heads folded into
+/// the query length, then softmax.
+fn composed_attention_softmax(scores: &Tensor, mask: &Tensor, scale: f64) -> Tensor {
+    let (b, n, q, t) = scores.dims4().unwrap();
+    let s = mask.dim(2).unwrap();
+    let z = (scores * scale)
+        .unwrap()
+        .reshape((b, n, q / s, s, t))
+        .unwrap()
+        .broadcast_add(&mask.unsqueeze(2).unwrap())
+        .unwrap()
+        .reshape((b, n, q, t))
+        .unwrap();
+    candle_nn::ops::softmax_last_dim(&z).unwrap()
+}
+
+#[test]
+fn attention_softmax_backward_matches_finite_differences() {
+    // Two KV heads with two query heads each folded into the query length (q = 2 * s).
+    let scores = randn(&[2, 2, 6, 5], 13);
+    let mask = causal_mask(2, 3, 5, DType::F64);
+    let f = |ts: &[Tensor]| {
+        fourd_model::attention_softmax::attention_softmax(&ts[0], Some(&mask), 0.7).unwrap()
+    };
+    assert!(check(&f, std::slice::from_ref(&scores), 0, 14) < 1e-7);
+    let unmasked = |ts: &[Tensor]| {
+        fourd_model::attention_softmax::attention_softmax(&ts[0], None, 0.7).unwrap()
+    };
+    assert!(check(&unmasked, &[scores], 0, 15) < 1e-7);
+}
+
+/// Float32 on the CPU: the fused kernel against candle's composed ops, masked scores exactly 0
+/// (as `exp` gives them), and no graph at inference.
+#[test]
+fn attention_softmax_equals_the_composed_ops() {
+    let scores = (randn(&[2, 2, 6, 5], 16) * 40.0)
+        .unwrap()
+        .to_dtype(DType::F32)
+        .unwrap();
+    let mask = causal_mask(2, 3, 5, DType::F32);
+    let ours =
+        fourd_model::attention_softmax::attention_softmax(&scores, Some(&mask), 0.125).unwrap();
+    assert!(!ours.track_op(), "inference must not build a graph");
+    let reference = composed_attention_softmax(&scores, &mask, 0.125);
+    let d = max_abs(&ours, &reference);
+    assert!(d < 1e-6, "largest difference {d}");
+    let probs: Vec<f32> = ours.flatten_all().unwrap().to_vec1().unwrap();
+    let masked: Vec<f32> = (mask.unsqueeze(2).unwrap())
+        .broadcast_as((2, 2, 2, 3, 5))
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .to_vec1()
+        .unwrap();
+    assert_eq!(probs.len(), masked.len());
+    for (p, m) in probs.iter().zip(&masked) {
+        if *m < 0.0 {
+            assert_eq!(*p, 0.0);
+        }
+    }
+    // Without a mask, over any leading shape.
+    let flat = scores.reshape((4, 6, 5)).unwrap();
+    let ours = fourd_model::attention_softmax::attention_softmax(&flat, None, 0.125).unwrap();
+    let reference = candle_nn::ops::softmax_last_dim(&(&flat * 0.125).unwrap()).unwrap();
+    assert!(max_abs(&ours, &reference) < 1e-6);
+}
