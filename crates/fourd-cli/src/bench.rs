@@ -11,6 +11,7 @@ use clap::{Args, Subcommand};
 use fourd_model::generation::{generate, GenerationConfig, Sampling};
 use fourd_model::inputs::PromptInput;
 use fourd_model::processor::load_image;
+use fourd_model::text::LogitRows;
 use fourd_model::tokenizer::{Content, Message};
 use fourd_model::ModelBundle;
 use fourd_train::optim::{clip_coefficient, grad_norm, AdamW, AdamWConfig, Grads};
@@ -991,7 +992,9 @@ fn bench_model(a: BenchModelArgs) -> Result<()> {
     let prefill_once = || -> Result<f64> {
         let mut cache = pipe.model.new_cache();
         let s = Instant::now();
-        let out = pipe.model.prefill(&inputs, &params, &mut cache, true)?;
+        let out = pipe
+            .model
+            .prefill(&inputs, &params, &mut cache, &LogitRows::Last)?;
         out.output.logits.to_vec3::<f32>()?; // wait for the device
         Ok(s.elapsed().as_secs_f64())
     };

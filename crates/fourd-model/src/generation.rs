@@ -15,7 +15,7 @@ use crate::error::{ModelError, Result};
 use crate::inputs::ModelInputs;
 use crate::model::Qwen25VL;
 use crate::mrope::RopeIndexParams;
-use crate::text::KvCache;
+use crate::text::{KvCache, LogitRows};
 
 /// How the next token is chosen. Applied in transformers' order: repetition penalty,
 /// temperature, top-k, top-p.
@@ -361,7 +361,7 @@ impl<'m> DecodeBatch<'m> {
         }
         let model = self.model;
         let mut cache = model.new_cache();
-        let prefill = model.prefill(inputs, params, &mut cache, true)?;
+        let prefill = model.prefill(inputs, params, &mut cache, &LogitRows::Last)?;
         let mut logits = prefill.output.logits.narrow(1, 0, 1)?.squeeze(1)?;
         let mut hidden = last_hidden(&prefill.output.hidden)?;
         let mut finished = Vec::new();

@@ -78,21 +78,91 @@ pub fn softmax_last_dim(x: &Tensor) -> Result<Tensor> {
     )
 }
 
-/// `x Wᵀ + b` through a frozen linear layer (a weight outside autograd, as LoRA's base): the
-/// gradient flows to `x` only. candle's matmul backward forms the weight's gradient whether or
-/// not anything needs it: a weight-sized matmul and buffer per layer and step, for nothing.
-pub fn frozen_linear(x: &Tensor, layer: &candle_nn::Linear) -> Result<Tensor> {
+/// `x Wᵀ + b` under autograd.
+///
+/// candle's `Linear` builds a reshape, a transpose and a matmul node per call, and its backward
+/// fills and adds a zero gradient for each: two activation-sized and two weight-sized passes, one
+/// of the latter strided, per layer and step, beside the two matmuls. On the CPU this is one op:
+/// forward one matmul on the weight's transposed view; backward `dx = g W` and, only for a weight
+/// under autograd, `dW = gᵀ x`. A frozen weight (LoRA's base) forms no gradient at all: candle's
+/// matmul backward would form it whether or not anything needs it, a weight-sized matmul and
+/// buffer per layer and step for nothing. The bias, when there is one, is added as before.
+///
+/// Without autograd (inference) this is `Linear::forward`. On other devices a frozen weight
+/// still forms no gradient; a trained one runs candle's ops.
+pub fn linear(x: &Tensor, layer: &candle_nn::Linear) -> Result<Tensor> {
     use candle_core::Module;
-    let y = layer.forward(&x.detach())?;
-    if !x.track_op() {
-        return Ok(y);
+    let w = layer.weight();
+    if !x.track_op() && !w.track_op() {
+        return layer.forward(x);
     }
-    x.apply_op2_arc(
-        &y.detach(),
-        std::sync::Arc::new(Box::new(AttachGrad(Backward::FrozenLinear {
-            w: layer.weight().detach(),
-        }))),
-    )
+    if !x.device().is_cpu() {
+        if w.track_op() {
+            return layer.forward(x);
+        }
+        let y = layer.forward(&x.detach())?;
+        return x.apply_op2_arc(
+            &y.detach(),
+            std::sync::Arc::new(Box::new(AttachGrad(Backward::FrozenLinear {
+                w: w.detach(),
+            }))),
+        );
+    }
+    let y = x.contiguous()?.apply_op2_arc(w, std::sync::Arc::new(Box::new(LinearNoBias)))?;
+    match layer.bias() {
+        Some(b) => y.broadcast_add(b),
+        None => Ok(y),
+    }
+}
+
+/// `x Wᵀ` (CPU): arguments `x` `[..., k]` (contiguous) and `W` `[n, k]`.
+struct LinearNoBias;
+
+impl CustomOp2 for LinearNoBias {
+    fn name(&self) -> &'static str {
+        "linear"
+    }
+
+    fn cpu_fwd(
+        &self,
+        x: &CpuStorage,
+        lx: &Layout,
+        w: &CpuStorage,
+        lw: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let (&[n, k], Some(&xk)) = (lw.dims(), lx.dims().last()) else {
+            candle_core::bail!("linear: weight {:?}, input {:?}", lw.dims(), lx.dims())
+        };
+        if xk != k || !lx.is_contiguous() {
+            candle_core::bail!("linear: input {:?} against weight [{n}, {k}]", lx.dims());
+        }
+        let m = lx.shape().elem_count() / k;
+        let rows = Layout::contiguous_with_offset((m, k), lx.start_offset());
+        let y = x.matmul(w, (1, m, n, k), &rows, &lw.transpose(0, 1)?)?;
+        let mut dims = lx.dims().to_vec();
+        *dims.last_mut().expect("input has a last dimension") = n;
+        Ok((y, Shape::from_dims(&dims)))
+    }
+
+    fn bwd(
+        &self,
+        x: &Tensor,
+        w: &Tensor,
+        _: &Tensor,
+        grad: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>)> {
+        let (n, k) = w.dims2()?;
+        let g = grad.contiguous()?.reshape(((), n))?;
+        let dx = match x.track_op() {
+            true => Some(g.matmul(&w.detach())?.reshape(x.dims())?),
+            false => None,
+        };
+        let dw = match w.track_op() {
+            true => Some(g.t()?.matmul(&x.detach().reshape(((), k))?)?),
+            false => None,
+        };
+        Ok((dx, dw))
+    }
 }
 
 enum Backward {

@@ -351,11 +351,7 @@ impl LoraLinear {
 
 impl Module for LoraLinear {
     fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
-        // A frozen weight (LoRA's base) under autograd: only the input's gradient is formed.
-        let y = match x.track_op() && !self.base.weight().track_op() {
-            true => crate::grad_ops::frozen_linear(x, &self.base)?,
-            false => self.base.forward(x)?,
-        };
+        let y = crate::grad_ops::linear(x, &self.base)?;
         let Some(l) = &self.lora else { return Ok(y) };
         let mut xin = x.to_dtype(l.a.dtype())?;
         if let Some(d) = &self.dropout {
@@ -363,9 +359,9 @@ impl Module for LoraLinear {
                 xin = candle_nn::ops::dropout(&xin, d.p)?;
             }
         }
-        let down = Linear::new(l.a.clone(), None).forward(&xin)?;
+        let down = crate::grad_ops::linear(&xin, &Linear::new(l.a.clone(), None))?;
         // The scale goes on B ([out, r]), not on the output ([tokens, out]): one small multiply.
-        let up = Linear::new((&l.b * l.scale)?, None).forward(&down)?;
+        let up = crate::grad_ops::linear(&down, &Linear::new((&l.b * l.scale)?, None))?;
         (y.to_dtype(up.dtype())? + up)?.to_dtype(y.dtype())
     }
 }

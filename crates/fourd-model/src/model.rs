@@ -11,7 +11,7 @@ use crate::error::{ModelError, Result};
 use crate::inputs::{ModelInputs, Processor};
 use crate::mrope::{batch_rope_index, BatchPositions, RopeIndexParams};
 use crate::processor::ImageProcessor;
-use crate::text::{attention_mask, KvCache, TextModel, TextOutput};
+use crate::text::{attention_mask, KvCache, LogitRows, TextModel, TextOutput};
 use crate::tokenizer::QwenTokenizer;
 use crate::vision::VisionTower;
 use crate::weights::CheckpointWeights;
@@ -237,7 +237,7 @@ impl Qwen25VL {
         inputs: &ModelInputs,
         params: &RopeIndexParams,
         cache: &mut KvCache,
-        logits_last_only: bool,
+        logit_rows: &LogitRows,
     ) -> Result<PrefillOutput> {
         let image_embeds = match ModelInputs::pixel_tensor(&inputs.images, &self.device)? {
             Some(px) => Some(self.encode_vision(&px, &inputs.image_grids())?),
@@ -260,7 +260,7 @@ impl Qwen25VL {
             &positions.position_ids,
             &inputs.attention_mask,
             cache,
-            logits_last_only,
+            logit_rows,
         )?;
         Ok(PrefillOutput {
             output,
@@ -278,7 +278,7 @@ impl Qwen25VL {
         position_ids: &[Vec<Vec<i64>>],
         key_mask: &[Vec<u8>],
         cache: &mut KvCache,
-        logits_last_only: bool,
+        logit_rows: &LogitRows,
     ) -> Result<TextOutput> {
         let (_, s, _) = embeds.dims3()?;
         let (cos, sin) = self.text.mrope.cos_sin(position_ids, &self.device)?;
@@ -290,7 +290,7 @@ impl Qwen25VL {
         };
         Ok(self
             .text
-            .forward(embeds, &cos, &sin, mask.as_ref(), cache, logits_last_only)?)
+            .forward(embeds, &cos, &sin, mask.as_ref(), cache, logit_rows)?)
     }
 
     /// One decoding step: one new input embedding per row at text position `positions[row]` (the
@@ -304,7 +304,7 @@ impl Qwen25VL {
     ) -> Result<TextOutput> {
         let pos: Vec<Vec<i64>> = positions.iter().map(|&p| vec![p]).collect();
         let position_ids = vec![pos.clone(), pos.clone(), pos];
-        self.forward_embeds(embeds, &position_ids, key_mask, cache, true)
+        self.forward_embeds(embeds, &position_ids, key_mask, cache, &LogitRows::Last)
     }
 
     pub fn new_cache(&self) -> KvCache {

@@ -284,10 +284,21 @@ impl candle_core::CustomOp2 for RecomputeLayer {
     }
 }
 
+/// The positions a forward pass projects onto the vocabulary. The projection is the widest matmul
+/// of the model (151,936 columns for Qwen2.5-VL), so decoding wants the last position only and
+/// training the positions its labels are predicted from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum LogitRows {
+    All,
+    Last,
+    /// Positions `start..end`: logit row `i` is position `start + i`.
+    Span(std::ops::Range<usize>),
+}
+
 /// What one forward pass returns: logits and the final-norm hidden states (latent imagery feeds
 /// the latter back as input embeddings).
 pub struct TextOutput {
-    /// `[batch, seq or 1, vocab]` (float32).
+    /// `[batch, rows, vocab]` (float32), the rows [`LogitRows`] asked for.
     pub logits: Tensor,
     /// `[batch, seq, hidden]` after the final RMSNorm.
     pub hidden: Tensor,
@@ -420,7 +431,7 @@ impl TextModel {
     /// `cos`/`sin`: M-RoPE tables `[batch, seq, head_dim/2]`. `mask`: additive float32
     /// `[batch, 1, seq, cached + seq]`, or `None` when every row is unpadded and `seq == 1` or the
     /// cache is empty and causality alone applies (then a causal mask is built here).
-    /// `logits_last_only` skips the vocabulary projection for all but the last position.
+    /// `logit_rows`: the positions projected onto the vocabulary.
     pub fn forward(
         &self,
         embeds: &Tensor,
@@ -428,7 +439,7 @@ impl TextModel {
         sin: &Tensor,
         mask: Option<&Tensor>,
         cache: &mut KvCache,
-        logits_last_only: bool,
+        logit_rows: &LogitRows,
     ) -> Result<TextOutput> {
         let dtype = embeds.dtype();
         let (cos, sin) = (cos.to_dtype(dtype)?, sin.to_dtype(dtype)?);
@@ -458,11 +469,10 @@ impl TextModel {
             };
         }
         let hidden = self.norm.forward(&x)?;
-        let for_logits = if logits_last_only {
-            let s = hidden.dim(1)?;
-            hidden.narrow(1, s - 1, 1)?
-        } else {
-            hidden.clone()
+        let for_logits = match logit_rows {
+            LogitRows::All => hidden.clone(),
+            LogitRows::Last => hidden.narrow(1, hidden.dim(1)? - 1, 1)?,
+            LogitRows::Span(r) => hidden.narrow(1, r.start, r.len())?,
         };
         let mut logits = self.lm_head.forward(&for_logits)?;
         if let Some(rows) = self.head_rows() {

@@ -41,7 +41,7 @@ fn logits(model: &Qwen25VL, ids: &[u32]) -> Tensor {
             &positions,
             &[vec![1; ids.len()]],
             &mut cache,
-            false,
+            &fourd_model::text::LogitRows::All,
         )
         .expect("forward")
         .logits

@@ -8,6 +8,7 @@ use candle_core::{DType, Device, IndexOp};
 use common::{max_abs_diff, Case};
 use fourd_model::generation::{generate, GenerationConfig, Sampling};
 use fourd_model::inputs::ModelInputs;
+use fourd_model::text::LogitRows;
 use fourd_model::{ModelBundle, RopeIndexStyle};
 
 const TOL: f32 = 1e-4;
@@ -138,7 +139,7 @@ fn check_case_with(name: &str, model: Option<&str>) {
 
     // LLM prefill: logits and final-norm hidden states at real (unpadded) positions.
     let mut cache = model.new_cache();
-    let pre = model.prefill(&inputs, &params, &mut cache, false).unwrap();
+    let pre = model.prefill(&inputs, &params, &mut cache, &LogitRows::All).unwrap();
     let (mut err_l, mut err_h) = (0f32, 0f32);
     for (row, m) in inputs.attention_mask.iter().enumerate() {
         let first = m.iter().position(|&x| x == 1).unwrap();
@@ -272,7 +273,7 @@ fn half_precision_compute_is_close() {
         let mut cache = pipe.model.new_cache();
         let pre = pipe
             .model
-            .prefill(&inputs, &pipe.rope_params(), &mut cache, false)
+            .prefill(&inputs, &pipe.rope_params(), &mut cache, &LogitRows::All)
             .unwrap();
         let err = max_abs_diff(&pre.output.logits, case.t("logits"));
         let scale = case

@@ -17,6 +17,7 @@ use candle_nn::VarBuilder;
 use common::{latent_fixtures, max_abs_diff, Case};
 use fourd_model::generation::{generate, GenerationConfig, LatentTokens, Sampling, SequenceOutput};
 use fourd_model::inputs::PromptInput;
+use fourd_model::text::LogitRows;
 use fourd_model::tokenizer::{Content, Message};
 use fourd_model::weights::{CheckpointWeights, KeyLayout};
 use fourd_model::{ModelBundle, Qwen25VL};
@@ -171,7 +172,7 @@ fn the_released_layout_gives_the_latent_fixture_logits() {
             let mut cache = pipe.model.new_cache();
             let out = pipe
                 .model
-                .prefill(&inputs, &pipe.rope_params(), &mut cache, false)
+                .prefill(&inputs, &pipe.rope_params(), &mut cache, &LogitRows::All)
                 .unwrap();
             logits.push(out.output.logits);
         }
@@ -272,7 +273,7 @@ fn the_released_layout_runs_in_bf16() {
         let mut cache = p.model.new_cache();
         let out = p
             .model
-            .prefill(&inputs, &p.rope_params(), &mut cache, true)
+            .prefill(&inputs, &p.rope_params(), &mut cache, &LogitRows::Last)
             .unwrap();
         last.push(out.output.logits.i((0, 0)).unwrap());
     }

@@ -17,6 +17,7 @@ use candle_core::{DType, Tensor, D};
 use fourd_model::generation::{LatentTokens, TokenKind};
 use fourd_model::mrope::{batch_rope_index, RopeIndexParams, VisionItem};
 use fourd_model::processor::VisualPatches;
+use fourd_model::text::LogitRows;
 use fourd_model::Qwen25VL;
 
 use crate::error::{Result, TrainError};
@@ -94,13 +95,16 @@ pub fn completion_logprobs(
     }];
     let positions = batch_rope_index(&ids, &mask, params, &items)?;
     let mut cache = model.new_cache();
-    let out = model.forward_embeds(&embeds, &positions.position_ids, &mask, &mut cache, false)?;
-    // Position i predicts token i + 1: the completion's tokens come from rows p-1 .. p+c-2.
-    let logits = out
-        .logits
-        .squeeze(0)?
-        .narrow(0, p - 1, c)?
-        .to_dtype(DType::F32)?;
+    // Position i predicts token i + 1: the completion's tokens come from positions p-1 .. p+c-2,
+    // the only ones projected onto the vocabulary.
+    let out = model.forward_embeds(
+        &embeds,
+        &positions.position_ids,
+        &mask,
+        &mut cache,
+        &LogitRows::Span(p - 1..p - 1 + c),
+    )?;
+    let logits = out.logits.squeeze(0)?.to_dtype(DType::F32)?;
     let logits = if (temperature - 1.0).abs() > 1e-12 {
         (logits / temperature)?
     } else {

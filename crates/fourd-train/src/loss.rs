@@ -11,6 +11,7 @@ use fourd_model::generation::LatentTokens;
 use fourd_model::inputs::ModelInputs;
 use fourd_model::mrope::batch_rope_index;
 use fourd_model::mrope::VisionItem;
+use fourd_model::text::LogitRows;
 use fourd_model::Qwen25VL;
 
 use crate::dift_data::DiftExample;
@@ -128,10 +129,8 @@ pub fn dift_loss(
         second_per_grid: ex.second_per_grid,
     }];
     let positions = batch_rope_index(&ids, &mask, params, &items)?;
-    let mut cache = model.new_cache();
-    let out = model.forward_embeds(&embeds, &positions.position_ids, &mask, &mut cache, false)?;
-
-    // Cross-entropy: position i predicts label i + 1.
+    // Cross-entropy: position i predicts label i + 1. Only the span of positions that predict a
+    // label is projected onto the vocabulary.
     let (pred_rows, targets): (Vec<u32>, Vec<u32>) = ex
         .labels
         .iter()
@@ -139,15 +138,24 @@ pub fn dift_loss(
         .skip(1)
         .filter_map(|(i, l)| l.map(|t| ((i - 1) as u32, t)))
         .unzip();
-    if targets.is_empty() {
+    let (Some(&first), Some(&last)) = (pred_rows.first(), pred_rows.last()) else {
         return Err(TrainError::Config(format!(
             "example {} has no target tokens",
             ex.id
         )));
-    }
+    };
+    let mut cache = model.new_cache();
+    let span = first as usize..last as usize + 1;
+    let out = model.forward_embeds(
+        &embeds,
+        &positions.position_ids,
+        &mask,
+        &mut cache,
+        &LogitRows::Span(span),
+    )?;
     let logits = out.logits.squeeze(0)?.to_dtype(DType::F32)?;
-    let rows = Tensor::new(pred_rows.as_slice(), device)?;
-    let picked = logits.index_select(&rows, 0)?;
+    let in_span: Vec<u32> = pred_rows.iter().map(|r| r - first).collect();
+    let picked = logits.index_select(&Tensor::new(in_span.as_slice(), device)?, 0)?;
     let target_t = Tensor::new(targets.as_slice(), device)?;
     let mut ce = candle_nn::loss::cross_entropy(&picked, &target_t)?;
     let plain_ce = ce.to_scalar::<f32>()?;
