@@ -52,6 +52,19 @@ pub(crate) enum Command {
     Serve(serve_cmd::ServeArgs),
 }
 
+/// candle runs its CPU element-wise ops on a second pool of threads beside the rayon pool its
+/// matmul and our kernels use, and that pool's idle workers spin before they sleep: with both
+/// pools sized to the cores, the spinning took cores from the matmul. One thread for that pool
+/// (element-wise ops run on the calling thread) made a CPU training step 12 to 15% faster on 2
+/// cores and left inference unchanged (docs/performance.md). A user's own `CANDLE_NUM_THREADS`
+/// is left alone.
+fn one_pool_of_cpu_threads() {
+    if std::env::var_os("CANDLE_NUM_THREADS").is_none() {
+        // Before any thread starts: nothing reads the environment concurrently.
+        std::env::set_var("CANDLE_NUM_THREADS", "1");
+    }
+}
+
 /// glibc's allocator gives blocks over 128 KiB their own mappings and returns them to the kernel
 /// when freed, so every step's tensors came from fresh pages that the kernel zeroes on first
 /// touch: a fifth of a CPU training step (docs/performance.md). Blocks up to 32 MiB (glibc's
@@ -78,6 +91,7 @@ fn keep_freed_memory() {}
 
 fn main() {
     keep_freed_memory();
+    one_pool_of_cpu_threads();
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),

@@ -108,7 +108,9 @@ pub fn linear(x: &Tensor, layer: &candle_nn::Linear) -> Result<Tensor> {
             }))),
         );
     }
-    let y = x.contiguous()?.apply_op2_arc(w, std::sync::Arc::new(Box::new(LinearNoBias)))?;
+    let y = x
+        .contiguous()?
+        .apply_op2_arc(w, std::sync::Arc::new(Box::new(LinearNoBias)))?;
     match layer.bias() {
         Some(b) => y.broadcast_add(b),
         None => Ok(y),

@@ -50,7 +50,24 @@ pub fn linear(in_dim: usize, out_dim: usize, bias: bool, vb: VarBuilder) -> Resu
     } else {
         candle_nn::linear_no_bias(in_dim, out_dim, vb)?
     };
-    Ok(LoraLinear::new(name, base))
+    let weight = laid_out_for_cpu_matmul(base.weight().clone())?;
+    Ok(LoraLinear::new(
+        name,
+        candle_nn::Linear::new(weight, base.bias().cloned()),
+    ))
+}
+
+/// A frozen weight `[out, in]` on the CPU, as the transposed view of a contiguous `[in, out]`
+/// copy: same shape and values, but `weight.t()`, which the layer multiplies by, is contiguous.
+/// gemm packs a transposed right-hand side with strided loads: multiplying by the view took 16
+/// to 35% longer than by a contiguous matrix at the bench model's sizes (docs/performance.md).
+/// Weights being trained (variables) and other devices keep their layout.
+fn laid_out_for_cpu_matmul(w: Tensor) -> Result<Tensor> {
+    if w.device().is_cpu() && !w.track_op() && w.rank() == 2 {
+        w.t()?.contiguous()?.t()
+    } else {
+        Ok(w)
+    }
 }
 
 /// `down(silu(gate(x)) * up(x))`: the gated MLP of both towers (biases in the vision tower only).
@@ -92,8 +109,8 @@ impl GatedMlp {
 
 impl Module for GatedMlp {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let gate = candle_nn::ops::silu(&self.gate_proj.forward(x)?)?;
-        self.down_proj.forward(&(gate * self.up_proj.forward(x)?)?)
+        let gated = crate::swiglu::swiglu(&self.gate_proj.forward(x)?, &self.up_proj.forward(x)?)?;
+        self.down_proj.forward(&gated)
     }
 }
 

@@ -3,6 +3,7 @@
 
 pub mod attention_softmax;
 pub mod config;
+mod cpu_math;
 pub mod device;
 pub mod error;
 pub mod generation;
@@ -15,6 +16,7 @@ pub mod model;
 pub mod mrope;
 pub mod peft;
 pub mod processor;
+pub mod swiglu;
 pub mod text;
 pub mod tokenizer;
 pub mod vision;

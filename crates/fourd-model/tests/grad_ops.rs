@@ -120,7 +120,7 @@ fn forward_values_equal_the_fused_kernels_and_inference_adds_no_graph() {
 /// A frozen weight gets no gradient (none is formed) and the input's gradient is the plain
 /// linear layer's, which also checks it against finite differences.
 #[test]
-fn frozen_linear_passes_the_input_gradient_only() {
+fn linear_with_a_frozen_weight_passes_the_input_gradient_only() {
     let w = randn(&[5, 4], 11);
     let b = randn(&[5], 12);
     let (w32, b32) = (
@@ -130,13 +130,13 @@ fn frozen_linear_passes_the_input_gradient_only() {
     let layer = candle_nn::Linear::new(w32.clone(), Some(b32));
     let f = |xs: &[Tensor]| -> Tensor {
         let lin = candle_nn::Linear::new(xs[1].clone(), Some(xs[2].clone()));
-        grad_ops::frozen_linear(&xs[0], &lin).unwrap()
+        grad_ops::linear(&xs[0], &lin).unwrap()
     };
     let x = randn(&[2, 3, 4], 13);
     let err = check(&f, &[x.clone(), w.clone(), b.clone()], 0, 14);
-    assert!(err < 1e-6, "relative error {err}");
+    assert!(err < 1e-6, "input gradient error {err}");
     let xv = Var::from_tensor(&x.to_dtype(DType::F32).unwrap()).unwrap();
-    let frozen = grad_ops::frozen_linear(xv.as_tensor(), &layer).unwrap();
+    let frozen = grad_ops::linear(xv.as_tensor(), &layer).unwrap();
     let plain = candle_core::Module::forward(&layer, xv.as_tensor()).unwrap();
     let diff = max_abs(&frozen, &plain);
     assert_eq!(diff, 0.0, "same values");
@@ -146,15 +146,44 @@ fn frozen_linear_passes_the_input_gradient_only() {
         "no gradient is formed for the frozen weight"
     );
     let gp = plain.sum_all().unwrap().backward().unwrap();
-    let dx = (g.get(xv.as_tensor()).unwrap() - gp.get(xv.as_tensor()).unwrap())
+    let dx = max_abs(
+        g.get(xv.as_tensor()).unwrap(),
+        gp.get(xv.as_tensor()).unwrap(),
+    );
+    assert!(dx < 1e-6, "input gradients differ by {dx}");
+}
+
+/// A trained weight and bias: values as candle's `Linear`, all three gradients against finite
+/// differences.
+#[test]
+fn linear_backward_matches_finite_differences() {
+    let x = randn(&[2, 3, 4], 22);
+    let w = randn(&[5, 4], 23);
+    let b = randn(&[5], 24);
+    let f = |ts: &[Tensor]| -> Tensor {
+        let lin = candle_nn::Linear::new(ts[1].clone(), Some(ts[2].clone()));
+        grad_ops::linear(&ts[0], &lin).unwrap()
+    };
+    let inputs = [x, w, b];
+    for which in 0..3 {
+        let err = check(&f, &inputs, which, 25);
+        assert!(err < 1e-7, "argument {which}: error {err}");
+    }
+    let lin = candle_nn::Linear::new(inputs[1].clone(), Some(inputs[2].clone()));
+    let wv = Var::from_tensor(&inputs[1]).unwrap();
+    let tracked = candle_nn::Linear::new(wv.as_tensor().clone(), Some(inputs[2].clone()));
+    let ours = grad_ops::linear(&inputs[0], &tracked).unwrap();
+    let plain = candle_core::Module::forward(&lin, &inputs[0]).unwrap();
+    assert!(ours.track_op());
+    let d = (ours - plain)
         .unwrap()
         .abs()
         .unwrap()
         .max_all()
         .unwrap()
-        .to_scalar::<f32>()
+        .to_scalar::<f64>()
         .unwrap();
-    assert!(dx < 1e-6, "input gradients differ by {dx}");
+    assert!(d < 1e-12, "values differ by {d}");
 }
 
 /// A causal mask `[b, 1, s, t]` (`t - s` cached keys) with the first key of batch item 1 padded.
@@ -239,4 +268,41 @@ fn attention_softmax_equals_the_composed_ops() {
     let ours = fourd_model::attention_softmax::attention_softmax(&flat, None, 0.125).unwrap();
     let reference = candle_nn::ops::softmax_last_dim(&(&flat * 0.125).unwrap()).unwrap();
     assert!(max_abs(&ours, &reference) < 1e-6);
+}
+
+#[test]
+fn swiglu_backward_matches_finite_differences() {
+    // Large magnitudes reach both branches of the sigmoid and its saturated ends.
+    let gate = (randn(&[3, 7], 17) * 6.0).unwrap();
+    let up = randn(&[3, 7], 18);
+    let f = |ts: &[Tensor]| fourd_model::swiglu::swiglu(&ts[0], &ts[1]).unwrap();
+    let dg = check(&f, &[gate.clone(), up.clone()], 0, 19);
+    let du = check(&f, &[gate, up], 1, 19);
+    assert!(dg < 1e-7, "d gate error {dg}");
+    assert!(du < 1e-7, "d up error {du}");
+}
+
+/// Float32 on the CPU: the fused kernel against candle's `silu(gate) * up`, no graph at inference.
+#[test]
+fn swiglu_equals_the_composed_ops() {
+    let gate = (randn(&[4, 33], 20) * 30.0)
+        .unwrap()
+        .to_dtype(DType::F32)
+        .unwrap();
+    let up = randn(&[4, 33], 21).to_dtype(DType::F32).unwrap();
+    let ours = fourd_model::swiglu::swiglu(&gate, &up).unwrap();
+    assert!(!ours.track_op(), "inference must not build a graph");
+    let reference = (candle_nn::ops::silu(&gate).unwrap() * &up).unwrap();
+    let scale = reference
+        .abs()
+        .unwrap()
+        .max_all()
+        .unwrap()
+        .to_scalar::<f32>()
+        .unwrap();
+    let d = max_abs(&ours, &reference);
+    assert!(
+        d <= scale * 4e-7,
+        "largest difference {d} (largest value {scale})"
+    );
 }

@@ -139,7 +139,9 @@ fn check_case_with(name: &str, model: Option<&str>) {
 
     // LLM prefill: logits and final-norm hidden states at real (unpadded) positions.
     let mut cache = model.new_cache();
-    let pre = model.prefill(&inputs, &params, &mut cache, &LogitRows::All).unwrap();
+    let pre = model
+        .prefill(&inputs, &params, &mut cache, &LogitRows::All)
+        .unwrap();
     let (mut err_l, mut err_h) = (0f32, 0f32);
     for (row, m) in inputs.attention_mask.iter().enumerate() {
         let first = m.iter().position(|&x| x == 1).unwrap();
