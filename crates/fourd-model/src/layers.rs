@@ -70,6 +70,15 @@ fn laid_out_for_cpu_matmul(w: Tensor) -> Result<Tensor> {
     }
 }
 
+/// Rows `ids` of a weight `[out, in]` in either layout (a frozen CPU weight is the transposed
+/// view of an `[in, out]` matrix, see above), contiguous.
+pub(crate) fn weight_rows(w: &Tensor, ids: &Tensor) -> Result<Tensor> {
+    if !w.is_contiguous() && w.rank() == 2 && w.t()?.is_contiguous() {
+        return w.t()?.index_select(ids, 1)?.t()?.contiguous();
+    }
+    w.contiguous()?.index_select(ids, 0)
+}
+
 /// `down(silu(gate(x)) * up(x))`: the gated MLP of both towers (biases in the vision tower only).
 #[derive(Clone, Debug)]
 pub struct GatedMlp {

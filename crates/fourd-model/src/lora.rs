@@ -204,7 +204,7 @@ impl Adapter {
             let idx = Tensor::new(token_ids, table.device())?;
             Ok(Some(TokenRows {
                 ids: token_ids.to_vec(),
-                values: table.index_select(&idx, 0)?.to_dtype(DType::F32)?,
+                values: crate::layers::weight_rows(table, &idx)?.to_dtype(DType::F32)?,
             }))
         };
         let text = &model.text;
@@ -409,7 +409,7 @@ pub(crate) fn logits_with_rows(
     let dev = hidden.device();
     let idx = Tensor::new(rows.ids.as_slice(), dev)?;
     let values = rows.values.to_dtype(hidden.dtype())?;
-    let base_rows = base_weight.index_select(&idx, 0)?.detach();
+    let base_rows = crate::layers::weight_rows(base_weight, &idx)?.detach();
     let diff = (values - base_rows)?;
     let extra = Linear::new(diff, None)
         .forward(hidden)?
