@@ -12,7 +12,7 @@
 //! Other devices and dtypes (bf16 on a GPU) run the composed ops: their kernels are fused
 //! already or the data is on the device.
 
-use crate::cpu_math::Exponent;
+use crate::cpu_math::{contiguous_slice, Exponent};
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, DType, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
@@ -112,13 +112,6 @@ impl Rows {
     }
 }
 
-fn contiguous<'a, T>(data: &'a [T], l: &Layout) -> Result<&'a [T]> {
-    match l.contiguous_offsets() {
-        Some((a, b)) => Ok(&data[a..b]),
-        None => candle_core::bail!("attention_softmax: input must be contiguous"),
-    }
-}
-
 fn forward_rows<T: Exponent>(scores: &[T], mask: Option<&[T]>, rows: Rows, scale: f64) -> Vec<T> {
     let scale = T::from_f64(scale);
     let mut out = vec![T::zero(); scores.len()];
@@ -155,21 +148,27 @@ impl AttentionSoftmax {
     ) -> Result<(CpuStorage, Shape)> {
         let rows = Rows::of(lx, mask.map(|(_, l)| l.dims()[2]))?;
         let storage = match (x, mask) {
-            (CpuStorage::F32(x), None) => {
-                CpuStorage::F32(forward_rows(contiguous(x, lx)?, None, rows, self.scale))
-            }
-            (CpuStorage::F32(x), Some((CpuStorage::F32(m), lm))) => CpuStorage::F32(forward_rows(
-                contiguous(x, lx)?,
-                Some(contiguous(m, lm)?),
+            (CpuStorage::F32(x), None) => CpuStorage::F32(forward_rows(
+                contiguous_slice(x, lx, "attention_softmax")?,
+                None,
                 rows,
                 self.scale,
             )),
-            (CpuStorage::F64(x), None) => {
-                CpuStorage::F64(forward_rows(contiguous(x, lx)?, None, rows, self.scale))
-            }
+            (CpuStorage::F32(x), Some((CpuStorage::F32(m), lm))) => CpuStorage::F32(forward_rows(
+                contiguous_slice(x, lx, "attention_softmax")?,
+                Some(contiguous_slice(m, lm, "attention_softmax")?),
+                rows,
+                self.scale,
+            )),
+            (CpuStorage::F64(x), None) => CpuStorage::F64(forward_rows(
+                contiguous_slice(x, lx, "attention_softmax")?,
+                None,
+                rows,
+                self.scale,
+            )),
             (CpuStorage::F64(x), Some((CpuStorage::F64(m), lm))) => CpuStorage::F64(forward_rows(
-                contiguous(x, lx)?,
-                Some(contiguous(m, lm)?),
+                contiguous_slice(x, lx, "attention_softmax")?,
+                Some(contiguous_slice(m, lm, "attention_softmax")?),
                 rows,
                 self.scale,
             )),
@@ -255,14 +254,14 @@ impl CustomOp2 for SoftmaxBackward {
         let t = lg.dims().last().copied().unwrap_or(1).max(1);
         let storage = match (g, y) {
             (CpuStorage::F32(g), CpuStorage::F32(y)) => CpuStorage::F32(backward_rows(
-                contiguous(g, lg)?,
-                contiguous(y, ly)?,
+                contiguous_slice(g, lg, "attention_softmax")?,
+                contiguous_slice(y, ly, "attention_softmax")?,
                 t,
                 self.scale,
             )),
             (CpuStorage::F64(g), CpuStorage::F64(y)) => CpuStorage::F64(backward_rows(
-                contiguous(g, lg)?,
-                contiguous(y, ly)?,
+                contiguous_slice(g, lg, "attention_softmax")?,
+                contiguous_slice(y, ly, "attention_softmax")?,
                 t,
                 self.scale,
             )),

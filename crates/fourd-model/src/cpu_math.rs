@@ -2,6 +2,15 @@
 //! an `exp` the compiler can vectorise.
 
 use candle_core::cpu::kernels::VecOps;
+use candle_core::{Layout, Result};
+
+/// A contiguous input's elements; `op` names the kernel in the error.
+pub(crate) fn contiguous_slice<'a, T>(data: &'a [T], l: &Layout, op: &str) -> Result<&'a [T]> {
+    match l.contiguous_offsets() {
+        Some((a, b)) => Ok(&data[a..b]),
+        None => candle_core::bail!("{op}: input must be contiguous"),
+    }
+}
 
 /// `exp` of non-positive arguments (a softmax's `x - max`, a sigmoid's `-|x|`).
 pub(crate) trait Exponent: VecOps + num_traits::Float + candle_core::WithDType {

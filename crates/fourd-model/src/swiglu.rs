@@ -10,7 +10,7 @@
 use candle_core::{CpuStorage, CustomOp2, CustomOp3, DType, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
-use crate::cpu_math::Exponent;
+use crate::cpu_math::{contiguous_slice, Exponent};
 
 /// `silu(gate) * up`, elementwise; gradients flow to both.
 pub fn swiglu(gate: &Tensor, up: &Tensor) -> Result<Tensor> {
@@ -36,13 +36,6 @@ fn sigmoid<T: Exponent>(g: T) -> T {
         one / (one + e)
     } else {
         e / (one + e)
-    }
-}
-
-fn slice<'a, T>(data: &'a [T], l: &Layout) -> Result<&'a [T]> {
-    match l.contiguous_offsets() {
-        Some((a, b)) => Ok(&data[a..b]),
-        None => candle_core::bail!("swiglu: input must be contiguous"),
     }
 }
 
@@ -73,12 +66,14 @@ impl CustomOp2 for SwiGlu {
         lu: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
         let storage = match (g, u) {
-            (CpuStorage::F32(g), CpuStorage::F32(u)) => {
-                CpuStorage::F32(forward(slice(g, lg)?, slice(u, lu)?))
-            }
-            (CpuStorage::F64(g), CpuStorage::F64(u)) => {
-                CpuStorage::F64(forward(slice(g, lg)?, slice(u, lu)?))
-            }
+            (CpuStorage::F32(g), CpuStorage::F32(u)) => CpuStorage::F32(forward(
+                contiguous_slice(g, lg, "swiglu")?,
+                contiguous_slice(u, lu, "swiglu")?,
+            )),
+            (CpuStorage::F64(g), CpuStorage::F64(u)) => CpuStorage::F64(forward(
+                contiguous_slice(g, lg, "swiglu")?,
+                contiguous_slice(u, lu, "swiglu")?,
+            )),
             _ => candle_core::bail!("swiglu: float32 or float64 inputs of one dtype"),
         };
         Ok((storage, lg.shape().clone()))
@@ -136,10 +131,18 @@ impl CustomOp3 for SwiGluBackward {
     ) -> Result<(CpuStorage, Shape)> {
         let storage = match (d, g, u) {
             (CpuStorage::F32(d), CpuStorage::F32(g), CpuStorage::F32(u)) => {
-                CpuStorage::F32(backward(slice(d, ld)?, slice(g, lg)?, slice(u, lu)?))
+                CpuStorage::F32(backward(
+                    contiguous_slice(d, ld, "swiglu")?,
+                    contiguous_slice(g, lg, "swiglu")?,
+                    contiguous_slice(u, lu, "swiglu")?,
+                ))
             }
             (CpuStorage::F64(d), CpuStorage::F64(g), CpuStorage::F64(u)) => {
-                CpuStorage::F64(backward(slice(d, ld)?, slice(g, lg)?, slice(u, lu)?))
+                CpuStorage::F64(backward(
+                    contiguous_slice(d, ld, "swiglu")?,
+                    contiguous_slice(g, lg, "swiglu")?,
+                    contiguous_slice(u, lu, "swiglu")?,
+                ))
             }
             _ => candle_core::bail!("swiglu backward: float32 or float64 inputs of one dtype"),
         };
