@@ -304,3 +304,44 @@ fn tempdir(name: &str) -> PathBuf {
     std::fs::create_dir_all(&d).expect("tempdir");
     d
 }
+
+/// Logits for a span of positions (training's label rows) and for the last one (decoding) are
+/// those rows of the full projection, with an adapter's token rows on `lm_head` too.
+#[test]
+fn logit_rows_are_rows_of_the_full_projection() {
+    use fourd_model::text::LogitRows;
+    let c = cases();
+    let input = ids(&c, "input_ids");
+    let n = input.len();
+    for m in [
+        load("latent/model"),
+        with_adapter("latent/model", &fixtures().join("lora/adapter")),
+    ] {
+        let all = logits(&m, &input);
+        let rows = |which: LogitRows| -> Tensor {
+            let embeds = m
+                .embed_with_features(&[input.clone()], &[])
+                .expect("embeds");
+            let pos: Vec<i64> = (0..n as i64).collect();
+            let mut cache = m.new_cache();
+            m.forward_embeds(
+                &embeds,
+                &vec![vec![pos]; 3],
+                &[vec![1; n]],
+                &mut cache,
+                &which,
+            )
+            .expect("forward")
+            .logits
+            .squeeze(0)
+            .expect("squeeze")
+        };
+        let span = rows(LogitRows::Span(2..n - 1));
+        assert_eq!(span.dims()[0], n - 3);
+        let d = max_abs(&span, &all.narrow(0, 2, n - 3).expect("narrow"));
+        assert!(d < 1e-5, "span differs by {d}");
+        let last = rows(LogitRows::Last);
+        let d = max_abs(&last, &all.narrow(0, n - 1, 1).expect("narrow"));
+        assert!(d < 1e-5, "last row differs by {d}");
+    }
+}
