@@ -320,7 +320,7 @@ fn logit_rows_are_rows_of_the_full_projection() {
         let all = logits(&m, &input);
         let rows = |which: LogitRows| -> Tensor {
             let embeds = m
-                .embed_with_features(&[input.clone()], &[])
+                .embed_with_features(std::slice::from_ref(&input), &[])
                 .expect("embeds");
             let pos: Vec<i64> = (0..n as i64).collect();
             let mut cache = m.new_cache();
