@@ -32,7 +32,7 @@ impl Exponent for f64 {
 /// that calls it, to within one unit in the last place of the exact value (`tests` below).
 ///
 /// Why not `f32::exp`: glibc's `expf` is one scalar call per score, and the masked scores (about
-/// `f32::MIN`) go through its slow underflow path: 16% of a prefill on the CPU. The
+/// `f32::MIN`) go through its slow underflow path: 13% of a prefill on the CPU. The
 /// compiler turns any branch around `exp` into a select and calls it anyway, since it counts
 /// `exp` as free of side effects. PyTorch's CPU softmax likewise uses a vectorised `exp`
 /// (Sleef's), not libm's.
