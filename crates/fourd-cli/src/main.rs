@@ -58,10 +58,20 @@ pub(crate) enum Command {
 /// (element-wise ops run on the calling thread) made a CPU training step 12 to 15% faster on 2
 /// cores and left inference unchanged (docs/performance.md). A user's own `CANDLE_NUM_THREADS`
 /// is left alone.
+///
+/// candle also asks for the thread count at every matmul, and without `RAYON_NUM_THREADS` that
+/// count is the number of physical cores, read from `/proc/cpuinfo` each time (num_cpus does not
+/// cache it): on the demo's tiny model the kernel's formatting of that file was 3-4% of a DIFT
+/// step. The count is therefore computed once, the same way, and kept in `RAYON_NUM_THREADS`,
+/// unless the user set it.
 fn one_pool_of_cpu_threads() {
+    // Before any thread starts: nothing reads the environment concurrently.
     if std::env::var_os("CANDLE_NUM_THREADS").is_none() {
-        // Before any thread starts: nothing reads the environment concurrently.
         std::env::set_var("CANDLE_NUM_THREADS", "1");
+    }
+    if std::env::var_os("RAYON_NUM_THREADS").is_none() {
+        let threads = candle_core::utils::get_num_threads();
+        std::env::set_var("RAYON_NUM_THREADS", threads.to_string());
     }
 }
 
